@@ -1,0 +1,259 @@
+"""The ``bptt`` command line.  Each subcommand parses its options here and calls one module.
+
+Bad input: one line ``error: ...`` on stderr and exit status 2, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+from typing import Any, Callable, Sequence
+
+from ._errors import BPTTError
+from .activations import HIDDEN_ACTIVATIONS, OUTPUT_ACTIVATIONS
+from .engine import PARAM_NAMES
+
+EXIT_BAD_INPUT = 2
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line, not a usage dump."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        raise BPTTError(f"{self.prog}: {message} (see '{self.prog} --help')")
+
+
+def _numbers(text: str, option: str) -> list[float]:
+    """'1,0' -> [1.0, 0.0]; one clear error for anything else."""
+    parts = [p.strip() for p in str(text).split(",")]
+    if not text.strip() or any(p == "" for p in parts):
+        raise BPTTError(f"{option}: {text!r} is not a comma-separated list of numbers; write e.g. {option} 1,0")
+    out = []
+    for p in parts:
+        try:
+            v = float(p)
+        except ValueError:
+            raise BPTTError(f"{option}: {p!r} is not a number; write e.g. {option} 1,0") from None
+        if not math.isfinite(v):
+            raise BPTTError(f"{option}: {p!r} is not finite; every value must be a finite number")
+        out.append(v)
+    return out
+
+
+def _number(text: str, option: str) -> float:
+    vals = _numbers(text, option)
+    if len(vals) != 1:
+        raise BPTTError(f"{option}: expected one number, got {text!r}")
+    return vals[0]
+
+
+def _console():
+    from rich.console import Console
+
+    return Console(highlight=False)
+
+
+def _fmt(v: float, digits: int = 6) -> str:
+    return f"{v:.{digits}g}" if abs(v) >= 1e-4 or v == 0 else f"{v:.{digits}e}"
+
+
+# ------------------------------------------------------------------ model options (shared by grad, explain, seed)
+def add_model_options(p: argparse.ArgumentParser, defaults: bool = True) -> None:
+    """--w --w-x --w-h --b1 --b2 --h0 --x --y and the activation/reduction options."""
+    g = p.add_argument_group("model (the seed's scalar network)")
+    for name in PARAM_NAMES:
+        g.add_argument(f"--{name.replace('_', '-')}", dest=name, default="1", metavar="NUM", help=f"{name} (default 1)")
+    g.add_argument("--h0", default="0", metavar="NUM", help="initial hidden state h_0 (default 0)")
+    g.add_argument("--hidden-activation", default="sigmoid", help=f"one of {', '.join(HIDDEN_ACTIVATIONS)} (default sigmoid)")
+    g.add_argument("--output-activation", default="sigmoid", help=f"one of {', '.join(OUTPUT_ACTIVATIONS)} (default sigmoid)")
+    g.add_argument("--reduction", default="mean", help="mean (Loss = 1/T sum E_t, the seed's) or sum")
+
+
+def model_from_args(args: argparse.Namespace):
+    from .model import RNN
+
+    values = {name: _number(getattr(args, name), f"--{name.replace('_', '-')}") for name in PARAM_NAMES}
+    return RNN.scalar(**values, hidden_activation=args.hidden_activation, output_activation=args.output_activation)
+
+
+def sequence_from_args(args: argparse.Namespace) -> tuple[list[float], list[float], float]:
+    x = _numbers(args.x, "--x")
+    y = _numbers(args.y, "--y")
+    if len(x) != len(y):
+        raise BPTTError(f"--x has {len(x)} steps but --y has {len(y)}; give one target per input step")
+    return x, y, _number(args.h0, "--h0")
+
+
+# ------------------------------------------------------------------ bptt grad
+def _add_grad(sub) -> None:
+    p = sub.add_parser("grad", help="loss and the five gradients for a scalar model and sequence",
+                       description="Loss and exact BPTT gradients of the seed's scalar network.")
+    add_model_options(p)
+    p.add_argument("--x", required=True, metavar="X1,X2,...", help="input sequence, comma-separated")
+    p.add_argument("--y", required=True, metavar="Y1,Y2,...", help="target sequence, comma-separated")
+    p.add_argument("--truncate", type=int, default=None, metavar="K", help="truncated BPTT: each error backpropagates at most K steps")
+    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    p.set_defaults(run=_run_grad)
+
+
+def _run_grad(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    m = model_from_args(args)
+    x, y, h0 = sequence_from_args(args)
+    loss, grads = m.loss_and_grad(np.array(x), np.array(y), h0=h0, reduction=args.reduction, truncate=args.truncate)
+    fwd = m.forward(np.array(x), h0=h0)
+    h = [float(v) for v in fwd.h[:, 0]]
+    y_pred = [float(v) for v in fwd.y_pred[:, 0]]
+    g = {k: float(grads[k].ravel()[0]) for k in PARAM_NAMES}
+    if args.json:
+        print(json.dumps({"loss": loss, "grads": g, "h": h, "y_pred": y_pred}))
+        return 0
+    from rich.table import Table
+
+    con = _console()
+    t = Table(title="forward", title_justify="left")
+    for col in ("t", "x_t", "h_t", "y'_t", "y_t"):
+        t.add_column(col, justify="right")
+    t.add_row("0", "", _fmt(h[0]), "", "")
+    for i in range(len(x)):
+        t.add_row(str(i + 1), _fmt(x[i]), _fmt(h[i + 1]), _fmt(y_pred[i]), _fmt(y[i]))
+    con.print(t)
+    t = Table(title=f"Loss = {_fmt(loss, 10)}  (reduction={args.reduction}"
+              + (f", truncated to {args.truncate} steps" if args.truncate else "") + ")", title_justify="left")
+    t.add_column("θ")
+    t.add_column("dLoss/dθ", justify="right")
+    for k in PARAM_NAMES:
+        t.add_row(k, _fmt(g[k], 10))
+    con.print(t)
+    con.print("dE_t/dy'_t = (y'_t - y_t): the true sign (the seed writes y_t - y'_t).")
+    return 0
+
+
+# ------------------------------------------------------------------ bptt seed
+def _add_seed(sub) -> None:
+    p = sub.add_parser("seed", help="reproduce the seed's worked example and list its errata",
+                       description="Reproduce the seed's worked example (w = w_x = w_h = b1 = b2 = 1, h_0 = 0, x = (1, 0)).")
+    p.add_argument("--y", default=None, metavar="Y1,Y2",
+                   help="targets y_1,y_2 (the seed never states them; default: the targets that best explain its printed gradients)")
+    p.set_defaults(run=_run_seed)
+
+
+def _run_seed(args: argparse.Namespace) -> int:
+    from rich.table import Table
+
+    from . import seed
+    from .audit import Printed, round_like
+
+    con = _console()
+    con.print("[bold]The seed's worked example[/bold]: one sigmoid hidden unit, one sigmoid output, T = 2")
+    con.print("w = w_x = w_h = b1 = b2 = 1,  h_0 = 0,  x = (1, 0),  Loss = 1/2 (E_1 + E_2),  E_i = 1/2 (y_i - y'_i)^2\n")
+
+    blocks = seed.building_blocks()
+    t = Table(title="building blocks (independent of the targets)", title_justify="left")
+    for col in ("quantity", "seed printed", "exact", "verdict"):
+        t.add_column(col, justify="right" if col != "quantity" else "left")
+    for name, text in seed.PRINTED_BLOCKS.items():
+        p = Printed.parse(text)
+        exact = blocks[name]
+        if p.holds(exact):
+            verdict = "holds"
+        elif p.value <= exact < p.value + 2 * p.half_unit:
+            verdict = f"truncated (rounds to {round_like(exact, p)})"
+        else:
+            verdict = "WRONG"
+        t.add_row(name, text, f"{exact:.6f}", verdict)
+    t.add_row("h_2", "(not printed)", f"{blocks['h_2']:.6f}", "")
+    con.print(t)
+
+    a = seed.analyse()
+    if args.y is None:
+        y = a.best_targets
+        y_note = "fitted (see below)"
+    else:
+        vals = _numbers(args.y, "--y")
+        if len(vals) != 2:
+            raise BPTTError(f"--y: the seed has two steps, so give two targets like --y 0.9,0.5; got {len(vals)}")
+        y = (vals[0], vals[1])
+        y_note = "given with --y"
+    grads = seed.gradients(y)
+    m = seed.model()
+    import numpy as np
+
+    dec = m.decompose(np.array(seed.X), np.array(y), h0=seed.H0)
+    t = Table(title=f"gradients at y = ({y[0]:.4f}, {y[1]:.4f}), {y_note}", title_justify="left")
+    for col in ("θ", "dE_1/dθ", "dE_2/dθ", "dLoss/dθ", "printed", "verdict"):
+        t.add_column(col, justify="left" if col == "θ" else "right")
+    for k in a.names:
+        p = a.printed[k]
+        exact = grads[k]
+        e1, e2 = (float(v.ravel()[0]) for v in dec.terms[k])
+        verdict = "holds" if p.holds(exact) else f"{round_like(exact, p)} ({abs(exact - p.value) / p.half_unit:.1f}x rounding)"
+        t.add_row(k, f"{e1:.4g}", f"{e2:.4g}", f"{exact:.5g}", p.text, verdict)
+    con.print(t)
+    con.print("Signs: bptt uses dE_i/dy'_i = (y'_i - y_i). Every gradient is affine in the targets, so the seed's "
+              "dropped minus sign is absorbed by the targets and changes none of the conclusions below. "
+              "Fitted targets: those under which the reproducible printed gradients miss least.\n")
+
+    con.print("[bold]Which printed gradients can any targets reproduce?[/bold] (exact, by linear programming over y_1, y_2)")
+    con.print(f"- All five at once: no. The best targets still miss by {a.misfit_all:.1f}x the printed rounding.")
+    sets = "; ".join("{" + ", ".join(s) + f"}} at y = ({yy[0]:.3f}, {yy[1]:.3f})" for s, yy in a.maximal_sets)
+    con.print(f"- The most that one choice of targets reproduces to the printed digits is {len(a.maximal_sets[0][0])}: {sets}.")
+    for k in a.unreproducible:
+        others = [n for n in a.names if n != k]
+        worst_other = min(v for n, v in a.misfit_without.items() if n != k)
+        con.print(
+            f"- [bold]dLoss/d{k} = {a.printed[k].text} is the gradient no choice of targets reproduces[/bold] alongside the others: "
+            f"without it, {{{', '.join(others)}}} come within {a.misfit_without[k]:.1f}x the rounding; "
+            f"leaving out any other gradient instead still misses by at least {worst_other:.1f}x."
+        )
+    con.print(
+        f"- A check that needs no targets at all: with x = (1, 0) and h_0 = 0, dLoss/dw_h = h_1 (dLoss/db_1 - dLoss/dw_x) "
+        f"for every y. The printed values give {a.identity_rhs:.6f} on the right and {a.identity_lhs} on the left."
+    )
+
+    con.print("\n[bold]Errata[/bold] (everything wrong or inconsistent in the seed, with the correction)")
+    for i, (what, printed, correct) in enumerate(seed.ERRATA, 1):
+        con.print(f"{i:2d}. {what}: the seed has  {printed}\n    correct: {correct}", markup=False)
+    n = len(seed.ERRATA) + 1
+    con.print(f"{n:2d}. printed gradients: see the analysis above; dLoss/d{', dLoss/d'.join(a.unreproducible) or '?'} "
+              "matches no targets together with the rest.", markup=False)
+    return 0
+
+
+# ------------------------------------------------------------------ entry point
+# Each entry adds one subcommand; its run(args) -> exit status.
+SUBCOMMANDS: list[Callable[[Any], None]] = [_add_seed, _add_grad]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from . import __version__
+
+    parser = _Parser(prog="bptt", description="Exact backpropagation through time for the seed's sigmoid RNN.")
+    parser.add_argument("--version", action="version", version=f"bptt {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    for add in SUBCOMMANDS:
+        add(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+        if not getattr(args, "run", None):
+            parser.print_help()
+            return EXIT_BAD_INPUT
+        return int(args.run(args) or 0)
+    except BPTTError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except KeyboardInterrupt:
+        print("error: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

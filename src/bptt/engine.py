@@ -1,0 +1,222 @@
+r"""Reference forward pass and BPTT for the seed's recurrent network, in numpy.
+
+The network (the seed's, generalised from scalars to matrices):
+
+    z_t  = w_x x_t + w_h h_{t-1} + b1        (hidden pre-activation)
+    h_t  = f(z_t)                            t = 1..T, h_0 given
+    u_t  = w h_t + b2                        (output pre-activation)
+    y'_t = g(u_t)
+
+    E_t  = 1/2 * sum_o (y_t - y'_t)^2        (per step; mean or sum over the batch)
+    Loss = (1/T) sum_t E_t   (reduction="mean", the seed's 1/2 sum_{t=1}^{2})
+         =       sum_t E_t   (reduction="sum")
+
+Backward (BPTT), with c the reduction's scale (1/(T B) or 1) and
+dE/dy' = (y' - y) (the seed drops this minus sign):
+
+    du_t     = c (y'_t - y_t) * g'(u_t)
+    dh_t     = du_t w + dz_{t+1} w_h          (dz_{T+1} = 0)
+    dz_t     = dh_t * f'(z_t)
+    dLoss/dw   = sum_t du_t^T h_t      dLoss/db2 = sum_t du_t
+    dLoss/dw_x = sum_t dz_t^T x_t      dLoss/dw_h = sum_t dz_t^T h_{t-1}
+    dLoss/db1  = sum_t dz_t
+
+Everything is batched: arrays are (T, B, ·). Only the recurrences loop over
+t; the input projection and the weight-gradient sums are single matrix
+products over all time steps. These functions are pure and unchecked: the
+public ``bptt.RNN`` validates input and dispatches here or to ``kernels``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import NamedTuple
+
+import numpy as np
+
+from .activations import Activation
+
+PARAM_NAMES = ("w", "w_x", "w_h", "b1", "b2")
+
+
+class Params(NamedTuple):
+    """The five parameters, in the seed's names.  w_x (H, D), w_h (H, H), b1 (H,), w (O, H), b2 (O,)."""
+
+    w: np.ndarray
+    w_x: np.ndarray
+    w_h: np.ndarray
+    b1: np.ndarray
+    b2: np.ndarray
+
+
+@dataclass(frozen=True)
+class Forward:
+    """Every intermediate of one forward pass.
+
+    z (T, B, H)       hidden pre-activations  w_x x_t + w_h h_{t-1} + b1
+    h (T+1, B, H)     hidden states h_0..h_T
+    u (T, B, O)       output pre-activations  w h_t + b2
+    y_pred (T, B, O)  outputs y'_1..y'_T
+    """
+
+    z: np.ndarray
+    h: np.ndarray
+    u: np.ndarray
+    y_pred: np.ndarray
+
+
+def forward(p: Params, x: np.ndarray, h0: np.ndarray, f: Activation, g: Activation) -> Forward:
+    """Run the recurrence.  x (T, B, D), h0 (B, H)."""
+    T, B, _ = x.shape
+    H = p.w_h.shape[0]
+    z = x @ p.w_x.T + p.b1  # (T, B, H): input projection, one product for all t
+    h = np.empty((T + 1, B, H), dtype=x.dtype)  # (T+1, B, H)
+    h[0] = h0
+    for t in range(T):
+        z[t] += h[t] @ p.w_h.T  # (B, H)
+        h[t + 1] = f.value(z[t])  # (B, H)
+    u = h[1:] @ p.w.T + p.b2  # (T, B, O)
+    return Forward(z=z, h=h, u=u, y_pred=g.value(u))
+
+
+def loss_scale(T: int, B: int, reduction: str) -> float:
+    """c in Loss = c * sum_{t,b} 1/2 ||y - y'||^2."""
+    return 1.0 / (T * B) if reduction == "mean" else 1.0
+
+
+def loss(fwd: Forward, y: np.ndarray, reduction: str) -> float:
+    """Loss = c * sum_{t,b,o} 1/2 (y - y')^2.  y (T, B, O)."""
+    T, B, _ = y.shape
+    r = fwd.y_pred - y  # (T, B, O)
+    return float(0.5 * loss_scale(T, B, reduction) * np.sum(r * r))
+
+
+def output_delta(fwd: Forward, y: np.ndarray, g: Activation, reduction: str) -> np.ndarray:
+    """du_t = c (y'_t - y_t) g'(u_t).  Returns (T, B, O)."""
+    T, B, _ = y.shape
+    return loss_scale(T, B, reduction) * (fwd.y_pred - y) * g.deriv(fwd.y_pred)
+
+
+def backward(
+    p: Params,
+    x: np.ndarray,
+    fwd: Forward,
+    y: np.ndarray,
+    f: Activation,
+    g: Activation,
+    reduction: str = "mean",
+    truncate: int | None = None,
+) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """Exact BPTT.  Returns (the five gradients, dLoss/dh_0 (B, H)).
+
+    truncate=k: each error E_t sends its signal back at most k steps, i.e. the
+    seed's sum over paths keeps only k in t-k+1..t (k=1 keeps dh_t/dθ alone).
+    """
+    T = x.shape[0]
+    du = output_delta(fwd, y, g, reduction)  # (T, B, O)
+    dh_direct = du @ p.w  # (T, B, H): dE_t/dh_t
+    fprime = f.deriv(fwd.h[1:])  # (T, B, H): f'(z_t)
+    if truncate is None or truncate >= T:
+        dz = _bptt_full(p.w_h, dh_direct, fprime)  # (T, B, H)
+        dh0 = dz[0] @ p.w_h  # (B, H)
+    else:
+        dz, dh0 = _bptt_truncated(p.w_h, dh_direct, fprime, truncate)
+    grads = weight_grads(x, fwd.h, dz, du)
+    return grads, dh0
+
+
+def _bptt_full(w_h: np.ndarray, dh_direct: np.ndarray, fprime: np.ndarray) -> np.ndarray:
+    """dz_t = (dE_t/dh_t + dz_{t+1} w_h) * f'(z_t), backwards in t.  Returns (T, B, H)."""
+    dz = np.empty_like(dh_direct)  # (T, B, H)
+    carry = np.zeros_like(dh_direct[0])  # (B, H): dz_{t+1} w_h
+    for t in range(dh_direct.shape[0] - 1, -1, -1):
+        dz[t] = (dh_direct[t] + carry) * fprime[t]
+        carry = dz[t] @ w_h
+    return dz
+
+
+def _bptt_truncated(
+    w_h: np.ndarray, dh_direct: np.ndarray, fprime: np.ndarray, k: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Each E_t backpropagates through at most k steps (t-k+1..t).  O(T k) products."""
+    T = dh_direct.shape[0]
+    dz = np.zeros_like(dh_direct)  # (T, B, H): summed over error terms
+    dh0 = np.zeros_like(dh_direct[0])  # (B, H)
+    for t in range(T):
+        delta = dh_direct[t]  # (B, H): dE_t/dh_s at s = t
+        for s in range(t, max(t - k, -1), -1):
+            dzs = delta * fprime[s]  # (B, H)
+            dz[s] += dzs
+            delta = dzs @ w_h  # dE_t/dh_{s-1}
+            if s == 0:
+                dh0 += delta
+    return dz, dh0
+
+
+def weight_grads(x: np.ndarray, h: np.ndarray, dz: np.ndarray, du: np.ndarray) -> dict[str, np.ndarray]:
+    """The five gradients as single products over all (t, b).
+
+    x (T, B, D), h (T+1, B, H), dz (T, B, H), du (T, B, O).
+    """
+    T, B, D = x.shape
+    H = h.shape[2]
+    O = du.shape[2]
+    dz2 = dz.reshape(T * B, H)  # (T B, H)
+    du2 = du.reshape(T * B, O)  # (T B, O)
+    return {
+        "w": du2.T @ h[1:].reshape(T * B, H),  # (O, H)
+        "w_x": dz2.T @ x.reshape(T * B, D),  # (H, D)
+        "w_h": dz2.T @ h[:-1].reshape(T * B, H),  # (H, H)
+        "b1": dz2.sum(axis=0),  # (H,)
+        "b2": du2.sum(axis=0),  # (O,)
+    }
+
+
+@dataclass(frozen=True)
+class Decomposition:
+    """The seed's sum, term by term and path by path.
+
+    For each parameter θ:
+      paths[θ] (T, T, *θ.shape): paths[θ][i, k] = (dE_i/dy'_i)(dy'_i/dh_i)(dh_i/dh_k)(∂h_k/∂θ),
+          the contribution of path k to the gradient of error term E_{i}
+          (0-based i, k; zero where k > i). For w and b2, which reach E_i
+          without passing through any h, the single term sits at k = i.
+      terms[θ] (T, *θ.shape) = paths[θ].sum(axis=1) = dE_i/dθ.
+    Loss = weight * sum_i E_i, so weight * terms[θ].sum(0) = dLoss/dθ.
+    E_i here is 1/2 ||y_i - y'_i||^2 averaged (mean) or summed (sum) over the batch.
+    """
+
+    terms: dict[str, np.ndarray]
+    paths: dict[str, np.ndarray]
+    weight: float
+
+
+def decompose(
+    p: Params, x: np.ndarray, fwd: Forward, y: np.ndarray, f: Activation, g: Activation, reduction: str = "mean"
+) -> Decomposition:
+    """Per-error-term, per-path gradients.  O(T^2) memory and time: for teaching-size problems."""
+    T, B, D = x.shape
+    H = p.w_h.shape[0]
+    O = p.w.shape[0]
+    batch_scale = 1.0 / B if reduction == "mean" else 1.0
+    du = batch_scale * (fwd.y_pred - y) * g.deriv(fwd.y_pred)  # (T, B, O): dE_i/du_i
+    fprime = f.deriv(fwd.h[1:])  # (T, B, H)
+    paths = {
+        "w": np.zeros((T, T, O, H), x.dtype),
+        "b2": np.zeros((T, T, O), x.dtype),
+        "w_x": np.zeros((T, T, H, D), x.dtype),
+        "w_h": np.zeros((T, T, H, H), x.dtype),
+        "b1": np.zeros((T, T, H), x.dtype),
+    }
+    for i in range(T):
+        paths["w"][i, i] = du[i].T @ fwd.h[i + 1]  # (O, H)
+        paths["b2"][i, i] = du[i].sum(axis=0)  # (O,)
+        delta = du[i] @ p.w  # (B, H): dE_i/dh_i
+        for k in range(i, -1, -1):
+            dz = delta * fprime[k]  # (B, H): dE_i/dz_k through this path
+            paths["w_x"][i, k] = dz.T @ x[k]  # (H, D)
+            paths["w_h"][i, k] = dz.T @ fwd.h[k]  # (H, H): h_{k-1} is h[k]
+            paths["b1"][i, k] = dz.sum(axis=0)  # (H,)
+            delta = dz @ p.w_h  # dE_i/dh_{k-1}
+    terms = {name: a.sum(axis=1) for name, a in paths.items()}
+    return Decomposition(terms=terms, paths=paths, weight=1.0 / T if reduction == "mean" else 1.0)

@@ -1,0 +1,302 @@
+"""The public ``RNN``: validates input at the boundary, dispatches to the engine.
+
+No math lives here; see ``engine.py`` for the formulas.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from . import activations, engine
+from ._errors import BPTTError
+from .engine import PARAM_NAMES
+
+REDUCTIONS = ("mean", "sum")
+_DTYPES = (np.float32, np.float64)
+
+
+@dataclass(frozen=True)
+class ForwardResult:
+    """All intermediates of ``RNN.forward``.  Shapes for batched input; unbatched drops B.
+
+    z (T, B, H)       hidden pre-activations w_x x_t + w_h h_{t-1} + b1
+    h (T+1, B, H)     h_0..h_T
+    u (T, B, O)       output pre-activations w h_t + b2
+    y_pred (T, B, O)  y'_1..y'_T
+    """
+
+    z: np.ndarray
+    h: np.ndarray
+    u: np.ndarray
+    y_pred: np.ndarray
+
+
+class RNN:
+    """The seed's recurrent network, any size.
+
+        h_t  = f(w_x x_t + w_h h_{t-1} + b1)     f: hidden_activation (sigmoid, tanh, relu)
+        y'_t = g(w h_t + b2)                     g: output_activation (sigmoid, identity)
+
+    Parameters (attributes, settable, shape-checked): w_x (H, D), w_h (H, H),
+    b1 (H,), w (O, H), b2 (O,).  Inputs x are (T, D) or batched (T, B, D);
+    for a model with D = 1 a 1-D x of length T is accepted too.
+    """
+
+    def __init__(
+        self,
+        input_size: int,
+        hidden_size: int,
+        output_size: int,
+        hidden_activation: str = "sigmoid",
+        output_activation: str = "sigmoid",
+        dtype: Any = np.float64,
+        seed: int | None = None,
+    ):
+        for name, v in (("input_size", input_size), ("hidden_size", hidden_size), ("output_size", output_size)):
+            if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
+                raise BPTTError(f"{name} must be a positive integer, got {v!r}")
+        self.input_size, self.hidden_size, self.output_size = int(input_size), int(hidden_size), int(output_size)
+        self._f = activations.get(hidden_activation, activations.HIDDEN_ACTIVATIONS, "hidden_activation")
+        self._g = activations.get(output_activation, activations.OUTPUT_ACTIVATIONS, "output_activation")
+        try:
+            dt = np.dtype(dtype)
+        except TypeError:
+            dt = None
+        if dt not in [np.dtype(d) for d in _DTYPES]:
+            raise BPTTError(f"dtype must be float32 or float64, got {dtype!r}")
+        self.dtype = dt
+        # Uniform(-1/sqrt(H), 1/sqrt(H)), as PyTorch's RNN initialises.
+        rng = np.random.default_rng(seed)
+        k = 1.0 / np.sqrt(self.hidden_size)
+        shapes = self.param_shapes()
+        self._params: dict[str, np.ndarray] = {}
+        for name in ("w_x", "w_h", "b1", "w", "b2"):
+            self._params[name] = rng.uniform(-k, k, size=shapes[name]).astype(dt)
+
+    # ---------------------------------------------------------------- parameters
+    @classmethod
+    def scalar(
+        cls,
+        w: float = 1.0,
+        w_x: float = 1.0,
+        w_h: float = 1.0,
+        b1: float = 1.0,
+        b2: float = 1.0,
+        hidden_activation: str = "sigmoid",
+        output_activation: str = "sigmoid",
+        dtype: Any = np.float64,
+    ) -> "RNN":
+        """The seed's one-unit network (D = H = O = 1), in the seed's notation."""
+        m = cls(1, 1, 1, hidden_activation, output_activation, dtype)
+        for name, v in (("w", w), ("w_x", w_x), ("w_h", w_h), ("b1", b1), ("b2", b2)):
+            setattr(m, name, np.full(m.param_shapes()[name], _scalar(name, v)))
+        return m
+
+    def param_shapes(self) -> dict[str, tuple[int, ...]]:
+        H, D, O = self.hidden_size, self.input_size, self.output_size
+        return {"w": (O, H), "w_x": (H, D), "w_h": (H, H), "b1": (H,), "b2": (O,)}
+
+    @property
+    def hidden_activation(self) -> str:
+        return self._f.name
+
+    @property
+    def output_activation(self) -> str:
+        return self._g.name
+
+    def params(self) -> dict[str, np.ndarray]:
+        """Copies of the five parameters, by name."""
+        return {k: self._params[k].copy() for k in PARAM_NAMES}
+
+    def set_params(self, **values: Any) -> None:
+        """Set any of w, w_x, w_h, b1, b2 (shape-checked)."""
+        for k, v in values.items():
+            setattr(self, k, v)
+
+    def _p(self) -> engine.Params:
+        return engine.Params(**{k: self._params[k] for k in PARAM_NAMES})
+
+    def __getattr__(self, name: str) -> np.ndarray:
+        if name in PARAM_NAMES and "_params" in self.__dict__:
+            return self._params[name]
+        raise AttributeError(f"'RNN' object has no attribute {name!r}")
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name in PARAM_NAMES:
+            self._params[name] = self._check_param(name, value)
+        else:
+            object.__setattr__(self, name, value)
+
+    def _check_param(self, name: str, value: Any) -> np.ndarray:
+        shape = self.param_shapes()[name]
+        a = _as_float_array(value, name, self.dtype)
+        if a.shape != shape:
+            if a.size == 1 and int(np.prod(shape)) == 1:
+                a = a.reshape(shape)  # a plain number for a 1x1 parameter
+            else:
+                raise BPTTError(f"{name} must have shape {shape}, got {a.shape}; reshape it or build the RNN with matching sizes")
+        return a.copy()
+
+    def __repr__(self) -> str:
+        return (
+            f"RNN(input_size={self.input_size}, hidden_size={self.hidden_size}, output_size={self.output_size}, "
+            f"hidden_activation={self.hidden_activation!r}, output_activation={self.output_activation!r}, "
+            f"dtype={self.dtype.name})"
+        )
+
+    # ---------------------------------------------------------------- compute
+    def forward(self, x: Any, h0: Any = None) -> ForwardResult:
+        """All intermediates: z, h (h_0..h_T), u and y_pred.  See ``ForwardResult``."""
+        xb, h0b, batched = self._inputs(x, h0)
+        fwd = engine.forward(self._p(), xb, h0b, self._f, self._g)
+        _check_finite_result(fwd.y_pred, "the forward pass")
+        return _unbatch(fwd, batched)
+
+    def predict(self, x: Any, h0: Any = None) -> np.ndarray:
+        """y'_1..y'_T, shaped (T, O) or (T, B, O)."""
+        return self.forward(x, h0).y_pred
+
+    def loss(self, x: Any, y: Any, h0: Any = None, reduction: str = "mean") -> float:
+        xb, h0b, _ = self._inputs(x, h0)
+        yb = self._targets(y, xb)
+        _check_reduction(reduction)
+        fwd = engine.forward(self._p(), xb, h0b, self._f, self._g)
+        value = engine.loss(fwd, yb, reduction)
+        _check_finite_result(np.asarray(value), "the loss")
+        return value
+
+    def loss_and_grad(
+        self,
+        x: Any,
+        y: Any,
+        h0: Any = None,
+        reduction: str = "mean",
+        truncate: int | None = None,
+    ) -> tuple[float, dict[str, np.ndarray]]:
+        """(Loss, {w, w_x, w_h, b1, b2: dLoss/dθ}), each gradient the shape of its parameter.
+
+        reduction: "mean" (Loss = 1/T sum_t E_t, and the mean over the batch) or "sum".
+        truncate: backpropagate each error term at most this many steps (None: full BPTT).
+        """
+        loss, grads, _ = self._loss_grad_h0(x, y, h0, reduction, truncate)
+        return loss, grads
+
+    def _loss_grad_h0(self, x, y, h0, reduction, truncate):
+        xb, h0b, batched = self._inputs(x, h0)
+        yb = self._targets(y, xb)
+        _check_reduction(reduction)
+        _check_truncate(truncate)
+        p = self._p()
+        fwd = engine.forward(p, xb, h0b, self._f, self._g)
+        loss = engine.loss(fwd, yb, reduction)
+        grads, dh0 = engine.backward(p, xb, fwd, yb, self._f, self._g, reduction, truncate)
+        _check_finite_result(np.asarray([loss, *[np.sum(g) for g in grads.values()]]), "the loss or its gradients")
+        return loss, grads, (dh0 if batched else dh0[0])
+
+    def decompose(self, x: Any, y: Any, h0: Any = None, reduction: str = "mean") -> engine.Decomposition:
+        """The seed's decomposition: dE_i/dθ per error term and per path k.  See ``engine.Decomposition``."""
+        xb, h0b, _ = self._inputs(x, h0)
+        yb = self._targets(y, xb)
+        _check_reduction(reduction)
+        p = self._p()
+        fwd = engine.forward(p, xb, h0b, self._f, self._g)
+        return engine.decompose(p, xb, fwd, yb, self._f, self._g, reduction)
+
+    # ---------------------------------------------------------------- validation
+    def _inputs(self, x: Any, h0: Any) -> tuple[np.ndarray, np.ndarray, bool]:
+        a = _as_float_array(x, "x", self.dtype)
+        D = self.input_size
+        if a.ndim == 1 and D == 1:
+            a = a[:, None]
+        if a.ndim == 2:
+            batched = False
+            a = a[:, None, :]
+        elif a.ndim == 3:
+            batched = True
+        else:
+            raise BPTTError(f"x must be (T, D) or (T, B, D), got shape {a.shape}")
+        T, B, Dx = a.shape
+        if T == 0:
+            raise BPTTError("x is an empty sequence (T = 0); give at least one time step")
+        if B == 0:
+            raise BPTTError("x has an empty batch (B = 0); give at least one sequence")
+        if Dx != D:
+            raise BPTTError(f"x has {Dx} features per step but the model's input_size is {D}; x must be (T, {D}) or (T, B, {D})")
+        H = self.hidden_size
+        if h0 is None:
+            hb = np.zeros((B, H), dtype=self.dtype)
+        else:
+            hb = _as_float_array(h0, "h0", self.dtype)
+            if hb.ndim == 0 or hb.shape == (H,):
+                hb = np.broadcast_to(hb, (B, H)).copy()  # one initial state for every sequence
+            elif hb.shape != (B, H):
+                raise BPTTError(f"h0 must be a number, shape ({H},) or ({B}, {H}), got shape {hb.shape}")
+        return a, hb, batched
+
+    def _targets(self, y: Any, xb: np.ndarray) -> np.ndarray:
+        t = _as_float_array(y, "y", self.dtype)
+        T, B, _ = xb.shape
+        O = self.output_size
+        if t.ndim == 1 and O == 1 and B == 1:
+            t = t[:, None]
+        if t.ndim == 2 and B == 1:
+            t = t[:, None, :]
+        if t.shape != (T, B, O):
+            want = f"({T}, {O})" if B == 1 else f"({T}, {B}, {O})"
+            raise BPTTError(f"y must have shape {want} to match x, got {t.shape}; give one target per time step and output")
+        return t
+
+
+def _scalar(name: str, v: Any) -> float:
+    try:
+        f = float(v)
+    except (TypeError, ValueError):
+        raise BPTTError(f"{name} must be a number, got {v!r}") from None
+    if not np.isfinite(f):
+        raise BPTTError(f"{name} must be finite, got {v!r}")
+    return f
+
+
+def _as_float_array(value: Any, name: str, dtype: np.dtype) -> np.ndarray:
+    try:
+        a = np.asarray(value, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise BPTTError(f"{name} must be numeric; could not read {_short(value)} as numbers") from None
+    if not np.all(np.isfinite(a)):
+        bad = np.argwhere(~np.isfinite(a))[0]
+        where = f" at index {tuple(int(i) for i in bad)}" if a.ndim else ""
+        raise BPTTError(f"{name} contains {a[tuple(bad)] if a.ndim else a}{where}; every value must be finite (no NaN or inf)")
+    return a.astype(dtype, copy=False)
+
+
+def _short(value: Any) -> str:
+    s = repr(value)
+    return s if len(s) <= 60 else s[:57] + "..."
+
+
+def _check_reduction(reduction: str) -> None:
+    if reduction not in REDUCTIONS:
+        raise BPTTError(f"reduction must be 'mean' or 'sum', got {reduction!r}")
+
+
+def _check_truncate(truncate: Any) -> None:
+    if truncate is None:
+        return
+    if isinstance(truncate, bool) or not isinstance(truncate, (int, np.integer)) or truncate < 1:
+        raise BPTTError(f"truncate must be a positive number of steps or None (full BPTT), got {truncate!r}")
+
+
+def _check_finite_result(a: np.ndarray, what: str) -> None:
+    if not np.all(np.isfinite(a)):
+        raise BPTTError(
+            f"{what} overflowed to a non-finite value; scale the inputs or weights down (relu hidden units can grow without bound)"
+        )
+
+
+def _unbatch(fwd: engine.Forward, batched: bool) -> ForwardResult:
+    if batched:
+        return ForwardResult(fwd.z, fwd.h, fwd.u, fwd.y_pred)
+    return ForwardResult(fwd.z[:, 0], fwd.h[:, 0], fwd.u[:, 0], fwd.y_pred[:, 0])
