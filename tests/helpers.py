@@ -1,0 +1,89 @@
+"""Independent references for the gradient tests: finite differences and torch autograd."""
+
+from __future__ import annotations
+
+import numpy as np
+
+import bptt
+from bptt.engine import PARAM_NAMES
+
+
+def random_model(rng, D, H, O, f, g, scale=1.0):
+    m = bptt.RNN(D, H, O, hidden_activation=f, output_activation=g, seed=int(rng.integers(1 << 31)))
+    for k, s in m.param_shapes().items():
+        setattr(m, k, scale * rng.standard_normal(s))
+    return m
+
+
+def finite_difference_grads(m, x, y, h0=None, reduction="mean", eps=1e-6):
+    """Central differences of m.loss on every parameter entry (float64)."""
+    out = {}
+    base = m.params()
+    for k in PARAM_NAMES:
+        g = np.zeros_like(base[k])
+        for idx in np.ndindex(base[k].shape):
+            for sign in (+1, -1):
+                p = base[k].copy()
+                p[idx] += sign * eps
+                setattr(m, k, p)
+                g[idx] += sign * m.loss(x, y, h0=h0, reduction=reduction)
+            g[idx] /= 2 * eps
+        setattr(m, k, base[k])
+        out[k] = g
+    return out
+
+
+def torch_loss_and_grads(m, x, y, h0=None, reduction="mean"):
+    """The same network written as a plain torch loop; autograd computes the gradients."""
+    import torch
+
+    acts = {
+        "sigmoid": torch.sigmoid,
+        "tanh": torch.tanh,
+        "relu": torch.relu,
+        "identity": lambda z: z,
+    }
+    f, g = acts[m.hidden_activation], acts[m.output_activation]
+    P = {k: torch.tensor(v, dtype=torch.float64, requires_grad=True) for k, v in m.params().items()}
+    xt = torch.tensor(np.asarray(x, dtype=np.float64))
+    yt = torch.tensor(np.asarray(y, dtype=np.float64))
+    if xt.dim() == 2:
+        xt, yt = xt[:, None], yt[:, None]
+    T, B, _ = xt.shape
+    h = torch.zeros(B, m.hidden_size, dtype=torch.float64) if h0 is None else torch.tensor(np.broadcast_to(h0, (B, m.hidden_size)).copy())
+    loss = 0.0
+    for t in range(T):
+        h = f(xt[t] @ P["w_x"].T + h @ P["w_h"].T + P["b1"])
+        yp = g(h @ P["w"].T + P["b2"])
+        loss = loss + 0.5 * ((yt[t] - yp) ** 2).sum()
+    if reduction == "mean":
+        loss = loss / (T * B)
+    loss.backward()
+    return float(loss.detach()), {k: P[k].grad.numpy() for k in PARAM_NAMES}
+
+
+def torch_truncated_grads(m, x, y, k, reduction="mean"):
+    """Truncated BPTT by construction: E_t sees h_{t-k} as a constant (detached)."""
+    import torch
+
+    acts = {"sigmoid": torch.sigmoid, "tanh": torch.tanh, "relu": torch.relu, "identity": lambda z: z}
+    f, g = acts[m.hidden_activation], acts[m.output_activation]
+    P = {n: torch.tensor(v, dtype=torch.float64, requires_grad=True) for n, v in m.params().items()}
+    xt = torch.tensor(np.asarray(x, dtype=np.float64))
+    yt = torch.tensor(np.asarray(y, dtype=np.float64))
+    T, B, _ = xt.shape
+    with torch.no_grad():  # the plain states, to start each window from
+        hs = [torch.zeros(B, m.hidden_size, dtype=torch.float64)]
+        for t in range(T):
+            hs.append(f(xt[t] @ P["w_x"].T + hs[-1] @ P["w_h"].T + P["b1"]))
+    loss = 0.0
+    for t in range(T):
+        start = max(t - k + 1, 0)
+        h = hs[start].detach()
+        for s in range(start, t + 1):
+            h = f(xt[s] @ P["w_x"].T + h @ P["w_h"].T + P["b1"])
+        loss = loss + 0.5 * ((yt[t] - g(h @ P["w"].T + P["b2"])) ** 2).sum()
+    if reduction == "mean":
+        loss = loss / (T * B)
+    loss.backward()
+    return {n: P[n].grad.numpy() for n in PARAM_NAMES}

@@ -1,0 +1,88 @@
+"""The command line: output, JSON contract and one-line errors."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import bptt
+from bptt.cli import main
+
+
+def run(capsys, *argv):
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_grad_json_matches_the_api(capsys):
+    code, out, _ = run(capsys, "grad", "--w", "0.5", "--w-x", "-1", "--w-h", "2", "--b1", "0.1", "--b2", "-0.3",
+                       "--h0", "0.2", "--x", "1,0,0.5", "--y", "0.5,0.5,1", "--hidden-activation", "tanh",
+                       "--reduction", "sum", "--json")
+    assert code == 0
+    data = json.loads(out)
+    m = bptt.RNN.scalar(w=0.5, w_x=-1, w_h=2, b1=0.1, b2=-0.3, hidden_activation="tanh")
+    loss, grads = m.loss_and_grad([1, 0, 0.5], [0.5, 0.5, 1], h0=0.2, reduction="sum")
+    assert data["loss"] == pytest.approx(loss, rel=1e-15)
+    assert set(data["grads"]) == {"w", "w_x", "w_h", "b1", "b2"}
+    for k in grads:
+        assert data["grads"][k] == pytest.approx(float(grads[k].ravel()[0]), rel=1e-15)
+    assert len(data["h"]) == 4 and data["h"][0] == 0.2 and len(data["y_pred"]) == 3
+
+
+def test_grad_table(capsys):
+    code, out, _ = run(capsys, "grad", "--x", "1,0", "--y", "0.5,0.5")
+    assert code == 0 and "dLoss/dθ" in out and "w_x" in out
+
+
+def test_grad_truncate_option(capsys):
+    _, out, _ = run(capsys, "grad", "--x", "1,0,1", "--y", "0,1,0", "--truncate", "1", "--json")
+    _, grads = bptt.RNN.scalar().loss_and_grad([1, 0, 1], [0, 1, 0], truncate=1)
+    assert json.loads(out)["grads"]["w_h"] == pytest.approx(float(grads["w_h"][0, 0]))
+
+
+def test_seed_command_reports_the_example_and_errata(capsys):
+    code, out, _ = run(capsys, "seed")
+    assert code == 0
+    for needle in ("0.880797", "0.866192", "truncated (rounds to 0.868)", "dLoss/dw_x = 0.001122 is the gradient no choice",
+                   "Errata", "1/(1 + e^{-x})"):
+        assert needle in out.replace("\n", " ") or needle in out, needle
+
+
+def test_seed_with_given_targets(capsys):
+    code, out, _ = run(capsys, "seed", "--y", "0.5,0.5")
+    assert code == 0 and "given with --y" in out
+    assert run(capsys, "seed", "--y", "0.5")[0] == 2
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["grad", "--x", "1,0", "--y", "1"], "--x has 2 steps but --y has 1"),
+        (["grad", "--x", "1,a", "--y", "1,1"], "'a' is not a number"),
+        (["grad", "--x", "", "--y", ""], "not a comma-separated list"),
+        (["grad", "--x", "1,nan", "--y", "1,1"], "'nan' is not finite"),
+        (["grad", "--x", "1", "--y", "1", "--w", "inf"], "'inf' is not finite"),
+        (["grad", "--x", "1", "--y", "1", "--hidden-activation", "gelu"], "hidden_activation 'gelu' is not supported"),
+        (["grad", "--x", "1", "--y", "1", "--output-activation", "relu"], "output_activation 'relu' is not supported"),
+        (["grad", "--x", "1", "--y", "1", "--reduction", "max"], "reduction must be 'mean' or 'sum'"),
+        (["grad", "--x", "1"], "required: --y"),
+        (["grad", "--x", "1", "--y", "1", "--truncate", "0"], "truncate must be a positive"),
+        (["nonsense"], "invalid choice"),
+    ],
+)
+def test_bad_input_is_one_line_and_exit_2(capsys, argv, message):
+    code, out, err = run(capsys, *argv)
+    assert code == 2
+    assert message in err
+    assert err.count("\n") == 1 and "Traceback" not in err
+
+
+def test_console_script_runs_the_seed():
+    exe = [sys.executable, "-m", "bptt.cli"]
+    p = subprocess.run([*exe, "seed"], capture_output=True, text=True)
+    assert p.returncode == 0 and "Errata" in p.stdout
+    p = subprocess.run([*exe, "grad", "--x", "1", "--y", "x"], capture_output=True, text=True)
+    assert p.returncode == 2 and p.stderr.startswith("error: ") and "Traceback" not in p.stderr
