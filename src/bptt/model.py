@@ -151,7 +151,8 @@ class RNN:
     def forward(self, x: Any, h0: Any = None) -> ForwardResult:
         """All intermediates: z, h (h_0..h_T), u and y_pred.  See ``ForwardResult``."""
         xb, h0b, batched = self._inputs(x, h0)
-        fwd = engine.forward(self._p(), xb, h0b, self._f, self._g)
+        with _quiet_overflow():
+            fwd = engine.forward(self._p(), xb, h0b, self._f, self._g)
         _check_finite_result(fwd.y_pred, "the forward pass")
         return _unbatch(fwd, batched)
 
@@ -163,8 +164,9 @@ class RNN:
         xb, h0b, _ = self._inputs(x, h0)
         yb = self._targets(y, xb)
         _check_reduction(reduction)
-        fwd = engine.forward(self._p(), xb, h0b, self._f, self._g)
-        value = engine.loss(fwd, yb, reduction)
+        with _quiet_overflow():
+            fwd = engine.forward(self._p(), xb, h0b, self._f, self._g)
+            value = engine.loss(fwd, yb, reduction)
         _check_finite_result(np.asarray(value), "the loss")
         return value
 
@@ -190,9 +192,10 @@ class RNN:
         _check_reduction(reduction)
         _check_truncate(truncate)
         p = self._p()
-        fwd = engine.forward(p, xb, h0b, self._f, self._g)
-        loss = engine.loss(fwd, yb, reduction)
-        grads, dh0 = engine.backward(p, xb, fwd, yb, self._f, self._g, reduction, truncate)
+        with _quiet_overflow():
+            fwd = engine.forward(p, xb, h0b, self._f, self._g)
+            loss = engine.loss(fwd, yb, reduction)
+            grads, dh0 = engine.backward(p, xb, fwd, yb, self._f, self._g, reduction, truncate)
         _check_finite_result(np.asarray([loss, *[np.sum(g) for g in grads.values()]]), "the loss or its gradients")
         return loss, grads, (dh0 if batched else dh0[0])
 
@@ -202,8 +205,9 @@ class RNN:
         yb = self._targets(y, xb)
         _check_reduction(reduction)
         p = self._p()
-        fwd = engine.forward(p, xb, h0b, self._f, self._g)
-        return engine.decompose(p, xb, fwd, yb, self._f, self._g, reduction)
+        with _quiet_overflow():
+            fwd = engine.forward(p, xb, h0b, self._f, self._g)
+            return engine.decompose(p, xb, fwd, yb, self._f, self._g, reduction)
 
     # ---------------------------------------------------------------- validation
     def _inputs(self, x: Any, h0: Any) -> tuple[np.ndarray, np.ndarray, bool]:
@@ -238,6 +242,7 @@ class RNN:
 
     def _targets(self, y: Any, xb: np.ndarray) -> np.ndarray:
         t = _as_float_array(y, "y", self.dtype)
+        given = t.shape
         T, B, _ = xb.shape
         O = self.output_size
         if t.ndim == 1 and O == 1 and B == 1:
@@ -246,7 +251,7 @@ class RNN:
             t = t[:, None, :]
         if t.shape != (T, B, O):
             want = f"({T}, {O})" if B == 1 else f"({T}, {B}, {O})"
-            raise BPTTError(f"y must have shape {want} to match x, got {t.shape}; give one target per time step and output")
+            raise BPTTError(f"y must have shape {want} to match x, got {given}; give one target per time step and output")
         return t
 
 
@@ -287,6 +292,11 @@ def _check_truncate(truncate: Any) -> None:
         return
     if isinstance(truncate, bool) or not isinstance(truncate, (int, np.integer)) or truncate < 1:
         raise BPTTError(f"truncate must be a positive number of steps or None (full BPTT), got {truncate!r}")
+
+
+def _quiet_overflow():
+    # overflow becomes one BPTTError from _check_finite_result, not a numpy warning
+    return np.errstate(over="ignore", invalid="ignore")
 
 
 def _check_finite_result(a: np.ndarray, what: str) -> None:
