@@ -1,0 +1,160 @@
+r"""Gradient dispatch and gradient checkpointing over time.
+
+Checkpointing (``RNN.loss_and_grad(..., checkpoint="sqrt" | k)``) gives the exact
+full-BPTT gradient while storing only every k-th hidden state:
+
+    forward sweep:  run t = 1..T, keep h_0, h_k, h_2k, ...         (ceil(T/k) + 1 states)
+    backward sweep: for each segment [s, s+k), last to first:
+                    recompute h_s..h_{s+k} from the stored h_s     (k + 1 states, reused)
+                    backprop it, starting from the carry dLoss/dh_{s+k} = dz_{s+k+1} w_h
+                    that the later segment left, and leave dLoss/dh_s for the one before.
+
+The carry is exactly the term dz_{t+1} w_h of the full recurrence
+dz_t = (du_t w + dz_{t+1} w_h) * f'(z_t), so the gradient is full BPTT's up to
+rounding (the sums run in a different order).  Stored hidden states:
+(ceil(T/k) + 1) + (k + 1) vectors of B x H numbers, minimal (about 2 sqrt(T)) at
+k = ceil(sqrt(T)), the default "sqrt".  The cost is one extra forward pass.
+x and y themselves (T B D and T B O numbers) are the caller's and are not copied.
+
+Truncated BPTT is not combined with checkpointing (its windows cross segment
+boundaries); asking for both raises BPTTError.
+
+The same segment interface (``segment(x, y, h_start, carry, need_grad)``) is
+served by the numpy reference (``NumpyRunner`` below, built from engine.py's
+pieces) and by the compiled kernels (``kernels.py``).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+from . import engine
+from ._errors import BPTTError
+
+BACKENDS = ("auto", "numpy", "numba")
+
+
+def segment_length(T: int, checkpoint: Any) -> int:
+    """k, the number of steps between stored hidden states (T: no checkpointing)."""
+    if checkpoint is None:
+        return T
+    if checkpoint == "sqrt":
+        return max(1, math.isqrt(T - 1) + 1) if T > 1 else 1  # ceil(sqrt(T))
+    return min(int(checkpoint), T)
+
+
+def stored_states(T: int, k: int) -> int:
+    """Hidden-state vectors (each B x H) held at once: checkpoints plus one segment."""
+    if k >= T:
+        return T + 1
+    return (T + k - 1) // k + 1 + (k + 1)
+
+
+def check_options(backend: Any, checkpoint: Any, truncate: Any) -> None:
+    """Validate backend and checkpoint (truncate is checked by the model)."""
+    if not isinstance(backend, str) or backend not in BACKENDS:
+        raise BPTTError(f"backend must be one of {', '.join(repr(b) for b in BACKENDS)}, got {backend!r}")
+    if checkpoint is not None and checkpoint != "sqrt":
+        if isinstance(checkpoint, bool) or not isinstance(checkpoint, (int, np.integer)) or checkpoint < 1:
+            raise BPTTError(
+                f"checkpoint must be None (store every state), 'sqrt' or a positive number of steps between "
+                f"stored states, got {checkpoint!r}"
+            )
+    if checkpoint is not None and truncate is not None:
+        raise BPTTError(
+            f"checkpoint={checkpoint!r} cannot be combined with truncate={truncate!r}; "
+            "use checkpointing for exact gradients of long sequences, or truncation, not both"
+        )
+
+
+def resolve_kernel(backend: str, T: int, B: int, D: int, H: int, O: int) -> str:
+    """'numpy' or one of kernels.KERNELS."""
+    if backend == "numpy":
+        return "numpy"
+    from .kernels import choose_kernel  # imports numba
+
+    return choose_kernel(T, B, D, H, O)
+
+
+class NumpyRunner:
+    """The reference engine, one segment at a time (with a carry from later segments)."""
+
+    kernel = "numpy"
+    nonfinite = False
+
+    def __init__(self, p, f, g, c: float, trunc: int, seg_len: int, B: int, dtype):
+        self.p, self.f, self.g_act, self.c, self.dtype = p, f, g, c, dtype
+        self.g = {k: np.zeros(v.shape, dtype) for k, v in p._asdict().items()}
+
+    def segment(self, x, y, h_start, carry, need_grad: bool):
+        p, f, g = self.p, self.f, self.g_act
+        fwd = engine.forward(p, x, h_start, f, g)
+        r = fwd.y_pred - y  # (L, B, O)
+        loss = float(0.5 * self.c * np.sum(r * r))
+        if need_grad:
+            du = (self.c * r * g.deriv(fwd.y_pred)).astype(self.dtype)  # (L, B, O)
+            dh_direct = du @ p.w  # (L, B, H)
+            dh_direct[-1] += carry.astype(self.dtype)  # dLoss/dh_L from the later segments
+            dz = engine._bptt_full(p.w_h, dh_direct, f.deriv(fwd.h[1:]))  # (L, B, H)
+            carry[...] = dz[0] @ p.w_h  # dLoss/dh_start
+            for k, v in engine.weight_grads(x, fwd.h, dz, du).items():
+                self.g[k] += v
+        return loss, fwd.h[-1].copy()
+
+    def grads(self):
+        return {k: v.copy() for k, v in self.g.items()}
+
+
+def loss_and_grad(p, x, y, h0, f, g, reduction: str = "mean", truncate: int | None = None,
+                  checkpoint: Any = None, kernel: str = "numpy"):
+    """(loss, gradients, dLoss/dh_0) by the named kernel, checkpointed or not.
+
+    p engine.Params; x (T, B, D), y (T, B, O), h0 (B, H), all validated, in one dtype.
+    kernel: 'numpy' or one of kernels.KERNELS.  Raises BPTTError if the result is not finite.
+    """
+    T, B, _ = x.shape
+    dtype = x.dtype
+    if kernel == "numpy" and checkpoint is None:
+        fwd = engine.forward(p, x, h0, f, g)
+        loss = engine.loss(fwd, y, reduction)
+        grads, dh0 = engine.backward(p, x, fwd, y, f, g, reduction, truncate)
+        return loss, grads, dh0
+    if kernel == "numpy":
+        runner_cls = NumpyRunner
+    else:
+        from .kernels import RUNNERS
+
+        runner_cls = RUNNERS[kernel]
+        # C-contiguous, writable, one dtype: keeps the compiled signatures to one per dtype
+        x, y, h0 = (np.require(a, dtype, ["C", "W"]) for a in (x, y, h0))
+        p = engine.Params(*(np.require(a, dtype, ["C", "W"]) for a in p))
+    c = engine.loss_scale(T, B, reduction)
+    k = segment_length(T, checkpoint)
+    trunc = T if truncate is None else int(truncate)
+    run = runner_cls(p, f, g, c, trunc, k, B, dtype)
+    H = p.w_h.shape[0]
+    carry = np.zeros((B, H))  # (B, H) float64: dLoss/dh at the segment's end, from later steps
+    if k >= T:
+        loss, _ = run.segment(x, y, h0, carry, True)
+    else:
+        starts = list(range(0, T, k))
+        ckpt = np.empty((len(starts), B, H), dtype)  # (T/k, B, H): h at each segment start
+        h = h0
+        loss = 0.0
+        for i, s in enumerate(starts):
+            ckpt[i] = h
+            part, h = run.segment(x[s : s + k], y[s : s + k], h, carry, False)
+            loss += part
+        for i in range(len(starts) - 1, -1, -1):
+            s = starts[i]
+            run.segment(x[s : s + k], y[s : s + k], ckpt[i], carry, True)
+    grads = run.grads()
+    if run.nonfinite or not np.isfinite(loss) or not all(np.all(np.isfinite(v)) for v in grads.values()):
+        raise BPTTError(
+            "the loss or its gradients overflowed to a non-finite value; scale the inputs or weights down "
+            "(relu hidden units can grow without bound)"
+        )
+    return float(loss), grads, carry.astype(dtype)
