@@ -177,25 +177,35 @@ class RNN:
         h0: Any = None,
         reduction: str = "mean",
         truncate: int | None = None,
+        *,
+        backend: str = "auto",
+        checkpoint: int | str | None = None,
     ) -> tuple[float, dict[str, np.ndarray]]:
         """(Loss, {w, w_x, w_h, b1, b2: dLoss/dθ}), each gradient the shape of its parameter.
 
         reduction: "mean" (Loss = 1/T sum_t E_t, and the mean over the batch) or "sum".
         truncate: backpropagate each error term at most this many steps (None: full BPTT).
+        backend: "numpy" (engine.py, the readable reference), "numba" (the compiled
+            kernels of kernels.py) or "auto" (the compiled kernel that suits the sizes).
+        checkpoint: None (store every h_t), "sqrt" (store every ceil(sqrt(T))-th) or k
+            (every k-th): the same gradient, memory ~ (T/k + k) B H; see checkpoint.py.
         """
-        loss, grads, _ = self._loss_grad_h0(x, y, h0, reduction, truncate)
+        loss, grads, _ = self._loss_grad_h0(x, y, h0, reduction, truncate, backend=backend, checkpoint=checkpoint)
         return loss, grads
 
-    def _loss_grad_h0(self, x, y, h0, reduction, truncate):
+    def _loss_grad_h0(self, x, y, h0, reduction, truncate, backend="auto", checkpoint=None):
+        from . import checkpoint as ckpt  # dispatch; numpy only until a compiled kernel is asked for
+
         xb, h0b, batched = self._inputs(x, h0)
         yb = self._targets(y, xb)
         _check_reduction(reduction)
         _check_truncate(truncate)
+        ckpt.check_options(backend, checkpoint, truncate)
         p = self._p()
+        T, B, D = xb.shape
+        kernel = ckpt.resolve_kernel(backend, T, B, D, self.hidden_size, self.output_size)
         with _quiet_overflow():
-            fwd = engine.forward(p, xb, h0b, self._f, self._g)
-            loss = engine.loss(fwd, yb, reduction)
-            grads, dh0 = engine.backward(p, xb, fwd, yb, self._f, self._g, reduction, truncate)
+            loss, grads, dh0 = ckpt.loss_and_grad(p, xb, yb, h0b, self._f, self._g, reduction, truncate, checkpoint, kernel)
         _check_finite_result(np.asarray([loss, *[np.sum(g) for g in grads.values()]]), "the loss or its gradients")
         return loss, grads, (dh0 if batched else dh0[0])
 
