@@ -223,9 +223,131 @@ def _run_seed(args: argparse.Namespace) -> int:
     return 0
 
 
+# ------------------------------------------------------------------ bptt train / predict / gradflow
+def _add_train(sub) -> None:
+    from .tasks import TASKS
+
+    p = sub.add_parser("train", help="train the network on a task; writes model, metrics and plots to --out",
+                       description="Train the seed's network on a task. Writes model.npz, metrics.json, config.json, "
+                       "checkpoint.npz and loss/predictions/gradflow PNGs to --out. Options left out take the task's defaults.")
+    p.add_argument("--task", default=None, help=f"one of {', '.join(TASKS)}")
+    p.add_argument("--out", required=True, metavar="DIR", help="output folder (must be new or empty unless --force or --resume)")
+    p.add_argument("--force", action="store_true", help="write into an existing non-empty --out")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint (its own settings; other options are ignored)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    g = p.add_argument_group("model")
+    g.add_argument("--hidden", type=int, default=None, metavar="H", help="hidden units")
+    g.add_argument("--hidden-activation", default=None, help=f"one of {', '.join(HIDDEN_ACTIVATIONS)} (default sigmoid)")
+    g.add_argument("--output-activation", default=None, help=f"one of {', '.join(OUTPUT_ACTIVATIONS)} (default sigmoid)")
+    g.add_argument("--dtype", default=None, help="float64 (default) or float32")
+    g = p.add_argument_group("optimisation")
+    g.add_argument("--optimizer", default=None, help="adam (default) or sgd")
+    g.add_argument("--lr", type=float, default=None, help="learning rate")
+    g.add_argument("--momentum", type=float, default=None, help="sgd momentum (default 0)")
+    g.add_argument("--nesterov", action="store_true", default=None, help="Nesterov momentum (sgd)")
+    g.add_argument("--clip", default=None, metavar="NORM", help="clip the global gradient norm (default 1; 'none' to disable)")
+    g.add_argument("--schedule", default=None, help="constant (default) or cosine")
+    g.add_argument("--min-lr", type=float, default=None, help="cosine schedule's final learning rate (default 0)")
+    g.add_argument("--epochs", type=int, default=None)
+    g.add_argument("--batch-size", type=int, default=None)
+    g.add_argument("--chunk", type=int, default=None, metavar="K", help="truncated BPTT over streams: update every K steps, hidden state carried")
+    g.add_argument("--truncate", type=int, default=None, metavar="K", help="each error backpropagates at most K steps")
+    g.add_argument("--patience", type=int, default=None, metavar="E", help="early stopping after E epochs without a better validation loss")
+    g.add_argument("--seed", type=int, default=None, help="one seed for data, initialisation and shuffling (default 0)")
+    g.add_argument("--checkpoint-every", type=int, default=None, metavar="E", help="checkpoint every E epochs (default 10)")
+    g = p.add_argument_group("task options")
+    for opt, typ, hlp in (("--bits", int, "binary-addition: operand bits"), ("--n-train", int, "training sequences/pairs"),
+                          ("--n-val", int, "validation sequences/pairs/values"), ("--n-test", int, "test sequences/pairs/values"),
+                          ("--length", int, "sine, adding: sequence length"), ("--noise", float, "sine: noise standard deviation"),
+                          ("--window", int, "sunspots, csv: window length"), ("--csv", str, "csv: the file"),
+                          ("--column", str, "csv: the column (header name)")):
+        g.add_argument(opt, type=typ, default=None, help=hlp)
+    p.set_defaults(run=_run_train)
+
+
+def train_config_from_args(args: argparse.Namespace):
+    """All of `bptt train`'s options -> one TrainConfig (task defaults under the options given)."""
+    from .train import config_for
+
+    if args.task is None:
+        raise BPTTError("bptt train: --task is required (or --resume to continue a run); e.g. --task binary-addition")
+    clip: Any = None
+    if args.clip is not None:
+        clip = None if str(args.clip).lower() == "none" else _number(args.clip, "--clip")
+    given = {
+        "hidden_size": args.hidden, "hidden_activation": args.hidden_activation, "output_activation": args.output_activation,
+        "dtype": args.dtype, "optimizer": args.optimizer, "lr": args.lr, "momentum": args.momentum, "nesterov": args.nesterov,
+        "schedule": args.schedule, "min_lr": args.min_lr, "epochs": args.epochs, "batch_size": args.batch_size,
+        "chunk": args.chunk, "truncate": args.truncate, "patience": args.patience, "seed": args.seed,
+        "checkpoint_every": args.checkpoint_every,
+    }
+    settings = {k: v for k, v in given.items() if v is not None}
+    if args.clip is not None:
+        settings["clip"] = clip
+    task_options = {k: getattr(args, k) for k in ("bits", "n_train", "n_val", "n_test", "length", "noise", "window", "column")
+                    if getattr(args, k) is not None}
+    if args.csv is not None:
+        task_options["path"] = args.csv
+    return config_for(args.task, task_options, **settings)
+
+
+def _run_train(args: argparse.Namespace) -> int:
+    from .train import run_cli
+
+    cfg = None if args.resume else train_config_from_args(args)
+    return run_cli(cfg, args.out, force=args.force, resume=args.resume, progress=not args.no_progress)
+
+
+def _add_predict(sub) -> None:
+    p = sub.add_parser("predict", help="run a trained model; series models answer in the data's own units",
+                       description="Predict with a model written by `bptt train`. Series models (sunspots, csv, sine) take "
+                       "values in the data's units and return one-step-ahead predictions in those units; the last one "
+                       "forecasts the next value. Without input, sunspots forecasts the year after its data.")
+    p.add_argument("--model", required=True, metavar="DIR", help="the --out folder of `bptt train` (or its model.npz)")
+    p.add_argument("--x", default=None, metavar="V1,V2,...",
+                   help="input steps, comma-separated; a step with several inputs as a:b (e.g. 0.3:0,0.7:1)")
+    p.add_argument("--csv", default=None, metavar="FILE", help="read the input series from a CSV file's --column")
+    p.add_argument("--column", default=None, help="the CSV column")
+    p.add_argument("--a", default=None, metavar="A1,A2,...", help="binary-addition: first operands")
+    p.add_argument("--b", default=None, metavar="B1,B2,...", help="binary-addition: second operands")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.set_defaults(run=_run_predict)
+
+
+def _run_predict(args: argparse.Namespace) -> int:
+    from .train import predict_cli
+
+    return predict_cli(args.model, x=args.x, csv=args.csv, column=args.column, a=args.a, b=args.b, as_json=args.json)
+
+
+def _add_gradflow(sub) -> None:
+    p = sub.add_parser("gradflow", help="heat map of ||dE_t/dh_k|| over (t, k), sigmoid vs tanh side by side",
+                       description="Gradient flow: how the error E_t's signal decays back through the hidden states h_k. "
+                       "With --model, for a trained model on one of its task's test sequences (and the same weights "
+                       "with the other hidden activation); without, for fresh random networks with sigmoid and tanh "
+                       "hidden units and identical weights.")
+    p.add_argument("--out", required=True, metavar="PNG", help="the image to write (refuses an existing file unless --force)")
+    p.add_argument("--force", action="store_true", help="overwrite --out")
+    p.add_argument("--model", default=None, metavar="DIR", help="a model written by `bptt train`")
+    p.add_argument("--index", type=int, default=0, help="with --model: which test sequence (default 0)")
+    p.add_argument("--hidden", type=int, default=16, help="without --model: hidden units (default 16)")
+    p.add_argument("--length", type=int, default=40, help="without --model: sequence length (default 40)")
+    p.add_argument("--init-scale", type=float, default=1.0, help="without --model: multiply the initial weights (default 1)")
+    p.add_argument("--seed", type=int, default=0, help="without --model: seed of weights and data (default 0)")
+    p.add_argument("--json", action="store_true", help="print the decay summary as JSON")
+    p.set_defaults(run=_run_gradflow)
+
+
+def _run_gradflow(args: argparse.Namespace) -> int:
+    from .train import gradflow_cli
+
+    return gradflow_cli(args.out, force=args.force, model=args.model, index=args.index, hidden=args.hidden,
+                        length=args.length, init_scale=args.init_scale, seed=args.seed, as_json=args.json)
+
+
 # ------------------------------------------------------------------ entry point
 # Each entry adds one subcommand; its run(args) -> exit status.
-SUBCOMMANDS: list[Callable[[Any], None]] = [_add_seed, _add_grad]
+SUBCOMMANDS: list[Callable[[Any], None]] = [_add_seed, _add_grad, _add_train, _add_predict, _add_gradflow]
 
 
 def build_parser() -> argparse.ArgumentParser:

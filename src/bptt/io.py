@@ -1,0 +1,147 @@
+"""Save and load models and training checkpoints, atomically.
+
+A model file ``model.npz`` holds the five parameters (w, w_x, w_h, b1, b2) as
+arrays plus one JSON string ``__bptt__`` with the format marker, the
+architecture (sizes, activations, dtype) and whatever the trainer adds
+(task, hyperparameters, the [0, 1] scaling of a series).  One file, so the
+parameters and their description can never disagree.
+
+Every write goes to a temporary file in the target folder, is flushed and
+fsynced, then renamed over the target with ``os.replace`` (atomic on POSIX):
+a crash or an exception mid-write leaves the previous file as it was and no
+temporary file behind.
+
+A file that is not a zip archive, is truncated, lacks the marker, or holds
+parameters of the wrong shapes raises ``BPTTError`` with one line.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import tempfile
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ._errors import BPTTError
+from .engine import PARAM_NAMES
+
+FORMAT = "bptt-model"
+CHECKPOINT_FORMAT = "bptt-checkpoint"
+VERSION = 1
+META_KEY = "__bptt__"
+
+
+# ---------------------------------------------------------------- atomic writes
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
+    """Write ``data`` to ``path`` via temp file + fsync + os.replace."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+
+
+def atomic_write_text(path: str | os.PathLike, text: str) -> None:
+    atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def atomic_write_json(path: str | os.PathLike, obj: Any) -> None:
+    atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=True) + "\n")
+
+
+def save_arrays(path: str | os.PathLike, arrays: dict[str, np.ndarray], meta: dict[str, Any]) -> None:
+    """npz of ``arrays`` plus the JSON ``meta`` under ``__bptt__``, written atomically.
+
+    The archive is built in memory first, so a failure while serialising never
+    touches the disk at all.
+    """
+    buf = io.BytesIO()
+    payload = {k: np.asarray(v) for k, v in arrays.items()}
+    payload[META_KEY] = np.array(json.dumps(meta, sort_keys=True))
+    np.savez(buf, **payload)
+    atomic_write_bytes(path, buf.getvalue())
+
+
+def load_arrays(path: str | os.PathLike, fmt: str) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    """Read an npz written by ``save_arrays``; check its marker is ``fmt``."""
+    path = Path(path)
+    if not path.is_file():
+        raise BPTTError(f"{path}: no such file; give the folder or file that `bptt train` wrote")
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            arrays = {k: z[k] for k in z.files}
+    except (zipfile.BadZipFile, OSError, ValueError, EOFError, KeyError) as e:
+        raise BPTTError(f"{path}: not a readable .npz file ({type(e).__name__}); it is corrupt or not a bptt file") from None
+    raw = arrays.pop(META_KEY, None)
+    try:
+        meta = json.loads(str(raw)) if raw is not None else None
+    except json.JSONDecodeError:
+        meta = None
+    if not isinstance(meta, dict) or meta.get("format") != fmt:
+        found = meta.get("format") if isinstance(meta, dict) else "no bptt marker"
+        raise BPTTError(f"{path}: not a {fmt} file (found {found!r}); give a file written by `bptt train`")
+    if meta.get("version") != VERSION:
+        raise BPTTError(f"{path}: {fmt} version {meta.get('version')!r} is not supported (this bptt reads version {VERSION})")
+    return arrays, meta
+
+
+# ---------------------------------------------------------------- models
+def save_model(path: str | os.PathLike, model, info: dict[str, Any] | None = None) -> None:
+    """Write ``model`` (a ``bptt.RNN``) and JSON-able ``info`` to ``path`` (.npz), atomically."""
+    meta = {
+        "format": FORMAT,
+        "version": VERSION,
+        "input_size": model.input_size,
+        "hidden_size": model.hidden_size,
+        "output_size": model.output_size,
+        "hidden_activation": model.hidden_activation,
+        "output_activation": model.output_activation,
+        "dtype": model.dtype.name,
+        "info": info or {},
+    }
+    save_arrays(path, model.params(), meta)
+
+
+def model_path(path: str | os.PathLike) -> Path:
+    """A model folder (as `bptt train --out` writes) or a model .npz file."""
+    p = Path(path)
+    return p / "model.npz" if p.is_dir() else p
+
+
+def load_model(path: str | os.PathLike):
+    """Returns (RNN, info).  ``path``: a model .npz or the folder holding ``model.npz``."""
+    from .model import RNN
+
+    p = model_path(path)
+    arrays, meta = load_arrays(p, FORMAT)
+    try:
+        m = RNN(
+            int(meta["input_size"]),
+            int(meta["hidden_size"]),
+            int(meta["output_size"]),
+            hidden_activation=meta["hidden_activation"],
+            output_activation=meta["output_activation"],
+            dtype=np.dtype(meta["dtype"]),
+        )
+        missing = [k for k in PARAM_NAMES if k not in arrays]
+        if missing:
+            raise BPTTError(f"parameters {', '.join(missing)} are missing")
+        m.set_params(**{k: arrays[k] for k in PARAM_NAMES})
+    except (KeyError, TypeError, ValueError) as e:
+        msg = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise BPTTError(f"{p}: model file is inconsistent ({msg}); re-train or re-save it") from None
+    return m, meta.get("info", {})
