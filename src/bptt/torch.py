@@ -1,0 +1,441 @@
+r"""The seed's RNN as a PyTorch layer whose backward pass is this library's BPTT.
+
+PyTorch's ``nn.RNN`` offers tanh and relu only; users who want the seed's
+sigmoid network hand-roll a Python loop and let autograd record every step.
+``SigmoidRNN`` runs the recurrence without recording a graph and supplies the
+gradient itself (a ``torch.autograd.Function``), with the formulas of
+``bptt.engine`` written in torch operations, so it runs on whatever device
+its tensors live on and composes with any loss, model or optimizer after it.
+
+    z_t  = w_x x_t + w_h h_{t-1} + b1,   h_t = f(z_t)        t = 1..T
+    u_t  = w h_t + b2,                   y'_t = g(u_t)
+
+Backward, for an arbitrary upstream gradient G_t = dL/dy'_t (T, B, O) and
+G_h = dL/dh_T (B, H) (the loss is whatever the caller computes from y'):
+
+    du_t = G_t * g'(u_t)
+    dh_t = du_t w + dz_{t+1} w_h  (+ G_h at t = T)      dz_{T+1} = 0
+    dz_t = dh_t * f'(z_t)
+    dL/dw = sum_t du_t^T h_t      dL/db2 = sum_t du_t
+    dL/dw_x = sum_t dz_t^T x_t    dL/dw_h = sum_t dz_t^T h_{t-1}    dL/db1 = sum_t dz_t
+    dL/dx_t = dz_t w_x            dL/dh_0 = dz_1 w_h
+
+f' and g' are taken from the outputs h_t, y'_t (the activation table's
+derivative-from-output), so z and u are never stored.
+
+Options (as in the numpy engine):
+  truncate=k     each error term's signal (the one entering at step t through
+                 y'_t, or through h_T) goes back at most k steps, t-k+1..t;
+                 the same semantics as ``engine._bptt_truncated``.
+  checkpoint=k   store only every k-th hidden state (True or "sqrt": k = ceil(sqrt T));
+                 the backward pass recomputes each segment's states from its
+                 checkpoint.  Stored hidden states: T/k + k instead of T.
+
+``import bptt`` never imports this module (it imports torch); use
+``import bptt.torch``.  The ``import torch`` below is absolute, so it is the
+real PyTorch, not this file.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Callable
+
+import numpy as np
+import torch
+from torch import nn
+from torch.autograd.function import once_differentiable
+
+from . import activations
+from ._errors import BPTTError
+from .activations import ACTIVATIONS, Activation
+
+__all__ = ["SigmoidRNN", "sigmoid_rnn", "torch_value", "torch_deriv"]
+
+# ---------------------------------------------------------------- activations, from the one table
+# The table's values are numpy functions; these are the same functions in torch, by table name,
+# writing into a preallocated output.  ``tests/test_torch_layer.py`` checks they agree with the table.
+_VALUE: dict[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = {
+    "sigmoid": lambda z, out: torch.sigmoid(z, out=out),
+    "tanh": lambda z, out: torch.tanh(z, out=out),
+    "relu": lambda z, out: torch.clamp_min(z, 0, out=out),
+    "identity": lambda z, out: out.copy_(z),
+}
+# Derivatives from the output: the table's own lambdas are plain arithmetic and serve tensors
+# as they are (sigmoid a(1-a), tanh 1-a^2); these two use numpy-only calls, so they get torch twins.
+_DERIV_OVERRIDE: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
+    "relu": lambda a: (a > 0).to(a.dtype),  # the table's [a > 0]
+    "identity": lambda a: torch.ones_like(a),  # the table's 1
+}
+
+
+def _check_table() -> None:
+    missing = sorted(set(ACTIVATIONS) - set(_VALUE))
+    if missing:  # a new table entry must get its torch value here, not silently fall back
+        raise BPTTError(f"bptt.torch has no torch version of activation(s) {missing}; add them to bptt.torch._VALUE")
+
+
+def torch_value(act: Activation | str, z: torch.Tensor) -> torch.Tensor:
+    """f(z) for the table's activation ``act``, elementwise, as a new tensor."""
+    a = ACTIVATIONS[act] if isinstance(act, str) else act
+    return _VALUE[a.name](z, torch.empty_like(z))
+
+
+def torch_deriv(act: Activation | str, a: torch.Tensor) -> torch.Tensor:
+    """f'(z) given a = f(z), elementwise: the table's derivative-from-output on tensors."""
+    act = ACTIVATIONS[act] if isinstance(act, str) else act
+    if act.name in _DERIV_OVERRIDE:
+        return _DERIV_OVERRIDE[act.name](a)
+    return act.deriv(a)
+
+
+# ---------------------------------------------------------------- the autograd Function
+def _run(x, h_start, w_x, w_h, b1, f: Activation, h_out=None):
+    """h_{s+1..s+L} from h_s.  x (L, B, D), h_start (B, H).  Writes into / returns h_out (L+1, B, H)."""
+    L, B, _ = x.shape
+    H = w_h.shape[0]
+    if h_out is None:
+        h_out = x.new_empty((L + 1, B, H))  # (L+1, B, H)
+    h_out[0] = h_start
+    zin = torch.matmul(x, w_x.t()).add_(b1)  # (L, B, H): input projection, one product for all steps
+    w_hT = w_h.t()
+    value = _VALUE[f.name]
+    for t in range(L):
+        zin[t].addmm_(h_out[t], w_hT)  # z_t = w_x x_t + b1 + w_h h_{t-1}
+        value(zin[t], h_out[t + 1])
+    return h_out
+
+
+def _outputs(h, w, b2, g: Activation, out):
+    """y'_t = g(w h_t + b2).  h (L, B, H) -> out (L, B, O)."""
+    u = torch.matmul(h, w.t()).add_(b2)  # (L, B, O)
+    return _VALUE[g.name](u, out)
+
+
+class _BPTT(torch.autograd.Function):
+    """(x, h0, w_x, w_h, b1, w, b2) -> (y_pred (T, B, O), h_T (B, H)), backward by hand-written BPTT."""
+
+    @staticmethod
+    def forward(ctx, x, h0, w_x, w_h, b1, w, b2, f, g, checkpoint, truncate):
+        T, B, _ = x.shape
+        H, O = w_h.shape[0], w.shape[0]
+        y = x.new_empty((T, B, O))  # (T, B, O)
+        if checkpoint is None:
+            h = _run(x, h0, w_x, w_h, b1, f)  # (T+1, B, H): every state, kept for backward
+            _outputs(h[1:], w, b2, g, y)
+            hT = h[T].clone()
+            stored = h
+        else:
+            k = checkpoint
+            starts = list(range(0, T, k))
+            stored = x.new_empty((len(starts), B, H))  # (T/k, B, H): h at each segment start
+            buf = x.new_empty((k + 1, B, H))  # (k+1, B, H): one segment's states, reused
+            h_cur = h0
+            for i, s in enumerate(starts):
+                e = min(s + k, T)
+                stored[i] = h_cur
+                seg = _run(x[s:e], h_cur, w_x, w_h, b1, f, buf[: e - s + 1])
+                _outputs(seg[1:], w, b2, g, y[s:e])
+                h_cur = seg[e - s]
+            hT = h_cur.clone()
+        ctx.save_for_backward(x, w_x, w_h, b1, w, stored, y)
+        ctx.f, ctx.g, ctx.checkpoint, ctx.truncate = f, g, checkpoint, truncate
+        ctx.set_materialize_grads(False)
+        return y, hT
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, gy, ghT):
+        x, w_x, w_h, b1, w, stored, y = ctx.saved_tensors
+        f, g, k, truncate = ctx.f, ctx.g, ctx.checkpoint, ctx.truncate
+        T, B, D = x.shape
+        H = w_h.shape[0]
+        if gy is None:
+            gy = torch.zeros_like(y)
+        du = gy * torch_deriv(g, y)  # (T, B, O): du_t = G_t g'(u_t)
+        dh_direct = torch.matmul(du, w)  # (T, B, H): dL/dh_t through y'_t only
+        if ghT is not None:
+            dh_direct[T - 1] += ghT
+        need = ctx.needs_input_grad
+        if truncate is not None and truncate < T:
+            h = stored  # (T+1, B, H): truncate excludes checkpointing
+            dz, dh0 = _truncated(w_h, dh_direct, torch_deriv(f, h[1:]), truncate)
+            segments = [(0, T, h, dz)]
+        else:
+            segments = _full_segments(x, w_x, w_h, b1, stored, dh_direct, f, k)
+            dh0 = None
+        gw = torch.zeros_like(w) if need[5] else None
+        gb2 = du.sum(dim=(0, 1)) if need[6] else None
+        gw_x = torch.zeros_like(w_x) if need[2] else None
+        gw_h = torch.zeros_like(w_h) if need[3] else None
+        gb1 = torch.zeros_like(b1) if need[4] else None
+        gx = torch.empty_like(x) if need[0] else None
+        carry = None
+        for s, e, h, dz in segments:  # each h (L+1, B, H) = h_s..h_e, dz (L, B, H)
+            L = e - s
+            dz2 = dz.reshape(L * B, H)  # (L B, H)
+            if gw is not None:
+                gw += du[s:e].reshape(L * B, -1).t() @ h[1:].reshape(L * B, H)
+            if gw_x is not None:
+                gw_x += dz2.t() @ x[s:e].reshape(L * B, D)
+            if gw_h is not None:
+                gw_h += dz2.t() @ h[:-1].reshape(L * B, H)
+            if gb1 is not None:
+                gb1 += dz2.sum(0)
+            if gx is not None:
+                torch.matmul(dz, w_x, out=gx[s:e])
+            carry = dz[0]
+        if dh0 is None:
+            dh0 = carry @ w_h  # (B, H): dL/dh_0 = dz_1 w_h
+        return gx, (dh0 if need[1] else None), gw_x, gw_h, gb1, gw, gb2, None, None, None, None
+
+
+def _full_segments(x, w_x, w_h, b1, stored, dh_direct, f, k):
+    """Full BPTT, last segment first; yields (s, e, h_s..h_e, dz_s+1..dz_e).
+
+    Without checkpointing there is one segment and ``stored`` is every state;
+    with it each segment's states are recomputed from its checkpoint.
+    """
+    T, B, _ = x.shape
+    starts = [0] if k is None else list(range(0, T, k))
+    buf = None
+    carry = None  # (B, H): dz_{e+1} w_h, the gradient entering the segment from the future
+    for i in range(len(starts) - 1, -1, -1):
+        s = starts[i]
+        e = T if i == len(starts) - 1 else starts[i + 1]
+        if k is None:
+            h = stored  # (T+1, B, H)
+        else:
+            if buf is None:
+                buf = x.new_empty((k + 1, B, stored.shape[2]))  # (k+1, B, H)
+            h = _run(x[s:e], stored[i], w_x, w_h, b1, f, buf[: e - s + 1])  # recompute h_s..h_e
+        dz = dh_direct[s:e]  # (L, B, H): overwritten in place with dz
+        fprime = torch_deriv(f, h[1:])  # (L, B, H): f'(z_t) from h_t
+        L = e - s
+        if carry is not None:
+            dz[L - 1].addmm_(carry, w_h)
+        dz[L - 1].mul_(fprime[L - 1])
+        for t in range(L - 2, -1, -1):
+            dz[t].addmm_(dz[t + 1], w_h).mul_(fprime[t])  # dz_t = (dE_t/dh_t + dz_{t+1} w_h) f'(z_t)
+        carry = dz[0]
+        yield s, e, h, dz
+
+
+def _truncated(w_h, dh_direct, fprime, k):
+    """Each error term's signal goes back at most k steps; O(T k) work in k matrix products.
+
+    A_j[s] = dE_{s+j}/dh_s (the signal of the term at step s+j after j steps back);
+    dz_s = sum_{j<k} A_j[s] f'(z_s).  Same sum as ``engine._bptt_truncated``, vectorised over t.
+    """
+    T = dh_direct.shape[0]
+    dz = torch.zeros_like(dh_direct)  # (T, B, H)
+    dh0 = torch.zeros_like(dh_direct[0])  # (B, H)
+    A = dh_direct  # (T - j, B, H)
+    for j in range(min(k, T)):
+        n = T - j
+        Z = A * fprime[:n]  # (n, B, H): dE_{s+j}/dz_s
+        dz[:n] += Z
+        dh0.addmm_(Z[0], w_h)  # the term at step j reaches h_0 through z_1
+        A = torch.matmul(Z[1:], w_h)  # (n-1, B, H): one step further back
+    return dz, dh0
+
+
+# ---------------------------------------------------------------- functional form and checks
+def _check_checkpoint(checkpoint: Any) -> Any:
+    if checkpoint is None or checkpoint is False:
+        return None
+    if checkpoint is True or checkpoint == "sqrt":
+        return "sqrt"
+    if isinstance(checkpoint, bool) or not isinstance(checkpoint, (int, np.integer)) or checkpoint < 1:
+        raise BPTTError(
+            f"checkpoint must be None, True, 'sqrt' or a positive segment length, got {checkpoint!r}"
+        )
+    return int(checkpoint)
+
+
+def _check_truncate(truncate: Any) -> int | None:
+    if truncate is None:
+        return None
+    if isinstance(truncate, bool) or not isinstance(truncate, (int, np.integer)) or truncate < 1:
+        raise BPTTError(f"truncate must be a positive number of steps or None (full BPTT), got {truncate!r}")
+    return int(truncate)
+
+
+def _segment_length(checkpoint: Any, T: int) -> int | None:
+    if checkpoint is None:
+        return None
+    k = math.isqrt(T - 1) + 1 if checkpoint == "sqrt" else checkpoint  # ceil(sqrt T)
+    return None if k >= T else k
+
+
+def sigmoid_rnn(
+    x: torch.Tensor,
+    h0: torch.Tensor | None,
+    w_x: torch.Tensor,
+    w_h: torch.Tensor,
+    b1: torch.Tensor,
+    w: torch.Tensor,
+    b2: torch.Tensor,
+    hidden_activation: str = "sigmoid",
+    output_activation: str = "sigmoid",
+    checkpoint: Any = None,
+    truncate: int | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Functional form of ``SigmoidRNN.forward``.  Returns (y_pred, h_T).
+
+    x (T, B, D), h0 (B, H) or None (zeros), w_x (H, D), w_h (H, H), b1 (H,), w (O, H), b2 (O,).
+    y_pred (T, B, O), h_T (B, H).  Differentiable in all seven tensors.
+    """
+    _check_table()
+    f = activations.get(hidden_activation, activations.HIDDEN_ACTIVATIONS, "hidden_activation")
+    g = activations.get(output_activation, activations.OUTPUT_ACTIVATIONS, "output_activation")
+    ck = _check_checkpoint(checkpoint)
+    tr = _check_truncate(truncate)
+    if ck is not None and tr is not None:
+        raise BPTTError(
+            "checkpoint and truncate cannot be combined; truncated BPTT already bounds the backward work, "
+            "so drop one of them"
+        )
+    tensors = {"x": x, "w_x": w_x, "w_h": w_h, "b1": b1, "w": w, "b2": b2}
+    if h0 is not None:
+        tensors["h0"] = h0
+    for name, t in tensors.items():
+        if not isinstance(t, torch.Tensor):
+            raise BPTTError(f"{name} must be a torch.Tensor, got {type(t).__name__}; convert it with torch.as_tensor")
+    ref = w_h
+    for name, t in tensors.items():
+        if t.dtype != ref.dtype or not t.is_floating_point():
+            raise BPTTError(f"{name} has dtype {t.dtype} but the parameters are {ref.dtype}; convert it with .to({ref.dtype})")
+        if t.device != ref.device:
+            raise BPTTError(f"{name} is on {t.device} but the parameters are on {ref.device}; move it with .to('{ref.device}')")
+    H, D, O = w_x.shape[0], w_x.shape[1], w.shape[0]
+    want = {"w_x": (H, D), "w_h": (H, H), "b1": (H,), "w": (O, H), "b2": (O,)}
+    for name, shape in want.items():
+        if tuple(tensors[name].shape) != shape:
+            raise BPTTError(f"{name} must have shape {shape}, got {tuple(tensors[name].shape)}")
+    if x.ndim != 3 or x.shape[0] == 0 or x.shape[1] == 0 or x.shape[2] != D:
+        raise BPTTError(f"x must be (T, B, {D}) with T, B >= 1, got shape {tuple(x.shape)}")
+    T, B, _ = x.shape
+    if h0 is None:
+        h0 = x.new_zeros((B, H))
+    elif tuple(h0.shape) == (H,):
+        h0 = h0.expand(B, H)  # one initial state for every sequence; autograd sums its gradient
+    elif tuple(h0.shape) != (B, H):
+        raise BPTTError(f"h0 must have shape ({B}, {H}) or ({H},), got {tuple(h0.shape)}")
+    return _BPTT.apply(
+        x.contiguous(), h0.contiguous(), w_x, w_h, b1, w, b2, f, g, _segment_length(ck, T), tr
+    )
+
+
+# ---------------------------------------------------------------- the module
+class SigmoidRNN(nn.Module):
+    """The seed's RNN as an ``nn.Module``, with the hand-derived BPTT as its backward pass.
+
+        h_t  = f(w_x x_t + w_h h_{t-1} + b1)     f: hidden_activation (sigmoid, tanh, relu)
+        y'_t = g(w h_t + b2)                     g: output_activation (sigmoid, identity)
+
+    Parameters (``nn.Parameter``, the names used everywhere in bptt): w_x (H, D), w_h (H, H),
+    b1 (H,), w (O, H), b2 (O,), initialised Uniform(-1/sqrt(H), 1/sqrt(H)) like ``nn.RNN``.
+    ``forward(x, h0=None)``: x (T, B, D) or unbatched (T, D); h0 (B, H), (H,) or None (zeros).
+    Returns y_pred (T, B, O) (or (T, O)); with ``return_hidden=True`` also h_T (B, H) (or (H,)).
+    checkpoint: None, True/"sqrt" (segments of ceil(sqrt T) steps) or a segment length.
+    truncate: None (full BPTT) or k, each error term backpropagated at most k steps.
+    """
+
+    def __init__(
+        self,
+        input_size: int,
+        hidden_size: int,
+        output_size: int,
+        hidden_activation: str = "sigmoid",
+        output_activation: str = "sigmoid",
+        checkpoint: Any = None,
+        truncate: int | None = None,
+        *,
+        dtype: torch.dtype | None = None,
+        device: Any = None,
+    ):
+        super().__init__()
+        _check_table()
+        for name, v in (("input_size", input_size), ("hidden_size", hidden_size), ("output_size", output_size)):
+            if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
+                raise BPTTError(f"{name} must be a positive integer, got {v!r}")
+        self.input_size, self.hidden_size, self.output_size = int(input_size), int(hidden_size), int(output_size)
+        self._f = activations.get(hidden_activation, activations.HIDDEN_ACTIVATIONS, "hidden_activation")
+        self._g = activations.get(output_activation, activations.OUTPUT_ACTIVATIONS, "output_activation")
+        self.checkpoint = _check_checkpoint(checkpoint)
+        self.truncate = _check_truncate(truncate)
+        if self.checkpoint is not None and self.truncate is not None:
+            raise BPTTError("checkpoint and truncate cannot be combined; drop one of them")
+        H, D, O = self.hidden_size, self.input_size, self.output_size
+        kw = {"dtype": dtype, "device": device}
+        k = 1.0 / math.sqrt(H)
+        self.w_x = nn.Parameter(torch.empty((H, D), **kw).uniform_(-k, k))
+        self.w_h = nn.Parameter(torch.empty((H, H), **kw).uniform_(-k, k))
+        self.b1 = nn.Parameter(torch.empty((H,), **kw).uniform_(-k, k))
+        self.w = nn.Parameter(torch.empty((O, H), **kw).uniform_(-k, k))
+        self.b2 = nn.Parameter(torch.empty((O,), **kw).uniform_(-k, k))
+
+    @property
+    def hidden_activation(self) -> str:
+        return self._f.name
+
+    @property
+    def output_activation(self) -> str:
+        return self._g.name
+
+    def extra_repr(self) -> str:
+        s = (f"input_size={self.input_size}, hidden_size={self.hidden_size}, output_size={self.output_size}, "
+             f"hidden_activation={self.hidden_activation!r}, output_activation={self.output_activation!r}")
+        if self.checkpoint is not None:
+            s += f", checkpoint={self.checkpoint!r}"
+        if self.truncate is not None:
+            s += f", truncate={self.truncate}"
+        return s
+
+    def forward(self, x: torch.Tensor, h0: torch.Tensor | None = None, return_hidden: bool = False):
+        if not isinstance(x, torch.Tensor):
+            raise BPTTError(f"x must be a torch.Tensor, got {type(x).__name__}; convert it with torch.as_tensor")
+        batched = x.ndim == 3
+        if x.ndim == 2:
+            x = x.unsqueeze(1)  # (T, 1, D)
+            if h0 is not None and isinstance(h0, torch.Tensor) and h0.ndim == 1:
+                h0 = h0.unsqueeze(0)  # (1, H)
+        elif x.ndim != 3:
+            raise BPTTError(f"x must be (T, D) or (T, B, D), got shape {tuple(x.shape)}")
+        y, hT = sigmoid_rnn(
+            x, h0, self.w_x, self.w_h, self.b1, self.w, self.b2,
+            self.hidden_activation, self.output_activation, self.checkpoint, self.truncate,
+        )
+        if not batched:
+            y, hT = y[:, 0], hT[0]
+        return (y, hT) if return_hidden else y
+
+    # ------------------------------------------------------------ numpy converters
+    @classmethod
+    def from_numpy(cls, rnn: Any, checkpoint: Any = None, truncate: int | None = None,
+                   dtype: torch.dtype | None = None, device: Any = None) -> "SigmoidRNN":
+        """A layer with ``rnn``'s sizes, activations and parameters (a ``bptt.RNN``); dtype follows rnn's."""
+        from .model import RNN
+
+        if not isinstance(rnn, RNN):
+            raise BPTTError(f"from_numpy needs a bptt.RNN, got {type(rnn).__name__}")
+        dt = dtype if dtype is not None else (torch.float64 if rnn.dtype == np.float64 else torch.float32)
+        m = cls(rnn.input_size, rnn.hidden_size, rnn.output_size, rnn.hidden_activation, rnn.output_activation,
+                checkpoint, truncate, dtype=dt, device=device)
+        with torch.no_grad():
+            for name, p in m.named_parameters():
+                p.copy_(torch.from_numpy(np.asarray(getattr(rnn, name))))
+        return m
+
+    def to_numpy(self) -> Any:
+        """The numpy ``bptt.RNN`` with this layer's sizes, activations and (copied) parameters."""
+        from .model import RNN
+
+        dt = self.w_h.dtype
+        if dt not in (torch.float32, torch.float64):
+            raise BPTTError(f"to_numpy supports float32 and float64 parameters, got {dt}; call .float() or .double() first")
+        rnn = RNN(self.input_size, self.hidden_size, self.output_size, self.hidden_activation,
+                  self.output_activation, dtype=np.float64 if dt == torch.float64 else np.float32)
+        rnn.set_params(**{name: p.detach().cpu().numpy() for name, p in self.named_parameters()})
+        return rnn
