@@ -345,9 +345,94 @@ def _run_gradflow(args: argparse.Namespace) -> int:
                         length=args.length, init_scale=args.init_scale, seed=args.seed, as_json=args.json)
 
 
+# ------------------------------------------------------------------ bptt explain / bptt check (derive.py, check.py)
+def _add_explain(sub) -> None:
+    p = sub.add_parser("explain", help="write the chain-rule derivation of the five gradients as a document",
+                       description="Write the seed's derivation for this model and sequence: the chain-rule formulas, "
+                                   "the same with the numbers in, the building blocks and the five gradients. "
+                                   "Without --y the targets stay symbols (as in the seed) and every gradient is affine in them.")
+    add_model_options(p)
+    p.add_argument("--x", default="1,0", metavar="X1,X2,...", help="input sequence (default 1,0: the seed's)")
+    p.add_argument("--y", default=None, metavar="Y1,Y2,...", help="targets (default: left as symbols y_1, y_2, ...)")
+    p.add_argument("--format", default="md", metavar="md|tex|text",
+                   help="md: Markdown with LaTeX math (default); tex: a complete LaTeX document; text: plain text")
+    p.add_argument("--expand", default="3", metavar="T",
+                   help="write every factor out, as the seed does, up to this many steps (default 3); "
+                        "longer sequences name the repeated factors once")
+    p.add_argument("--out", default=None, metavar="FILE", help="write the document to FILE instead of standard output")
+    p.add_argument("--force", action="store_true", help="with --out: overwrite FILE if it exists")
+    p.set_defaults(run=_run_explain)
+
+
+def _write_out(path: str, text: str, force: bool) -> None:
+    """Atomic write that never overwrites an existing file unless asked."""
+    import os
+
+    from .io import atomic_write_text
+
+    parent = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(parent):
+        raise BPTTError(f"--out {path}: the folder {parent} does not exist; create it or choose another path")
+    if os.path.isdir(path):
+        raise BPTTError(f"--out {path}: is a directory; give a file name")
+    if os.path.exists(path) and not force:
+        raise BPTTError(f"--out {path}: the file exists; add --force to overwrite it or choose another name")
+    try:
+        atomic_write_text(path, text)
+    except OSError as e:
+        raise BPTTError(f"--out {path}: cannot write it ({e.strerror or e}); check the path and permissions") from None
+
+
+def _run_explain(args: argparse.Namespace) -> int:
+    from . import derive
+
+    fmt = args.format
+    if fmt not in derive.FORMATS:
+        raise BPTTError(f"--format {fmt!r} is not supported; choose md, tex or text")
+    m = model_from_args(args)
+    if args.reduction not in ("mean", "sum"):
+        raise BPTTError(f"--reduction {args.reduction!r} is not supported; choose mean or sum")
+    x = _numbers(args.x, "--x")
+    y = None if args.y is None else _numbers(args.y, "--y")
+    if y is not None and len(y) != len(x):
+        raise BPTTError(f"--x has {len(x)} steps but --y has {len(y)}; give one target per input step")
+    expand = _number(args.expand, "--expand")
+    if expand != int(expand) or expand < 0:
+        raise BPTTError(f"--expand must be a whole number of steps (0 or more), got {args.expand!r}")
+    if len(x) > derive.MAX_T:
+        raise BPTTError(f"--x has {len(x)} steps; bptt explain writes documents up to {derive.MAX_T} steps")
+    params = {k: float(v.ravel()[0]) for k, v in m.params().items()}
+    doc = derive.explain(params, x, h0=_number(args.h0, "--h0"), y=y, hidden_activation=m.hidden_activation,
+                         output_activation=m.output_activation, reduction=args.reduction, fmt=fmt, expand=int(expand))
+    if args.out is None:
+        sys.stdout.write(doc)
+    else:
+        _write_out(args.out, doc, args.force)
+        print(f"wrote {args.out} ({fmt}, T = {len(x)})", file=sys.stderr)
+    return 0
+
+
+def _add_check(sub) -> None:
+    p = sub.add_parser("check", help="check hand-computed BPTT numbers (a TOML or JSON claims file)",
+                       description="Check each claimed number (h_t, y'_t, dE_i/dθ, dLoss/dθ, ...) at the precision it "
+                                   "is written with. Without targets in the file, infer the targets that best explain "
+                                   "the claims and say which claims no targets can explain. Exit status: 0 all hold, "
+                                   "1 some claim is wrong, 2 the file is unusable. See examples/seed_claims.toml.")
+    p.add_argument("file", metavar="FILE", help="claims file, .toml or .json")
+    p.set_defaults(run=_run_check)
+
+
+def _run_check(args: argparse.Namespace) -> int:
+    from . import check
+
+    report = check.check(check.load(args.file))
+    check.print_report(report)
+    return 0 if report.all_hold else 1
+
+
 # ------------------------------------------------------------------ entry point
 # Each entry adds one subcommand; its run(args) -> exit status.
-SUBCOMMANDS: list[Callable[[Any], None]] = [_add_seed, _add_grad, _add_train, _add_predict, _add_gradflow]
+SUBCOMMANDS: list[Callable[[Any], None]] = [_add_seed, _add_grad, _add_train, _add_predict, _add_gradflow, _add_explain, _add_check]
 
 
 def build_parser() -> argparse.ArgumentParser:
