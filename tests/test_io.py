@@ -1,0 +1,166 @@
+"""Model files: round trip, atomic writes (a failed or killed save keeps the old file), bad files."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import zipfile
+
+import numpy as np
+import pytest
+
+from bptt import RNN, BPTTError
+from bptt import io as bio
+
+
+def _model(dtype=np.float64, seed=0):
+    return RNN(3, 5, 2, hidden_activation="tanh", output_activation="identity", dtype=dtype, seed=seed)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_round_trip_bitwise(tmp_path, dtype):
+    m = _model(dtype)
+    info = {"task": "csv", "scaling": {"lo": -2.5, "hi": 7.25}, "note": "ünïcode"}
+    bio.save_model(tmp_path / "model.npz", m, info)
+    m2, info2 = bio.load_model(tmp_path)  # the folder works as well as the file
+    assert info2 == info
+    assert (m2.input_size, m2.hidden_size, m2.output_size) == (3, 5, 2)
+    assert (m2.hidden_activation, m2.output_activation, m2.dtype) == ("tanh", "identity", np.dtype(dtype))
+    for k, v in m.params().items():
+        got = m2.params()[k]
+        assert got.dtype == v.dtype and got.tobytes() == v.tobytes()
+    x = np.random.default_rng(1).standard_normal((4, 3)).astype(dtype)
+    assert np.array_equal(m.predict(x), m2.predict(x))
+
+
+def test_failed_save_keeps_previous_file(tmp_path, monkeypatch):
+    path = tmp_path / "model.npz"
+    bio.save_model(path, _model(seed=0), {"v": 1})
+    before = path.read_bytes()
+
+    def boom(fd):  # the data is in the temp file, the rename has not happened
+        raise OSError("disk full (simulated)")
+
+    monkeypatch.setattr(os, "fsync", boom)
+    with pytest.raises(OSError, match="simulated"):
+        bio.save_model(path, _model(seed=1), {"v": 2})
+    assert path.read_bytes() == before
+    assert os.listdir(tmp_path) == ["model.npz"]  # the temp file is cleaned up
+    _, info = bio.load_model(path)
+    assert info == {"v": 1}
+
+
+def test_failure_while_serialising_keeps_previous_file(tmp_path, monkeypatch):
+    path = tmp_path / "model.npz"
+    bio.save_model(path, _model(seed=0), {"v": 1})
+    before = path.read_bytes()
+    real = np.lib.format.write_array
+    calls = []
+
+    def write_some(*a, **k):  # fails on the third array, mid-archive
+        calls.append(1)
+        if len(calls) == 3:
+            raise RuntimeError("crash mid-write (simulated)")
+        return real(*a, **k)
+
+    monkeypatch.setattr(np.lib.format, "write_array", write_some)
+    with pytest.raises(RuntimeError, match="simulated"):
+        bio.save_model(path, _model(seed=1), {"v": 2})
+    assert len(calls) == 3 and path.read_bytes() == before and os.listdir(tmp_path) == ["model.npz"]
+
+
+def test_killed_save_keeps_previous_file(tmp_path):
+    """A real SIGKILL after the new bytes are written to the temp file, before the rename."""
+    path = tmp_path / "model.npz"
+    bio.save_model(path, _model(seed=0), {"v": 1})
+    before = path.read_bytes()
+    code = (
+        "import os, signal, sys\n"
+        "from bptt import RNN, io as bio\n"
+        "def die(fd): os.kill(os.getpid(), signal.SIGKILL)\n"
+        "os.fsync = die\n"
+        f"bio.save_model({str(path)!r}, RNN(3, 5, 2, 'tanh', 'identity', seed=1), {{'v': 2}})\n"
+    )
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, timeout=120)
+    assert r.returncode == -9, r.stderr.decode()
+    assert path.read_bytes() == before
+    leftovers = [f for f in os.listdir(tmp_path) if f != "model.npz"]
+    assert len(leftovers) == 1 and leftovers[0].startswith(".model.npz.")  # the dead process's temp file
+    assert os.path.getsize(tmp_path / leftovers[0]) > 0
+    _, info = bio.load_model(path)
+    assert info == {"v": 1}
+
+
+def test_corrupt_files(tmp_path):
+    good = tmp_path / "good.npz"
+    bio.save_model(good, _model(), {})
+    data = good.read_bytes()
+    cut = tmp_path / "cut.npz"
+    cut.write_bytes(data[: len(data) // 2])
+    with pytest.raises(BPTTError, match="cut.npz: not a readable .npz file"):
+        bio.load_model(cut)
+    junk = tmp_path / "junk.npz"
+    junk.write_bytes(b"this is not a zip archive at all")
+    with pytest.raises(BPTTError, match="not a readable .npz file"):
+        bio.load_model(junk)
+    empty = tmp_path / "empty.npz"
+    empty.write_bytes(b"")
+    with pytest.raises(BPTTError, match="not a readable"):
+        bio.load_model(empty)
+
+
+def test_foreign_files(tmp_path):
+    foreign = tmp_path / "foreign.npz"
+    np.savez(foreign, w=np.zeros((1, 1)), b=np.ones(3))
+    with pytest.raises(BPTTError, match="not a bptt-model file .*no bptt marker"):
+        bio.load_model(foreign)
+    pickled = tmp_path / "pickled.npz"
+    np.savez(pickled, obj=np.array([{"a": 1}], dtype=object))
+    with pytest.raises(BPTTError):
+        bio.load_model(pickled)
+    ck = tmp_path / "ck.npz"
+    bio.save_arrays(ck, {"x": np.zeros(2)}, {"format": bio.CHECKPOINT_FORMAT, "version": bio.VERSION})
+    with pytest.raises(BPTTError, match="not a bptt-model file \\(found 'bptt-checkpoint'\\)"):
+        bio.load_model(ck)
+    future = tmp_path / "future.npz"
+    bio.save_arrays(future, {}, {"format": bio.FORMAT, "version": 99})
+    with pytest.raises(BPTTError, match="version 99 is not supported"):
+        bio.load_model(future)
+    with pytest.raises(BPTTError, match="no such file"):
+        bio.load_model(tmp_path / "missing.npz")
+    txt = tmp_path / "model.npz"
+    with zipfile.ZipFile(txt, "w") as z:
+        z.writestr("readme.txt", "hello")
+    with pytest.raises(BPTTError, match="not a bptt-model"):
+        bio.load_model(txt)
+
+
+def test_inconsistent_model_file(tmp_path):
+    m = _model()
+    meta = {"format": bio.FORMAT, "version": bio.VERSION, "input_size": 3, "hidden_size": 5, "output_size": 2,
+            "hidden_activation": "tanh", "output_activation": "identity", "dtype": "float64", "info": {}}
+    p = m.params()
+    p["w_h"] = np.zeros((4, 4))
+    bad = tmp_path / "bad.npz"
+    bio.save_arrays(bad, p, meta)
+    with pytest.raises(BPTTError, match="bad.npz: model file is inconsistent .*w_h must have shape \\(5, 5\\)"):
+        bio.load_model(bad)
+    del p["w_h"]
+    bio.save_arrays(bad, p, meta)
+    with pytest.raises(BPTTError, match="w_h are missing"):
+        bio.load_model(bad)
+    meta2 = dict(meta, hidden_activation="softsign")
+    bio.save_arrays(bad, m.params(), meta2)
+    with pytest.raises(BPTTError, match="softsign"):
+        bio.load_model(bad)
+
+
+def test_atomic_write_json_replaces(tmp_path):
+    p = tmp_path / "m.json"
+    bio.atomic_write_json(p, {"a": 1})
+    bio.atomic_write_json(p, {"a": 2.5, "b": [1, 2]})
+    import json
+
+    assert json.loads(p.read_text()) == {"a": 2.5, "b": [1, 2]}
+    assert os.listdir(tmp_path) == ["m.json"]

@@ -1,0 +1,402 @@
+"""Training: optimizers against torch.optim, clipping, schedule, masked loss, truncated BPTT by hand,
+gradient flow against torch autograd, learning binary addition, bitwise reproducibility and resume
+after a real SIGKILL, early stopping, and the `bptt train/predict/gradflow` commands and their errors."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from bptt import RNN, BPTTError
+from bptt import io as bio
+from bptt import tasks as T
+from bptt import train as tr
+from bptt.cli import main
+
+torch = pytest.importorskip("torch")
+
+
+# ---------------------------------------------------------------- optimizers, clipping, schedule
+def _grad_stream(seed, shapes, n):
+    rng = np.random.default_rng(seed)
+    return [{k: rng.standard_normal(s) for k, s in shapes.items()} for _ in range(n)]
+
+
+@pytest.mark.parametrize(
+    "kind, kw",
+    [
+        ("sgd", dict(momentum=0.0, nesterov=False)),
+        ("sgd", dict(momentum=0.9, nesterov=False)),
+        ("sgd", dict(momentum=0.8, nesterov=True)),
+        ("adam", dict(betas=(0.9, 0.999), eps=1e-8)),
+        ("adam", dict(betas=(0.5, 0.9), eps=1e-3)),
+    ],
+)
+def test_optimizers_match_torch(kind, kw):
+    shapes = {"w": (2, 3), "b1": (3,)}
+    rng = np.random.default_rng(0)
+    p0 = {k: rng.standard_normal(s) for k, s in shapes.items()}
+    ours = {k: v.copy() for k, v in p0.items()}
+    tp = {k: torch.tensor(v.copy(), dtype=torch.float64, requires_grad=True) for k, v in p0.items()}
+    lr = 0.03
+    if kind == "sgd":
+        opt = tr.SGD(ours, **kw)
+        topt = torch.optim.SGD(list(tp.values()), lr=lr, **kw)
+    else:
+        opt = tr.Adam(ours, **kw)
+        topt = torch.optim.Adam(list(tp.values()), lr=lr, **kw)
+    for g in _grad_stream(1, shapes, 25):
+        opt.step(ours, g, lr)
+        for k, t in tp.items():
+            t.grad = torch.tensor(g[k])
+        topt.step()
+    for k in shapes:
+        np.testing.assert_allclose(ours[k], tp[k].detach().numpy(), rtol=1e-12, atol=1e-13)
+
+
+def test_clip_global_norm():
+    g = {"a": np.array([3.0, 0.0]), "b": np.array([[4.0]])}  # global norm 5
+    assert tr.clip_global_norm(g, 10.0) == 5.0 and g["a"][0] == 3.0  # under the bound: untouched
+    assert tr.clip_global_norm(g, 1.0) == 5.0
+    assert math.sqrt(g["a"] @ g["a"] + g["b"][0, 0] ** 2) == pytest.approx(1.0)
+    assert g["a"][0] / g["b"][0, 0] == pytest.approx(0.75)  # direction kept
+    g = {"a": np.array([30.0])}
+    tr.clip_global_norm(g, None)
+    assert g["a"][0] == 30.0
+
+
+def test_cosine_and_constant_schedule():
+    cfg = tr.TrainConfig(lr=0.1, schedule="cosine", min_lr=0.01)
+    assert tr.lr_at(cfg, 0, 100) == pytest.approx(0.1)
+    assert tr.lr_at(cfg, 50, 100) == pytest.approx(0.055)
+    assert tr.lr_at(cfg, 100, 100) == pytest.approx(0.01)
+    assert tr.lr_at(tr.TrainConfig(lr=0.1), 70, 100) == 0.1
+
+
+# ---------------------------------------------------------------- losses and gradients
+def _masked_loss(m, x, y, mask):
+    pred = m.predict(x)
+    return 0.5 * np.sum(((pred - y) ** 2)[mask]) / mask.sum()
+
+
+def test_masked_loss_and_grad_matches_finite_differences():
+    rng = np.random.default_rng(2)
+    m = RNN(2, 3, 1, seed=4)
+    x = rng.uniform(0, 1, (6, 4, 2))
+    y = rng.uniform(0, 1, (6, 4, 1))
+    mask = rng.uniform(size=(6, 4)) < 0.4
+    mask[-1] = True
+    h0 = rng.uniform(0, 1, (4, 3))
+    loss, grads, h_last, n = tr.masked_loss_and_grad(m, x, y, mask, h0, None)
+    assert n == mask.sum()
+    assert np.array_equal(h_last, m.forward(x, h0=h0).h[-1])
+    assert loss == pytest.approx(0.5 * np.sum(((m.predict(x, h0=h0) - y) ** 2)[mask]) / mask.sum(), rel=1e-12)
+    eps = 1e-6
+    for name, g in grads.items():
+        p = m.params()[name]
+        for idx in np.ndindex(p.shape):
+            up, dn = p.copy(), p.copy()
+            up[idx] += eps
+            dn[idx] -= eps
+            m.set_params(**{name: up})
+            lu = 0.5 * np.sum(((m.predict(x, h0=h0) - y) ** 2)[mask]) / mask.sum()
+            m.set_params(**{name: dn})
+            ld = 0.5 * np.sum(((m.predict(x, h0=h0) - y) ** 2)[mask]) / mask.sum()
+            m.set_params(**{name: p})
+            assert g[idx] == pytest.approx((lu - ld) / (2 * eps), rel=1e-6, abs=1e-10)
+
+
+def test_truncated_bptt_loop_by_hand():
+    """One epoch, one stream, chunk 4: each update uses the chunk's gradient from the carried state."""
+    cfg = tr.config_for("sine", {"length": 12, "n_train": 1, "n_val": 1, "n_test": 1}, hidden_size=3,
+                        optimizer="sgd", lr=0.5, clip=None, epochs=1, batch_size=1, chunk=4)
+    res = tr.train(cfg)
+    data = T.sine(length=12, n_train=1, n_val=1, n_test=1, seed=0)
+    m = RNN(1, 3, 1, seed=0)
+    h = np.zeros((1, 3))
+    for c0 in (0, 4, 8):
+        x, y = data.train.x[c0 : c0 + 4], data.train.y[c0 : c0 + 4]  # (4, 1, 1)
+        h_next = m.forward(x, h0=h).h[-1]
+        _, g = m.loss_and_grad(x, y, h0=h)
+        m.set_params(**{k: v - 0.5 * g[k] for k, v in m.params().items()})
+        h = h_next
+    for k, v in m.params().items():
+        assert np.array_equal(res.model.params()[k], v), k
+    assert res.metrics["updates"] == 3
+
+
+def _torch_flow(m: RNN, x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    p = {k: torch.tensor(v, requires_grad=True) for k, v in m.params().items()}
+    f = torch.sigmoid if m.hidden_activation == "sigmoid" else torch.tanh
+    g = torch.sigmoid if m.output_activation == "sigmoid" else (lambda u: u)
+    Tn = x.shape[0]
+    hs = []
+    h = torch.zeros(m.hidden_size, dtype=torch.float64)
+    for t in range(Tn):
+        h = f(p["w_x"] @ torch.tensor(x[t]) + p["w_h"] @ h + p["b1"])
+        h.retain_grad()
+        hs.append(h)
+    G = np.full((Tn, Tn), np.nan)
+    for t in range(Tn):
+        e = 0.5 * torch.sum((torch.tensor(y[t]) - g(p["w"] @ hs[t] + p["b2"])) ** 2)
+        grads = torch.autograd.grad(e, hs[: t + 1], retain_graph=True)
+        for k in range(t + 1):
+            G[t, k] = float(torch.linalg.vector_norm(grads[k]))
+    return G
+
+
+@settings(max_examples=12, deadline=None)
+@given(T_=st.integers(1, 7), H=st.integers(1, 4), D=st.integers(1, 3), O=st.integers(1, 2),
+       act=st.sampled_from(["sigmoid", "tanh"]), out=st.sampled_from(["sigmoid", "identity"]), seed=st.integers(0, 999))
+def test_gradient_flow_matches_torch_autograd(T_, H, D, O, act, out, seed):
+    rng = np.random.default_rng(seed)
+    m = RNN(D, H, O, act, out, seed=seed)
+    m.set_params(w_h=rng.normal(0, 1.5, (H, H)))
+    x = rng.normal(0, 1, (T_, D))
+    y = rng.uniform(0, 1, (T_, O))
+    G = tr.gradient_flow(m, x, y)
+    want = _torch_flow(m, x, y)
+    assert np.array_equal(np.isnan(G), np.isnan(want))
+    np.testing.assert_allclose(G[~np.isnan(G)], want[~np.isnan(want)], rtol=1e-10, atol=1e-300)
+
+
+def test_gradflow_pair_uses_same_weights_and_blanks_unscored_rows():
+    m = RNN(2, 4, 1, seed=1)
+    x = np.random.default_rng(0).uniform(0, 1, (5, 2))
+    y = np.array([[np.nan], [np.nan], [np.nan], [np.nan], [0.7]])
+    maps = tr.gradflow_pair(m, x, y)
+    (s_label, S), (t_label, Tm) = maps.items()
+    assert s_label.startswith("sigmoid") and t_label.startswith("tanh")
+    assert np.all(np.isnan(S[:4])) and np.all(np.isfinite(S[4]))
+    twin = RNN(2, 4, 1, "tanh", seed=99)
+    twin.set_params(**m.params())
+    np.testing.assert_array_equal(Tm[4], tr.gradient_flow(twin, x, np.full((5, 1), 0.7))[4])
+
+
+# ---------------------------------------------------------------- learning and reproducibility
+SMALL_ADDITION = dict(hidden_size=8, lr=0.05, epochs=25, batch_size=16, seed=0)
+SMALL_PAIRS = {"bits": 8, "n_train": 300, "n_val": 100, "n_test": 500}
+
+
+def test_binary_addition_learns_to_carry_exactly():
+    """8-bit operands, 8 sigmoid hidden units, 25 epochs over 300 pairs: every one of 500 unseen test pairs exact."""
+    res = tr.train(tr.config_for("binary-addition", SMALL_PAIRS, **SMALL_ADDITION))
+    assert res.metrics["test_pairs"] == 500
+    assert res.metrics["test_pairs_exact"] == 500
+    # independent check of the metric: add by the network's thresholded bits
+    d = res.data
+    got = T.bits_to_int(res.model.predict(d.test.x)[..., 0] > 0.5)
+    a = T.bits_to_int(d.test.x[..., 0])
+    b = T.bits_to_int(d.test.x[..., 1])
+    assert np.array_equal(got, a + b)
+
+
+def test_same_seed_same_bits_other_seed_differs():
+    cfg = dict(hidden_size=4, epochs=3, batch_size=8)
+    opts = {"bits": 4, "n_train": 40, "n_val": 10, "n_test": 10}
+    a = tr.train(tr.config_for("binary-addition", opts, seed=7, **cfg))
+    b = tr.train(tr.config_for("binary-addition", opts, seed=7, **cfg))
+    c = tr.train(tr.config_for("binary-addition", opts, seed=8, **cfg))
+    for k in a.model.params():
+        assert a.model.params()[k].tobytes() == b.model.params()[k].tobytes()
+    assert a.history == b.history
+    assert any(not np.array_equal(a.model.params()[k], c.model.params()[k]) for k in a.model.params())
+
+
+def test_early_stopping_stops_after_patience():
+    cfg = tr.config_for("sunspots", {"window": 10}, hidden_size=4, optimizer="sgd", lr=3.0, clip=None,
+                        epochs=60, batch_size=8, patience=3)
+    res = tr.train(cfg)
+    v = res.history["val_loss"]
+    best = res.metrics["best_epoch"]
+    assert res.metrics["stopped_early"] and res.metrics["epochs_run"] == best + 3 < 60
+    assert v[best - 1] == min(v) and all(x >= v[best - 1] for x in v[best:])
+    assert res.metrics["best_val_loss"] == v[best - 1]
+    assert tr.evaluate(res.model, res.data.val) == pytest.approx(v[best - 1], rel=1e-12)  # the best model is returned
+
+
+def _cli(args, env=None):
+    e = dict(os.environ)
+    e.update(env or {})
+    return subprocess.run([sys.executable, "-m", "bptt.cli", *args], capture_output=True, text=True, env=e, timeout=300)
+
+
+def _params(folder: Path) -> dict[str, bytes]:
+    m, _ = bio.load_model(folder)
+    return {k: v.tobytes() for k, v in m.params().items()}
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["--task", "binary-addition", "--bits", "6", "--n-train", "60", "--n-val", "20", "--n-test", "20", "--hidden", "4",
+         "--epochs", "7", "--batch-size", "8", "--schedule", "cosine", "--patience", "50"],
+        ["--task", "sine", "--length", "30", "--n-train", "8", "--n-val", "4", "--n-test", "4", "--hidden", "4", "--chunk", "10",
+         "--batch-size", "4", "--epochs", "7", "--optimizer", "sgd", "--lr", "0.2", "--momentum", "0.9", "--nesterov"],
+    ],
+    ids=["adam-cosine", "sgd-nesterov-tbptt"],
+)
+def test_resume_after_sigkill_equals_uninterrupted_run(tmp_path, args):
+    args = args + ["--checkpoint-every", "2", "--seed", "3"]
+    full, killed = tmp_path / "full", tmp_path / "killed"
+    r = _cli(["train", *args, "--out", str(full)])
+    assert r.returncode == 0, r.stderr
+    r = _cli(["train", *args, "--out", str(killed)], env={tr.KILL_ENV: "5"})
+    assert r.returncode == -9  # SIGKILL after epoch 5; the last checkpoint is epoch 4's
+    assert not (killed / "model.npz").exists()
+    _, meta = bio.load_arrays(killed / "checkpoint.npz", bio.CHECKPOINT_FORMAT)
+    assert meta["state"]["epoch"] == 4
+    r = _cli(["train", "--resume", "--out", str(killed)])
+    assert r.returncode == 0, r.stderr
+    assert _params(killed) == _params(full)
+    mk, mf = (json.loads((d / "metrics.json").read_text()) for d in (killed, full))
+    assert mk["history"] == mf["history"] and len(mf["history"]["val_loss"]) == 7
+    assert mk["test"] == mf["test"]
+
+
+# ---------------------------------------------------------------- the commands
+FAST = ["--task", "binary-addition", "--bits", "4", "--n-train", "40", "--n-val", "10", "--n-test", "10", "--hidden", "4",
+        "--epochs", "2", "--batch-size", "8"]
+
+
+def _one_error_line(capsys) -> str:
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ") and "\n" not in err and "Traceback" not in err, err
+    return err
+
+
+def test_train_writes_model_metrics_plots_and_predict_adds(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(["train", *FAST, "--out", str(out)]) == 0
+    for f in ("model.npz", "metrics.json", "config.json", "checkpoint.npz", "loss.png", "predictions.png", "gradflow.png"):
+        assert (out / f).stat().st_size > 0, f
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["task"] == "binary-addition" and len(metrics["history"]["train_loss"]) == 2
+    assert 0 <= metrics["test"]["test_accuracy"] <= 1
+    capsys.readouterr()
+    assert main(["predict", "--model", str(out), "--a", "3,15", "--b", "4,15", "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert [(r["a"], r["b"], r["true"]) for r in rows] == [(3, 4, 7), (15, 15, 30)]
+    assert main(["predict", "--model", str(out), "--a", "16", "--b", "1"]) == 2
+    assert "does not fit in 4 bits" in _one_error_line(capsys)
+
+
+def test_csv_train_and_predict_in_user_units(tmp_path, capsys):
+    vals = 1000 + 250 * np.sin(0.3 * np.arange(80))
+    f = tmp_path / "d.csv"
+    f.write_text("t,price\n" + "".join(f"{i},{v!r}\n" for i, v in enumerate(vals.tolist())))
+    out = tmp_path / "run"
+    assert main(["train", "--task", "csv", "--csv", str(f), "--column", "price", "--window", "8", "--epochs", "3",
+                 "--hidden", "4", "--out", str(out)]) == 0
+    m, info = bio.load_model(out)
+    n_train = info["task_info"]["split"]["train"]
+    lo, hi = vals[:n_train].min(), vals[:n_train].max()
+    assert info["scaling"] == {"lo": lo, "hi": hi}
+    capsys.readouterr()
+    xs = [900.0, 1100.0, 1250.0]
+    assert main(["predict", "--model", str(out), "--x", ",".join(map(str, xs)), "--json"]) == 0
+    got = json.loads(capsys.readouterr().out)
+    want = lo + (hi - lo) * m.predict((np.array(xs)[:, None] - lo) / (hi - lo))[:, 0]
+    np.testing.assert_allclose([p[0] for p in got["predictions"]], want, rtol=1e-12)
+    assert got["next"] == pytest.approx(want[-1])
+    assert main(["predict", "--model", str(out), "--csv", str(f), "--column", "price", "--json"]) == 0
+    assert len(json.loads(capsys.readouterr().out)["predictions"]) == 80
+
+
+def test_gradflow_command(tmp_path, capsys):
+    png = tmp_path / "g.png"
+    assert main(["gradflow", "--out", str(png), "--length", "12", "--hidden", "4", "--json"]) == 0
+    s = json.loads(capsys.readouterr().out)
+    sig, tanh = s["decay"].values()
+    assert sig["5"] < tanh["5"]  # same weights: sigmoid's f' <= 1/4 shrinks the signal faster
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    before = png.read_bytes()
+    assert main(["gradflow", "--out", str(png)]) == 2
+    assert "exists" in _one_error_line(capsys) and png.read_bytes() == before
+
+
+@pytest.mark.parametrize(
+    "argv, match",
+    [
+        (["train", "--task", "nope"], "unknown task 'nope'"),
+        (["train", "--task", "sunspots", "--bits", "8"], "--bits does not apply to task sunspots"),
+        (["train", "--task", "sunspots", "--window", "300"], "has 309 values but a window of 300"),
+        (["train", "--task", "csv", "--column", "x"], "needs a file and a column"),
+        (["train", "--task", "binary-addition", "--lr", "-1"], "lr must be a finite number > 0"),
+        (["train", "--task", "binary-addition", "--optimizer", "rmsprop"], "optimizer 'rmsprop' is not supported"),
+        (["train", "--task", "binary-addition", "--nesterov"], "nesterov needs --optimizer sgd"),
+        (["train", "--task", "binary-addition", "--hidden", "x"], "invalid int value"),
+        (["train"], "--task is required"),
+    ],
+)
+def test_train_bad_input_one_line_nothing_written(tmp_path, capsys, argv, match):
+    out = tmp_path / "out"
+    assert main([*argv, "--out", str(out)]) == 2
+    assert match in _one_error_line(capsys)
+    assert not out.exists()
+
+
+def test_csv_bad_files_via_cli(tmp_path, capsys):
+    f = tmp_path / "d.csv"
+    f.write_text("a,b\n1,2\n3,oops\n")
+    out = tmp_path / "out"
+    assert main(["train", "--task", "csv", "--csv", str(f), "--column", "b", "--out", str(out)]) == 2
+    assert "line 3, column 'b' holds 'oops'" in _one_error_line(capsys)
+    assert main(["train", "--task", "csv", "--csv", str(f), "--column", "zz", "--out", str(out)]) == 2
+    assert "no column 'zz'" in _one_error_line(capsys)
+    f.write_text("a\n" + "".join(f"{i}\n" for i in range(10)))
+    assert main(["train", "--task", "csv", "--csv", str(f), "--column", "a", "--out", str(out)]) == 2
+    assert "has 10 values but a window of 20" in _one_error_line(capsys)
+    assert not out.exists()
+
+
+def test_existing_out_dir_refused_unless_force(tmp_path, capsys):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "notes.txt").write_text("mine")
+    assert main(["train", *FAST, "--out", str(out)]) == 2
+    assert "exists and is not empty" in _one_error_line(capsys)
+    assert os.listdir(out) == ["notes.txt"] and (out / "notes.txt").read_text() == "mine"
+    assert main(["train", *FAST, "--out", str(out), "--force"]) == 0
+    assert (out / "model.npz").exists() and (out / "notes.txt").read_text() == "mine"
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert main(["train", *FAST, "--out", str(empty)]) == 0  # an empty folder is fine
+
+
+def test_resume_without_checkpoint_and_bad_model_files(tmp_path, capsys):
+    out = tmp_path / "out"
+    out.mkdir()
+    assert main(["train", "--resume", "--out", str(out)]) == 2
+    assert "no checkpoint.npz to resume from" in _one_error_line(capsys)
+    assert main(["train", "--resume", "--out", str(tmp_path / "none")]) == 2
+    assert "no such folder to resume" in _one_error_line(capsys)
+    (out / "model.npz").write_bytes(b"PK\x03\x04 truncated")
+    assert main(["predict", "--model", str(out), "--x", "1"]) == 2
+    assert "not a readable .npz file" in _one_error_line(capsys)
+    np.savez(out / "model.npz", a=np.zeros(3))
+    assert main(["predict", "--model", str(out), "--x", "1"]) == 2
+    assert "not a bptt-model file" in _one_error_line(capsys)
+    assert main(["gradflow", "--model", str(out), "--out", str(tmp_path / "g.png")]) == 2
+    assert "not a bptt-model file" in _one_error_line(capsys)
+    assert not (tmp_path / "g.png").exists()
+
+
+def test_config_round_trip_and_validation():
+    cfg = tr.config_for("adding", {"length": 30}, hidden_size=5, betas=(0.8, 0.99), clip=None)
+    assert tr.TrainConfig.from_json(json.loads(json.dumps(cfg.to_json()))) == cfg
+    with pytest.raises(BPTTError, match="unknown training setting 'hiden'"):
+        tr.config_for("adding", hiden=3)
+    with pytest.raises(BPTTError, match="momentum must be in"):
+        tr.config_for("adding", optimizer="sgd", momentum=1.0)
+    with pytest.raises(BPTTError, match="epochs must be an integer >= 1"):
+        tr.config_for("adding", epochs=0)
