@@ -7,6 +7,12 @@ Public API:
 
 ``import bptt`` imports numpy only; torch, jax, sympy, numba and matplotlib
 load where they are used.
+
+Training (``bptt.train``, ``bptt.tasks``): the sunspots task ships
+``data/sunspots.csv``, yearly sunspot numbers 1700-2008, copied from the
+statsmodels package, which states: "Yearly (1700-2008) data on sunspots from the
+National Geophysical Data Center", source http://www.ngdc.noaa.gov/stp/solar/solarda3.html,
+"This data is public domain." (full text: ``data/SUNSPOTS_SOURCE.txt``).
 """
 
 from ._errors import BPTTError

@@ -518,12 +518,16 @@ def write_outputs(result: TrainResult, out: Path) -> dict[str, Path]:
 
 
 def gradflow_sequence(data: T.TaskData, index: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """One test sequence x (T, D), y (T, O); unscored steps get NaN targets (their rows are left blank)."""
+    """One test sequence x (T, D), y (T, O).
+
+    A series window's unscored steps still have true next-value targets, so every row is kept;
+    the adding problem has no target before its last step, so those rows get NaN (left blank).
+    """
     if not 0 <= index < data.test.n:
         raise BPTTError(f"sequence index {index} is out of range; the test split has {data.test.n} sequences (0..{data.test.n - 1})")
     x = data.test.x[:, index]
     y = data.test.y[:, index].copy()
-    if data.test.mask is not None:
+    if data.test.mask is not None and data.series is None:
         y[~data.test.mask[:, index]] = np.nan
     return x, y
 
