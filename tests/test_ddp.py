@@ -123,3 +123,28 @@ def test_cli_errors(tmp_path, capsys):
     assert "optimizer" in capsys.readouterr().err
     with pytest.raises(bptt.BPTTError, match="nproc"):
         ddp.train(*data(), nproc=0)
+
+
+def test_bptt_train_backend_torch(tmp_path, capsys):
+    from bptt import cli
+    from bptt import tasks
+
+    out = tmp_path / "run"
+    argv = ["train", "--task", "binary-addition", "--bits", "4", "--n-train", "12", "--n-val", "4", "--n-test", "4",
+            "--backend", "torch", "--nproc", "1", "--epochs", "2", "--batch-size", "5", "--hidden", "3",
+            "--optimizer", "sgd", "--lr", "0.5", "--out", str(out)]
+    assert cli.main(argv) == 0, capsys.readouterr().err
+    model, info = bio.load_model(out)
+    assert info["task"] == "binary-addition" and info["backend"] == "torch"
+    d = tasks.load("binary-addition", seed=0, bits=4, n_train=12, n_val=4, n_test=4)
+    # bptt train's defaults for the rest: clip 1, seed 0
+    cfg = ddp.DDPConfig(hidden_size=3, optimizer="sgd", lr=0.5, epochs=2, batch_size=5, clip=1.0)
+    ref, _ = numpy_reference(d.train.x, d.train.y, np.ones(d.train.x.shape[:2], bool), cfg)
+    for k in bptt.PARAM_NAMES:
+        np.testing.assert_allclose(model.params()[k], ref[k], rtol=1e-10, atol=1e-12)
+    assert cli.main(argv) == 2  # the folder is not empty now
+    assert "not empty" in capsys.readouterr().err
+    assert cli.main(argv[:-2] + ["--chunk", "2", "--out", str(tmp_path / "x")]) == 2
+    assert "--chunk is not supported" in capsys.readouterr().err
+    assert cli.main(["train", "--task", "sine", "--nproc", "2", "--out", str(tmp_path / "y")]) == 2
+    assert "--nproc needs --backend torch" in capsys.readouterr().err

@@ -235,6 +235,9 @@ def _add_train(sub) -> None:
     p.add_argument("--force", action="store_true", help="write into an existing non-empty --out")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint (its own settings; other options are ignored)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--backend", default="numpy", help="numpy (default: this library's engine) or torch "
+                   "(bptt.torch.SigmoidRNN, data-parallel with DistributedDataParallel; see README '## PyTorch layer')")
+    p.add_argument("--nproc", type=int, default=None, metavar="N", help="--backend torch: processes on this machine (gloo over 127.0.0.1)")
     g = p.add_argument_group("model")
     g.add_argument("--hidden", type=int, default=None, metavar="H", help="hidden units")
     g.add_argument("--hidden-activation", default=None, help=f"one of {', '.join(HIDDEN_ACTIVATIONS)} (default sigmoid)")
@@ -293,6 +296,13 @@ def train_config_from_args(args: argparse.Namespace):
 
 def _run_train(args: argparse.Namespace) -> int:
     from .train import run_cli
+
+    if args.backend != "numpy" or args.nproc is not None:
+        if args.backend == "numpy":
+            raise BPTTError("--nproc needs --backend torch (data-parallel training runs on PyTorch)")
+        from .ddp import run_train_args
+
+        return run_train_args(args)
 
     cfg = None if args.resume else train_config_from_args(args)
     return run_cli(cfg, args.out, force=args.force, resume=args.resume, progress=not args.no_progress)

@@ -64,6 +64,7 @@ class DDPConfig:
     optimizer: str = "adam"
     lr: float = 0.01
     momentum: float = 0.0  # sgd
+    nesterov: bool = False  # sgd
     betas: tuple[float, float] = (0.9, 0.999)  # adam
     eps: float = 1e-8  # adam
     clip: float | None = None  # global gradient norm
@@ -102,6 +103,8 @@ class DDPConfig:
             raise BPTTError(f"momentum must be in [0, 1), got {self.momentum!r}")
         if self.clip is not None and not (isinstance(self.clip, (int, float)) and math.isfinite(self.clip) and self.clip > 0):
             raise BPTTError(f"clip must be a finite number > 0 or None, got {self.clip!r}")
+        if self.nesterov and (self.optimizer != "sgd" or self.momentum == 0):
+            raise BPTTError("nesterov needs optimizer sgd and a momentum > 0")
         if self.checkpoint is not None and self.truncate is not None:
             raise BPTTError("checkpoint and truncate cannot be combined; drop one of them")
 
@@ -169,7 +172,7 @@ def run_rank(x: np.ndarray, y: np.ndarray, mask: np.ndarray | None, cfg: DDPConf
     net = torch.nn.parallel.DistributedDataParallel(model) if distributed else model
     params = list(model.parameters())
     if cfg.optimizer == "sgd":
-        opt = torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum)
+        opt = torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov)
     else:
         opt = torch.optim.Adam(params, lr=cfg.lr, betas=tuple(cfg.betas), eps=cfg.eps)
     xs = torch.from_numpy(x).to(tdt)  # (T, N, D)
@@ -326,6 +329,7 @@ def add_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--optimizer", default="adam", help="adam or sgd")
     p.add_argument("--lr", type=float, default=0.01)
     p.add_argument("--momentum", type=float, default=0.0)
+    p.add_argument("--nesterov", action="store_true", help="Nesterov momentum (sgd)")
     p.add_argument("--clip", type=float, default=None, help="clip the global gradient norm")
     p.add_argument("--epochs", type=int, default=10)
     p.add_argument("--batch-size", type=int, default=None, help="global batch (default: every training sequence)")
@@ -345,7 +349,7 @@ def config_from_args(args: argparse.Namespace) -> DDPConfig:
             raise BPTTError(f"--checkpoint must be 'sqrt' or a positive integer, got {ck}")
     return DDPConfig(hidden_size=args.hidden, hidden_activation=args.hidden_activation,
                      output_activation=args.output_activation, dtype=args.dtype, optimizer=args.optimizer, lr=args.lr,
-                     momentum=args.momentum, clip=args.clip, epochs=args.epochs, batch_size=args.batch_size,
+                     momentum=args.momentum, nesterov=args.nesterov, clip=args.clip, epochs=args.epochs, batch_size=args.batch_size,
                      truncate=args.truncate, checkpoint=ck, seed=args.seed)
 
 
@@ -400,6 +404,66 @@ def _write(out: Path, res: DDPResult, cfg: DDPConfig, info: dict[str, Any], D: i
         "backend": "torch", "nproc": res.nproc, "config": cfg.to_json(), "losses": res.losses,
         "max_rank_diff": res.max_rank_diff, "seconds": res.seconds,
     })
+
+
+# Settings of `bptt train` that this backend does not implement: given explicitly, they are an error;
+# coming from a task's defaults, they are dropped with a note.
+_TRAIN_UNSUPPORTED = {"chunk": "--chunk", "patience": "--patience", "checkpoint_every": "--checkpoint-every",
+                      "min_lr": "--min-lr"}
+
+
+def run_train_args(args: argparse.Namespace) -> int:
+    """`bptt train --backend torch [--nproc N]`: the task and settings of `bptt train`, trained with DDP.
+
+    Writes model.npz (readable by `bptt predict`) and metrics.json to --out.  The model is the
+    one after the last epoch (no model selection on the validation split, no checkpoints/resume).
+    """
+    from . import tasks as T
+    from .cli import train_config_from_args
+    from .train import load_task
+
+    if args.backend != "torch":
+        raise BPTTError(f"--backend {args.backend!r} is not supported; choose numpy (default) or torch")
+    if args.resume:
+        raise BPTTError("--resume is not supported with --backend torch; re-run the training without it")
+    nproc = 1 if args.nproc is None else args.nproc
+    if nproc < 1:
+        raise BPTTError(f"--nproc must be a positive number of processes, got {nproc}")
+    for name, flag in _TRAIN_UNSUPPORTED.items():
+        if getattr(args, name, None) is not None:
+            raise BPTTError(f"{flag} is not supported with --backend torch; leave it out or use --backend numpy")
+    if args.schedule not in (None, "constant"):
+        raise BPTTError("--schedule cosine is not supported with --backend torch; leave it out or use --backend numpy")
+    tc = train_config_from_args(args)
+    dropped = [flag for name, flag in _TRAIN_UNSUPPORTED.items()
+               if name != "checkpoint_every" and getattr(tc, name) not in (None, 0, 0.0)]
+    cfg = DDPConfig(hidden_size=tc.hidden_size, hidden_activation=tc.hidden_activation,
+                    output_activation=tc.output_activation, dtype=tc.dtype, optimizer=tc.optimizer, lr=tc.lr,
+                    momentum=tc.momentum, nesterov=tc.nesterov, betas=tuple(tc.betas), eps=tc.eps, clip=tc.clip,
+                    epochs=tc.epochs, batch_size=tc.batch_size, truncate=tc.truncate, seed=tc.seed)
+    cfg.validate()
+    out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise BPTTError(f"{out} exists and is a file; --out must be a folder")
+    if out.is_dir() and any(out.iterdir()) and not args.force:
+        raise BPTTError(f"{out} exists and is not empty; give a new --out, or --force to write over it")
+    data = load_task(tc)
+    if dropped:
+        print(f"note: --backend torch trains on whole sequences with a constant learning rate; the task default(s) "
+              f"{', '.join(dropped)} do not apply")
+    res = train(data.train.x, data.train.y, data.train.mask, cfg, nproc=nproc)
+    info = {"task": data.name, "task_info": data.info, "scaling": data.scaling.to_json() if data.scaling else None}
+    _write(out, res, cfg, info, data.input_size, data.output_size)
+    model = res.to_numpy(data.input_size, data.output_size, cfg)
+    metrics = T.metrics(data, model)
+    print(f"bptt train --backend torch: task={tc.task} hidden={cfg.hidden_size} {nproc} process(es), "
+          f"{len(res.losses)} updates in {res.seconds:.1f} s; loss {res.losses[0]:.6g} -> {res.losses[-1]:.6g}; "
+          f"ranks agree to {res.max_rank_diff:.3g}")
+    for k, v in metrics.items():
+        if isinstance(v, (int, float)) and not isinstance(v, bool):
+            print(f"  test {k}: {v:.6g}")
+    print(f"wrote model.npz, metrics.json in {out}")
+    return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -100,9 +100,9 @@ def _run(x, h_start, w_x, w_h, b1, f: Activation, h_out=None):
     zin = torch.matmul(x, w_x.t()).add_(b1)  # (L, B, H): input projection, one product for all steps
     w_hT = w_h.t()
     value = _VALUE[f.name]
+    zs, hs = zin.unbind(0), h_out.unbind(0)  # per-step views, made once (indexing costs per call)
     for t in range(L):
-        zin[t].addmm_(h_out[t], w_hT)  # z_t = w_x x_t + b1 + w_h h_{t-1}
-        value(zin[t], h_out[t + 1])
+        value(zs[t].addmm_(hs[t], w_hT), hs[t + 1])  # h_t = f(w_x x_t + b1 + w_h h_{t-1})
     return h_out
 
 
@@ -164,27 +164,32 @@ class _BPTT(torch.autograd.Function):
         else:
             segments = _full_segments(x, w_x, w_h, b1, stored, dh_direct, f, k)
             dh0 = None
-        gw = torch.zeros_like(w) if need[5] else None
         gb2 = du.sum(dim=(0, 1)) if need[6] else None
-        gw_x = torch.zeros_like(w_x) if need[2] else None
-        gw_h = torch.zeros_like(w_h) if need[3] else None
-        gb1 = torch.zeros_like(b1) if need[4] else None
         gx = torch.empty_like(x) if need[0] else None
+        acc: dict[str, torch.Tensor] = {}
+
+        def add(name: str, value: torch.Tensor) -> None:  # the first segment assigns, later ones add
+            if name in acc:
+                acc[name] += value
+            else:
+                acc[name] = value
+
         carry = None
         for s, e, h, dz in segments:  # each h (L+1, B, H) = h_s..h_e, dz (L, B, H)
             L = e - s
             dz2 = dz.reshape(L * B, H)  # (L B, H)
-            if gw is not None:
-                gw += du[s:e].reshape(L * B, -1).t() @ h[1:].reshape(L * B, H)
-            if gw_x is not None:
-                gw_x += dz2.t() @ x[s:e].reshape(L * B, D)
-            if gw_h is not None:
-                gw_h += dz2.t() @ h[:-1].reshape(L * B, H)
-            if gb1 is not None:
-                gb1 += dz2.sum(0)
+            if need[5]:
+                add("w", du[s:e].reshape(L * B, -1).t() @ h[1:].reshape(L * B, H))  # (O, H)
+            if need[2]:
+                add("w_x", dz2.t() @ x[s:e].reshape(L * B, D))  # (H, D)
+            if need[3]:
+                add("w_h", dz2.t() @ h[:-1].reshape(L * B, H))  # (H, H)
+            if need[4]:
+                add("b1", dz2.sum(0))  # (H,)
             if gx is not None:
-                torch.matmul(dz, w_x, out=gx[s:e])
+                torch.matmul(dz, w_x, out=gx[s:e])  # (L, B, D)
             carry = dz[0]
+        gw, gw_x, gw_h, gb1 = (acc.get(k) for k in ("w", "w_x", "w_h", "b1"))
         if dh0 is None:
             dh0 = carry @ w_h  # (B, H): dL/dh_0 = dz_1 w_h
         return gx, (dh0 if need[1] else None), gw_x, gw_h, gb1, gw, gb2, None, None, None, None
@@ -212,12 +217,13 @@ def _full_segments(x, w_x, w_h, b1, stored, dh_direct, f, k):
         dz = dh_direct[s:e]  # (L, B, H): overwritten in place with dz
         fprime = torch_deriv(f, h[1:])  # (L, B, H): f'(z_t) from h_t
         L = e - s
+        dzs, fps = dz.unbind(0), fprime.unbind(0)
         if carry is not None:
-            dz[L - 1].addmm_(carry, w_h)
-        dz[L - 1].mul_(fprime[L - 1])
+            dzs[L - 1].addmm_(carry, w_h)
+        dzs[L - 1].mul_(fps[L - 1])
         for t in range(L - 2, -1, -1):
-            dz[t].addmm_(dz[t + 1], w_h).mul_(fprime[t])  # dz_t = (dE_t/dh_t + dz_{t+1} w_h) f'(z_t)
-        carry = dz[0]
+            dzs[t].addmm_(dzs[t + 1], w_h).mul_(fps[t])  # dz_t = (dE_t/dh_t + dz_{t+1} w_h) f'(z_t)
+        carry = dzs[0]
         yield s, e, h, dz
 
 
