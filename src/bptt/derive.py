@@ -56,6 +56,12 @@ def _sympy():
     return sympy
 
 
+def _num(expr, vals: dict) -> float:
+    """A sympy expression at numbers: xreplace with 30-digit Floats, which sympy evaluates as it
+    rebuilds (far faster than evalf(subs=...) on sums of tanh/relu terms)."""
+    return float(expr.xreplace(vals))
+
+
 # ------------------------------------------------------------------ factors and terms
 @dataclass(frozen=True)
 class Factor:
@@ -322,7 +328,7 @@ class Derivation:
         for t in range(1, self.T + 1):
             vals[self.x[t]] = sp.Float(float(x[t - 1]), 30)
         for t in range(1, self.T + 1):
-            vals[self.h[t]] = self.f.sym_value(self.z[t]).evalf(30, subs=vals)
+            vals[self.h[t]] = self.f.sym_value(self.z[t]).xreplace(vals)
         return vals
 
     def evaluate(self, params: dict[str, float], x: Sequence[float], h0: float = 0.0,
@@ -341,13 +347,13 @@ class Derivation:
         vals = self.values(params, x, h0)
 
         def num(factor: Factor) -> float:
-            return float(factor.expr.evalf(30, subs=vals))
+            return _num(factor.expr, vals)
 
         F = self.factor
-        z = np.array([float(self.z[t].evalf(30, subs=vals)) for t in range(1, T + 1)])  # (T,)
+        z = np.array([_num(self.z[t], vals) for t in range(1, T + 1)])  # (T,)
         h1 = np.array([float(vals[self.h[t]]) for t in range(1, T + 1)])  # (T,)
-        u = np.array([float(self.u[t].evalf(30, subs=vals)) for t in range(1, T + 1)])  # (T,)
-        yp = np.array([float(self.y_pred[t].evalf(30, subs=vals)) for t in range(1, T + 1)])  # (T,)
+        u = np.array([_num(self.u[t], vals) for t in range(1, T + 1)])  # (T,)
+        yp = np.array([_num(self.y_pred[t], vals) for t in range(1, T + 1)])  # (T,)
         fp = np.array([num(F("f'", t)) for t in range(1, T + 1)])  # (T,)
         gp = np.array([num(F("g'", t)) for t in range(1, T + 1)])  # (T,)
         w, w_h = num(F("param", 0, "w")), num(F("param", 0, "w_h"))
@@ -437,7 +443,7 @@ def check_against(d: Derivation, n: Numbers, sympy_up_to: int = 4) -> Check:
         diffs = []
         for k in PARAM_NAMES:
             for i in range(1, T + 1):
-                exact = float(sp.diff(E[i], d.theta[k]).evalf(30, subs=vals))
+                exact = _num(sp.diff(E[i], d.theta[k]), vals)
                 diffs.append(abs(exact - terms[k][i - 1]))
         sym_diff = float(max(diffs))
     return Check(engine_max_abs=eng_diff, sympy_max_abs=sym_diff)
@@ -971,7 +977,7 @@ def _factor_value(fac: Factor, n: Numbers, vals: dict) -> str:
         return fpar(n.gprime[fac.t - 1])
     if fac.kind == "f'":
         return fpar(n.fprime[fac.t - 1])
-    return fpar(float(fac.expr.evalf(30, subs=vals)))  # w, w_h, x_k, h_k or 1
+    return fpar(_num(fac.expr, vals))  # w, w_h, x_k, h_k or 1
 
 
 def _term_number_lines(term: Term, n: Numbers, vals: dict) -> list[str]:

@@ -1,0 +1,235 @@
+"""bptt.derive: the symbolic chain-rule terms equal the numeric engine; the document is right and readable."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import shutil
+import subprocess
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from bptt import activations, derive
+from bptt.cli import main
+from bptt.engine import PARAM_NAMES
+from bptt.model import RNN
+
+SEED = {"w": 1.0, "w_x": 1.0, "w_h": 1.0, "b1": 1.0, "b2": 1.0}
+
+small = st.floats(-1.5, 1.5, allow_nan=False, allow_infinity=False)
+
+
+@st.composite
+def problems(draw, max_T=6):
+    T = draw(st.integers(1, max_T))
+    params = {k: draw(small) for k in PARAM_NAMES}
+    x = [draw(small) for _ in range(T)]
+    y = [draw(st.floats(-1, 1)) for _ in range(T)]
+    return dict(T=T, params=params, x=x, y=y, h0=draw(small),
+                hidden=draw(st.sampled_from(activations.HIDDEN_ACTIVATIONS)),
+                output=draw(st.sampled_from(activations.OUTPUT_ACTIVATIONS)),
+                reduction=draw(st.sampled_from(["mean", "sum"])))
+
+
+def _engine(pb):
+    m = RNN.scalar(**pb["params"], hidden_activation=pb["hidden"], output_activation=pb["output"])
+    x, y = np.array(pb["x"]), np.array(pb["y"])
+    _, g = m.loss_and_grad(x, y, h0=pb["h0"], reduction=pb["reduction"], backend="numpy")
+    dec = m.decompose(x, y, h0=pb["h0"], reduction=pb["reduction"])
+    fwd = m.forward(x, h0=pb["h0"])
+    return g, dec, fwd
+
+
+def _subs(d: derive.Derivation, pb) -> dict:
+    import sympy as sp
+
+    vals = d.values(pb["params"], pb["x"], pb["h0"])
+    for t in range(1, d.T + 1):
+        vals[d.y[t]] = sp.Float(pb["y"][t - 1], 30)
+    return vals
+
+
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(problems())
+def test_symbolic_terms_equal_engine(pb):
+    """Every sympy expression (totals, terms, paths), evaluated at the numbers, equals RNN.loss_and_grad/decompose."""
+    d = derive.Derivation(pb["T"], pb["hidden"], pb["output"], pb["reduction"])
+    vals = _subs(d, pb)
+    g, dec, fwd = _engine(pb)
+    T = pb["T"]
+    # the states the symbolic recurrence produces are the engine's
+    np.testing.assert_allclose([float(vals[d.h[t]]) for t in range(T + 1)], fwd.h[:, 0], rtol=0, atol=1e-12)
+    for k in PARAM_NAMES:
+        total = float(d.total_expr(k).xreplace(vals))
+        assert abs(total - g[k].ravel()[0]) <= 1e-12
+        for i in range(1, T + 1):
+            term = d.term(k, i)
+            assert abs(float(term.expr().xreplace(vals)) - dec.terms[k][i - 1].ravel()[0]) <= 1e-12
+            for kk in range(1, T + 1):
+                path = float(term.path_expr(kk).xreplace(vals))
+                assert abs(path - dec.paths[k][i - 1, kk - 1].ravel()[0]) <= 1e-12
+
+
+@settings(max_examples=25, deadline=None)
+@given(problems())
+def test_numbers_equal_engine(pb):
+    """The document's numbers (factors multiplied out, y kept apart) equal the engine, with y given and as affine forms."""
+    d, n = derive.derive(pb["params"], pb["x"], pb["h0"], None, pb["hidden"], pb["output"], pb["reduction"])
+    g, dec, fwd = _engine(pb)
+    y = np.array(pb["y"])
+    for k in PARAM_NAMES:
+        assert abs(n.grads(y)[k] - g[k].ravel()[0]) <= 1e-12
+        assert abs(n.grad_affine(k) @ np.r_[1.0, y] - g[k].ravel()[0]) <= 1e-12
+        np.testing.assert_allclose(n.paths(y)[k], dec.paths[k].reshape(pb["T"], pb["T"]), rtol=0, atol=1e-12)
+    np.testing.assert_allclose(n.y_pred, fwd.y_pred[:, 0], rtol=0, atol=1e-12)
+
+
+@settings(max_examples=4, deadline=None)
+@given(problems(max_T=3))
+def test_chain_rule_form_equals_sympy_diff_of_unrolled_loss(pb):
+    """Independent of the engine: sympy.diff of the fully unrolled E_i, and per-step parameter copies for paths."""
+    import sympy as sp
+
+    d = derive.Derivation(pb["T"], pb["hidden"], pb["output"], pb["reduction"])
+    vals = _subs(d, pb)
+    E, _ = d.unrolled_errors()
+    Es, copies = d.unrolled_errors(split=True)
+    split_vals = dict(vals)
+    for (name, _t), s in copies.items():
+        split_vals[s] = vals[d.theta[name]]
+    for k in PARAM_NAMES:
+        for i in range(1, d.T + 1):
+            term = d.term(k, i)
+            ours = float(term.expr().xreplace(vals))
+            assert abs(ours - float(sp.diff(E[i], d.theta[k]).xreplace(vals))) <= 1e-12
+            for kk in range(1, i + 1):  # path kk: the parameter's copy in step kk (z_kk or u_kk)
+                if (k, kk) not in copies:
+                    continue
+                exact = float(sp.diff(Es[i], copies[(k, kk)]).xreplace(split_vals))
+                assert abs(float(term.path_expr(kk).xreplace(vals)) - exact) <= 1e-12
+
+
+def test_seed_terms_equal_the_derivative_to_50_digits():
+    """T = 2, sigmoid, at 50-digit precision: the chain-rule form minus sympy's derivative vanishes to 1e-40,
+    i.e. beyond anything float64 rounding could hide (an identity, checked at random points)."""
+    import sympy as sp
+
+    d = derive.Derivation(2)
+    E, _ = d.unrolled_errors()
+    rng = np.random.default_rng(3)
+    for _ in range(3):
+        vals = {s: sp.Float(str(v), 50) for s, v in zip(
+            [*d.theta.values(), d.h[0], d.x[1], d.x[2], d.y[1], d.y[2]], rng.uniform(-1.5, 1.5, 10))}
+        for t in (1, 2):
+            vals[d.h[t]] = d.f.sym_value(d.z[t]).xreplace(vals)
+        for k in PARAM_NAMES:
+            for i in (1, 2):
+                diff = d.term(k, i).expr().xreplace(vals) - sp.diff(E[i], d.theta[k]).xreplace(vals)
+                assert abs(sp.N(diff, 50)) < sp.Float("1e-40")
+
+
+def test_local_derivatives_come_from_the_activation_table(monkeypatch):
+    """Change the table's sigmoid derivative: the derivation's expressions and text follow (one source)."""
+    sig = activations.ACTIVATIONS["sigmoid"]
+    fake = dataclasses.replace(sig, sym_deriv=lambda a: 2 * a * (1 - a), deriv_text="2{a}(1 - {a})")
+    monkeypatch.setitem(activations.ACTIVATIONS, "sigmoid", fake)
+    d, n = derive.derive(SEED, [1.0, 0.0])
+    s2 = 1 / (1 + math.exp(-2))
+    assert n.fprime[0] == pytest.approx(2 * s2 * (1 - s2), abs=1e-15)
+    assert r"2\operatorname{sgm}(w_x x_{1} + w_h h_{0} + b_1)(1 - " in d.render(n, "md")
+
+
+def _sig(v):
+    return 1 / (1 + math.exp(-v))
+
+
+def test_seed_document_numbers_and_form():
+    """The corrected seed: its factors written as the seed writes them, numbers computed here by hand (math)."""
+    doc = derive.explain(SEED, [1.0, 0.0], fmt="md")
+    h1 = _sig(2.0)
+    h2 = _sig(1.0 * 0.0 + 1.0 * h1 + 1.0)
+    y1, y2 = _sig(h1 + 1), _sig(h2 + 1)
+    g1, g2 = y1 * (1 - y1), y2 * (1 - y2)
+    assert f"= {h1:.6g}" in doc and f"= {y1:.6g}" in doc and f"= {y2:.6g}" in doc
+    # dLoss/db_2 = 1/2 [(y'_1 - y_1) g'_1 + (y'_2 - y_2) g'_2]
+    assert rf"\frac{{d\mathrm{{Loss}}}}{{db_2}} &= {0.5 * (y1 * g1 + y2 * g2):.6g} - {0.5 * g1:.6g}\, y_{{1}} - {0.5 * g2:.6g}\, y_{{2}}" in doc
+    # dLoss/dw_h = 1/2 (y'_2 - y_2) g'_2 w f'(z_2) h_1 (the k = 1 path carries h_0 = 0)
+    c = 0.5 * g2 * 1.0 * h2 * (1 - h2) * h1
+    assert rf"\frac{{d\mathrm{{Loss}}}}{{dw_h}} &= {c * y2:.6g} - {c:.6g}\, y_{{2}}" in doc
+    assert r"\operatorname{sgm}(w_x x_{2} + w_h h_{1} + b_1)(1 - \operatorname{sgm}(w_x x_{2} + w_h h_{1} + b_1))" in doc
+    assert r"(y'_{1} - y_{1})" in doc and "(y_{1} - y'_{1})" not in doc  # the true sign
+    assert r"\frac{1}{1 + e^{- z}}" in doc  # sgm with the plus sign
+    for theta in ("w", "w_x", "w_h", "b_2", "b_1"):
+        assert rf"\frac{{d\mathrm{{Loss}}}}{{d{theta}}} &= \frac{{1}}{{2}} \sum_{{i=1}}^{{2}}" in doc
+    assert "Check: these numbers equal the numeric BPTT engine" in doc
+
+
+def test_long_sequences_name_repeated_factors():
+    x = list(np.sin(np.arange(40)))
+    doc40 = derive.explain(SEED, x, y=[0.5] * 40, fmt="md")
+    doc80 = derive.explain(SEED, list(np.sin(np.arange(80))), y=[0.5] * 80, fmt="md")
+    assert r"P_{i,k}" in doc40 and r"\delta_i" in doc40
+    assert "w_x x_{1} + w_h h_{0}" not in doc40  # no written-out factors
+    assert len(doc80) < 2.3 * len(doc40)  # O(T) lines, not O(T^2)
+
+
+@pytest.mark.parametrize("fmt", ["md", "tex", "text"])
+def test_formats_render(fmt):
+    doc = derive.explain(SEED, [1.0, 0.0, 0.5], y=[0.2, 0.4, 0.6], hidden_activation="tanh",
+                         output_activation="identity", reduction="sum", fmt=fmt)
+    assert "For" in doc and "Results" in doc
+    if fmt == "text":
+        assert "\\" not in doc and "$" not in doc
+        assert "(1 - tanh(w_x x_1 + w_h h_0 + b_1)^2)" in doc
+    if fmt == "tex":
+        assert doc.startswith(r"\documentclass") and doc.rstrip().endswith(r"\end{document}")
+
+
+def test_tex_to_text():
+    assert derive.tex_to_text(r"\frac{dE_{1}}{dw_x}") == "dE_1/dw_x"
+    assert derive.tex_to_text(r"\frac{\partial h_k}{\partial \theta}") == "∂h_k/∂θ"
+    assert derive.tex_to_text(r"\frac{1}{1 + e^{- z}}") == "1/(1 + e^{- z})"
+
+
+@pytest.mark.skipif(shutil.which("pdflatex") is None, reason="pdflatex not installed")
+@pytest.mark.parametrize("T", [2, 9])
+def test_tex_compiles(tmp_path, T):
+    x = [1.0, 0.0] if T == 2 else list(np.cos(np.arange(T)))
+    (tmp_path / "d.tex").write_text(derive.explain(SEED, x, y=None if T == 2 else [0.5] * T, fmt="tex"))
+    r = subprocess.run(["pdflatex", "-interaction=nonstopmode", "-halt-on-error", "d.tex"], cwd=tmp_path,
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stdout[-2000:]
+    assert (tmp_path / "d.pdf").stat().st_size > 1000
+
+
+def test_cli_explain_out(tmp_path, capsys):
+    out = tmp_path / "seed.md"
+    assert main(["explain", "--out", str(out)]) == 0
+    text = out.read_text()
+    assert text.startswith("# BPTT derivation: T = 2")
+    out.write_text("mine")
+    assert main(["explain", "--out", str(out)]) == 2
+    assert out.read_text() == "mine"  # not overwritten
+    err = capsys.readouterr().err
+    assert "exists" in err and "--force" in err
+    assert main(["explain", "--out", str(out), "--force", "--format", "text"]) == 0
+    assert out.read_text().startswith("BPTT derivation")
+    assert [p.name for p in tmp_path.iterdir()] == ["seed.md"]  # no temporary files left
+
+
+@pytest.mark.parametrize("argv, word", [
+    (["explain", "--format", "pdf"], "--format"),
+    (["explain", "--x", "1,0", "--y", "1"], "--y"),
+    (["explain", "--x", "1,a"], "--x"),
+    (["explain", "--hidden-activation", "softplus"], "hidden_activation"),
+    (["explain", "--reduction", "max"], "reduction"),
+    (["explain", "--expand", "-1"], "--expand"),
+    (["explain", "--out", "/nonexistent-dir/x.md"], "--out"),
+])
+def test_cli_explain_bad_input(argv, word, capsys):
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error:") and word in err and "\n" not in err
