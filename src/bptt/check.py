@@ -95,6 +95,8 @@ def load(path: str | Path) -> ClaimsFile:
     """Read and validate a claims file; any problem raises a one-line BPTTError naming the field."""
     p = Path(path)
     ext = p.suffix.lower()
+    if p.is_dir():
+        raise BPTTError(f"{p}: is a directory, not a claims file")
     if ext not in (".toml", ".json"):
         raise BPTTError(f"{p}: unknown file type {ext or '(no extension)'!r}; a claims file must end in .toml or .json")
     try:
@@ -132,7 +134,8 @@ def parse(text: str, fmt: str, where: str = "claims file") -> dict:
 def _number(v: Any, field_name: str) -> float:
     """A model or sequence value: a number (not a string, not a boolean), finite."""
     if isinstance(v, bool) or not isinstance(v, (int, float, _Raw)):
-        raise BPTTError(f"{field_name}: expected a number, got {type(v).__name__} {v!r}; write it without quotes, e.g. 1.0")
+        hint = "; write it without quotes, e.g. 1.0" if isinstance(v, str) else ""
+        raise BPTTError(f"{field_name}: expected a number, got {type(v).__name__} {v!r}{hint}")
     try:
         f = float(v)
     except ValueError:
@@ -288,33 +291,45 @@ class Report:
         return all(r.holds for r in self.rows)
 
 
-def _exact_fn(cf: ClaimsFile):
-    """y -> the exact value of every claim (numpy reference engine), and the target-free values."""
+def exact_affine(cf: ClaimsFile) -> tuple[np.ndarray, np.ndarray]:
+    """(c, J) with exact value of claim j = c[j] + J[j] @ y, from the numpy reference engine.
+
+    Building blocks do not depend on y (J row 0); dE_i/dy'_i = y'_i - y_i; dE_i/dθ depends on
+    y_i alone (two decompositions give it exactly); dLoss/dθ by ``audit.affine_in_targets``
+    over ``loss_and_grad`` (T + 1 O(T) runs).
+    """
     from .model import RNN
 
+    T = cf.T
     m = RNN.scalar(**cf.params, hidden_activation=cf.hidden_activation, output_activation=cf.output_activation)
-    x = np.asarray(cf.x, dtype=np.float64)
+    x = np.asarray(cf.x, dtype=np.float64)  # (T,)
     fwd = m.forward(x, h0=cf.h0)
     h = fwd.h[:, 0]  # (T+1,)
     fixed = {"h": lambda t: h[t], "1-h": lambda t: 1 - h[t], "z": lambda t: fwd.z[t - 1, 0],
              "u": lambda t: fwd.u[t - 1, 0], "y'": lambda t: fwd.y_pred[t - 1, 0]}
+    n = len(cf.claims)
+    c, J = np.zeros(n), np.zeros((n, T))
+    if any(cl.kind == "dE" for cl in cf.claims):
+        d0 = m.decompose(x, np.zeros(T), h0=cf.h0, reduction=cf.reduction).terms
+        d1 = m.decompose(x, np.ones(T), h0=cf.h0, reduction=cf.reduction).terms
+    if any(cl.kind == "dLoss" for cl in cf.claims):
+        def grads(y):
+            _, g = m.loss_and_grad(x, np.asarray(y), h0=cf.h0, reduction=cf.reduction, backend="numpy")
+            return [float(g[k].ravel()[0]) for k in PARAM_NAMES]
 
-    def at(y: np.ndarray) -> list[float]:
-        _, g = m.loss_and_grad(x, y, h0=cf.h0, reduction=cf.reduction, backend="numpy")
-        dec = m.decompose(x, y, h0=cf.h0, reduction=cf.reduction)
-        out = []
-        for c in cf.claims:
-            if c.kind in fixed:
-                out.append(float(fixed[c.kind](c.t)))
-            elif c.kind == "dE/dy'":
-                out.append(float(fwd.y_pred[c.t - 1, 0] - y[c.t - 1]))
-            elif c.kind == "dE":
-                out.append(float(dec.terms[c.theta][c.t - 1].ravel()[0]))
-            else:
-                out.append(float(g[c.theta].ravel()[0]))
-        return out
-
-    return at
+        gc, gJ = affine_in_targets(grads, T)  # (5,), (5, T)
+    for j, cl in enumerate(cf.claims):
+        if cl.kind in fixed:
+            c[j] = fixed[cl.kind](cl.t)
+        elif cl.kind == "dE/dy'":
+            c[j], J[j, cl.t - 1] = fwd.y_pred[cl.t - 1, 0], -1.0
+        elif cl.kind == "dE":
+            a0 = float(d0[cl.theta][cl.t - 1].ravel()[0])
+            c[j], J[j, cl.t - 1] = a0, float(d1[cl.theta][cl.t - 1].ravel()[0]) - a0
+        else:
+            k = PARAM_NAMES.index(cl.theta)
+            c[j], J[j] = gc[k], gJ[k]
+    return c, J
 
 
 def _verdict(p: Printed, exact: float, fitted: bool = False) -> tuple[bool, str]:
@@ -336,8 +351,7 @@ def _verdict(p: Printed, exact: float, fitted: bool = False) -> tuple[bool, str]
 def check(cf: ClaimsFile) -> Report:
     """Compare every claim with the exact value; infer the targets when the file gives none."""
     T = cf.T
-    at = _exact_fn(cf)
-    c, J = affine_in_targets(lambda y: at(np.asarray(y)), T)  # exact = c + J y for every claim
+    c, J = exact_affine(cf)  # exact = c + J y for every claim
     names = [cl.key for cl in cf.claims]
     report = Report(cf=cf, rows=[], targets=None, targets_fitted=False)
     if cf.y is not None:
@@ -448,13 +462,13 @@ def print_report(report: Report, console=None) -> None:
     con.print(f"model: w={_fmt(cf.params['w'])} w_x={_fmt(cf.params['w_x'])} w_h={_fmt(cf.params['w_h'])} "
               f"b1={_fmt(cf.params['b1'])} b2={_fmt(cf.params['b2'])} h0={_fmt(cf.h0)}, hidden {cf.hidden_activation}, "
               f"output {cf.output_activation}, reduction {cf.reduction}; x = ({', '.join(_fmt(v) for v in cf.x)})",
-              markup=False)
+              markup=False, soft_wrap=True)
     if cf.y is not None:
-        con.print(f"targets y = ({', '.join(_fmt(v) for v in cf.y)}) (given)", markup=False)
+        con.print(f"targets y = ({', '.join(_fmt(v) for v in cf.y)}) (given)", markup=False, soft_wrap=True)
     elif report.targets is not None:
         con.print(f"targets not given; fitted y = ({', '.join(f'{v:.4f}' for v in report.targets)})"
                   + (f"; y_{', y_'.join(map(str, report.undetermined))} not determined by any claim (set to 0)"
-                     if report.undetermined else ""), markup=False)
+                     if report.undetermined else ""), markup=False, soft_wrap=True)
     t = Table(title_justify="left")
     for col, just in (("quantity", "left"), ("claimed", "right"), ("sig. fig.", "right"), ("exact", "right"),
                       ("verdict", "left")):
@@ -464,43 +478,43 @@ def print_report(report: Report, console=None) -> None:
                   _fmt(r.exact) + (" *" if r.at_fitted_targets else ""), r.verdict)
     con.print(t)
     if any(r.at_fitted_targets for r in report.rows):
-        con.print("* at the fitted targets", markup=False)
+        con.print("* at the fitted targets", markup=False, soft_wrap=True)
     n_bad = sum(not r.holds for r in report.rows)
-    con.print(f"{len(report.rows) - n_bad} of {len(report.rows)} claims hold at the precision written.", markup=False)
+    con.print(f"{len(report.rows) - n_bad} of {len(report.rows)} claims hold at the precision written.", markup=False, soft_wrap=True)
     con.print("Gradients are compared with the true sign, dE_i/dy'_i = y'_i - y_i (the seed writes y_i - y'_i).",
-              markup=False)
+              markup=False, soft_wrap=True)
     if cf.y is not None and report.negated_holds is not None and report.negated_holds > (report.plain_holds or 0):
         con.print(f"With every gradient claim negated, {report.negated_holds} of them would hold instead of "
-                  f"{report.plain_holds}: the file may use the seed's sign, (y_i - y'_i).", markup=False)
+                  f"{report.plain_holds}: the file may use the seed's sign, (y_i - y'_i).", markup=False, soft_wrap=True)
     if report.targets_fitted:
         _print_target_analysis(report, con)
 
 
 def _print_target_analysis(report: Report, con) -> None:
     if report.lsq_targets is None:
-        con.print("No claim depends on the targets, so none were fitted.", markup=False)
+        con.print("No claim depends on the targets, so none were fitted.", markup=False, soft_wrap=True)
         return
-    con.print("\nTargets not given: every gradient is affine in them, so they are inferred.", markup=False)
+    con.print("\nTargets not given: every gradient is affine in them, so they are inferred.", markup=False, soft_wrap=True)
     con.print("With unknown targets the sign convention does not matter: negating every gradient claim is the same "
-              "as replacing y_t by 2 y'_t - y_t.", markup=False)
+              "as replacing y_t by 2 y'_t - y_t.", markup=False, soft_wrap=True)
     con.print(f"- Weighted least squares over all {len(report.kept) + len(report.unexplainable)} target-dependent "
-              f"claims: y = ({', '.join(f'{v:.4f}' for v in report.lsq_targets)}).", markup=False)
+              f"claims: y = ({', '.join(f'{v:.4f}' for v in report.lsq_targets)}).", markup=False, soft_wrap=True)
     if report.misfit_all is not None and report.misfit_all <= 1.0:
         con.print(f"- One choice of targets reproduces every target-dependent claim to its written digits "
-                  f"(worst miss {report.misfit_all:.2f}x the rounding, by linear programming).", markup=False)
+                  f"(worst miss {report.misfit_all:.2f}x the rounding, by linear programming).", markup=False, soft_wrap=True)
         return
     con.print(f"- No targets reproduce all of them: the best targets still miss by {report.misfit_all:.1f}x the "
-              f"written rounding (linear programming over y).", markup=False)
+              f"written rounding (linear programming over y).", markup=False, soft_wrap=True)
     for n in report.unexplainable_alone:
-        con.print(f"- {n}: no targets give this value even on its own.", markup=False)
+        con.print(f"- {n}: no targets give this value even on its own.", markup=False, soft_wrap=True)
     if report.largest_sets:
         k = len(report.largest_sets[0])
         how = "" if report.largest_exhaustive else " (greedy search: there are too many subsets to try them all)"
         sets = "; ".join("{" + ", ".join(s) + "}" for s in report.largest_sets)
-        con.print(f"- The most that one choice of targets reproduces is {k}{how}: {sets}.", markup=False)
+        con.print(f"- The most that one choice of targets reproduces is {k}{how}: {sets}.", markup=False, soft_wrap=True)
     if report.misfit_without:
         parts = ", ".join(f"{n}: {v:.1f}x" for n, v in sorted(report.misfit_without.items(), key=lambda kv: kv[1]))
-        con.print(f"- Best misfit with one claim left out: {parts}.", markup=False)
+        con.print(f"- Best misfit with one claim left out: {parts}.", markup=False, soft_wrap=True)
     for n in report.unexplainable:
         if n in report.unexplainable_alone:
             continue
@@ -508,8 +522,8 @@ def _print_target_analysis(report: Report, con) -> None:
         worst = min((report.misfit_without[m] for m in others), default=float("nan"))
         con.print(f"- {n} is the claim no targets explain alongside the others: leaving it out brings the misfit "
                   f"to {report.misfit_without.get(n, float('nan')):.1f}x; leaving out any other still misses by "
-                  f"{worst:.1f}x or more.", markup=False)
+                  f"{worst:.1f}x or more.", markup=False, soft_wrap=True)
     if report.kept:
         con.print(f"- Fitted targets (least squares over {', '.join(report.kept)}): "
                   f"y = ({', '.join(f'{v:.4f}' for v in report.targets or [])}); the verdicts marked * are at these.",
-                  markup=False)
+                  markup=False, soft_wrap=True)

@@ -1,0 +1,205 @@
+"""bptt check: claims checked at the precision written, targets inferred, bad files rejected with one line."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+
+from bptt import check
+from bptt.cli import main
+
+ROOT = Path(__file__).resolve().parents[1]
+SEED_CLAIMS = ROOT / "examples" / "seed_claims.toml"
+
+
+# ------------------------------------------------------------------ an independent reference: plain Python, finite differences
+ACT = {"sigmoid": lambda v: 1 / (1 + math.exp(-v)), "tanh": math.tanh, "identity": lambda v: v}
+PARAMS = {"w": 0.7, "w_x": -1.1, "w_h": 0.45, "b1": 0.2, "b2": -0.3}
+X = [0.5, -1.0, 0.25]
+H0 = 0.1
+Y = [0.3, -0.2, 0.6]
+
+
+def _errors(p, y, hidden="tanh", output="identity"):
+    """E_1..E_T by direct evaluation."""
+    h, out = H0, []
+    for t, xt in enumerate(X):
+        h = ACT[hidden](p["w_x"] * xt + p["w_h"] * h + p["b1"])
+        out.append(0.5 * (y[t] - ACT[output](p["w"] * h + p["b2"])) ** 2)
+    return out
+
+
+def _fd(fn, k, eps=1e-6):
+    hi, lo = dict(PARAMS), dict(PARAMS)
+    hi[k] += eps
+    lo[k] -= eps
+    return (fn(hi) - fn(lo)) / (2 * eps)
+
+
+def _reference_claims(y, sig=5):
+    """dLoss/dθ (reduction sum) and dE_2/dθ by central differences, written to `sig` significant figures."""
+    out = {}
+    for k in PARAMS:
+        out[f"dLoss/d{k}"] = f"{_fd(lambda p: sum(_errors(p, y)), k):.{sig}g}"
+        out[f"dE_2/d{k}"] = f"{_fd(lambda p: _errors(p, y)[1], k):.{sig}g}"
+    return out
+
+
+def _write(tmp_path, claims, y=True, name="c.toml", extra_model=""):
+    lines = ["[model]"] + [f"{k} = {v}" for k, v in PARAMS.items()] + [
+        f"h0 = {H0}", 'hidden_activation = "tanh"', 'output_activation = "identity"', 'reduction = "sum"', extra_model,
+        "[sequence]", f"x = {X}"] + ([f"y = {Y}"] if y else []) + ["[claims]"]
+    lines += [f'"{k}" = "{v}"' for k, v in claims.items()]
+    p = tmp_path / name
+    p.write_text("\n".join(lines) + "\n")
+    return p
+
+
+# ------------------------------------------------------------------ the seed
+def test_seed_claims_file(capsys):
+    rep = check.check(check.load(SEED_CLAIMS))
+    verdict = {r.claim.key: r for r in rep.rows}
+    h1 = 1 / (1 + math.exp(-2))
+    assert verdict["h_1"].holds and verdict["h_1"].exact == pytest.approx(h1, abs=1e-15)
+    assert verdict["1 - h_1"].holds
+    y1 = 1 / (1 + math.exp(-(h1 + 1)))
+    assert not verdict["y'_1"].holds and verdict["y'_1"].exact == pytest.approx(y1, abs=1e-15)
+    assert "truncated" in verdict["y'_1"].verdict
+    assert verdict["y'_2"].holds
+    assert rep.unexplainable == ["dLoss/dw_x"]
+    assert rep.misfit_all > 20 and rep.misfit_without["dLoss/dw_x"] < 2.5
+    assert sorted(map(sorted, rep.largest_sets)) == sorted(map(sorted, [
+        ("dLoss/dw", "dLoss/dw_x", "dLoss/db2"), ("dLoss/dw", "dLoss/dw_h", "dLoss/db2"),
+        ("dLoss/dw", "dLoss/db2", "dLoss/db1")]))
+    assert main(["check", str(SEED_CLAIMS)]) == 1
+    out = capsys.readouterr().out
+    assert "dLoss/dw_x is the claim no targets explain" in out and "true sign" in out
+
+
+def test_written_precision_is_kept():
+    """0.0020 (a TOML or JSON number) keeps its two significant figures, not one."""
+    cf = check.load(SEED_CLAIMS)
+    p = {c.key: c.printed for c in cf.claims}["dLoss/dw_h"]
+    assert p.text == "0.0020" and p.significant_figures() == 2 and p.half_unit == pytest.approx(5e-5)
+    data = check.parse('{"claims": {"dLoss/dw_h": 0.0020, "h_1": 1}}', "json")
+    assert data["claims"]["dLoss/dw_h"] == "0.0020" and data["claims"]["h_1"] == "1"
+
+
+# ------------------------------------------------------------------ with targets given
+def test_given_targets_correct_claims_hold(tmp_path, capsys):
+    claims = _reference_claims(Y)
+    claims["h_1"] = f"{math.tanh(-1.1 * 0.5 + 0.45 * H0 + 0.2):.4f}"
+    path = _write(tmp_path, claims)
+    assert main(["check", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "WRONG" not in out and f"{len(claims)} of {len(claims)} claims hold" in out
+
+
+def test_given_targets_wrong_claim_is_found(tmp_path, capsys):
+    claims = _reference_claims(Y)
+    v = float(claims["dLoss/dw_h"])
+    claims["dLoss/dw_h"] = f"{v * 1.001:.5g}"  # off by ~ 10 units of the last digit written
+    path = _write(tmp_path, claims)
+    rep = check.check(check.load(path))
+    bad = [r.claim.key for r in rep.rows if not r.holds]
+    assert bad == ["dLoss/dw_h"]
+    assert main(["check", str(path)]) == 1
+
+
+def test_negated_claims_are_reported(tmp_path, capsys):
+    claims = {k: (v[1:] if v.startswith("-") else "-" + v) for k, v in _reference_claims(Y).items()}
+    path = _write(tmp_path, claims)
+    assert main(["check", str(path)]) == 1
+    out = capsys.readouterr().out
+    assert "negated" in out and "seed's sign" in out
+
+
+# ------------------------------------------------------------------ targets inferred
+def test_targets_inferred_when_not_given(tmp_path, capsys):
+    claims = _reference_claims(Y, sig=6)
+    rep = check.check(check.load(_write(tmp_path, claims, y=False)))
+    assert rep.all_hold and rep.targets_fitted
+    assert rep.targets == pytest.approx(Y, abs=2e-3)
+    assert rep.misfit_all <= 1
+
+
+def test_inferred_targets_single_bad_claim_is_named(tmp_path):
+    claims = _reference_claims(Y, sig=6)
+    v = float(claims["dE_2/dw_x"])
+    claims["dE_2/dw_x"] = f"{v * 1.5:.6g}"
+    rep = check.check(check.load(_write(tmp_path, claims, y=False)))
+    assert not rep.all_hold
+    assert rep.unexplainable == ["dE_2/dw_x"]
+    assert rep.targets == pytest.approx(Y, abs=2e-3)  # fitted to the others
+    assert [r.claim.key for r in rep.rows if not r.holds] == ["dE_2/dw_x"]
+
+
+def test_json_file_equivalent(tmp_path):
+    claims = _reference_claims(Y)
+    data = {"model": {**PARAMS, "h0": H0, "hidden_activation": "tanh", "output_activation": "identity",
+                      "reduction": "sum"}, "sequence": {"x": X, "y": Y}, "claims": claims}
+    p = tmp_path / "c.json"
+    p.write_text(json.dumps(data))
+    assert main(["check", str(p)]) == 0
+
+
+# ------------------------------------------------------------------ bad files: exit 2, one line naming the field
+SEED_TEXT = SEED_CLAIMS.read_text()
+
+
+@pytest.mark.parametrize("edit, word", [
+    (lambda s: s.replace("w_h = 1\n", ""), "model.w_h"),
+    (lambda s: s.replace("w_x = 1\n", 'w_x = "one"\n'), "model.w_x"),
+    (lambda s: s.replace("b1 = 1\n", "b1 = nan\n"), "model.b1"),
+    (lambda s: s.replace('"dLoss/dw" = 0.015', '"dLoss/dv" = 0.015'), "dLoss/dv"),
+    (lambda s: s.replace('"dLoss/dw" = 0.015', '"dLoss/dw" = nan'), "dLoss/dw"),
+    (lambda s: s.replace('"dLoss/dw" = 0.015', '"dLoss/dw" = "abc"'), "dLoss/dw"),
+    (lambda s: s.replace('"dLoss/dw" = 0.015', '"dLoss/dw" = [0.015]'), "dLoss/dw"),
+    (lambda s: s.replace('"h_1" = 0.88', '"h_5" = 0.88'), "h_5"),
+    (lambda s: s.replace('"h_1" = 0.88', '"y_1" = 0.88'), "y_1"),
+    (lambda s: s.replace('"h_1" = 0.88', '"q_1" = 0.88'), "q_1"),
+    (lambda s: s.replace("x = [1, 0]", "x = [1, 0]\ny = [0.5]"), "sequence.y"),
+    (lambda s: s.replace("x = [1, 0]", "x = []"), "sequence.x"),
+    (lambda s: s.replace("x = [1, 0]", "x = [1, true]"), "sequence.x[1]"),
+    (lambda s: s.replace("[sequence]", "[sequence]\nz = 1"), "sequence.z"),
+    (lambda s: s.replace("[model]", "[model]\nwx2 = 1"), "model.wx2"),
+    (lambda s: s.replace('reduction = "mean"', 'reduction = "max"'), "reduction"),
+    (lambda s: s.replace('hidden_activation = "sigmoid"', 'hidden_activation = "gelu"'), "hidden_activation"),
+    (lambda s: s.split("[claims]")[0] + "[claims]\n", "[claims]"),
+    (lambda s: s.split("[claims]")[0], "[claims]"),
+    (lambda s: s.replace("[model]", "[model"), "TOML"),
+])
+def test_bad_toml_files(tmp_path, capsys, edit, word):
+    p = tmp_path / "bad.toml"
+    p.write_text(edit(SEED_TEXT))
+    assert main(["check", str(p)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error:") and "\n" not in err and "Traceback" not in err
+    assert word in err, err
+
+
+@pytest.mark.parametrize("setup, word", [
+    (lambda d: d / "missing.toml", "no such file"),
+    (lambda d: d, "directory"),
+    (lambda d: _touch(d / "claims.yaml", "a: 1"), "unknown file type"),
+    (lambda d: _touch(d / "c.json", '{"model": '), "not valid JSON"),
+    (lambda d: _touch(d / "c.json", '{"model": {"w": NaN}}'), "model.w"),
+    (lambda d: _touch(d / "c.json", "[1, 2]"), "top level"),
+    (lambda d: _touch(d / "c.toml", b"\xff\xfe[model]"), "cannot read"),
+])
+def test_bad_files(tmp_path, capsys, setup, word):
+    p = setup(tmp_path)
+    assert main(["check", str(p)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error:") and "\n" not in err and word in err, err
+
+
+def _touch(p: Path, content) -> Path:
+    if isinstance(content, bytes):
+        p.write_bytes(content)
+    else:
+        p.write_text(content)
+    return p
