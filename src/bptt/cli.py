@@ -290,7 +290,9 @@ def train_config_from_args(args: argparse.Namespace):
     task_options = {k: getattr(args, k) for k in ("bits", "n_train", "n_val", "n_test", "length", "noise", "window", "column")
                     if getattr(args, k) is not None}
     if args.csv is not None:
-        task_options["path"] = args.csv
+        from pathlib import Path
+
+        task_options["path"] = str(Path(args.csv).resolve())  # resume and gradflow --model work from any folder
     return config_for(args.task, task_options, **settings)
 
 
