@@ -833,10 +833,13 @@ def _write(doc: _Document, d: Derivation, n: Numbers, expand: int, check: Check 
     sec = len(ORDER) + 2
     doc.h2(f"{sec}. Building blocks")
     setup = ", ".join(f"${TEX[k]} = {fnum(params[k])}$" for k in ORDER if k in params)
-    xs = ", ".join(fnum(v) for v in n.x)
+    xs = "x = (" + ", ".join(fnum(v) for v in n.x) + ")"
     ynames = ", ".join(f"y_{{{t}}}" for t in range(1, T + 1)) if T <= 3 else r"y_1, \ldots, y_{" + str(T) + "}"
-    doc.p(f"Parameters {setup}; $h_0 = {fnum(n.h0)}$; inputs $x = ({xs})$; "
-          + (f"targets $y = ({', '.join(fnum(v) for v in n.y)})$." if n.y is not None
+    if not full:  # a long list in one inline formula cannot be broken across lines: the table has them
+        xs = r"x_1, \ldots, x_{" + str(T) + "}"
+    doc.p(f"Parameters {setup}; $h_0 = {fnum(n.h0)}$; inputs ${xs}$" + (" (in the table)" if not full else "") + "; "
+          + ("targets $y_1, \\ldots, y_{" + str(T) + "}$ (in the table)." if n.y is not None and not full else
+             f"targets $y = ({', '.join(fnum(v) for v in n.y)})$." if n.y is not None
              else f"targets ${ynames}$"
                   " not given: they stay symbols, and every gradient is affine in them (the seed never states its "
                   "targets either)."))
