@@ -8,13 +8,15 @@ The same formulas as ``engine.py`` (read that file for the derivation):
     dLoss/dw = sum du_t^T h_t,  dLoss/dw_x = sum dz_t^T x_t,  dLoss/dw_h = sum dz_t^T h_{t-1},
     dLoss/db1 = sum dz_t,  dLoss/db2 = sum du_t
 
-Three kernels, each for float32 and float64 (six compiled signatures, cached on
-disk by ``cache=True`` so a machine compiles them once):
+Three kernels, each for float32 and float64 (six compiled signatures with
+``scalar_fast``, cached on disk by ``cache=True`` so a machine compiles them once):
 
     scalar  D = H = O = 1, B = 1: a plain loop over t with every value in registers.
-    loop    small H: explicit loops over (b, i, j); no BLAS call per step.
-    blas    large H: the per-step (B, H) x (H, H) products and every weight-gradient
-            sum are BLAS GEMMs (``np.dot`` inside numba), with no interpreter between steps.
+    loop    tiny B H^2: the per-step (B, H) x (H, H) products as plain loops.
+    blas    the rest: the per-step products are BLAS GEMMs (``np.dot`` inside numba),
+            with no interpreter between steps.
+    (loop and blas are one compiled function, ``batched_kernel``; in both, the input
+    projection, the output layer and the weight-gradient sums over all steps are GEMMs.)
 
 Every kernel processes one *segment* of the sequence: it starts from h_start and
 a carry dLoss/dh_end coming from the steps after the segment, and returns the
@@ -24,9 +26,14 @@ carry.  A whole sequence is one segment with carry 0; gradient checkpointing
 back at most k steps, exactly ``engine._bptt_truncated``) is supported for a
 whole sequence only.
 
-Scalar and loop kernels do their arithmetic in float64 whatever the storage
-dtype (stored h is rounded to the dtype, as the reference stores it); the BLAS
-kernel computes in the array dtype, as numpy does.
+All kernels compute in the array dtype (float32 data runs float32 math, as numpy
+does); the scalar kernel sums its gradients and every kernel its loss in float64.
+
+BLAS threads: the per-step product (B, H) x (H, H) is too small to share between
+threads below ~16 M multiply-adds (B H^2 < ``BLAS_PARALLEL_MIN``), and OpenBLAS's
+threads wait on each other at every step, which is ruinous when other processes
+hold the cores.  For such sizes the BLAS kernel runs its BLAS single-threaded
+(restoring the thread count afterwards); above it, the BLAS's own setting holds.
 
 This module imports numba at import time; ``bptt.model`` imports it lazily.
 """
@@ -38,77 +45,79 @@ import math
 import numpy as np
 from numba import njit
 
-# Size rule for backend="auto": the loop kernel costs ~B*H*(3H + 2D + 3O) scalar
-# multiply-adds per step and no call overhead; the BLAS kernel pays ~1-2 us per
-# GEMM call but runs the products at GEMM speed.  Measured on the 2-core machine
-# of README "## Speed": the loop kernel wins up to about H = 16.
-LOOP_MAX_H = 16
+# Size rule for backend="auto" (process-time measurements on the 2-core machine of
+# README "## Speed"): a BLAS call costs ~0.5-1 us whatever its size, so for a per-step
+# product of at most ~256 multiply-adds (B H^2) plain loops win ("loop": 0.40 ms vs 0.61 ms
+# at T=1000, B=1, H=4); from B H^2 ~ 512 on, BLAS wins (0.39 vs 0.49 ms at B=32, H=8;
+# 1.9 vs 2.8 ms at B=32, H=32).
+LOOP_MAX_MACS = 256
 
 KERNELS = ("scalar", "loop", "blas")
+BLAS_PARALLEL_MIN = 1 << 24  # B H^2 multiply-adds per step below which BLAS runs one thread
 
 
 def choose_kernel(T: int, B: int, D: int, H: int, O: int) -> str:
-    """Which compiled kernel backend="auto" uses for these sizes."""
+    """Which compiled kernel backend="auto" (and "numba") uses for these sizes."""
     if B == 1 and D == 1 and H == 1 and O == 1:
         return "scalar"
-    if H <= LOOP_MAX_H and O <= 4 * LOOP_MAX_H and D <= 4 * LOOP_MAX_H:
+    if B * H * H <= LOOP_MAX_MACS:
         return "loop"
     return "blas"
 
 
 # ---------------------------------------------------------------- activations by code
 # The integer codes are activations.py's ``code`` column: 0 sigmoid, 1 tanh, 2 relu, 3 identity.
-@njit(cache=True)
-def _f(z, code):
-    """f(z) for a float64 scalar z."""
+@njit(cache=True, error_model="numpy")
+def _f(z, code, one):
+    """f(z) in the dtype of z and one (one = 1 in that dtype), so float32 data runs float32 math."""
     if code == 0:
-        if z >= 0.0:
-            return 1.0 / (1.0 + math.exp(-z))
-        e = math.exp(z)  # z < 0: never overflows
-        return e / (1.0 + e)
+        # 1/(1+e^{-z}) is safe for every z: e^{-z} = inf for z << 0 gives exactly 0
+        return one / (one + math.exp(-z))
     if code == 1:
         return math.tanh(z)
     if code == 2:
-        return z if z > 0.0 else 0.0
+        zero = one - one
+        return z if z > zero else zero
     return z
 
 
-@njit(cache=True)
-def _df(a, code):
+@njit(cache=True, error_model="numpy")
+def _df(a, code, one):
     """f'(z) from the output a = f(z), as activations.py writes it."""
     if code == 0:
-        return a * (1.0 - a)
+        return a * (one - a)
     if code == 1:
-        return 1.0 - a * a
+        return one - a * a
     if code == 2:
-        return 1.0 if a > 0.0 else 0.0
-    return 1.0
+        zero = one - one
+        return one if a > zero else zero
+    return one
 
 
 # ---------------------------------------------------------------- scalar kernel
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def scalar_kernel(x, y, p, fcode, gcode, trunc, need_grad, hbuf, dubuf, out):
-    """One scalar sequence (D = H = O = 1, B = 1).
+    """One scalar sequence (D = H = O = 1, B = 1), in the dtype of x (float32 math for float32).
 
-    x, y (L,) float32/64; p float64[8] = (w, w_x, w_h, b1, b2, h_start, c, carry_in);
-    hbuf (L+1,) and dubuf (L,) float64 scratch; trunc: k for truncated BPTT (>= L: full).
-    out float64[7] <- (loss, dw, dw_x, dw_h, db1, db2, dLoss/dh_start).  Gradients are
-    *written*, not accumulated.  Returns 0, or 1 if an input or result is not finite.
+    x, y (L,); p float64[8] = (w, w_x, w_h, b1, b2, h_start, c, carry_in); hbuf (L+1,) and
+    dubuf (L,) scratch in the dtype of x; trunc: k for truncated BPTT (>= L: full).
+    out float64[7] <- (loss, dw, dw_x, dw_h, db1, db2, dLoss/dh_start): the gradients are
+    *written* (summed in float64).  Returns 0, or 1 if the loss or a gradient is not finite.
     """
     L = x.shape[0]
-    w, wx, wh, b1, b2, h, c = p[0], p[1], p[2], p[3], p[4], p[5], p[6]
+    q = p.astype(x.dtype)  # the parameters in the data's dtype
+    one = np.ones(1, x.dtype)[0]
+    w, wx, wh, b1, b2, h, c = q[0], q[1], q[2], q[3], q[4], q[5], q[6]
     loss = 0.0
     hbuf[0] = h
     for t in range(L):
-        xt = np.float64(x[t])
-        yt = np.float64(y[t])
-        h = _f(wx * xt + wh * h + b1, fcode)
+        h = _f(wx * x[t] + wh * h + b1, fcode, one)  # the recurrence: the only serial chain
         hbuf[t + 1] = h
-        yp = _f(w * h + b2, gcode)
-        r = yp - yt
+        yp = _f(w * h + b2, gcode, one)
+        r = yp - y[t]
         loss += r * r
-        dubuf[t] = c * r * _df(yp, gcode)  # du_t
-    loss *= 0.5 * c
+        dubuf[t] = c * r * _df(yp, gcode, one)  # du_t
+    loss *= 0.5 * p[6]
     out[0] = loss
     if not math.isfinite(loss):
         return 1
@@ -121,18 +130,18 @@ def scalar_kernel(x, y, p, fcode, gcode, trunc, need_grad, hbuf, dubuf, out):
     gb1 = 0.0
     gb2 = 0.0
     if trunc >= L:
-        carry = p[7]  # dLoss/dh_L from after the segment
+        carry = q[7]  # dLoss/dh_L from after the segment
         for t in range(L - 1, -1, -1):
             du = dubuf[t]
             ht = hbuf[t + 1]
-            dz = (du * w + carry) * _df(ht, fcode)
+            dz = (du * w + carry) * _df(ht, fcode, one)
             gw += du * ht
             gb2 += du
             gwx += dz * x[t]
             gwh += dz * hbuf[t]
             gb1 += dz
             carry = dz * wh
-        dh0 = carry
+        dh0 = np.float64(carry)
     else:
         # engine._bptt_truncated: E_t reaches back through s = t .. t-k+1 only
         dh0 = 0.0
@@ -143,7 +152,7 @@ def scalar_kernel(x, y, p, fcode, gcode, trunc, need_grad, hbuf, dubuf, out):
             delta = du * w
             s_end = t - trunc if t - trunc > -1 else -1
             for s in range(t, s_end, -1):
-                dz = delta * _df(hbuf[s + 1], fcode)
+                dz = delta * _df(hbuf[s + 1], fcode, one)
                 gwx += dz * x[s]
                 gwh += dz * hbuf[s]
                 gb1 += dz
@@ -162,130 +171,54 @@ def scalar_kernel(x, y, p, fcode, gcode, trunc, need_grad, hbuf, dubuf, out):
     return 0
 
 
-# ---------------------------------------------------------------- loop kernel
-@njit(cache=True)
-def loop_kernel(x, y, h0, w, wx, wh, b1, b2, fcode, gcode, c, trunc, need_grad, carry, hbuf, g_w, g_wx, g_wh, g_b1, g_b2):
-    """One segment, batched, explicit loops (small H).
-
-    x (L, B, D), y (L, B, O), h0 (B, H), w (O, H), wx (H, D), wh (H, H), b1 (H,), b2 (O,): the dtype.
-    carry (B, H) float64: in dLoss/dh_L from after the segment, out dLoss/dh_start.
-    hbuf (L+1, B, H) dtype: receives h_start..h_L.  g_* float64, shaped like the
-    parameters: the segment's gradients are *added*.  Returns the segment's loss.
-    """
-    L, B, D = x.shape
-    H = wh.shape[0]
-    O = w.shape[0]
-    du = np.empty((L, B, O))  # (L, B, O) float64
-    zrow = np.empty(H)
-    loss = 0.0
-    hbuf[0] = h0
-    for t in range(L):
-        for b in range(B):
-            for i in range(H):
-                acc = np.float64(b1[i])
-                for d in range(D):
-                    acc += wx[i, d] * np.float64(x[t, b, d])
-                for j in range(H):
-                    acc += wh[i, j] * np.float64(hbuf[t, b, j])
-                zrow[i] = _f(acc, fcode)
-            for i in range(H):
-                hbuf[t + 1, b, i] = zrow[i]
-            for o in range(O):
-                acc = np.float64(b2[o])
-                for i in range(H):
-                    acc += w[o, i] * np.float64(hbuf[t + 1, b, i])
-                yp = _f(acc, gcode)
-                r = yp - y[t, b, o]
-                loss += r * r
-                du[t, b, o] = c * r * _df(yp, gcode)
-    loss *= 0.5 * c
-    if not need_grad:
-        return loss
-    dz = np.zeros((L, B, H))  # (L, B, H) float64: dLoss/dz_t
-    if trunc >= L:
-        for t in range(L - 1, -1, -1):
-            for b in range(B):
-                for i in range(H):
-                    acc = carry[b, i]
-                    for o in range(O):
-                        acc += du[t, b, o] * w[o, i]
-                    dz[t, b, i] = acc * _df(np.float64(hbuf[t + 1, b, i]), fcode)
-                for j in range(H):
-                    acc = 0.0
-                    for i in range(H):
-                        acc += dz[t, b, i] * wh[i, j]
-                    carry[b, j] = acc
-    else:
-        delta = np.empty(H)
-        nxt = np.empty(H)
-        for b in range(B):
-            for j in range(H):
-                carry[b, j] = 0.0
-        for t in range(L):
-            s_end = t - trunc if t - trunc > -1 else -1
-            for b in range(B):
-                for i in range(H):
-                    acc = 0.0
-                    for o in range(O):
-                        acc += du[t, b, o] * w[o, i]
-                    delta[i] = acc
-                for s in range(t, s_end, -1):
-                    for i in range(H):
-                        delta[i] *= _df(np.float64(hbuf[s + 1, b, i]), fcode)
-                        dz[s, b, i] += delta[i]
-                    for j in range(H):
-                        acc = 0.0
-                        for i in range(H):
-                            acc += delta[i] * wh[i, j]
-                        nxt[j] = acc
-                    for j in range(H):
-                        delta[j] = nxt[j]
-                    if s == 0:
-                        for j in range(H):
-                            carry[b, j] += delta[j]
-    for t in range(L):
-        for b in range(B):
-            for o in range(O):
-                d = du[t, b, o]
-                g_b2[o] += d
-                for i in range(H):
-                    g_w[o, i] += d * hbuf[t + 1, b, i]
-            for i in range(H):
-                d = dz[t, b, i]
-                g_b1[i] += d
-                for k in range(D):
-                    g_wx[i, k] += d * x[t, b, k]
-                for j in range(H):
-                    g_wh[i, j] += d * hbuf[t, b, j]
-    return loss
+# ---------------------------------------------------------------- batched kernel (loop and BLAS)
+@njit(cache=True, error_model="numpy")
+def _mm(a, b, out, use_blas):
+    """out = a @ b for C-contiguous (M, K) and (K, N): a BLAS GEMM, or plain loops for tiny sizes."""
+    if use_blas:
+        np.dot(a, b, out)
+        return
+    M, K = a.shape
+    N = b.shape[1]
+    for m in range(M):
+        for n in range(N):
+            out[m, n] = 0
+        for k in range(K):
+            s = a[m, k]
+            for n in range(N):
+                out[m, n] += s * b[k, n]
 
 
-# ---------------------------------------------------------------- BLAS kernel
-@njit(cache=True)
-def blas_kernel(x, y, h0, w, wxT, wh, whT, b1, b2, fcode, gcode, c, trunc, need_grad, carry, hbuf, zbuf, ubuf,
-                g_w, g_wx, g_wh, g_b1, g_b2):
-    """One segment, batched, GEMMs for every product (large H).  All arrays in one dtype, C-contiguous.
+@njit(cache=True, error_model="numpy")
+def batched_kernel(x, y, h0, w, wxT, wh, whT, b1, b2, fcode, gcode, c, trunc, need_grad, use_blas, carry, hbuf, zbuf,
+                   ubuf, g_w, g_wx, g_wh, g_b1, g_b2):
+    """One segment, batched.  All arrays in one dtype, C-contiguous; math in that dtype.
 
     x (L, B, D), y (L, B, O), h0 (B, H), w (O, H), wxT = w_x^T (D, H), wh (H, H), whT = w_h^T,
     b1 (H,), b2 (O,).  carry (B, H): in dLoss/dh_L, out dLoss/dh_start.  Scratch: hbuf (L+1, B, H),
     zbuf (L, B, H), ubuf (L, B, O).  g_* shaped like the parameters: gradients are *added*.
-    Returns the segment's loss (float64).
+    use_blas: the per-step (B, H) x (H, H) products by BLAS ("blas") or by loops ("loop");
+    the products over all steps at once are always BLAS.  Returns the segment's loss (float64).
     """
     L, B, D = x.shape
     H = wh.shape[0]
     O = w.shape[0]
     dt = x.dtype
+    one = np.ones(1, dt)[0]
+    cv = np.empty(1, dt)
+    cv[0] = c
+    cd = cv[0]  # c in the dtype
     z2 = zbuf.reshape(L * B, H)  # (L B, H)
     np.dot(x.reshape(L * B, D), wxT, z2)  # input projection for every step at once
     hbuf[0] = h0
     rec = np.empty((B, H), dt)  # (B, H)
     for t in range(L):
-        np.dot(hbuf[t], whT, rec)  # h_{t-1} w_h^T
+        _mm(hbuf[t], whT, rec, use_blas)  # h_{t-1} w_h^T
         zt = zbuf[t]
         ht = hbuf[t + 1]
         for b in range(B):
             for i in range(H):
-                ht[b, i] = _f(np.float64(zt[b, i] + rec[b, i] + b1[i]), fcode)
+                ht[b, i] = _f(zt[b, i] + rec[b, i] + b1[i], fcode, one)
     h2 = hbuf[1:].reshape(L * B, H)  # (L B, H): h_1..h_L
     u2 = ubuf.reshape(L * B, O)  # (L B, O)
     np.dot(h2, w.T.copy(), u2)
@@ -293,10 +226,10 @@ def blas_kernel(x, y, h0, w, wxT, wh, whT, b1, b2, fcode, gcode, c, trunc, need_
     y2 = y.reshape(L * B, O)
     for n in range(L * B):
         for o in range(O):
-            yp = _f(np.float64(u2[n, o] + b2[o]), gcode)
+            yp = _f(u2[n, o] + b2[o], gcode, one)
             r = yp - y2[n, o]
             loss += r * r
-            u2[n, o] = c * r * _df(yp, gcode)  # ubuf now holds du
+            u2[n, o] = cd * r * _df(yp, gcode, one)  # ubuf now holds du
     loss *= 0.5 * c
     if not need_grad:
         return loss
@@ -307,8 +240,8 @@ def blas_kernel(x, y, h0, w, wxT, wh, whT, b1, b2, fcode, gcode, c, trunc, need_
             ht = hbuf[t + 1]
             for b in range(B):
                 for i in range(H):
-                    dzt[b, i] = (dzt[b, i] + carry[b, i]) * _df(np.float64(ht[b, i]), fcode)
-            np.dot(dzt, wh, carry)  # dz_t w_h
+                    dzt[b, i] = (dzt[b, i] + carry[b, i]) * _df(ht[b, i], fcode, one)
+            _mm(dzt, wh, carry, use_blas)  # dz_t w_h
     else:
         dz = np.zeros((L, B, H), dt)  # (L, B, H): summed over error terms
         delta = np.empty((B, H), dt)
@@ -322,9 +255,9 @@ def blas_kernel(x, y, h0, w, wxT, wh, whT, b1, b2, fcode, gcode, c, trunc, need_
                 dzs = dz[s]
                 for b in range(B):
                     for i in range(H):
-                        delta[b, i] *= _df(np.float64(hs[b, i]), fcode)
+                        delta[b, i] *= _df(hs[b, i], fcode, one)
                         dzs[b, i] += delta[b, i]
-                np.dot(delta, wh, nxt)
+                _mm(delta, wh, nxt, use_blas)
                 delta[:] = nxt
                 if s == 0:
                     carry += delta
@@ -351,8 +284,8 @@ class ScalarRunner:
         self.pvec = np.array([p.w[0, 0], p.w_x[0, 0], p.w_h[0, 0], p.b1[0], p.b2[0], 0.0, c, 0.0])
         self.codes = (f.code, g.code)
         self.trunc = trunc
-        self.hbuf = np.empty(seg_len + 1)  # (L+1,) float64
-        self.dubuf = np.empty(seg_len)  # (L,) float64
+        self.hbuf = np.empty(seg_len + 1, dtype)  # (L+1,)
+        self.dubuf = np.empty(seg_len, dtype)  # (L,)
         self.out = np.empty(7)
         self.g = np.zeros(5)  # dw, dw_x, dw_h, db1, db2 (float64)
         self.dtype = dtype
@@ -384,36 +317,11 @@ class ScalarRunner:
                 "b1": np.full(1, gb1, d), "b2": np.full(1, gb2, d)}
 
 
-class LoopRunner:
-    """Runs ``loop_kernel``: explicit loops, float64 arithmetic and accumulators."""
-
-    kernel = "loop"
-    nonfinite = False
-
-    def __init__(self, p, f, g, c: float, trunc: int, seg_len: int, B: int, dtype):
-        self.p = p
-        self.codes = (f.code, g.code)
-        self.c, self.trunc, self.dtype = c, trunc, dtype
-        H = p.w_h.shape[0]
-        self.hbuf = np.empty((seg_len + 1, B, H), dtype)  # (L+1, B, H)
-        self.g = {k: np.zeros(v.shape) for k, v in p._asdict().items()}
-
-    def segment(self, x, y, h_start, carry, need_grad: bool):
-        L = x.shape[0]
-        p, g = self.p, self.g
-        hb = self.hbuf[: L + 1]
-        loss = loop_kernel(x, y, h_start, p.w, p.w_x, p.w_h, p.b1, p.b2, self.codes[0], self.codes[1], self.c,
-                           self.trunc, need_grad, carry, hb, g["w"], g["w_x"], g["w_h"], g["b1"], g["b2"])
-        return loss, hb[L].copy()
-
-    def grads(self):
-        return {k: v.astype(self.dtype) for k, v in self.g.items()}
-
-
 class BlasRunner:
-    """Runs ``blas_kernel``: GEMMs in the array dtype."""
+    """Runs ``batched_kernel`` with BLAS per-step products, in the array dtype."""
 
     kernel = "blas"
+    use_blas = True
     nonfinite = False
 
     def __init__(self, p, f, g, c: float, trunc: int, seg_len: int, B: int, dtype):
@@ -430,12 +338,20 @@ class BlasRunner:
         self.g = {k: np.zeros(v.shape, dtype) for k, v in p._asdict().items()}
 
     def segment(self, x, y, h_start, carry, need_grad: bool):
+        L, B, _ = x.shape
+        H = self.whT.shape[0]
+        if B * H * H < BLAS_PARALLEL_MIN:
+            with _one_blas_thread():
+                return self._segment(x, y, h_start, carry, need_grad)
+        return self._segment(x, y, h_start, carry, need_grad)
+
+    def _segment(self, x, y, h_start, carry, need_grad: bool):
         L = x.shape[0]
         p, g = self.p, self.g
         hb = self.hbuf[: L + 1]
         cy = carry.astype(self.dtype)
-        loss = blas_kernel(x, y, h_start, p.w, self.wxT, p.w_h, self.whT, p.b1, p.b2, self.codes[0], self.codes[1],
-                           self.c, self.trunc, need_grad, cy, hb, self.zbuf[:L], self.ubuf[:L],
+        loss = batched_kernel(x, y, h_start, p.w, self.wxT, p.w_h, self.whT, p.b1, p.b2, self.codes[0], self.codes[1],
+                              self.c, self.trunc, need_grad, self.use_blas, cy, hb, self.zbuf[:L], self.ubuf[:L],
                            g["w"], g["w_x"], g["w_h"], g["b1"], g["b2"])
         carry[...] = cy
         return loss, hb[L].copy()
@@ -444,4 +360,115 @@ class BlasRunner:
         return {k: v.copy() for k, v in self.g.items()}
 
 
+class _one_blas_thread:
+    """Run the BLAS that numba's np.dot calls (scipy's OpenBLAS) on one thread, then restore it.
+
+    A no-op where that library or its thread functions cannot be found.
+    """
+
+    _fns: tuple | None = None
+
+    @classmethod
+    def _find(cls) -> tuple:
+        if cls._fns is None:
+            cls._fns = ()
+            try:
+                import ctypes
+                import glob
+                import os
+
+                import scipy
+
+                libdir = os.path.join(os.path.dirname(os.path.dirname(scipy.__file__)), "scipy.libs")
+                for path in sorted(glob.glob(os.path.join(libdir, "libscipy_openblas*.so*"))):
+                    lib = ctypes.CDLL(path)
+                    get, set_ = lib.scipy_openblas_get_num_threads, lib.scipy_openblas_set_num_threads
+                    get.restype = ctypes.c_int
+                    set_.argtypes = [ctypes.c_int]
+                    cls._fns = (get, set_)
+                    break
+            except (ImportError, OSError, AttributeError):
+                cls._fns = ()
+        return cls._fns
+
+    def __enter__(self):
+        fns = self._find()
+        self.saved = fns[0]() if fns else None
+        if fns and self.saved != 1:
+            fns[1](1)
+        return self
+
+    def __exit__(self, *exc):
+        fns = self._fns
+        if fns and self.saved is not None and self.saved != 1:
+            fns[1](self.saved)
+        return False
+
+
+class LoopRunner(BlasRunner):
+    """Runs ``batched_kernel`` with the per-step products as plain loops (small H)."""
+
+    kernel = "loop"
+    use_blas = False
+
+
 RUNNERS = {"scalar": ScalarRunner, "loop": LoopRunner, "blas": BlasRunner}
+
+
+# ---------------------------------------------------------------- the scalar fast path
+@njit(cache=True, error_model="numpy")
+def scalar_fast(x, y, w, wx, wh, b1, b2, io):
+    """The seed's case with the least call overhead (few arguments, buffers made here).
+
+    x, y (T,); w, w_x, w_h (1, 1); b1, b2 (1,).  io float64[8]: in (h0, c, fcode, gcode),
+    out (status, loss, dw, dw_x, dw_h, db1, db2, dLoss/dh0); status 0 ok, 1 non-finite.
+    """
+    T = x.shape[0]
+    p = np.empty(8)
+    p[0] = w[0, 0]
+    p[1] = wx[0, 0]
+    p[2] = wh[0, 0]
+    p[3] = b1[0]
+    p[4] = b2[0]
+    p[5] = io[0]
+    p[6] = io[1]
+    p[7] = 0.0
+    fcode = int(io[2])
+    gcode = int(io[3])
+    out = np.empty(7)
+    status = scalar_kernel(x, y, p, fcode, gcode, T, True, np.empty(T + 1, x.dtype), np.empty(T, x.dtype), out)
+    io[0] = status
+    for i in range(7):
+        io[i + 1] = out[i]
+    return status
+
+
+def try_fast_scalar(m, x, y, h0, reduction):
+    """(loss, grads) for a 1-D float array pair on the scalar model, or None to take the general path.
+
+    Returns None for anything unusual (wrong types, shapes, non-finite values, overflow): the
+    general path then validates and raises the usual one-line BPTTError.
+    """
+    d = m.dtype
+    if (m.hidden_size != 1 or m.input_size != 1 or m.output_size != 1
+            or type(x) is not np.ndarray or type(y) is not np.ndarray or x.ndim != 1 or x.shape != y.shape
+            or x.dtype != d or y.dtype != d or x.shape[0] == 0 or not (x.flags.c_contiguous and y.flags.c_contiguous)):
+        return None
+    if h0 is None:
+        h = 0.0
+    elif type(h0) is float or type(h0) is int:
+        h = float(h0)
+    else:
+        return None
+    if reduction == "mean":
+        c = 1.0 / x.shape[0]
+    elif reduction == "sum":
+        c = 1.0
+    else:
+        return None
+    P = m._params
+    io = np.array((h, c, m._f.code, m._g.code, 0.0, 0.0, 0.0, 0.0))
+    if scalar_fast(x, y, P["w"], P["w_x"], P["w_h"], P["b1"], P["b2"], io) or not math.isfinite(h):
+        return None
+    g = io[2:7].astype(d).reshape(5, 1)  # (5, 1): dw, dw_x, dw_h, db1, db2
+    return float(io[1]), {"w": g[0:1], "w_x": g[1:2], "w_h": g[2:3], "b1": g[3], "b2": g[4]}

@@ -190,6 +190,12 @@ class RNN:
         checkpoint: None (store every h_t), "sqrt" (store every ceil(sqrt(T))-th) or k
             (every k-th): the same gradient, memory ~ (T/k + k) B H; see checkpoint.py.
         """
+        if (backend == "auto" or backend == "numba") and truncate is None and checkpoint is None and self.hidden_size == 1:
+            from . import kernels  # the seed's scalar case: a direct call, overhead of a few microseconds
+
+            fast = kernels.try_fast_scalar(self, x, y, h0, reduction)
+            if fast is not None:
+                return fast
         loss, grads, _ = self._loss_grad_h0(x, y, h0, reduction, truncate, backend=backend, checkpoint=checkpoint)
         return loss, grads
 

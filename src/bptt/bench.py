@@ -1,0 +1,412 @@
+r"""Benchmark: one full gradient (forward + backward, the loss and all five gradients).
+
+Peers, in one process, float32, the seed's activations (sigmoid hidden, sigmoid output), O = 1:
+
+    bptt     RNN.loss_and_grad(x, y) with backend="auto" (the public call, validation included)
+    PyTorch  eager: input projection as one matmul, a Python loop over t, output projection
+             as one matmul, loss.backward(); torch.set_num_threads(os.cpu_count())
+    JAX      jax.jit(jax.value_and_grad(loss)) with the recurrence in lax.scan
+
+Before timing, each peer's loss and gradients are checked against the numpy reference
+engine in float64 (rel. error = max |g - g_ref| / max |g_ref| over the five gradients).
+Times are medians of repeats after warm-up.  GFLOP/s counts the multiply-adds of the
+matrix products only, 2 T B (3 H^2 + 2 H D + 3 H O) per gradient, the same count for
+every peer; the float32 GEMM peak is numpy's matmul on 2048 x 2048 matrices, measured
+in the same run.  A peer that is not installed shows as "absent".
+
+``bptt bench --memory`` instead runs the checkpointing demonstrations, each in a fresh
+process, and prints their peak resident memory (``resource.getrusage``).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import numpy as np
+
+PARAMS = ("w", "w_x", "w_h", "b1", "b2")
+
+
+@dataclass(frozen=True)
+class Size:
+    name: str
+    T: int
+    B: int
+    D: int
+    H: int
+    O: int = 1
+
+    @property
+    def flops(self) -> float:
+        """2 x multiply-adds of every matrix product in one forward + backward."""
+        return 2.0 * self.T * self.B * (3 * self.H**2 + 2 * self.H * self.D + 3 * self.H * self.O)
+
+    def label(self) -> str:
+        return f"T={self.T} B={self.B} D={self.D} H={self.H}"
+
+
+GRID = (
+    Size("seed", T=2, B=1, D=1, H=1),
+    Size("scalar", T=1000, B=1, D=1, H=1),
+    Size("small", T=100, B=32, D=8, H=32),
+    Size("medium", T=100, B=64, D=64, H=256),
+    Size("large", T=50, B=64, D=256, H=1024),
+)
+
+
+# ------------------------------------------------------------------ problems and peers
+def make_problem(s: Size, seed: int = 0) -> dict[str, Any]:
+    """Parameters ~ U(-1/sqrt(H), 1/sqrt(H)) (PyTorch's RNN init), x ~ U(-1, 1), y ~ U(0, 1); float32."""
+    rng = np.random.default_rng(seed)
+    k = 1.0 / math.sqrt(s.H)
+    shapes = {"w": (s.O, s.H), "w_x": (s.H, s.D), "w_h": (s.H, s.H), "b1": (s.H,), "b2": (s.O,)}
+    p = {n: rng.uniform(-k, k, shp).astype(np.float32) for n, shp in shapes.items()}
+    x = rng.uniform(-1, 1, (s.T, s.B, s.D)).astype(np.float32)  # (T, B, D)
+    y = rng.uniform(0, 1, (s.T, s.B, s.O)).astype(np.float32)  # (T, B, O)
+    return {"p": p, "x": x, "y": y}
+
+
+def reference(s: Size, prob) -> tuple[float, dict[str, np.ndarray]]:
+    """The numpy reference engine in float64."""
+    from .model import RNN
+
+    m = RNN(s.D, s.H, s.O, dtype=np.float64)
+    m.set_params(**{k: v.astype(np.float64) for k, v in prob["p"].items()})
+    return m.loss_and_grad(prob["x"].astype(np.float64), prob["y"].astype(np.float64), backend="numpy")
+
+
+def bptt_peer(s: Size, prob) -> Callable[[], tuple[float, dict[str, np.ndarray]]]:
+    from .model import RNN
+
+    m = RNN(s.D, s.H, s.O, dtype=np.float32)
+    m.set_params(**prob["p"])
+    x, y = prob["x"], prob["y"]
+    if s.B == 1 and s.D == 1 and s.O == 1:
+        x, y = x[:, 0, 0].copy(), y[:, 0, 0].copy()  # (T,): the seed's scalar sequence, as a user passes it
+    return lambda: m.loss_and_grad(x, y)
+
+
+def torch_peer(s: Size, prob):
+    import torch
+
+    torch.set_num_threads(os.cpu_count() or 1)
+    P = {k: torch.tensor(v, requires_grad=True) for k, v in prob["p"].items()}
+    x = torch.tensor(prob["x"])
+    y = torch.tensor(prob["y"])
+    T, B = s.T, s.B
+
+    def run():
+        for v in P.values():
+            v.grad = None
+        zx = x @ P["w_x"].T + P["b1"]  # (T, B, H): input projection for all t
+        h = torch.zeros(B, s.H)
+        hs = []
+        for t in range(T):
+            h = torch.sigmoid(zx[t] + h @ P["w_h"].T)
+            hs.append(h)
+        yp = torch.sigmoid(torch.stack(hs) @ P["w"].T + P["b2"])  # (T, B, O)
+        loss = 0.5 * ((yp - y) ** 2).sum() / (T * B)
+        loss.backward()
+        return float(loss.detach()), {k: P[k].grad.numpy() for k in PARAMS}
+
+    return run
+
+
+def jax_peer(s: Size, prob):
+    import jax
+    import jax.numpy as jnp
+
+    T, B = s.T, s.B
+
+    def loss_fn(p, x, y):
+        zx = x @ p["w_x"].T + p["b1"]  # (T, B, H)
+
+        def step(h, z):
+            h = jax.nn.sigmoid(z + h @ p["w_h"].T)
+            return h, h
+
+        _, hs = jax.lax.scan(step, jnp.zeros((B, s.H), jnp.float32), zx)  # (T, B, H)
+        yp = jax.nn.sigmoid(hs @ p["w"].T + p["b2"])  # (T, B, O)
+        return 0.5 * jnp.sum((yp - y) ** 2) / (T * B)
+
+    f = jax.jit(jax.value_and_grad(loss_fn))
+    P = {k: jnp.asarray(v) for k, v in prob["p"].items()}
+    x, y = jnp.asarray(prob["x"]), jnp.asarray(prob["y"])
+
+    def run():
+        loss, g = f(P, x, y)
+        jax.block_until_ready(g)
+        return float(loss), {k: np.asarray(g[k]) for k in PARAMS}
+
+    return run
+
+
+PEERS: dict[str, Callable] = {"bptt": bptt_peer, "PyTorch": torch_peer, "JAX": jax_peer}
+PEER_MODULES = {"bptt": None, "PyTorch": "torch", "JAX": "jax"}
+
+
+def available(peer: str) -> bool:
+    import importlib.util
+
+    mod = PEER_MODULES[peer]
+    return mod is None or importlib.util.find_spec(mod) is not None
+
+
+def rel_error(got: tuple[float, dict], ref: tuple[float, dict]) -> float:
+    """max over (loss, five gradients) of max |got - ref| / max |ref|."""
+    errs = [abs(got[0] - ref[0]) / max(abs(ref[0]), 1e-30)]
+    for k in PARAMS:
+        r = np.asarray(ref[1][k], np.float64)
+        g = np.asarray(got[1][k], np.float64).reshape(r.shape)
+        errs.append(float(np.max(np.abs(g - r)) / max(float(np.max(np.abs(r))), 1e-30)))
+    return max(errs)
+
+
+def timeit(fn: Callable[[], Any], budget_s: float, min_reps: int = 5, warmup: int = 3) -> float:
+    """Median seconds per call after warm-up, repeating until budget_s (at least min_reps)."""
+    for _ in range(warmup):
+        fn()
+    times = []
+    start = time.perf_counter()
+    while len(times) < min_reps or (time.perf_counter() - start < budget_s and len(times) < 100000):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def gemm_peak(n: int = 2048, reps: int = 7) -> float:
+    """Measured float32 GEMM rate (GFLOP/s) of numpy's BLAS, median of reps."""
+    a = np.random.default_rng(1).random((n, n), dtype=np.float32)
+    b = np.random.default_rng(2).random((n, n), dtype=np.float32)
+    out = np.empty((n, n), np.float32)
+    t = timeit(lambda: np.matmul(a, b, out=out), budget_s=0.0, min_reps=reps, warmup=2)
+    return 2.0 * n**3 / t / 1e9
+
+
+# ------------------------------------------------------------------ machine description
+def machine() -> str:
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as fh:
+            for line in fh:
+                if line.startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    mem = ""
+    try:
+        with open("/proc/meminfo") as fh:
+            kb = int(fh.readline().split()[1])
+            mem = f", {kb / 2**20:.0f} GiB RAM"
+    except (OSError, ValueError, IndexError):
+        pass
+    import numba
+
+    parts = [f"{cpu}, {os.cpu_count()} cores{mem}", f"Python {platform.python_version()}",
+             f"numpy {np.__version__}", f"numba {numba.__version__}"]
+    for mod in ("torch", "jax"):
+        try:
+            parts.append(f"{mod} {__import__(mod).__version__}")
+        except ImportError:
+            parts.append(f"{mod} absent")
+    try:
+        from threadpoolctl import threadpool_info
+
+        blas = sorted({f"{i.get('internal_api')} {i.get('version')} ({i.get('architecture')}, {i.get('num_threads')} threads)"
+                       for i in threadpool_info() if i.get("user_api") == "blas"})
+        parts.append("BLAS: " + "; ".join(blas))
+    except ImportError:
+        pass
+    env = [f"{k}={os.environ[k]}" for k in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE", "OPENBLAS_NUM_THREADS") if k in os.environ]
+    parts.append("env: " + (" ".join(env) if env else "OPENBLAS_* unset"))
+    return "; ".join(parts)
+
+
+# ------------------------------------------------------------------ the run
+def _fmt_time(t: float | None) -> str:
+    if t is None:
+        return "absent"
+    if t < 1e-3:
+        return f"{t * 1e6:.1f} µs"
+    if t < 1:
+        return f"{t * 1e3:.2f} ms"
+    return f"{t:.2f} s"
+
+
+def run_grid(sizes: list[Size], quick: bool, out=print, agree_tol: float = 2e-3) -> dict[str, Any]:
+    """Time every peer on every size; print the Markdown table and the targets.  Returns the numbers."""
+    from . import kernels  # numba compile (or cache load) before any timing
+
+    budget = 0.2 if quick else 2.0
+    peers = [p for p in PEERS if available(p)]
+    out(f"machine: {machine()}")
+    peak = gemm_peak(1024 if quick else 2048, 3 if quick else 7)
+    out(f"float32 GEMM peak (numpy matmul, {1024 if quick else 2048}^3): {peak:.1f} GFLOP/s")
+    out("")
+    rows = []
+    for s in sizes:
+        prob = make_problem(s)
+        ref = reference(s, prob)
+        row: dict[str, Any] = {"size": s, "times": {}, "errors": {},
+                               "kernel": kernels.choose_kernel(s.T, s.B, s.D, s.H, s.O)}
+        fns = {}
+        for p in PEERS:
+            if p not in peers:
+                row["times"][p] = None
+                continue
+            fns[p] = PEERS[p](s, prob)
+            row["errors"][p] = rel_error(fns[p](), ref)
+        bad = {p: e for p, e in row["errors"].items() if not e <= agree_tol}
+        if bad:
+            raise RuntimeError(f"{s.label()}: gradients disagree with the float64 reference: {bad}")
+        for p, fn in fns.items():
+            row["times"][p] = timeit(fn, budget)
+        rows.append(row)
+    out(table(rows, peak))
+    out("")
+    for line in targets(rows, peak):
+        out(line)
+    return {"peak": peak, "rows": rows}
+
+
+def table(rows, peak: float) -> str:
+    head = ("| size (T, B, D, H; O=1) | kernel | bptt | PyTorch eager | JAX jit | bptt ÷ fastest peer "
+            "| PyTorch ÷ bptt | JAX ÷ bptt | bptt GFLOP/s (% of GEMM peak) | max rel. error vs float64 |")
+    lines = [head, "|" + "---|" * (head.count("|") - 1)]
+    for r in rows:
+        s, t = r["size"], r["times"]
+        mine = t["bptt"]
+        peers = [t[p] for p in ("PyTorch", "JAX") if t.get(p) is not None]
+        best = min(peers) if peers else None
+        ratio = f"{mine / best:.2f}" if best else "no peer"
+        vs = {p: (f"{t[p] / mine:.1f}×" if t.get(p) is not None else "absent") for p in ("PyTorch", "JAX")}
+        gf = s.flops / mine / 1e9
+        err = ", ".join(f"{p} {e:.0e}" for p, e in r["errors"].items())
+        lines.append(f"| {s.label()} | {r['kernel']} | {_fmt_time(mine)} | {_fmt_time(t.get('PyTorch'))} | "
+                     f"{_fmt_time(t.get('JAX'))} | {ratio} | {vs['PyTorch']} | {vs['JAX']} | "
+                     f"{gf:.2f} ({100 * gf / peak:.0f} %) | {err} |")
+    return "\n".join(lines)
+
+
+def targets(rows, peak: float) -> list[str]:
+    """The issue's targets, each marked met / NOT met with the measured ratio."""
+    lines = ["Targets (issue 3):"]
+
+    def mark(ok):
+        return "met" if ok else "NOT met"
+
+    for r in rows:
+        s, t = r["size"], r["times"]
+        mine = t["bptt"]
+        peers = {p: t[p] for p in ("PyTorch", "JAX") if t.get(p) is not None}
+        if peers:
+            best = min(peers.values())
+            lines.append(f"- {s.label()}: at most as slow as the fastest peer: {mine / best:.2f}× its time, {mark(mine <= best)}")
+        if s.H <= 8 and "JAX" in peers:
+            lines.append(f"- {s.label()}: >= 10× faster than JAX: {peers['JAX'] / mine:.1f}×, {mark(peers['JAX'] >= 10 * mine)}")
+        if s.H == 1 and s.D == 1 and s.B == 1 and "PyTorch" in peers:
+            lines.append(f"- {s.label()}: >= 100× faster than PyTorch eager: {peers['PyTorch'] / mine:.0f}×, "
+                         f"{mark(peers['PyTorch'] >= 100 * mine)}")
+    big = sorted(rows, key=lambda r: r["size"].flops)[-2:]
+    for r in big:
+        if r["size"].H >= 256:
+            frac = r["size"].flops / r["times"]["bptt"] / 1e9 / peak
+            lines.append(f"- {r['size'].label()}: >= 80 % of the GEMM peak: {100 * frac:.0f} %, {mark(frac >= 0.8)}")
+    return lines
+
+
+# ------------------------------------------------------------------ memory (checkpointing)
+MEMORY_RUNS = (
+    # name, T, B, D, H, checkpoint, dtype
+    ("scalar, checkpoint='sqrt'", 10_000_000, 1, 1, 1, "sqrt", "float32"),
+    ("scalar, no checkpointing", 10_000_000, 1, 1, 1, None, "float32"),
+    ("batched, checkpoint='sqrt'", 100_000, 64, 1, 256, "sqrt", "float32"),
+)
+
+
+def memory_child(T: int, B: int, D: int, H: int, checkpoint: str | None, dtype: str) -> None:
+    """Run one gradient and print 'rss_before rss_peak seconds stored_states loss' (KiB, s)."""
+    import resource
+
+    from . import checkpoint as ck
+    from . import kernels  # noqa: F401  (numba loaded before the baseline is read)
+    from .model import RNN
+
+    dt = np.dtype(dtype)
+    m = RNN(D, H, 1, dtype=dt, seed=0)
+    rng = np.random.default_rng(0)
+    shape = (T,) if B == 1 and D == 1 else (T, B, D)
+    x = rng.uniform(-1, 1, shape).astype(dt)  # the caller's input: T B D numbers
+    y = rng.uniform(0, 1, shape[:-1] + (1,) if len(shape) == 3 else shape).astype(dt)
+    base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    t0 = time.perf_counter()
+    loss, grads = m.loss_and_grad(x, y, checkpoint=checkpoint, backend="numba")
+    secs = time.perf_counter() - t0
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    k = ck.segment_length(T, checkpoint)
+    print(base, peak, f"{secs:.3f}", ck.stored_states(T, k), f"{loss:.6g}", flush=True)
+
+
+def run_memory(out=print) -> None:
+    out(f"machine: {machine()}")
+    out("")
+    out("| run | T | B | D | H | dtype | stored h vectors (each B×H) | input x, y | peak RSS | RSS before the call | time |")
+    out("|---|---|---|---|---|---|---|---|---|---|---|")
+    for name, T, B, D, H, cp, dt in MEMORY_RUNS:
+        code = (f"from bptt.bench import memory_child; memory_child({T}, {B}, {D}, {H}, {cp!r}, {dt!r})")
+        r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+        if r.returncode != 0:
+            out(f"| {name} | {T} | {B} | {D} | {H} | {dt} | failed: {r.stderr.strip().splitlines()[-1:]} |")
+            continue
+        base, peak, secs, stored, loss = r.stdout.split()
+        isz = np.dtype(dt).itemsize
+        inputs = T * B * (D + 1) * isz
+        out(f"| {name} | {T:.0e} | {B} | {D} | {H} | {dt} | {int(stored):,} | {inputs / 2**20:.0f} MiB | "
+            f"{int(peak) / 2**10:.0f} MiB | {int(base) / 2**10:.0f} MiB | {float(secs):.1f} s |")
+    full = 100_000 * 64 * 256 * 4
+    out("")
+    out(f"Without checkpointing the batched run would hold h and dz for every step: "
+        f"2 × T B H × 4 bytes = {2 * full / 2**30:.1f} GiB.")
+
+
+# ------------------------------------------------------------------ entry point
+def main(argv: list[str] | None = None, out=print) -> int:
+    import argparse
+
+    ap = argparse.ArgumentParser(prog="bptt bench", description=__doc__.split("\n\n")[0])
+    add_arguments(ap)
+    args = ap.parse_args(argv)
+    return run(args, out)
+
+
+def add_arguments(ap) -> None:
+    ap.add_argument("--quick", action="store_true", help="short timing budget (0.2 s per peer and size)")
+    ap.add_argument("--sizes", default=",".join(s.name for s in GRID),
+                    help=f"comma-separated subset of {', '.join(s.name for s in GRID)} (default: all)")
+    ap.add_argument("--memory", action="store_true",
+                    help="run the checkpointing demonstrations (10^7 scalar steps; B=64, H=256, T=10^5) with peak memory")
+
+
+def run(args, out=print) -> int:
+    from ._errors import BPTTError
+
+    if args.memory:
+        run_memory(out)
+        return 0
+    names = [n.strip() for n in str(args.sizes).split(",") if n.strip()]
+    by_name = {s.name: s for s in GRID}
+    unknown = [n for n in names if n not in by_name]
+    if unknown or not names:
+        raise BPTTError(f"--sizes: unknown size {', '.join(unknown) or '(none)'}; choose from {', '.join(by_name)}")
+    run_grid([by_name[n] for n in names], args.quick, out)
+    return 0

@@ -1,0 +1,110 @@
+"""Gradient checkpointing over time: the same gradient as full BPTT, with memory ~ sqrt(T)."""
+
+import math
+import tracemalloc
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import bptt
+from bptt import BPTTError, activations, engine
+from bptt import checkpoint as ck
+
+HIDDEN = activations.HIDDEN_ACTIVATIONS
+OUTPUT = activations.OUTPUT_ACTIVATIONS
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    T=st.integers(1, 40),
+    B=st.integers(1, 3),
+    D=st.integers(1, 2),
+    H=st.sampled_from([1, 2, 3, 20]),
+    O=st.integers(1, 2),
+    f=st.sampled_from(HIDDEN),
+    g=st.sampled_from(OUTPUT),
+    reduction=st.sampled_from(["mean", "sum"]),
+    k=st.one_of(st.just("sqrt"), st.integers(1, 45)),
+    backend=st.sampled_from(["numpy", "numba"]),
+    seed=st.integers(0, 2**16),
+)
+def test_checkpointed_gradient_equals_full_bptt(T, B, D, H, O, f, g, reduction, k, backend, seed):
+    rng = np.random.default_rng(seed)
+    m = bptt.RNN(D, H, O, hidden_activation=f, output_activation=g, seed=seed)
+    for name, shape in m.param_shapes().items():
+        setattr(m, name, 0.7 * rng.standard_normal(shape))
+    x = rng.standard_normal((T, B, D))
+    y = rng.random((T, B, O))
+    h0 = 0.3 * rng.standard_normal((B, H))
+    l0, g0, d0 = m._loss_grad_h0(x, y, h0, reduction, None, backend="numpy")
+    l1, g1, d1 = m._loss_grad_h0(x, y, h0, reduction, None, backend=backend, checkpoint=k)
+    assert l1 == pytest.approx(l0, rel=1e-10, abs=1e-14)
+    for name in engine.PARAM_NAMES:
+        assert g1[name].shape == g0[name].shape
+        np.testing.assert_allclose(g1[name], g0[name], rtol=1e-9, atol=1e-13, err_msg=name)
+    np.testing.assert_allclose(d1, d0, rtol=1e-9, atol=1e-13)  # dLoss/dh_0 too
+
+
+def test_long_scalar_sequence_float32_matches_float64_full():
+    """T = 20000 in float32, checkpointed, against the float64 numpy reference (full BPTT)."""
+    rng = np.random.default_rng(0)
+    T = 20000
+    x = rng.uniform(-1, 1, T)
+    y = rng.uniform(0, 1, T)
+    m64 = bptt.RNN.scalar(w=0.8, w_x=1.1, w_h=0.9, b1=-0.2, b2=0.1)
+    m32 = bptt.RNN.scalar(w=0.8, w_x=1.1, w_h=0.9, b1=-0.2, b2=0.1, dtype=np.float32)
+    l0, g0 = m64.loss_and_grad(x, y, backend="numpy")
+    l1, g1 = m32.loss_and_grad(x.astype(np.float32), y.astype(np.float32), checkpoint="sqrt")
+    assert l1 == pytest.approx(l0, rel=1e-4)
+    for name in g0:
+        np.testing.assert_allclose(g1[name], g0[name], rtol=1e-3, atol=1e-6, err_msg=name)
+
+
+@pytest.mark.parametrize("T", [1, 2, 3, 4, 99, 100, 101, 10**7])
+def test_sqrt_segment_length_and_stored_states(T):
+    k = ck.segment_length(T, "sqrt")
+    assert k == math.ceil(math.sqrt(T))
+    if T > 4:
+        assert ck.stored_states(T, k) <= 2 * math.sqrt(T) + 4
+    assert ck.segment_length(T, None) == T
+    assert ck.segment_length(T, 10**9) == T
+    assert ck.stored_states(T, T) == T + 1
+
+
+@pytest.mark.parametrize("backend", ["numpy", "numba"])
+def test_checkpointing_lowers_peak_memory(backend):
+    """Peak of numpy allocations (tracemalloc) during one gradient, T = 4096, B = 4, H = 16."""
+    rng = np.random.default_rng(1)
+    m = bptt.RNN(1, 16, 1, seed=0)
+    T, B = 4096, 4
+    x = rng.standard_normal((T, B, 1))
+    y = rng.random((T, B, 1))
+    if backend == "numba":
+        m.loss_and_grad(x[:8], y[:8], backend=backend, checkpoint="sqrt")  # compile before measuring
+
+    def peak(checkpoint):
+        tracemalloc.start()
+        m.loss_and_grad(x, y, backend=backend, checkpoint=checkpoint)
+        _, top = tracemalloc.get_traced_memory()
+        tracemalloc.stop()
+        return top
+
+    full, sq = peak(None), peak("sqrt")
+    one_sequence_of_states = T * B * 16 * 8  # bytes of h_1..h_T
+    assert full >= one_sequence_of_states
+    assert sq < full / 8, (full, sq)
+
+
+@pytest.mark.parametrize("bad", [0, -3, 1.5, "log", True, "SQRT", [4]])
+def test_bad_checkpoint_is_one_line_error(bad):
+    m = bptt.RNN(2, 3, 1, seed=0)
+    with pytest.raises(BPTTError, match="checkpoint must be None") as e:
+        m.loss_and_grad(np.zeros((5, 2)), np.zeros((5, 1)), checkpoint=bad)
+    assert "\n" not in str(e.value)
+
+
+def test_checkpoint_with_truncate_is_refused():
+    with pytest.raises(BPTTError, match="cannot be combined with truncate"):
+        bptt.RNN.scalar().loss_and_grad([1.0, 0.0, 1.0], [0.5, 0.5, 0.5], truncate=1, checkpoint="sqrt")

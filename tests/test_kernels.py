@@ -1,0 +1,188 @@
+"""The compiled kernels (kernels.py) against the numpy reference engine, finite differences, and the dispatch keyword."""
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import bptt
+from bptt import BPTTError, activations, engine
+from bptt import checkpoint as ck
+from bptt import kernels
+from helpers import finite_difference_grads, random_model
+
+HIDDEN = activations.HIDDEN_ACTIVATIONS
+OUTPUT = activations.OUTPUT_ACTIVATIONS
+
+
+def _problem(rng, T, B, D, H, O, dtype, scale=0.8):
+    p = engine.Params(
+        w=(scale * rng.standard_normal((O, H))).astype(dtype),
+        w_x=(scale * rng.standard_normal((H, D))).astype(dtype),
+        w_h=(scale * rng.standard_normal((H, H))).astype(dtype),
+        b1=(scale * rng.standard_normal(H)).astype(dtype),
+        b2=(scale * rng.standard_normal(O)).astype(dtype),
+    )
+    x = rng.standard_normal((T, B, D)).astype(dtype)  # (T, B, D)
+    y = rng.random((T, B, O)).astype(dtype)  # (T, B, O)
+    h0 = (0.5 * rng.standard_normal((B, H))).astype(dtype)  # (B, H)
+    return p, x, y, h0
+
+
+def _assert_close(got, ref, dtype):
+    """float64: to rounding; float32: loose (different summation order over float32 data)."""
+    (l1, g1, d1), (l0, g0, d0) = got, ref
+    rtol, atol = (1e-9, 1e-12) if dtype == np.float64 else (2e-3, 2e-4)
+    assert np.isclose(l1, l0, rtol=rtol, atol=atol)
+    for k in engine.PARAM_NAMES:
+        assert g1[k].shape == g0[k].shape and g1[k].dtype == dtype, k
+        np.testing.assert_allclose(g1[k], g0[k], rtol=rtol, atol=atol * (1 + np.abs(g0[k]).max()), err_msg=k)
+    np.testing.assert_allclose(d1, d0, rtol=rtol, atol=atol * (1 + np.abs(d0).max()))
+
+
+@settings(max_examples=30, deadline=None)
+@given(
+    T=st.integers(1, 9),
+    B=st.integers(1, 3),
+    D=st.integers(1, 3),
+    H=st.integers(1, 4),
+    O=st.integers(1, 2),
+    f=st.sampled_from(HIDDEN),
+    g=st.sampled_from(OUTPUT),
+    reduction=st.sampled_from(["mean", "sum"]),
+    trunc=st.one_of(st.none(), st.integers(1, 10)),
+    dtype=st.sampled_from([np.float64, np.float32]),
+    seed=st.integers(0, 2**16),
+)
+def test_every_kernel_matches_the_reference(T, B, D, H, O, f, g, reduction, trunc, dtype, seed):
+    rng = np.random.default_rng(seed)
+    p, x, y, h0 = _problem(rng, T, B, D, H, O, dtype)
+    fa, ga = activations.ACTIVATIONS[f], activations.ACTIVATIONS[g]
+    ref = ck.loss_and_grad(p, x, y, h0, fa, ga, reduction, trunc, None, "numpy")
+    names = ["loop", "blas"] + (["scalar"] if (B, D, H, O) == (1, 1, 1, 1) else [])
+    for name in names:
+        _assert_close(ck.loss_and_grad(p, x, y, h0, fa, ga, reduction, trunc, None, name), ref, dtype)
+
+
+@settings(max_examples=15, deadline=None)
+@given(
+    T=st.integers(1, 12),
+    f=st.sampled_from(HIDDEN),
+    g=st.sampled_from(OUTPUT),
+    reduction=st.sampled_from(["mean", "sum"]),
+    h0=st.one_of(st.none(), st.floats(-2, 2)),
+    dtype=st.sampled_from([np.float64, np.float32]),
+    seed=st.integers(0, 2**16),
+)
+def test_scalar_fast_path_matches_numpy_backend(T, f, g, reduction, h0, dtype, seed):
+    """The seed's case through the public call: 1-D x and y, a number h0."""
+    rng = np.random.default_rng(seed)
+    m = bptt.RNN.scalar(*rng.standard_normal(5), hidden_activation=f, output_activation=g, dtype=dtype)
+    x = rng.standard_normal(T).astype(dtype)
+    y = rng.random(T).astype(dtype)
+    assert kernels.try_fast_scalar(m, x, y, h0, reduction) is not None  # this really is the fast path
+    l1, g1 = m.loss_and_grad(x, y, h0=h0, reduction=reduction)
+    l0, g0 = m.loss_and_grad(x, y, h0=h0, reduction=reduction, backend="numpy")
+    rtol = 1e-10 if dtype == np.float64 else 2e-3
+    assert np.isclose(l1, l0, rtol=rtol, atol=1e-6 if dtype == np.float32 else 0)
+    for k in engine.PARAM_NAMES:
+        assert g1[k].shape == g0[k].shape and g1[k].dtype == g0[k].dtype
+        np.testing.assert_allclose(g1[k], g0[k], rtol=rtol, atol=1e-6 if dtype == np.float32 else 1e-13)
+
+
+def test_seed_example_on_the_compiled_path():
+    """The seed's network: x = (1, 0), all weights 1, h0 = 0; y'_1 = sgm(sgm(2) + 1) printed 0.867."""
+    m = bptt.RNN.scalar()
+    loss, grads = m.loss_and_grad(np.array([1.0, 0.0]), np.array([0.5, 0.5]), backend="numba")
+    h1 = 1 / (1 + np.exp(-2.0))
+    y1 = 1 / (1 + np.exp(-(h1 + 1)))
+    assert abs(y1 - 0.8677) < 1e-4
+    ref_loss, ref_grads = m.loss_and_grad(np.array([1.0, 0.0]), np.array([0.5, 0.5]), backend="numpy")
+    assert loss == pytest.approx(ref_loss, rel=1e-14)
+    for k in grads:
+        np.testing.assert_allclose(grads[k], ref_grads[k], rtol=1e-13)
+
+
+@pytest.mark.parametrize(
+    "D,H,O,B,f,g",
+    [(1, 1, 1, 1, "sigmoid", "sigmoid"), (2, 3, 2, 2, "tanh", "identity"), (2, 40, 1, 2, "sigmoid", "sigmoid")],
+)
+def test_compiled_path_against_finite_differences(D, H, O, B, f, g):
+    """float64, central differences of the loss, on the scalar, loop and BLAS kernels."""
+    rng = np.random.default_rng(H)
+    m = random_model(rng, D, H, O, f, g, scale=0.5)
+    T = 5
+    x = rng.standard_normal((T, D) if B == 1 else (T, B, D))
+    y = rng.random((T, O) if B == 1 else (T, B, O))
+    if D == 1 and O == 1:
+        x, y = x[:, 0], y[:, 0]
+    expect = kernels.choose_kernel(T, B, D, H, O)
+    assert expect == {1: "scalar", 3: "loop", 40: "blas"}[H]  # each kernel once
+    _, grads = m.loss_and_grad(x, y, backend="numba")
+    fd = finite_difference_grads(m, x, y)
+    for k in engine.PARAM_NAMES:
+        np.testing.assert_allclose(grads[k], fd[k], rtol=1e-6, atol=1e-8, err_msg=k)
+
+
+def test_auto_picks_by_size():
+    assert kernels.choose_kernel(1000, 1, 1, 1, 1) == "scalar"
+    assert kernels.choose_kernel(10, 2, 1, 1, 1) == "loop"
+    assert kernels.choose_kernel(10, 4, 3, 8, 2) == "loop"  # B H^2 = 256
+    assert kernels.choose_kernel(10, 5, 3, 8, 2) == "blas"
+    assert kernels.choose_kernel(10, 1, 1, 17, 1) == "blas"
+    assert ck.resolve_kernel("numpy", 10, 1, 1, 1, 1) == "numpy"
+    assert ck.resolve_kernel("numba", 10, 4, 3, 64, 1) == "blas"
+
+
+@pytest.mark.parametrize("backend", ["gpu", "", 1, None, "NUMBA"])
+def test_bad_backend_is_one_line_error(backend):
+    for m, x, y in ((bptt.RNN.scalar(), [1.0, 0.0], [0.5, 0.5]), (bptt.RNN(2, 3, 1, seed=0), np.zeros((4, 2)), np.zeros((4, 1)))):
+        with pytest.raises(BPTTError, match="backend must be one of 'auto', 'numpy', 'numba', got") as e:
+            m.loss_and_grad(x, y, backend=backend)
+        assert "\n" not in str(e.value)
+
+
+def test_inputs_of_any_layout_give_the_same_result_and_no_new_compilations():
+    """Views, read-only and Fortran-ordered input are copied to C order before the kernels see them."""
+    rng = np.random.default_rng(3)
+    m = bptt.RNN(3, 20, 2, seed=1)
+    big = rng.standard_normal((12, 4, 6))
+    x = big[::2, :, ::2]  # (6, 4, 3), not contiguous
+    y = rng.random((6, 4, 2))
+    y_ro = np.asfortranarray(y)
+    y_ro.flags.writeable = False
+    l1, g1 = m.loss_and_grad(x, y_ro, backend="numba")
+    l0, g0 = m.loss_and_grad(np.ascontiguousarray(x), y, backend="numpy")
+    assert l1 == pytest.approx(l0, rel=1e-12)
+    for k in g0:
+        np.testing.assert_allclose(g1[k], g0[k], rtol=1e-10, atol=1e-14)
+    for disp in (kernels.scalar_kernel, kernels.batched_kernel, kernels.scalar_fast):
+        for sig in disp.signatures:
+            for ty in sig:
+                if hasattr(ty, "layout"):
+                    assert ty.layout == "C" and ty.mutable, (disp, sig)
+
+
+def test_overflow_on_the_compiled_path_is_one_line_error():
+    m = bptt.RNN.scalar(w=1, w_x=1e200, w_h=1e200, b1=0, b2=0, hidden_activation="relu", output_activation="identity")
+    for x in (np.array([1e200, 1e200, 1e200]), np.array([[1e200], [1e200], [1e200]])):
+        with pytest.raises(BPTTError, match="non-finite") as e:
+            m.loss_and_grad(x, np.zeros(3), backend="numba")
+        assert "\n" not in str(e.value)
+    big = bptt.RNN(1, 20, 1, hidden_activation="relu", output_activation="identity", seed=0)
+    big.w_h = 1e200 * np.eye(20)
+    big.w_x = np.full((20, 1), 1e200)
+    with pytest.raises(BPTTError, match="non-finite"):
+        big.loss_and_grad(np.full((4, 2, 1), 1e200), np.zeros((4, 2, 1)), backend="numba")
+
+
+def test_fast_path_leaves_bad_input_to_the_usual_errors():
+    m = bptt.RNN.scalar()
+    with pytest.raises(BPTTError, match="x contains nan"):
+        m.loss_and_grad(np.array([1.0, np.nan]), np.array([0.5, 0.5]))
+    with pytest.raises(BPTTError, match="y must have shape"):
+        m.loss_and_grad(np.array([1.0, 0.0]), np.array([0.5, 0.5, 0.5]))
+    with pytest.raises(BPTTError, match="reduction must be"):
+        m.loss_and_grad(np.array([1.0, 0.0]), np.array([0.5, 0.5]), reduction="max")
+    with pytest.raises(BPTTError, match="h0"):
+        m.loss_and_grad(np.array([1.0, 0.0]), np.array([0.5, 0.5]), h0=float("inf"))
