@@ -442,9 +442,27 @@ def _run_check(args: argparse.Namespace) -> int:
     return 0 if report.all_hold else 1
 
 
+# ------------------------------------------------------------------ bptt bench (bench.py)
+def _add_bench(sub) -> None:
+    p = sub.add_parser("bench", help="time a full gradient against PyTorch eager and JAX; --memory: checkpointing demo",
+                       description="Time one full gradient (loss and five gradients, float32) of this library, PyTorch "
+                       "eager and JAX jit on the issue's grid, after checking all agree; print a Markdown table with "
+                       "ratios and GFLOP/s beside the measured GEMM peak.  Peers not installed show as absent.")
+    from .bench import add_arguments
+
+    add_arguments(p)
+    p.set_defaults(run=_run_bench)
+
+
+def _run_bench(args: argparse.Namespace) -> int:
+    from .bench import run
+
+    return run(args)
+
+
 # ------------------------------------------------------------------ entry point
 # Each entry adds one subcommand; its run(args) -> exit status.
-SUBCOMMANDS: list[Callable[[Any], None]] = [_add_seed, _add_grad, _add_train, _add_predict, _add_gradflow, _add_explain, _add_check]
+SUBCOMMANDS: list[Callable[[Any], None]] = [_add_seed, _add_grad, _add_train, _add_predict, _add_gradflow, _add_explain, _add_check, _add_bench]
 
 
 def build_parser() -> argparse.ArgumentParser:
