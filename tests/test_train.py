@@ -183,12 +183,15 @@ def test_gradflow_pair_uses_same_weights_and_blanks_unscored_rows():
 
 
 # ---------------------------------------------------------------- learning and reproducibility
-SMALL_ADDITION = dict(hidden_size=8, lr=0.05, epochs=25, batch_size=16, seed=0)
+SMALL_ADDITION = dict(hidden_size=8, lr=0.05, epochs=35, batch_size=16, seed=0)
 SMALL_PAIRS = {"bits": 8, "n_train": 300, "n_val": 100, "n_test": 500}
 
 
 def test_binary_addition_learns_to_carry_exactly():
-    """8-bit operands, 8 sigmoid hidden units, 25 epochs over 300 pairs: every one of 500 unseen test pairs exact."""
+    """8-bit operands, 8 sigmoid hidden units, 35 epochs over 300 pairs: every one of 500 unseen test pairs exact.
+
+    (Seeds 0 and 2-7 of this configuration all reach 500 of 500; seed 1 stalls on a plateau.)
+    """
     res = tr.train(tr.config_for("binary-addition", SMALL_PAIRS, **SMALL_ADDITION))
     assert res.metrics["test_pairs"] == 500
     assert res.metrics["test_pairs_exact"] == 500
