@@ -313,6 +313,16 @@ def test_csv_train_and_predict_in_user_units(tmp_path, capsys):
     assert got["next"] == pytest.approx(want[-1])
     assert main(["predict", "--model", str(out), "--csv", str(f), "--column", "price", "--json"]) == 0
     assert len(json.loads(capsys.readouterr().out)["predictions"]) == 80
+    # gradflow on the user's own series: inputs x_1..x_{T-1}, targets x_2..x_T, scaled as in training
+    seq = [900.0, 1000.0, 1200.0, 1100.0, 950.0, 1050.0]
+    png = tmp_path / "flow.png"
+    assert main(["gradflow", "--model", str(out), "--x", ",".join(map(str, seq)), "--out", str(png), "--json"]) == 0
+    got = json.loads(capsys.readouterr().out)["decay"]
+    u = (np.array(seq)[:, None] - lo) / (hi - lo)
+    want = tr.decay_summary(tr.gradient_flow(m, u[:-1], u[1:]))
+    assert got["sigmoid (as trained)"] == pytest.approx(want, rel=1e-12) and set(want) == {"1", "2"}
+    assert main(["gradflow", "--model", str(out), "--x", "900", "--out", str(tmp_path / "f2.png")]) == 2
+    assert "at least 2 values" in _one_error_line(capsys)
 
 
 def test_gradflow_command(tmp_path, capsys):

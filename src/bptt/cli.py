@@ -342,6 +342,9 @@ def _add_gradflow(sub) -> None:
     p.add_argument("--force", action="store_true", help="overwrite --out")
     p.add_argument("--model", default=None, metavar="DIR", help="a model written by `bptt train`")
     p.add_argument("--index", type=int, default=0, help="with --model: which test sequence (default 0)")
+    p.add_argument("--x", default=None, metavar="V1,V2,...", help="with --model: your own input sequence instead "
+                   "(a:b for several inputs per step; series models: values in the data's units, the targets are the next values)")
+    p.add_argument("--y", default=None, metavar="Y1,Y2,...", help="with --model --x: targets, one per step (not needed for series models)")
     p.add_argument("--hidden", type=int, default=16, help="without --model: hidden units (default 16)")
     p.add_argument("--length", type=int, default=40, help="without --model: sequence length (default 40)")
     p.add_argument("--init-scale", type=float, default=1.0, help="without --model: multiply the initial weights (default 1)")
@@ -354,7 +357,8 @@ def _run_gradflow(args: argparse.Namespace) -> int:
     from .train import gradflow_cli
 
     return gradflow_cli(args.out, force=args.force, model=args.model, index=args.index, hidden=args.hidden,
-                        length=args.length, init_scale=args.init_scale, seed=args.seed, as_json=args.json)
+                        length=args.length, init_scale=args.init_scale, seed=args.seed, as_json=args.json,
+                        x=args.x, y=args.y)
 
 
 # ------------------------------------------------------------------ bptt explain / bptt check (derive.py, check.py)

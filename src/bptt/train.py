@@ -741,8 +741,13 @@ def decay_summary(G: np.ndarray, lags: tuple[int, ...] = (1, 2, 5, 10, 20, 40)) 
 
 
 def gradflow_cli(out: str | Path, force: bool = False, model: str | None = None, index: int = 0, hidden: int = 16,
-                 length: int = 40, init_scale: float = 1.0, seed: int = 0, as_json: bool = False) -> int:
-    """`bptt gradflow`: the ‖∂E_t/∂h_k‖ heat maps, sigmoid and tanh side by side, and a decay summary."""
+                 length: int = 40, init_scale: float = 1.0, seed: int = 0, as_json: bool = False,
+                 x: str | None = None, y: str | None = None) -> int:
+    """`bptt gradflow`: the ‖∂E_t/∂h_k‖ heat maps, sigmoid and tanh side by side, and a decay summary.
+
+    With ``model``: one test sequence of its task (``index``) or the user's ``x`` (and ``y``; for a
+    series model the inputs are x_1..x_{T-1} and the targets x_2..x_T, in the data's units).
+    """
     from . import plots
 
     out = Path(out)
@@ -752,7 +757,28 @@ def gradflow_cli(out: str | Path, force: bool = False, model: str | None = None,
         raise BPTTError(f"--out {out}: the heat map is written as PNG; give a file name ending in .png")
     if not out.parent.is_dir():
         raise BPTTError(f"--out {out}: folder {out.parent} does not exist")
-    if model is not None:
+    if (x is not None or y is not None) and model is None:
+        raise BPTTError("--x/--y need --model (without it, gradflow draws random networks on random data)")
+    if model is not None and x is not None:
+        m, info = bio.load_model(model)
+        xv = _steps(x, m.input_size)  # (T, D)
+        scaling = T.Scaling(**info["scaling"]) if info.get("scaling") else None
+        if y is None:
+            if scaling is None or m.input_size != 1:
+                raise BPTTError("give --y targets, one per step of --x (only series models take the next values as targets)")
+            if len(xv) < 2:
+                raise BPTTError("--x needs at least 2 values: the targets are the next values")
+            u = scaling.to_unit(xv)
+            xs_, ys_ = u[:-1], u[1:]  # (T-1, 1): predict each next value
+        else:
+            yv = _steps(y, m.output_size)
+            if len(yv) != len(xv):
+                raise BPTTError(f"--x has {len(xv)} steps but --y has {len(yv)}; give one target per step")
+            xs_ = scaling.to_unit(xv) if scaling else xv
+            ys_ = scaling.to_unit(yv) if scaling else yv
+        maps = gradflow_pair(m, xs_, ys_)
+        title = f"{info.get('task', 'model')}, your sequence: ‖∂E_t/∂h_k‖"
+    elif model is not None:
         m, info = bio.load_model(model)
         if "config" not in info:
             raise BPTTError(f"{model}: the model file does not say which task it was trained on; gradflow --model needs a `bptt train` model")
