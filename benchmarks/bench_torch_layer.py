@@ -1,6 +1,6 @@
 r"""``bptt.torch.SigmoidRNN`` against the hand-rolled autograd loop a PyTorch user writes.
 
-    python benchmarks/bench_torch_layer.py [--quick] [--sizes seed,scalar,...] [--no-memory]
+    python benchmarks/bench_torch_layer.py [--quick] [--sizes seed,scalar,...] [--no-memory] [--threads N]
 
 One full gradient (forward, the seed's mean loss, backward to all five parameters),
 float32, sigmoid hidden and output units, O = 1, on the grid and problems of
@@ -16,7 +16,7 @@ Variants, all in PyTorch on the same device:
                recurrent kernel, for scale only; it computes a different function (tanh)
 
 Before timing, every variant's gradients are checked against the float64 numpy engine.
-Times: median of repeats after warm-up (torch.set_num_threads(os.cpu_count())).
+Times: median of repeats after warm-up, torch.set_num_threads(--threads, default os.cpu_count()).
 Memory, CPU: "saved" = bytes autograd keeps for the backward pass (every tensor saved
 by any node, counted once per storage, via torch.autograd.graph.saved_tensors_hooks);
 "peak" = the rise of the process's peak resident memory during one gradient, measured
@@ -207,7 +207,7 @@ def memory_child(size: str, variant: str) -> None:
 
     import torch
 
-    torch.set_num_threads(os.cpu_count() or 1)
+    torch.set_num_threads(int(os.environ.get("BPTT_BENCH_THREADS", os.cpu_count() or 1)))
     s = {g.name: g for g in GRID}[size]
     p, x, y = make_problem(s)
     fn = make_variant(variant, s, p, x, y, "cpu")
@@ -272,14 +272,16 @@ def machine() -> str:
     return f"{cpu}, {os.cpu_count()} logical cores; torch {torch.__version__}; {gpu}"
 
 
-def run(sizes, quick: bool, memory: bool, out=print) -> list[dict]:
+def run(sizes, quick: bool, memory: bool, out=print, threads: int | None = None) -> list[dict]:
     import torch
 
-    torch.set_num_threads(os.cpu_count() or 1)
+    threads = threads or os.cpu_count() or 1
+    torch.set_num_threads(threads)
+    os.environ["BPTT_BENCH_THREADS"] = str(threads)  # for the fresh memory processes
     budget = 0.3 if quick else 2.0
     devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
     rows = []
-    out(f"machine: {machine()}")
+    out(f"machine: {machine()}; torch threads: {threads}")
     for dev in devices:
         for s in sizes:
             p, x, y = make_problem(s)
@@ -332,6 +334,7 @@ def main(argv=None) -> int:
     ap.add_argument("--quick", action="store_true", help="short timing budget (0.3 s per cell instead of 2 s)")
     ap.add_argument("--sizes", default=",".join(g.name for g in GRID), help="comma-separated subset of the grid")
     ap.add_argument("--no-memory", action="store_true", help="skip the fresh-process peak-memory measurements")
+    ap.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: every core)")
     ap.add_argument("--_child", nargs=2, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args._child:
@@ -343,7 +346,7 @@ def main(argv=None) -> int:
     if bad:
         print(f"error: unknown size(s) {bad}; choose from {', '.join(by)}", file=sys.stderr)
         return 2
-    run([by[n] for n in names], args.quick, not args.no_memory)
+    run([by[n] for n in names], args.quick, not args.no_memory, threads=args.threads)
     return 0
 
 

@@ -97,12 +97,15 @@ def _run(x, h_start, w_x, w_h, b1, f: Activation, h_out=None):
     if h_out is None:
         h_out = x.new_empty((L + 1, B, H))  # (L+1, B, H)
     h_out[0] = h_start
-    zin = torch.matmul(x, w_x.t()).add_(b1)  # (L, B, H): input projection, one product for all steps
+    # the input projection w_x x_t + b1 for all steps in one product, written where h_1..h_L go:
+    # each step then adds w_h h_{t-1} and applies f in place, so z is never stored
+    torch.matmul(x, w_x.t(), out=h_out[1:]).add_(b1)  # (L, B, H)
     w_hT = w_h.t()
     value = _VALUE[f.name]
-    zs, hs = zin.unbind(0), h_out.unbind(0)  # per-step views, made once (indexing costs per call)
+    hs = h_out.unbind(0)  # per-step views, made once (indexing costs per call)
     for t in range(L):
-        value(zs[t].addmm_(hs[t], w_hT), hs[t + 1])  # h_t = f(w_x x_t + b1 + w_h h_{t-1})
+        z = hs[t + 1].addmm_(hs[t], w_hT)  # z_t = w_x x_t + b1 + w_h h_{t-1}
+        value(z, z)  # h_t = f(z_t)
     return h_out
 
 
@@ -302,23 +305,34 @@ def sigmoid_rnn(
             "checkpoint and truncate cannot be combined; truncated BPTT already bounds the backward work, "
             "so drop one of them"
         )
-    tensors = {"x": x, "w_x": w_x, "w_h": w_h, "b1": b1, "w": w, "b2": b2}
-    if h0 is not None:
-        tensors["h0"] = h0
-    for name, t in tensors.items():
+    params = {"w_x": w_x, "w_h": w_h, "b1": b1, "w": w, "b2": b2}
+    for name, t in params.items():
         if not isinstance(t, torch.Tensor):
             raise BPTTError(f"{name} must be a torch.Tensor, got {type(t).__name__}; convert it with torch.as_tensor")
-    ref = w_h
-    for name, t in tensors.items():
-        if t.dtype != ref.dtype or not t.is_floating_point():
-            raise BPTTError(f"{name} has dtype {t.dtype} but the parameters are {ref.dtype}; convert it with .to({ref.dtype})")
-        if t.device != ref.device:
-            raise BPTTError(f"{name} is on {t.device} but the parameters are on {ref.device}; move it with .to('{ref.device}')")
+        if t.dtype != w_h.dtype or not t.is_floating_point():
+            raise BPTTError(f"{name} has dtype {t.dtype} but w_h is {w_h.dtype}; give all parameters one floating dtype")
+        if t.device != w_h.device:
+            raise BPTTError(f"{name} is on {t.device} but w_h is on {w_h.device}; put all parameters on one device")
     H, D, O = w_x.shape[0], w_x.shape[1], w.shape[0]
     want = {"w_x": (H, D), "w_h": (H, H), "b1": (H,), "w": (O, H), "b2": (O,)}
     for name, shape in want.items():
-        if tuple(tensors[name].shape) != shape:
-            raise BPTTError(f"{name} must have shape {shape}, got {tuple(tensors[name].shape)}")
+        if tuple(params[name].shape) != shape:
+            raise BPTTError(f"{name} must have shape {shape}, got {tuple(params[name].shape)}")
+    return _call(x, h0, w_x, w_h, b1, w, b2, f, g, ck, tr)
+
+
+def _call(x, h0, w_x, w_h, b1, w, b2, f: Activation, g: Activation, ck, tr):
+    """Check x and h0 against the (already checked) parameters, then run the Function."""
+    for name, t in (("x", x), ("h0", h0)):
+        if t is None:
+            continue
+        if not isinstance(t, torch.Tensor):
+            raise BPTTError(f"{name} must be a torch.Tensor, got {type(t).__name__}; convert it with torch.as_tensor")
+        if t.dtype != w_h.dtype:
+            raise BPTTError(f"{name} has dtype {t.dtype} but the parameters are {w_h.dtype}; convert it with .to({w_h.dtype})")
+        if t.device != w_h.device:
+            raise BPTTError(f"{name} is on {t.device} but the parameters are on {w_h.device}; move it with .to('{w_h.device}')")
+    H, D = w_x.shape
     if x.ndim != 3 or x.shape[0] == 0 or x.shape[1] == 0 or x.shape[2] != D:
         raise BPTTError(f"x must be (T, B, {D}) with T, B >= 1, got shape {tuple(x.shape)}")
     T, B, _ = x.shape
@@ -328,9 +342,7 @@ def sigmoid_rnn(
         h0 = h0.expand(B, H)  # one initial state for every sequence; autograd sums its gradient
     elif tuple(h0.shape) != (B, H):
         raise BPTTError(f"h0 must have shape ({B}, {H}) or ({H},), got {tuple(h0.shape)}")
-    return _BPTT.apply(
-        x.contiguous(), h0.contiguous(), w_x, w_h, b1, w, b2, f, g, _segment_length(ck, T), tr
-    )
+    return _BPTT.apply(x.contiguous(), h0.contiguous(), w_x, w_h, b1, w, b2, f, g, _segment_length(ck, T), tr)
 
 
 # ---------------------------------------------------------------- the module
@@ -409,10 +421,8 @@ class SigmoidRNN(nn.Module):
                 h0 = h0.unsqueeze(0)  # (1, H)
         elif x.ndim != 3:
             raise BPTTError(f"x must be (T, D) or (T, B, D), got shape {tuple(x.shape)}")
-        y, hT = sigmoid_rnn(
-            x, h0, self.w_x, self.w_h, self.b1, self.w, self.b2,
-            self.hidden_activation, self.output_activation, self.checkpoint, self.truncate,
-        )
+        # sizes, activations and options were checked in __init__; only the inputs are checked per call
+        y, hT = _call(x, h0, self.w_x, self.w_h, self.b1, self.w, self.b2, self._f, self._g, self.checkpoint, self.truncate)
         if not batched:
             y, hT = y[:, 0], hT[0]
         return (y, hT) if return_hidden else y
