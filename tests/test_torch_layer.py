@@ -152,6 +152,18 @@ def test_equals_plain_autograd_loop(shape, f, g, h0_given, checkpoint, use_hT):
     assert_close(grads_of(ours, inputs), grads_of(ref, inputs))
 
 
+@pytest.mark.parametrize("block", [1, 4, 7])
+def test_blocked_backward_equals_plain_autograd_loop(monkeypatch, block):
+    # without checkpointing the backward walks the stored states in blocks of _BLOCK_ELEMENTS (B, H) elements
+    monkeypatch.setattr(bt, "_BLOCK_ELEMENTS", block)
+    x, h0, p, gy, ghT = make(9, 2, 2, 3, 2, 11)
+    inputs = [x, h0, *[p[n] for n in NAMES]]
+    y, hT = bt.sigmoid_rnn(x, h0, *[p[n] for n in NAMES], "sigmoid", "sigmoid")
+    y_ref, hT_ref = loop_forward(x, h0, p, "sigmoid", "sigmoid")
+    got = grads_of((y * gy).sum() + (hT * ghT).sum(), inputs)
+    assert_close(got, grads_of((y_ref * gy).sum() + (hT_ref * ghT).sum(), inputs))
+
+
 def test_only_hT_used():
     x, h0, p, _, ghT = make(5, 2, 2, 3, 2, 7)
     inputs = [x, h0, *[p[n] for n in NAMES]]

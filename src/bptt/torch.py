@@ -156,16 +156,16 @@ class _BPTT(torch.autograd.Function):
         if gy is None:
             gy = torch.zeros_like(y)
         du = gy * torch_deriv(g, y)  # (T, B, O): du_t = G_t g'(u_t)
-        dh_direct = torch.matmul(du, w)  # (T, B, H): dL/dh_t through y'_t only
-        if ghT is not None:
-            dh_direct[T - 1] += ghT
         need = ctx.needs_input_grad
         if truncate is not None and truncate < T:
             h = stored  # (T+1, B, H): truncate excludes checkpointing
+            dh_direct = torch.matmul(du, w)  # (T, B, H): dL/dh_t through y'_t only
+            if ghT is not None:
+                dh_direct[T - 1] += ghT
             dz, dh0 = _truncated(w_h, dh_direct, torch_deriv(f, h[1:]), truncate)
             segments = [(0, T, h, dz)]
         else:
-            segments = _full_segments(x, w_x, w_h, b1, stored, dh_direct, f, k)
+            segments = _full_segments(x, w_x, w_h, b1, w, stored, du, ghT, f, k)
             dh0 = None
         gb2 = du.sum(dim=(0, 1)) if need[6] else None
         gx = torch.empty_like(x) if need[0] else None
@@ -198,28 +198,37 @@ class _BPTT(torch.autograd.Function):
         return gx, (dh0 if need[1] else None), gw_x, gw_h, gb1, gw, gb2, None, None, None, None
 
 
-def _full_segments(x, w_x, w_h, b1, stored, dh_direct, f, k):
-    """Full BPTT, last segment first; yields (s, e, h_s..h_e, dz_s+1..dz_e).
+# Without checkpointing, the backward pass still walks the stored states in blocks of at most
+# this many (B, H) elements, so its temporaries (dz, f') stay a block, not a whole sequence.
+_BLOCK_ELEMENTS = 1 << 20
 
-    Without checkpointing there is one segment and ``stored`` is every state;
-    with it each segment's states are recomputed from its checkpoint.
+
+def _full_segments(x, w_x, w_h, b1, w, stored, du, ghT, f, k):
+    """Full BPTT, last block first; yields (s, e, h_s..h_e (L+1, B, H), dz_{s+1..e} (L, B, H)).
+
+    Without checkpointing (k None) ``stored`` holds every state and the blocks are views of it;
+    with checkpointing each block is one segment, recomputed from its checkpoint.
     """
     T, B, _ = x.shape
-    starts = [0] if k is None else list(range(0, T, k))
+    H = w_h.shape[0]
+    step = k if k is not None else max(1, min(T, _BLOCK_ELEMENTS // (B * H)))
+    starts = list(range(0, T, step))
     buf = None
-    carry = None  # (B, H): dz_{e+1} w_h, the gradient entering the segment from the future
+    carry = None  # (B, H): dz_{e+1} w_h, the gradient entering the block from the future
     for i in range(len(starts) - 1, -1, -1):
         s = starts[i]
         e = T if i == len(starts) - 1 else starts[i + 1]
+        L = e - s
         if k is None:
-            h = stored  # (T+1, B, H)
+            h = stored[s : e + 1]  # (L+1, B, H): a view
         else:
             if buf is None:
-                buf = x.new_empty((k + 1, B, stored.shape[2]))  # (k+1, B, H)
-            h = _run(x[s:e], stored[i], w_x, w_h, b1, f, buf[: e - s + 1])  # recompute h_s..h_e
-        dz = dh_direct[s:e]  # (L, B, H): overwritten in place with dz
+                buf = x.new_empty((k + 1, B, H))  # (k+1, B, H)
+            h = _run(x[s:e], stored[i], w_x, w_h, b1, f, buf[: L + 1])  # recompute h_s..h_e
+        dz = torch.matmul(du[s:e], w)  # (L, B, H): dL/dh_t through y'_t only; becomes dz in place
+        if e == T and ghT is not None:
+            dz[L - 1] += ghT
         fprime = torch_deriv(f, h[1:])  # (L, B, H): f'(z_t) from h_t
-        L = e - s
         dzs, fps = dz.unbind(0), fprime.unbind(0)
         if carry is not None:
             dzs[L - 1].addmm_(carry, w_h)
@@ -227,6 +236,7 @@ def _full_segments(x, w_x, w_h, b1, stored, dh_direct, f, k):
         for t in range(L - 2, -1, -1):
             dzs[t].addmm_(dzs[t + 1], w_h).mul_(fps[t])  # dz_t = (dE_t/dh_t + dz_{t+1} w_h) f'(z_t)
         carry = dzs[0]
+        del fprime, fps
         yield s, e, h, dz
 
 
