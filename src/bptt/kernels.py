@@ -43,7 +43,9 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from numba import njit
+from llvmlite import ir
+from numba import njit, types
+from numba.extending import intrinsic, overload
 
 # Size rule for backend="auto" (process-time measurements on the 2-core machine of
 # README "## Speed"): a BLAS call costs ~0.5-1 us whatever its size, so for a per-step
@@ -65,13 +67,67 @@ def choose_kernel(T: int, B: int, D: int, H: int, O: int) -> str:
     return "blas"
 
 
+# ---------------------------------------------------------------- a vectorisable float32 exp
+@intrinsic
+def _i32_as_f32(typingctx, v):
+    """Reinterpret the bits of an int32 as a float32."""
+    def codegen(context, builder, signature, args):
+        return builder.bitcast(args[0], ir.FloatType())
+
+    return types.float32(types.int32), codegen
+
+
+@intrinsic
+def _f32_as_i32(typingctx, v):
+    """Reinterpret the bits of a float32 as an int32."""
+    def codegen(context, builder, signature, args):
+        return builder.bitcast(args[0], ir.IntType(32))
+
+    return types.int32(types.float32), codegen
+
+
+_F32 = np.float32
+
+
+@njit(cache=True, error_model="numpy", fastmath={"contract"})
+def _expf(x):
+    """e^x in float32 without a libm call, so loops over it vectorise (max rel. error 8e-8 on
+    [-80, 80], i.e. about 1 ulp): x = n ln2 + r, |r| <= ln2/2 (Cody-Waite, the Cephes expf
+    polynomial), 2^n built in the exponent bits.  Clamped to [-87, 88]; NaN stays NaN."""
+    xc = min(max(x, _F32(-87.0)), _F32(88.0))
+    t = xc * _F32(1.44269504) + _F32(12582912.0)  # 1.5 * 2^23: rounds x / ln2 to an integer
+    n = t - _F32(12582912.0)
+    r = xc - n * _F32(0.693359375)
+    r = r - n * _F32(-2.12194440e-4)
+    r2 = r * r
+    q = ((_F32(1.9875691500e-4) * r + _F32(1.3981999507e-3)) * r2
+         + (_F32(8.3334519073e-3) * r + _F32(4.1665795894e-2))) * r2 + (_F32(1.6666665459e-1) * r + _F32(5.0000001201e-1))
+    q = q * r2 + r + _F32(1.0)
+    k = _f32_as_i32(t) - np.int32(0x4B400000)  # n as an integer, from t's mantissa
+    e = q * _i32_as_f32((k + np.int32(127)) << np.int32(23))
+    return e if x == x else x
+
+
+def _exp(z):  # pragma: no cover - replaced by the overload inside compiled code
+    return math.exp(z)
+
+
+@overload(_exp)
+def _exp_impl(z):
+    """float32: the vectorisable _expf; float64: libm's exp (full double accuracy)."""
+    if isinstance(z, types.Float) and z.bitwidth == 32:
+        return lambda z: _expf(z)
+    return lambda z: math.exp(z)
+
+
 # ---------------------------------------------------------------- activations by code
 # The integer codes are activations.py's ``code`` column: 0 sigmoid, 1 tanh, 2 relu, 3 identity.
 @njit(cache=True, error_model="numpy")
 def _f(z, code, one):
     """f(z) in the dtype of z and one (one = 1 in that dtype), so float32 data runs float32 math."""
     if code == 0:
-        # 1/(1+e^{-z}) is safe for every z: e^{-z} = inf for z << 0 gives exactly 0
+        # 1/(1+e^{-z}) is safe for every z: e^{-z} = inf for z << 0 gives exactly 0.
+        # libm's exp: on a serial chain (the scalar recurrence) its latency beats _expf's
         return one / (one + math.exp(-z))
     if code == 1:
         return math.tanh(z)
@@ -95,7 +151,8 @@ def _df(a, code, one):
 
 
 # ---------------------------------------------------------------- scalar kernel
-@njit(cache=True, error_model="numpy")
+# fastmath "contract" only lets a*b + c become one fused multiply-add (shorter serial chains).
+@njit(cache=True, error_model="numpy", fastmath={"contract"})
 def scalar_kernel(x, y, p, fcode, gcode, trunc, need_grad, hbuf, dubuf, out):
     """One scalar sequence (D = H = O = 1, B = 1), in the dtype of x (float32 math for float32).
 
@@ -111,7 +168,7 @@ def scalar_kernel(x, y, p, fcode, gcode, trunc, need_grad, hbuf, dubuf, out):
     loss = 0.0
     hbuf[0] = h
     for t in range(L):
-        h = _f(wx * x[t] + wh * h + b1, fcode, one)  # the recurrence: the only serial chain
+        h = _f((wx * x[t] + b1) + wh * h, fcode, one)  # the serial chain: one multiply-add, then f
         hbuf[t + 1] = h
         yp = _f(w * h + b2, gcode, one)
         r = yp - y[t]
@@ -134,13 +191,17 @@ def scalar_kernel(x, y, p, fcode, gcode, trunc, need_grad, hbuf, dubuf, out):
         for t in range(L - 1, -1, -1):
             du = dubuf[t]
             ht = hbuf[t + 1]
-            dz = (du * w + carry) * _df(ht, fcode, one)
+            fp = _df(ht, fcode, one)
+            e = du * w * fp
+            # dz_t = (du_t w + carry) f'_t; the next carry dz_t w_h is formed from the old carry
+            # directly, so the serial chain is one multiply-add per step
+            dz = carry * fp + e
+            carry = carry * (fp * wh) + e * wh
             gw += du * ht
             gb2 += du
             gwx += dz * x[t]
             gwh += dz * hbuf[t]
             gb1 += dz
-            carry = dz * wh
         dh0 = np.float64(carry)
     else:
         # engine._bptt_truncated: E_t reaches back through s = t .. t-k+1 only
@@ -217,8 +278,12 @@ def batched_kernel(x, y, h0, w, wxT, wh, whT, b1, b2, fcode, gcode, c, trunc, ne
         zt = zbuf[t]
         ht = hbuf[t + 1]
         for b in range(B):
-            for i in range(H):
-                ht[b, i] = _f(zt[b, i] + rec[b, i] + b1[i], fcode, one)
+            if fcode == 0:  # sigmoid written out so the loop vectorises (float32)
+                for i in range(H):
+                    ht[b, i] = one / (one + _exp(-(zt[b, i] + rec[b, i] + b1[i])))
+            else:
+                for i in range(H):
+                    ht[b, i] = _f(zt[b, i] + rec[b, i] + b1[i], fcode, one)
     h2 = hbuf[1:].reshape(L * B, H)  # (L B, H): h_1..h_L
     u2 = ubuf.reshape(L * B, O)  # (L B, O)
     np.dot(h2, w.T.copy(), u2)
@@ -417,11 +482,11 @@ RUNNERS = {"scalar": ScalarRunner, "loop": LoopRunner, "blas": BlasRunner}
 
 # ---------------------------------------------------------------- the scalar fast path
 @njit(cache=True, error_model="numpy")
-def scalar_fast(x, y, w, wx, wh, b1, b2, io):
-    """The seed's case with the least call overhead (few arguments, buffers made here).
+def scalar_fast(x, y, w, wx, wh, b1, b2, h0, c, fcode, gcode):
+    """The seed's case with the least call overhead: few arguments, buffers made here.
 
-    x, y (T,); w, w_x, w_h (1, 1); b1, b2 (1,).  io float64[8]: in (h0, c, fcode, gcode),
-    out (status, loss, dw, dw_x, dw_h, db1, db2, dLoss/dh0); status 0 ok, 1 non-finite.
+    x, y (T,); w, w_x, w_h (1, 1); b1, b2 (1,); h0, c floats.  Returns (loss, g) with g (5, 1, 1)
+    in the dtype of x holding dw, dw_x, dw_h, db1, db2; loss is NaN if anything is not finite.
     """
     T = x.shape[0]
     p = np.empty(8)
@@ -430,29 +495,32 @@ def scalar_fast(x, y, w, wx, wh, b1, b2, io):
     p[2] = wh[0, 0]
     p[3] = b1[0]
     p[4] = b2[0]
-    p[5] = io[0]
-    p[6] = io[1]
+    p[5] = h0
+    p[6] = c
     p[7] = 0.0
-    fcode = int(io[2])
-    gcode = int(io[3])
     out = np.empty(7)
     status = scalar_kernel(x, y, p, fcode, gcode, T, True, np.empty(T + 1, x.dtype), np.empty(T, x.dtype), out)
-    io[0] = status
-    for i in range(7):
-        io[i + 1] = out[i]
-    return status
+    g = np.empty((5, 1, 1), x.dtype)
+    for i in range(5):
+        g[i, 0, 0] = out[i + 1]
+    return (math.nan if status or not math.isfinite(h0) else out[0]), g
 
 
 def try_fast_scalar(m, x, y, h0, reduction):
-    """(loss, grads) for a 1-D float array pair on the scalar model, or None to take the general path.
+    """(loss, grads) for 1-D float arrays of the model's dtype on the scalar model; None otherwise.
 
-    Returns None for anything unusual (wrong types, shapes, non-finite values, overflow): the
-    general path then validates and raises the usual one-line BPTTError.
+    None for anything unusual (other types, shapes, layouts, non-finite values, overflow): the
+    general path then validates and raises the usual one-line BPTTError.  Only C-contiguous,
+    writable arrays come here, so no new numba signature is ever compiled for a layout.
     """
+    if type(x) is not np.ndarray or type(y) is not np.ndarray:
+        return None
     d = m.dtype
-    if (m.hidden_size != 1 or m.input_size != 1 or m.output_size != 1
-            or type(x) is not np.ndarray or type(y) is not np.ndarray or x.ndim != 1 or x.shape != y.shape
-            or x.dtype != d or y.dtype != d or x.shape[0] == 0 or not (x.flags.c_contiguous and y.flags.c_contiguous)):
+    if (x.dtype is not d or y.dtype is not d or x.ndim != 1 or x.shape != y.shape or x.shape[0] == 0
+            or m.input_size != 1 or m.output_size != 1 or m.hidden_size != 1):
+        return None
+    fx, fy = x.flags, y.flags
+    if not (fx.c_contiguous and fy.c_contiguous and fx.writeable and fy.writeable):
         return None
     if h0 is None:
         h = 0.0
@@ -467,8 +535,7 @@ def try_fast_scalar(m, x, y, h0, reduction):
     else:
         return None
     P = m._params
-    io = np.array((h, c, m._f.code, m._g.code, 0.0, 0.0, 0.0, 0.0))
-    if scalar_fast(x, y, P["w"], P["w_x"], P["w_h"], P["b1"], P["b2"], io) or not math.isfinite(h):
+    loss, g = scalar_fast(x, y, P["w"], P["w_x"], P["w_h"], P["b1"], P["b2"], h, c, m._f.code, m._g.code)
+    if loss != loss:  # NaN: not finite somewhere
         return None
-    g = io[2:7].astype(d).reshape(5, 1)  # (5, 1): dw, dw_x, dw_h, db1, db2
-    return float(io[1]), {"w": g[0:1], "w_x": g[1:2], "w_h": g[2:3], "b1": g[3], "b2": g[4]}
+    return loss, {"w": g[0], "w_x": g[1], "w_h": g[2], "b1": g[3, 0], "b2": g[4, 0]}

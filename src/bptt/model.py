@@ -191,9 +191,8 @@ class RNN:
             (every k-th): the same gradient, memory ~ (T/k + k) B H; see checkpoint.py.
         """
         if (backend == "auto" or backend == "numba") and truncate is None and checkpoint is None and self.hidden_size == 1:
-            from . import kernels  # the seed's scalar case: a direct call, overhead of a few microseconds
-
-            fast = kernels.try_fast_scalar(self, x, y, h0, reduction)
+            # the seed's scalar case: a direct compiled call with a few microseconds of overhead
+            fast = (_kernels or _import_kernels()).try_fast_scalar(self, x, y, h0, reduction)
             if fast is not None:
                 return fast
         loss, grads, _ = self._loss_grad_h0(x, y, h0, reduction, truncate, backend=backend, checkpoint=checkpoint)
@@ -269,6 +268,17 @@ class RNN:
             want = f"({T}, {O})" if B == 1 else f"({T}, {B}, {O})"
             raise BPTTError(f"y must have shape {want} to match x, got {given}; give one target per time step and output")
         return t
+
+
+_kernels = None  # bptt.kernels once imported (it imports numba, so not at import time)
+
+
+def _import_kernels():
+    global _kernels
+    from . import kernels
+
+    _kernels = kernels
+    return kernels
 
 
 def _scalar(name: str, v: Any) -> float:
