@@ -184,18 +184,19 @@ def _run_seed(args: argparse.Namespace) -> int:
 
     dec = m.decompose(np.array(seed.X), np.array(y), h0=seed.H0)
     t = Table(title=f"gradients at y = ({y[0]:.4f}, {y[1]:.4f}), {y_note}", title_justify="left")
-    for col in ("θ", "dE_1/dθ", "dE_2/dθ", "dLoss/dθ", "printed", "verdict"):
+    for col in ("θ", "dE_1/dθ", "dE_2/dθ", "dLoss/dθ", "printed", "exact, rounded", "verdict"):
         t.add_column(col, justify="left" if col == "θ" else "right")
     for k in a.names:
         p = a.printed[k]
         exact = grads[k]
         e1, e2 = (float(v.ravel()[0]) for v in dec.terms[k])
-        verdict = "holds" if p.holds(exact) else f"{round_like(exact, p)} ({abs(exact - p.value) / p.half_unit:.1f}x rounding)"
-        t.add_row(k, f"{e1:.4g}", f"{e2:.4g}", f"{exact:.5g}", p.text, verdict)
+        verdict = "holds" if p.holds(exact) else f"off {abs(exact - p.value) / p.half_unit:.3g}x"
+        t.add_row(k, f"{e1:.4g}", f"{e2:.4g}", f"{exact:.4g}", p.text, round_like(exact, p), verdict)
     con.print(t)
     con.print("Signs: bptt uses dE_i/dy'_i = (y'_i - y_i). Every gradient is affine in the targets, so the seed's "
               "dropped minus sign is absorbed by the targets and changes none of the conclusions below. "
-              "Fitted targets: those under which the reproducible printed gradients miss least.\n")
+              "Fitted targets: those under which the reproducible printed gradients miss least. "
+              "'off Nx': the exact value misses the printed one by N times the printed rounding (half a unit in its last digit).\n")
 
     con.print("[bold]Which printed gradients can any targets reproduce?[/bold] (exact, by linear programming over y_1, y_2)")
     con.print(f"- All five at once: no. The best targets still miss by {a.misfit_all:.1f}x the printed rounding.")
