@@ -190,7 +190,8 @@ def _run_seed(args: argparse.Namespace) -> int:
         p = a.printed[k]
         exact = grads[k]
         e1, e2 = (float(v.ravel()[0]) for v in dec.terms[k])
-        verdict = "holds" if p.holds(exact) else f"off {abs(exact - p.value) / p.half_unit:.3g}x"
+        off = abs(exact - p.value) / p.half_unit
+        verdict = "holds" if p.holds(exact) else (f"off {off:.1f}x" if off < 100 else f"off {off:.0f}x")
         t.add_row(k, f"{e1:.4g}", f"{e2:.4g}", f"{exact:.4g}", p.text, round_like(exact, p), verdict)
     con.print(t)
     con.print("Signs: bptt uses dE_i/dy'_i = (y'_i - y_i). Every gradient is affine in the targets, so the seed's "
