@@ -293,7 +293,10 @@ def _scalar(name: str, v: Any) -> float:
 
 def _as_float_array(value: Any, name: str, dtype: np.dtype) -> np.ndarray:
     try:
-        a = np.asarray(value, dtype=np.float64)
+        if isinstance(value, np.ndarray) and value.dtype in _DTYPES:
+            a = value  # already float32/64: no float64 copy (long sequences would pay T numbers)
+        else:
+            a = np.asarray(value, dtype=np.float64)
     except (TypeError, ValueError):
         raise BPTTError(f"{name} must be numeric; could not read {_short(value)} as numbers") from None
     if not np.all(np.isfinite(a)):
