@@ -47,6 +47,22 @@ def test_checkpointed_gradient_equals_full_bptt(T, B, D, H, O, f, g, reduction, 
     np.testing.assert_allclose(d1, d0, rtol=1e-9, atol=1e-13)  # dLoss/dh_0 too
 
 
+@pytest.mark.parametrize("kernel", ["scalar", "loop", "blas", "gemm"])
+@pytest.mark.parametrize("k", [1, 3, 7])
+def test_every_kernel_checkpointed_equals_reference(kernel, k):
+    rng = np.random.default_rng(k)
+    B, D, H, O = (1, 1, 1, 1) if kernel == "scalar" else (3, 2, 5, 2)
+    p = engine.Params(*(0.8 * rng.standard_normal(s) for s in [(O, H), (H, D), (H, H), (H,), (O,)]))
+    x, y, h0 = rng.standard_normal((20, B, D)), rng.random((20, B, O)), rng.standard_normal((B, H))
+    f, g = activations.ACTIVATIONS["tanh"], activations.ACTIVATIONS["sigmoid"]
+    l0, g0, d0 = ck.loss_and_grad(p, x, y, h0, f, g, "mean", None, None, "numpy")
+    l1, g1, d1 = ck.loss_and_grad(p, x, y, h0, f, g, "mean", None, k, kernel)
+    assert l1 == pytest.approx(l0, rel=1e-12)
+    for name in engine.PARAM_NAMES:
+        np.testing.assert_allclose(g1[name], g0[name], rtol=1e-10, atol=1e-14, err_msg=name)
+    np.testing.assert_allclose(d1, d0, rtol=1e-10, atol=1e-14)
+
+
 def test_long_scalar_sequence_float32_matches_float64_full():
     """T = 20000 in float32, checkpointed, against the float64 numpy reference (full BPTT)."""
     rng = np.random.default_rng(0)

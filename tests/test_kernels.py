@@ -59,7 +59,7 @@ def test_every_kernel_matches_the_reference(T, B, D, H, O, f, g, reduction, trun
     p, x, y, h0 = _problem(rng, T, B, D, H, O, dtype)
     fa, ga = activations.ACTIVATIONS[f], activations.ACTIVATIONS[g]
     ref = ck.loss_and_grad(p, x, y, h0, fa, ga, reduction, trunc, None, "numpy")
-    names = ["loop", "blas"] + (["scalar"] if (B, D, H, O) == (1, 1, 1, 1) else [])
+    names = ["loop", "blas", "gemm"] + (["scalar"] if (B, D, H, O) == (1, 1, 1, 1) else [])
     for name in names:
         _assert_close(ck.loss_and_grad(p, x, y, h0, fa, ga, reduction, trunc, None, name), ref, dtype)
 
@@ -130,6 +130,9 @@ def test_auto_picks_by_size():
     assert kernels.choose_kernel(10, 4, 3, 8, 2) == "loop"  # B H^2 = 256
     assert kernels.choose_kernel(10, 5, 3, 8, 2) == "blas"
     assert kernels.choose_kernel(10, 1, 1, 17, 1) == "blas"
+    assert kernels.choose_kernel(50, 64, 256, 128, 1) == "blas"  # B H^2 = 1 M
+    assert kernels.choose_kernel(50, 64, 256, 256, 1) == "gemm"  # B H^2 = 4 M
+    assert kernels.choose_kernel(50, 64, 256, 1024, 1) == "gemm"  # B H^2 = 64 M
     assert ck.resolve_kernel("numpy", 10, 1, 1, 1, 1) == "numpy"
     assert ck.resolve_kernel("numba", 10, 4, 3, 64, 1) == "blas"
 

@@ -261,9 +261,8 @@ def run_grid(sizes: list[Size], quick: bool, out=print, agree_tol: float = 2e-3)
     budget = 0.2 if quick else 2.0
     peers = [p for p in PEERS if available(p)]
     out(f"machine: {machine()}")
-    peak = gemm_peak(1024 if quick else 2048, 3 if quick else 7)
-    out(f"float32 GEMM peak (numpy matmul, {1024 if quick else 2048}^3): {peak:.1f} GFLOP/s")
-    out("")
+    n = 1024 if quick else 2048
+    peak_before = gemm_peak(n, 3 if quick else 10)
     rows = []
     for s in sizes:
         prob = make_problem(s)
@@ -283,6 +282,11 @@ def run_grid(sizes: list[Size], quick: bool, out=print, agree_tol: float = 2e-3)
         for p, fn in fns.items():
             row["times"][p] = timeit(fn, budget)
         rows.append(row)
+    peak_after = gemm_peak(n, 3 if quick else 10)
+    peak = max(peak_before, peak_after)  # the higher of two measurements: load only ever lowers it
+    out(f"float32 GEMM peak (numpy matmul, {n}^3, best of repeats): {peak:.1f} GFLOP/s "
+        f"(before the grid {peak_before:.1f}, after {peak_after:.1f})")
+    out("")
     out(table(rows, peak))
     out("")
     for line in targets(rows, peak):

@@ -8,15 +8,19 @@ The same formulas as ``engine.py`` (read that file for the derivation):
     dLoss/dw = sum du_t^T h_t,  dLoss/dw_x = sum dz_t^T x_t,  dLoss/dw_h = sum dz_t^T h_{t-1},
     dLoss/db1 = sum dz_t,  dLoss/db2 = sum du_t
 
-Three kernels, each for float32 and float64 (six compiled signatures with
-``scalar_fast``, cached on disk by ``cache=True`` so a machine compiles them once):
+Four kernels, chosen by size (``choose_kernel``); the compiled functions exist for
+float32 and float64 and are cached on disk by ``cache=True``, so a machine compiles
+them once:
 
     scalar  D = H = O = 1, B = 1: a plain loop over t with every value in registers.
-    loop    tiny B H^2: the per-step (B, H) x (H, H) products as plain loops.
-    blas    the rest: the per-step products are BLAS GEMMs (``np.dot`` inside numba),
-            with no interpreter between steps.
-    (loop and blas are one compiled function, ``batched_kernel``; in both, the input
-    projection, the output layer and the weight-gradient sums over all steps are GEMMs.)
+    loop    tiny B H^2 (<= 256): the per-step (B, H) x (H, H) products as plain loops.
+    blas    B H^2 < 2 M: the per-step products are BLAS GEMMs (``np.dot`` inside numba,
+            one BLAS thread), with no interpreter between steps.
+    gemm    larger: a Python loop over t whose per-step products are numpy's multi-threaded
+            GEMMs; the elementwise steps are compiled.
+    (loop and blas are one compiled function, ``batched_kernel``; in every batched kernel
+    the input projection, the output layer and the weight-gradient sums over all steps
+    are single GEMMs.)
 
 Every kernel processes one *segment* of the sequence: it starts from h_start and
 a carry dLoss/dh_end coming from the steps after the segment, and returns the
@@ -30,10 +34,11 @@ All kernels compute in the array dtype (float32 data runs float32 math, as numpy
 does); the scalar kernel sums its gradients and every kernel its loss in float64.
 
 BLAS threads: the per-step product (B, H) x (H, H) is too small to share between
-threads below ~16 M multiply-adds (B H^2 < ``BLAS_PARALLEL_MIN``), and OpenBLAS's
+threads below ~2 M multiply-adds (B H^2 < ``BLAS_PARALLEL_MIN``), and OpenBLAS's
 threads wait on each other at every step, which is ruinous when other processes
-hold the cores.  For such sizes the BLAS kernel runs its BLAS single-threaded
-(restoring the thread count afterwards); above it, the BLAS's own setting holds.
+hold the cores (measured here: 58 GFLOP/s on one thread, 9-19 on two, for
+64 x 256 x 256).  So "blas" runs its BLAS single-threaded (restoring the thread
+count afterwards); "gemm" uses numpy's BLAS with its own thread setting.
 
 This module imports numba at import time; ``bptt.model`` imports it lazily.
 """
@@ -47,6 +52,8 @@ from llvmlite import ir
 from numba import njit, types
 from numba.extending import intrinsic, overload
 
+from .engine import _bptt_truncated as engine_bptt_truncated
+
 # Size rule for backend="auto" (process-time measurements on the 2-core machine of
 # README "## Speed"): a BLAS call costs ~0.5-1 us whatever its size, so for a per-step
 # product of at most ~256 multiply-adds (B H^2) plain loops win ("loop": 0.40 ms vs 0.61 ms
@@ -54,8 +61,13 @@ from numba.extending import intrinsic, overload
 # 1.9 vs 2.8 ms at B=32, H=32).
 LOOP_MAX_MACS = 256
 
-KERNELS = ("scalar", "loop", "blas")
-BLAS_PARALLEL_MIN = 1 << 24  # B H^2 multiply-adds per step below which BLAS runs one thread
+KERNELS = ("scalar", "loop", "blas", "gemm")
+# B H^2 multiply-adds per step from which the "gemm" kernel (numpy's BLAS, all its threads) takes
+# over from "blas" (one thread).  Measured on a quiet moment of the 2-core machine: at B=64, H=256
+# (4 M) "gemm" takes 42-47 ms against 72-78 ms.  On a machine whose cores are busy with other
+# processes, multi-threaded BLAS stalls at every step; limit numpy's BLAS threads there
+# (OPENBLAS_NUM_THREADS=1 or threadpoolctl).
+BLAS_PARALLEL_MIN = 1 << 21
 
 
 def choose_kernel(T: int, B: int, D: int, H: int, O: int) -> str:
@@ -64,7 +76,9 @@ def choose_kernel(T: int, B: int, D: int, H: int, O: int) -> str:
         return "scalar"
     if B * H * H <= LOOP_MAX_MACS:
         return "loop"
-    return "blas"
+    if B * H * H < BLAS_PARALLEL_MIN:
+        return "blas"
+    return "gemm"
 
 
 # ---------------------------------------------------------------- a vectorisable float32 exp
@@ -339,6 +353,31 @@ def batched_kernel(x, y, h0, w, wxT, wh, whT, b1, b2, fcode, gcode, c, trunc, ne
     return loss
 
 
+# ---------------------------------------------------------------- elementwise steps for the "gemm" path
+@njit(cache=True, error_model="numpy")
+def _act_rows(z, out, code):
+    """out = f(z) for C-contiguous (B, H) arrays, in their dtype (sigmoid vectorised in float32)."""
+    one = np.ones(1, z.dtype)[0]
+    B, H = z.shape
+    for b in range(B):
+        if code == 0:
+            for i in range(H):
+                out[b, i] = one / (one + _exp(-z[b, i]))
+        else:
+            for i in range(H):
+                out[b, i] = _f(z[b, i], code, one)
+
+
+@njit(cache=True, error_model="numpy")
+def _dz_rows(dz, carry, h, code):
+    """dz = (dz + carry) * f'(z), f' from h = f(z); (B, H) arrays, dz in place."""
+    one = np.ones(1, dz.dtype)[0]
+    B, H = dz.shape
+    for b in range(B):
+        for i in range(H):
+            dz[b, i] = (dz[b, i] + carry[b, i]) * _df(h[b, i], code, one)
+
+
 # ---------------------------------------------------------------- Python side: one runner per kernel
 class ScalarRunner:
     """Runs ``scalar_kernel`` segment by segment; x, y are (L,) views of the (T, 1, 1) input."""
@@ -470,6 +509,69 @@ class _one_blas_thread:
         return False
 
 
+class GemmRunner:
+    """Large sizes: a Python loop over t whose per-step products are numpy's BLAS GEMMs on all its
+    threads (on this machine numpy's OpenBLAS runs the skinny (B, H) x (H, H) product ~25 % faster
+    than the BLAS numba's np.dot reaches); elementwise steps compiled.  Per-step interpreter
+    overhead (a few us) is small next to a product of >= 2 M multiply-adds."""
+
+    kernel = "gemm"
+    nonfinite = False
+
+    def __init__(self, p, f, g, c: float, trunc: int, seg_len: int, B: int, dtype):
+        self.p, self.f, self.g_act, self.c, self.trunc, self.dtype = p, f, g, c, trunc, dtype
+        self.wxT = np.ascontiguousarray(p.w_x.T)  # (D, H)
+        self.whT = np.ascontiguousarray(p.w_h.T)  # (H, H)
+        H = p.w_h.shape[0]
+        self.hbuf = np.empty((seg_len + 1, B, H), dtype)  # (L+1, B, H)
+        self.zbuf = np.empty((seg_len, B, H), dtype)  # (L, B, H): z, then dE/dh, then dz
+        self.rec = np.empty((B, H), dtype)  # (B, H)
+        self.g = {k: np.zeros(v.shape, dtype) for k, v in p._asdict().items()}
+
+    def segment(self, x, y, h_start, carry, need_grad: bool):
+        p, f, g, c = self.p, self.f, self.g_act, self.c
+        L, B, D = x.shape
+        H = self.whT.shape[0]
+        O = p.w.shape[0]
+        hb, zb, rec = self.hbuf[: L + 1], self.zbuf[:L], self.rec
+        z2 = zb.reshape(L * B, H)  # (L B, H)
+        np.matmul(x.reshape(L * B, D), self.wxT, out=z2)  # input projection, all steps at once
+        z2 += p.b1
+        hb[0] = h_start
+        for t in range(L):
+            np.matmul(hb[t], self.whT, out=rec)  # (B, H): h_{t-1} w_h^T
+            rec += zb[t]
+            _act_rows(rec, hb[t + 1], f.code)
+        h2 = hb[1:].reshape(L * B, H)  # (L B, H)
+        yp = g.value(h2 @ p.w.T + p.b2)  # (L B, O)
+        r = yp - y.reshape(L * B, O)  # (L B, O)
+        loss = 0.5 * c * float(np.sum(np.square(r, dtype=np.float64)))
+        if not need_grad:
+            return loss, hb[L].copy()
+        du = c * r * g.deriv(yp)  # (L B, O)
+        np.matmul(du, p.w, out=z2)  # zbuf: dE_t/dh_t
+        if self.trunc >= L:
+            cy = carry.astype(self.dtype)  # (B, H)
+            for t in range(L - 1, -1, -1):
+                _dz_rows(zb[t], cy, hb[t + 1], f.code)  # dz_t
+                np.matmul(zb[t], p.w_h, out=cy)  # dz_t w_h
+            carry[...] = cy
+        else:
+            dz, dh0 = engine_bptt_truncated(p.w_h, zb, f.deriv(hb[1:]), self.trunc)
+            zb[...] = dz
+            carry[...] = dh0
+        gg = self.g
+        gg["w"] += du.T @ h2
+        gg["w_x"] += z2.T @ x.reshape(L * B, D)
+        gg["w_h"] += z2.T @ hb[:L].reshape(L * B, H)
+        gg["b1"] += z2.sum(axis=0)
+        gg["b2"] += du.sum(axis=0)
+        return loss, hb[L].copy()
+
+    def grads(self):
+        return {k: v.copy() for k, v in self.g.items()}
+
+
 class LoopRunner(BlasRunner):
     """Runs ``batched_kernel`` with the per-step products as plain loops (small H)."""
 
@@ -477,7 +579,7 @@ class LoopRunner(BlasRunner):
     use_blas = False
 
 
-RUNNERS = {"scalar": ScalarRunner, "loop": LoopRunner, "blas": BlasRunner}
+RUNNERS = {"scalar": ScalarRunner, "loop": LoopRunner, "blas": BlasRunner, "gemm": GemmRunner}
 
 
 # ---------------------------------------------------------------- the scalar fast path
