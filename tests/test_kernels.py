@@ -159,7 +159,7 @@ def test_inputs_of_any_layout_give_the_same_result_and_no_new_compilations():
     assert l1 == pytest.approx(l0, rel=1e-12)
     for k in g0:
         np.testing.assert_allclose(g1[k], g0[k], rtol=1e-10, atol=1e-14)
-    for disp in (kernels.scalar_kernel, kernels.batched_kernel, kernels.scalar_fast):
+    for disp in (kernels.scalar_kernel, kernels.batched_kernel, kernels.scalar_fast, kernels._act_rows, kernels._dz_rows):
         for sig in disp.signatures:
             for ty in sig:
                 if hasattr(ty, "layout"):

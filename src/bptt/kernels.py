@@ -33,12 +33,13 @@ whole sequence only.
 All kernels compute in the array dtype (float32 data runs float32 math, as numpy
 does); the scalar kernel sums its gradients and every kernel its loss in float64.
 
-BLAS threads: the per-step product (B, H) x (H, H) is too small to share between
-threads below ~2 M multiply-adds (B H^2 < ``BLAS_PARALLEL_MIN``), and OpenBLAS's
-threads wait on each other at every step, which is ruinous when other processes
-hold the cores (measured here: 58 GFLOP/s on one thread, 9-19 on two, for
-64 x 256 x 256).  So "blas" runs its BLAS single-threaded (restoring the thread
-count afterwards); "gemm" uses numpy's BLAS with its own thread setting.
+BLAS threads: below ~2 M multiply-adds (B H^2 < ``BLAS_PARALLEL_MIN``) the per-step
+product (B, H) x (H, H) is too small to share between threads, and OpenBLAS's threads
+wait on each other at every step, which is ruinous when other processes hold the
+cores (measured here with a loaded machine: 58 GFLOP/s on one thread, 9-19 on two,
+for 64 x 256 x 256).  So "blas" runs its BLAS single-threaded (restoring the thread
+count afterwards); "gemm" uses numpy's BLAS with its own thread setting, which on a
+quiet machine is faster from B H^2 ~ 2-4 M on.
 
 This module imports numba at import time; ``bptt.model`` imports it lazily.
 """
