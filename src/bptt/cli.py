@@ -196,7 +196,8 @@ def _run_seed(args: argparse.Namespace) -> int:
     con.print(t)
     con.print("Signs: bptt uses dE_i/dy'_i = (y'_i - y_i). Every gradient is affine in the targets, so the seed's "
               "dropped minus sign is absorbed by the targets and changes none of the conclusions below. "
-              "Fitted targets: those under which the reproducible printed gradients miss least. "
+              "Fitted targets: weighted least squares (each claim in units of its printed rounding) over the printed "
+              "gradients other than the one flagged below, as `bptt check` infers them. "
               "'off Nx': the exact value misses the printed one by N times the printed rounding (half a unit in its last digit).\n")
 
     con.print("[bold]Which printed gradients can any targets reproduce?[/bold] (exact, by linear programming over y_1, y_2)")

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .audit import Printed, affine_in_targets, min_misfit
+from .audit import Printed, affine_in_targets, least_squares_targets, min_misfit
 from .engine import PARAM_NAMES
 from .model import RNN
 
@@ -86,7 +86,7 @@ class Analysis:
     misfit_without: dict[str, float]  # the same with one gradient left out
     maximal_sets: list[tuple[tuple[str, ...], tuple[float, float]]]  # largest sets one target pair reproduces
     unreproducible: list[str]  # no targets reproduce these together with the others
-    best_targets: tuple[float, float]  # minimax targets for the reproducible ones
+    best_targets: tuple[float, float]  # least-squares targets for the reproducible ones
     identity_lhs: float  # printed dLoss/dw_h
     identity_rhs: float  # h_1 (printed dLoss/db_1 - printed dLoss/dw_x)
 
@@ -125,8 +125,8 @@ def analyse(m: RNN | None = None) -> Analysis:
         if misfit_without[second] > 2 * misfit_without[best]:
             unreproducible = [best]
     keep = [i for i, k in enumerate(names) if k not in unreproducible]
-    # minimax: the targets under which the worst of the kept claims misses least
-    _, y_fit = misfit(keep)
+    # weighted least squares over the kept claims, as `bptt check` infers targets
+    y_fit = least_squares_targets(J[keep], b[keep], half[keep])
     blocks = building_blocks(m)
     return Analysis(
         names=names,
