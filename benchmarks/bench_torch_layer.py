@@ -4,7 +4,8 @@ r"""``bptt.torch.SigmoidRNN`` against the hand-rolled autograd loop a PyTorch us
 
 One full gradient (forward, the seed's mean loss, backward to all five parameters),
 float32, sigmoid hidden and output units, O = 1, on the grid and problems of
-``benchmarks/bench.py`` (parameters U(-1/sqrt H, 1/sqrt H), x ~ U(-1, 1), y ~ U(0, 1)).
+``benchmarks/bench.py`` (``bptt.bench``: parameters U(-1/sqrt H, 1/sqrt H), x ~ U(-1, 1), y ~ U(0, 1);
+the loop and layer builders are bptt.bench's too, shared with ``bptt bench``).
 
 Variants, all in PyTorch on the same device:
     loop       the hand-rolled loop: input projection as one matmul, a Python loop of
@@ -30,109 +31,30 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import platform
-import statistics
 import subprocess
 import sys
-import time
-from dataclasses import dataclass
 
-import numpy as np
+from bptt.bench import GRID, Size, _fmt_time, make_problem, reference, rel_error, torch_layer, torch_loop
+from bptt.bench import timeit as _timeit
 
-PARAMS = ("w", "w_x", "w_h", "b1", "b2")
 VARIANTS = ("loop", "layer", "layer+ckpt", "nn.RNN")
 
 
-@dataclass(frozen=True)
-class Size:
-    name: str
-    T: int
-    B: int
-    D: int
-    H: int
-    O: int = 1
-
-    def label(self) -> str:
-        return f"T={self.T} B={self.B} D={self.D} H={self.H}"
-
-
-GRID = (  # the grid of benchmarks/bench.py (issue 3)
-    Size("seed", T=2, B=1, D=1, H=1),
-    Size("scalar", T=1000, B=1, D=1, H=1),
-    Size("small", T=100, B=32, D=8, H=32),
-    Size("medium", T=100, B=64, D=64, H=256),
-    Size("large", T=50, B=64, D=256, H=1024),
-)
-
-
-def make_problem(s: Size, seed: int = 0):
-    rng = np.random.default_rng(seed)
-    k = 1.0 / math.sqrt(s.H)
-    shapes = {"w": (s.O, s.H), "w_x": (s.H, s.D), "w_h": (s.H, s.H), "b1": (s.H,), "b2": (s.O,)}
-    p = {n: rng.uniform(-k, k, shp).astype(np.float32) for n, shp in shapes.items()}
-    x = rng.uniform(-1, 1, (s.T, s.B, s.D)).astype(np.float32)  # (T, B, D)
-    y = rng.uniform(0, 1, (s.T, s.B, s.O)).astype(np.float32)  # (T, B, O)
-    return p, x, y
-
-
-def reference(s: Size, p, x, y):
-    """Loss and gradients from the float64 numpy engine."""
-    import bptt
-
-    m = bptt.RNN(s.D, s.H, s.O, dtype=np.float64)
-    m.set_params(**{k: v.astype(np.float64) for k, v in p.items()})
-    return m.loss_and_grad(x.astype(np.float64), y.astype(np.float64))
-
-
 def make_variant(name: str, s: Size, p, x, y, device: str):
-    """A function that runs one full gradient and returns (loss, {name: grad}) as numpy."""
+    """run(fetch=True) -> (loss, {name: grad}) as numpy for one full gradient; run(fetch=False) waits for
+    the device and returns None (what is timed).  loop and layer are bptt.bench's builders (``bptt bench``)."""
     import torch
 
-    from bptt.torch import SigmoidRNN
-
-    X = torch.tensor(x, device=device)  # (T, B, D)
-    Y = torch.tensor(y, device=device)  # (T, B, O)
-    T, B = s.T, s.B
-    sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
-
-    def finish(loss, grads):
-        sync()
-        return float(loss.detach()), {k: g.detach().cpu().numpy() for k, g in grads.items()}
-
     if name == "loop":
-        P = {k: torch.tensor(v, device=device, requires_grad=True) for k, v in p.items()}
-
-        def run():
-            for v in P.values():
-                v.grad = None
-            zx = X @ P["w_x"].T + P["b1"]  # (T, B, H)
-            h = torch.zeros(B, s.H, device=device)
-            hs = []
-            for t in range(T):
-                h = torch.sigmoid(zx[t] + h @ P["w_h"].T)
-                hs.append(h)
-            yp = torch.sigmoid(torch.stack(hs) @ P["w"].T + P["b2"])  # (T, B, O)
-            loss = 0.5 * ((yp - Y) ** 2).sum() / (T * B)
-            loss.backward()
-            return finish(loss, {k: P[k].grad for k in PARAMS})
-
-        return run
+        return torch_loop(s, p, x, y, device)
     if name in ("layer", "layer+ckpt"):
-        m = SigmoidRNN(s.D, s.H, s.O, checkpoint="sqrt" if name == "layer+ckpt" else None, device=device)
-        with torch.no_grad():
-            for k, prm in m.named_parameters():
-                prm.copy_(torch.from_numpy(p[k]))
-
-        def run():
-            m.zero_grad(set_to_none=True)
-            loss = 0.5 * ((m(X) - Y) ** 2).sum() / (T * B)
-            loss.backward()
-            return finish(loss, {k: getattr(m, k).grad for k in PARAMS})
-
-        return run
+        return torch_layer(s, p, x, y, device, checkpoint="sqrt" if name == "layer+ckpt" else None)
     if name == "nn.RNN":
+        X = torch.tensor(x, device=device)  # (T, B, D)
+        Y = torch.tensor(y, device=device)  # (T, B, O)
+        T, B = s.T, s.B
         rnn = torch.nn.RNN(s.D, s.H, nonlinearity="tanh", device=device)
         lin = torch.nn.Linear(s.H, s.O, device=device)
         with torch.no_grad():
@@ -143,37 +65,27 @@ def make_variant(name: str, s: Size, p, x, y, device: str):
             lin.weight.copy_(torch.from_numpy(p["w"]))
             lin.bias.copy_(torch.from_numpy(p["b2"]))
 
-        def run():
+        def run(fetch: bool = True):
             rnn.zero_grad(set_to_none=True)
             lin.zero_grad(set_to_none=True)
             hs, _ = rnn(X)  # (T, B, H)
             loss = 0.5 * ((torch.sigmoid(lin(hs)) - Y) ** 2).sum() / (T * B)
             loss.backward()
-            return finish(loss, {"w_x": rnn.weight_ih_l0.grad, "w_h": rnn.weight_hh_l0.grad, "b1": rnn.bias_ih_l0.grad,
-                                 "w": lin.weight.grad, "b2": lin.bias.grad})
+            if not fetch:
+                if device == "cuda":
+                    torch.cuda.synchronize()
+                return None
+            grads = {"w_x": rnn.weight_ih_l0.grad, "w_h": rnn.weight_hh_l0.grad, "b1": rnn.bias_ih_l0.grad,
+                     "w": lin.weight.grad, "b2": lin.bias.grad}
+            return float(loss.detach()), {k: g.detach().cpu().numpy() for k, g in grads.items()}
 
         return run
     raise ValueError(name)
 
 
-def rel_error(got, ref) -> float:
-    errs = [abs(got[0] - ref[0]) / max(abs(ref[0]), 1e-30)]
-    for k in PARAMS:
-        r = np.asarray(ref[1][k], np.float64)
-        errs.append(float(np.max(np.abs(np.asarray(got[1][k], np.float64).reshape(r.shape) - r)) / max(float(np.max(np.abs(r))), 1e-30)))
-    return max(errs)
-
-
-def timeit(fn, budget_s: float, min_reps: int = 3, warmup: int = 2) -> float:
-    for _ in range(warmup):
-        fn()
-    times = []
-    start = time.perf_counter()
-    while len(times) < min_reps or (time.perf_counter() - start < budget_s and len(times) < 10000):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
+def timeit(fn, budget_s: float) -> float:
+    """Median seconds of fn(fetch=False) after 2 warm-up calls, repeating until budget_s (at least 3)."""
+    return _timeit(lambda: fn(fetch=False), budget_s, min_reps=3, warmup=2)
 
 
 def saved_bytes(variant: str, s: Size, p, x, y, device: str = "cpu") -> int:
@@ -209,7 +121,8 @@ def memory_child(size: str, variant: str) -> None:
 
     torch.set_num_threads(int(os.environ.get("BPTT_BENCH_THREADS", os.cpu_count() or 1)))
     s = {g.name: g for g in GRID}[size]
-    p, x, y = make_problem(s)
+    prob = make_problem(s)
+    p, x, y = prob["p"], prob["x"], prob["y"]
     fn = make_variant(variant, s, p, x, y, "cpu")
     fn()  # warm-up: lazy initialisation, thread pools
     gc.collect()
@@ -246,13 +159,7 @@ def cuda_peak(fn) -> float:
 
 # ------------------------------------------------------------------ the table
 def _t(v: float | None) -> str:
-    if v is None:
-        return "not measured"
-    if v < 1e-3:
-        return f"{v * 1e6:.0f} µs"
-    if v < 1:
-        return f"{v * 1e3:.2f} ms"
-    return f"{v:.2f} s"
+    return "not measured" if v is None else _fmt_time(v)
 
 
 def _mib(v: float | None) -> str:
@@ -284,8 +191,9 @@ def run(sizes, quick: bool, memory: bool, out=print, threads: int | None = None)
     out(f"machine: {machine()}; torch threads: {threads}")
     for dev in devices:
         for s in sizes:
-            p, x, y = make_problem(s)
-            ref = reference(s, p, x, y)
+            prob = make_problem(s)
+            p, x, y = prob["p"], prob["x"], prob["y"]
+            ref = reference(s, prob)
             row = {"device": dev, "size": s, "time": {}, "err": {}, "saved": {}, "peak": {}}
             for v in VARIANTS:
                 fn = make_variant(v, s, p, x, y, dev)

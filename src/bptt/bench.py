@@ -6,6 +6,13 @@ Peers, in one process, float32, the seed's activations (sigmoid hidden, sigmoid 
     PyTorch  eager: input projection as one matmul, a Python loop over t, output projection
              as one matmul, loss.backward(); torch.set_num_threads(os.cpu_count())
     JAX      jax.jit(jax.value_and_grad(loss)) with the recurrence in lax.scan
+    layer    bptt.torch.SigmoidRNN (this library's BPTT as a PyTorch layer's backward): forward,
+             the same loss in torch, loss.backward() to the five parameters; on the CPU
+             (torch.set_num_threads(os.cpu_count())) and, where torch.cuda.is_available(),
+             on CUDA as a second column (timed up to torch.cuda.synchronize())
+
+"bptt ÷ fastest peer" is over PyTorch eager and JAX (the peers of issue 3); the layer
+gets its own ratio, PyTorch eager ÷ layer (both on the CPU).
 
 Before timing, each peer's loss and gradients are checked against the numpy reference
 engine in float64 (rel. error = max |g - g_ref| / max |g_ref| over the five gradients).
@@ -95,30 +102,89 @@ def bptt_peer(s: Size, prob) -> Callable[[], tuple[float, dict[str, np.ndarray]]
     return lambda: m.loss_and_grad(x, y)
 
 
-def torch_peer(s: Size, prob):
+def _finish(loss, grads: dict, fetch: bool):
+    """(loss, {name: grad}) as float and numpy arrays; with fetch=False only wait for the device (for timing)."""
+    if not fetch:
+        if loss.device.type == "cuda":
+            import torch
+
+            torch.cuda.synchronize(loss.device)
+        return None
+    return float(loss.detach()), {k: g.detach().cpu().numpy() for k, g in grads.items()}
+
+
+def torch_loop(s: Size, p: dict, x: np.ndarray, y: np.ndarray, device: str = "cpu"):
+    """The loop a PyTorch user writes, recorded by autograd: input projection as one matmul,
+    h = sigmoid(zx_t + h w_h^T) per step in Python, output projection as one matmul,
+    loss = 1/2 sum (y' - y)^2 / (T B), loss.backward().  p: numpy parameters, x (T, B, D),
+    y (T, B, O).  Returns run(fetch=True) -> (loss, {name: grad as numpy}); run(fetch=False)
+    returns None once the device has finished (for timing).  Sets no thread count: the caller does."""
     import torch
 
-    torch.set_num_threads(os.cpu_count() or 1)
-    P = {k: torch.tensor(v, requires_grad=True) for k, v in prob["p"].items()}
-    x = torch.tensor(prob["x"])
-    y = torch.tensor(prob["y"])
+    P = {k: torch.tensor(v, device=device, requires_grad=True) for k, v in p.items()}
+    X = torch.tensor(x, device=device)  # (T, B, D)
+    Y = torch.tensor(y, device=device)  # (T, B, O)
     T, B = s.T, s.B
 
-    def run():
+    def run(fetch: bool = True):
         for v in P.values():
             v.grad = None
-        zx = x @ P["w_x"].T + P["b1"]  # (T, B, H): input projection for all t
-        h = torch.zeros(B, s.H)
+        zx = X @ P["w_x"].T + P["b1"]  # (T, B, H): input projection for all t
+        h = torch.zeros(B, s.H, device=device)  # (B, H)
         hs = []
         for t in range(T):
             h = torch.sigmoid(zx[t] + h @ P["w_h"].T)
             hs.append(h)
         yp = torch.sigmoid(torch.stack(hs) @ P["w"].T + P["b2"])  # (T, B, O)
-        loss = 0.5 * ((yp - y) ** 2).sum() / (T * B)
+        loss = 0.5 * ((yp - Y) ** 2).sum() / (T * B)
         loss.backward()
-        return float(loss.detach()), {k: P[k].grad.numpy() for k in PARAMS}
+        return _finish(loss, {k: P[k].grad for k in PARAMS}, fetch)
 
     return run
+
+
+def torch_layer(s: Size, p: dict, x: np.ndarray, y: np.ndarray, device: str = "cpu", checkpoint=None):
+    """bptt.torch.SigmoidRNN with parameters p: forward, the loss of ``torch_loop``, loss.backward()
+    (this library's BPTT).  Same arguments and returned run(fetch) as ``torch_loop``."""
+    import torch
+
+    from .torch import SigmoidRNN
+
+    m = SigmoidRNN(s.D, s.H, s.O, checkpoint=checkpoint, device=device)
+    with torch.no_grad():
+        for k, prm in m.named_parameters():
+            prm.copy_(torch.from_numpy(p[k]))
+    X = torch.tensor(x, device=device)  # (T, B, D)
+    Y = torch.tensor(y, device=device)  # (T, B, O)
+    T, B = s.T, s.B
+
+    def run(fetch: bool = True):
+        m.zero_grad(set_to_none=True)
+        loss = 0.5 * ((m(X) - Y) ** 2).sum() / (T * B)
+        loss.backward()
+        return _finish(loss, {k: getattr(m, k).grad for k in PARAMS}, fetch)
+
+    return run
+
+
+def _torch_threads() -> None:
+    import torch
+
+    torch.set_num_threads(os.cpu_count() or 1)
+
+
+def torch_peer(s: Size, prob):
+    _torch_threads()
+    return torch_loop(s, prob["p"], prob["x"], prob["y"])
+
+
+def layer_peer(s: Size, prob):
+    _torch_threads()
+    return torch_layer(s, prob["p"], prob["x"], prob["y"])
+
+
+def layer_cuda_peer(s: Size, prob):
+    return torch_layer(s, prob["p"], prob["x"], prob["y"], device="cuda")
 
 
 def jax_peer(s: Size, prob):
@@ -150,15 +216,38 @@ def jax_peer(s: Size, prob):
     return run
 
 
-PEERS: dict[str, Callable] = {"bptt": bptt_peer, "PyTorch": torch_peer, "JAX": jax_peer}
-PEER_MODULES = {"bptt": None, "PyTorch": "torch", "JAX": "jax"}
+PEERS: dict[str, Callable] = {"bptt": bptt_peer, "PyTorch": torch_peer, "JAX": jax_peer,
+                               "layer": layer_peer, "layer-CUDA": layer_cuda_peer}
+PEER_MODULES = {"bptt": None, "PyTorch": "torch", "JAX": "jax", "layer": "torch", "layer-CUDA": "torch"}
+TORCH_PEERS = ("PyTorch", "layer", "layer-CUDA")  # their run(fetch=False) is what is timed
 
 
 def available(peer: str) -> bool:
     import importlib.util
 
     mod = PEER_MODULES[peer]
-    return mod is None or importlib.util.find_spec(mod) is not None
+    if mod is not None and importlib.util.find_spec(mod) is None:
+        return False
+    return peer != "layer-CUDA" or _cuda_available()
+
+
+def _cuda_available() -> bool:
+    import importlib.util
+
+    if importlib.util.find_spec("torch") is None:
+        return False
+    import torch
+
+    return torch.cuda.is_available()
+
+
+def cuda_note() -> str | None:
+    """The line printed instead of the CUDA column where there is none; None where CUDA is measured."""
+    import importlib.util
+
+    if importlib.util.find_spec("torch") is None:
+        return "CUDA: not measured (torch not installed)"
+    return None if _cuda_available() else "CUDA: not measured (no CUDA device)"
 
 
 def rel_error(got: tuple[float, dict], ref: tuple[float, dict]) -> float:
@@ -226,6 +315,10 @@ def machine() -> str:
             parts.append(f"{mod} {__import__(mod).__version__}")
         except ImportError:
             parts.append(f"{mod} absent")
+    if _cuda_available():
+        import torch
+
+        parts.append(f"CUDA: {torch.cuda.get_device_name(0)}")
     try:
         from threadpoolctl import threadpool_info
 
@@ -280,7 +373,8 @@ def run_grid(sizes: list[Size], quick: bool, out=print, agree_tol: float = 2e-3)
         if bad:
             raise RuntimeError(f"{s.label()}: gradients disagree with the float64 reference: {bad}")
         for p, fn in fns.items():
-            row["times"][p] = timeit(fn, budget)
+            timed = (lambda f=fn: f(fetch=False)) if p in TORCH_PEERS else fn
+            row["times"][p] = timeit(timed, budget)
         rows.append(row)
     peak_after = gemm_peak(n, 3 if quick else 10)
     peak = max(peak_before, peak_after)  # the higher of two measurements: load only ever lowers it
@@ -288,16 +382,26 @@ def run_grid(sizes: list[Size], quick: bool, out=print, agree_tol: float = 2e-3)
         f"(before the grid {peak_before:.1f}, after {peak_after:.1f})")
     out("")
     out(table(rows, peak))
+    note = cuda_note()
+    if note:
+        out("")
+        out(note)
     out("")
     for line in targets(rows, peak):
         out(line)
     return {"peak": peak, "rows": rows}
 
 
+LAYER_COLUMNS = {"layer": "bptt.torch layer (CPU)", "layer-CUDA": "bptt.torch layer (CUDA)"}
+
+
 def table(rows, peak: float) -> str:
-    head = ("| size (T, B, D, H; O=1) | kernel | bptt | PyTorch eager | JAX jit | bptt ÷ fastest peer "
-            "| PyTorch ÷ bptt | JAX ÷ bptt | bptt GFLOP/s (% of GEMM peak) | max rel. error vs float64 |")
-    lines = [head, "|" + "---|" * (head.count("|") - 1)]
+    """The Markdown table; the CUDA layer column only where some row measured it."""
+    layers = ["layer"] + (["layer-CUDA"] if any(r["times"].get("layer-CUDA") is not None for r in rows) else [])
+    cols = (["size (T, B, D, H; O=1)", "kernel", "bptt", "PyTorch eager", "JAX jit"] + [LAYER_COLUMNS[p] for p in layers]
+            + ["bptt ÷ fastest peer", "PyTorch ÷ bptt", "JAX ÷ bptt", "PyTorch eager ÷ layer",
+               "bptt GFLOP/s (% of GEMM peak)", "max rel. error vs float64"])
+    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
     for r in rows:
         s, t = r["size"], r["times"]
         mine = t["bptt"]
@@ -305,11 +409,12 @@ def table(rows, peak: float) -> str:
         best = min(peers) if peers else None
         ratio = f"{mine / best:.2f}" if best else "no peer"
         vs = {p: (f"{t[p] / mine:.1f}×" if t.get(p) is not None else "absent") for p in ("PyTorch", "JAX")}
+        vs_layer = f"{t['PyTorch'] / t['layer']:.1f}×" if t.get("PyTorch") and t.get("layer") else "absent"
         gf = s.flops / mine / 1e9
         err = ", ".join(f"{p} {e:.0e}" for p, e in r["errors"].items())
-        lines.append(f"| {s.label()} | {r['kernel']} | {_fmt_time(mine)} | {_fmt_time(t.get('PyTorch'))} | "
-                     f"{_fmt_time(t.get('JAX'))} | {ratio} | {vs['PyTorch']} | {vs['JAX']} | "
-                     f"{gf:.2f} ({100 * gf / peak:.0f} %) | {err} |")
+        cells = ([s.label(), r["kernel"]] + [_fmt_time(t.get(p)) for p in ("bptt", "PyTorch", "JAX", *layers)]
+                 + [ratio, vs["PyTorch"], vs["JAX"], vs_layer, f"{gf:.2f} ({100 * gf / peak:.0f} %)", err])
+        lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 

@@ -453,8 +453,9 @@ def _run_check(args: argparse.Namespace) -> int:
 def _add_bench(sub) -> None:
     p = sub.add_parser("bench", help="time a full gradient against PyTorch eager and JAX; --memory: checkpointing demo",
                        description="Time one full gradient (loss and five gradients, float32) of this library, PyTorch "
-                       "eager and JAX jit on the issue's grid, after checking all agree; print a Markdown table with "
-                       "ratios and GFLOP/s beside the measured GEMM peak.  Peers not installed show as absent.")
+                       "eager, JAX jit and the bptt.torch layer (CPU, and CUDA where present) on the issue's grid, after "
+                       "checking all agree; print a Markdown table with ratios and GFLOP/s beside the measured GEMM "
+                       "peak.  Peers not installed show as absent.")
     from .bench import add_arguments
 
     add_arguments(p)
