@@ -350,7 +350,6 @@ def _verdict(p: Printed, exact: float, fitted: bool = False) -> tuple[bool, str]
 
 def check(cf: ClaimsFile) -> Report:
     """Compare every claim with the exact value; infer the targets when the file gives none."""
-    T = cf.T
     c, J = exact_affine(cf)  # exact = c + J y for every claim
     names = [cl.key for cl in cf.claims]
     report = Report(cf=cf, rows=[], targets=None, targets_fitted=False)

@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import math
 import os
 import socket
@@ -49,6 +48,7 @@ import numpy as np
 from ._errors import BPTTError
 from .activations import HIDDEN_ACTIVATIONS, OUTPUT_ACTIVATIONS
 from .engine import PARAM_NAMES
+from .io import check_out_dir
 
 OPTIMIZERS = ("sgd", "adam")
 
@@ -361,11 +361,7 @@ def run_cli(args: argparse.Namespace) -> int:
     """Check everything, train (spawned or under torchrun), write --out on rank 0."""
     cfg = config_from_args(args)
     cfg.validate()
-    out = Path(args.out)
-    if out.exists() and not out.is_dir():
-        raise BPTTError(f"{out} exists and is a file; --out must be a folder")
-    if out.is_dir() and any(out.iterdir()) and not args.force:
-        raise BPTTError(f"{out} exists and is not empty; give a new --out, or --force to write over it")
+    out = check_out_dir(args.out, args.force)
     x, y, mask, info = _load_data(args, cfg.seed)
     x, y, mask = check_data(x, y, mask)
     t0 = time.perf_counter()
@@ -442,11 +438,7 @@ def run_train_args(args: argparse.Namespace) -> int:
                     momentum=tc.momentum, nesterov=tc.nesterov, betas=tuple(tc.betas), eps=tc.eps, clip=tc.clip,
                     epochs=tc.epochs, batch_size=tc.batch_size, truncate=tc.truncate, seed=tc.seed)
     cfg.validate()
-    out = Path(args.out)
-    if out.exists() and not out.is_dir():
-        raise BPTTError(f"{out} exists and is a file; --out must be a folder")
-    if out.is_dir() and any(out.iterdir()) and not args.force:
-        raise BPTTError(f"{out} exists and is not empty; give a new --out, or --force to write over it")
+    out = check_out_dir(args.out, args.force)
     data = load_task(tc)
     if dropped:
         print(f"note: --backend torch trains on whole sequences with a constant learning rate; the task default(s) "

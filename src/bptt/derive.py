@@ -29,7 +29,6 @@ sympy is imported lazily: ``import bptt`` stays light.
 
 from __future__ import annotations
 
-import math
 import re
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -750,7 +749,6 @@ def _write(doc: _Document, d: Derivation, n: Numbers, expand: int, check: Check 
     full = T <= expand
     fop, gop = d.op(f), d.op(g)
     c_tex = rf"\frac{{1}}{{{T}}}" if d.reduction == "mean" else ""
-    c_word = f"1/{T}" if d.reduction == "mean" else "1"
     sp = _sympy()
     zs = sp.Symbol("z")
 
@@ -774,7 +772,7 @@ def _write(doc: _Document, d: Derivation, n: Numbers, expand: int, check: Check 
         rf"u_t &= w h_t + b_2, \qquad y'_t = {d.apply(g, 'u_t') if gop else 'u_t'}",
         rf"E_i &= \frac{{1}}{{2}} (y_i - y'_i)^2, \qquad \mathrm{{Loss}} = {c_tex} \sum_{{i=1}}^{{{T}}} E_i",
     )
-    doc.p(f"$E_i$ is half the squared error of step $i$ (not an MSE); $y'_t$ is the prediction and $y_t$ the target. "
+    doc.p("$E_i$ is half the squared error of step $i$ (not an MSE); $y'_t$ is the prediction and $y_t$ the target. "
           + ("The Loss is the mean over the steps, so $\\mathrm{Loss} = \\frac{1}{" + str(T) + "} \\sum_i E_i$."
              if d.reduction == "mean" else "The Loss is the sum over the steps."))
     doc.p("Sign: $\\frac{dE_i}{dy'_i} = (y'_i - y_i)$. The seed writes $(y_i - y'_i)$, which is the negative of "

@@ -37,6 +37,17 @@ META_KEY = "__bptt__"
 
 
 # ---------------------------------------------------------------- atomic writes
+def check_out_dir(out: str | os.PathLike, force: bool, can_resume: bool = False) -> Path:
+    """An --out folder that is new, empty, or may be written over (force); nothing is touched."""
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise BPTTError(f"{out} exists and is a file; --out must be a folder")
+    if out.is_dir() and any(out.iterdir()) and not force:
+        resume = ", or --resume to continue its run" if can_resume else ""
+        raise BPTTError(f"{out} exists and is not empty; give a new --out, or --force to write over it{resume}")
+    return out
+
+
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
     """Write ``data`` to ``path`` via temp file + fsync + os.replace."""
     path = Path(path)

@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 
 from . import activations, engine
-from ._errors import BPTTError
+from ._errors import BPTTError, check_sizes, check_truncate
 from .engine import PARAM_NAMES
 
 REDUCTIONS = ("mean", "sum")
@@ -55,10 +55,7 @@ class RNN:
         dtype: Any = np.float64,
         seed: int | None = None,
     ):
-        for name, v in (("input_size", input_size), ("hidden_size", hidden_size), ("output_size", output_size)):
-            if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
-                raise BPTTError(f"{name} must be a positive integer, got {v!r}")
-        self.input_size, self.hidden_size, self.output_size = int(input_size), int(hidden_size), int(output_size)
+        self.input_size, self.hidden_size, self.output_size = check_sizes(input_size, hidden_size, output_size)
         self._f = activations.get(hidden_activation, activations.HIDDEN_ACTIVATIONS, "hidden_activation")
         self._g = activations.get(output_activation, activations.OUTPUT_ACTIVATIONS, "output_activation")
         try:
@@ -204,7 +201,7 @@ class RNN:
         xb, h0b, batched = self._inputs(x, h0)
         yb = self._targets(y, xb)
         _check_reduction(reduction)
-        _check_truncate(truncate)
+        check_truncate(truncate)
         ckpt.check_options(backend, checkpoint, truncate)
         p = self._p()
         T, B, D = xb.shape
@@ -314,13 +311,6 @@ def _short(value: Any) -> str:
 def _check_reduction(reduction: str) -> None:
     if reduction not in REDUCTIONS:
         raise BPTTError(f"reduction must be 'mean' or 'sum', got {reduction!r}")
-
-
-def _check_truncate(truncate: Any) -> None:
-    if truncate is None:
-        return
-    if isinstance(truncate, bool) or not isinstance(truncate, (int, np.integer)) or truncate < 1:
-        raise BPTTError(f"truncate must be a positive number of steps or None (full BPTT), got {truncate!r}")
 
 
 def _quiet_overflow():

@@ -47,7 +47,8 @@ from torch import nn
 from torch.autograd.function import once_differentiable
 
 from . import activations
-from ._errors import BPTTError
+from ._errors import BPTTError, check_sizes, check_truncate
+from .checkpoint import segment_length
 from .activations import ACTIVATIONS, Activation
 
 __all__ = ["SigmoidRNN", "sigmoid_rnn", "torch_value", "torch_deriv"]
@@ -272,18 +273,9 @@ def _check_checkpoint(checkpoint: Any) -> Any:
     return int(checkpoint)
 
 
-def _check_truncate(truncate: Any) -> int | None:
-    if truncate is None:
-        return None
-    if isinstance(truncate, bool) or not isinstance(truncate, (int, np.integer)) or truncate < 1:
-        raise BPTTError(f"truncate must be a positive number of steps or None (full BPTT), got {truncate!r}")
-    return int(truncate)
-
-
 def _segment_length(checkpoint: Any, T: int) -> int | None:
-    if checkpoint is None:
-        return None
-    k = math.isqrt(T - 1) + 1 if checkpoint == "sqrt" else checkpoint  # ceil(sqrt T)
+    """Steps between stored states, as the numpy engine counts them; None: store all."""
+    k = segment_length(T, checkpoint)
     return None if k >= T else k
 
 
@@ -309,7 +301,7 @@ def sigmoid_rnn(
     f = activations.get(hidden_activation, activations.HIDDEN_ACTIVATIONS, "hidden_activation")
     g = activations.get(output_activation, activations.OUTPUT_ACTIVATIONS, "output_activation")
     ck = _check_checkpoint(checkpoint)
-    tr = _check_truncate(truncate)
+    tr = check_truncate(truncate)
     if ck is not None and tr is not None:
         raise BPTTError(
             "checkpoint and truncate cannot be combined; truncated BPTT already bounds the backward work, "
@@ -385,14 +377,11 @@ class SigmoidRNN(nn.Module):
     ):
         super().__init__()
         _check_table()
-        for name, v in (("input_size", input_size), ("hidden_size", hidden_size), ("output_size", output_size)):
-            if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
-                raise BPTTError(f"{name} must be a positive integer, got {v!r}")
-        self.input_size, self.hidden_size, self.output_size = int(input_size), int(hidden_size), int(output_size)
+        self.input_size, self.hidden_size, self.output_size = check_sizes(input_size, hidden_size, output_size)
         self._f = activations.get(hidden_activation, activations.HIDDEN_ACTIVATIONS, "hidden_activation")
         self._g = activations.get(output_activation, activations.OUTPUT_ACTIVATIONS, "output_activation")
         self.checkpoint = _check_checkpoint(checkpoint)
-        self.truncate = _check_truncate(truncate)
+        self.truncate = check_truncate(truncate)
         if self.checkpoint is not None and self.truncate is not None:
             raise BPTTError("checkpoint and truncate cannot be combined; drop one of them")
         H, D, O = self.hidden_size, self.input_size, self.output_size

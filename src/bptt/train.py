@@ -570,10 +570,7 @@ def run_cli(cfg: TrainConfig | None, out: str | Path, force: bool = False, resum
         cfg = load_checkpoint(out)[0]
     else:
         assert cfg is not None
-        if out.exists() and not out.is_dir():
-            raise BPTTError(f"{out} exists and is a file; --out must be a folder")
-        if out.is_dir() and any(out.iterdir()) and not force:
-            raise BPTTError(f"{out} exists and is not empty; give a new --out, or --force to write over it, or --resume to continue its run")
+        bio.check_out_dir(out, force, can_resume=True)
     cfg.validate()
     data = load_task(cfg)  # bad task input fails here, before the folder is touched
     out.mkdir(parents=True, exist_ok=True)
