@@ -285,15 +285,20 @@ def lr_at(cfg: TrainConfig, step: int, total_steps: int) -> float:
 
 
 # ---------------------------------------------------------------- losses
-def masked_loss_and_grad(model: RNN, x, y, mask, h0, truncate):
+def masked_loss_and_grad(model: RNN, x, y, mask, h0, truncate, need_state: bool = True):
     """The seed's loss over scored steps only, its gradients, and the final hidden state.
 
     x (T, B, D), y (T, B, O), mask (T, B) or None, h0 (B, H).
-    Returns (loss, grads, h_T (B, H), number of scored (t, b) pairs).
+    Returns (loss, grads, h_T (B, H), number of scored (t, b) pairs).  need_state=False
+    (no later chunk to carry h_T into) skips the extra forward pass when there is no
+    mask, and returns h_T = None.
     """
+    Tn, B = x.shape[0], x.shape[1]
+    if mask is None and not need_state:
+        loss, grads = model.loss_and_grad(x, y, h0=h0, reduction="mean", truncate=truncate)
+        return loss, grads, None, Tn * B
     fwd = model.forward(x, h0=h0)
     h_last = fwd.h[-1]  # (B, H)
-    Tn, B = x.shape[0], x.shape[1]
     if mask is None:
         loss, grads = model.loss_and_grad(x, y, h0=h0, reduction="mean", truncate=truncate)
         return loss, grads, h_last, Tn * B
@@ -445,7 +450,8 @@ def train(
             for c0 in range(0, Ttot, chunk):
                 sl = slice(c0, c0 + chunk)
                 loss, grads, h_next, n = masked_loss_and_grad(
-                    model, xb[sl], yb[sl], None if mb is None else mb[sl], h, cfg.truncate
+                    model, xb[sl], yb[sl], None if mb is None else mb[sl], h, cfg.truncate,
+                    need_state=c0 + chunk < Ttot,
                 )
                 if grads is not None:
                     clip_global_norm(grads, cfg.clip)
