@@ -124,8 +124,19 @@ def test_bad_construction(kwargs, message):
 
 
 def test_bad_sizes():
-    with pytest.raises(BPTTError, match="hidden_size must be a positive integer, got 0"):
+    with pytest.raises(BPTTError, match="hidden_size must be a positive integer <= 4194304, got 0"):
         bptt.RNN(1, 0, 1)
+    with pytest.raises(BPTTError, match="hidden_size must be a positive integer <= 4194304, got 1000000000000"):
+        bptt.RNN(1, 10**12, 1)
+    for seed in (-1, "abc", 1.5):
+        with pytest.raises(BPTTError, match="seed must be a non-negative integer or None"):
+            bptt.RNN(1, 2, 1, seed=seed)
+    with pytest.raises(BPTTError, match="dtype must be float32 or float64, got 'foo'"):
+        bptt.RNN(1, 2, 1, dtype="foo")
+    with pytest.raises(BPTTError, match="set_params got unknown parameter"):
+        bptt.RNN(1, 2, 1).set_params(nope=1)
+    with pytest.raises(BPTTError, match="b1 is complex"):
+        bptt.RNN(1, 2, 1).set_params(b1=np.array([1 + 1j, 0]))
     with pytest.raises(BPTTError, match="w must be a number"):
         bptt.RNN.scalar(w="x")
 

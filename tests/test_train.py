@@ -409,7 +409,7 @@ def test_config_round_trip_and_validation():
     assert tr.TrainConfig.from_json(json.loads(json.dumps(cfg.to_json()))) == cfg
     with pytest.raises(BPTTError, match="unknown training setting 'hiden'"):
         tr.config_for("adding", hiden=3)
-    with pytest.raises(BPTTError, match="momentum must be in"):
+    with pytest.raises(BPTTError, match="momentum must be a finite number in"):
         tr.config_for("adding", optimizer="sgd", momentum=1.0)
     with pytest.raises(BPTTError, match="epochs must be an integer >= 1"):
         tr.config_for("adding", epochs=0)

@@ -15,7 +15,7 @@ National Geophysical Data Center", source http://www.ngdc.noaa.gov/stp/solar/sol
 "This data is public domain." (full text: ``data/SUNSPOTS_SOURCE.txt``).
 """
 
-from ._errors import BPTTError
+from .validation import BPTTError
 from .activations import ACTIVATIONS
 from .engine import PARAM_NAMES
 from .model import RNN, ForwardResult

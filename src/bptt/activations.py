@@ -116,7 +116,7 @@ OUTPUT_ACTIVATIONS = ("sigmoid", "identity")
 
 def get(name: str, allowed: tuple[str, ...] | None = None, role: str = "activation") -> Activation:
     """Look an activation up by name; unknown names raise a one-line BPTTError."""
-    from ._errors import BPTTError
+    from .validation import BPTTError
 
     choices = allowed if allowed is not None else tuple(ACTIVATIONS)
     if not isinstance(name, str) or name not in choices:

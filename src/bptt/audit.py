@@ -14,7 +14,7 @@ from decimal import Decimal, InvalidOperation
 
 import numpy as np
 
-from ._errors import BPTTError
+from .validation import BPTTError
 
 
 @dataclass(frozen=True)

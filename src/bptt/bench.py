@@ -484,7 +484,7 @@ def memory_child(T: int, B: int, D: int, H: int, checkpoint: str | None, dtype: 
     """
     import resource
 
-    from . import checkpoint as ck
+    from . import dispatch as ck
     from . import kernels  # noqa: F401  (numba loaded before the baseline is read)
     from .model import RNN
 
@@ -547,7 +547,7 @@ def add_arguments(ap) -> None:
 
 
 def run(args, out=print) -> int:
-    from ._errors import BPTTError
+    from .validation import BPTTError
 
     if args.memory:
         run_memory(out)

@@ -37,7 +37,7 @@ from typing import Any
 
 import numpy as np
 
-from ._errors import BPTTError
+from .validation import BPTTError
 from .audit import Printed, affine_in_targets, least_squares_targets, min_misfit, round_like
 from .engine import PARAM_NAMES
 

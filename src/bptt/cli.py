@@ -11,7 +11,7 @@ import math
 import sys
 from typing import Any, Callable, Sequence
 
-from ._errors import BPTTError
+from .validation import BPTTError
 from .activations import HIDDEN_ACTIVATIONS, OUTPUT_ACTIVATIONS
 from .engine import PARAM_NAMES
 

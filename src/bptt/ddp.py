@@ -45,7 +45,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from ._errors import BPTTError
+from .validation import BPTTError
 from .activations import HIDDEN_ACTIVATIONS, OUTPUT_ACTIVATIONS
 from .engine import PARAM_NAMES
 from .io import check_out_dir

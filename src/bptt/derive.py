@@ -37,7 +37,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from . import activations
-from ._errors import BPTTError
+from .validation import BPTTError
 from .activations import Activation
 from .engine import PARAM_NAMES
 

@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from ._errors import BPTTError
+from .validation import BPTTError
 from .engine import PARAM_NAMES
 
 FORMAT = "bptt-model"

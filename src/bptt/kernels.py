@@ -26,7 +26,7 @@ Every kernel processes one *segment* of the sequence: it starts from h_start and
 a carry dLoss/dh_end coming from the steps after the segment, and returns the
 segment's loss, adds the segment's gradients, and leaves dLoss/dh_start in the
 carry.  A whole sequence is one segment with carry 0; gradient checkpointing
-(``checkpoint.py``) runs many.  Truncated BPTT (each error term sends its signal
+(``dispatch.py``) runs many.  Truncated BPTT (each error term sends its signal
 back at most k steps, exactly ``engine._bptt_truncated``) is supported for a
 whole sequence only.
 

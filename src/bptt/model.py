@@ -11,11 +11,10 @@ from typing import Any
 import numpy as np
 
 from . import activations, engine
-from ._errors import BPTTError, check_sizes, check_truncate
+from .validation import (BPTTError, check_dtype, check_float_array, check_reduction, check_seed, check_sizes,
+                         check_truncate)
 from .engine import PARAM_NAMES
 
-REDUCTIONS = ("mean", "sum")
-_DTYPES = (np.float32, np.float64)
 
 
 @dataclass(frozen=True)
@@ -58,13 +57,8 @@ class RNN:
         self.input_size, self.hidden_size, self.output_size = check_sizes(input_size, hidden_size, output_size)
         self._f = activations.get(hidden_activation, activations.HIDDEN_ACTIVATIONS, "hidden_activation")
         self._g = activations.get(output_activation, activations.OUTPUT_ACTIVATIONS, "output_activation")
-        try:
-            dt = np.dtype(dtype)
-        except TypeError:
-            dt = None
-        if dt not in [np.dtype(d) for d in _DTYPES]:
-            raise BPTTError(f"dtype must be float32 or float64, got {dtype!r}")
-        self.dtype = dt
+        dt = self.dtype = check_dtype(dtype)
+        seed = check_seed(seed)
         # Uniform(-1/sqrt(H), 1/sqrt(H)), as PyTorch's RNN initialises.
         rng = np.random.default_rng(seed)
         k = 1.0 / np.sqrt(self.hidden_size)
@@ -109,7 +103,11 @@ class RNN:
         return {k: self._params[k].copy() for k in PARAM_NAMES}
 
     def set_params(self, **values: Any) -> None:
-        """Set any of w, w_x, w_h, b1, b2 (shape-checked)."""
+        """Set any of w, w_x, w_h, b1, b2 (shape-checked); any other name is refused."""
+        unknown = sorted(set(values) - set(PARAM_NAMES))
+        if unknown:
+            raise BPTTError(f"set_params got unknown parameter(s) {', '.join(unknown)}; the parameters are "
+                            f"{', '.join(PARAM_NAMES)}")
         for k, v in values.items():
             setattr(self, k, v)
 
@@ -129,7 +127,7 @@ class RNN:
 
     def _check_param(self, name: str, value: Any) -> np.ndarray:
         shape = self.param_shapes()[name]
-        a = _as_float_array(value, name, self.dtype)
+        a = check_float_array(value, name, self.dtype)
         if a.shape != shape:
             if a.size == 1 and int(np.prod(shape)) == 1:
                 a = a.reshape(shape)  # a plain number for a 1x1 parameter
@@ -160,7 +158,7 @@ class RNN:
     def loss(self, x: Any, y: Any, h0: Any = None, reduction: str = "mean") -> float:
         xb, h0b, _ = self._inputs(x, h0)
         yb = self._targets(y, xb)
-        _check_reduction(reduction)
+        check_reduction(reduction)
         with _quiet_overflow():
             fwd = engine.forward(self._p(), xb, h0b, self._f, self._g)
             value = engine.loss(fwd, yb, reduction)
@@ -185,7 +183,7 @@ class RNN:
         backend: "numpy" (engine.py, the readable reference), "numba" (the compiled
             kernels of kernels.py) or "auto" (the compiled kernel that suits the sizes).
         checkpoint: None (store every h_t), "sqrt" (store every ceil(sqrt(T))-th) or k
-            (every k-th): the same gradient, memory ~ (T/k + k) B H; see checkpoint.py.
+            (every k-th): the same gradient, memory ~ (T/k + k) B H; see dispatch.py.
         """
         if (backend == "auto" or backend == "numba") and truncate is None and checkpoint is None and self.hidden_size == 1:
             # the seed's scalar case: a direct compiled call with a few microseconds of overhead
@@ -196,18 +194,18 @@ class RNN:
         return loss, grads
 
     def _loss_grad_h0(self, x, y, h0, reduction, truncate, backend="auto", checkpoint=None):
-        from . import checkpoint as ckpt  # dispatch; numpy only until a compiled kernel is asked for
+        from . import dispatch  # numpy only until a compiled kernel is asked for
 
         xb, h0b, batched = self._inputs(x, h0)
         yb = self._targets(y, xb)
-        _check_reduction(reduction)
+        check_reduction(reduction)
         check_truncate(truncate)
-        ckpt.check_options(backend, checkpoint, truncate)
+        checkpoint = dispatch.check_options(backend, checkpoint, truncate)
         p = self._p()
         T, B, D = xb.shape
-        kernel = ckpt.resolve_kernel(backend, T, B, D, self.hidden_size, self.output_size)
+        kernel = dispatch.resolve_kernel(backend, T, B, D, self.hidden_size, self.output_size)
         with _quiet_overflow():
-            loss, grads, dh0 = ckpt.loss_and_grad(p, xb, yb, h0b, self._f, self._g, reduction, truncate, checkpoint, kernel)
+            loss, grads, dh0 = dispatch.loss_and_grad(p, xb, yb, h0b, self._f, self._g, reduction, truncate, checkpoint, kernel)
         _check_finite_result(np.asarray([loss, *[np.sum(g) for g in grads.values()]]), "the loss or its gradients")
         return loss, grads, (dh0 if batched else dh0[0])
 
@@ -215,7 +213,7 @@ class RNN:
         """The seed's decomposition: dE_i/dθ per error term and per path k.  See ``engine.Decomposition``."""
         xb, h0b, _ = self._inputs(x, h0)
         yb = self._targets(y, xb)
-        _check_reduction(reduction)
+        check_reduction(reduction)
         p = self._p()
         with _quiet_overflow():
             fwd = engine.forward(p, xb, h0b, self._f, self._g)
@@ -223,7 +221,7 @@ class RNN:
 
     # ---------------------------------------------------------------- validation
     def _inputs(self, x: Any, h0: Any) -> tuple[np.ndarray, np.ndarray, bool]:
-        a = _as_float_array(x, "x", self.dtype)
+        a = check_float_array(x, "x", self.dtype)
         D = self.input_size
         if a.ndim == 1 and D == 1:
             a = a[:, None]
@@ -245,7 +243,7 @@ class RNN:
         if h0 is None:
             hb = np.zeros((B, H), dtype=self.dtype)
         else:
-            hb = _as_float_array(h0, "h0", self.dtype)
+            hb = check_float_array(h0, "h0", self.dtype)
             if hb.ndim == 0 or hb.shape == (H,):
                 hb = np.broadcast_to(hb, (B, H)).copy()  # one initial state for every sequence
             elif hb.shape != (B, H):
@@ -253,7 +251,7 @@ class RNN:
         return a, hb, batched
 
     def _targets(self, y: Any, xb: np.ndarray) -> np.ndarray:
-        t = _as_float_array(y, "y", self.dtype)
+        t = check_float_array(y, "y", self.dtype)
         given = t.shape
         T, B, _ = xb.shape
         O = self.output_size
@@ -287,30 +285,6 @@ def _scalar(name: str, v: Any) -> float:
         raise BPTTError(f"{name} must be finite, got {v!r}")
     return f
 
-
-def _as_float_array(value: Any, name: str, dtype: np.dtype) -> np.ndarray:
-    try:
-        if isinstance(value, np.ndarray) and value.dtype in _DTYPES:
-            a = value  # already float32/64: no float64 copy (long sequences would pay T numbers)
-        else:
-            a = np.asarray(value, dtype=np.float64)
-    except (TypeError, ValueError):
-        raise BPTTError(f"{name} must be numeric; could not read {_short(value)} as numbers") from None
-    if not np.all(np.isfinite(a)):
-        bad = np.argwhere(~np.isfinite(a))[0]
-        where = f" at index {tuple(int(i) for i in bad)}" if a.ndim else ""
-        raise BPTTError(f"{name} contains {a[tuple(bad)] if a.ndim else a}{where}; every value must be finite (no NaN or inf)")
-    return a.astype(dtype, copy=False)
-
-
-def _short(value: Any) -> str:
-    s = repr(value)
-    return s if len(s) <= 60 else s[:57] + "..."
-
-
-def _check_reduction(reduction: str) -> None:
-    if reduction not in REDUCTIONS:
-        raise BPTTError(f"reduction must be 'mean' or 'sum', got {reduction!r}")
 
 
 def _quiet_overflow():

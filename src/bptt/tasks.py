@@ -39,7 +39,7 @@ from typing import Any
 
 import numpy as np
 
-from ._errors import BPTTError
+from .validation import BPTTError, check_int
 
 TASKS = ("binary-addition", "sine", "adding", "sunspots", "csv")
 
@@ -90,9 +90,7 @@ class TaskData:
 
 
 def _positive_int(name: str, v: Any, minimum: int = 1) -> int:
-    if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < minimum:
-        raise BPTTError(f"{name} must be an integer >= {minimum}, got {v!r}")
-    return int(v)
+    return check_int(name, v, minimum)  # type: ignore[return-value]
 
 
 # ---------------------------------------------------------------- binary addition

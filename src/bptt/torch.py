@@ -47,8 +47,8 @@ from torch import nn
 from torch.autograd.function import once_differentiable
 
 from . import activations
-from ._errors import BPTTError, check_sizes, check_truncate
-from .checkpoint import segment_length
+from .validation import BPTTError, check_checkpoint, check_sizes, check_truncate
+from .dispatch import segment_length
 from .activations import ACTIVATIONS, Activation
 
 __all__ = ["SigmoidRNN", "sigmoid_rnn", "torch_value", "torch_deriv"]
@@ -261,18 +261,6 @@ def _truncated(w_h, dh_direct, fprime, k):
 
 
 # ---------------------------------------------------------------- functional form and checks
-def _check_checkpoint(checkpoint: Any) -> Any:
-    if checkpoint is None or checkpoint is False:
-        return None
-    if checkpoint is True or checkpoint == "sqrt":
-        return "sqrt"
-    if isinstance(checkpoint, bool) or not isinstance(checkpoint, (int, np.integer)) or checkpoint < 1:
-        raise BPTTError(
-            f"checkpoint must be None, True, 'sqrt' or a positive segment length, got {checkpoint!r}"
-        )
-    return int(checkpoint)
-
-
 def _segment_length(checkpoint: Any, T: int) -> int | None:
     """Steps between stored states, as the numpy engine counts them; None: store all."""
     k = segment_length(T, checkpoint)
@@ -300,13 +288,8 @@ def sigmoid_rnn(
     _check_table()
     f = activations.get(hidden_activation, activations.HIDDEN_ACTIVATIONS, "hidden_activation")
     g = activations.get(output_activation, activations.OUTPUT_ACTIVATIONS, "output_activation")
-    ck = _check_checkpoint(checkpoint)
     tr = check_truncate(truncate)
-    if ck is not None and tr is not None:
-        raise BPTTError(
-            "checkpoint and truncate cannot be combined; truncated BPTT already bounds the backward work, "
-            "so drop one of them"
-        )
+    ck = check_checkpoint(checkpoint, tr)
     params = {"w_x": w_x, "w_h": w_h, "b1": b1, "w": w, "b2": b2}
     for name, t in params.items():
         if not isinstance(t, torch.Tensor):
@@ -380,10 +363,8 @@ class SigmoidRNN(nn.Module):
         self.input_size, self.hidden_size, self.output_size = check_sizes(input_size, hidden_size, output_size)
         self._f = activations.get(hidden_activation, activations.HIDDEN_ACTIVATIONS, "hidden_activation")
         self._g = activations.get(output_activation, activations.OUTPUT_ACTIVATIONS, "output_activation")
-        self.checkpoint = _check_checkpoint(checkpoint)
         self.truncate = check_truncate(truncate)
-        if self.checkpoint is not None and self.truncate is not None:
-            raise BPTTError("checkpoint and truncate cannot be combined; drop one of them")
+        self.checkpoint = check_checkpoint(checkpoint, self.truncate)
         H, D, O = self.hidden_size, self.input_size, self.output_size
         kw = {"dtype": dtype, "device": device}
         k = 1.0 / math.sqrt(H)

@@ -43,7 +43,8 @@ import numpy as np
 
 from . import io as bio
 from . import tasks as T
-from ._errors import BPTTError
+from .activations import HIDDEN_ACTIVATIONS, OUTPUT_ACTIVATIONS
+from .validation import (BPTTError, check_choice, check_dtype, check_int, check_number, check_seed, check_sizes)
 from .engine import PARAM_NAMES
 from .model import RNN
 
@@ -82,48 +83,30 @@ class TrainConfig:
     checkpoint_every: int = 10  # epochs; 0: only at the end
 
     def validate(self) -> None:
-        def pos_int(name: str, v: Any, minimum: int = 1, none_ok: bool = False) -> None:
-            if v is None and none_ok:
-                return
-            if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < minimum:
-                raise BPTTError(f"{name} must be an integer >= {minimum}{' or None' if none_ok else ''}, got {v!r}")
-
-        def pos_num(name: str, v: Any, zero_ok: bool = False, none_ok: bool = False) -> None:
-            if v is None and none_ok:
-                return
-            ok = isinstance(v, (int, float, np.floating)) and not isinstance(v, bool) and math.isfinite(v)
-            if not ok or v < 0 or (v == 0 and not zero_ok):
-                raise BPTTError(f"{name} must be a finite number {'>= 0' if zero_ok else '> 0'}, got {v!r}")
-
-        if self.task not in T.TASKS:
-            raise BPTTError(f"unknown task {self.task!r}; choose one of {', '.join(T.TASKS)}")
-        if self.optimizer not in OPTIMIZERS:
-            raise BPTTError(f"optimizer {self.optimizer!r} is not supported; choose one of {', '.join(OPTIMIZERS)}")
-        if self.schedule not in SCHEDULES:
-            raise BPTTError(f"schedule {self.schedule!r} is not supported; choose one of {', '.join(SCHEDULES)}")
-        if self.dtype not in ("float32", "float64"):
-            raise BPTTError(f"dtype must be float32 or float64, got {self.dtype!r}")
-        pos_int("hidden_size", self.hidden_size)
-        pos_int("epochs", self.epochs)
-        pos_int("batch_size", self.batch_size)
-        pos_int("seed", self.seed, 0)
-        pos_int("checkpoint_every", self.checkpoint_every, 0)
-        pos_int("chunk", self.chunk, none_ok=True)
-        pos_int("truncate", self.truncate, none_ok=True)
-        pos_int("patience", self.patience, none_ok=True)
-        pos_num("lr", self.lr)
-        pos_num("min_lr", self.min_lr, zero_ok=True)
-        pos_num("momentum", self.momentum, zero_ok=True)
-        pos_num("eps", self.eps)
-        pos_num("clip", self.clip, none_ok=True)
-        if self.momentum >= 1:
-            raise BPTTError(f"momentum must be in [0, 1), got {self.momentum}")
+        check_choice("task", self.task, T.TASKS)
+        check_choice("optimizer", self.optimizer, OPTIMIZERS)
+        check_choice("schedule", self.schedule, SCHEDULES)
+        check_dtype(self.dtype)
+        check_choice("hidden_activation", self.hidden_activation, HIDDEN_ACTIVATIONS)
+        check_choice("output_activation", self.output_activation, OUTPUT_ACTIVATIONS)
+        check_sizes(1, self.hidden_size, 1)
+        for name in ("epochs", "batch_size"):
+            check_int(name, getattr(self, name))
+        check_seed(self.seed, none_ok=False)
+        check_int("checkpoint_every", self.checkpoint_every, 0)
+        for name in ("chunk", "truncate", "patience"):
+            check_int(name, getattr(self, name), none_ok=True)
+        check_number("lr", self.lr, 0, low_open=True)
+        check_number("min_lr", self.min_lr, 0)
+        check_number("momentum", self.momentum, 0, 1, high_open=True)
+        check_number("eps", self.eps, 0, low_open=True)
+        check_number("clip", self.clip, 0, low_open=True, none_ok=True)
         if self.nesterov and (self.optimizer != "sgd" or self.momentum == 0):
             raise BPTTError("nesterov needs --optimizer sgd and a momentum > 0")
-        b1, b2 = self.betas
-        if not (0 <= b1 < 1 and 0 <= b2 < 1):
-            raise BPTTError(f"adam betas must be in [0, 1), got {self.betas}")
-
+        if not (isinstance(self.betas, (tuple, list)) and len(self.betas) == 2):
+            raise BPTTError(f"adam betas must be two numbers in [0, 1), got {self.betas!r}")
+        for b in self.betas:
+            check_number("adam beta", b, 0, 1, high_open=True)
     def to_json(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
         d["betas"] = list(self.betas)

@@ -1,4 +1,4 @@
-r"""Gradient dispatch and gradient checkpointing over time.
+r"""Gradient dispatch (which implementation computes a gradient) and checkpointing over time.
 
 Checkpointing (``RNN.loss_and_grad(..., checkpoint="sqrt" | k)``) gives the exact
 full-BPTT gradient while storing only every k-th hidden state:
@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 
 from . import engine
-from ._errors import BPTTError
+from .validation import BPTTError, check_checkpoint, check_choice
 
 BACKENDS = ("auto", "numpy", "numba")
 
@@ -53,21 +53,10 @@ def stored_states(T: int, k: int) -> int:
     return (T + k - 1) // k + 1 + (k + 1)
 
 
-def check_options(backend: Any, checkpoint: Any, truncate: Any) -> None:
-    """Validate backend and checkpoint (truncate is checked by the model)."""
-    if not isinstance(backend, str) or backend not in BACKENDS:
-        raise BPTTError(f"backend must be one of {', '.join(repr(b) for b in BACKENDS)}, got {backend!r}")
-    if checkpoint is not None and checkpoint != "sqrt":
-        if isinstance(checkpoint, bool) or not isinstance(checkpoint, (int, np.integer)) or checkpoint < 1:
-            raise BPTTError(
-                f"checkpoint must be None (store every state), 'sqrt' or a positive number of steps between "
-                f"stored states, got {checkpoint!r}"
-            )
-    if checkpoint is not None and truncate is not None:
-        raise BPTTError(
-            f"checkpoint={checkpoint!r} cannot be combined with truncate={truncate!r}; "
-            "use checkpointing for exact gradients of long sequences, or truncation, not both"
-        )
+def check_options(backend: Any, checkpoint: Any, truncate: Any) -> Any:
+    """Validate backend and checkpoint (truncate is checked by the model); returns the checkpoint."""
+    check_choice("backend", backend, BACKENDS)
+    return check_checkpoint(checkpoint, truncate)
 
 
 def resolve_kernel(backend: str, T: int, B: int, D: int, H: int, O: int) -> str:

@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 import bptt
 from bptt import BPTTError, activations, engine
-from bptt import checkpoint as ck
+from bptt import dispatch
 
 HIDDEN = activations.HIDDEN_ACTIVATIONS
 OUTPUT = activations.OUTPUT_ACTIVATIONS
@@ -55,8 +55,8 @@ def test_every_kernel_checkpointed_equals_reference(kernel, k):
     p = engine.Params(*(0.8 * rng.standard_normal(s) for s in [(O, H), (H, D), (H, H), (H,), (O,)]))
     x, y, h0 = rng.standard_normal((20, B, D)), rng.random((20, B, O)), rng.standard_normal((B, H))
     f, g = activations.ACTIVATIONS["tanh"], activations.ACTIVATIONS["sigmoid"]
-    l0, g0, d0 = ck.loss_and_grad(p, x, y, h0, f, g, "mean", None, None, "numpy")
-    l1, g1, d1 = ck.loss_and_grad(p, x, y, h0, f, g, "mean", None, k, kernel)
+    l0, g0, d0 = dispatch.loss_and_grad(p, x, y, h0, f, g, "mean", None, None, "numpy")
+    l1, g1, d1 = dispatch.loss_and_grad(p, x, y, h0, f, g, "mean", None, k, kernel)
     assert l1 == pytest.approx(l0, rel=1e-12)
     for name in engine.PARAM_NAMES:
         np.testing.assert_allclose(g1[name], g0[name], rtol=1e-10, atol=1e-14, err_msg=name)
@@ -80,13 +80,13 @@ def test_long_scalar_sequence_float32_matches_float64_full():
 
 @pytest.mark.parametrize("T", [1, 2, 3, 4, 99, 100, 101, 10**7])
 def test_sqrt_segment_length_and_stored_states(T):
-    k = ck.segment_length(T, "sqrt")
+    k = dispatch.segment_length(T, "sqrt")
     assert k == math.ceil(math.sqrt(T))
     if T > 4:
-        assert ck.stored_states(T, k) <= 2 * math.sqrt(T) + 4
-    assert ck.segment_length(T, None) == T
-    assert ck.segment_length(T, 10**9) == T
-    assert ck.stored_states(T, T) == T + 1
+        assert dispatch.stored_states(T, k) <= 2 * math.sqrt(T) + 4
+    assert dispatch.segment_length(T, None) == T
+    assert dispatch.segment_length(T, 10**9) == T
+    assert dispatch.stored_states(T, T) == T + 1
 
 
 @pytest.mark.parametrize("backend", ["numpy", "numba"])
@@ -113,12 +113,20 @@ def test_checkpointing_lowers_peak_memory(backend):
     assert sq < full / 8, (full, sq)
 
 
-@pytest.mark.parametrize("bad", [0, -3, 1.5, "log", True, "SQRT", [4]])
+@pytest.mark.parametrize("bad", [0, -3, 1.5, "log", "SQRT", [4], 2**80])
 def test_bad_checkpoint_is_one_line_error(bad):
     m = bptt.RNN(2, 3, 1, seed=0)
     with pytest.raises(BPTTError, match="checkpoint must be None") as e:
         m.loss_and_grad(np.zeros((5, 2)), np.zeros((5, 1)), checkpoint=bad)
     assert "\n" not in str(e.value)
+
+
+def test_checkpoint_true_means_sqrt_as_in_the_torch_layer():
+    m = bptt.RNN(2, 3, 1, seed=0)
+    x, y = np.linspace(0, 1, 14).reshape(7, 2), np.full((7, 1), 0.3)
+    a = m.loss_and_grad(x, y, checkpoint=True, backend="numpy")
+    b = m.loss_and_grad(x, y, checkpoint="sqrt", backend="numpy")
+    assert a[0] == b[0] and all(np.array_equal(a[1][k], b[1][k]) for k in a[1])
 
 
 def test_checkpoint_with_truncate_is_refused():

@@ -1,0 +1,175 @@
+"""The one exception users see, and the one family of checks that raise it.
+
+Every door (``RNN``, ``bptt.torch.SigmoidRNN``, tasks, training, the command line)
+validates through these functions, so the same mistake gets the same message
+whichever way it comes in.  A message is one line: what was found, what is
+required, and how to fix it (scikit-learn's ``check_scalar`` style).
+
+    check_int(name, value, minimum=1, ...)       integers (booleans refused), bounded
+    check_number(name, value, minimum=..., ...)  finite real numbers, bounded
+    check_choice(name, value, choices)           one of a fixed set of names
+    check_dtype(value)                           float32 or float64, as a numpy dtype
+    check_reduction(value)                       "mean" or "sum"
+    check_sizes(D, H, O), check_truncate(k), check_checkpoint(c), check_seed(s)
+    check_float_array(value, name, dtype)        finite float array, no needless copy
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Iterable
+
+import numpy as np
+
+
+class BPTTError(ValueError):
+    """Bad input. Its message is one line: what was found, what is required, how to fix it.
+
+    The CLI prints it as ``error: <message>`` and exits with status 2.
+    """
+
+
+# Integers beyond this are refused everywhere: they would overflow the int64 the
+# compiled kernels and numpy use (and no sequence, batch or epoch count is that big).
+MAX_INT = 2**62
+# The largest network dimension accepted: bigger ones cannot be allocated (H^2 float64 > 100 TB).
+MAX_SIZE = 2**22
+DTYPES = ("float32", "float64")
+REDUCTIONS = ("mean", "sum")
+CHECKPOINT_TRUNCATE_MESSAGE = (
+    "checkpoint={checkpoint!r} cannot be combined with truncate={truncate!r}; use checkpointing for exact "
+    "gradients of long sequences, or truncation, not both"
+)
+
+
+def short_repr(value: Any, limit: int = 60) -> str:
+    """repr(value), cut to ``limit`` characters: messages stay one readable line."""
+    s = repr(value)
+    return s if len(s) <= limit else s[: limit - 3] + "..."
+
+
+def check_int(name: str, value: Any, minimum: int = 1, maximum: int = MAX_INT, *, none_ok: bool = False,
+              what: str | None = None) -> int | None:
+    """value as an int in [minimum, maximum] (booleans refused); None passes when none_ok."""
+    if value is None and none_ok:
+        return None
+    ok = not isinstance(value, bool) and isinstance(value, (int, np.integer)) and minimum <= value <= maximum
+    if not ok:
+        if what is None:
+            what = f"an integer >= {minimum}" if maximum >= MAX_INT else f"an integer in [{minimum}, {maximum}]"
+            if none_ok:
+                what += " or None"
+        raise BPTTError(f"{name} must be {what}, got {short_repr(value)}")
+    return int(value)
+
+
+def check_positive_int(name: str, value: Any, what: str = "a positive integer") -> int:
+    """value as an int >= 1 (booleans refused)."""
+    return check_int(name, value, 1, what=what)  # type: ignore[return-value]
+
+
+def check_number(name: str, value: Any, minimum: float | None = None, maximum: float | None = None, *,
+                 low_open: bool = False, high_open: bool = False, none_ok: bool = False) -> float | None:
+    """value as a finite float in the given interval (booleans and complex refused)."""
+    if value is None and none_ok:
+        return None
+    real = isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool)
+    v = float(value) if real else math.nan
+    ok = real and math.isfinite(v)
+    if ok and minimum is not None:
+        ok = v > minimum if low_open else v >= minimum
+    if ok and maximum is not None:
+        ok = v < maximum if high_open else v <= maximum
+    if not ok:
+        if minimum is not None and maximum is not None:
+            req = f"in {'(' if low_open else '['}{minimum:g}, {maximum:g}{')' if high_open else ']'}"
+        elif minimum is not None:
+            req = f"{'>' if low_open else '>='} {minimum:g}"
+        elif maximum is not None:
+            req = f"{'<' if high_open else '<='} {maximum:g}"
+        else:
+            req = ""
+        req = f"a finite number {req}".rstrip() + (" or None" if none_ok else "")
+        raise BPTTError(f"{name} must be {req}, got {short_repr(value)}")
+    return v
+
+
+def check_choice(name: str, value: Any, choices: Iterable[str]) -> str:
+    """value, one of ``choices`` (strings)."""
+    choices = tuple(choices)
+    if not isinstance(value, str) or value not in choices:
+        raise BPTTError(f"{name} {short_repr(value)} is not supported; choose one of {', '.join(choices)}")
+    return value
+
+
+def check_dtype(value: Any, name: str = "dtype") -> np.dtype:
+    """float32 or float64 (names, numpy types or dtypes), as a numpy dtype."""
+    try:
+        dt = np.dtype(value) if value is not None else None
+    except (TypeError, ValueError):
+        dt = None
+    if dt is None or dt.name not in DTYPES:
+        raise BPTTError(f"{name} must be float32 or float64, got {short_repr(value)}")
+    return dt
+
+
+def check_reduction(value: Any) -> str:
+    if not isinstance(value, str) or value not in REDUCTIONS:
+        raise BPTTError(f"reduction must be 'mean' or 'sum', got {short_repr(value)}")
+    return value
+
+
+def check_sizes(input_size: Any, hidden_size: Any, output_size: Any) -> tuple[int, int, int]:
+    """(D, H, O) of a network, each a positive integer no larger than MAX_SIZE."""
+    return tuple(  # type: ignore[return-value]
+        check_int(name, v, 1, MAX_SIZE, what=f"a positive integer <= {MAX_SIZE}")
+        for name, v in (("input_size", input_size), ("hidden_size", hidden_size), ("output_size", output_size))
+    )
+
+
+def check_truncate(truncate: Any) -> int | None:
+    """None (full BPTT) or k >= 1 steps."""
+    return check_int("truncate", truncate, 1, none_ok=True,
+                     what="a positive number of steps or None (full BPTT)")
+
+
+def check_checkpoint(checkpoint: Any, truncate: Any = None) -> Any:
+    """None (store every state), 'sqrt' (True means 'sqrt') or k >= 1 steps between stored states.
+
+    Refuses combining it with truncation: its windows cross segment boundaries.
+    """
+    if checkpoint is False:
+        checkpoint = None
+    if checkpoint is True:
+        checkpoint = "sqrt"
+    if checkpoint is not None and checkpoint != "sqrt":
+        checkpoint = check_int(
+            "checkpoint", checkpoint, 1,
+            what="None (store every state), 'sqrt' or a positive number of steps between stored states")
+    if checkpoint is not None and truncate is not None:
+        raise BPTTError(CHECKPOINT_TRUNCATE_MESSAGE.format(checkpoint=checkpoint, truncate=truncate))
+    return checkpoint
+
+
+def check_seed(seed: Any, none_ok: bool = True) -> int | None:
+    """A random seed: None or an integer in [0, 2^63)."""
+    return check_int("seed", seed, 0, 2**63 - 1, none_ok=none_ok,
+                     what="a non-negative integer" + (" or None" if none_ok else ""))
+
+
+def check_float_array(value: Any, name: str, dtype: np.dtype) -> np.ndarray:
+    """value as a finite array of ``dtype``; float32/float64 arrays are not copied to float64 first."""
+    if not (isinstance(value, np.ndarray) and value.dtype.name in DTYPES) and np.iscomplexobj(value):
+        raise BPTTError(f"{name} is complex; give real numbers (take .real if the imaginary part is 0)")
+    try:
+        if isinstance(value, np.ndarray) and value.dtype.name in DTYPES:
+            a = value  # already float32/64: no float64 copy (long sequences would pay T numbers)
+        else:
+            a = np.asarray(value, dtype=np.float64)
+    except (TypeError, ValueError, OverflowError):
+        raise BPTTError(f"{name} must be numeric; could not read {short_repr(value)} as numbers") from None
+    if not np.all(np.isfinite(a)):
+        bad = np.argwhere(~np.isfinite(a))[0]
+        where = f" at index {tuple(int(i) for i in bad)}" if a.ndim else ""
+        raise BPTTError(f"{name} contains {a[tuple(bad)] if a.ndim else a}{where}; every value must be finite (no NaN or inf)")
+    return a.astype(dtype, copy=False)
