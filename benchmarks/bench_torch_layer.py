@@ -36,7 +36,7 @@ import platform
 import subprocess
 import sys
 
-from bptt.bench import GRID, Size, _fmt_time, make_problem, reference, rel_error, torch_layer, torch_loop
+from bptt.bench import GRID, Size, fmt_time, make_problem, reference, rel_error, torch_layer, torch_loop
 from bptt.bench import timeit as _timeit
 
 VARIANTS = ("loop", "layer", "layer+ckpt", "nn.RNN")
@@ -159,7 +159,7 @@ def cuda_peak(fn) -> float:
 
 # ------------------------------------------------------------------ the table
 def _t(v: float | None) -> str:
-    return "not measured" if v is None else _fmt_time(v)
+    return "not measured" if v is None else fmt_time(v)
 
 
 def _mib(v: float | None) -> str:

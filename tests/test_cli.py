@@ -81,7 +81,7 @@ def test_bad_input_is_one_line_and_exit_2(capsys, argv, message):
 
 
 def test_console_script_runs_the_seed():
-    exe = [sys.executable, "-m", "bptt.cli"]
+    exe = [sys.executable, "-m", "bptt"]
     p = subprocess.run([*exe, "seed"], capture_output=True, text=True)
     assert p.returncode == 0 and "Errata" in p.stdout
     p = subprocess.run([*exe, "grad", "--x", "1", "--y", "x"], capture_output=True, text=True)

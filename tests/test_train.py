@@ -19,6 +19,7 @@ from hypothesis import strategies as st
 from bptt import RNN, BPTTError
 from bptt import io as bio
 from bptt import tasks as T
+from bptt import gradflow as gf
 from bptt import train as tr
 from bptt.cli import main
 
@@ -163,7 +164,7 @@ def test_gradient_flow_matches_torch_autograd(T_, H, D, O, act, out, seed):
     m.set_params(w_h=rng.normal(0, 1.5, (H, H)))
     x = rng.normal(0, 1, (T_, D))
     y = rng.uniform(0, 1, (T_, O))
-    G = tr.gradient_flow(m, x, y)
+    G = gf.gradient_flow(m, x, y)
     want = _torch_flow(m, x, y)
     assert np.array_equal(np.isnan(G), np.isnan(want))
     np.testing.assert_allclose(G[~np.isnan(G)], want[~np.isnan(want)], rtol=1e-10, atol=1e-300)
@@ -173,13 +174,13 @@ def test_gradflow_pair_uses_same_weights_and_blanks_unscored_rows():
     m = RNN(2, 4, 1, seed=1)
     x = np.random.default_rng(0).uniform(0, 1, (5, 2))
     y = np.array([[np.nan], [np.nan], [np.nan], [np.nan], [0.7]])
-    maps = tr.gradflow_pair(m, x, y)
+    maps = gf.gradflow_pair(m, x, y)
     (s_label, S), (t_label, Tm) = maps.items()
     assert s_label.startswith("sigmoid") and t_label.startswith("tanh")
     assert np.all(np.isnan(S[:4])) and np.all(np.isfinite(S[4]))
     twin = RNN(2, 4, 1, "tanh", seed=99)
     twin.set_params(**m.params())
-    np.testing.assert_array_equal(Tm[4], tr.gradient_flow(twin, x, np.full((5, 1), 0.7))[4])
+    np.testing.assert_array_equal(Tm[4], gf.gradient_flow(twin, x, np.full((5, 1), 0.7))[4])
 
 
 # ---------------------------------------------------------------- learning and reproducibility
@@ -230,7 +231,7 @@ def test_early_stopping_stops_after_patience():
 def _cli(args, env=None):
     e = dict(os.environ)
     e.update(env or {})
-    return subprocess.run([sys.executable, "-m", "bptt.cli", *args], capture_output=True, text=True, env=e, timeout=300)
+    return subprocess.run([sys.executable, "-m", "bptt", *args], capture_output=True, text=True, env=e, timeout=300)
 
 
 def _params(folder: Path) -> dict[str, bytes]:
@@ -319,7 +320,7 @@ def test_csv_train_and_predict_in_user_units(tmp_path, capsys):
     assert main(["gradflow", "--model", str(out), "--x", ",".join(map(str, seq)), "--out", str(png), "--json"]) == 0
     got = json.loads(capsys.readouterr().out)["decay"]
     u = (np.array(seq)[:, None] - lo) / (hi - lo)
-    want = tr.decay_summary(tr.gradient_flow(m, u[:-1], u[1:]))
+    want = gf.decay_summary(gf.gradient_flow(m, u[:-1], u[1:]))
     assert got["sigmoid (as trained)"] == pytest.approx(want, rel=1e-12) and set(want) == {"1", "2"}
     assert main(["gradflow", "--model", str(out), "--x", "900", "--out", str(tmp_path / "f2.png")]) == 2
     assert "at least 2 values" in _one_error_line(capsys)

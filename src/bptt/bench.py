@@ -337,7 +337,7 @@ def machine() -> str:
 
 
 # ------------------------------------------------------------------ the run
-def _fmt_time(t: float | None) -> str:
+def fmt_time(t: float | None) -> str:
     if t is None:
         return "absent"
     if t < 1e-3:
@@ -412,7 +412,7 @@ def table(rows, peak: float) -> str:
         vs_layer = f"{t['PyTorch'] / t['layer']:.1f}×" if t.get("PyTorch") and t.get("layer") else "absent"
         gf = s.flops / mine / 1e9
         err = ", ".join(f"{p} {e:.0e}" for p, e in r["errors"].items())
-        cells = ([s.label(), r["kernel"]] + [_fmt_time(t.get(p)) for p in ("bptt", "PyTorch", "JAX", *layers)]
+        cells = ([s.label(), r["kernel"]] + [fmt_time(t.get(p)) for p in ("bptt", "PyTorch", "JAX", *layers)]
                  + [ratio, vs["PyTorch"], vs["JAX"], vs_layer, f"{gf:.2f} ({100 * gf / peak:.0f} %)", err])
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)

@@ -415,7 +415,7 @@ def run_train_args(args: argparse.Namespace) -> int:
     one after the last epoch (no model selection on the validation split, no checkpoints/resume).
     """
     from . import tasks as T
-    from .cli import train_config_from_args
+    from .cli.train import train_config_from_args
     from .train import load_task
 
     if args.backend != "torch":
@@ -459,9 +459,9 @@ def run_train_args(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from .cli import _Parser
+    from .cli._common import Parser
 
-    p = _Parser(prog="python -m bptt.ddp", description=__doc__.split("\n\n")[0])
+    p = Parser(prog="python -m bptt.ddp", description=__doc__.split("\n\n")[0])
     add_options(p)
     try:
         args = p.parse_args(argv)

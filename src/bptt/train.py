@@ -30,11 +30,9 @@ an uninterrupted run.
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 import os
 import signal
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -42,7 +40,7 @@ from typing import Any, Callable
 import numpy as np
 
 from . import io as bio
-from . import tasks as T
+from . import tasks
 from .activations import HIDDEN_ACTIVATIONS, OUTPUT_ACTIVATIONS
 from .validation import (BPTTError, check_choice, check_dtype, check_int, check_number, check_seed, check_sizes)
 from .engine import PARAM_NAMES
@@ -83,7 +81,7 @@ class TrainConfig:
     checkpoint_every: int = 10  # epochs; 0: only at the end
 
     def validate(self) -> None:
-        check_choice("task", self.task, T.TASKS)
+        check_choice("task", self.task, tasks.TASKS)
         check_choice("optimizer", self.optimizer, OPTIMIZERS)
         check_choice("schedule", self.schedule, SCHEDULES)
         check_dtype(self.dtype)
@@ -148,8 +146,8 @@ def _option_flag(name: str) -> str:
 
 def config_for(task: str, task_options: dict[str, Any] | None = None, **settings: Any) -> TrainConfig:
     """TrainConfig for ``task``: TrainConfig's defaults, then TASK_DEFAULTS[task], then ``settings``."""
-    if task not in T.TASKS:
-        raise BPTTError(f"unknown task {task!r}; choose one of {', '.join(T.TASKS)}")
+    if task not in tasks.TASKS:
+        raise BPTTError(f"unknown task {task!r}; choose one of {', '.join(tasks.TASKS)}")
     task_options = dict(task_options or {})
     allowed = TASK_OPTIONS[task]
     for k in task_options:
@@ -165,14 +163,14 @@ def config_for(task: str, task_options: dict[str, Any] | None = None, **settings
     return cfg
 
 
-def load_task(cfg: TrainConfig) -> T.TaskData:
+def load_task(cfg: TrainConfig) -> tasks.TaskData:
     """The task's data for this config (seeded by cfg.seed)."""
     allowed = TASK_OPTIONS.get(cfg.task, ())
     for k in cfg.task_options:
         if k not in allowed:
             raise BPTTError(f"{_option_flag(k)} does not apply to task {cfg.task}; its options are "
                             f"{', '.join(_option_flag(a) for a in allowed)}")
-    return T.load(cfg.task, seed=cfg.seed, **cfg.task_options)
+    return tasks.load(cfg.task, seed=cfg.seed, **cfg.task_options)
 
 
 # ---------------------------------------------------------------- optimizers
@@ -295,7 +293,7 @@ def masked_loss_and_grad(model: RNN, x, y, mask, h0, truncate, need_state: bool 
     return loss * scale, {k: g * scale for k, g in grads.items()}, h_last, n
 
 
-def evaluate(model: RNN, split: T.Split, batch: int = 4096) -> float:
+def evaluate(model: RNN, split: tasks.Split, batch: int = 4096) -> float:
     """The seed's loss (mean of 1/2 ||y - y'||^2 over scored steps) on a whole split, full sequences."""
     total, count = 0.0, 0
     for lo in range(0, split.n, batch):
@@ -310,33 +308,6 @@ def evaluate(model: RNN, split: T.Split, batch: int = 4096) -> float:
             total += float(r2[m].sum())
             count += int(m.sum())
     return total / max(count, 1)
-
-
-# ---------------------------------------------------------------- gradient flow
-def gradient_flow(model: RNN, x: Any, y: Any, h0: Any = None) -> np.ndarray:
-    """G[t, k] = ||∂E_t/∂h_k||, E_t = 1/2 ||y_t - y'_t||^2, for one sequence.  Returns (T, T), NaN for k > t.
-
-    x (T, D), y (T, O).  Indices are 0-based: row t is E_{t+1}, column k is h_{k+1}.
-    ∂E_t/∂h_t = (y'_t - y_t) g'(u_t) w, and ∂E_t/∂h_{k-1} = (∂E_t/∂h_k * f'(z_k)) w_h:
-    the seed's dh_i/dh_k factor, one step at a time.
-    """
-    fwd = model.forward(x, h0=h0)  # unbatched: h (T+1, H), y_pred (T, O)
-    yv = np.asarray(y, dtype=np.float64).reshape(fwd.y_pred.shape)
-    f = model._f
-    g = model._g
-    Tn = fwd.y_pred.shape[0]
-    du = (fwd.y_pred - yv) * g.deriv(fwd.y_pred)  # (T, O)
-    fprime = f.deriv(fwd.h[1:])  # (T, H)
-    G = np.full((Tn, Tn), np.nan)
-    for t in range(Tn):
-        delta = du[t] @ model.w  # (H,): ∂E_t/∂h_t
-        G[t, t] = np.linalg.norm(delta)
-        for k in range(t - 1, -1, -1):
-            delta = (delta * fprime[k + 1]) @ model.w_h  # ∂E_t/∂h_k
-            G[t, k] = np.linalg.norm(delta)
-    return G
-
-
 # ---------------------------------------------------------------- checkpoints
 def _checkpoint_path(out: Path) -> Path:
     return out / "checkpoint.npz"
@@ -370,7 +341,7 @@ def load_checkpoint(out: Path) -> tuple[TrainConfig, dict[str, np.ndarray], dict
 @dataclass
 class TrainResult:
     model: RNN
-    data: T.TaskData
+    data: tasks.TaskData
     history: dict[str, list[float]]
     metrics: dict[str, Any]
     config: TrainConfig
@@ -381,7 +352,7 @@ def train(
     out: str | Path | None = None,
     resume: bool = False,
     progress: Callable[[dict[str, Any]], None] | None = None,
-    data: T.TaskData | None = None,
+    data: tasks.TaskData | None = None,
 ) -> TrainResult:
     """Train per ``cfg``.  With ``out``, checkpoints go to out/checkpoint.npz; ``resume`` continues from it.
 
@@ -470,7 +441,7 @@ def train(
     final = RNN(data.input_size, cfg.hidden_size, data.output_size, cfg.hidden_activation, cfg.output_activation, dtype)
     final.set_params(**best)
     history = {"train_loss": list(state["train_loss"]), "val_loss": list(state["val_loss"])}
-    m = T.metrics(data, final)
+    m = tasks.metrics(data, final)
     m.update(best_epoch=state["best_epoch"], best_val_loss=state["best_val"], epochs_run=state["epoch"],
              stopped_early=state["stopped_early"], updates=state["step"])
     return TrainResult(final, data, history, m, cfg)
@@ -489,7 +460,7 @@ def model_info(result: TrainResult) -> dict[str, Any]:
 
 def write_outputs(result: TrainResult, out: Path) -> dict[str, Path]:
     """model.npz, metrics.json and the plots (loss.png, predictions.png, gradflow.png) in ``out``."""
-    from . import plots
+    from . import gradflow, plots
 
     out = Path(out)
     paths = {"model": out / "model.npz", "metrics": out / "metrics.json"}
@@ -499,302 +470,8 @@ def write_outputs(result: TrainResult, out: Path) -> dict[str, Path]:
     bio.atomic_write_json(paths["metrics"], metrics)
     paths["loss_plot"] = plots.loss_curves(result.history, out / "loss.png", title=f"{result.data.name}: loss per epoch")
     paths["predictions_plot"] = plots.predictions(result.data, result.model, result.metrics, out / "predictions.png")
-    x, y = gradflow_sequence(result.data)
-    maps = gradflow_pair(result.model, x, y)
+    x, y = gradflow.gradflow_sequence(result.data)
+    maps = gradflow.gradflow_pair(result.model, x, y)
     paths["gradflow_plot"] = plots.gradient_flow_maps(maps, out / "gradflow.png",
                                                       title=f"{result.data.name}: ‖∂E_t/∂h_k‖, first test sequence")
     return paths
-
-
-def gradflow_sequence(data: T.TaskData, index: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """One test sequence x (T, D), y (T, O).
-
-    A series window's unscored steps still have true next-value targets, so every row is kept;
-    the adding problem has no target before its last step, so those rows get NaN (left blank).
-    """
-    if not 0 <= index < data.test.n:
-        raise BPTTError(f"sequence index {index} is out of range; the test split has {data.test.n} sequences (0..{data.test.n - 1})")
-    x = data.test.x[:, index]
-    y = data.test.y[:, index].copy()
-    if data.test.mask is not None and data.series is None:
-        y[~data.test.mask[:, index]] = np.nan
-    return x, y
-
-
-def gradflow_pair(model: RNN, x: np.ndarray, y: np.ndarray) -> dict[str, np.ndarray]:
-    """The model's map and the map of the same weights with the other hidden activation (sigmoid <-> tanh).
-
-    Rows whose target is NaN (unscored steps) are NaN.
-    """
-    other = "tanh" if model.hidden_activation != "tanh" else "sigmoid"
-    twin = RNN(model.input_size, model.hidden_size, model.output_size, other, model.output_activation, model.dtype)
-    twin.set_params(**model.params())
-    rows = ~np.any(np.isnan(y), axis=-1)  # (T,)
-    y0 = np.where(np.isnan(y), 0.0, y)
-    out = {}
-    for label, m in ((f"{model.hidden_activation} (as trained)", model), (f"{other} (same weights)", twin)):
-        G = gradient_flow(m, x, y0)
-        G[~rows] = np.nan
-        out[label] = G
-    return out
-
-
-def now() -> float:
-    return time.perf_counter()
-
-
-# ---------------------------------------------------------------- command line (bptt train / predict / gradflow)
-def run_cli(cfg: TrainConfig | None, out: str | Path, force: bool = False, resume: bool = False, progress: bool = True) -> int:
-    """`bptt train`: check the folder, train with a progress bar, write model, metrics and plots.
-
-    Every check (folder, settings, task data) happens before anything is written.
-    """
-    from rich.console import Console
-
-    con = Console(highlight=False)
-    out = Path(out)
-    if resume:
-        if not out.is_dir():
-            raise BPTTError(f"{out}: no such folder to resume; give the --out folder of the run to continue")
-        cfg = load_checkpoint(out)[0]
-    else:
-        assert cfg is not None
-        bio.check_out_dir(out, force, can_resume=True)
-    cfg.validate()
-    data = load_task(cfg)  # bad task input fails here, before the folder is touched
-    out.mkdir(parents=True, exist_ok=True)
-    if not resume:
-        bio.atomic_write_json(out / "config.json", cfg.to_json())
-        model0 = RNN(data.input_size, cfg.hidden_size, data.output_size, cfg.hidden_activation, cfg.output_activation,
-                     np.dtype(cfg.dtype), seed=cfg.seed)
-        # an epoch-0 checkpoint, so that a run killed before its first checkpoint can still be resumed
-        save_checkpoint(out, cfg, model0, make_optimizer(cfg, model0.params()),
-                        {"epoch": 0, "step": 0, "train_loss": [], "val_loss": [], "best_val": None,
-                         "best_epoch": 0, "bad_epochs": 0, "stopped_early": False}, model0.params())
-
-    batches = math.ceil(data.train.n / cfg.batch_size)
-    con.print(f"[bold]bptt train[/bold] task={cfg.task} hidden={cfg.hidden_size} ({cfg.hidden_activation}) "
-              f"optimizer={cfg.optimizer} lr={cfg.lr} epochs={cfg.epochs} batches/epoch={batches} seed={cfg.seed} -> {out}"
-              + ("  (resumed)" if resume else ""))
-    live = progress and con.is_terminal
-    every = max(1, cfg.epochs // 10)
-    t0 = time.perf_counter()
-    if live:
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
-
-        bar = Progress(TextColumn("epoch {task.fields[epoch]}/" + str(cfg.epochs)), BarColumn(), MofNCompleteColumn(),
-                       TextColumn("loss {task.fields[loss]}  val {task.fields[val]}"), TimeElapsedColumn(),
-                       TimeRemainingColumn(), console=con, transient=False)
-        tid = bar.add_task("train", total=cfg.epochs * batches, epoch=0, loss="-", val="-")
-
-        def report(info: dict[str, Any]) -> None:
-            if info.get("done"):
-                bar.update(tid, val=f"{info['val_loss']:.5g}")
-            else:
-                bar.update(tid, completed=(info["epoch"] - 1) * batches + info["batch"], epoch=info["epoch"],
-                           loss=f"{info['loss']:.5g}")
-
-        with bar:
-            result = train(cfg, out, resume=resume, progress=report, data=data)
-    else:
-
-        def report(info: dict[str, Any]) -> None:
-            if progress and info.get("done") and (info["epoch"] % every == 0 or info["epoch"] == cfg.epochs):
-                print(f"epoch {info['epoch']}/{cfg.epochs}  train loss {info['train_loss']:.5g}  val loss {info['val_loss']:.5g}",
-                      flush=True)
-
-        result = train(cfg, out, resume=resume, progress=report, data=data)
-    paths = write_outputs(result, out)
-    elapsed = time.perf_counter() - t0
-    from rich.table import Table
-
-    t = Table(title=f"{cfg.task}: test set (model of epoch {result.metrics['best_epoch']}, "
-              f"lowest validation loss; {result.metrics['epochs_run']} epochs, {elapsed:.1f} s)", title_justify="left")
-    t.add_column("metric")
-    t.add_column("value", justify="right")
-    for k, v in result.metrics.items():
-        if isinstance(v, (int, float)) and not isinstance(v, bool) and k not in ("best_epoch", "epochs_run"):
-            t.add_row(k, f"{v:.6g}" if isinstance(v, float) else str(v))
-    con.print(t)
-    con.print("wrote " + ", ".join(str(p.name) for p in paths.values()) + f" in {out}")
-    return 0
-
-
-def _ints(text: str, option: str) -> list[int]:
-    out = []
-    for part in str(text).split(","):
-        try:
-            out.append(int(part.strip()))
-        except ValueError:
-            raise BPTTError(f"{option}: {part.strip()!r} is not an integer; write e.g. {option} 12,200") from None
-    return out
-
-
-def _steps(text: str, d: int) -> np.ndarray:
-    """'0.3:0,0.7:1' -> (T, d).  Steps by commas, a step's inputs by colons."""
-    rows = []
-    for i, step in enumerate(str(text).split(",")):
-        parts = step.split(":")
-        if len(parts) != d:
-            raise BPTTError(f"--x: step {i + 1} ({step!r}) has {len(parts)} inputs but the model takes {d}; "
-                            f"write each step as {':'.join(['v'] * d)}")
-        try:
-            vals = [float(p) for p in parts]
-        except ValueError:
-            raise BPTTError(f"--x: step {i + 1} ({step!r}) is not numeric") from None
-        if not all(math.isfinite(v) for v in vals):
-            raise BPTTError(f"--x: step {i + 1} ({step!r}) is not finite")
-        rows.append(vals)
-    return np.array(rows, dtype=np.float64)  # (T, d)
-
-
-def predict_cli(model_dir: str | Path, x: str | None = None, csv: str | None = None, column: str | None = None,
-                a: str | None = None, b: str | None = None, as_json: bool = False) -> int:
-    """`bptt predict`: binary sums, or one-step-ahead predictions in the data's own units."""
-    model, info = bio.load_model(model_dir)
-    task = info.get("task")
-    scaling = T.Scaling(**info["scaling"]) if info.get("scaling") else None
-    if a is not None or b is not None:
-        if task != "binary-addition":
-            raise BPTTError(f"--a/--b are for binary-addition models; this model was trained on {task!r}")
-        if a is None or b is None:
-            raise BPTTError("give both --a and --b (comma-separated integers of equal count)")
-        A, B = _ints(a, "--a"), _ints(b, "--b")
-        if len(A) != len(B):
-            raise BPTTError(f"--a has {len(A)} numbers but --b has {len(B)}; give them in pairs")
-        bits = int(info["task_info"]["bits"])
-        for v, opt in [(v, "--a") for v in A] + [(v, "--b") for v in B]:
-            if not 0 <= v < (1 << bits):
-                raise BPTTError(f"{opt}: {v} does not fit in {bits} bits; give integers in 0..{(1 << bits) - 1}")
-        xs, _ = T.addition_sequences(A, B, bits)
-        got = T.bits_to_int(model.predict(xs.astype(model.dtype))[..., 0] > 0.5)
-        rows = [{"a": p, "b": q, "network": int(g), "true": p + q, "exact": int(g) == p + q} for p, q, g in zip(A, B, got)]
-        if as_json:
-            print(json.dumps(rows))
-        else:
-            for r in rows:
-                print(f"{r['a']} + {r['b']} = {r['network']}  ({'exact' if r['exact'] else 'WRONG, true ' + str(r['true'])})")
-        return 0
-    if csv is not None or column is not None:
-        if csv is None or column is None:
-            raise BPTTError("give both --csv FILE and --column NAME")
-        if x is not None:
-            raise BPTTError("give the input either with --x or with --csv/--column, not both")
-        (vals,) = T.read_csv_columns(csv, [column])
-        if len(vals) == 0:
-            raise BPTTError(f"{csv}: column {column!r} has no values")
-        xv = vals[:, None]  # (T, 1)
-    elif x is not None:
-        xv = _steps(x, model.input_size)
-    elif task == "sunspots":
-        years, series = T.sunspots_series()
-        w = int(info["task_info"]["window"])
-        xv = series[-w:, None]
-    else:
-        raise BPTTError("give the input: --x V1,V2,... (or --csv FILE --column NAME; --a/--b for binary-addition)")
-    if xv.shape[1] != model.input_size:
-        raise BPTTError(f"the input has {xv.shape[1]} values per step but the model takes {model.input_size}; use --x with a:b steps")
-    xin = scaling.to_unit(xv) if scaling else xv  # (T, D)
-    pred = model.predict(xin.astype(model.dtype)).astype(np.float64)  # (T, O)
-    pred_u = scaling.from_unit(pred) if scaling else pred
-    series_model = scaling is not None
-    out = {"task": task, "inputs": xv.tolist(), "predictions": pred_u.tolist(),
-           "units": "the data's own units" if series_model else "model outputs"}
-    if series_model:
-        out["next"] = float(pred_u[-1, 0])
-    if as_json:
-        print(json.dumps(out))
-        return 0
-    for t in range(len(xv)):
-        xs_ = ", ".join(f"{v:.6g}" for v in xv[t])
-        ps = ", ".join(f"{v:.6g}" for v in pred_u[t])
-        print(f"t={t + 1:4d}  x={xs_:>12}  " + (f"next predicted={ps}" if series_model else f"y'={ps}"))
-    if series_model:
-        print(f"forecast of the value after the last input: {out['next']:.6g}")
-    return 0
-
-
-def decay_summary(G: np.ndarray, lags: tuple[int, ...] = (1, 2, 5, 10, 20, 40)) -> dict[str, float]:
-    """Median over t of ||∂E_t/∂h_{t-lag}|| / ||∂E_t/∂h_t||: the error signal left after `lag` steps back."""
-    out = {}
-    for lag in lags:
-        if lag >= G.shape[0]:
-            break
-        r = [G[t, t - lag] / G[t, t] for t in range(lag, G.shape[0]) if np.isfinite(G[t, t]) and G[t, t] > 0]
-        if r:
-            out[str(lag)] = float(np.median(r))
-    return out
-
-
-def gradflow_cli(out: str | Path, force: bool = False, model: str | None = None, index: int = 0, hidden: int = 16,
-                 length: int = 40, init_scale: float = 1.0, seed: int = 0, as_json: bool = False,
-                 x: str | None = None, y: str | None = None) -> int:
-    """`bptt gradflow`: the ‖∂E_t/∂h_k‖ heat maps, sigmoid and tanh side by side, and a decay summary.
-
-    With ``model``: one test sequence of its task (``index``) or the user's ``x`` (and ``y``; for a
-    series model the inputs are x_1..x_{T-1} and the targets x_2..x_T, in the data's units).
-    """
-    from . import plots
-
-    out = Path(out)
-    if out.exists() and not force:
-        raise BPTTError(f"{out} exists; give another --out or --force to overwrite it")
-    if out.suffix.lower() != ".png":
-        raise BPTTError(f"--out {out}: the heat map is written as PNG; give a file name ending in .png")
-    if not out.parent.is_dir():
-        raise BPTTError(f"--out {out}: folder {out.parent} does not exist")
-    if (x is not None or y is not None) and model is None:
-        raise BPTTError("--x/--y need --model (without it, gradflow draws random networks on random data)")
-    if model is not None and x is not None:
-        m, info = bio.load_model(model)
-        xv = _steps(x, m.input_size)  # (T, D)
-        scaling = T.Scaling(**info["scaling"]) if info.get("scaling") else None
-        if y is None:
-            if scaling is None or m.input_size != 1:
-                raise BPTTError("give --y targets, one per step of --x (only series models take the next values as targets)")
-            if len(xv) < 2:
-                raise BPTTError("--x needs at least 2 values: the targets are the next values")
-            u = scaling.to_unit(xv)
-            xs_, ys_ = u[:-1], u[1:]  # (T-1, 1): predict each next value
-        else:
-            yv = _steps(y, m.output_size)
-            if len(yv) != len(xv):
-                raise BPTTError(f"--x has {len(xv)} steps but --y has {len(yv)}; give one target per step")
-            xs_ = scaling.to_unit(xv) if scaling else xv
-            ys_ = scaling.to_unit(yv) if scaling else yv
-        maps = gradflow_pair(m, xs_, ys_)
-        title = f"{info.get('task', 'model')}, your sequence: ‖∂E_t/∂h_k‖"
-    elif model is not None:
-        m, info = bio.load_model(model)
-        if "config" not in info:
-            raise BPTTError(f"{model}: the model file does not say which task it was trained on; gradflow --model needs a `bptt train` model")
-        cfg = TrainConfig.from_json(info["config"])
-        data = load_task(cfg)
-        x, y = gradflow_sequence(data, index)
-        maps = gradflow_pair(m, x, y)
-        title = f"{cfg.task}, test sequence {index}: ‖∂E_t/∂h_k‖"
-    else:
-        for name, v, lo in (("--hidden", hidden, 1), ("--length", length, 2), ("--seed", seed, 0)):
-            if v < lo:
-                raise BPTTError(f"{name} must be >= {lo}, got {v}")
-        if not (math.isfinite(init_scale) and init_scale > 0):
-            raise BPTTError(f"--init-scale must be a positive number, got {init_scale}")
-        base = RNN(1, hidden, 1, "sigmoid", "sigmoid", seed=seed)
-        params = {k: v * init_scale for k, v in base.params().items()}
-        base.set_params(**params)
-        rng = np.random.default_rng([seed, 7])
-        x = rng.uniform(0, 1, size=(length, 1))  # (T, 1)
-        y = rng.uniform(0, 1, size=(length, 1))  # (T, 1)
-        maps = gradflow_pair(base, x, y)
-        maps = {k.replace(" (as trained)", " (random init)"): v for k, v in maps.items()}
-        title = f"random network, H={hidden}, init ×{init_scale:g}, seed {seed}: ‖∂E_t/∂h_k‖"
-    plots.gradient_flow_maps(maps, out, title=title)
-    summary = {label: decay_summary(G) for label, G in maps.items()}
-    if as_json:
-        print(json.dumps({"out": str(out), "decay": summary}))
-    else:
-        print("median over t of ||dE_t/dh_(t-lag)|| / ||dE_t/dh_t||:")
-        for label, d in summary.items():
-            print(f"  {label:28s} " + "  ".join(f"lag {k}: {v:.3g}" for k, v in d.items()))
-        print(f"wrote {out}")
-    return 0

@@ -1,0 +1,118 @@
+"""What every subcommand shares: the parser, number lists, the scalar model's options, file output."""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+
+import numpy as np
+
+from ..activations import HIDDEN_ACTIVATIONS, OUTPUT_ACTIVATIONS
+from ..engine import PARAM_NAMES
+from ..validation import BPTTError
+
+EXIT_BAD_INPUT = 2
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line, not a usage dump."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        raise BPTTError(f"{self.prog}: {message} (see '{self.prog} --help')")
+def numbers(text: str, option: str) -> list[float]:
+    """'1,0' -> [1.0, 0.0]; one clear error for anything else."""
+    parts = [p.strip() for p in str(text).split(",")]
+    if not text.strip() or any(p == "" for p in parts):
+        raise BPTTError(f"{option}: {text!r} is not a comma-separated list of numbers; write e.g. {option} 1,0")
+    out = []
+    for p in parts:
+        try:
+            v = float(p)
+        except ValueError:
+            raise BPTTError(f"{option}: {p!r} is not a number; write e.g. {option} 1,0") from None
+        if not math.isfinite(v):
+            raise BPTTError(f"{option}: {p!r} is not finite; every value must be a finite number")
+        out.append(v)
+    return out
+
+
+def number(text: str, option: str) -> float:
+    vals = numbers(text, option)
+    if len(vals) != 1:
+        raise BPTTError(f"{option}: expected one number, got {text!r}")
+    return vals[0]
+def console():
+    from rich.console import Console
+
+    return Console(highlight=False)
+
+
+def fmt(v: float, digits: int = 6) -> str:
+    return f"{v:.{digits}g}" if abs(v) >= 1e-4 or v == 0 else f"{v:.{digits}e}"
+def add_model_options(p: argparse.ArgumentParser, defaults: bool = True) -> None:
+    """--w --w-x --w-h --b1 --b2 --h0 --x --y and the activation/reduction options."""
+    g = p.add_argument_group("model (the seed's scalar network)")
+    for name in PARAM_NAMES:
+        g.add_argument(f"--{name.replace('_', '-')}", dest=name, default="1", metavar="NUM", help=f"{name} (default 1)")
+    g.add_argument("--h0", default="0", metavar="NUM", help="initial hidden state h_0 (default 0)")
+    g.add_argument("--hidden-activation", default="sigmoid", help=f"one of {', '.join(HIDDEN_ACTIVATIONS)} (default sigmoid)")
+    g.add_argument("--output-activation", default="sigmoid", help=f"one of {', '.join(OUTPUT_ACTIVATIONS)} (default sigmoid)")
+    g.add_argument("--reduction", default="mean", help="mean (Loss = 1/T sum E_t, the seed's) or sum")
+
+
+def model_from_args(args: argparse.Namespace):
+    from ..model import RNN
+
+    values = {name: number(getattr(args, name), f"--{name.replace('_', '-')}") for name in PARAM_NAMES}
+    return RNN.scalar(**values, hidden_activation=args.hidden_activation, output_activation=args.output_activation)
+
+
+def sequence_from_args(args: argparse.Namespace) -> tuple[list[float], list[float], float]:
+    x = numbers(args.x, "--x")
+    y = numbers(args.y, "--y")
+    if len(x) != len(y):
+        raise BPTTError(f"--x has {len(x)} steps but --y has {len(y)}; give one target per input step")
+    return x, y, number(args.h0, "--h0")
+def write_out(path: str, text: str, force: bool) -> None:
+    """Atomic write that never overwrites an existing file unless asked."""
+    from ..io import atomic_write_text
+
+    parent = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(parent):
+        raise BPTTError(f"--out {path}: the folder {parent} does not exist; create it or choose another path")
+    if os.path.isdir(path):
+        raise BPTTError(f"--out {path}: is a directory; give a file name")
+    if os.path.exists(path) and not force:
+        raise BPTTError(f"--out {path}: the file exists; add --force to overwrite it or choose another name")
+    try:
+        atomic_write_text(path, text)
+    except OSError as e:
+        raise BPTTError(f"--out {path}: cannot write it ({e.strerror or e}); check the path and permissions") from None
+
+def ints(text: str, option: str) -> list[int]:
+    out = []
+    for part in str(text).split(","):
+        try:
+            out.append(int(part.strip()))
+        except ValueError:
+            raise BPTTError(f"{option}: {part.strip()!r} is not an integer; write e.g. {option} 12,200") from None
+    return out
+
+
+def steps(text: str, d: int) -> np.ndarray:
+    """'0.3:0,0.7:1' -> (T, d).  Steps by commas, a step's inputs by colons."""
+    rows = []
+    for i, step in enumerate(str(text).split(",")):
+        parts = step.split(":")
+        if len(parts) != d:
+            raise BPTTError(f"--x: step {i + 1} ({step!r}) has {len(parts)} inputs but the model takes {d}; "
+                            f"write each step as {':'.join(['v'] * d)}")
+        try:
+            vals = [float(p) for p in parts]
+        except ValueError:
+            raise BPTTError(f"--x: step {i + 1} ({step!r}) is not numeric") from None
+        if not all(math.isfinite(v) for v in vals):
+            raise BPTTError(f"--x: step {i + 1} ({step!r}) is not finite")
+        rows.append(vals)
+    return np.array(rows, dtype=np.float64)  # (T, d)

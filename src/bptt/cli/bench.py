@@ -1,0 +1,23 @@
+"""`bptt bench`: the speed table against PyTorch and JAX (bench.py does the work)."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def add(sub) -> None:
+    p = sub.add_parser("bench", help="time a full gradient against PyTorch eager and JAX; --memory: checkpointing demo",
+                       description="Time one full gradient (loss and five gradients, float32) of this library, PyTorch "
+                       "eager, JAX jit and the bptt.torch layer (CPU, and CUDA where present) on the issue's grid, after "
+                       "checking all agree; print a Markdown table with ratios and GFLOP/s beside the measured GEMM "
+                       "peak.  Peers not installed show as absent.")
+    from ..bench import add_arguments
+
+    add_arguments(p)
+    p.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..bench import run
+
+    return run(args)

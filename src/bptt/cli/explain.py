@@ -1,0 +1,56 @@
+"""`bptt explain`: the chain-rule derivation as a Markdown, LaTeX or text document."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from ..validation import BPTTError
+from ._common import add_model_options, model_from_args, number, numbers, write_out
+
+
+def add(sub) -> None:
+    p = sub.add_parser("explain", help="write the chain-rule derivation of the five gradients as a document",
+                       description="Write the seed's derivation for this model and sequence: the chain-rule formulas, "
+                                   "the same with the numbers in, the building blocks and the five gradients. "
+                                   "Without --y the targets stay symbols (as in the seed) and every gradient is affine in them.")
+    add_model_options(p)
+    p.add_argument("--x", default="1,0", metavar="X1,X2,...", help="input sequence (default 1,0: the seed's)")
+    p.add_argument("--y", default=None, metavar="Y1,Y2,...", help="targets (default: left as symbols y_1, y_2, ...)")
+    p.add_argument("--format", default="md", metavar="md|tex|text",
+                   help="md: Markdown with LaTeX math (default); tex: a complete LaTeX document; text: plain text")
+    p.add_argument("--expand", default="3", metavar="T",
+                   help="write every factor out, as the seed does, up to this many steps (default 3); "
+                        "longer sequences name the repeated factors once")
+    p.add_argument("--out", default=None, metavar="FILE", help="write the document to FILE instead of standard output")
+    p.add_argument("--force", action="store_true", help="with --out: overwrite FILE if it exists")
+    p.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from .. import derive
+
+    fmt = args.format
+    if fmt not in derive.FORMATS:
+        raise BPTTError(f"--format {fmt!r} is not supported; choose md, tex or text")
+    m = model_from_args(args)
+    if args.reduction not in ("mean", "sum"):
+        raise BPTTError(f"--reduction {args.reduction!r} is not supported; choose mean or sum")
+    x = numbers(args.x, "--x")
+    y = None if args.y is None else numbers(args.y, "--y")
+    if y is not None and len(y) != len(x):
+        raise BPTTError(f"--x has {len(x)} steps but --y has {len(y)}; give one target per input step")
+    expand = number(args.expand, "--expand")
+    if expand != int(expand) or expand < 0:
+        raise BPTTError(f"--expand must be a whole number of steps (0 or more), got {args.expand!r}")
+    if len(x) > derive.MAX_T:
+        raise BPTTError(f"--x has {len(x)} steps; bptt explain writes documents up to {derive.MAX_T} steps")
+    params = {k: float(v.ravel()[0]) for k, v in m.params().items()}
+    doc = derive.explain(params, x, h0=number(args.h0, "--h0"), y=y, hidden_activation=m.hidden_activation,
+                         output_activation=m.output_activation, reduction=args.reduction, fmt=fmt, expand=int(expand))
+    if args.out is None:
+        sys.stdout.write(doc)
+    else:
+        write_out(args.out, doc, args.force)
+        print(f"wrote {args.out} ({fmt}, T = {len(x)})", file=sys.stderr)
+    return 0

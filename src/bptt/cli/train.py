@@ -1,0 +1,174 @@
+"""`bptt train`: options (task defaults under the ones given), progress, the result table."""
+
+from __future__ import annotations
+
+import argparse
+import math
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .. import io as bio
+from ..activations import HIDDEN_ACTIVATIONS, OUTPUT_ACTIVATIONS
+from ..model import RNN
+from ..train import TrainConfig, config_for, load_checkpoint, load_task, make_optimizer, save_checkpoint, train, write_outputs
+from ..validation import BPTTError
+from ._common import number
+
+
+def add(sub) -> None:
+    from ..tasks import TASKS
+
+    p = sub.add_parser("train", help="train the network on a task; writes model, metrics and plots to --out",
+                       description="Train the seed's network on a task. Writes model.npz, metrics.json, config.json, "
+                       "checkpoint.npz and loss/predictions/gradflow PNGs to --out. Options left out take the task's defaults.")
+    p.add_argument("--task", default=None, help=f"one of {', '.join(TASKS)}")
+    p.add_argument("--out", required=True, metavar="DIR", help="output folder (must be new or empty unless --force or --resume)")
+    p.add_argument("--force", action="store_true", help="write into an existing non-empty --out")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint (its own settings; other options are ignored)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--backend", default="numpy", help="numpy (default: this library's engine) or torch "
+                   "(bptt.torch.SigmoidRNN, data-parallel with DistributedDataParallel; see README '## PyTorch layer')")
+    p.add_argument("--nproc", type=int, default=None, metavar="N", help="--backend torch: processes on this machine (gloo over 127.0.0.1)")
+    g = p.add_argument_group("model")
+    g.add_argument("--hidden", type=int, default=None, metavar="H", help="hidden units")
+    g.add_argument("--hidden-activation", default=None, help=f"one of {', '.join(HIDDEN_ACTIVATIONS)} (default sigmoid)")
+    g.add_argument("--output-activation", default=None, help=f"one of {', '.join(OUTPUT_ACTIVATIONS)} (default sigmoid)")
+    g.add_argument("--dtype", default=None, help="float64 (default) or float32")
+    g = p.add_argument_group("optimisation")
+    g.add_argument("--optimizer", default=None, help="adam (default) or sgd")
+    g.add_argument("--lr", type=float, default=None, help="learning rate")
+    g.add_argument("--momentum", type=float, default=None, help="sgd momentum (default 0)")
+    g.add_argument("--nesterov", action="store_true", default=None, help="Nesterov momentum (sgd)")
+    g.add_argument("--clip", default=None, metavar="NORM", help="clip the global gradient norm (default 1; 'none' to disable)")
+    g.add_argument("--schedule", default=None, help="constant (default) or cosine")
+    g.add_argument("--min-lr", type=float, default=None, help="cosine schedule's final learning rate (default 0)")
+    g.add_argument("--epochs", type=int, default=None)
+    g.add_argument("--batch-size", type=int, default=None)
+    g.add_argument("--chunk", type=int, default=None, metavar="K", help="truncated BPTT over streams: update every K steps, hidden state carried")
+    g.add_argument("--truncate", type=int, default=None, metavar="K", help="each error backpropagates at most K steps")
+    g.add_argument("--patience", type=int, default=None, metavar="E", help="early stopping after E epochs without a better validation loss")
+    g.add_argument("--seed", type=int, default=None, help="one seed for data, initialisation and shuffling (default 0)")
+    g.add_argument("--checkpoint-every", type=int, default=None, metavar="E", help="checkpoint every E epochs (default 10)")
+    g = p.add_argument_group("task options")
+    for opt, typ, hlp in (("--bits", int, "binary-addition: operand bits"), ("--n-train", int, "training sequences/pairs"),
+                          ("--n-val", int, "validation sequences/pairs/values"), ("--n-test", int, "test sequences/pairs/values"),
+                          ("--length", int, "sine, adding: sequence length"), ("--noise", float, "sine: noise standard deviation"),
+                          ("--window", int, "sunspots, csv: window length"), ("--csv", str, "csv: the file"),
+                          ("--column", str, "csv: the column (header name)")):
+        g.add_argument(opt, type=typ, default=None, help=hlp)
+    p.set_defaults(run=run)
+
+
+def train_config_from_args(args: argparse.Namespace):
+    """All of `bptt train`'s options -> one TrainConfig (task defaults under the options given)."""
+    if args.task is None:
+        raise BPTTError("bptt train: --task is required (or --resume to continue a run); e.g. --task binary-addition")
+    clip: Any = None
+    if args.clip is not None:
+        clip = None if str(args.clip).lower() == "none" else number(args.clip, "--clip")
+    given = {
+        "hidden_size": args.hidden, "hidden_activation": args.hidden_activation, "output_activation": args.output_activation,
+        "dtype": args.dtype, "optimizer": args.optimizer, "lr": args.lr, "momentum": args.momentum, "nesterov": args.nesterov,
+        "schedule": args.schedule, "min_lr": args.min_lr, "epochs": args.epochs, "batch_size": args.batch_size,
+        "chunk": args.chunk, "truncate": args.truncate, "patience": args.patience, "seed": args.seed,
+        "checkpoint_every": args.checkpoint_every,
+    }
+    settings = {k: v for k, v in given.items() if v is not None}
+    if args.clip is not None:
+        settings["clip"] = clip
+    task_options = {k: getattr(args, k) for k in ("bits", "n_train", "n_val", "n_test", "length", "noise", "window", "column")
+                    if getattr(args, k) is not None}
+    if args.csv is not None:
+        task_options["path"] = str(Path(args.csv).resolve())  # resume and gradflow --model work from any folder
+    return config_for(args.task, task_options, **settings)
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.backend != "numpy" or args.nproc is not None:
+        if args.backend == "numpy":
+            raise BPTTError("--nproc needs --backend torch (data-parallel training runs on PyTorch)")
+        from ..ddp import run_train_args
+
+        return run_train_args(args)
+
+    cfg = None if args.resume else train_config_from_args(args)
+    return run_cli(cfg, args.out, force=args.force, resume=args.resume, progress=not args.no_progress)
+
+
+def run_cli(cfg: TrainConfig | None, out: str | Path, force: bool = False, resume: bool = False, progress: bool = True) -> int:
+    """`bptt train`: check the folder, train with a progress bar, write model, metrics and plots.
+
+    Every check (folder, settings, task data) happens before anything is written.
+    """
+    from rich.console import Console
+
+    con = Console(highlight=False)
+    out = Path(out)
+    if resume:
+        if not out.is_dir():
+            raise BPTTError(f"{out}: no such folder to resume; give the --out folder of the run to continue")
+        cfg = load_checkpoint(out)[0]
+    else:
+        assert cfg is not None
+        bio.check_out_dir(out, force, can_resume=True)
+    cfg.validate()
+    data = load_task(cfg)  # bad task input fails here, before the folder is touched
+    out.mkdir(parents=True, exist_ok=True)
+    if not resume:
+        bio.atomic_write_json(out / "config.json", cfg.to_json())
+        model0 = RNN(data.input_size, cfg.hidden_size, data.output_size, cfg.hidden_activation, cfg.output_activation,
+                     np.dtype(cfg.dtype), seed=cfg.seed)
+        # an epoch-0 checkpoint, so that a run killed before its first checkpoint can still be resumed
+        save_checkpoint(out, cfg, model0, make_optimizer(cfg, model0.params()),
+                        {"epoch": 0, "step": 0, "train_loss": [], "val_loss": [], "best_val": None,
+                         "best_epoch": 0, "bad_epochs": 0, "stopped_early": False}, model0.params())
+
+    batches = math.ceil(data.train.n / cfg.batch_size)
+    con.print(f"[bold]bptt train[/bold] task={cfg.task} hidden={cfg.hidden_size} ({cfg.hidden_activation}) "
+              f"optimizer={cfg.optimizer} lr={cfg.lr} epochs={cfg.epochs} batches/epoch={batches} seed={cfg.seed} -> {out}"
+              + ("  (resumed)" if resume else ""))
+    live = progress and con.is_terminal
+    every = max(1, cfg.epochs // 10)
+    t0 = time.perf_counter()
+    if live:
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+        bar = Progress(TextColumn("epoch {task.fields[epoch]}/" + str(cfg.epochs)), BarColumn(), MofNCompleteColumn(),
+                       TextColumn("loss {task.fields[loss]}  val {task.fields[val]}"), TimeElapsedColumn(),
+                       TimeRemainingColumn(), console=con, transient=False)
+        tid = bar.add_task("train", total=cfg.epochs * batches, epoch=0, loss="-", val="-")
+
+        def report(info: dict[str, Any]) -> None:
+            if info.get("done"):
+                bar.update(tid, val=f"{info['val_loss']:.5g}")
+            else:
+                bar.update(tid, completed=(info["epoch"] - 1) * batches + info["batch"], epoch=info["epoch"],
+                           loss=f"{info['loss']:.5g}")
+
+        with bar:
+            result = train(cfg, out, resume=resume, progress=report, data=data)
+    else:
+
+        def report(info: dict[str, Any]) -> None:
+            if progress and info.get("done") and (info["epoch"] % every == 0 or info["epoch"] == cfg.epochs):
+                print(f"epoch {info['epoch']}/{cfg.epochs}  train loss {info['train_loss']:.5g}  val loss {info['val_loss']:.5g}",
+                      flush=True)
+
+        result = train(cfg, out, resume=resume, progress=report, data=data)
+    paths = write_outputs(result, out)
+    elapsed = time.perf_counter() - t0
+    from rich.table import Table
+
+    t = Table(title=f"{cfg.task}: test set (model of epoch {result.metrics['best_epoch']}, "
+              f"lowest validation loss; {result.metrics['epochs_run']} epochs, {elapsed:.1f} s)", title_justify="left")
+    t.add_column("metric")
+    t.add_column("value", justify="right")
+    for k, v in result.metrics.items():
+        if isinstance(v, (int, float)) and not isinstance(v, bool) and k not in ("best_epoch", "epochs_run"):
+            t.add_row(k, f"{v:.6g}" if isinstance(v, float) else str(v))
+    con.print(t)
+    con.print("wrote " + ", ".join(str(p.name) for p in paths.values()) + f" in {out}")
+    return 0
