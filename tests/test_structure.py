@@ -1,0 +1,148 @@
+"""The architecture rules that the file tree promises, checked on the source itself.
+
+- no import cycle inside src/bptt, counting imports inside functions too (a lazy import
+  hides a cycle, it does not remove it);
+- no module reads another module's private names (``other._x``, ``from .m import _x``);
+- ``import bptt`` stays light: it imports none of torch, jax, numba, sympy, matplotlib.
+"""
+
+from __future__ import annotations
+
+import ast
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+SRC = Path(__file__).resolve().parents[1] / "src" / "bptt"
+
+
+def _module_name(path: Path) -> str:
+    rel = path.relative_to(SRC.parent).with_suffix("")
+    parts = list(rel.parts)
+    if parts[-1] == "__init__":
+        parts = parts[:-1]
+    return ".".join(parts)
+
+
+def _modules() -> dict[str, ast.Module]:
+    return {_module_name(p): ast.parse(p.read_text(encoding="utf-8")) for p in sorted(SRC.rglob("*.py"))}
+
+
+def _resolve(module: str, is_package: bool, node: ast.ImportFrom) -> str:
+    base = module.split(".") if is_package else module.split(".")[:-1]
+    if node.level:
+        base = base[: len(base) - (node.level - 1)]
+        return ".".join(base + ([node.module] if node.module else []))
+    return node.module or ""
+
+
+def _imports(mods: dict[str, ast.Module]) -> dict[str, set[tuple[str, str | None]]]:
+    """module -> {(imported module, imported name or None)} for imports of bptt modules."""
+    out: dict[str, set[tuple[str, str | None]]] = {}
+    for name, tree in mods.items():
+        is_pkg = (SRC.parent / Path(*name.split("."))).is_dir()
+        deps: set[tuple[str, str | None]] = set()
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom):
+                target = _resolve(name, is_pkg, node)
+                for alias in node.names:
+                    sub = f"{target}.{alias.name}"
+                    deps.add((sub, None) if sub in mods else (target, alias.name))
+            elif isinstance(node, ast.Import):
+                deps.update((a.name, None) for a in node.names)
+        out[name] = {(m, n) for m, n in deps if m in mods and m != name}
+    return out
+
+
+def _edges(mods) -> dict[str, set[str]]:
+    graph = {m: {d for d, _ in deps} for m, deps in _imports(mods).items()}
+    for m in graph:  # importing a.b runs a/__init__ first, which is not an edge of interest
+        graph[m].discard("bptt")
+    return graph
+
+
+def _find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
+    state: dict[str, int] = {}
+    stack: list[str] = []
+
+    def visit(n: str) -> list[str] | None:
+        state[n] = 1
+        stack.append(n)
+        for d in sorted(graph.get(n, ())):
+            if state.get(d) == 1:
+                return stack[stack.index(d):] + [d]
+            if d not in state:
+                found = visit(d)
+                if found:
+                    return found
+        stack.pop()
+        state[n] = 2
+        return None
+
+    for n in sorted(graph):
+        if n not in state:
+            found = visit(n)
+            if found:
+                return found
+    return None
+
+
+def test_the_cycle_finder_finds_a_cycle():
+    assert _find_cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
+    assert _find_cycle({"a": {"b"}, "b": set()}) is None
+
+
+def test_no_import_cycle_inside_the_package():
+    graph = _edges(_modules())
+    # a package importing its own submodules (cli -> cli.train) is how packages are built
+    for m in graph:
+        graph[m] = {d for d in graph[m] if not d.startswith(m + ".")}
+    cycle = _find_cycle(graph)
+    assert cycle is None, " -> ".join(cycle)
+
+
+def test_no_module_reads_another_modules_private_names():
+    mods = _modules()
+    offences = []
+    for name, deps in _imports(mods).items():
+        offences += [f"{name}: from {m} import {n}" for m, n in deps
+                     if n and n.startswith("_") and not n.startswith("__")]
+        aliases: dict[str, str] = {}
+        for node in ast.walk(mods[name]):
+            if isinstance(node, ast.ImportFrom):
+                is_pkg = (SRC.parent / Path(*name.split("."))).is_dir()
+                target = _resolve(name, is_pkg, node)
+                for a in node.names:
+                    if f"{target}.{a.name}" in mods:
+                        aliases[a.asname or a.name] = f"{target}.{a.name}"
+        for node in ast.walk(mods[name]):
+            if (isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id in aliases
+                    and node.attr.startswith("_") and not node.attr.startswith("__")):
+                offences.append(f"{name}: {node.value.id}.{node.attr}")
+    assert not offences, offences
+
+
+# namedtuple's public API happens to start with an underscore
+NAMEDTUPLE_API = {"_asdict", "_fields", "_replace", "_make"}
+
+
+def test_no_object_private_attributes_read_from_outside():
+    """``obj._x`` only as ``self._x``/``cls._x``: what another object needs has a public name."""
+    offences = []
+    for p in sorted(SRC.rglob("*.py")):
+        for node in ast.walk(ast.parse(p.read_text(encoding="utf-8"))):
+            if (isinstance(node, ast.Attribute) and node.attr.startswith("_") and not node.attr.startswith("__")
+                    and node.attr not in NAMEDTUPLE_API
+                    and not (isinstance(node.value, ast.Name) and node.value.id in ("self", "cls"))):
+                offences.append(f"{p.relative_to(SRC)}:{node.lineno}: {ast.unparse(node)}")
+    assert not offences, offences
+
+
+@pytest.mark.parametrize("heavy", ["torch", "jax", "numba", "sympy", "matplotlib"])
+def test_import_bptt_stays_light(heavy):
+    code = f"import sys, bptt, bptt.cli; print({heavy!r} in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "False"
