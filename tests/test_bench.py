@@ -26,7 +26,7 @@ def test_bench_script_prints_the_table_on_the_seed_size():
     for col, mod in ((3, "torch"), (4, "jax")):
         present = importlib.util.find_spec(mod) is not None
         assert (row[col] == "absent") != present, (mod, row[col])
-    assert "Targets (issue 3):" in out
+    assert "Speed targets:" in out
     # the bptt.torch layer column: a time where torch is installed (its gradient passed the float64 check)
     head = [c.strip() for c in lines[0].split("|")[1:-1]]
     assert len(row) == len(head)

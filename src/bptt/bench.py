@@ -11,7 +11,7 @@ Peers, in one process, float32, the seed's activations (sigmoid hidden, sigmoid 
              (torch.set_num_threads(os.cpu_count())) and, where torch.cuda.is_available(),
              on CUDA as a second column (timed up to torch.cuda.synchronize())
 
-"bptt ÷ fastest peer" is over PyTorch eager and JAX (the peers of issue 3); the layer
+"bptt ÷ fastest peer" is over PyTorch eager and JAX (the peers users compare against); the layer
 gets its own ratio, PyTorch eager ÷ layer (both on the CPU).
 
 Before timing, each peer's loss and gradients are checked against the numpy reference
@@ -419,8 +419,8 @@ def table(rows, peak: float) -> str:
 
 
 def targets(rows, peak: float) -> list[str]:
-    """The issue's targets, each marked met / NOT met with the measured ratio."""
-    lines = ["Targets (issue 3):"]
+    """The speed targets, each marked met / NOT met with the measured ratio."""
+    lines = ["Speed targets:"]
 
     def mark(ok):
         return "met" if ok else "NOT met"

@@ -8,7 +8,7 @@ import argparse
 def add(sub) -> None:
     p = sub.add_parser("bench", help="time a full gradient against PyTorch eager and JAX; --memory: checkpointing demo",
                        description="Time one full gradient (loss and five gradients, float32) of this library, PyTorch "
-                       "eager, JAX jit and the bptt.torch layer (CPU, and CUDA where present) on the issue's grid, after "
+                       "eager, JAX jit and the bptt.torch layer (CPU, and CUDA where present) on a grid of sizes from the seed's T = 2 scalar network to H = 1024, after "
                        "checking all agree; print a Markdown table with ratios and GFLOP/s beside the measured GEMM "
                        "peak.  Peers not installed show as absent.")
     from ..bench import add_arguments
