@@ -86,3 +86,28 @@ def test_console_script_runs_the_seed():
     assert p.returncode == 0 and "Errata" in p.stdout
     p = subprocess.run([*exe, "grad", "--x", "1", "--y", "x"], capture_output=True, text=True)
     assert p.returncode == 2 and p.stderr.startswith("error: ") and "Traceback" not in p.stderr
+
+
+@pytest.mark.parametrize("spelled", [["--x", "-1,0", "--y", "-.5,0.5", "--w", "-1", "--b1", "-.5"],
+                                     ["--x=-1,0", "--y=-0.5,0.5", "--w=-1", "--b1=-0.5"],
+                                     ["--x", "-1.0,0", "--y", "-5e-1,5e-1", "--w", "-1e0", "--b1", "-0.5"]])
+def test_negative_numbers_are_values_however_spelled(capsys, spelled):
+    code, out, err = run(capsys, "grad", *spelled, "--json")
+    assert code == 0, err
+    loss, grads = bptt.RNN.scalar(w=-1, b1=-0.5).loss_and_grad([-1.0, 0.0], [-0.5, 0.5])
+    assert json.loads(out)["loss"] == pytest.approx(loss, rel=1e-15)
+
+
+def test_version_and_python_dash_m():
+    p = subprocess.run([sys.executable, "-m", "bptt", "--version"], capture_output=True, text=True)
+    assert p.returncode == 0 and p.stdout.strip() == f"bptt {bptt.__version__}"
+
+
+@pytest.mark.parametrize("encoding", ["ascii", "cp1252"])
+def test_text_output_survives_a_terminal_without_theta(encoding):
+    env = {**__import__("os").environ, "PYTHONIOENCODING": encoding}
+    p = subprocess.run([sys.executable, "-m", "bptt", "grad", "--x", "1,0", "--y", "0.5,0.5"],
+                       capture_output=True, env=env)
+    assert p.returncode == 0, p.stderr.decode(encoding, "replace")
+    text = p.stdout.decode(encoding)
+    assert "dLoss/dtheta" in text and "Traceback" not in p.stderr.decode(encoding, "replace")

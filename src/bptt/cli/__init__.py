@@ -12,7 +12,7 @@ from typing import Sequence
 
 from ..validation import BPTTError
 from . import bench, check, explain, grad, gradflow, predict, seed, train
-from ._common import EXIT_BAD_INPUT, Parser
+from ._common import EXIT_BAD_INPUT, Parser, survive_any_encoding
 
 # The subcommands in the order `bptt --help` lists them; adding one is adding its module here.
 SUBCOMMANDS = (seed, grad, train, predict, gradflow, explain, check, bench)
@@ -30,6 +30,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    survive_any_encoding(sys.stdout, sys.stderr)
     parser = build_parser()
     try:
         args = parser.parse_args(argv)

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import codecs
 import math
 import os
+import re
 
 import numpy as np
 
@@ -15,11 +17,44 @@ from ..validation import BPTTError
 EXIT_BAD_INPUT = 2
 
 
+# A value that starts like a negative number (-1, -.5, -1,0, -0.3:1, -1e-3) is a value, never an
+# option: no bptt option name starts with a digit or a dot.
+NEGATIVE_VALUE = re.compile(r"^-\.?\d")
+
+
 class Parser(argparse.ArgumentParser):
-    """argparse, but a usage error is one line, not a usage dump."""
+    """argparse, but a usage error is one line, not a usage dump, and ``--x -1,0`` is a value."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        # argparse's own rule accepts -1 and -.5 but not a list such as -1,0 ("expected one argument")
+        self._negative_number_matcher = NEGATIVE_VALUE
 
     def error(self, message: str) -> None:  # type: ignore[override]
         raise BPTTError(f"{self.prog}: {message} (see '{self.prog} --help')")
+
+
+# What an ASCII (or cp1252) terminal gets instead of the symbols bptt prints.
+ASCII_FALLBACK = {"θ": "theta", "‖": "||", "∂": "d", "×": "x", "÷": "/", "…": "...", "−": "-", "≤": "<=",
+                  "≥": ">=", "≈": "~", "√": "sqrt", "Σ": "sum", "δ": "delta", "·": "*", "′": "'", "→": "->",
+                  "µ": "u", "μ": "u", "²": "^2", "⁻": "^-", "¹": "1", "—": "--", "–": "-", "’": "'"}
+
+
+def _transliterate(err: UnicodeError) -> tuple[str, int]:
+    if not isinstance(err, UnicodeEncodeError):
+        raise err
+    bad = err.object[err.start : err.end]
+    return "".join(ASCII_FALLBACK.get(c, "?") for c in bad), err.end
+
+
+codecs.register_error("bptt-ascii", _transliterate)
+
+
+def survive_any_encoding(*streams) -> None:
+    """Let text output reach a terminal whose encoding lacks θ, ‖, ∂ ...: those become theta, ||, d."""
+    for stream in streams:
+        if hasattr(stream, "reconfigure") and getattr(stream, "errors", "strict") == "strict":
+            stream.reconfigure(errors="bptt-ascii")
 def numbers(text: str, option: str) -> list[float]:
     """'1,0' -> [1.0, 0.0]; one clear error for anything else."""
     parts = [p.strip() for p in str(text).split(",")]
