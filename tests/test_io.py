@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import errno
 import os
+import stat
 import subprocess
 import sys
 import zipfile
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -40,11 +43,12 @@ def test_failed_save_keeps_previous_file(tmp_path, monkeypatch):
     before = path.read_bytes()
 
     def boom(fd):  # the data is in the temp file, the rename has not happened
-        raise OSError("disk full (simulated)")
+        raise OSError(errno.ENOSPC, "No space left on device")
 
     monkeypatch.setattr(os, "fsync", boom)
-    with pytest.raises(OSError, match="simulated"):
+    with pytest.raises(BPTTError, match="model.npz: cannot write it \\(No space left on device\\); check") as e:
         bio.save_model(path, _model(seed=1), {"v": 2})
+    assert "\n" not in str(e.value)
     assert path.read_bytes() == before
     assert os.listdir(tmp_path) == ["model.npz"]  # the temp file is cleaned up
     _, info = bio.load_model(path)
@@ -164,3 +168,85 @@ def test_atomic_write_json_replaces(tmp_path):
 
     assert json.loads(p.read_text()) == {"a": 2.5, "b": [1, 2]}
     assert os.listdir(tmp_path) == ["m.json"]
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o077, 0o002])
+def test_files_get_the_users_umask_also_when_replacing(tmp_path, umask):
+    path = tmp_path / "out.txt"
+    path.write_text("old")
+    os.chmod(path, 0o600)
+    old = os.umask(umask)
+    try:
+        bio.atomic_write_text(path, "new")
+        bio.save_model(tmp_path / "model.npz", _model(seed=0))
+    finally:
+        os.umask(old)
+    for p in (path, tmp_path / "model.npz"):
+        assert stat.S_IMODE(os.stat(p).st_mode) == 0o666 & ~umask, (p, oct(os.stat(p).st_mode))
+
+
+@pytest.mark.parametrize("where", ["parent_is_a_file", "no_such_folder", "read_only_folder", "proc"])
+def test_unwritable_paths_are_one_line_errors(tmp_path, where):
+    if where == "parent_is_a_file":
+        (tmp_path / "f").write_text("x")
+        path = tmp_path / "f" / "model.npz"
+    elif where == "no_such_folder":
+        path = tmp_path / "nope" / "model.npz"
+    elif where == "read_only_folder":
+        if os.geteuid() == 0:
+            pytest.skip("root writes into read-only folders")
+        os.chmod(tmp_path, 0o500)
+        path = tmp_path / "model.npz"
+    else:
+        path = Path("/proc/bptt-model.npz")
+    with pytest.raises(BPTTError, match="cannot write it") as e:
+        bio.save_model(path, _model(seed=0))
+    assert "\n" not in str(e.value)
+    if where == "read_only_folder":
+        os.chmod(tmp_path, 0o700)
+
+
+def test_run_folder_is_owned_by_one_run(tmp_path):
+    out = tmp_path / "run"
+    with bio.RunFolder(out) as d:
+        (d / "config.json").write_text("{}")
+        with pytest.raises(BPTTError, match=f"is in use by another bptt run \\(pid {os.getpid()} on ") as e:
+            with bio.RunFolder(out, force=True):
+                pass
+        assert "\n" not in str(e.value)
+        assert (d / "config.json").exists()  # the refused run touched nothing
+    with pytest.raises(BPTTError, match="exists and is not empty"):  # lock released, but the folder is taken
+        with bio.RunFolder(out):
+            pass
+
+
+def test_force_removes_the_previous_runs_outputs_only(tmp_path):
+    out = tmp_path / "run"
+    out.mkdir()
+    old = ["model.npz", "metrics.json", "config.json", "checkpoint.npz", "loss.png", "gradflow.svg", "predictions.pdf"]
+    for name in old + ["notes.txt"]:
+        (out / name).write_text("old")
+    with bio.RunFolder(out, force=True) as d:
+        assert sorted(p.name for p in d.iterdir() if p.name != bio.LOCK_NAME) == ["notes.txt"]
+
+
+def test_resume_keeps_everything_and_a_failed_start_leaves_no_folder(tmp_path):
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "checkpoint.npz").write_text("ckpt")
+    with bio.RunFolder(out, resume=True) as d:
+        assert (d / "checkpoint.npz").read_text() == "ckpt"
+    new = tmp_path / "new"
+    with pytest.raises(RuntimeError):
+        with bio.RunFolder(new):
+            raise RuntimeError("bad task options")
+    assert not new.exists()
+
+
+def test_run_folder_under_a_file_or_proc_is_one_line_error(tmp_path):
+    (tmp_path / "f").write_text("x")
+    for out in (tmp_path / "f" / "run", Path("/proc/bptt-run")):
+        with pytest.raises(BPTTError, match="cannot create it") as e:
+            with bio.RunFolder(out):
+                pass
+        assert "\n" not in str(e.value)

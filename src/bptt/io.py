@@ -20,6 +20,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import socket
 import tempfile
 import zipfile
 from pathlib import Path
@@ -37,33 +38,123 @@ META_KEY = "__bptt__"
 
 
 # ---------------------------------------------------------------- atomic writes
+# What `bptt train` writes into --out; --force removes exactly these (other files are the user's).
+RUN_FILES = ("model.npz", "metrics.json", "config.json", "checkpoint.npz", "loss.*", "predictions.*", "gradflow.*")
+LOCK_NAME = ".bptt-run.lock"
+
+
+def _run_contents(out: Path) -> list[Path]:
+    return [p for p in out.iterdir() if p.name != LOCK_NAME]
+
+
 def check_out_dir(out: str | os.PathLike, force: bool, can_resume: bool = False) -> Path:
     """An --out folder that is new, empty, or may be written over (force); nothing is touched."""
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise BPTTError(f"{out} exists and is a file; --out must be a folder")
-    if out.is_dir() and any(out.iterdir()) and not force:
+    if out.is_dir() and _run_contents(out) and not force:
         resume = ", or --resume to continue its run" if can_resume else ""
         raise BPTTError(f"{out} exists and is not empty; give a new --out, or --force to write over it{resume}")
     return out
 
 
+class RunFolder:
+    """``with RunFolder(out, force, resume):`` the --out folder, owned by this run alone.
+
+    - A lock (``fcntl.flock`` on ``.bptt-run.lock``, released by the kernel even on SIGKILL)
+      refuses a second run into the same folder, naming the process that holds it.
+    - The emptiness check runs under the lock, so two runs racing for one new folder cannot
+      both pass it.
+    - ``force``: the previous run's outputs (``RUN_FILES``) are removed before this run writes,
+      so the folder never mixes two runs (a run killed midway leaves no stale model beside the
+      new config); other files in the folder are left alone.
+    - A run that fails before writing anything removes the folder if it created it.
+    """
+
+    def __init__(self, out: str | os.PathLike, force: bool = False, resume: bool = False):
+        self.out, self.force, self.resume = Path(out), force, resume
+        self._lock_fd: int | None = None
+        self._created = False
+
+    def __enter__(self) -> Path:
+        import fcntl
+
+        out = self.out
+        check_out_dir(out, self.force, can_resume=True) if not self.resume else None
+        try:
+            self._created = not out.exists()
+            out.mkdir(parents=True, exist_ok=True)
+            fd = os.open(out / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o666)
+        except OSError as e:
+            raise BPTTError(f"--out {out}: cannot create it ({e.strerror or type(e).__name__}); "
+                            "give a folder you can write to") from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            owner = os.read(fd, 200).decode("utf-8", "replace").strip() or "another process"
+            os.close(fd)
+            raise BPTTError(f"--out {out} is in use by another bptt run ({owner}); wait for it to finish "
+                            "or give another --out") from None
+        self._lock_fd = fd
+        os.ftruncate(fd, 0)
+        os.write(fd, f"pid {os.getpid()} on {socket.gethostname()}\n".encode())
+        try:
+            if not self.resume:
+                check_out_dir(out, self.force, can_resume=True)  # again, now that no other run can write
+                if self.force:
+                    for pattern in RUN_FILES:
+                        for p in out.glob(pattern):
+                            if p.is_file():
+                                p.unlink()
+        except BaseException:
+            self.__exit__(None, None, None)
+            raise
+        return out
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        import fcntl
+
+        if self._lock_fd is None:
+            return
+        if exc_type is not None and self._created and not _run_contents(self.out):
+            os.unlink(self.out / LOCK_NAME)  # nothing written: leave no trace of a failed start
+            os.rmdir(self.out)
+        fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
+        os.close(self._lock_fd)
+        self._lock_fd = None
+
+
+def current_umask() -> int:
+    """The process's umask (read by setting and restoring it: Python has no getter)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
-    """Write ``data`` to ``path`` via temp file + fsync + os.replace."""
+    """Write ``data`` to ``path`` via temp file + fsync + os.replace.
+
+    The file gets the mode a plain ``open(path, "w")`` would give (0666 minus the umask), also
+    when it replaces an existing file; mkstemp's private 0600 would hide results from colleagues.
+    Any OSError (no such folder, a file where a folder should be, read-only, full disk) becomes one
+    BPTTError line, and whatever was at ``path`` before is left as it was.
+    """
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    tmp = None
     try:
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
         with os.fdopen(fd, "wb") as f:
+            os.fchmod(f.fileno(), 0o666 & ~current_umask())
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
-        try:
+    except OSError as e:
+        raise BPTTError(f"{path}: cannot write it ({e.strerror or type(e).__name__}); "
+                        "check that the folder exists, is writable and has space") from None
+    finally:
+        if tmp is not None and os.path.exists(tmp):
             os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
 
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:
