@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import json
 import os
 import stat
 import subprocess
@@ -13,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+import bptt
 from bptt import RNN, BPTTError
 from bptt import io as bio
 
@@ -152,7 +154,7 @@ def test_inconsistent_model_file(tmp_path):
         bio.load_model(bad)
     del p["w_h"]
     bio.save_arrays(bad, p, meta)
-    with pytest.raises(BPTTError, match="w_h are missing"):
+    with pytest.raises(BPTTError, match="model file is missing parameters w_h"):
         bio.load_model(bad)
     meta2 = dict(meta, hidden_activation="softsign")
     bio.save_arrays(bad, m.params(), meta2)
@@ -250,3 +252,59 @@ def test_run_folder_under_a_file_or_proc_is_one_line_error(tmp_path):
             with bio.RunFolder(out):
                 pass
         assert "\n" not in str(e.value)
+
+
+GOOD_META = {"format": bio.FORMAT, "version": bio.VERSION, "input_size": 3, "hidden_size": 5, "output_size": 2,
+             "hidden_activation": "tanh", "output_activation": "identity", "dtype": "float64",
+             "info": {"task": "csv", "scaling": {"lo": 0.0, "hi": 2.0}, "task_info": {"window": 4, "bits": 3},
+                      "config": {}}}
+
+
+def _with(path, **changes):
+    meta = json.loads(json.dumps(GOOD_META))
+    for dotted, value in changes.items():
+        *parents, last = dotted.split("__")
+        d = meta
+        for k in parents:
+            d = d[k]
+        if value is KeyError:
+            del d[last]
+        else:
+            d[last] = value
+    return meta
+
+
+@pytest.mark.parametrize("change, field", [
+    ({"hidden_size": "five"}, "hidden_size"), ({"hidden_size": 10**13}, "hidden_size"), ({"input_size": KeyError}, "input_size"),
+    ({"hidden_activation": "gelu"}, "hidden_activation"), ({"dtype": "int8"}, "dtype"), ({"info": [1]}, "info"),
+    ({"info__task": 3}, "info.task"), ({"info__scaling": {"hi": 1.0}}, "info.scaling"),
+    ({"info__scaling": {"lo": 1.0, "hi": 1.0}}, "info.scaling"), ({"info__scaling": {"lo": "a", "hi": 1.0}}, "scaling.lo"),
+    ({"info__task_info": {"bits": "eight"}}, "task_info.bits"), ({"info__task_info": {"bits": 1000000}}, "task_info.bits"),
+    ({"info__task_info": {"window": 0}}, "task_info.window"), ({"info__task_info": 7}, "info.task_info"),
+    ({"info__config": "x"}, "info.config"),
+])
+def test_model_metadata_is_checked_field_by_field(tmp_path, change, field):
+    m = bptt.RNN(3, 5, 2, "tanh", "identity", seed=0)
+    bad = tmp_path / "bad.npz"
+    bio.save_arrays(bad, m.params(), _with(bad, **change))
+    with pytest.raises(BPTTError, match=f"bad.npz: model file (has no '?|field (info\\.)?){field}") as e:
+        bio.load_model(bad)
+    assert "\n" not in str(e.value)
+    bio.save_arrays(bad, m.params(), GOOD_META)
+    bio.load_model(bad)  # the untouched metadata loads
+
+
+def test_metadata_with_non_finite_or_absurdly_nested_json_is_refused(tmp_path):
+    m = bptt.RNN(3, 5, 2, "tanh", "identity", seed=0)
+    for text in ('{"format": "bptt-model", "version": 1, "x": NaN}', '{"format": "bptt-model", "version": 1, "x": ' +
+                 "[" * 5000 + "]" * 5000 + "}"):
+        buf = {k: v for k, v in m.params().items()}
+        buf[bio.META_KEY] = np.array(text)
+        np.savez(tmp_path / "bad.npz", **buf)
+        with pytest.raises(BPTTError, match="not a bptt-model file"):
+            bio.load_model(tmp_path / "bad.npz")
+
+
+def test_json_written_is_strict(tmp_path):
+    bio.atomic_write_json(tmp_path / "m.json", {"a": float("inf"), "b": [1.0, float("nan")], "c": 2.5})
+    assert bio.strict_json_loads((tmp_path / "m.json").read_text()) == {"a": None, "b": [1.0, None], "c": 2.5}

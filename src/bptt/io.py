@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import io
 import json
+import math
 import os
 import socket
 import tempfile
@@ -28,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from .validation import BPTTError
+from .validation import MAX_INT, MAX_SIZE, BPTTError, check_choice, check_dtype, check_int, check_number
 from .engine import PARAM_NAMES
 
 FORMAT = "bptt-model"
@@ -161,8 +162,29 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> None:
     atomic_write_bytes(path, text.encode("utf-8"))
 
 
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+def strict_json_loads(text: str) -> Any:
+    """json.loads without NaN/Infinity (not JSON); RecursionError for absurd nesting is the caller's."""
+    return json.loads(text, parse_constant=_refuse_constant)
+
+
+def json_safe(obj: Any) -> Any:
+    """obj with every non-finite float replaced by None, so the file is strict JSON any reader accepts."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [json_safe(v) for v in obj]
+    return obj
+
+
 def atomic_write_json(path: str | os.PathLike, obj: Any) -> None:
-    atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=True) + "\n")
+    """Strict JSON (non-finite numbers written as null), atomically."""
+    atomic_write_text(path, json.dumps(json_safe(obj), indent=2, sort_keys=True, allow_nan=False) + "\n")
 
 
 def save_arrays(path: str | os.PathLike, arrays: dict[str, np.ndarray], meta: dict[str, Any]) -> None:
@@ -190,8 +212,8 @@ def load_arrays(path: str | os.PathLike, fmt: str) -> tuple[dict[str, np.ndarray
         raise BPTTError(f"{path}: not a readable .npz file ({type(e).__name__}); it is corrupt or not a bptt file") from None
     raw = arrays.pop(META_KEY, None)
     try:
-        meta = json.loads(str(raw)) if raw is not None else None
-    except json.JSONDecodeError:
+        meta = strict_json_loads(str(raw)) if raw is not None else None
+    except (ValueError, RecursionError):
         meta = None
     if not isinstance(meta, dict) or meta.get("format") != fmt:
         found = meta.get("format") if isinstance(meta, dict) else "no bptt marker"
@@ -224,26 +246,84 @@ def model_path(path: str | os.PathLike) -> Path:
     return p / "model.npz" if p.is_dir() else p
 
 
+def check_model_meta(meta: dict[str, Any], path: Path) -> dict[str, Any]:
+    """The architecture and ``info`` of a model file, checked field by field (one-line errors naming the field)."""
+    from .activations import HIDDEN_ACTIVATIONS, OUTPUT_ACTIVATIONS
+
+    def field(name: str, check) -> Any:
+        if name not in meta:
+            raise BPTTError(f"{path}: model file has no {name!r}; re-train or re-save it")
+        try:
+            return check(meta[name])
+        except BPTTError as e:
+            raise BPTTError(f"{path}: model file field {e}; re-train or re-save it") from None
+
+    out = {
+        "sizes": (field("input_size", lambda v: check_int("input_size", v, 1, MAX_SIZE)),
+                  field("hidden_size", lambda v: check_int("hidden_size", v, 1, MAX_SIZE)),
+                  field("output_size", lambda v: check_int("output_size", v, 1, MAX_SIZE))),
+        "hidden_activation": field("hidden_activation", lambda v: check_choice("hidden_activation", v, HIDDEN_ACTIVATIONS)),
+        "output_activation": field("output_activation", lambda v: check_choice("output_activation", v, OUTPUT_ACTIVATIONS)),
+        "dtype": field("dtype", lambda v: check_dtype(v)),
+    }
+    info = meta.get("info", {})
+    if not isinstance(info, dict):
+        raise BPTTError(f"{path}: model file field info must be an object, got {type(info).__name__}; re-train or re-save it")
+    out["info"] = check_model_info(info, path)
+    return out
+
+
+def check_model_info(info: dict[str, Any], path: Path) -> dict[str, Any]:
+    """What ``bptt predict``/``gradflow`` read from a model's info: task, scaling, task_info, config."""
+    def bad(what: str) -> BPTTError:
+        return BPTTError(f"{path}: model file field info.{what}; re-train or re-save it")
+
+    task = info.get("task")
+    if task is not None and not isinstance(task, str):
+        raise bad(f"task must be a task name, got {task!r}")
+    scaling = info.get("scaling")
+    if scaling is not None:
+        if not isinstance(scaling, dict) or set(scaling) != {"lo", "hi"}:
+            raise bad(f"scaling must be {{'lo': number, 'hi': number}}, got {scaling!r}")
+        try:
+            lo, hi = check_number("scaling.lo", scaling["lo"]), check_number("scaling.hi", scaling["hi"])
+        except BPTTError as e:
+            raise bad(str(e)) from None
+        if not hi > lo:  # type: ignore[operator]
+            raise bad(f"scaling needs hi > lo, got lo={lo}, hi={hi}")
+    task_info = info.get("task_info", {})
+    if not isinstance(task_info, dict):
+        raise bad(f"task_info must be an object, got {task_info!r}")
+    limits = {"bits": (1, 20), "window": (1, MAX_INT)}  # bits: binary-addition's own limit
+    for key, (lo_, hi_) in limits.items():
+        if key in task_info:
+            try:
+                check_int(f"task_info.{key}", task_info[key], lo_, hi_)
+            except BPTTError as e:
+                raise bad(str(e)) from None
+    if "config" in info and not isinstance(info["config"], dict):
+        raise bad(f"config must be an object, got {info['config']!r}")
+    return info
+
+
 def load_model(path: str | os.PathLike):
-    """Returns (RNN, info).  ``path``: a model .npz or the folder holding ``model.npz``."""
+    """Returns (RNN, info).  ``path``: a model .npz or the folder holding ``model.npz``.
+
+    Every field is checked (``check_model_meta``): a file with wrong types, missing keys or
+    out-of-range values is one BPTTError line naming the field, never a wrong prediction.
+    """
     from .model import RNN
 
     p = model_path(path)
     arrays, meta = load_arrays(p, FORMAT)
+    arch = check_model_meta(meta, p)
+    missing = [k for k in PARAM_NAMES if k not in arrays]
+    if missing:
+        raise BPTTError(f"{p}: model file is missing parameters {', '.join(missing)}; re-train or re-save it")
+    m = RNN(*arch["sizes"], hidden_activation=arch["hidden_activation"], output_activation=arch["output_activation"],
+            dtype=arch["dtype"])
     try:
-        m = RNN(
-            int(meta["input_size"]),
-            int(meta["hidden_size"]),
-            int(meta["output_size"]),
-            hidden_activation=meta["hidden_activation"],
-            output_activation=meta["output_activation"],
-            dtype=np.dtype(meta["dtype"]),
-        )
-        missing = [k for k in PARAM_NAMES if k not in arrays]
-        if missing:
-            raise BPTTError(f"parameters {', '.join(missing)} are missing")
         m.set_params(**{k: arrays[k] for k in PARAM_NAMES})
-    except (KeyError, TypeError, ValueError) as e:
-        msg = str(e).splitlines()[0] if str(e) else type(e).__name__
-        raise BPTTError(f"{p}: model file is inconsistent ({msg}); re-train or re-save it") from None
-    return m, meta.get("info", {})
+    except BPTTError as e:
+        raise BPTTError(f"{p}: model file is inconsistent ({e}); re-train or re-save it") from None
+    return m, arch["info"]
