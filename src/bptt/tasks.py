@@ -627,7 +627,7 @@ class Task:
 
 TASKS: dict[str, Task] = {t.name: t for t in (
     Task("binary-addition", "add two numbers bit by bit, least significant first (T = bits + 1)", binary_addition,
-         (Option("bits", int, 8, "operand bits; T = bits + 1"),) + _sizes("pairs", 1000, 200, 1000),
+         (Option("bits", int, 8, "operand bits, so T = bits + 1"),) + _sizes("pairs", 1000, 200, 1000),
          TrainDefaults(hidden_size=8, lr=0.05, epochs=30, batch_size=32, checkpoint_every=5),
          addition_metrics, addition_view),
     Task("sine", "predict the next value of noisy sine waves", sine,
