@@ -315,11 +315,12 @@ def _echo_metrics(data: tasks.TaskData, pred: np.ndarray) -> dict:
 
 
 ECHO = tasks.Task(
-    "echo", "repeat a random bit a few steps later", _echo,
-    (tasks.Option("length", int, 6, "sequence length"), tasks.Option("lag", int, 1, "steps between a bit and its echo"),
-     tasks.Option("n_train", int, 24, "training sequences")),
-    tasks.TrainDefaults(hidden_size=3, lr=0.1, epochs=2, batch_size=8, checkpoint_every=1),
-    _echo_metrics,
+    name="echo", description="repeat a random bit a few steps later", loader=_echo,
+    options=(tasks.Option("length", int, 6, "sequence length"),
+             tasks.Option("lag", int, 1, "steps between a bit and its echo"),
+             tasks.Option("n_train", int, 24, "training sequences")),
+    defaults=tasks.TrainDefaults(hidden_size=3, lr=0.1, epochs=2, batch_size=8, checkpoint_every=1),
+    metrics=_echo_metrics,  # no view: the default draws target against prediction at the scored steps
 )
 
 
