@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 
 import numpy as np
 import pytest
 
-from bptt import RNN, plots
-from bptt import tasks as T
+from bptt import RNN, plots, tasks
 
 PNG = b"\x89PNG\r\n\x1a\n"
 
@@ -40,19 +40,40 @@ def test_gradient_flow_maps_side_by_side_with_nan(tmp_path):
     assert wide.shape[1] > 1.5 * narrow.shape[1]  # two panels are wider than one
 
 
-@pytest.mark.parametrize("task", ["binary-addition", "sine", "adding", "sunspots"])
+SMALL = {
+    "binary-addition": {"bits": 4, "n_train": 10, "n_val": 5, "n_test": 20},
+    "sine": {"length": 20, "n_train": 2, "n_val": 2, "n_test": 2},
+    "adding": {"length": 10, "n_train": 5, "n_val": 5, "n_test": 30},
+}
+
+
+@pytest.mark.parametrize("task", list(tasks.TASKS))
 def test_predictions_plot_each_task(tmp_path, task):
-    opts = {
-        "binary-addition": {"bits": 4, "n_train": 10, "n_val": 5, "n_test": 20},
-        "sine": {"length": 20, "n_train": 2, "n_val": 2, "n_test": 2},
-        "adding": {"length": 10, "n_train": 5, "n_val": 5, "n_test": 30},
-        "sunspots": {},
-    }[task]
-    d = T.load(task, **opts)
+    opts = dict(SMALL.get(task, {}))  # a task not listed here is drawn with its defaults
+    if task == "csv":
+        f = tmp_path / "s.csv"
+        f.write_text("v\n" + "".join(f"{float(np.sin(0.4 * i)) + 0.02 * i!r}\n" for i in range(60)))
+        opts = {"path": str(f), "column": "v", "window": 5}
+    d = tasks.load(task, **opts)
     m = RNN(d.input_size, 3, d.output_size, seed=0)
-    metrics = T.metrics(d, m)
+    metrics = tasks.metrics(d, m)
     p = plots.predictions(d, m, metrics, tmp_path / "pred.png")
     assert _image(p).shape[1] > 300
+
+
+def test_predictions_plot_draws_the_records_view(tmp_path, monkeypatch):
+    """plots.predictions draws what the task's view returns: its curves, axis labels and y = x line."""
+    d = tasks.load("adding", length=6, n_train=5, n_val=5, n_test=5)
+    m = RNN(d.input_size, 2, d.output_size, seed=0)
+    seen = []
+
+    def view(data, model, metrics):
+        seen.append((data.name, metrics))
+        return tasks.PredictionView((tasks.Curve(np.arange(3.0), np.ones(3), "r-", "flat"),), "when", "how much", True)
+
+    monkeypatch.setitem(tasks.TASKS, "adding", dataclasses.replace(tasks.get("adding"), view=view))
+    p = plots.predictions(d, m, {"k": 1.0}, tmp_path / "a.png")
+    assert seen == [("adding", {"k": 1.0})] and _image(p)[..., :3].std() > 0.05
 
 
 def test_backend_untouched(tmp_path):

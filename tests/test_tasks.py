@@ -1,22 +1,30 @@
-"""Tasks: shapes, splits, targets computed independently, scaling, baselines, bad input."""
+"""Tasks: shapes, splits, targets computed independently, scaling, baselines, bad input; the registry
+(every record walked; a new task is one record, trainable and in `bptt train --help`)."""
 
 from __future__ import annotations
+
+import dataclasses
+import inspect
+import json
+import re
 
 import numpy as np
 import pytest
 
-from bptt import BPTTError
-from bptt import tasks as T
+from bptt import RNN, BPTTError, plots, tasks
+from bptt import train as tr
+from bptt.cli import main
+from bptt.validation import check_int
 
 
-def _pairs(split: T.Split) -> set[tuple[int, int]]:
+def _pairs(split: tasks.Split) -> set[tuple[int, int]]:
     x = split.x.astype(int)  # (T, N, 2)
     w = 1 << np.arange(x.shape[0])[:, None]
     return set(zip((x[..., 0] * w).sum(0).tolist(), (x[..., 1] * w).sum(0).tolist()))
 
 
 def test_binary_addition_shapes_bits_and_disjoint_splits():
-    d = T.binary_addition(bits=8, n_train=300, n_val=50, n_test=70, seed=3)
+    d = tasks.binary_addition(bits=8, n_train=300, n_val=50, n_test=70, seed=3)
     assert (d.train.x.shape, d.train.y.shape) == ((9, 300, 2), (9, 300, 1))
     assert d.val.x.shape == (9, 50, 2) and d.test.x.shape == (9, 70, 2)
     assert d.train.mask is None and (d.input_size, d.output_size) == (2, 1)
@@ -34,23 +42,23 @@ def test_binary_addition_shapes_bits_and_disjoint_splits():
 
 
 def test_binary_addition_seeded():
-    a = T.binary_addition(bits=4, n_train=20, n_val=5, n_test=5, seed=1)
-    b = T.binary_addition(bits=4, n_train=20, n_val=5, n_test=5, seed=1)
-    c = T.binary_addition(bits=4, n_train=20, n_val=5, n_test=5, seed=2)
+    a = tasks.binary_addition(bits=4, n_train=20, n_val=5, n_test=5, seed=1)
+    b = tasks.binary_addition(bits=4, n_train=20, n_val=5, n_test=5, seed=1)
+    c = tasks.binary_addition(bits=4, n_train=20, n_val=5, n_test=5, seed=2)
     assert np.array_equal(a.train.x, b.train.x) and not np.array_equal(a.train.x, c.train.x)
 
 
 def test_binary_addition_too_many_pairs():
     with pytest.raises(BPTTError, match="only 16 distinct pairs"):
-        T.binary_addition(bits=2, n_train=10, n_val=5, n_test=5)
+        tasks.binary_addition(bits=2, n_train=10, n_val=5, n_test=5)
 
 
 def test_bits_to_int():
-    assert T.bits_to_int(np.array([[1, 0], [0, 1], [1, 1]])).tolist() == [5, 6]
+    assert tasks.bits_to_int(np.array([[1, 0], [0, 1], [1, 1]])).tolist() == [5, 6]
 
 
 def test_sine_shapes_shift_and_scale():
-    d = T.sine(length=30, n_train=8, n_val=3, n_test=4, noise=0.1, seed=0)
+    d = tasks.sine(length=30, n_train=8, n_val=3, n_test=4, noise=0.1, seed=0)
     assert d.train.x.shape == (30, 8, 1) and d.val.y.shape == (30, 3, 1) and d.test.x.shape == (30, 4, 1)
     for s in (d.train, d.val, d.test):
         assert np.array_equal(s.x[1:], s.y[:-1])  # y_t = x_{t+1}: next-value prediction
@@ -59,11 +67,11 @@ def test_sine_shapes_shift_and_scale():
     assert np.all(np.abs(u) < 1 + 6 * 0.1)  # a unit sine plus noise
     assert np.all((d.train.x > 0) & (d.train.x < 1))
     with pytest.raises(BPTTError, match="noise"):
-        T.sine(noise=-1)
+        tasks.sine(noise=-1)
 
 
 def test_adding_markers_targets_mask():
-    d = T.adding(length=12, n_train=40, n_val=10, n_test=10, seed=5)
+    d = tasks.adding(length=12, n_train=40, n_val=10, n_test=10, seed=5)
     for s in (d.train, d.val, d.test):
         T_, N, D = s.x.shape
         assert (T_, D) == (12, 2) and s.y.shape == (12, N, 1) and s.mask.shape == (12, N)
@@ -76,10 +84,10 @@ def test_adding_markers_targets_mask():
 
 
 def test_sunspots_data_and_splits():
-    years, v = T.sunspots_series()
+    years, v = tasks.sunspots_series()
     assert len(v) == 309 and years[0] == 1700 and years[-1] == 2008
     assert v[0] == 5 and v[-1] == 2.9 and v[years.tolist().index(1957)] == 190.2
-    d = T.sunspots(window=20, n_val=20, n_test=30)
+    d = tasks.sunspots(window=20, n_val=20, n_test=30)
     assert d.info["years"] == {"train": [1700, 1958], "val": [1959, 1978], "test": [1979, 2008]}
     assert d.test.x.shape == (20, 30, 1) and d.val.x.shape == (20, 20, 1)
     assert d.train.x.shape == (20, 259 - 20, 1)
@@ -102,7 +110,7 @@ def _write_csv(path, rows):
 def test_csv_task_reads_scales_and_splits(tmp_path):
     vals = [10 + 3 * np.sin(0.4 * i) + 0.1 * i for i in range(60)]
     f = _write_csv(tmp_path / "d.csv", ["when,level"] + [f"{i},{float(v)!r}" for i, v in enumerate(vals)])
-    d = T.csv_task(f, "level", window=5, n_val=10, n_test=10)
+    d = tasks.csv_task(f, "level", window=5, n_val=10, n_test=10)
     assert d.train.x.shape == (5, 40 - 5, 1) and d.test.x.shape == (5, 10, 1)
     train_part = np.array(vals[:40])
     assert (d.scaling.lo, d.scaling.hi) == (train_part.min(), train_part.max())
@@ -122,31 +130,31 @@ def test_csv_task_reads_scales_and_splits(tmp_path):
 def test_csv_bad_input(tmp_path, rows, column, match):
     f = _write_csv(tmp_path / "bad.csv", rows)
     with pytest.raises(BPTTError, match=match):
-        T.csv_task(f, column)
+        tasks.csv_task(f, column)
 
 
 def test_csv_missing_file_and_empty(tmp_path):
     with pytest.raises(BPTTError, match="no such file"):
-        T.csv_task(tmp_path / "nope.csv", "a")
+        tasks.csv_task(tmp_path / "nope.csv", "a")
     (tmp_path / "e.csv").write_text("")
     with pytest.raises(BPTTError, match="empty"):
-        T.csv_task(tmp_path / "e.csv", "a")
+        tasks.csv_task(tmp_path / "e.csv", "a")
 
 
 def test_series_too_short_for_window():
     with pytest.raises(BPTTError, match="has 30 values but a window of 20 .* needs at least 31"):
-        T.series_task(np.arange(30.0), "csv", window=20, n_val=5, n_test=5)
-    T.series_task(np.arange(31.0), "csv", window=20, n_val=5, n_test=5)  # exactly enough
+        tasks.series_task(np.arange(30.0), "csv", window=20, n_val=5, n_test=5)
+    tasks.series_task(np.arange(31.0), "csv", window=20, n_val=5, n_test=5)  # exactly enough
 
 
 def test_constant_series_refused():
     with pytest.raises(BPTTError, match="constant"):
-        T.series_task(np.ones(50), "csv", window=5)
+        tasks.series_task(np.ones(50), "csv", window=5)
 
 
 def test_unknown_task():
     with pytest.raises(BPTTError, match="unknown task 'nope'; choose one of binary-addition"):
-        T.load("nope")
+        tasks.load("nope")
 
 
 def test_ar_fit_recovers_known_process():
@@ -155,13 +163,13 @@ def test_ar_fit_recovers_known_process():
     s = np.zeros(3000)
     for t in range(2, 3000):
         s[t] = 0.5 + 0.6 * s[t - 1] - 0.3 * s[t - 2] + 0.01 * rng.standard_normal()
-    coef = T.ar_fit(s, 2, 3000)
+    coef = tasks.ar_fit(s, 2, 3000)
     assert np.allclose(coef, [0.5, 0.6, -0.3], atol=0.01)
 
 
 def test_series_metrics_baselines_by_hand():
     s = np.array([1.0, 3, 2, 5, 4, 6, 5, 8, 7, 9, 8, 10])
-    d = T.series_task(s, "csv", window=2, n_val=2, n_test=3)
+    d = tasks.series_task(s, "csv", window=2, n_val=2, n_test=3)
 
     class Echo:  # predicts each window's last input: the persistence forecast
         dtype = np.dtype(np.float64)
@@ -169,8 +177,173 @@ def test_series_metrics_baselines_by_hand():
         def predict(self, x):
             return x
 
-    m = T.metrics(d, Echo())
+    m = tasks.metrics(d, Echo())
     truth = s[-3:]
     assert m["persistence_mse"] == pytest.approx(np.mean((s[-4:-1] - truth) ** 2))
     assert m["test_mse"] == pytest.approx(m["persistence_mse"])
     assert m["ar_order"] == 2 and np.isfinite(m["ar2_mse"])  # p = min(9, window)
+
+
+# ---------------------------------------------------------------- the registry
+def _help(capsys) -> str:
+    """`bptt train --help` on one line: whitespace collapsed, argparse's breaks after hyphens undone."""
+    with pytest.raises(SystemExit) as e:
+        main(["train", "--help"])
+    assert e.value.code == 0
+    return re.sub(r"-\s+", "-", " ".join(capsys.readouterr().out.split()))
+
+
+def _required_values(tmp_path) -> dict:
+    """Values for the registry's required options, by option name (a task adding one adds it here)."""
+    f = _write_csv(tmp_path / "walk.csv", ["t,v"] + [f"{i},{float(np.sin(0.3 * i)) + 0.01 * i!r}" for i in range(80)])
+    return {"path": str(f), "column": "v"}
+
+
+def test_tasks_iterate_as_names_and_unknown_ones_are_one_line():
+    assert ", ".join(tasks.TASKS) == "binary-addition, sine, adding, sunspots, csv"
+    assert all(tasks.get(name).name == name for name in tasks.TASKS)
+    with pytest.raises(BPTTError, match=r"^unknown task 'nope'; choose one of binary-addition, sine, adding, sunspots, csv$"):
+        tasks.get("nope")
+
+
+def test_load_refuses_an_option_of_another_task_naming_the_valid_flags():
+    with pytest.raises(BPTTError, match=r"^--bits does not apply to task sunspots; its options are --window, --n-val, --n-test$"):
+        tasks.load("sunspots", bits=8)
+    with pytest.raises(BPTTError, match=r"^--colour does not apply to task csv; its options are --csv, --column, --window"):
+        tasks.load("csv", colour="red")
+    with pytest.raises(BPTTError, match="^--csv does not apply to task sine"):
+        tasks.load("sine", path="x.csv")  # the option `path` is spelled --csv, as the CLI takes it
+
+
+@pytest.mark.parametrize("name", list(tasks.TASKS))
+def test_registry_walk_every_task(tmp_path, capsys, name):
+    """Each record: its defaults match its loader's, it loads, its metrics and plot view work, and
+    `bptt train --help` lists it, its options with their defaults and its training defaults."""
+    task = tasks.get(name)
+    params = inspect.signature(task.loader).parameters
+    for opt in task.options:
+        assert opt.flag.startswith("--") and opt.help and ";" not in opt.help  # "; " separates tasks in --help
+        assert opt.default is None or "default" not in opt.help  # the help shows the record's default itself
+        assert opt.required or params[opt.name].default == opt.default, f"{name} {opt.flag}: record and loader disagree"
+    assert ("seed" in params) == task.seeded
+    required = _required_values(tmp_path)
+    options = {o.name: required[o.name] for o in task.options if o.required}
+    d = tasks.load(name, seed=1, **options)
+    assert d.name == name
+    for s in (d.train, d.val, d.test):
+        T_, N, D = s.x.shape
+        assert D == d.input_size and s.y.shape == (T_, N, d.output_size) and N >= 1
+        assert s.mask is None or (s.mask.shape == (T_, N) and s.mask.any())
+    model = RNN(d.input_size, 3, d.output_size, seed=0)
+    m = tasks.metrics(d, model)
+    assert np.isfinite(m["test_mse_scaled"]) and json.dumps(m)  # JSON-ready, as metrics.json stores it
+    view = tasks.prediction_view(d, model, m)
+    assert view.curves and view.x_label and view.y_label
+    assert all(np.shape(c.x) == np.shape(c.y) for c in view.curves) and any(np.size(c.x) for c in view.curves)
+    assert plots.predictions(d, model, m, tmp_path / "p.png").read_bytes()[:4] == b"\x89PNG"
+    cfg = tr.config_for(name, options)
+    assert {k: getattr(cfg, k) for k in task.defaults.settings()} == task.defaults.settings()
+    text = _help(capsys)
+    assert f"{name}: {task.description}" in text
+    for opt in task.options:
+        entry = text.split(f" {opt.flag} {opt.metavar} ", 1)[1].split(" --", 1)[0]  # the option's help
+        shown = "(required)" if opt.required else "" if opt.default is None else f"(default {opt.default})"
+        assert re.search(rf"(^|; ){re.escape(name)}: [^;]*{re.escape(shown)}", entry), (opt.flag, entry)
+    for setting in ("hidden_size", "lr", "epochs", "batch_size", "checkpoint_every"):
+        assert f"{name} {getattr(task.defaults, setting)}" in text
+
+
+def test_help_shows_each_tasks_option_defaults(capsys):
+    text = _help(capsys)
+    assert "--length LENGTH sine: sequence length (default 100); adding: (default 50)" in text
+    assert "--csv FILE csv: the CSV file (with a header row) (required)" in text
+    assert "--n-val N_VAL binary-addition: validation pairs (default 200); sine: validation sequences (default 50)" in text
+    assert "csv: validation values (default 15 % of them)" in text
+    assert "--task TASK required (unless --resume); one of: binary-addition: " in text
+    assert "--lr LR learning rate (default per task: binary-addition 0.05, sine 0.01, adding 0.01" in text
+    assert "--hidden H hidden units (default per task: binary-addition 8, sine 16, adding 16, sunspots 8, csv 8)" in text
+    assert "(default per task: binary-addition none, sine 25," in text  # --chunk
+
+
+def test_task_defaults_are_todays_settings():
+    """The records' training defaults (numpy results stay bit for bit what they were)."""
+    got = {name: t.defaults.settings() for name, t in tasks.TASKS.items()}
+    assert got == {
+        "binary-addition": {"hidden_size": 8, "lr": 0.05, "epochs": 30, "batch_size": 32, "checkpoint_every": 5},
+        "sine": {"hidden_size": 16, "lr": 0.01, "epochs": 30, "batch_size": 16, "checkpoint_every": 5, "chunk": 25},
+        "adding": {"hidden_size": 16, "lr": 0.01, "epochs": 30, "batch_size": 32, "checkpoint_every": 5},
+        "sunspots": {"hidden_size": 8, "lr": 0.01, "epochs": 200, "batch_size": 16, "checkpoint_every": 20},
+        "csv": {"hidden_size": 8, "lr": 0.01, "epochs": 200, "batch_size": 16, "checkpoint_every": 20},
+    }
+    assert tr.config_for("sunspots").chunk is None and tr.config_for("sine", lr=0.5).lr == 0.5
+
+
+def test_shared_options_must_agree(monkeypatch):
+    clash = dataclasses.replace(tasks.get("adding"), name="clash",
+                                options=(tasks.Option("length", float, 5.0, "sequence length"),))
+    monkeypatch.setitem(tasks.TASKS, "clash", clash)
+    with pytest.raises(BPTTError, match="option 'length' has flag --length and type float but task sine"):
+        tasks.options_by_name()
+
+
+def test_plots_module_names_no_task():
+    src = inspect.getsource(plots)
+    assert not [name for name in tasks.TASKS if f'"{name}"' in src or f"'{name}'" in src]
+
+
+# ---------------------------------------------------------------- adding a task is adding one record
+def _echo(length: int = 6, lag: int = 1, n_train: int = 24, seed: int = 0) -> tasks.TaskData:
+    """Repeat a random bit `lag` steps later: x (length, N, 1), y (length, N, 1), first `lag` steps unscored."""
+    check_int("lag", lag, 1, length - 1)
+    rng = np.random.default_rng([seed, 99])
+    x = rng.integers(0, 2, size=(length, n_train + 16, 1)).astype(np.float64)  # (T, N, 1)
+    y = np.zeros_like(x)  # (T, N, 1)
+    y[lag:] = x[:-lag]
+    mask = np.zeros(x.shape[:2], dtype=bool)  # (T, N)
+    mask[lag:] = True
+
+    def split(lo: int, hi: int) -> tasks.Split:
+        return tasks.Split(x[:, lo:hi], y[:, lo:hi], mask[:, lo:hi])
+
+    return tasks.TaskData("echo", split(0, n_train), split(n_train, n_train + 8), split(n_train + 8, n_train + 16),
+                          1, 1, info={"length": length, "lag": lag})
+
+
+def _echo_metrics(data: tasks.TaskData, pred: np.ndarray) -> dict:
+    te = data.test
+    return {"test_bit_accuracy": float(((pred[..., 0] > 0.5) == (te.y[..., 0] > 0.5))[te.mask].mean())}
+
+
+ECHO = tasks.Task(
+    name="echo", description="repeat a random bit a few steps later", loader=_echo,
+    options=(tasks.Option("length", int, 6, "sequence length"),
+             tasks.Option("lag", int, 1, "steps between a bit and its echo"),
+             tasks.Option("n_train", int, 24, "training sequences")),
+    defaults=tasks.TrainDefaults(hidden_size=3, lr=0.1, epochs=2, batch_size=8, checkpoint_every=1),
+    metrics=_echo_metrics,  # no view: the default draws target against prediction at the scored steps
+)
+
+
+def test_a_new_task_is_one_record(monkeypatch, tmp_path, capsys):
+    monkeypatch.setitem(tasks.TASKS, "echo", ECHO)
+    cfg = tr.config_for("echo", {"lag": 2})
+    assert (cfg.hidden_size, cfg.lr, cfg.epochs, cfg.batch_size, cfg.task_options) == (3, 0.1, 2, 8, {"lag": 2})
+    d = tr.load_task(cfg)
+    assert d.train.x.shape == (6, 24, 1) and np.array_equal(d.train.y[2:], d.train.x[:-2])
+    with pytest.raises(BPTTError, match="^--bits does not apply to task echo; its options are --length, --lag, --n-train$"):
+        tr.config_for("echo", {"bits": 3})
+    res = tr.train(cfg)
+    assert 0 <= res.metrics["test_bit_accuracy"] <= 1 and len(res.history["train_loss"]) == 2
+
+    text = _help(capsys)
+    assert "echo: repeat a random bit a few steps later" in text
+    assert "--lag LAG echo: steps between a bit and its echo (default 1)" in text
+    assert "adding: (default 50); echo: (default 6)" in text  # --length, shared with sine and adding
+    assert "csv 8, echo 3)" in text  # --hidden's per-task defaults
+
+    out = tmp_path / "run"
+    assert main(["train", "--task", "echo", "--lag", "3", "--no-progress", "--out", str(out)]) == 0
+    saved = json.loads((out / "config.json").read_text())
+    assert saved["task_options"] == {"lag": 3} and saved["hidden_size"] == 3
+    assert (out / "predictions.png").read_bytes()[:4] == b"\x89PNG"  # the default view: target against prediction
+    assert "test_bit_accuracy" in json.loads((out / "metrics.json").read_text())["test"]

@@ -1,7 +1,7 @@
 """PNG plots with matplotlib's Agg canvas (no display, no global backend switch).
 
 loss_curves          train and validation loss per epoch (log scale)
-predictions          test predictions against targets (task-specific)
+predictions          test predictions against targets (what the task's record says to show)
 gradient_flow_maps   ‖∂E_t/∂h_k‖ over (t, k), one panel per map, side by side (log colour scale)
 
 matplotlib is imported inside each function: ``import bptt`` stays light.
@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from . import io as bio
+from . import tasks
 
 
 def _figure(width: float, height: float):
@@ -55,52 +56,19 @@ def loss_curves(history: dict[str, list[float]], path: str | Path, title: str = 
 
 
 def predictions(data, model, metrics: dict[str, Any], path: str | Path) -> Path:
-    """Test predictions against targets: a line plot with baselines for series, scatter otherwise."""
+    """Test predictions against targets, as the task's record says (``tasks.prediction_view``)."""
+    view = tasks.prediction_view(data, model, metrics)
     fig = _figure(7.0, 4.2)
     ax = fig.add_subplot()
-    te = data.test
-    name = data.name
-    if data.series is not None and "test_targets" in metrics:
-        n = len(metrics["test_targets"])
-        t0 = data.info.get("years", {}).get("test", [None])[0]
-        xs = np.arange(n) + (t0 if t0 is not None else len(data.series) - n)
-        ax.plot(xs, metrics["test_targets"], "k-o", ms=3, label="target")
-        ax.plot(xs, metrics["test_pred_rnn"], "-o", ms=3, label=f"RNN (MSE {metrics['test_mse']:.4g})")
-        ax.plot(xs, metrics["test_pred_persistence"], "--", label=f"persistence (MSE {metrics['persistence_mse']:.4g})")
-        p = metrics.get("ar_order")
-        if p:
-            ax.plot(xs, metrics[f"test_pred_ar{p}"], ":", label=f"AR({p}) (MSE {metrics[f'ar{p}_mse']:.4g})")
-        ax.set_xlabel("year" if t0 is not None else "index")
-        ax.set_ylabel(data.info.get("column", "value"))
-        ax.legend(fontsize=8)
-    elif name == "sine":
-        pred = model.predict(te.x[:, :1].astype(model.dtype))[:, 0, 0]
-        sc = data.scaling
-        ax.plot(sc.from_unit(te.y[:, 0, 0]), "k.", ms=4, label="target (next noisy value)")
-        ax.plot(sc.from_unit(pred), "-", label="RNN")
-        ax.set_xlabel("t")
-        ax.set_ylabel("value")
-        ax.legend(fontsize=8)
-    elif name == "binary-addition":
-        from .tasks import bits_to_int
-
-        pred = model.predict(te.x.astype(model.dtype))[..., 0]  # (T, N)
-        got = bits_to_int(pred > 0.5)
-        want = bits_to_int(te.y[..., 0])
-        ok = got == want
-        ax.plot(want[ok], got[ok], "g.", ms=3, label=f"exact ({ok.sum()} of {ok.size})")
-        if (~ok).any():
-            ax.plot(want[~ok], got[~ok], "rx", ms=4, label=f"wrong ({(~ok).sum()})")
-        ax.set_xlabel("a + b")
-        ax.set_ylabel("network's sum (bits thresholded at 0.5)")
-        ax.legend(fontsize=8)
-    else:  # masked tasks (adding): the scored last step
-        pred = model.predict(te.x.astype(model.dtype))[-1, :, 0]
-        ax.plot(te.y[-1, :, 0], pred, ".", ms=3)
+    for c in view.curves:
+        ax.plot(c.x, c.y, c.style, ms=c.marker_size, label=c.label)
+    if view.diagonal:
         ax.plot([0, 1], [0, 1], "k--", lw=0.8)
-        ax.set_xlabel("target")
-        ax.set_ylabel("prediction")
-    ax.set_title(f"{name}: test set")
+    ax.set_xlabel(view.x_label)
+    ax.set_ylabel(view.y_label)
+    if any(c.label for c in view.curves):
+        ax.legend(fontsize=8)
+    ax.set_title(f"{data.name}: test set")
     ax.grid(True, alpha=0.3)
     fig.tight_layout()
     return _save(fig, path)

@@ -1,4 +1,16 @@
-"""Sequence tasks for training the seed's network.  Each returns train/validation/test splits.
+"""Sequence tasks for training the seed's network, and the one registry of them.
+
+Every task is one ``Task`` record in ``TASKS`` (a dict keyed by name, in the order the
+CLI lists them).  The record holds everything the rest of the library asks about a
+task: its description, its loader and options (with the CLI flags), its training
+defaults, its test metrics and what its predictions plot shows.  Adding a task is
+adding one record (and its tests); ``bptt train``, ``train.config_for``/``load_task``,
+``tasks.metrics`` and ``plots.predictions`` read it from here.
+
+    get(name) -> Task                  the record (unknown name: one-line BPTTError)
+    load(name, seed=0, **options)      the task's data; options checked against the record
+    metrics(data, model)               test metrics (the record's metrics function)
+    prediction_view(data, model, m)    what plots.predictions draws (the record's view)
 
 Every split holds time-major arrays, as the engine wants them:
 
@@ -6,7 +18,7 @@ Every split holds time-major arrays, as the engine wants them:
     y     (T, N, O)   targets, in [0, 1] for the sigmoid output
     mask  (T, N)      which steps are scored (None: every step)
 
-Tasks (``load(name, seed=..., **options)``):
+The tasks:
 
 binary-addition   two `bits`-bit numbers a, b, least significant bit first:
                   x_t = (a_t, b_t), y_t = (a + b)_t, T = bits + 1 (the last step
@@ -31,18 +43,16 @@ csv               the same for any numeric column of a CSV file with a header ro
 from __future__ import annotations
 
 import csv as _csv
+import dataclasses
 import math
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
-from .validation import BPTTError, check_int
-
-TASKS = ("binary-addition", "sine", "adding", "sunspots", "csv")
-
+from .validation import BPTTError, check_int, check_number
 
 @dataclass(frozen=True)
 class Split:
@@ -87,6 +97,65 @@ class TaskData:
     scaling: Scaling | None = None
     info: dict[str, Any] = field(default_factory=dict)
     series: np.ndarray | None = None  # the whole series in user units (series tasks)
+
+
+@dataclass(frozen=True)
+class Option:
+    """One option of a task's loader: its keyword ``name``, the CLI ``flag`` (default ``--`` + name
+    with dashes), ``type`` (converts the command-line text), ``default`` (what ``load`` passes when
+    it is left out; None: the loader decides, see ``help``), ``help`` (one line, no default in it)
+    and ``required`` (the loader refuses to run without it)."""
+
+    name: str
+    type: Callable[[str], Any]
+    default: Any
+    help: str
+    flag: str = ""
+    metavar: str = ""
+    required: bool = False
+
+    def __post_init__(self) -> None:
+        if not self.flag:
+            object.__setattr__(self, "flag", "--" + self.name.replace("_", "-"))
+        if not self.metavar:
+            object.__setattr__(self, "metavar", self.flag[2:].upper().replace("-", "_"))
+
+
+@dataclass(frozen=True)
+class TrainDefaults:
+    """Training settings that make a task learn out of the box (fields of ``bptt.train.TrainConfig``)."""
+
+    hidden_size: int
+    lr: float
+    epochs: int
+    batch_size: int
+    checkpoint_every: int
+    chunk: int | None = None  # None: whole sequences (TrainConfig's default)
+
+    def settings(self) -> dict[str, Any]:
+        """The settings as TrainConfig keywords; unset (None) ones are left to TrainConfig."""
+        return {k: v for k, v in dataclasses.asdict(self).items() if v is not None}
+
+
+@dataclass(frozen=True)
+class Curve:
+    """One line or set of points of a predictions plot: x (n,), y (n,), a matplotlib format string."""
+
+    x: np.ndarray  # (n,)
+    y: np.ndarray  # (n,)
+    style: str = "-"
+    label: str | None = None
+    marker_size: float = 3.0
+
+
+@dataclass(frozen=True)
+class PredictionView:
+    """What ``plots.predictions`` draws for a task: curves, axis labels (with units), a y = x line or not."""
+
+    curves: tuple[Curve, ...]
+    x_label: str
+    y_label: str
+    diagonal: bool = False  # the y = x reference line (target against prediction)
 
 
 def _positive_int(name: str, v: Any, minimum: int = 1) -> int:
@@ -151,8 +220,7 @@ def sine(length: int = 100, n_train: int = 200, n_val: int = 50, n_test: int = 5
     """Noisy sine waves; x (length, N, 1) = o_t, y = o_{t+1}, scaled by (v + 1.5) / 3."""
     length = _positive_int("length", length, 2)
     n_train, n_val, n_test = (_positive_int(k, v) for k, v in (("n_train", n_train), ("n_val", n_val), ("n_test", n_test)))
-    if not (isinstance(noise, (int, float)) and math.isfinite(noise) and 0 <= noise <= 1):
-        raise BPTTError(f"noise must be a number in [0, 1] (the standard deviation), got {noise!r}")
+    check_number("noise (the standard deviation)", noise, 0, 1)
     rng = np.random.default_rng([seed, 2])
     n = n_train + n_val + n_test
     omega = rng.uniform(0.1, 0.5, size=n)  # (N,)
@@ -344,22 +412,6 @@ def csv_task(path: str | Path | None = None, column: str | None = None, window: 
     return TaskData(d.name, d.train, d.val, d.test, 1, 1, d.scaling, info, d.series)
 
 
-# ---------------------------------------------------------------- registry
-def load(name: str, seed: int = 0, **options: Any) -> TaskData:
-    """The task called ``name`` with its options (see each function); seed for the random ones."""
-    if name == "binary-addition":
-        return binary_addition(seed=seed, **options)
-    if name == "sine":
-        return sine(seed=seed, **options)
-    if name == "adding":
-        return adding(seed=seed, **options)
-    if name == "sunspots":
-        return sunspots(**options)
-    if name == "csv":
-        return csv_task(**options)
-    raise BPTTError(f"unknown task {name!r}; choose one of {', '.join(TASKS)}")
-
-
 # ---------------------------------------------------------------- metrics and baselines
 def masked_mse(pred: np.ndarray, y: np.ndarray, mask: np.ndarray | None) -> float:
     """Mean of (y' - y)^2 over scored steps, sequences and outputs.  pred, y (T, N, O)."""
@@ -387,43 +439,57 @@ def ar_predict(s: np.ndarray, coef: np.ndarray, targets: np.ndarray) -> np.ndarr
 
 
 def metrics(data: TaskData, model) -> dict[str, Any]:
-    """Task-specific test metrics for a trained ``bptt.RNN`` (and the baselines, for series)."""
+    """Test metrics of a trained ``bptt.RNN``: the scaled test MSE, then the task's own (its record's ``metrics``)."""
     te = data.test
     pred = model.predict(te.x.astype(model.dtype)).astype(np.float64)  # (T, N, O)
     out: dict[str, Any] = {"test_mse_scaled": masked_mse(pred, te.y, te.mask)}
-    if data.name == "binary-addition":
-        bits_pred = (pred[..., 0] > 0.5).astype(np.int64)  # (T, N)
-        bits_true = te.y[..., 0].astype(np.int64)  # (T, N)
-        exact = np.all(bits_pred == bits_true, axis=0)  # (N,)
-        out.update(
-            test_pairs=int(te.n),
-            test_pairs_exact=int(exact.sum()),
-            test_accuracy=float(exact.mean()),
-            test_bit_accuracy=float((bits_pred == bits_true).mean()),
-        )
-    elif data.name == "adding":
-        scored = pred[-1, :, 0]  # (N,)
-        target = te.y[-1, :, 0]
-        mean_train = float(data.train.y[-1, :, 0].mean())
-        base = float(np.mean((target - mean_train) ** 2))
-        out.update(
-            test_mse=float(np.mean((scored - target) ** 2)),
-            baseline_mse=base,
-            baseline="predict the training targets' mean",
-            mse_ratio=float(np.mean((scored - target) ** 2) / base),
-            test_within_0_04=float(np.mean(np.abs(scored - target) < 0.04)),
-        )
-    elif data.name == "sine":
-        sc = data.scaling
-        p_u, y_u, x_u = sc.from_unit(pred), sc.from_unit(te.y), sc.from_unit(te.x)
-        out.update(
-            test_mse=masked_mse(p_u, y_u, None),
-            persistence_mse=masked_mse(x_u, y_u, None),
-            noise_floor=float(data.info["noise"]) ** 2,
-        )
-    elif data.series is not None:
-        out.update(series_metrics(data, pred))
+    out.update(get(data.name).metrics(data, pred))
     return out
+
+
+def no_metrics(data: TaskData, pred: np.ndarray) -> dict[str, Any]:
+    """A task without metrics of its own: only ``test_mse_scaled``."""
+    return {}
+
+
+def addition_metrics(data: TaskData, pred: np.ndarray) -> dict[str, Any]:
+    """Exact sums and correct bits on the test pairs.  pred (T, N, 1)."""
+    te = data.test
+    bits_pred = (pred[..., 0] > 0.5).astype(np.int64)  # (T, N)
+    bits_true = te.y[..., 0].astype(np.int64)  # (T, N)
+    exact = np.all(bits_pred == bits_true, axis=0)  # (N,)
+    return {
+        "test_pairs": int(te.n),
+        "test_pairs_exact": int(exact.sum()),
+        "test_accuracy": float(exact.mean()),
+        "test_bit_accuracy": float((bits_pred == bits_true).mean()),
+    }
+
+
+def adding_metrics(data: TaskData, pred: np.ndarray) -> dict[str, Any]:
+    """MSE at the scored last step against predicting the training targets' mean.  pred (T, N, 1)."""
+    scored = pred[-1, :, 0]  # (N,)
+    target = data.test.y[-1, :, 0]  # (N,)
+    mean_train = float(data.train.y[-1, :, 0].mean())
+    base = float(np.mean((target - mean_train) ** 2))
+    return {
+        "test_mse": float(np.mean((scored - target) ** 2)),
+        "baseline_mse": base,
+        "baseline": "predict the training targets' mean",
+        "mse_ratio": float(np.mean((scored - target) ** 2) / base),
+        "test_within_0_04": float(np.mean(np.abs(scored - target) < 0.04)),
+    }
+
+
+def sine_metrics(data: TaskData, pred: np.ndarray) -> dict[str, Any]:
+    """Test MSE in the sine's units beside persistence (o_t for o_{t+1}) and the noise floor.  pred (T, N, 1)."""
+    te, sc = data.test, data.scaling
+    p_u, y_u, x_u = sc.from_unit(pred), sc.from_unit(te.y), sc.from_unit(te.x)  # (T, N, 1) each
+    return {
+        "test_mse": masked_mse(p_u, y_u, None),
+        "persistence_mse": masked_mse(x_u, y_u, None),
+        "noise_floor": float(data.info["noise"]) ** 2,
+    }
 
 
 def series_metrics(data: TaskData, pred: np.ndarray) -> dict[str, Any]:
@@ -450,4 +516,198 @@ def series_metrics(data: TaskData, pred: np.ndarray) -> dict[str, Any]:
     else:
         out["ar_order"] = None
         out["ar_note"] = f"too few values before the test part to fit AR({p})"
+    return out
+
+
+# ---------------------------------------------------------------- what the predictions plot shows
+def scored_view(data: TaskData, model, metrics: dict[str, Any]) -> PredictionView:
+    """Target against prediction at every scored test step (first output); the adding problem's last step."""
+    te = data.test
+    pred = model.predict(te.x.astype(model.dtype))[..., 0]  # (T, N)
+    keep = np.ones(pred.shape, dtype=bool) if te.mask is None else te.mask  # (T, N)
+    return PredictionView((Curve(te.y[..., 0][keep], pred[keep], "."),), "target", "prediction", diagonal=True)
+
+
+def adding_view(data: TaskData, model, metrics: dict[str, Any]) -> PredictionView:
+    v = scored_view(data, model, metrics)
+    return dataclasses.replace(v, x_label="target: mean of the two marked values", y_label="prediction at the last step")
+
+
+def addition_view(data: TaskData, model, metrics: dict[str, Any]) -> PredictionView:
+    """The network's sum (bits thresholded at 0.5) against a + b, exact ones apart from wrong ones."""
+    te = data.test
+    pred = model.predict(te.x.astype(model.dtype))[..., 0]  # (T, N)
+    got, want = bits_to_int(pred > 0.5), bits_to_int(te.y[..., 0])  # (N,) each
+    ok = got == want  # (N,)
+    curves = [Curve(want[ok], got[ok], "g.", f"exact ({ok.sum()} of {ok.size})")]
+    if (~ok).any():
+        curves.append(Curve(want[~ok], got[~ok], "rx", f"wrong ({(~ok).sum()})", 4.0))
+    return PredictionView(tuple(curves), "a + b (true sum)", "network's sum (bits thresholded at 0.5)")
+
+
+def sine_view(data: TaskData, model, metrics: dict[str, Any]) -> PredictionView:
+    """The first test wave: the next noisy values and the network's predictions of them."""
+    te, sc = data.test, data.scaling
+    pred = model.predict(te.x[:, :1].astype(model.dtype))[:, 0, 0]  # (T,)
+    t = np.arange(1, te.x.shape[0] + 1)  # (T,): the step whose next value is predicted
+    return PredictionView(
+        (Curve(t, sc.from_unit(te.y[:, 0, 0]), "k.", "target (next noisy value)", 4.0),
+         Curve(t, sc.from_unit(pred), "-", "RNN")),
+        "t (step of the wave)", "sin(ω t + φ) + noise",
+    )
+
+
+def series_view(data: TaskData, metrics: dict[str, Any], x0: int, x_label: str, y_label: str) -> PredictionView:
+    """The test targets, the RNN's and the baselines' one-step forecasts (``series_metrics``), x from x0."""
+    n = len(metrics["test_targets"])
+    xs = np.arange(n) + x0  # (n,)
+    curves = [Curve(xs, np.asarray(metrics["test_targets"]), "k-o", "target"),
+              Curve(xs, np.asarray(metrics["test_pred_rnn"]), "-o", f"RNN (MSE {metrics['test_mse']:.4g})"),
+              Curve(xs, np.asarray(metrics["test_pred_persistence"]), "--",
+                    f"persistence (MSE {metrics['persistence_mse']:.4g})")]
+    p = metrics.get("ar_order")
+    if p:
+        curves.append(Curve(xs, np.asarray(metrics[f"test_pred_ar{p}"]), ":", f"AR({p}) (MSE {metrics[f'ar{p}_mse']:.4g})"))
+    return PredictionView(tuple(curves), x_label, y_label)
+
+
+def sunspots_view(data: TaskData, model, metrics: dict[str, Any]) -> PredictionView:
+    return series_view(data, metrics, data.info["years"]["test"][0], "year",
+                       "sunspot number (yearly mean)")
+
+
+def csv_view(data: TaskData, model, metrics: dict[str, Any]) -> PredictionView:
+    n = len(metrics["test_targets"])
+    return series_view(data, metrics, len(data.series) - n, "row of the column (0: the first value)",
+                       f"{data.info['column']} (the file's units)")
+
+
+def sunspots_last_window(task_info: dict[str, Any]) -> np.ndarray:
+    """The last `window` years of the shipped series (window, 1): the input that forecasts the year after."""
+    _, series = sunspots_series()
+    return series[-int(task_info["window"]):, None]  # (W, 1)
+
+
+# ---------------------------------------------------------------- the registry
+def _resolved_path(text: str) -> str:
+    """A file given on the command line, made absolute: resume and gradflow --model work from any folder."""
+    return str(Path(text).resolve())
+
+
+def _sizes(what: str, train: int | None, val: int | None, test: int | None, note: str = "") -> tuple[Option, ...]:
+    """--n-train/--n-val/--n-test (train None: no --n-train, the series' training part is the rest)."""
+    opts = () if train is None else (Option("n_train", int, train, f"training {what}"),)
+    return opts + (Option("n_val", int, val, f"validation {what}{note}"), Option("n_test", int, test, f"test {what}{note}"))
+
+
+@dataclass(frozen=True)
+class Task:
+    """Everything about one task.  ``loader(**options[, seed=])`` returns its TaskData;
+    ``metrics(data, pred (T, N, O))`` its own test metrics; ``view(data, model, metrics)`` what its
+    predictions plot shows; ``default_input(task_info)`` the input (T, D), in the data's units, that
+    ``bptt predict`` uses when given none (None: the input is required)."""
+
+    name: str
+    description: str
+    loader: Callable[..., TaskData]
+    options: tuple[Option, ...]
+    defaults: TrainDefaults
+    metrics: Callable[[TaskData, np.ndarray], dict[str, Any]] = no_metrics
+    view: Callable[[TaskData, Any, dict[str, Any]], PredictionView] = scored_view
+    seeded: bool = True  # the loader takes seed= (random data)
+    default_input: Callable[[dict[str, Any]], np.ndarray] | None = None
+
+    def option(self, name: str) -> Option | None:
+        return next((o for o in self.options if o.name == name), None)
+
+    @property
+    def flags(self) -> str:
+        return ", ".join(o.flag for o in self.options)
+
+
+TASKS: dict[str, Task] = {t.name: t for t in (
+    Task(name="binary-addition", description="add two numbers bit by bit, least significant first (T = bits + 1)",
+         loader=binary_addition,
+         options=(Option("bits", int, 8, "operand bits, so T = bits + 1"),) + _sizes("pairs", 1000, 200, 1000),
+         defaults=TrainDefaults(hidden_size=8, lr=0.05, epochs=30, batch_size=32, checkpoint_every=5),
+         metrics=addition_metrics, view=addition_view),
+    Task(name="sine", description="predict the next value of noisy sine waves",
+         loader=sine,
+         options=(Option("length", int, 100, "sequence length"),) + _sizes("sequences", 200, 50, 50)
+         + (Option("noise", float, 0.05, "noise standard deviation"),),
+         defaults=TrainDefaults(hidden_size=16, lr=0.01, epochs=30, batch_size=16, checkpoint_every=5, chunk=25),
+         metrics=sine_metrics, view=sine_view),
+    Task(name="adding", description="the adding problem: the mean of two marked values, answered at the last step",
+         loader=adding,
+         options=(Option("length", int, 50, "sequence length"),) + _sizes("sequences", 2000, 500, 1000),
+         defaults=TrainDefaults(hidden_size=16, lr=0.01, epochs=30, batch_size=32, checkpoint_every=5),
+         metrics=adding_metrics, view=adding_view),
+    Task(name="sunspots", description="forecast next year's sunspot number, 1700-2008",
+         loader=sunspots, seeded=False,
+         options=(Option("window", int, 20, "window length in years"),) + _sizes("years", None, 20, 30),
+         defaults=TrainDefaults(hidden_size=8, lr=0.01, epochs=200, batch_size=16, checkpoint_every=20),
+         metrics=series_metrics, view=sunspots_view, default_input=sunspots_last_window),
+    Task(name="csv", description="forecast the next value of a numeric column of a CSV file",
+         loader=csv_task, seeded=False,
+         options=(Option("path", _resolved_path, None, "the CSV file (with a header row)", "--csv", "FILE", required=True),
+                  Option("column", str, None, "the column (header name)", metavar="NAME", required=True),
+                  Option("window", int, 20, "window length"))
+         + _sizes("values", None, None, None, " (default 15 % of them)"),
+         defaults=TrainDefaults(hidden_size=8, lr=0.01, epochs=200, batch_size=16, checkpoint_every=20),
+         metrics=series_metrics, view=csv_view),
+)}
+
+
+def get(name: str) -> Task:
+    """The record of task ``name``."""
+    if not isinstance(name, str) or name not in TASKS:
+        raise BPTTError(f"unknown task {name!r}; choose one of {', '.join(TASKS)}")
+    return TASKS[name]
+
+
+def option_flag(name: str) -> str:
+    """The CLI flag of option ``name`` as the registry spells it (``path`` is ``--csv``)."""
+    opt = next((o for t in TASKS.values() for o in t.options if o.name == name), None)
+    return opt.flag if opt else "--" + str(name).replace("_", "-")
+
+
+def check_options(name: str, options: dict[str, Any]) -> Task:
+    """The record of task ``name``, after checking that every key of ``options`` is one of its options."""
+    task = get(name)
+    for k in options:
+        if task.option(k) is None:
+            raise BPTTError(f"{option_flag(k)} does not apply to task {name}; its options are {task.flags}")
+    return task
+
+
+def load(name: str, seed: int = 0, **options: Any) -> TaskData:
+    """The task called ``name``: its record's defaults under ``options``; ``seed`` for the random tasks."""
+    task = check_options(name, options)
+    kwargs = {o.name: o.default for o in task.options if not o.required}
+    kwargs.update(options)
+    if task.seeded:
+        kwargs["seed"] = seed
+    return task.loader(**kwargs)
+
+
+def prediction_view(data: TaskData, model, metrics: dict[str, Any]) -> PredictionView:
+    """What the predictions plot of ``data``'s task shows (``metrics``: from ``metrics(data, model)``)."""
+    return get(data.name).view(data, model, metrics)
+
+
+def options_by_name() -> dict[str, list[tuple[Task, Option]]]:
+    """Every option name in the registry -> the (task, option) pairs that take it, in registry order.
+
+    Tasks sharing an option name share its flag and type (the CLI has one argument per name).
+    """
+    out: dict[str, list[tuple[Task, Option]]] = {}
+    for task in TASKS.values():
+        for opt in task.options:
+            out.setdefault(opt.name, []).append((task, opt))
+    for name, uses in out.items():
+        first = uses[0][1]
+        for task, opt in uses[1:]:
+            if (opt.flag, opt.type) != (first.flag, first.type):
+                raise BPTTError(f"task {task.name}: option {name!r} has flag {opt.flag} and type {opt.type.__name__} but task "
+                                f"{uses[0][0].name} gives it {first.flag} and {first.type.__name__}; shared options must agree")
     return out

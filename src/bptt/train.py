@@ -122,54 +122,21 @@ class TrainConfig:
         return cls(**d)
 
 
-# Per-task defaults: settings that make each task learn out of the box (README "## Training").
-TASK_DEFAULTS: dict[str, dict[str, Any]] = {
-    "binary-addition": {"hidden_size": 8, "lr": 0.05, "epochs": 30, "batch_size": 32, "checkpoint_every": 5},
-    "sine": {"hidden_size": 16, "lr": 0.01, "epochs": 30, "batch_size": 16, "chunk": 25, "checkpoint_every": 5},
-    "adding": {"hidden_size": 16, "lr": 0.01, "epochs": 30, "batch_size": 32, "checkpoint_every": 5},
-    "sunspots": {"hidden_size": 8, "lr": 0.01, "epochs": 200, "batch_size": 16, "checkpoint_every": 20},
-    "csv": {"hidden_size": 8, "lr": 0.01, "epochs": 200, "batch_size": 16, "checkpoint_every": 20},
-}
-# The options each task function takes (``tasks.load(name, **options)``).
-TASK_OPTIONS: dict[str, tuple[str, ...]] = {
-    "binary-addition": ("bits", "n_train", "n_val", "n_test"),
-    "sine": ("length", "n_train", "n_val", "n_test", "noise"),
-    "adding": ("length", "n_train", "n_val", "n_test"),
-    "sunspots": ("window", "n_val", "n_test"),
-    "csv": ("path", "column", "window", "n_val", "n_test"),
-}
-
-
-def _option_flag(name: str) -> str:
-    return "--csv" if name == "path" else "--" + name.replace("_", "-")
-
-
 def config_for(task: str, task_options: dict[str, Any] | None = None, **settings: Any) -> TrainConfig:
-    """TrainConfig for ``task``: TrainConfig's defaults, then TASK_DEFAULTS[task], then ``settings``."""
-    if task not in tasks.TASKS:
-        raise BPTTError(f"unknown task {task!r}; choose one of {', '.join(tasks.TASKS)}")
-    task_options = dict(task_options or {})
-    allowed = TASK_OPTIONS[task]
-    for k in task_options:
-        if k not in allowed:
-            raise BPTTError(f"{_option_flag(k)} does not apply to task {task}; its options are "
-                            f"{', '.join(_option_flag(a) for a in allowed)}")
+    """TrainConfig for ``task``: TrainConfig's defaults, then the task record's defaults
+    (``tasks.get(task).defaults``), then ``settings``.  ``task_options`` go to ``tasks.load``."""
+    record = tasks.check_options(task, dict(task_options or {}))
     fields = {f.name for f in dataclasses.fields(TrainConfig)}
     for k in settings:
         if k not in fields:
             raise BPTTError(f"unknown training setting {k!r}; the settings are {', '.join(sorted(fields))}")
-    cfg = TrainConfig(task=task, task_options=task_options, **{**TASK_DEFAULTS[task], **settings})
+    cfg = TrainConfig(task=task, task_options=dict(task_options or {}), **{**record.defaults.settings(), **settings})
     cfg.validate()
     return cfg
 
 
 def load_task(cfg: TrainConfig) -> tasks.TaskData:
-    """The task's data for this config (seeded by cfg.seed)."""
-    allowed = TASK_OPTIONS.get(cfg.task, ())
-    for k in cfg.task_options:
-        if k not in allowed:
-            raise BPTTError(f"{_option_flag(k)} does not apply to task {cfg.task}; its options are "
-                            f"{', '.join(_option_flag(a) for a in allowed)}")
+    """The task's data for this config (seeded by cfg.seed); options checked against the task's record."""
     return tasks.load(cfg.task, seed=cfg.seed, **cfg.task_options)
 
 

@@ -72,10 +72,8 @@ def predict_cli(model_dir: str | Path, x: str | None = None, csv: str | None = N
         xv = vals[:, None]  # (T, 1)
     elif x is not None:
         xv = steps(x, model.input_size)
-    elif task == "sunspots":
-        years, series = tasks.sunspots_series()
-        w = int(info["task_info"]["window"])
-        xv = series[-w:, None]
+    elif (default_input := _default_input(task)) is not None:
+        xv = default_input(info["task_info"])  # (T, D): e.g. sunspots, the last window of its data
     else:
         raise BPTTError("give the input: --x V1,V2,... (or --csv FILE --column NAME; --a/--b for binary-addition)")
     if xv.shape[1] != model.input_size:
@@ -98,3 +96,9 @@ def predict_cli(model_dir: str | Path, x: str | None = None, csv: str | None = N
     if series_model:
         print(f"forecast of the value after the last input: {out['next']:.6g}")
     return 0
+
+
+def _default_input(task: str | None):
+    """The task record's input for `bptt predict` given none (None: the model's task has none, or is unknown)."""
+    record = tasks.TASKS.get(task) if isinstance(task, str) else None
+    return record.default_input if record is not None else None

@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 
 from .. import io as bio
+from .. import tasks
 from ..activations import HIDDEN_ACTIVATIONS, OUTPUT_ACTIVATIONS
 from ..model import RNN
 from ..train import TrainConfig, config_for, load_checkpoint, load_task, make_optimizer, save_checkpoint, train, write_outputs
@@ -19,12 +20,10 @@ from ._common import number
 
 
 def add(sub) -> None:
-    from ..tasks import TASKS
-
     p = sub.add_parser("train", help="train the network on a task; writes model, metrics and plots to --out",
                        description="Train the seed's network on a task. Writes model.npz, metrics.json, config.json, "
                        "checkpoint.npz and loss/predictions/gradflow PNGs to --out. Options left out take the task's defaults.")
-    p.add_argument("--task", default=None, help=f"one of {', '.join(TASKS)}")
+    p.add_argument("--task", default=None, metavar="TASK", help=_task_help())
     p.add_argument("--out", required=True, metavar="DIR", help="output folder (must be new or empty unless --force or --resume)")
     p.add_argument("--force", action="store_true", help="write into an existing non-empty --out")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint (its own settings; other options are ignored)")
@@ -33,33 +32,66 @@ def add(sub) -> None:
                    "(bptt.torch.SigmoidRNN, data-parallel with DistributedDataParallel; see README '## PyTorch layer')")
     p.add_argument("--nproc", type=int, default=None, metavar="N", help="--backend torch: processes on this machine (gloo over 127.0.0.1)")
     g = p.add_argument_group("model")
-    g.add_argument("--hidden", type=int, default=None, metavar="H", help="hidden units")
+    g.add_argument("--hidden", type=int, default=None, metavar="H", help=f"hidden units ({_per_task('hidden_size')})")
     g.add_argument("--hidden-activation", default=None, help=f"one of {', '.join(HIDDEN_ACTIVATIONS)} (default sigmoid)")
     g.add_argument("--output-activation", default=None, help=f"one of {', '.join(OUTPUT_ACTIVATIONS)} (default sigmoid)")
     g.add_argument("--dtype", default=None, help="float64 (default) or float32")
     g = p.add_argument_group("optimisation")
     g.add_argument("--optimizer", default=None, help="adam (default) or sgd")
-    g.add_argument("--lr", type=float, default=None, help="learning rate")
+    g.add_argument("--lr", type=float, default=None, help=f"learning rate ({_per_task('lr')})")
     g.add_argument("--momentum", type=float, default=None, help="sgd momentum (default 0)")
     g.add_argument("--nesterov", action="store_true", default=None, help="Nesterov momentum (sgd)")
     g.add_argument("--clip", default=None, metavar="NORM", help="clip the global gradient norm (default 1; 'none' to disable)")
     g.add_argument("--schedule", default=None, help="constant (default) or cosine")
     g.add_argument("--min-lr", type=float, default=None, help="cosine schedule's final learning rate (default 0)")
-    g.add_argument("--epochs", type=int, default=None)
-    g.add_argument("--batch-size", type=int, default=None)
-    g.add_argument("--chunk", type=int, default=None, metavar="K", help="truncated BPTT over streams: update every K steps, hidden state carried")
+    g.add_argument("--epochs", type=int, default=None, help=f"passes over the training set ({_per_task('epochs')})")
+    g.add_argument("--batch-size", type=int, default=None, help=f"sequences per update ({_per_task('batch_size')})")
+    g.add_argument("--chunk", type=int, default=None, metavar="K", help="truncated BPTT over streams: update every K steps, "
+                   f"hidden state carried ({_per_task('chunk')})")
     g.add_argument("--truncate", type=int, default=None, metavar="K", help="each error backpropagates at most K steps")
     g.add_argument("--patience", type=int, default=None, metavar="E", help="early stopping after E epochs without a better validation loss")
     g.add_argument("--seed", type=int, default=None, help="one seed for data, initialisation and shuffling (default 0)")
-    g.add_argument("--checkpoint-every", type=int, default=None, metavar="E", help="checkpoint every E epochs (default 10)")
-    g = p.add_argument_group("task options")
-    for opt, typ, hlp in (("--bits", int, "binary-addition: operand bits"), ("--n-train", int, "training sequences/pairs"),
-                          ("--n-val", int, "validation sequences/pairs/values"), ("--n-test", int, "test sequences/pairs/values"),
-                          ("--length", int, "sine, adding: sequence length"), ("--noise", float, "sine: noise standard deviation"),
-                          ("--window", int, "sunspots, csv: window length"), ("--csv", str, "csv: the file"),
-                          ("--column", str, "csv: the column (header name)")):
-        g.add_argument(opt, type=typ, default=None, help=hlp)
+    g.add_argument("--checkpoint-every", type=int, default=None, metavar="E", help=f"checkpoint every E epochs ({_per_task('checkpoint_every')})")
+    _add_task_options(p)
     p.set_defaults(run=run)
+
+
+def _task_help() -> str:
+    """--task's help: required unless --resume, and every task of the registry with its description."""
+    return "required (unless --resume); one of: " + "; ".join(f"{t.name}: {t.description}" for t in tasks.TASKS.values())
+
+
+def _per_task(setting: str) -> str:
+    """'default per task: binary-addition 8, sine 16, ...': each record's default of a TrainConfig setting."""
+    return "default per task: " + ", ".join(f"{t.name} {_shown(getattr(t.defaults, setting))}" for t in tasks.TASKS.values())
+
+
+def _shown(value: Any) -> str:
+    return "none" if value is None else str(value)
+
+
+def _option_dest(name: str) -> str:
+    return f"task_option_{name}"
+
+
+def _option_help(uses: list[tuple[tasks.Task, tasks.Option]]) -> str:
+    """'sine: sequence length (default 100); adding: (default 50)': the tasks taking an option, with their defaults."""
+    parts, last = [], None
+    for task, opt in uses:
+        default = "(required)" if opt.required else ("" if opt.default is None else f"(default {opt.default})")
+        text = " ".join(p for p in ("" if opt.help == last else opt.help, default) if p)
+        parts.append(f"{task.name}: {text}")
+        last = opt.help
+    return "; ".join(parts).replace("%", "%%")  # argparse %-formats help
+
+
+def _add_task_options(p: argparse.ArgumentParser) -> None:
+    """One argument per option name in the task registry; each applies to the tasks its help names."""
+    g = p.add_argument_group("task options (from the task registry, bptt.tasks.TASKS)")
+    for name, uses in tasks.options_by_name().items():
+        opt = uses[0][1]
+        g.add_argument(opt.flag, dest=_option_dest(name), type=opt.type, default=None, metavar=opt.metavar,
+                       help=_option_help(uses))
 
 
 def train_config_from_args(args: argparse.Namespace):
@@ -79,10 +111,8 @@ def train_config_from_args(args: argparse.Namespace):
     settings = {k: v for k, v in given.items() if v is not None}
     if args.clip is not None:
         settings["clip"] = clip
-    task_options = {k: getattr(args, k) for k in ("bits", "n_train", "n_val", "n_test", "length", "noise", "window", "column")
-                    if getattr(args, k) is not None}
-    if args.csv is not None:
-        task_options["path"] = str(Path(args.csv).resolve())  # resume and gradflow --model work from any folder
+    given_options = {name: getattr(args, _option_dest(name), None) for name in tasks.options_by_name()}
+    task_options = {k: v for k, v in given_options.items() if v is not None}  # each converted by its Option.type
     return config_for(args.task, task_options, **settings)
 
 
