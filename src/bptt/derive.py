@@ -814,7 +814,13 @@ def _write_notation(doc: _Document, d: Derivation, full: bool) -> None:
     if full:
         doc.p("Written out as in the seed (each factor spelled out; the common factor "
               "$\\frac{dE_i}{dy'_i} \\frac{dy'_i}{dh_i}$ taken out of the sum, one line per path $k$):")
-        return
+    else:
+        _write_named_factors(doc, d)
+
+
+def _write_named_factors(doc: _Document, d: Derivation) -> None:
+    """For long sequences: δ_i and P_{i,k}, the factors the written-out form would repeat O(T^2) times."""
+    T, f, g = d.T, d.f, d.g
     doc.p(f"With T = {T} the written-out form would repeat every factor $O(T^2)$ times, so the repeated "
           "factors are named once. Write")
     doc.eq(
