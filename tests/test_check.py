@@ -261,3 +261,13 @@ def test_printable_keeps_what_the_stream_can_encode():
     assert printable("dE_1/dθ ∂h Σ", "ascii") == "dE_1/dtheta dh sum"
     assert printable("π", "ascii") == "?"
     assert printable("θ", "iso8859-7") == "θ"  # Greek code page: θ is there
+
+
+def test_check_at_given_targets_overrides_the_file():
+    cf = check.load(SEED_CLAIMS)
+    rep = check.check(cf, [0.5, 0.5])
+    assert not rep.targets_fitted and rep.analysis is None and rep.targets == [0.5, 0.5]
+    with pytest.raises(check.BPTTError, match="targets"):
+        check.check(cf, [0.5])
+    with pytest.raises(check.BPTTError, match="targets"):
+        check.check(cf, [0.5, float("nan")])

@@ -39,7 +39,7 @@ import numpy as np
 
 from .audit import Printed, Verdict, affine_in_targets, judge, least_squares_targets, min_misfit
 from .engine import PARAM_NAMES
-from .validation import REDUCTIONS, BPTTError, check_choice, short_repr
+from .validation import REDUCTIONS, BPTTError, check_choice, check_float_array, short_repr
 
 MODEL_KEYS = ("w", "w_x", "w_h", "b1", "b2", "h0", "hidden_activation", "output_activation", "reduction")
 SEQUENCE_KEYS = ("x", "y")
@@ -392,22 +392,29 @@ def exact_affine(cf: ClaimsFile) -> tuple[np.ndarray, np.ndarray]:
 
 def check(cf: ClaimsFile, y: Sequence[float] | None = None) -> Report:
     """Compare every claim with the exact value, at targets y, else the file's, else inferred ones."""
-    if y is not None and len(y) != cf.T:
-        raise BPTTError(f"targets: {len(y)} given but the sequence has {cf.T} steps; give one target per step")
-    targets = list(y) if y is not None else cf.y
+    targets = _targets(y, cf.T) if y is not None else cf.y
     c, J = exact_affine(cf)  # exact = c + J y for every claim
     analysis = infer_targets(cf, c, J) if targets is None else None
-    y_eval = np.asarray(targets if analysis is None else analysis.targets or np.zeros(cf.T), dtype=np.float64)
-    exact = c + J @ y_eval
     fitted = analysis is not None
+    if fitted:
+        targets = analysis.targets  # None when no claim depends on the targets
+    exact = c + J @ np.asarray(targets if targets is not None else np.zeros(cf.T), dtype=np.float64)
     rows = [Row(cl, judge(cl.printed, float(e), fitted and cl.depends_on_targets), fitted and cl.depends_on_targets)
             for cl, e in zip(cf.claims, exact)]
-    report = Report(cf, rows, targets if analysis is None else analysis.targets, fitted, analysis)
+    report = Report(cf, rows, targets, fitted, analysis)
     if not fitted:
         grads = [i for i, cl in enumerate(cf.claims) if cl.depends_on_targets]
         report.plain_holds = sum(rows[i].holds for i in grads)
         report.negated_holds = sum(cf.claims[i].printed.holds(-exact[i]) for i in grads)
     return report
+
+
+def _targets(y: Sequence[float], T: int) -> list[float]:
+    """Targets given to ``check``: T finite numbers."""
+    a = check_float_array(y, "targets", np.dtype(np.float64))
+    if a.shape != (T,):
+        raise BPTTError(f"targets: expected {T} numbers, one per step, got shape {a.shape}")
+    return [float(v) for v in a]
 
 
 def analyse_targets(cf: ClaimsFile) -> TargetAnalysis:
