@@ -23,7 +23,7 @@ from .model import RNN
 CLAIMS_FILE = "seed_claims.toml"  # in the package's data folder
 
 # Everything wrong or inconsistent in the seed's text, each with its correction: (what, the seed has, correct).
-# The printed numbers are not listed here: ``audit`` checks them (the claims file) and names the wrong ones.
+# The printed gradients are not listed here: ``audit`` checks every printed number (the claims file) and names them.
 ERRATA = [
     ("sgm definition", "sgm(x) = 1/(1 - e^{-x})",
      "sgm(x) = 1/(1 + e^{-x}); the seed's own numbers use the plus sign (sgm(2) = 0.88; with the minus sign sgm(2) would be 1.157)"),
