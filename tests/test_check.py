@@ -67,11 +67,12 @@ def test_seed_claims_file(capsys):
     assert verdict["1 - h_1"].holds
     y1 = 1 / (1 + math.exp(-(h1 + 1)))
     assert not verdict["y'_1"].holds and verdict["y'_1"].exact == pytest.approx(y1, abs=1e-15)
-    assert "truncated" in verdict["y'_1"].verdict
+    assert verdict["y'_1"].verdict.kind == "truncated"
     assert verdict["y'_2"].holds
-    assert rep.unexplainable == ["dLoss/dw_x"]
-    assert rep.misfit_all > 20 and rep.misfit_without["dLoss/dw_x"] < 2.5
-    assert sorted(map(sorted, rep.largest_sets)) == sorted(map(sorted, [
+    an = rep.analysis
+    assert an.unexplainable == ["dLoss/dw_x"]
+    assert an.misfit_all > 20 and an.misfit_without["dLoss/dw_x"] < 2.5
+    assert sorted(sorted(s.claims) for s in an.largest_sets) == sorted(map(sorted, [
         ("dLoss/dw", "dLoss/dw_x", "dLoss/db2"), ("dLoss/dw", "dLoss/dw_h", "dLoss/db2"),
         ("dLoss/dw", "dLoss/db2", "dLoss/db1")]))
     assert main(["check", str(SEED_CLAIMS)]) == 1
@@ -123,7 +124,7 @@ def test_targets_inferred_when_not_given(tmp_path, capsys):
     rep = check.check(check.load(_write(tmp_path, claims, y=False)))
     assert rep.all_hold and rep.targets_fitted
     assert rep.targets == pytest.approx(Y, abs=2e-3)
-    assert rep.misfit_all <= 1
+    assert rep.analysis.misfit_all <= 1
 
 
 def test_inferred_targets_single_bad_claim_is_named(tmp_path):
@@ -132,7 +133,7 @@ def test_inferred_targets_single_bad_claim_is_named(tmp_path):
     claims["dE_2/dw_x"] = f"{v * 1.5:.6g}"
     rep = check.check(check.load(_write(tmp_path, claims, y=False)))
     assert not rep.all_hold
-    assert rep.unexplainable == ["dE_2/dw_x"]
+    assert rep.analysis.unexplainable == ["dE_2/dw_x"]
     assert rep.targets == pytest.approx(Y, abs=2e-3)  # fitted to the others
     assert [r.claim.key for r in rep.rows if not r.holds] == ["dE_2/dw_x"]
 
@@ -189,6 +190,16 @@ def test_bad_toml_files(tmp_path, capsys, edit, word):
     (lambda d: _touch(d / "c.json", '{"model": {"w": NaN}}'), "model.w"),
     (lambda d: _touch(d / "c.json", "[1, 2]"), "top level"),
     (lambda d: _touch(d / "c.toml", b"\xff\xfe[model]"), "cannot read"),
+    (lambda d: _touch(d / "c.json", _seed_json().replace('"h_1": "0.88"', '"h_1": 0.88, "h_1": 0.9')), "'h_1'"),
+    (lambda d: _touch(d / "c.json", _seed_json().replace('{"model": {', '{"model": {"w": 2, ')), "'w' appears twice"),
+    (lambda d: _touch(d / "c.json", _seed_json().replace('"0.88"', "1e999")), "h_1"),
+    (lambda d: _touch(d / "c.json", _seed_json().replace('"0.88"', "1e-999")), "out of range"),
+    (lambda d: _touch(d / "c.json", _seed_json().replace('"w": 1,', '"w": 1e999,')), "model.w"),
+    (lambda d: _touch(d / "c.json", '{"title": ' + "[" * 5000 + "]" * 5000 + "}"), "nested too deeply"),
+    (lambda d: _touch(d / "c.toml", SEED_TEXT.replace('"h_1" = 0.88', '"h_1" = 1e999')), "h_1"),
+    (lambda d: _touch(d / "c.toml", SEED_TEXT.replace("w = 1\n", "w = 1" + "0" * 400 + "\n")), "model.w"),
+    (lambda d: _touch(d / "c.toml", SEED_TEXT.replace("w = 1\n", "w = 1" + "0" * 5000 + "\n")), "c.toml"),
+    (lambda d: _touch(d / "c.toml", "x = " + "[" * 5000 + "]" * 5000 + "\n"), "nested too deeply"),
 ])
 def test_bad_files(tmp_path, capsys, setup, word):
     p = setup(tmp_path)
@@ -197,9 +208,66 @@ def test_bad_files(tmp_path, capsys, setup, word):
     assert err.startswith("error:") and "\n" not in err and word in err, err
 
 
+def _seed_json() -> str:
+    cf = check.load(SEED_CLAIMS)
+    return json.dumps({"model": {**{k: int(v) for k, v in cf.params.items()}}, "sequence": {"x": [1, 0]},
+                       "claims": {c.key: c.printed.text for c in cf.claims}})
+
+
 def _touch(p: Path, content) -> Path:
     if isinstance(content, bytes):
         p.write_bytes(content)
     else:
         p.write_text(content)
     return p
+
+
+# ------------------------------------------------------------------ verdicts, and text on an ASCII terminal
+def test_verdict_kinds():
+    from bptt.audit import Printed, judge
+
+    assert judge(Printed.parse("0.867"), 0.86770).kind == "truncated"
+    assert judge(Printed.parse("-0.867"), -0.86770).kind == "truncated"
+    assert judge(Printed.parse("0.868"), 0.86770).kind == "holds"
+    assert judge(Printed.parse("0.0123"), -0.01234).kind == "sign"
+    assert judge(Printed.parse("0.867"), 0.86770, fitted=True).kind == "wrong"  # fitted targets: no truncation verdict
+    v = judge(Printed.parse("0.015"), 0.0144981)
+    assert v.kind == "wrong" and v.rounded == "0.014" and v.misfit == pytest.approx(0.0005019 / 0.0005, rel=1e-9)
+
+
+@pytest.mark.parametrize("argv", [["seed"], ["seed", "--y", "0.5,0.5"], ["check", str(SEED_CLAIMS)],
+                                  ["explain", "--format", "text"]])
+def test_ascii_terminal(argv):
+    """θ, ∂ and Σ are spelled out where stdout cannot encode them, never a UnicodeEncodeError."""
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "PYTHONIOENCODING": "ascii", "PYTHONPATH": str(ROOT / "src")}
+    p = subprocess.run([sys.executable, "-m", "bptt", *argv], capture_output=True, env=env, timeout=300)
+    assert p.returncode == (1 if argv[0] == "check" else 0), p.stderr.decode("ascii", "replace")[-2000:]
+    assert b"Traceback" not in p.stderr and p.stdout.isascii()
+    out = p.stdout.decode("ascii")
+    if argv[0] == "seed":
+        assert "dE_1/dtheta" in out and "Errata" in out
+    if argv[0] == "explain":
+        assert "theta" in out and "sum" in out
+
+
+def test_printable_keeps_what_the_stream_can_encode():
+    from bptt.cli.check import printable
+
+    assert printable("dE_1/dθ ∂h Σ", "utf-8") == "dE_1/dθ ∂h Σ"
+    assert printable("dE_1/dθ ∂h Σ", "ascii") == "dE_1/dtheta dh sum"
+    assert printable("π", "ascii") == "?"
+    assert printable("θ", "iso8859-7") == "θ"  # Greek code page: θ is there
+
+
+def test_check_at_given_targets_overrides_the_file():
+    cf = check.load(SEED_CLAIMS)
+    rep = check.check(cf, [0.5, 0.5])
+    assert not rep.targets_fitted and rep.analysis is None and rep.targets == [0.5, 0.5]
+    with pytest.raises(check.BPTTError, match="targets"):
+        check.check(cf, [0.5])
+    with pytest.raises(check.BPTTError, match="targets"):
+        check.check(cf, [0.5, float("nan")])

@@ -62,13 +62,16 @@ def test_lp_finds_targets_that_exist():
 
 
 def test_seed_analysis_matches_a_brute_force_search_over_targets():
-    a = seed.analyse()
-    names = a.names
+    a = seed.audit()
+    an = a.analysis
+    printed = {r.claim.key: r.claim.printed for r in a.report.rows if r.claim.kind == "dLoss"}
+    theta = {r.claim.key: r.claim.theta for r in a.report.rows if r.claim.kind == "dLoss"}
     m = seed.model()
+    x = seed.claims_file().x
 
     def misfits(y1, y2):
-        _, g = m.loss_and_grad(np.array(seed.X), np.array([y1, y2]), h0=0.0)
-        return {k: abs(float(g[k].ravel()[0]) - a.printed[k].value) / a.printed[k].half_unit for k in names}
+        _, g = m.loss_and_grad(np.array(x), np.array([y1, y2]), h0=0.0)
+        return {k: abs(float(g[theta[k]].ravel()[0]) - printed[k].value) / printed[k].half_unit for k in printed}
 
     def brute_min(objective):
         """Grid search over targets, zooming in (independent of the LP)."""
@@ -83,27 +86,78 @@ def test_seed_analysis_matches_a_brute_force_search_over_targets():
         return best
 
     best_all = brute_min(lambda mis: max(mis.values()))
-    best_without_wx = brute_min(lambda mis: max(v for k, v in mis.items() if k != "w_x"))
+    best_without_wx = brute_min(lambda mis: max(v for k, v in mis.items() if k != "dLoss/dw_x"))
     # the LP optimum is a lower bound that the search approaches
-    assert a.misfit_all <= best_all * (1 + 1e-9) and best_all <= a.misfit_all * 1.05
-    assert a.misfit_without["w_x"] <= best_without_wx * (1 + 1e-9) and best_without_wx <= a.misfit_without["w_x"] * 1.05
-    assert a.misfit_all > 1 and a.unreproducible == ["w_x"]
-    assert all(v > 10 for k, v in a.misfit_without.items() if k != "w_x")
-    assert a.identity_rhs == pytest.approx(0.000905, abs=1e-6)
-    # each maximal set really is reproduced by its targets
-    for names_set, y in a.maximal_sets:
-        g = seed.gradients(y)
-        for k in names_set:
-            assert abs(g[k] - a.printed[k].value) <= a.printed[k].half_unit * (1 + 1e-6)
+    assert an.misfit_all <= best_all * (1 + 1e-9) and best_all <= an.misfit_all * 1.05
+    assert (an.misfit_without["dLoss/dw_x"] <= best_without_wx * (1 + 1e-9)
+            and best_without_wx <= an.misfit_without["dLoss/dw_x"] * 1.05)
+    assert an.misfit_all > 1 and an.unexplainable == ["dLoss/dw_x"]
+    assert all(v > 10 for k, v in an.misfit_without.items() if k != "dLoss/dw_x")
+    assert a.identity.rhs == pytest.approx(0.000905, abs=1e-6) and a.identity.lhs == 0.002
+    # no four hold together (each leave-one-out misfit > 1); each largest set holds at its targets
+    assert min(an.misfit_without.values()) > 1 and [len(s.claims) for s in an.largest_sets] == [3, 3, 3]
+    for s in an.largest_sets:
+        g = seed.gradients(s.targets)
+        for k in s.claims:
+            assert abs(g[theta[k]] - printed[k].value) <= printed[k].half_unit * (1 + 1e-6)
+
+
+def test_seed_audit_numbers_match_the_engine():
+    """The seed's verdicts are at the fitted targets; each number against a separate engine call."""
+    a = seed.audit()
+    assert a.report.targets_fitted and a.report.targets == pytest.approx([0.8951, 0.5503], abs=5e-5)
+    g = seed.gradients(a.report.targets)
+    rows = {r.claim.key: r for r in a.report.rows}
+    for k in g:
+        key = {"b1": "dLoss/db1", "b2": "dLoss/db2"}.get(k, f"dLoss/d{k}")
+        assert rows[key].exact == pytest.approx(g[k], rel=1e-12, abs=1e-15)
+        assert np.mean(a.terms[k]) == pytest.approx(g[k], rel=1e-12, abs=1e-15)  # Loss = 1/2 (E_1 + E_2)
+    misfit = {k: r.verdict.misfit for k, r in rows.items() if r.claim.kind == "dLoss"}
+    assert misfit == pytest.approx({"dLoss/dw": 1.0, "dLoss/dw_x": 2133.3, "dLoss/dw_h": 2.98,
+                                    "dLoss/db2": 1.35, "dLoss/db1": 1.37}, abs=0.05)
+    assert a.h_2 == pytest.approx(sgm(1 * sgm(2) + 1), rel=1e-15)
+    assert [r.verdict.kind for r in a.report.rows][:4] == ["holds", "holds", "truncated", "holds"]
+
+
+def test_seed_audit_at_given_targets():
+    a = seed.audit([0.5, 0.5])
+    assert not a.report.targets_fitted and a.report.targets == [0.5, 0.5]
+    assert a.analysis.unexplainable == ["dLoss/dw_x"]  # the analysis holds for any targets
+    g = seed.gradients((0.5, 0.5))
+    assert {r.claim.theta: r.exact for r in a.report.rows if r.claim.kind == "dLoss"} == pytest.approx(g, rel=1e-12)
+
+
+def test_the_packaged_claims_are_the_example_file():
+    """One set of claims: examples/seed_claims.toml is the packaged file, byte for byte."""
+    from importlib import resources
+    from pathlib import Path
+
+    packaged = resources.files("bptt").joinpath("data", seed.CLAIMS_FILE).read_bytes()
+    assert (Path(__file__).resolve().parents[1] / "examples" / "seed_claims.toml").read_bytes() == packaged
 
 
 def test_errata_cover_the_issue_kinds():
     text = " ".join(" ".join(e) for e in seed.ERRATA)
     for needle in ("1/(1 + e^{-x})", "(y'_i - y_i)", "dE_i/dw_x", "dE_i/dw_h", "dE_2/db_1", "predictions y'_1"):
         assert needle in text
+    assert len(seed.ERRATA) == 13 and len(seed.audit().errata) == 13
 
 
 def test_seed_model_is_the_seeds_setup():
     m = seed.model()
     assert isinstance(m, bptt.RNN)
     assert all(float(getattr(m, k).ravel()[0]) == 1.0 for k in bptt.PARAM_NAMES)
+
+
+def test_seed_command_fitted_or_given_targets(capsys):
+    from bptt.cli import main
+
+    assert main(["seed"]) == 0
+    out = " ".join(capsys.readouterr().out.split())  # as one line: the console wraps at 80 columns
+    assert "gradients at y = (0.8951, 0.5503), fitted" in out and "Fitted targets" in out
+    assert "off 2133x" in out and "23.1x" in out and "0.000905 on the right" in out
+    assert main(["seed", "--y", "0.9,0.5"]) == 0
+    out = " ".join(capsys.readouterr().out.split())
+    assert "gradients at y = (0.9000, 0.5000), given with --y" in out
+    assert "Fitted targets" not in out and "fitted" not in out.split("Which printed")[0]
+    assert "dLoss/dw_x = 0.001122 is the gradient no choice" in out  # the analysis holds for any y

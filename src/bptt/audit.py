@@ -40,7 +40,15 @@ class Printed:
             raise BPTTError(f"{name}: {s!r} is not finite; every claimed value must be a finite number")
         exponent = d.as_tuple().exponent
         assert isinstance(exponent, int)
-        return cls(text=s, value=float(d), half_unit=0.5 * 10.0**exponent)
+        value = float(d)
+        try:
+            half_unit = 0.5 * 10.0**exponent
+        except OverflowError:
+            half_unit = math.inf
+        if not (math.isfinite(value) and 0 < half_unit < math.inf):
+            raise BPTTError(f"{name}: {s!r} is out of range; a claimed value and its last written digit must "
+                            "lie between about 1e-300 and 1e300")
+        return cls(text=s, value=value, half_unit=half_unit)
 
     def holds(self, exact: float) -> bool:
         # a hair of slack for binary rounding of the decimal bounds themselves
@@ -60,6 +68,50 @@ def round_like(x: float, p: Printed) -> str:
     if exponent >= 0:
         return f"{x:.0f}"
     return f"{x:.{-exponent}f}"
+
+
+# How an exact value compares with a printed one (``Verdict.kind``).
+HOLDS = "holds"  # the exact value rounds to the printed one
+TRUNCATED = "truncated"  # the printed value is the exact one cut off, not rounded
+SIGN = "sign"  # the printed value holds for the exact value negated
+WRONG = "wrong"  # none of these: off by ``misfit`` times the printed rounding
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """One printed number judged against its exact value."""
+
+    kind: str  # HOLDS, TRUNCATED, SIGN or WRONG
+    printed: Printed
+    exact: float
+    misfit: float  # |exact - printed| in units of the printed rounding (half a unit in the last digit)
+    rounded: str  # the exact value written with as many decimals as the printed one
+
+    @property
+    def holds(self) -> bool:
+        return self.kind == HOLDS
+
+
+def judge(p: Printed, exact: float, fitted: bool = False) -> Verdict:
+    """The verdict on p.  fitted: exact was computed at targets fitted to the claims, where a miss
+    says nothing about truncation or sign (the fit absorbs both), so it is only WRONG."""
+    if p.holds(exact):
+        kind = HOLDS
+    elif fitted:
+        kind = WRONG
+    elif p.value != 0 and math.copysign(1, p.value) != math.copysign(1, exact) and p.holds(-exact):
+        kind = SIGN
+    elif _truncated(p, exact):
+        kind = TRUNCATED
+    else:
+        kind = WRONG
+    return Verdict(kind, p, exact, abs(exact - p.value) / p.half_unit, round_like(exact, p))
+
+
+def _truncated(p: Printed, exact: float) -> bool:
+    """exact lies between p and the next printed value away from zero: p is exact cut off."""
+    lo, hi = sorted((p.value, p.value + math.copysign(2 * p.half_unit, p.value)))
+    return lo <= exact <= hi
 
 
 def affine_in_targets(grad_at, n_targets: int) -> tuple[np.ndarray, np.ndarray]:
@@ -103,6 +155,3 @@ def least_squares_targets(A: np.ndarray, b: np.ndarray, half: np.ndarray) -> np.
     y, *_ = np.linalg.lstsq(A / half[:, None], b / half, rcond=None)
     return y
 
-
-def is_finite_number(v: object) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)

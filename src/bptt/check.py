@@ -33,13 +33,13 @@ import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 
-from .validation import BPTTError
-from .audit import Printed, affine_in_targets, least_squares_targets, min_misfit, round_like
+from .audit import Printed, Verdict, affine_in_targets, judge, least_squares_targets, min_misfit
 from .engine import PARAM_NAMES
+from .validation import REDUCTIONS, BPTTError, check_choice, check_float_array, short_repr
 
 MODEL_KEYS = ("w", "w_x", "w_h", "b1", "b2", "h0", "hidden_activation", "output_activation", "reduction")
 SEQUENCE_KEYS = ("x", "y")
@@ -107,47 +107,71 @@ def load(path: str | Path) -> ClaimsFile:
         raise BPTTError(f"{p}: is a directory, not a claims file") from None
     except (OSError, UnicodeDecodeError) as e:
         raise BPTTError(f"{p}: cannot read it ({type(e).__name__}: {e}); check the path and permissions") from None
-    data = parse(text, ext[1:], str(p))
-    return from_dict(data, str(p))
+    return from_text(text, ext[1:], str(p))
+
+
+def from_text(text: str, fmt: str, where: str = "claims file") -> ClaimsFile:
+    """A claims file's text (fmt 'toml' or 'json') -> ClaimsFile; ``where`` names it in messages."""
+    return from_dict(parse(text, fmt, where), where)
 
 
 def parse(text: str, fmt: str, where: str = "claims file") -> dict:
     """TOML or JSON text -> dict, with every number kept as its raw text (``_Raw``)."""
-    if fmt == "toml":
-        import tomllib
-
-        try:
-            # TOML integers have no hook; floats keep their text. An int keeps exact precision anyway.
-            data = tomllib.loads(text, parse_float=_Raw)
-        except tomllib.TOMLDecodeError as e:
-            raise BPTTError(f"{where}: not valid TOML ({e}); fix the syntax") from None
-    else:
-        try:
-            data = json.loads(text, parse_float=_Raw, parse_int=_Raw, parse_constant=_Raw)
-        except json.JSONDecodeError as e:
-            raise BPTTError(f"{where}: not valid JSON ({e.msg} at line {e.lineno}, column {e.colno}); fix the syntax") from None
+    try:
+        data = _parse_toml(text, where) if fmt == "toml" else _parse_json(text, where)
+    except RecursionError:
+        raise BPTTError(f"{where}: nested too deeply to read; a claims file needs only tables of numbers") from None
     if not isinstance(data, dict):
         raise BPTTError(f"{where}: the top level must be a table/object with model, sequence and claims")
     return data
+
+
+def _parse_toml(text: str, where: str) -> Any:
+    import tomllib
+
+    try:
+        # TOML integers have no hook; floats keep their text. An int keeps exact precision anyway.
+        return tomllib.loads(text, parse_float=_Raw)
+    except tomllib.TOMLDecodeError as e:
+        raise BPTTError(f"{where}: not valid TOML ({e}); fix the syntax") from None
+    except ValueError as e:  # an integer too long for Python to convert
+        raise BPTTError(f"{where}: cannot read it ({e})") from None
+
+
+def _parse_json(text: str, where: str) -> Any:
+    def unique_keys(pairs: list[tuple[str, Any]]) -> dict:
+        seen: dict[str, Any] = {}
+        for k, v in pairs:
+            if k in seen:
+                raise BPTTError(f"{where}: the key {k!r} appears twice in one object; keep one of them")
+            seen[k] = v
+        return seen
+
+    try:
+        return json.loads(text, parse_float=_Raw, parse_int=_Raw, parse_constant=_Raw, object_pairs_hook=unique_keys)
+    except json.JSONDecodeError as e:
+        raise BPTTError(f"{where}: not valid JSON ({e.msg} at line {e.lineno}, column {e.colno}); fix the syntax") from None
 
 
 def _number(v: Any, field_name: str) -> float:
     """A model or sequence value: a number (not a string, not a boolean), finite."""
     if isinstance(v, bool) or not isinstance(v, (int, float, _Raw)):
         hint = "; write it without quotes, e.g. 1.0" if isinstance(v, str) else ""
-        raise BPTTError(f"{field_name}: expected a number, got {type(v).__name__} {v!r}{hint}")
+        raise BPTTError(f"{field_name}: expected a number, got {type(v).__name__} {short_repr(v)}{hint}")
     try:
         f = float(v)
     except ValueError:
-        raise BPTTError(f"{field_name}: {str(v)!r} is not a number") from None
+        raise BPTTError(f"{field_name}: {short_repr(str(v))} is not a number") from None
+    except OverflowError:  # an integer beyond the float range
+        f = math.inf
     if not math.isfinite(f):
-        raise BPTTError(f"{field_name}: {str(v)!r} is not finite; every value must be a finite number")
+        raise BPTTError(f"{field_name}: {short_repr(str(v))} is not finite; every value must be a finite number")
     return f
 
 
 def _numbers(v: Any, field_name: str) -> list[float]:
     if not isinstance(v, list) or not v:
-        raise BPTTError(f"{field_name}: expected a non-empty list of numbers, e.g. [1, 0], got {v!r}")
+        raise BPTTError(f"{field_name}: expected a non-empty list of numbers, e.g. [1, 0], got {short_repr(v)}")
     return [_number(e, f"{field_name}[{i}]") for i, e in enumerate(v)]
 
 
@@ -164,47 +188,23 @@ def _table(data: dict, key: str, where: str, required: bool = True) -> dict:
 
 def _string(v: Any, field_name: str) -> str:
     if not isinstance(v, str) or isinstance(v, _Raw):
-        raise BPTTError(f"{field_name}: expected a string, got {v!r}")
+        raise BPTTError(f"{field_name}: expected a string, got {short_repr(v)}")
     return v
 
 
-def from_dict(data: dict, where: str = "claims file") -> ClaimsFile:
-    from . import activations
+def _known_keys(table: dict, known: tuple[str, ...], what: str) -> None:
+    for k in table:
+        if k not in known:
+            raise BPTTError(f"{what.format(k=k)}; the fields are {', '.join(known)}")
 
+
+def from_dict(data: dict, where: str = "claims file") -> ClaimsFile:
+    """Validate parsed data (numbers as ``_Raw`` text or numbers) into a ClaimsFile."""
     for k in data:
         if k not in TOP_KEYS:
             raise BPTTError(f"{where}: unknown section {k!r}; the sections are model, sequence, claims (and title)")
-    model = _table(data, "model", where)
-    for k in model:
-        if k not in MODEL_KEYS:
-            raise BPTTError(f"{where}: model.{k} is not a model field; the fields are {', '.join(MODEL_KEYS)}")
-    params = {}
-    for k in PARAM_NAMES:
-        if k not in model:
-            raise BPTTError(f"{where}: missing model.{k}; the model needs w, w_x, w_h, b1 and b2")
-        params[k] = _number(model[k], f"model.{k}")
-    h0 = _number(model.get("h0", 0), "model.h0")
-    hidden = _string(model.get("hidden_activation", "sigmoid"), "model.hidden_activation")
-    output = _string(model.get("output_activation", "sigmoid"), "model.output_activation")
-    activations.get(hidden, activations.HIDDEN_ACTIVATIONS, "model.hidden_activation")
-    activations.get(output, activations.OUTPUT_ACTIVATIONS, "model.output_activation")
-    reduction = _string(model.get("reduction", "mean"), "model.reduction")
-    if reduction not in ("mean", "sum"):
-        raise BPTTError(f"model.reduction: {reduction!r} is not supported; choose mean or sum")
-
-    seq = _table(data, "sequence", where)
-    for k in seq:
-        if k not in SEQUENCE_KEYS:
-            raise BPTTError(f"{where}: sequence.{k} is not a sequence field; the fields are x and y (targets, optional)")
-    if "x" not in seq:
-        raise BPTTError(f"{where}: missing sequence.x, the input sequence, e.g. x = [1, 0]")
-    x = _numbers(seq["x"], "sequence.x")
-    y = None
-    if "y" in seq:
-        y = _numbers(seq["y"], "sequence.y")
-        if len(y) != len(x):
-            raise BPTTError(f"sequence.y has {len(y)} targets but sequence.x has {len(x)} steps; give one target per step")
-
+    model = _model(_table(data, "model", where), where)
+    x, y = _sequence(_table(data, "sequence", where), where)
     raw_claims = _table(data, "claims", where)
     if not raw_claims:
         raise BPTTError(f"{where}: [claims] is empty; add claimed numbers such as \"dLoss/dw\" = 0.015")
@@ -212,7 +212,41 @@ def from_dict(data: dict, where: str = "claims file") -> ClaimsFile:
     title = data.get("title")
     if title is not None:
         title = _string(title, "title")
-    return ClaimsFile(where, params, h0, hidden, output, reduction, x, y, claims, title)
+    return ClaimsFile(where, model["params"], model["h0"], model["hidden"], model["output"], model["reduction"],
+                      x, y, claims, title)
+
+
+def _model(model: dict, where: str) -> dict[str, Any]:
+    """[model]: the five parameters, h0 and the activations and reduction, checked."""
+    from . import activations
+
+    _known_keys(model, MODEL_KEYS, f"{where}: model.{{k}} is not a model field")
+    params = {}
+    for k in PARAM_NAMES:
+        if k not in model:
+            raise BPTTError(f"{where}: missing model.{k}; the model needs w, w_x, w_h, b1 and b2")
+        params[k] = _number(model[k], f"model.{k}")
+    hidden = _string(model.get("hidden_activation", "sigmoid"), "model.hidden_activation")
+    output = _string(model.get("output_activation", "sigmoid"), "model.output_activation")
+    activations.get(hidden, activations.HIDDEN_ACTIVATIONS, "model.hidden_activation")
+    activations.get(output, activations.OUTPUT_ACTIVATIONS, "model.output_activation")
+    reduction = check_choice("model.reduction", _string(model.get("reduction", "mean"), "model.reduction"), REDUCTIONS)
+    return {"params": params, "h0": _number(model.get("h0", 0), "model.h0"), "hidden": hidden, "output": output,
+            "reduction": reduction}
+
+
+def _sequence(seq: dict, where: str) -> tuple[list[float], list[float] | None]:
+    """[sequence]: the inputs x and the optional targets y, one per step."""
+    _known_keys(seq, SEQUENCE_KEYS, f"{where}: sequence.{{k}} is not a sequence field")
+    if "x" not in seq:
+        raise BPTTError(f"{where}: missing sequence.x, the input sequence, e.g. x = [1, 0]")
+    x = _numbers(seq["x"], "sequence.x")
+    if "y" not in seq:
+        return x, None
+    y = _numbers(seq["y"], "sequence.y")
+    if len(y) != len(x):
+        raise BPTTError(f"sequence.y has {len(y)} targets but sequence.x has {len(x)} steps; give one target per step")
+    return x, y
 
 
 _BLOCK = re.compile(r"(1-h|h|z|u|y'|y)_(\d+)(')?")
@@ -261,11 +295,43 @@ def _param(name: str, where: str) -> str:
 # ------------------------------------------------------------------ checking
 @dataclass
 class Row:
+    """One claim and its verdict; at_fitted_targets: its exact value is at targets fitted to the claims."""
+
     claim: Claim
-    exact: float
-    holds: bool
-    verdict: str
+    verdict: Verdict
     at_fitted_targets: bool = False
+
+    @property
+    def exact(self) -> float:
+        return self.verdict.exact
+
+    @property
+    def holds(self) -> bool:
+        return self.verdict.holds
+
+
+@dataclass(frozen=True)
+class ConsistentSet:
+    """Claims that one choice of targets reproduces together, and such targets (from the LP)."""
+
+    claims: tuple[str, ...]
+    targets: tuple[float, ...]
+
+
+@dataclass
+class TargetAnalysis:
+    """What any targets can make of the target-dependent claims (``infer_targets``)."""
+
+    targets: list[float] | None  # the fitted targets; None when no claim depends on them
+    lsq_targets: list[float] | None = None  # weighted least squares over all target-dependent claims
+    undetermined: list[int] = field(default_factory=list)  # steps t whose target no claim depends on (set to 0)
+    misfit_all: float | None = None  # LP: min over y of the worst miss, in units of the written rounding
+    misfit_without: dict[str, float] = field(default_factory=dict)  # the same, one claim left out
+    largest_sets: list[ConsistentSet] = field(default_factory=list)  # the largest sets one choice of y reproduces
+    largest_exhaustive: bool = True  # False: the sets were found greedily (too many subsets to try)
+    unexplainable_alone: list[str] = field(default_factory=list)  # no targets give this claim even by itself
+    unexplainable: list[str] = field(default_factory=list)  # no targets give it alongside the others
+    kept: list[str] = field(default_factory=list)  # the claims the fitted targets were fitted to
 
 
 @dataclass
@@ -273,16 +339,8 @@ class Report:
     cf: ClaimsFile
     rows: list[Row]
     targets: list[float] | None  # the targets the gradients were evaluated at
-    targets_fitted: bool
-    lsq_targets: list[float] | None = None  # weighted least squares over all target-dependent claims
-    undetermined: list[int] = field(default_factory=list)  # steps t whose target no claim depends on
-    misfit_all: float | None = None  # LP: min over y of the worst miss, in units of the written rounding
-    misfit_without: dict[str, float] = field(default_factory=dict)
-    largest_sets: list[tuple[str, ...]] = field(default_factory=list)
-    largest_exhaustive: bool = True
-    unexplainable_alone: list[str] = field(default_factory=list)  # no targets give this claim even by itself
-    unexplainable: list[str] = field(default_factory=list)  # no targets give it alongside the others
-    kept: list[str] = field(default_factory=list)  # the claims the fitted targets were fitted to
+    targets_fitted: bool  # True: inferred from the claims (``analysis``); False: given
+    analysis: TargetAnalysis | None = None  # with fitted targets: how they were inferred
     negated_holds: int | None = None  # with given targets: how many gradient claims hold if negated
     plain_holds: int | None = None
 
@@ -332,96 +390,100 @@ def exact_affine(cf: ClaimsFile) -> tuple[np.ndarray, np.ndarray]:
     return c, J
 
 
-def _verdict(p: Printed, exact: float, fitted: bool = False) -> tuple[bool, str]:
-    if p.holds(exact):
-        return True, "holds"
-    rounded = round_like(exact, p)
-    off = abs(exact - p.value) / p.half_unit
-    if fitted:  # a miss at fitted targets says nothing about truncation
-        return False, f"WRONG (exact rounds to {rounded}; off by {off:.{2 if off < 10 else 1}f}x the rounding)"
-    if p.value != 0 and math.copysign(1, p.value) != math.copysign(1, exact) and Printed.parse(
-            p.text.lstrip("-") if p.text.startswith("-") else "-" + p.text).holds(exact):
-        return False, f"WRONG sign (exact rounds to {rounded})"
-    lo, hi = sorted((p.value, p.value + math.copysign(2 * p.half_unit, p.value)))
-    if lo <= exact <= hi:
-        return False, f"WRONG: truncated, not rounded (exact rounds to {rounded})"
-    return False, f"WRONG (exact rounds to {rounded}; off by {off:.{2 if off < 10 else 1}f}x the rounding)"
-
-
-def check(cf: ClaimsFile) -> Report:
-    """Compare every claim with the exact value; infer the targets when the file gives none."""
+def check(cf: ClaimsFile, y: Sequence[float] | None = None) -> Report:
+    """Compare every claim with the exact value, at targets y, else the file's, else inferred ones."""
+    targets = _targets(y, cf.T) if y is not None else cf.y
     c, J = exact_affine(cf)  # exact = c + J y for every claim
-    names = [cl.key for cl in cf.claims]
-    report = Report(cf=cf, rows=[], targets=None, targets_fitted=False)
-    if cf.y is not None:
-        y = np.asarray(cf.y)
-        report.targets = list(cf.y)
-    else:
-        y = _infer_targets(cf, c, J, names, report)
-    exact = c + J @ y
-    for cl, e in zip(cf.claims, exact):
-        fitted = cf.y is None and cl.depends_on_targets
-        ok, verdict = _verdict(cl.printed, float(e), fitted)
-        report.rows.append(Row(cl, float(e), ok, verdict, at_fitted_targets=fitted))
-    if cf.y is not None:
-        grads = [i for i, cl in enumerate(cf.claims) if cl.kind in ("dE", "dLoss", "dE/dy'")]
-        report.plain_holds = sum(report.rows[i].holds for i in grads)
+    analysis = infer_targets(cf, c, J) if targets is None else None
+    fitted = analysis is not None
+    if fitted:
+        targets = analysis.targets  # None when no claim depends on the targets
+    exact = c + J @ np.asarray(targets if targets is not None else np.zeros(cf.T), dtype=np.float64)
+    rows = [Row(cl, judge(cl.printed, float(e), fitted and cl.depends_on_targets), fitted and cl.depends_on_targets)
+            for cl, e in zip(cf.claims, exact)]
+    report = Report(cf, rows, targets, fitted, analysis)
+    if not fitted:
+        grads = [i for i, cl in enumerate(cf.claims) if cl.depends_on_targets]
+        report.plain_holds = sum(rows[i].holds for i in grads)
         report.negated_holds = sum(cf.claims[i].printed.holds(-exact[i]) for i in grads)
     return report
 
 
-def _infer_targets(cf: ClaimsFile, c: np.ndarray, J: np.ndarray, names: list[str], report: Report) -> np.ndarray:
-    """Least squares over the target-dependent claims; LP for which claims can hold together."""
-    T = cf.T
+def _targets(y: Sequence[float], T: int) -> list[float]:
+    """Targets given to ``check``: T finite numbers."""
+    a = check_float_array(y, "targets", np.dtype(np.float64))
+    if a.shape != (T,):
+        raise BPTTError(f"targets: expected {T} numbers, one per step, got shape {a.shape}")
+    return [float(v) for v in a]
+
+
+def analyse_targets(cf: ClaimsFile) -> TargetAnalysis:
+    """``infer_targets`` for a claims file, whether or not it gives targets."""
+    c, J = exact_affine(cf)
+    return infer_targets(cf, c, J)
+
+
+def infer_targets(cf: ClaimsFile, c: np.ndarray, J: np.ndarray) -> TargetAnalysis:
+    """The targets that best explain the claims (exact = c + J y), and which claims any targets reproduce.
+
+    Least squares over the target-dependent claims, each in units of its written rounding; a linear
+    programme (``audit.min_misfit``) for which claims can hold together. Claims no targets explain
+    alongside the others are left out of the fit.
+    """
     dep = [i for i, cl in enumerate(cf.claims) if cl.depends_on_targets]
-    report.targets_fitted = True
     if not dep:
-        report.targets = None
-        report.undetermined = list(range(1, T + 1))
-        return np.zeros(T)
+        return TargetAnalysis(targets=None, undetermined=list(range(1, cf.T + 1)))
     A = J[dep]  # (n, T)
     b = np.array([cf.claims[i].printed.value for i in dep]) - c[dep]
     half = np.array([cf.claims[i].printed.half_unit for i in dep])
-    dnames = [names[i] for i in dep]
-    report.undetermined = [t + 1 for t in range(T) if not np.any(A[:, t] != 0)]
-    report.lsq_targets = [float(v) for v in least_squares_targets(A, b, half)]
+    names = [cf.claims[i].key for i in dep]
 
-    def misfit(idx):
+    def misfit(idx) -> tuple[float, np.ndarray]:
         idx = list(idx)
         return min_misfit(A[idx], b[idx], half[idx])
 
+    a = TargetAnalysis(targets=None, undetermined=[t + 1 for t in range(cf.T) if not np.any(A[:, t] != 0)],
+                       lsq_targets=[float(v) for v in least_squares_targets(A, b, half)])
     # a claim whose row is zero does not depend on the targets after all (e.g. x_k = 0 kills every path)
-    report.unexplainable_alone = [dnames[j] for j in range(len(dep)) if misfit([j])[0] > 1.0]
-    report.misfit_all, _ = misfit(range(len(dep)))
-    kept = list(range(len(dep)))
-    if report.misfit_all > 1.0 and len(dep) > 1:
-        report.misfit_without = {dnames[j]: misfit([k for k in kept if k != j])[0] for j in kept}
-        report.largest_sets, report.largest_exhaustive = _largest_sets(len(dep), misfit, dnames)
-        in_some = {n for s in report.largest_sets for n in s}
-        # (1) claims in none of the largest consistent sets; (2) the seed's test: leaving one claim out
-        # helps far more than leaving out any other (twice the next best, by the LP)
-        flagged = [n for n in dnames if n not in in_some]
-        order = sorted(report.misfit_without, key=report.misfit_without.get)
-        best, second = order[0], order[1]
-        if report.misfit_without[second] > 2 * report.misfit_without[best] and best not in flagged:
-            flagged.append(best)
-        flagged += [n for n in report.unexplainable_alone if n not in flagged]
-        report.unexplainable = flagged
-        kept = [j for j in range(len(dep)) if dnames[j] not in flagged]
-    report.kept = [dnames[j] for j in kept]
-    y = least_squares_targets(A[kept], b[kept], half[kept]) if kept else np.zeros(T)
-    # least squares can miss a claim that some targets do reproduce: then take the LP's targets
-    t_kept, y_lp = misfit(kept) if kept else (0.0, y)
-    worst_ls = float(np.max(np.abs(A[kept] @ y - b[kept]) / half[kept])) if kept else 0.0
-    if t_kept <= 1.0 < worst_ls:
-        y = y_lp
-    for t in report.undetermined:
+    a.unexplainable_alone = [names[j] for j in range(len(dep)) if misfit([j])[0] > 1.0]
+    a.misfit_all = misfit(range(len(dep)))[0]
+    if a.misfit_all > 1.0 and len(dep) > 1:
+        _flag_unexplainable(a, names, misfit)
+    kept = [j for j in range(len(dep)) if names[j] not in a.unexplainable]
+    a.kept = [names[j] for j in kept]
+    y = _fit(A[kept], b[kept], half[kept], cf.T)
+    for t in a.undetermined:
         y[t - 1] = 0.0
-    report.targets = [float(v) for v in y]
-    return y
+    a.targets = [float(v) for v in y]
+    return a
 
 
-def _largest_sets(n: int, misfit, names: list[str]) -> tuple[list[tuple[str, ...]], bool]:
+def _flag_unexplainable(a: TargetAnalysis, names: list[str], misfit) -> None:
+    """Fill misfit_without, largest_sets and unexplainable: (1) claims in none of the largest consistent
+    sets; (2) the seed's test: leaving one claim out helps far more than leaving out any other (twice the
+    next best, by the LP); (3) claims no targets give even alone."""
+    n = len(names)
+    a.misfit_without = {names[j]: misfit([k for k in range(n) if k != j])[0] for j in range(n)}
+    a.largest_sets, a.largest_exhaustive = _largest_sets(n, misfit, names)
+    in_some = {c for s in a.largest_sets for c in s.claims}
+    flagged = [c for c in names if c not in in_some]
+    best, second = sorted(a.misfit_without, key=a.misfit_without.get)[:2]
+    if a.misfit_without[second] > 2 * a.misfit_without[best] and best not in flagged:
+        flagged.append(best)
+    a.unexplainable = flagged + [c for c in a.unexplainable_alone if c not in flagged]
+
+
+def _fit(A: np.ndarray, b: np.ndarray, half: np.ndarray, T: int) -> np.ndarray:
+    """Weighted least squares; where it misses a claim that some targets do reproduce, the LP's targets."""
+    if len(b) == 0:
+        return np.zeros(T)
+    y = least_squares_targets(A, b, half)
+    t_lp, y_lp = min_misfit(A, b, half)
+    worst_ls = float(np.max(np.abs(A @ y - b) / half))
+    return y_lp if t_lp <= 1.0 < worst_ls else y
+
+
+def _largest_sets(n: int, misfit, names: list[str]) -> tuple[list[ConsistentSet], bool]:
     """The largest subsets of claims one choice of targets reproduces (exhaustive while cheap, else greedy)."""
     budget = MAX_SUBSET_LPS
     for size in range(n - 1, 0, -1):
@@ -429,100 +491,18 @@ def _largest_sets(n: int, misfit, names: list[str]) -> tuple[list[tuple[str, ...
         if count > budget:
             break
         budget -= count
-        found = [tuple(names[i] for i in idx) for idx in itertools.combinations(range(n), size)
-                 if misfit(idx)[0] <= 1.0]
+        found = [_consistent(idx, misfit, names) for idx in itertools.combinations(range(n), size)]
+        found = [s for s in found if s is not None]
         if found:
             return found, True
     # greedy: drop the claim whose removal lowers the misfit most, until the rest fit
     keep = list(range(n))
     while len(keep) > 1 and misfit(keep)[0] > 1.0:
         keep = min(([k for k in keep if k != j] for j in keep), key=lambda s: misfit(s)[0])
-    return [tuple(names[i] for i in keep)], False
+    t, y = misfit(keep)
+    return [ConsistentSet(tuple(names[i] for i in keep), tuple(float(v) for v in y))], False
 
 
-# ------------------------------------------------------------------ output
-def _fmt(v: float) -> str:
-    return f"{v:.6g}" if v == 0 or 1e-4 <= abs(v) < 1e6 else f"{v:.6e}"
-
-
-def print_report(report: Report, console=None) -> None:
-    """The claimed / exact / verdict table and the target analysis, with rich."""
-    from rich.console import Console
-    from rich.table import Table
-
-    con = console
-    if con is None:
-        con = Console(highlight=False)
-        if not con.is_terminal:  # files and pipes: wide enough that the table does not wrap
-            con = Console(highlight=False, width=120)
-    cf = report.cf
-    title = cf.title or cf.path
-    con.print(f"[bold]{title}[/bold]", markup=True)
-    con.print(f"model: w={_fmt(cf.params['w'])} w_x={_fmt(cf.params['w_x'])} w_h={_fmt(cf.params['w_h'])} "
-              f"b1={_fmt(cf.params['b1'])} b2={_fmt(cf.params['b2'])} h0={_fmt(cf.h0)}, hidden {cf.hidden_activation}, "
-              f"output {cf.output_activation}, reduction {cf.reduction}; x = ({', '.join(_fmt(v) for v in cf.x)})",
-              markup=False, soft_wrap=True)
-    if cf.y is not None:
-        con.print(f"targets y = ({', '.join(_fmt(v) for v in cf.y)}) (given)", markup=False, soft_wrap=True)
-    elif report.targets is not None:
-        con.print(f"targets not given; fitted y = ({', '.join(f'{v:.4f}' for v in report.targets)})"
-                  + (f"; y_{', y_'.join(map(str, report.undetermined))} not determined by any claim (set to 0)"
-                     if report.undetermined else ""), markup=False, soft_wrap=True)
-    t = Table(title_justify="left")
-    for col, just in (("quantity", "left"), ("claimed", "right"), ("sig. fig.", "right"), ("exact", "right"),
-                      ("verdict", "left")):
-        t.add_column(col, justify=just)
-    for r in report.rows:
-        t.add_row(r.claim.key, r.claim.printed.text, str(r.claim.printed.significant_figures()),
-                  _fmt(r.exact) + (" *" if r.at_fitted_targets else ""), r.verdict)
-    con.print(t)
-    if any(r.at_fitted_targets for r in report.rows):
-        con.print("* at the fitted targets", markup=False, soft_wrap=True)
-    n_bad = sum(not r.holds for r in report.rows)
-    con.print(f"{len(report.rows) - n_bad} of {len(report.rows)} claims hold at the precision written.", markup=False, soft_wrap=True)
-    con.print("Gradients are compared with the true sign, dE_i/dy'_i = y'_i - y_i (the seed writes y_i - y'_i).",
-              markup=False, soft_wrap=True)
-    if cf.y is not None and report.negated_holds is not None and report.negated_holds > (report.plain_holds or 0):
-        con.print(f"With every gradient claim negated, {report.negated_holds} of them would hold instead of "
-                  f"{report.plain_holds}: the file may use the seed's sign, (y_i - y'_i).", markup=False, soft_wrap=True)
-    if report.targets_fitted:
-        _print_target_analysis(report, con)
-
-
-def _print_target_analysis(report: Report, con) -> None:
-    if report.lsq_targets is None:
-        con.print("No claim depends on the targets, so none were fitted.", markup=False, soft_wrap=True)
-        return
-    con.print("\nTargets not given: every gradient is affine in them, so they are inferred.", markup=False, soft_wrap=True)
-    con.print("With unknown targets the sign convention does not matter: negating every gradient claim is the same "
-              "as replacing y_t by 2 y'_t - y_t.", markup=False, soft_wrap=True)
-    con.print(f"- Weighted least squares over all {len(report.kept) + len(report.unexplainable)} target-dependent "
-              f"claims: y = ({', '.join(f'{v:.4f}' for v in report.lsq_targets)}).", markup=False, soft_wrap=True)
-    if report.misfit_all is not None and report.misfit_all <= 1.0:
-        con.print(f"- One choice of targets reproduces every target-dependent claim to its written digits "
-                  f"(worst miss {report.misfit_all:.2f}x the rounding, by linear programming).", markup=False, soft_wrap=True)
-        return
-    con.print(f"- No targets reproduce all of them: the best targets still miss by {report.misfit_all:.1f}x the "
-              f"written rounding (linear programming over y).", markup=False, soft_wrap=True)
-    for n in report.unexplainable_alone:
-        con.print(f"- {n}: no targets give this value even on its own.", markup=False, soft_wrap=True)
-    if report.largest_sets:
-        k = len(report.largest_sets[0])
-        how = "" if report.largest_exhaustive else " (greedy search: there are too many subsets to try them all)"
-        sets = "; ".join("{" + ", ".join(s) + "}" for s in report.largest_sets)
-        con.print(f"- The most that one choice of targets reproduces is {k}{how}: {sets}.", markup=False, soft_wrap=True)
-    if report.misfit_without:
-        parts = ", ".join(f"{n}: {v:.1f}x" for n, v in sorted(report.misfit_without.items(), key=lambda kv: kv[1]))
-        con.print(f"- Best misfit with one claim left out: {parts}.", markup=False, soft_wrap=True)
-    for n in report.unexplainable:
-        if n in report.unexplainable_alone:
-            continue
-        others = [m for m in report.misfit_without if m != n]
-        worst = min((report.misfit_without[m] for m in others), default=float("nan"))
-        con.print(f"- {n} is the claim no targets explain alongside the others: leaving it out brings the misfit "
-                  f"to {report.misfit_without.get(n, float('nan')):.1f}x; leaving out any other still misses by "
-                  f"{worst:.1f}x or more.", markup=False, soft_wrap=True)
-    if report.kept:
-        con.print(f"- Fitted targets (least squares over {', '.join(report.kept)}): "
-                  f"y = ({', '.join(f'{v:.4f}' for v in report.targets or [])}); the verdicts marked * are at these.",
-                  markup=False, soft_wrap=True)
+def _consistent(idx: Sequence[int], misfit, names: list[str]) -> ConsistentSet | None:
+    t, y = misfit(idx)
+    return ConsistentSet(tuple(names[i] for i in idx), tuple(float(v) for v in y)) if t <= 1.0 else None

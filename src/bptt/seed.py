@@ -1,33 +1,29 @@
-"""The seed's worked example: its setup, its printed numbers, and its errata.
+"""The seed's worked example: its printed numbers (a packaged claims file), its errata, and their audit.
 
-The seed (a hand derivation of BPTT for one sigmoid hidden unit and one
-sigmoid output over two steps) sets w = w_x = w_h = b1 = b2 = 1, h_0 = 0,
-x = (1, 0) and prints building blocks and five gradients. It never states its
-targets y_1, y_2; every gradient is affine in them, so which printed values
-*any* targets can reproduce is decided exactly by ``audit``.
+The seed (a hand derivation of BPTT for one sigmoid hidden unit and one sigmoid output
+over two steps) sets w = w_x = w_h = b1 = b2 = 1, h_0 = 0, x = (1, 0) and prints
+building blocks and five gradients. Those are claims, kept in one place:
+``bptt/data/seed_claims.toml``, read with importlib.resources. ``audit`` is ``check.check``
+on that file: the same verdicts and the same target inference as ``bptt check``, plus
+what only the seed needs (h_2, the per-term gradients, a target-free identity, the errata).
 """
 
 from __future__ import annotations
 
-import itertools
 from dataclasses import dataclass
+from importlib import resources
+from typing import Sequence
 
 import numpy as np
 
-from .audit import Printed, affine_in_targets, least_squares_targets, min_misfit
+from . import check
 from .engine import PARAM_NAMES
 from .model import RNN
 
-SETUP = {"w": 1.0, "w_x": 1.0, "w_h": 1.0, "b1": 1.0, "b2": 1.0}
-H0 = 0.0
-X = (1.0, 0.0)  # x_2 is not printed; 0 is what reproduces the printed y'_2 = 0.866
+CLAIMS_FILE = "seed_claims.toml"  # in the package's data folder
 
-# As printed in the seed (section 6 and 7), text kept to keep the precision.
-PRINTED_BLOCKS = {"h_1": "0.88", "1 - h_1": "0.12", "y'_1": "0.867", "y'_2": "0.866"}
-PRINTED_GRADS = {"w": "0.015", "w_x": "0.001122", "w_h": "0.0020", "b2": "0.0168", "b1": "0.00215"}
-
-# Everything wrong or inconsistent in the seed's text, each with its correction.
-# The numeric ones (printed gradients) are computed, not listed here: see ``analyse``.
+# Everything wrong or inconsistent in the seed's text, each with its correction: (what, the seed has, correct).
+# The printed gradients are not listed here: ``audit`` checks every printed number (the claims file) and names them.
 ERRATA = [
     ("sgm definition", "sgm(x) = 1/(1 - e^{-x})",
      "sgm(x) = 1/(1 + e^{-x}); the seed's own numbers use the plus sign (sgm(2) = 0.88; with the minus sign sgm(2) would be 1.157)"),
@@ -52,90 +48,72 @@ ERRATA = [
 ]
 
 
-def model(hidden_activation: str = "sigmoid", output_activation: str = "sigmoid") -> RNN:
+
+def claims_file() -> check.ClaimsFile:
+    """The seed's setup and printed numbers, from the packaged claims file."""
+    text = resources.files("bptt").joinpath("data", CLAIMS_FILE).read_text(encoding="utf-8")
+    return check.from_text(text, "toml", f"bptt/data/{CLAIMS_FILE}")
+
+
+def model(cf: check.ClaimsFile | None = None) -> RNN:
     """The seed's network with its parameters."""
-    return RNN.scalar(**SETUP, hidden_activation=hidden_activation, output_activation=output_activation)
+    cf = cf or claims_file()
+    return RNN.scalar(**cf.params, hidden_activation=cf.hidden_activation, output_activation=cf.output_activation)
 
 
-def building_blocks(m: RNN | None = None) -> dict[str, float]:
-    m = m or model()
-    f = m.forward(np.array(X))
-    return {
-        "h_1": float(f.h[1, 0]),
-        "1 - h_1": float(1 - f.h[1, 0]),
-        "y'_1": float(f.y_pred[0, 0]),
-        "y'_2": float(f.y_pred[1, 0]),
-        "h_2": float(f.h[2, 0]),
-    }
+def building_blocks(cf: check.ClaimsFile | None = None) -> dict[str, float]:
+    """h_1, 1 - h_1, y'_1, y'_2 and h_2 (which the seed never prints), exact."""
+    cf = cf or claims_file()
+    f = model(cf).forward(np.array(cf.x), h0=cf.h0)
+    return {"h_1": float(f.h[1, 0]), "1 - h_1": float(1 - f.h[1, 0]), "y'_1": float(f.y_pred[0, 0]),
+            "y'_2": float(f.y_pred[1, 0]), "h_2": float(f.h[2, 0])}
 
 
-def gradients(y: tuple[float, float], m: RNN | None = None) -> dict[str, float]:
+def gradients(y: Sequence[float], cf: check.ClaimsFile | None = None) -> dict[str, float]:
     """dLoss/dθ at targets y, Loss = 1/2 (E_1 + E_2) as in the seed."""
-    m = m or model()
-    _, g = m.loss_and_grad(np.array(X), np.asarray(y, dtype=float), h0=H0, reduction="mean")
+    cf = cf or claims_file()
+    _, g = model(cf).loss_and_grad(np.array(cf.x), np.asarray(y, dtype=float), h0=cf.h0, reduction=cf.reduction)
     return {k: float(g[k].ravel()[0]) for k in PARAM_NAMES}
 
 
+def error_terms(y: Sequence[float], cf: check.ClaimsFile | None = None) -> dict[str, tuple[float, ...]]:
+    """dE_i/dθ for i = 1..T at targets y: {θ: (dE_1/dθ, dE_2/dθ)}."""
+    cf = cf or claims_file()
+    d = model(cf).decompose(np.array(cf.x), np.asarray(y, dtype=float), h0=cf.h0, reduction=cf.reduction)
+    return {k: tuple(float(v.ravel()[0]) for v in d.terms[k]) for k in PARAM_NAMES}
+
+
+@dataclass(frozen=True)
+class Identity:
+    """dLoss/dw_h = h_1 (dLoss/db_1 - dLoss/dw_x) for every target when x_2 = 0 and h_0 = 0:
+    a test of the printed gradients that needs no targets."""
+
+    lhs: float  # the printed dLoss/dw_h
+    rhs: float  # exact h_1 times (printed dLoss/db_1 - printed dLoss/dw_x)
+
+
 @dataclass
-class Analysis:
-    """What any targets can make of the seed's five printed gradients."""
+class SeedAudit:
+    """``bptt seed``: the seed's claims checked, what any targets can make of them, and the errata."""
 
-    names: list[str]
-    printed: dict[str, Printed]
-    misfit_all: float  # min over targets of max misfit, in units of the printed rounding
-    misfit_without: dict[str, float]  # the same with one gradient left out
-    maximal_sets: list[tuple[tuple[str, ...], tuple[float, float]]]  # largest sets one target pair reproduces
-    unreproducible: list[str]  # no targets reproduce these together with the others
-    best_targets: tuple[float, float]  # least-squares targets for the reproducible ones
-    identity_lhs: float  # printed dLoss/dw_h
-    identity_rhs: float  # h_1 (printed dLoss/db_1 - printed dLoss/dw_x)
+    report: check.Report  # every printed number checked, at the fitted targets or at the given ones
+    analysis: check.TargetAnalysis  # which printed gradients any targets reproduce (LP over y_1, y_2)
+    h_2: float  # exact; the seed never prints it
+    terms: dict[str, tuple[float, ...]]  # dE_i/dθ at the report's targets
+    identity: Identity
+    errata: list[tuple[str, str, str]]
 
 
-def analyse(m: RNN | None = None) -> Analysis:
-    """Decide, by linear programming over the targets, which printed gradients can hold.
+def audit(y: Sequence[float] | None = None) -> SeedAudit:
+    """Check the seed's claims at targets y, or (None) at the targets that best explain them."""
+    cf = claims_file()
+    report = check.check(cf, y)
+    analysis = report.analysis if report.analysis is not None else check.analyse_targets(cf)
+    blocks = building_blocks(cf)
+    return SeedAudit(report=report, analysis=analysis, h_2=blocks["h_2"], terms=error_terms(report.targets, cf),
+                     identity=identity(cf, blocks["h_1"]), errata=list(ERRATA))
 
-    Each printed value p with half-unit u constrains the targets to |g(y) - p| <= u.
-    """
-    m = m or model()
-    names = list(PRINTED_GRADS)
-    printed = {k: Printed.parse(v, f"dLoss/d{k}") for k, v in PRINTED_GRADS.items()}
-    c, J = affine_in_targets(lambda y: [gradients(tuple(y), m)[k] for k in names], 2)
-    b = np.array([printed[k].value for k in names]) - c
-    half = np.array([printed[k].half_unit for k in names])
 
-    def misfit(idx):
-        return min_misfit(J[list(idx)], b[list(idx)], half[list(idx)])
-
-    misfit_all, _ = misfit(range(len(names)))
-    misfit_without = {names[i]: misfit([j for j in range(len(names)) if j != i])[0] for i in range(len(names))}
-    maximal: list[tuple[tuple[str, ...], tuple[float, float]]] = []
-    for size in range(len(names), 0, -1):
-        for idx in itertools.combinations(range(len(names)), size):
-            t, y = misfit(idx)
-            if t <= 1.0:
-                maximal.append((tuple(names[i] for i in idx), (float(y[0]), float(y[1]))))
-        if maximal:
-            break
-    # A gradient no targets reproduce alongside the others: leaving it out helps
-    # far more than leaving out any other (by the LP, not by eye).
-    order = sorted(misfit_without, key=misfit_without.get)
-    unreproducible = []
-    if misfit_all > 1.0:
-        best, second = order[0], order[1]
-        if misfit_without[second] > 2 * misfit_without[best]:
-            unreproducible = [best]
-    keep = [i for i, k in enumerate(names) if k not in unreproducible]
-    # weighted least squares over the kept claims, as `bptt check` infers targets
-    y_fit = least_squares_targets(J[keep], b[keep], half[keep])
-    blocks = building_blocks(m)
-    return Analysis(
-        names=names,
-        printed=printed,
-        misfit_all=misfit_all,
-        misfit_without=misfit_without,
-        maximal_sets=maximal,
-        unreproducible=unreproducible,
-        best_targets=(float(y_fit[0]), float(y_fit[1])),
-        identity_lhs=printed["w_h"].value,
-        identity_rhs=blocks["h_1"] * (printed["b1"].value - printed["w_x"].value),
-    )
+def identity(cf: check.ClaimsFile, h_1: float) -> Identity:
+    printed = {cl.theta: cl.printed.value for cl in cf.claims if cl.kind == "dLoss"}
+    return Identity(lhs=printed["w_h"], rhs=h_1 * (printed["b1"] - printed["w_x"]))

@@ -1,8 +1,18 @@
-"""`bptt check FILE`: hand-computed BPTT numbers checked at their written precision."""
+"""`bptt check FILE`: hand-computed BPTT numbers checked at their written precision.
+
+Also the presentation `bptt seed` shares (it is `bptt check` on the packaged seed claims
+file): verdicts in words, the target analysis, and text that survives an ASCII terminal.
+"""
 
 from __future__ import annotations
 
 import argparse
+import sys
+from typing import TYPE_CHECKING, Any, TextIO
+
+if TYPE_CHECKING:
+    from ..audit import Verdict
+    from ..check import Report, TargetAnalysis
 
 
 def add(sub) -> None:
@@ -19,5 +29,183 @@ def run(args: argparse.Namespace) -> int:
     from .. import check
 
     report = check.check(check.load(args.file))
-    check.print_report(report)
+    print_report(report, console(wide=True))
     return 0 if report.all_hold else 1
+
+
+# ------------------------------------------------------------------ text any terminal can show
+# What a symbol becomes on a stream that cannot encode it (an ASCII terminal, PYTHONIOENCODING=ascii).
+ASCII_FALLBACK = {"θ": "theta", "∂": "d", "Σ": "sum", "Π": "prod", "δ": "delta", "·": "*", "∈": "in", "−": "-",
+                  "≤": "<=", "≥": ">=", "≠": "!=", "×": "x", "…": "...", "´": "'", "‖": "||", "²": "^2", "½": "1/2",
+                  "—": "--", "–": "-"}
+_FALLBACK_TABLE = str.maketrans(ASCII_FALLBACK)
+
+
+def printable(text: str, encoding: str | None) -> str:
+    """text as a stream with this encoding can write it: unchanged when it can, else with the symbols
+    of ASCII_FALLBACK spelled out ('θ' -> 'theta') and anything else left as '?'."""
+    enc = encoding or "utf-8"
+    try:
+        text.encode(enc)
+        return text
+    except UnicodeEncodeError:
+        return text.translate(_FALLBACK_TABLE).encode(enc, errors="replace").decode(enc)
+    except LookupError:  # an encoding Python does not know: leave the stream to it
+        return text
+
+
+class _Printable:
+    """A text stream that writes ``printable`` text to the stream it wraps."""
+
+    def __init__(self, stream: TextIO):
+        self._stream = stream
+
+    @property
+    def encoding(self) -> str | None:
+        return getattr(self._stream, "encoding", None)
+
+    def write(self, text: str) -> int:
+        return self._stream.write(printable(text, self.encoding))
+
+    def __getattr__(self, name: str) -> Any:  # flush, isatty, fileno, ...
+        return getattr(self._stream, name)
+
+
+def stdout() -> TextIO:
+    """sys.stdout, or a wrapper writing it symbols it cannot encode in ASCII (θ -> theta)."""
+    out = sys.stdout
+    return out if printable("θ", getattr(out, "encoding", None)) == "θ" else _Printable(out)  # type: ignore[return-value]
+
+
+def console(wide: bool = False):
+    """A rich console on ``stdout()``; wide: 120 columns into files and pipes, so tables do not wrap.
+
+    Where stdout cannot encode θ, every string is made ``printable`` before rich lays it out
+    (so tables stay aligned), and rich draws its boxes in ASCII.
+    """
+    from rich.console import Console
+
+    class PrintableConsole(Console):
+        def render_str(self, text: str, **kwargs: Any):
+            return super().render_str(printable(text, self.encoding), **kwargs)
+
+    out = stdout()
+    cls = Console if out is sys.stdout else PrintableConsole
+    con = cls(file=out, highlight=False)
+    if wide and not con.is_terminal:
+        con = cls(file=out, highlight=False, width=120)
+    return con
+
+
+# ------------------------------------------------------------------ verdicts in words
+def verdict_text(v: "Verdict", short: bool = False) -> str:
+    """'holds', 'WRONG: truncated, not rounded (exact rounds to 0.868)', ...; short: for narrow tables."""
+    from ..audit import HOLDS, SIGN, TRUNCATED
+
+    if v.kind == HOLDS:
+        return "holds"
+    if v.kind == TRUNCATED:
+        return f"truncated (rounds to {v.rounded})" if short else f"WRONG: truncated, not rounded (exact rounds to {v.rounded})"
+    if v.kind == SIGN:
+        return f"WRONG sign (rounds to {v.rounded})" if short else f"WRONG sign (exact rounds to {v.rounded})"
+    if short:
+        return f"off {v.misfit:.1f}x" if v.misfit < 100 else f"off {v.misfit:.0f}x"
+    return f"WRONG (exact rounds to {v.rounded}; off by {v.misfit:.{2 if v.misfit < 10 else 1}f}x the rounding)"
+
+
+def fmt(v: float) -> str:
+    return f"{v:.6g}" if v == 0 or 1e-4 <= abs(v) < 1e6 else f"{v:.6e}"
+
+
+def targets_text(y) -> str:
+    return ", ".join(f"{v:.4f}" for v in y)
+
+
+# ------------------------------------------------------------------ the report
+def print_report(report: "Report", con) -> None:
+    """The claimed / exact / verdict table and the target analysis."""
+    from rich.table import Table
+
+    cf = report.cf
+    say = _say(con)
+    con.print(f"[bold]{_escape(cf.title or cf.path)}[/bold]", markup=True)
+    say(f"model: w={fmt(cf.params['w'])} w_x={fmt(cf.params['w_x'])} w_h={fmt(cf.params['w_h'])} "
+        f"b1={fmt(cf.params['b1'])} b2={fmt(cf.params['b2'])} h0={fmt(cf.h0)}, hidden {cf.hidden_activation}, "
+        f"output {cf.output_activation}, reduction {cf.reduction}; x = ({', '.join(fmt(v) for v in cf.x)})")
+    if not report.targets_fitted:
+        say(f"targets y = ({', '.join(fmt(v) for v in report.targets or [])}) (given)")
+    elif report.targets is not None:
+        undetermined = report.analysis.undetermined if report.analysis else []
+        say(f"targets not given; fitted y = ({targets_text(report.targets)})"
+            + (f"; y_{', y_'.join(map(str, undetermined))} not determined by any claim (set to 0)"
+               if undetermined else ""))
+    t = Table(title_justify="left")
+    for col, just in (("quantity", "left"), ("claimed", "right"), ("sig. fig.", "right"), ("exact", "right"),
+                      ("verdict", "left")):
+        t.add_column(col, justify=just)
+    for r in report.rows:
+        t.add_row(_escape(r.claim.key), r.claim.printed.text, str(r.claim.printed.significant_figures()),
+                  fmt(r.exact) + (" *" if r.at_fitted_targets else ""), verdict_text(r.verdict))
+    con.print(t)
+    if any(r.at_fitted_targets for r in report.rows):
+        say("* at the fitted targets")
+    n_bad = sum(not r.holds for r in report.rows)
+    say(f"{len(report.rows) - n_bad} of {len(report.rows)} claims hold at the precision written.")
+    say("Gradients are compared with the true sign, dE_i/dy'_i = y'_i - y_i (the seed writes y_i - y'_i).")
+    if not report.targets_fitted and report.negated_holds is not None and report.negated_holds > (report.plain_holds or 0):
+        say(f"With every gradient claim negated, {report.negated_holds} of them would hold instead of "
+            f"{report.plain_holds}: the file may use the seed's sign, (y_i - y'_i).")
+    if report.analysis is not None:
+        print_target_analysis(report.analysis, con)
+
+
+def print_target_analysis(a: "TargetAnalysis", con) -> None:
+    say = _say(con)
+    if a.lsq_targets is None:
+        say("No claim depends on the targets, so none were fitted.")
+        return
+    say("\nTargets not given: every gradient is affine in them, so they are inferred.")
+    say("With unknown targets the sign convention does not matter: negating every gradient claim is the same "
+        "as replacing y_t by 2 y'_t - y_t.")
+    say(f"- Weighted least squares over all {len(a.kept) + len(a.unexplainable)} target-dependent "
+        f"claims: y = ({targets_text(a.lsq_targets)}).")
+    if a.misfit_all is not None and a.misfit_all <= 1.0:
+        say(f"- One choice of targets reproduces every target-dependent claim to its written digits "
+            f"(worst miss {a.misfit_all:.2f}x the rounding, by linear programming).")
+        return
+    say(f"- No targets reproduce all of them: the best targets still miss by {a.misfit_all:.1f}x the "
+        f"written rounding (linear programming over y).")
+    for n in a.unexplainable_alone:
+        say(f"- {n}: no targets give this value even on its own.")
+    if a.largest_sets:
+        how = "" if a.largest_exhaustive else " (greedy search: there are too many subsets to try them all)"
+        sets = "; ".join("{" + ", ".join(s.claims) + "}" for s in a.largest_sets)
+        say(f"- The most that one choice of targets reproduces is {len(a.largest_sets[0].claims)}{how}: {sets}.")
+    if a.misfit_without:
+        parts = ", ".join(f"{n}: {v:.1f}x" for n, v in sorted(a.misfit_without.items(), key=lambda kv: kv[1]))
+        say(f"- Best misfit with one claim left out: {parts}.")
+    for n in a.unexplainable:
+        if n in a.unexplainable_alone:
+            continue
+        say(f"- {n} is the claim no targets explain alongside the others: leaving it out brings the misfit "
+            f"to {a.misfit_without.get(n, float('nan')):.1f}x; leaving out any other still misses by "
+            f"{best_other_misfit(a, n):.1f}x or more.")
+    if a.kept:
+        say(f"- Fitted targets (least squares over {', '.join(a.kept)}): "
+            f"y = ({targets_text(a.targets or [])}); the verdicts marked * are at these.")
+
+
+def best_other_misfit(a: "TargetAnalysis", name: str) -> float:
+    """The best misfit with one claim other than ``name`` left out."""
+    return min((v for n, v in a.misfit_without.items() if n != name), default=float("nan"))
+
+
+def _say(con):
+    """print one paragraph as plain text (no markup, wrapped only by the terminal)."""
+    return lambda text: con.print(text, markup=False, soft_wrap=True)
+
+
+def _escape(text: str) -> str:
+    from rich.markup import escape
+
+    return escape(text)

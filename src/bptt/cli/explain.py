@@ -7,6 +7,7 @@ import sys
 
 from ..validation import BPTTError
 from ._common import add_model_options, model_from_args, number, numbers, write_out
+from .check import stdout
 
 
 def add(sub) -> None:
@@ -49,7 +50,7 @@ def run(args: argparse.Namespace) -> int:
     doc = derive.explain(params, x, h0=number(args.h0, "--h0"), y=y, hidden_activation=m.hidden_activation,
                          output_activation=m.output_activation, reduction=args.reduction, fmt=fmt, expand=int(expand))
     if args.out is None:
-        sys.stdout.write(doc)
+        stdout().write(doc)  # an ASCII terminal gets 'theta' for θ
     else:
         write_out(args.out, doc, args.force)
         print(f"wrote {args.out} ({fmt}, T = {len(x)})", file=sys.stderr)

@@ -1,101 +1,146 @@
-"""`bptt seed`: the seed's worked example reproduced, its printed numbers audited, its errata listed."""
+"""`bptt seed`: `bptt check` on the seed's packaged claims file, presented as the seed's example, then its errata."""
 
 from __future__ import annotations
 
 import argparse
+from typing import TYPE_CHECKING
 
 from ..validation import BPTTError
-from ._common import console, numbers
+from ._common import numbers
+from .check import best_other_misfit, console, printable, targets_text, verdict_text
+
+if TYPE_CHECKING:
+    from ..check import ClaimsFile
+    from ..seed import SeedAudit
 
 
 def add(sub) -> None:
     p = sub.add_parser("seed", help="reproduce the seed's worked example and list its errata",
-                       description="Reproduce the seed's worked example (w = w_x = w_h = b1 = b2 = 1, h_0 = 0, x = (1, 0)).")
+                       description="Reproduce the seed's worked example (w = w_x = w_h = b1 = b2 = 1, h_0 = 0, x = (1, 0)): "
+                                   "`bptt check` on the packaged seed claims file, then the seed's errata.")
     p.add_argument("--y", default=None, metavar="Y1,Y2",
                    help="targets y_1,y_2 (the seed never states them; default: the targets that best explain its printed gradients)")
     p.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    from .. import seed
+
+    y = _targets(args.y)
+    a = seed.audit(y)
+    con = console()
+    _print_setup(con, a.report.cf)
+    con.print(_blocks_table(a))
+    con.print(_gradients_table(a, given=y is not None, roomy=printable("θ", con.encoding) == "θ"))
+    _say(con, _notes(a, given=y is not None))
+    _print_analysis(con, a)
+    _print_errata(con, a)
+    return 0
+
+
+def _targets(text: str | None) -> list[float] | None:
+    if text is None:
+        return None
+    vals = numbers(text, "--y")
+    if len(vals) != 2:
+        raise BPTTError(f"--y: the seed has two steps, so give two targets like --y 0.9,0.5; got {len(vals)}")
+    return vals
+
+
+def _say(con, text: str) -> None:
+    con.print(text, markup=False)
+
+
+def _print_setup(con, cf: "ClaimsFile") -> None:
+    values = {f"{v:g}" for v in cf.params.values()}
+    params = (" = ".join(cf.params) + f" = {values.pop()}" if len(values) == 1
+              else ", ".join(f"{k} = {v:g}" for k, v in cf.params.items()))
+    terms = " + ".join(f"E_{i}" for i in range(1, cf.T + 1))
+    loss = f"1/{cf.T} ({terms})" if cf.reduction == "mean" else terms
+    con.print(f"[bold]The seed's worked example[/bold]: one {cf.hidden_activation} hidden unit, "
+              f"one {cf.output_activation} output, T = {cf.T}")
+    _say(con, f"{params},  h_0 = {cf.h0:g},  x = ({', '.join(f'{v:g}' for v in cf.x)}),  Loss = {loss},  "
+              "E_i = 1/2 (y_i - y'_i)^2\n")
+
+
+def _blocks_table(a: "SeedAudit"):
     from rich.table import Table
 
-    from .. import seed
-    from ..audit import Printed, round_like
-
-    con = console()
-    con.print("[bold]The seed's worked example[/bold]: one sigmoid hidden unit, one sigmoid output, T = 2")
-    con.print("w = w_x = w_h = b1 = b2 = 1,  h_0 = 0,  x = (1, 0),  Loss = 1/2 (E_1 + E_2),  E_i = 1/2 (y_i - y'_i)^2\n")
-
-    blocks = seed.building_blocks()
     t = Table(title="building blocks (independent of the targets)", title_justify="left")
     for col in ("quantity", "seed printed", "exact", "verdict"):
         t.add_column(col, justify="right" if col != "quantity" else "left")
-    for name, text in seed.PRINTED_BLOCKS.items():
-        p = Printed.parse(text)
-        exact = blocks[name]
-        if p.holds(exact):
-            verdict = "holds"
-        elif p.value <= exact < p.value + 2 * p.half_unit:
-            verdict = f"truncated (rounds to {round_like(exact, p)})"
-        else:
-            verdict = "WRONG"
-        t.add_row(name, text, f"{exact:.6f}", verdict)
-    t.add_row("h_2", "(not printed)", f"{blocks['h_2']:.6f}", "")
-    con.print(t)
+    for r in a.report.rows:
+        if not r.claim.depends_on_targets:
+            t.add_row(r.claim.key, r.claim.printed.text, f"{r.exact:.6f}", verdict_text(r.verdict, short=True))
+    t.add_row("h_2", "(not printed)", f"{a.h_2:.6f}", "")
+    return t
 
-    a = seed.analyse()
-    if args.y is None:
-        y = a.best_targets
-        y_note = "fitted (see below)"
+
+def _gradients_table(a: "SeedAudit", given: bool, roomy: bool = True):
+    """roomy: False where θ is spelled 'theta': the dθ headers then break after the '/', and the table
+    drops its outer padding, to fit 80 columns."""
+    from rich.table import Table
+
+    y = a.report.targets or []
+    how = "given with --y" if given else "fitted (see below)"
+    t = Table(title=f"gradients at y = ({targets_text(y)}), {how}", title_justify="left", pad_edge=roomy)
+    names = [f"dE_{i}/dθ" for i in range(1, a.report.cf.T + 1)] + ["dLoss/dθ"]
+    cols = ["θ"] + [n if roomy else n.replace("/", "/\n") for n in names] + ["printed", "exact, rounded", "verdict"]
+    for col in cols:
+        t.add_column(col, justify="left" if col == "θ" else "right", overflow="fold")  # never "…"
+    for r in a.report.rows:
+        if r.claim.kind == "dLoss":
+            k = r.claim.theta
+            t.add_row(k, *(f"{v:.4g}" for v in a.terms[k]), f"{r.exact:.4g}", r.claim.printed.text, r.verdict.rounded,
+                      verdict_text(r.verdict, short=True))
+    return t
+
+
+def _notes(a: "SeedAudit", given: bool) -> str:
+    how = ("Targets given with --y: the verdicts above are at these targets; the analysis below holds for any targets. "
+           if given else
+           "Fitted targets: weighted least squares (each claim in units of its printed rounding) over the printed "
+           "gradients other than the one flagged below, as `bptt check` infers them (`bptt seed` is `bptt check` "
+           "on the packaged claims file). ")
+    return ("Signs: bptt uses dE_i/dy'_i = (y'_i - y_i). Every gradient is affine in the targets, so the seed's "
+            "dropped minus sign is absorbed by the targets and changes none of the conclusions below. " + how +
+            "'off Nx': the exact value misses the printed one by N times the printed rounding (half a unit in its "
+            "last digit).\n")
+
+
+_WORDS = ("no", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten")
+
+
+def _print_analysis(con, a: "SeedAudit") -> None:
+    an = a.analysis
+    theta = {r.claim.key: r.claim.theta for r in a.report.rows if r.claim.kind == "dLoss"}
+    printed = {r.claim.key: r.claim.printed.text for r in a.report.rows}
+    con.print("[bold]Which printed gradients can any targets reproduce?[/bold] "
+              "(exact, by linear programming over y_1, y_2)")
+    n = _WORDS[len(theta)] if len(theta) < len(_WORDS) else str(len(theta))
+    if an.misfit_all is not None and an.misfit_all <= 1.0:
+        _say(con, f"- All {n} at once: yes, to within {an.misfit_all:.2f}x the printed rounding.")
     else:
-        vals = numbers(args.y, "--y")
-        if len(vals) != 2:
-            raise BPTTError(f"--y: the seed has two steps, so give two targets like --y 0.9,0.5; got {len(vals)}")
-        y = (vals[0], vals[1])
-        y_note = "given with --y"
-    grads = seed.gradients(y)
-    m = seed.model()
-    import numpy as np
+        _say(con, f"- All {n} at once: no. The best targets still miss by {an.misfit_all:.1f}x the printed rounding.")
+    if an.largest_sets:
+        sets = "; ".join("{" + ", ".join(theta[c] for c in s.claims) + "}"
+                         + f" at y = ({', '.join(f'{v:.3f}' for v in s.targets)})" for s in an.largest_sets)
+        _say(con, f"- The most that one choice of targets reproduces to the printed digits is "
+                  f"{len(an.largest_sets[0].claims)}: {sets}.")
+    for k in an.unexplainable:
+        others = [theta[c] for c in theta if c != k]
+        con.print(f"- [bold]{k} = {printed[k]} is the gradient no choice of targets reproduces[/bold] alongside the "
+                  f"others: without it, {{{', '.join(others)}}} come within {an.misfit_without[k]:.1f}x the rounding; "
+                  f"leaving out any other gradient instead still misses by at least {best_other_misfit(an, k):.1f}x.")
+    _say(con, f"- A check that needs no targets at all: with x = (1, 0) and h_0 = 0, dLoss/dw_h = h_1 (dLoss/db_1 - "
+              f"dLoss/dw_x) for every y. The printed values give {a.identity.rhs:.6f} on the right and "
+              f"{a.identity.lhs} on the left.")
 
-    dec = m.decompose(np.array(seed.X), np.array(y), h0=seed.H0)
-    t = Table(title=f"gradients at y = ({y[0]:.4f}, {y[1]:.4f}), {y_note}", title_justify="left")
-    for col in ("θ", "dE_1/dθ", "dE_2/dθ", "dLoss/dθ", "printed", "exact, rounded", "verdict"):
-        t.add_column(col, justify="left" if col == "θ" else "right")
-    for k in a.names:
-        p = a.printed[k]
-        exact = grads[k]
-        e1, e2 = (float(v.ravel()[0]) for v in dec.terms[k])
-        off = abs(exact - p.value) / p.half_unit
-        verdict = "holds" if p.holds(exact) else (f"off {off:.1f}x" if off < 100 else f"off {off:.0f}x")
-        t.add_row(k, f"{e1:.4g}", f"{e2:.4g}", f"{exact:.4g}", p.text, round_like(exact, p), verdict)
-    con.print(t)
-    con.print("Signs: bptt uses dE_i/dy'_i = (y'_i - y_i). Every gradient is affine in the targets, so the seed's "
-              "dropped minus sign is absorbed by the targets and changes none of the conclusions below. "
-              "Fitted targets: weighted least squares (each claim in units of its printed rounding) over the printed "
-              "gradients other than the one flagged below, as `bptt check` infers them. "
-              "'off Nx': the exact value misses the printed one by N times the printed rounding (half a unit in its last digit).\n")
 
-    con.print("[bold]Which printed gradients can any targets reproduce?[/bold] (exact, by linear programming over y_1, y_2)")
-    con.print(f"- All five at once: no. The best targets still miss by {a.misfit_all:.1f}x the printed rounding.")
-    sets = "; ".join("{" + ", ".join(s) + f"}} at y = ({yy[0]:.3f}, {yy[1]:.3f})" for s, yy in a.maximal_sets)
-    con.print(f"- The most that one choice of targets reproduces to the printed digits is {len(a.maximal_sets[0][0])}: {sets}.")
-    for k in a.unreproducible:
-        others = [n for n in a.names if n != k]
-        worst_other = min(v for n, v in a.misfit_without.items() if n != k)
-        con.print(
-            f"- [bold]dLoss/d{k} = {a.printed[k].text} is the gradient no choice of targets reproduces[/bold] alongside the others: "
-            f"without it, {{{', '.join(others)}}} come within {a.misfit_without[k]:.1f}x the rounding; "
-            f"leaving out any other gradient instead still misses by at least {worst_other:.1f}x."
-        )
-    con.print(
-        f"- A check that needs no targets at all: with x = (1, 0) and h_0 = 0, dLoss/dw_h = h_1 (dLoss/db_1 - dLoss/dw_x) "
-        f"for every y. The printed values give {a.identity_rhs:.6f} on the right and {a.identity_lhs} on the left."
-    )
-
+def _print_errata(con, a: "SeedAudit") -> None:
     con.print("\n[bold]Errata[/bold] (everything wrong or inconsistent in the seed, with the correction)")
-    for i, (what, printed, correct) in enumerate(seed.ERRATA, 1):
-        con.print(f"{i:2d}. {what}: the seed has  {printed}\n    correct: {correct}", markup=False)
-    n = len(seed.ERRATA) + 1
-    con.print(f"{n:2d}. printed gradients: see the analysis above; dLoss/d{', dLoss/d'.join(a.unreproducible) or '?'} "
-              "matches no targets together with the rest.", markup=False)
-    return 0
+    for i, (what, printed, correct) in enumerate(a.errata, 1):
+        _say(con, f"{i:2d}. {what}: the seed has  {printed}\n    correct: {correct}")
+    flagged = ", ".join(a.analysis.unexplainable) or "?"
+    _say(con, f"{len(a.errata) + 1:2d}. printed gradients: see the analysis above; {flagged} "
+              "matches no targets together with the rest.")
