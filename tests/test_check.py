@@ -254,15 +254,6 @@ def test_ascii_terminal(argv):
         assert "theta" in out and "sum" in out
 
 
-def test_printable_keeps_what_the_stream_can_encode():
-    from bptt.cli.check import printable
-
-    assert printable("dE_1/dθ ∂h Σ", "utf-8") == "dE_1/dθ ∂h Σ"
-    assert printable("dE_1/dθ ∂h Σ", "ascii") == "dE_1/dtheta dh sum"
-    assert printable("π", "ascii") == "?"
-    assert printable("θ", "iso8859-7") == "θ"  # Greek code page: θ is there
-
-
 def test_check_at_given_targets_overrides_the_file():
     cf = check.load(SEED_CLAIMS)
     rep = check.check(cf, [0.5, 0.5])

@@ -111,3 +111,12 @@ def test_text_output_survives_a_terminal_without_theta(encoding):
     assert p.returncode == 0, p.stderr.decode(encoding, "replace")
     text = p.stdout.decode(encoding)
     assert "dLoss/dtheta" in text and "Traceback" not in p.stderr.decode(encoding, "replace")
+
+
+def test_printable_keeps_what_the_stream_can_encode():
+    from bptt.cli._common import printable
+
+    assert printable("dE_1/dθ ∂h Σ", "utf-8") == "dE_1/dθ ∂h Σ"
+    assert printable("dE_1/dθ ∂h Σ", "ascii") == "dE_1/dtheta dh sum"
+    assert printable("π", "ascii") == "?"
+    assert printable("θ", "iso8859-7") == "θ"  # Greek code page: θ is there

@@ -7,6 +7,8 @@ import codecs
 import math
 import os
 import re
+import sys
+from typing import Any, TextIO
 
 import numpy as np
 
@@ -34,10 +36,70 @@ class Parser(argparse.ArgumentParser):
         raise BPTTError(f"{self.prog}: {message} (see '{self.prog} --help')")
 
 
-# What an ASCII (or cp1252) terminal gets instead of the symbols bptt prints.
-ASCII_FALLBACK = {"θ": "theta", "‖": "||", "∂": "d", "×": "x", "÷": "/", "…": "...", "−": "-", "≤": "<=",
-                  "≥": ">=", "≈": "~", "√": "sqrt", "Σ": "sum", "δ": "delta", "·": "*", "′": "'", "→": "->",
-                  "µ": "u", "μ": "u", "²": "^2", "⁻": "^-", "¹": "1", "—": "--", "–": "-", "’": "'"}
+# ------------------------------------------------------------------ text any terminal can show
+# What a symbol becomes on a stream that cannot encode it (an ASCII terminal, PYTHONIOENCODING=ascii).
+ASCII_FALLBACK = {"θ": "theta", "∂": "d", "Σ": "sum", "Π": "prod", "δ": "delta", "·": "*", "∈": "in", "−": "-",
+                  "≤": "<=", "≥": ">=", "≠": "!=", "×": "x", "…": "...", "´": "'", "‖": "||", "²": "^2", "½": "1/2",
+                  "—": "--", "–": "-", "÷": "/", "≈": "~", "√": "sqrt", "′": "'", "→": "->", "µ": "u", "μ": "u",
+                  "⁻": "^-", "¹": "1", "’": "'"}
+_FALLBACK_TABLE = str.maketrans(ASCII_FALLBACK)
+
+
+def printable(text: str, encoding: str | None) -> str:
+    """text as a stream with this encoding can write it: unchanged when it can, else with the symbols
+    of ASCII_FALLBACK spelled out ('θ' -> 'theta') and anything else left as '?'."""
+    enc = encoding or "utf-8"
+    try:
+        text.encode(enc)
+        return text
+    except UnicodeEncodeError:
+        return text.translate(_FALLBACK_TABLE).encode(enc, errors="replace").decode(enc)
+    except LookupError:  # an encoding Python does not know: leave the stream to it
+        return text
+
+
+class _Printable:
+    """A text stream that writes ``printable`` text to the stream it wraps."""
+
+    def __init__(self, stream: TextIO):
+        self._stream = stream
+
+    @property
+    def encoding(self) -> str | None:
+        return getattr(self._stream, "encoding", None)
+
+    def write(self, text: str) -> int:
+        return self._stream.write(printable(text, self.encoding))
+
+    def __getattr__(self, name: str) -> Any:  # flush, isatty, fileno, ...
+        return getattr(self._stream, name)
+
+
+def stdout() -> TextIO:
+    """sys.stdout, or a wrapper writing it symbols it cannot encode in ASCII (θ -> theta)."""
+    out = sys.stdout
+    return out if printable("θ", getattr(out, "encoding", None)) == "θ" else _Printable(out)  # type: ignore[return-value]
+
+
+def console(wide: bool = False):
+    """A rich console on ``stdout()``; wide: 120 columns into files and pipes, so tables do not wrap.
+
+    Where stdout cannot encode θ, every string is made ``printable`` before rich lays it out
+    (so tables stay aligned), and rich draws its boxes in ASCII.
+    """
+    from rich.console import Console
+
+    class PrintableConsole(Console):
+        def render_str(self, text: str, **kwargs: Any):
+            return super().render_str(printable(text, self.encoding), **kwargs)
+
+    out = stdout()
+    cls = Console if out is sys.stdout else PrintableConsole
+    con = cls(file=out, highlight=False)
+    if wide and not con.is_terminal:
+        con = cls(file=out, highlight=False, width=120)
+    return con
+
 
 
 def _transliterate(err: UnicodeError) -> tuple[str, int]:
@@ -55,6 +117,8 @@ def survive_any_encoding(*streams) -> None:
     for stream in streams:
         if hasattr(stream, "reconfigure") and getattr(stream, "errors", "strict") == "strict":
             stream.reconfigure(errors="bptt-ascii")
+
+
 def numbers(text: str, option: str) -> list[float]:
     """'1,0' -> [1.0, 0.0]; one clear error for anything else."""
     parts = [p.strip() for p in str(text).split(",")]
@@ -77,10 +141,6 @@ def number(text: str, option: str) -> float:
     if len(vals) != 1:
         raise BPTTError(f"{option}: expected one number, got {text!r}")
     return vals[0]
-def console():
-    from rich.console import Console
-
-    return Console(highlight=False)
 
 
 def fmt(v: float, digits: int = 6) -> str:

@@ -1,14 +1,15 @@
 """`bptt check FILE`: hand-computed BPTT numbers checked at their written precision.
 
 Also the presentation `bptt seed` shares (it is `bptt check` on the packaged seed claims
-file): verdicts in words, the target analysis, and text that survives an ASCII terminal.
+file): verdicts in words and the target analysis.
 """
 
 from __future__ import annotations
 
 import argparse
-import sys
-from typing import TYPE_CHECKING, Any, TextIO
+from typing import TYPE_CHECKING
+
+from ._common import console
 
 if TYPE_CHECKING:
     from ..audit import Verdict
@@ -31,70 +32,6 @@ def run(args: argparse.Namespace) -> int:
     report = check.check(check.load(args.file))
     print_report(report, console(wide=True))
     return 0 if report.all_hold else 1
-
-
-# ------------------------------------------------------------------ text any terminal can show
-# What a symbol becomes on a stream that cannot encode it (an ASCII terminal, PYTHONIOENCODING=ascii).
-ASCII_FALLBACK = {"θ": "theta", "∂": "d", "Σ": "sum", "Π": "prod", "δ": "delta", "·": "*", "∈": "in", "−": "-",
-                  "≤": "<=", "≥": ">=", "≠": "!=", "×": "x", "…": "...", "´": "'", "‖": "||", "²": "^2", "½": "1/2",
-                  "—": "--", "–": "-"}
-_FALLBACK_TABLE = str.maketrans(ASCII_FALLBACK)
-
-
-def printable(text: str, encoding: str | None) -> str:
-    """text as a stream with this encoding can write it: unchanged when it can, else with the symbols
-    of ASCII_FALLBACK spelled out ('θ' -> 'theta') and anything else left as '?'."""
-    enc = encoding or "utf-8"
-    try:
-        text.encode(enc)
-        return text
-    except UnicodeEncodeError:
-        return text.translate(_FALLBACK_TABLE).encode(enc, errors="replace").decode(enc)
-    except LookupError:  # an encoding Python does not know: leave the stream to it
-        return text
-
-
-class _Printable:
-    """A text stream that writes ``printable`` text to the stream it wraps."""
-
-    def __init__(self, stream: TextIO):
-        self._stream = stream
-
-    @property
-    def encoding(self) -> str | None:
-        return getattr(self._stream, "encoding", None)
-
-    def write(self, text: str) -> int:
-        return self._stream.write(printable(text, self.encoding))
-
-    def __getattr__(self, name: str) -> Any:  # flush, isatty, fileno, ...
-        return getattr(self._stream, name)
-
-
-def stdout() -> TextIO:
-    """sys.stdout, or a wrapper writing it symbols it cannot encode in ASCII (θ -> theta)."""
-    out = sys.stdout
-    return out if printable("θ", getattr(out, "encoding", None)) == "θ" else _Printable(out)  # type: ignore[return-value]
-
-
-def console(wide: bool = False):
-    """A rich console on ``stdout()``; wide: 120 columns into files and pipes, so tables do not wrap.
-
-    Where stdout cannot encode θ, every string is made ``printable`` before rich lays it out
-    (so tables stay aligned), and rich draws its boxes in ASCII.
-    """
-    from rich.console import Console
-
-    class PrintableConsole(Console):
-        def render_str(self, text: str, **kwargs: Any):
-            return super().render_str(printable(text, self.encoding), **kwargs)
-
-    out = stdout()
-    cls = Console if out is sys.stdout else PrintableConsole
-    con = cls(file=out, highlight=False)
-    if wide and not con.is_terminal:
-        con = cls(file=out, highlight=False, width=120)
-    return con
 
 
 # ------------------------------------------------------------------ verdicts in words

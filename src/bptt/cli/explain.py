@@ -7,7 +7,7 @@ import sys
 
 from ..validation import BPTTError
 from ._common import add_model_options, model_from_args, number, numbers, write_out
-from .check import stdout
+from ._common import stdout
 
 
 def add(sub) -> None:

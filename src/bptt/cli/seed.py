@@ -7,7 +7,8 @@ from typing import TYPE_CHECKING
 
 from ..validation import BPTTError
 from ._common import numbers
-from .check import best_other_misfit, console, printable, targets_text, verdict_text
+from ._common import console, printable
+from .check import best_other_misfit, targets_text, verdict_text
 
 if TYPE_CHECKING:
     from ..check import ClaimsFile
