@@ -62,15 +62,15 @@ def test_unknown_activation_is_one_clear_line():
 
 
 # ---------------------------------------------------------------- the table is the one source
-def test_every_shipped_activation_runs_on_every_backend():
-    for a in ACTIVATIONS.values():
-        assert a.backends == BACKENDS, a.name
+def test_the_seed_activations_run_on_every_backend():
+    for name in ("sigmoid", "tanh"):  # the seed's network and its usual variant, in every door
+        assert ACTIVATIONS[name].backends == BACKENDS
 
 
 def test_role_lists_come_from_the_table():
     assert HIDDEN_ACTIVATIONS == tuple(n for n, a in ACTIVATIONS.items() if "hidden" in a.roles)
     assert OUTPUT_ACTIVATIONS == tuple(n for n, a in ACTIVATIONS.items() if "output" in a.roles)
-    assert HIDDEN_ACTIVATIONS == ("sigmoid", "tanh", "relu") and OUTPUT_ACTIVATIONS == ("sigmoid", "identity")
+    assert all(set(a.roles) <= {"hidden", "output"} and a.roles for a in ACTIVATIONS.values())
 
 
 # ---------------------------------------------------------------- a new activation with numpy parts only

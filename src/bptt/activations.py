@@ -34,6 +34,8 @@ from typing import Any, Callable
 
 import numpy as np
 
+from .validation import BPTTError, check_choice
+
 # Who reads the table: the numpy engine, the compiled kernels, the PyTorch layer, the derivation.
 BACKENDS = ("numpy", "numba", "torch", "sympy")
 ROLES = ("hidden", "output")
@@ -202,8 +204,6 @@ OUTPUT_ACTIVATIONS = names("output")  # ('sigmoid', 'identity')
 
 def get(name: str, allowed: tuple[str, ...] | None = None, role: str = "activation") -> Activation:
     """Look an activation up by name; unknown names raise a one-line BPTTError."""
-    from .validation import check_choice
-
     check_choice(role, name, allowed if allowed is not None else tuple(ACTIVATIONS))
     return ACTIVATIONS[name]
 
@@ -216,8 +216,6 @@ def supports(act: Activation, backend: str) -> bool:
 def require(act: Activation, backend: str, role: str = "activation") -> Activation:
     """``act`` if ``backend`` runs it; else a one-line BPTTError naming the backends that do."""
     if not supports(act, backend):
-        from .validation import BPTTError
-
         raise BPTTError(
             f"{role} {act.name!r} has no {backend} implementation; it runs on {', '.join(act.backends)} "
             f"(add its {backend} part to its record in bptt/activations.py)"
