@@ -6,6 +6,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import bptt
+from bptt.activations import HIDDEN_ACTIVATIONS, OUTPUT_ACTIVATIONS
 from bptt.engine import PARAM_NAMES
 
 from helpers import finite_difference_grads, random_model, torch_loss_and_grads, torch_truncated_grads
@@ -20,8 +21,8 @@ def problems(draw, max_T=6):
     D = draw(st.integers(1, 3))
     H = draw(st.integers(1, 4))
     O = draw(st.integers(1, 2))
-    f = draw(st.sampled_from(["sigmoid", "tanh", "relu"]))
-    g = draw(st.sampled_from(["sigmoid", "identity"]))
+    f = draw(st.sampled_from(HIDDEN_ACTIVATIONS))
+    g = draw(st.sampled_from(OUTPUT_ACTIVATIONS))
     reduction = draw(st.sampled_from(["mean", "sum"]))
     batched = draw(st.booleans()) or B > 1
     with_h0 = draw(st.booleans())

@@ -11,8 +11,9 @@ from bptt import dispatch
 from bptt import kernels
 from helpers import finite_difference_grads, random_model
 
-HIDDEN = activations.HIDDEN_ACTIVATIONS
-OUTPUT = activations.OUTPUT_ACTIVATIONS
+# the table's activations that have a compiled version (the others are refused: test_activations.py)
+HIDDEN = tuple(n for n in activations.HIDDEN_ACTIVATIONS if activations.supports(activations.ACTIVATIONS[n], "numba"))
+OUTPUT = tuple(n for n in activations.OUTPUT_ACTIVATIONS if activations.supports(activations.ACTIVATIONS[n], "numba"))
 
 
 def _problem(rng, T, B, D, H, O, dtype, scale=0.8):
@@ -80,7 +81,7 @@ def test_scalar_fast_path_matches_numpy_backend(T, f, g, reduction, h0, dtype, s
     m = bptt.RNN.scalar(*rng.standard_normal(5), hidden_activation=f, output_activation=g, dtype=dtype)
     x = rng.standard_normal(T).astype(dtype)
     y = rng.random(T).astype(dtype)
-    assert kernels.try_fast_scalar(m, x, y, h0, reduction) is not None  # this really is the fast path
+    assert kernels.try_fast_scalar(m.params(), m.hidden_act, m.output_act, x, y, h0, reduction) is not None  # the fast path
     l1, g1 = m.loss_and_grad(x, y, h0=h0, reduction=reduction)
     l0, g0 = m.loss_and_grad(x, y, h0=h0, reduction=reduction, backend="numpy")
     rtol = 1e-10 if dtype == np.float64 else 2e-3
@@ -103,10 +104,12 @@ def test_seed_example_on_the_compiled_path():
         np.testing.assert_allclose(grads[k], ref_grads[k], rtol=1e-13)
 
 
-@pytest.mark.parametrize(
-    "D,H,O,B,f,g",
-    [(1, 1, 1, 1, "sigmoid", "sigmoid"), (2, 3, 2, 2, "tanh", "identity"), (2, 40, 1, 2, "sigmoid", "sigmoid")],
-)
+# each compiled kernel's size (scalar, loop, blas) with every hidden activation of the table, outputs in turn
+_FD_CASES = [(*size, f, OUTPUT[i % len(OUTPUT)]) for size in ((1, 1, 1, 1), (2, 3, 2, 2), (2, 40, 1, 2))
+             for i, f in enumerate(HIDDEN)]
+
+
+@pytest.mark.parametrize("D,H,O,B,f,g", _FD_CASES)
 def test_compiled_path_against_finite_differences(D, H, O, B, f, g):
     """float64, central differences of the loss, on the scalar, loop and BLAS kernels."""
     rng = np.random.default_rng(H)
@@ -159,11 +162,23 @@ def test_inputs_of_any_layout_give_the_same_result_and_no_new_compilations():
     assert l1 == pytest.approx(l0, rel=1e-12)
     for k in g0:
         np.testing.assert_allclose(g1[k], g0[k], rtol=1e-10, atol=1e-14)
-    for disp in (kernels.scalar_kernel, kernels.batched_kernel, kernels.scalar_fast, kernels._act_rows, kernels._dz_rows):
+    compiled = (kernels.scalar_kernel, kernels.batched_kernel, kernels.scalar_fast, kernels._act_rows,
+                kernels._dz_rows, kernels._hidden_states, kernels._output_deltas, kernels._backprop_full,
+                kernels._backprop_truncated, kernels._add_weight_grads)
+    for disp in compiled:
         for sig in disp.signatures:
-            for ty in sig:
+            for ty in _flat(sig):
                 if hasattr(ty, "layout"):
                     assert ty.layout == "C" and ty.mutable, (disp, sig)
+
+
+def _flat(types):
+    """Argument types with tuples (of arrays) opened up."""
+    for ty in types:
+        if hasattr(ty, "types") and not hasattr(ty, "layout"):
+            yield from _flat(ty.types)
+        else:
+            yield ty
 
 
 def test_overflow_on_the_compiled_path_is_one_line_error():
@@ -189,3 +204,39 @@ def test_fast_path_leaves_bad_input_to_the_usual_errors():
         m.loss_and_grad(np.array([1.0, 0.0]), np.array([0.5, 0.5]), reduction="max")
     with pytest.raises(BPTTError, match="h0"):
         m.loss_and_grad(np.array([1.0, 0.0]), np.array([0.5, 0.5]), h0=float("inf"))
+
+
+# ---------------------------------------------------------------- the kernels' activation branches against the table
+_CODED = [name for name, a in activations.ACTIVATIONS.items() if activations.supports(a, "numba")]
+
+
+@pytest.mark.parametrize("name", _CODED)
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_compiled_branches_match_the_table(name, dtype):
+    """kernels._f / _df for the record's code compute the record's numpy value / derivative, and so
+    do the vectorised sigmoid rows of the batched kernels."""
+    act = activations.ACTIVATIONS[name]
+    z = np.concatenate([np.linspace(-6, 6, 41), [-40.0, 40.0]]).astype(dtype)  # (N,)
+    one = dtype(1)
+    got = np.array([kernels._f(v, act.code, one) for v in z], dtype)
+    rtol = 1e-14 if dtype == np.float64 else 1e-6
+    np.testing.assert_allclose(got, act.value(z), rtol=rtol, atol=rtol)
+    a = act.value(z)
+    np.testing.assert_allclose(np.array([kernels._df(v, act.code, one) for v in a], dtype), act.deriv(a),
+                               rtol=rtol, atol=rtol)
+    rows = np.empty((1, z.size), dtype)  # (1, N)
+    kernels._act_rows(z.reshape(1, -1).copy(), rows, act.code)
+    np.testing.assert_allclose(rows[0], act.value(z), rtol=rtol, atol=rtol)
+
+
+def test_a_code_without_a_branch_raises_in_the_kernel():
+    """No default branch: an unknown code is an error, never the identity."""
+    with pytest.raises(ValueError, match="no compiled branch"):
+        kernels._f(0.5, 99, 1.0)
+    with pytest.raises(ValueError, match="no compiled branch"):
+        kernels._df(0.5, 99, 1.0)
+
+
+def test_codes_are_distinct():
+    codes = [a.code for a in activations.ACTIVATIONS.values() if a.code is not None]
+    assert len(codes) == len(set(codes))

@@ -154,3 +154,10 @@ def test_import_bptt_imports_no_heavy_dependency():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == ""
+
+
+def test_activation_records_are_public():
+    """hidden_act / output_act: the table's records, for modules that need f and g (gradflow, kernels)."""
+    m = bptt.RNN(2, 3, 1, "tanh", "identity", seed=0)
+    assert m.hidden_act is bptt.ACTIVATIONS["tanh"] and m.output_act is bptt.ACTIVATIONS["identity"]
+    assert (m.hidden_activation, m.output_activation) == (m.hidden_act.name, m.output_act.name)

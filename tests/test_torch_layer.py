@@ -21,8 +21,15 @@ F64 = torch.float64
 NAMES = ("w_x", "w_h", "b1", "w", "b2")
 
 
-# ---------------------------------------------------------------- references written here, not in bptt
-_TORCH_F = {"sigmoid": torch.sigmoid, "tanh": torch.tanh, "relu": torch.relu, "identity": lambda z: z}
+# ---------------------------------------------------------------- references: autograd through the table's torch values
+# The layer's backward uses the table's torch_deriv; the references differentiate torch_value by autograd
+# (and test_torch_activations_match_the_numpy_table ties both to the numpy table).
+TORCH_HIDDEN = tuple(n for n in HIDDEN_ACTIVATIONS if "torch" in ACTIVATIONS[n].backends)
+TORCH_OUTPUT = tuple(n for n in OUTPUT_ACTIVATIONS if "torch" in ACTIVATIONS[n].backends)
+
+
+def _act(name, z):
+    return ACTIVATIONS[name].torch_value(z)
 
 
 def loop_forward(x, h0, p, f, g, cut_at=None):
@@ -35,8 +42,8 @@ def loop_forward(x, h0, p, f, g, cut_at=None):
     for s in range(x.shape[0]):
         if cut_at is not None and s == cut_at and s >= 1:
             h = h.detach()
-        h = _TORCH_F[f](x[s] @ p["w_x"].T + h @ p["w_h"].T + p["b1"])
-        ys.append(_TORCH_F[g](h @ p["w"].T + p["b2"]))
+        h = _act(f, x[s] @ p["w_x"].T + h @ p["w_h"].T + p["b1"])
+        ys.append(_act(g, h @ p["w"].T + p["b2"]))
     return torch.stack(ys), h
 
 
@@ -96,7 +103,7 @@ def test_bptt_torch_imports_the_real_torch():
 
 
 # ---------------------------------------------------------------- activations agree with the table
-@pytest.mark.parametrize("name", sorted(ACTIVATIONS))
+@pytest.mark.parametrize("name", [n for n, a in ACTIVATIONS.items() if "torch" in a.backends])
 def test_torch_activations_match_the_numpy_table(name):
     act = ACTIVATIONS[name]
     z = np.concatenate([np.random.default_rng(1).normal(0, 5, 200), [0.0, -0.0, 40.0, -40.0, 750.0, -750.0]])
@@ -105,16 +112,22 @@ def test_torch_activations_match_the_numpy_table(name):
     np.testing.assert_allclose(a_t.numpy(), a_np, rtol=1e-15, atol=1e-300)
     d_np = act.deriv(a_np) * np.ones_like(a_np)
     d_t = bt.torch_deriv(name, torch.tensor(a_np, dtype=F64))
-    np.testing.assert_allclose(d_t.numpy(), d_np, rtol=1e-15, atol=0)
+    np.testing.assert_allclose(d_t.numpy(), d_np, rtol=1e-15, atol=1e-15)  # derivatives are O(1): 1 ulp of 1 apart at most
 
 
-def test_every_table_activation_has_a_torch_version():
-    assert set(bt._VALUE) == set(ACTIVATIONS)
+@pytest.mark.parametrize("name", [n for n, a in ACTIVATIONS.items() if "torch" in a.backends])
+def test_torch_value_writes_in_place(name):
+    """The layer applies f in place (out = z); the table's torch_value must allow it."""
+    z = torch.linspace(-3, 3, 13, dtype=F64)
+    expect = bt.torch_value(name, z)
+    buf = z.clone()
+    ACTIVATIONS[name].torch_value(buf, buf)
+    assert torch.equal(buf, expect)
 
 
 # ---------------------------------------------------------------- gradcheck
 @settings(max_examples=12, deadline=None)
-@given(shapes, st.sampled_from(HIDDEN_ACTIVATIONS), st.sampled_from(OUTPUT_ACTIVATIONS),
+@given(shapes, st.sampled_from(TORCH_HIDDEN), st.sampled_from(TORCH_OUTPUT),
        st.booleans(), st.sampled_from([None, 1, 2, True]))
 def test_gradcheck(shape, f, g, h0_given, checkpoint):
     T, B, D, H, O, seed = shape
@@ -136,7 +149,7 @@ def test_gradcheck(shape, f, g, h0_given, checkpoint):
 
 # ---------------------------------------------------------------- equal to a plain autograd loop
 @settings(max_examples=15, deadline=None)
-@given(shapes, st.sampled_from(HIDDEN_ACTIVATIONS), st.sampled_from(OUTPUT_ACTIVATIONS),
+@given(shapes, st.sampled_from(TORCH_HIDDEN), st.sampled_from(TORCH_OUTPUT),
        st.booleans(), st.sampled_from([None, 1, 2, 3, True]), st.booleans())
 def test_equals_plain_autograd_loop(shape, f, g, h0_given, checkpoint, use_hT):
     T, B, D, H, O, seed = shape
@@ -176,7 +189,7 @@ def test_only_hT_used():
 
 # ---------------------------------------------------------------- truncated BPTT
 @settings(max_examples=12, deadline=None)
-@given(shapes, st.sampled_from(HIDDEN_ACTIVATIONS), st.sampled_from(OUTPUT_ACTIVATIONS), st.integers(1, 7))
+@given(shapes, st.sampled_from(TORCH_HIDDEN), st.sampled_from(TORCH_OUTPUT), st.integers(1, 7))
 def test_truncated_equals_autograd_with_the_graph_cut(shape, f, g, k):
     T, B, D, H, O, seed = shape
     x, h0, p, gy, ghT = make(T, B, D, H, O, seed)
@@ -198,7 +211,7 @@ def test_truncation_changes_the_gradient():
 
 # ---------------------------------------------------------------- equal to the numpy engine
 @settings(max_examples=15, deadline=None)
-@given(shapes, st.sampled_from(HIDDEN_ACTIVATIONS), st.sampled_from(OUTPUT_ACTIVATIONS), st.booleans(),
+@given(shapes, st.sampled_from(TORCH_HIDDEN), st.sampled_from(TORCH_OUTPUT), st.booleans(),
        st.sampled_from(["mean", "sum"]), st.sampled_from([None, 1, 2, 4]), st.sampled_from([None, 2, True]))
 def test_equals_numpy_engine(shape, f, g, h0_given, reduction, truncate, checkpoint):
     T, B, D, H, O, seed = shape
@@ -307,7 +320,7 @@ def test_numpy_roundtrip_and_float32():
 @pytest.mark.parametrize(
     "kwargs, match",
     [
-        ({"hidden_activation": "softplus"}, "hidden_activation"),
+        ({"hidden_activation": "no_such_activation"}, "hidden_activation 'no_such_activation' is not supported"),
         ({"output_activation": "tanh"}, "output_activation"),
         ({"checkpoint": 0}, "checkpoint"),
         ({"truncate": 0}, "truncate"),
@@ -331,6 +344,50 @@ def test_bad_inputs():
         layer(np.zeros((4, 2, 2)))
     with pytest.raises(bptt.BPTTError, match="bptt.RNN"):
         bt.SigmoidRNN.from_numpy(layer)
+
+
+@pytest.mark.parametrize("dtype", [torch.int32, torch.int64, torch.bool, torch.complex64, "float32", np.float64])
+def test_non_float_dtype_is_refused(dtype):
+    with pytest.raises(bptt.BPTTError, match="dtype must be a floating torch dtype") as e:
+        bt.SigmoidRNN(3, 4, 2, dtype=dtype)
+    assert "\n" not in str(e.value)
+
+
+def test_float_dtypes_are_accepted():
+    for dt in (torch.float32, torch.float64, None):
+        assert bt.SigmoidRNN(3, 4, 2, dtype=dt).w_h.dtype == (dt or torch.get_default_dtype())
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), -float("inf")])
+def test_non_finite_x_or_h0_is_refused_like_the_numpy_rnn(bad):
+    rnn = bptt.RNN(2, 3, 1, seed=0)
+    layer = bt.SigmoidRNN.from_numpy(rnn)
+    x = np.zeros((4, 2))
+    x[2, 1] = bad
+    with pytest.raises(bptt.BPTTError) as ours:
+        layer(torch.tensor(x))
+    with pytest.raises(bptt.BPTTError) as numpy_rnn:
+        rnn.predict(x)
+    assert str(ours.value) == str(numpy_rnn.value)  # "x contains nan at index (2, 1); every value must be finite ..."
+    h0 = np.zeros(3)
+    h0[1] = bad
+    with pytest.raises(bptt.BPTTError, match="h0 contains .* every value must be finite"):
+        layer(torch.zeros(4, 2, dtype=F64), torch.tensor(h0))
+    with pytest.raises(bptt.BPTTError, match="x contains"):
+        bt.sigmoid_rnn(torch.tensor(x)[:, None], None, *[p.detach() for p in layer.parameters()])
+
+
+@pytest.mark.parametrize("checkpoint, truncate", [(None, None), (True, None), (None, 2)])
+def test_double_backward_is_refused(checkpoint, truncate):
+    """create_graph=True would give first derivatives whose own gradient silently lacks this layer's terms."""
+    layer = bt.SigmoidRNN(2, 3, 1, checkpoint=checkpoint, truncate=truncate, dtype=F64)
+    x = torch.randn(5, 2, 2, dtype=F64, requires_grad=True)
+    with pytest.raises(bptt.BPTTError, match="not differentiable .*create_graph=True") as e:
+        gx, = torch.autograd.grad(layer(x).sum(), x, create_graph=True)
+        (gx ** 2).sum().backward()  # a gradient penalty: never reached
+    assert "\n" not in str(e.value)
+    gx, = torch.autograd.grad(layer(x).sum(), x)  # first order still works
+    assert gx.shape == x.shape and not gx.requires_grad
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device here")

@@ -1,13 +1,30 @@
-"""The one table of activations: value, derivative and symbolic form.
+"""The one table of activations: everything every backend needs, one record each.
 
-Both the numeric engine (``engine.py``, ``kernels.py``) and the symbolic
-derivation (``derive.py``) read this table, so they cannot drift apart.
+Each ``Activation`` record holds, for one function f:
+
+    numpy    value(z), deriv(a)              the reference engine (engine.py, dispatch.py)
+    sympy    sym_value(z), sym_deriv(a)      the symbolic derivation (derive.py)
+    torch    torch_value(z, out), torch_deriv(a)   the PyTorch layer (bptt.torch)
+    numba    code                            the branch of kernels._f / kernels._df
+
+Only the numpy parts are required.  A record without the parts of a backend
+is *refused* by that backend (``require``: a one-line BPTTError naming the
+backends that do run it), never computed as something else; ``backends``
+lists what a record supports.  ``RNN(backend="auto")`` runs such an
+activation on numpy.
 
 Every derivative is written in terms of the activation's *output* a = f(z),
 as the seed writes it: sgm'(z) = sgm(z)(1 - sgm(z)). That lets the backward
 pass use the stored h_t and y'_t instead of the pre-activations.
 
-sympy is imported lazily: ``import bptt`` stays light.
+Adding an activation: one record in ``_TABLE`` below (its numpy, sympy and torch
+parts).  To run it compiled too, give it the next free ``code`` and add that
+branch to ``kernels._f`` and ``kernels._df``; ``tests/test_kernels.py`` checks
+every coded record against its numpy value.  The tests take their activation
+lists from this table.
+
+sympy and torch are imported lazily, inside the functions that use them:
+``import bptt`` stays light.
 """
 
 from __future__ import annotations
@@ -17,7 +34,14 @@ from typing import Any, Callable
 
 import numpy as np
 
+from .validation import BPTTError, check_choice
 
+# Who reads the table: the numpy engine, the compiled kernels, the PyTorch layer, the derivation.
+BACKENDS = ("numpy", "numba", "torch", "sympy")
+ROLES = ("hidden", "output")
+
+
+# ---------------------------------------------------------------- numpy
 def _sigmoid(z: np.ndarray) -> np.ndarray:
     """Logistic 1/(1+e^{-z}), stable for any |z| (no overflow, no NaN)."""
     e = np.exp(-np.abs(z))  # in (0, 1]: never overflows
@@ -32,8 +56,8 @@ def _identity(z: np.ndarray) -> np.ndarray:
     return z
 
 
-# Derivatives from the output a = f(z). Plain arithmetic, so the same
-# function serves numpy arrays and sympy expressions where it can.
+# Derivatives from the output a = f(z).  Plain arithmetic, so sigmoid's and tanh's serve
+# numpy arrays, torch tensors and sympy expressions alike.
 def _d_sigmoid(a):
     return a * (1 - a)
 
@@ -46,81 +70,154 @@ def _d_relu(a: np.ndarray) -> np.ndarray:
     return (a > 0).astype(a.dtype)
 
 
-def _d_identity(a):
-    return np.ones_like(a) if isinstance(a, np.ndarray) else 1
+def _d_identity(a: np.ndarray) -> np.ndarray:
+    return np.ones_like(a)
 
 
-def _sym(name: str) -> Callable[[Any], Any]:
-    def value(z):
-        import sympy as sp
+# ---------------------------------------------------------------- sympy
+def _sym_sigmoid(z):
+    import sympy as sp
 
-        return {
-            "sigmoid": lambda u: 1 / (1 + sp.exp(-u)),
-            "tanh": sp.tanh,
-            "relu": lambda u: sp.Max(u, 0),
-            "identity": lambda u: u,
-        }[name](z)
-
-    return value
+    return 1 / (1 + sp.exp(-z))
 
 
-def _sym_d(name: str) -> Callable[[Any], Any]:
-    def deriv(a):
-        import sympy as sp
+def _sym_tanh(z):
+    import sympy as sp
 
-        return {
-            "sigmoid": _d_sigmoid,
-            "tanh": _d_tanh,
-            # d relu / dz = 1 where the output is positive, else 0
-            "relu": lambda u: sp.Heaviside(u, 0),
-            "identity": lambda u: sp.Integer(1),
-        }[name](a)
-
-    return deriv
+    return sp.tanh(z)
 
 
+def _sym_relu(z):
+    import sympy as sp
+
+    return sp.Max(z, 0)
+
+
+def _sym_d_relu(a):
+    import sympy as sp
+
+    return sp.Heaviside(a, 0)  # d relu / dz = 1 where the output is positive, else 0
+
+
+def _sym_identity(z):
+    return z
+
+
+def _sym_d_identity(a):
+    import sympy as sp
+
+    return sp.Integer(1)
+
+
+# ---------------------------------------------------------------- torch: (z, out=None) -> f(z), out may be z
+def _torch_sigmoid(z, out=None):
+    import torch
+
+    return torch.sigmoid(z, out=out)
+
+
+def _torch_tanh(z, out=None):
+    import torch
+
+    return torch.tanh(z, out=out)
+
+
+def _torch_relu(z, out=None):
+    import torch
+
+    return torch.clamp_min(z, 0, out=out)
+
+
+def _torch_identity(z, out=None):
+    return z.clone() if out is None else out.copy_(z)
+
+
+def _torch_d_relu(a):
+    return (a > 0).to(a.dtype)  # the numpy [a > 0]
+
+
+def _torch_d_identity(a):
+    return a.new_ones(a.shape)
+
+
+# ---------------------------------------------------------------- the record and the table
 @dataclass(frozen=True)
 class Activation:
-    """One activation f with everything both engines need.
+    """One activation f with what every backend needs (see the module docstring).
 
-    value(z) -> f(z)                 numpy, elementwise
-    deriv(a) -> f'(z) given a = f(z)  numpy, elementwise
-    sym_value(z), sym_deriv(a)       the same as sympy expressions
-    symbol                           how a derivation names it: 'sgm', 'tanh', ...
-    deriv_text                       f'(z) in that notation, with {a} for f(z)
-    code                             integer id for the compiled kernels
+    name, roles          'sigmoid'; where a model may use it: ('hidden',), ('output',) or both
+    value(z), deriv(a)   numpy, elementwise; deriv is f'(z) given a = f(z)        (required)
+    symbol, deriv_text   how a derivation names it ('sgm') and writes f'(z), with {a} for f(z)
+    sym_value, sym_deriv the same as sympy expressions                        (None: no sympy)
+    torch_value(z, out=None), torch_deriv(a)   the same on tensors            (None: no torch)
+    code                 the kernels' branch for it                           (None: no numba)
     """
 
     name: str
+    roles: tuple[str, ...]
     value: Callable[[np.ndarray], np.ndarray]
     deriv: Callable[[np.ndarray], np.ndarray]
-    sym_value: Callable[[Any], Any]
-    sym_deriv: Callable[[Any], Any]
     symbol: str
     deriv_text: str
-    code: int
+    sym_value: Callable[[Any], Any] | None = None
+    sym_deriv: Callable[[Any], Any] | None = None
+    torch_value: Callable[..., Any] | None = None
+    torch_deriv: Callable[[Any], Any] | None = None
+    code: int | None = None
+
+    @property
+    def backends(self) -> tuple[str, ...]:
+        """The backends that can run this activation, in ``BACKENDS`` order."""
+        has = {
+            "numpy": True,
+            "numba": self.code is not None,
+            "torch": self.torch_value is not None and self.torch_deriv is not None,
+            "sympy": self.sym_value is not None and self.sym_deriv is not None,
+        }
+        return tuple(b for b in BACKENDS if has[b])
 
 
-#            name        value        deriv (from output)  symbol    f'(z) written from a = f(z)        code
+_BOTH = ("hidden", "output")
+
 _TABLE = [
-    Activation("sigmoid", _sigmoid, _d_sigmoid, _sym("sigmoid"), _sym_d("sigmoid"), "sgm", "{a}(1 - {a})", 0),
-    Activation("tanh", np.tanh, _d_tanh, _sym("tanh"), _sym_d("tanh"), "tanh", "(1 - {a}^2)", 1),
-    Activation("relu", _relu, _d_relu, _sym("relu"), _sym_d("relu"), "relu", "[{a} > 0]", 2),
-    Activation("identity", _identity, _d_identity, _sym("identity"), _sym_d("identity"), "id", "1", 3),
+    Activation("sigmoid", _BOTH, _sigmoid, _d_sigmoid, "sgm", "{a}(1 - {a})",
+               _sym_sigmoid, _d_sigmoid, _torch_sigmoid, _d_sigmoid, code=0),
+    Activation("tanh", ("hidden",), np.tanh, _d_tanh, "tanh", "(1 - {a}^2)",
+               _sym_tanh, _d_tanh, _torch_tanh, _d_tanh, code=1),
+    Activation("relu", ("hidden",), _relu, _d_relu, "relu", "[{a} > 0]",
+               _sym_relu, _sym_d_relu, _torch_relu, _torch_d_relu, code=2),
+    Activation("identity", ("output",), _identity, _d_identity, "id", "1",
+               _sym_identity, _sym_d_identity, _torch_identity, _torch_d_identity, code=3),
 ]
 
 ACTIVATIONS: dict[str, Activation] = {a.name: a for a in _TABLE}
-HIDDEN_ACTIVATIONS = ("sigmoid", "tanh", "relu")
-OUTPUT_ACTIVATIONS = ("sigmoid", "identity")
+
+
+def names(role: str) -> tuple[str, ...]:
+    """The table's activations a model may use in ``role`` ('hidden' or 'output'), in table order."""
+    return tuple(a.name for a in ACTIVATIONS.values() if role in a.roles)
+
+
+HIDDEN_ACTIVATIONS = names("hidden")  # ('sigmoid', 'tanh', 'relu')
+OUTPUT_ACTIVATIONS = names("output")  # ('sigmoid', 'identity')
 
 
 def get(name: str, allowed: tuple[str, ...] | None = None, role: str = "activation") -> Activation:
     """Look an activation up by name; unknown names raise a one-line BPTTError."""
-    from .validation import BPTTError
-
-    choices = allowed if allowed is not None else tuple(ACTIVATIONS)
-    if not isinstance(name, str) or name not in choices:
-        raise BPTTError(
-            f"{role} {name!r} is not supported; choose one of {', '.join(choices)}"
-        )
+    check_choice(role, name, allowed if allowed is not None else tuple(ACTIVATIONS))
     return ACTIVATIONS[name]
+
+
+def supports(act: Activation, backend: str) -> bool:
+    """Whether ``backend`` (one of BACKENDS) can run ``act``."""
+    return backend in act.backends
+
+
+def require(act: Activation, backend: str, role: str = "activation") -> Activation:
+    """``act`` if ``backend`` runs it; else a one-line BPTTError naming the backends that do."""
+    if not supports(act, backend):
+        raise BPTTError(
+            f"{role} {act.name!r} has no {backend} implementation; it runs on {', '.join(act.backends)} "
+            f"(add its {backend} part to its record in bptt/activations.py)"
+        )
+    return act

@@ -32,6 +32,7 @@ from typing import Any
 import numpy as np
 
 from . import engine
+from .activations import Activation, require, supports
 from .validation import BPTTError, check_checkpoint, check_choice
 
 BACKENDS = ("auto", "numpy", "numba")
@@ -59,6 +60,21 @@ def check_options(backend: Any, checkpoint: Any, truncate: Any) -> Any:
     return check_checkpoint(checkpoint, truncate)
 
 
+def choose_backend(backend: str, hidden_act: Activation, output_act: Activation) -> str:
+    """The backend that runs these activations: 'numpy' or 'numba'.
+
+    "auto" is "numba" when the activation table gives both activations a compiled version, else
+    "numpy" (same results, reference speed); "numba" refuses an activation without one (BPTTError).
+    """
+    if backend == "numpy":
+        return "numpy"
+    if backend == "auto" and not (supports(hidden_act, "numba") and supports(output_act, "numba")):
+        return "numpy"
+    require(hidden_act, "numba", "hidden_activation")
+    require(output_act, "numba", "output_activation")
+    return "numba"
+
+
 def resolve_kernel(backend: str, T: int, B: int, D: int, H: int, O: int) -> str:
     """'numpy' or one of kernels.KERNELS."""
     if backend == "numpy":
@@ -74,12 +90,13 @@ class NumpyRunner:
     kernel = "numpy"
     nonfinite = False
 
-    def __init__(self, p, f, g, c: float, trunc: int, seg_len: int, B: int, dtype):
-        self.p, self.f, self.g_act, self.c, self.dtype = p, f, g, c, dtype
-        self.g = {k: np.zeros(v.shape, dtype) for k, v in p._asdict().items()}
+    def __init__(self, p, hidden_act: Activation, output_act: Activation, c: float, trunc: int, seg_len: int,
+                 B: int, dtype):
+        self.p, self.hidden_act, self.output_act, self.c, self.dtype = p, hidden_act, output_act, c, dtype
+        self.grad_sum = {k: np.zeros(v.shape, dtype) for k, v in p._asdict().items()}
 
     def segment(self, x, y, h_start, carry, need_grad: bool):
-        p, f, g = self.p, self.f, self.g_act
+        p, f, g = self.p, self.hidden_act, self.output_act
         fwd = engine.forward(p, x, h_start, f, g)
         r = fwd.y_pred - y  # (L, B, O)
         loss = float(0.5 * self.c * np.sum(r * r))
@@ -87,22 +104,23 @@ class NumpyRunner:
             du = (self.c * r * g.deriv(fwd.y_pred)).astype(self.dtype)  # (L, B, O)
             dh_direct = du @ p.w  # (L, B, H)
             dh_direct[-1] += carry.astype(self.dtype)  # dLoss/dh_L from the later segments
-            dz = engine._bptt_full(p.w_h, dh_direct, f.deriv(fwd.h[1:]))  # (L, B, H)
+            dz = engine.bptt_full(p.w_h, dh_direct, f.deriv(fwd.h[1:]))  # (L, B, H)
             carry[...] = dz[0] @ p.w_h  # dLoss/dh_start
             for k, v in engine.weight_grads(x, fwd.h, dz, du).items():
-                self.g[k] += v
+                self.grad_sum[k] += v
         return loss, fwd.h[-1].copy()
 
     def grads(self):
-        return {k: v.copy() for k, v in self.g.items()}
+        return {k: v.copy() for k, v in self.grad_sum.items()}
 
 
-def loss_and_grad(p, x, y, h0, f, g, reduction: str = "mean", truncate: int | None = None,
+def loss_and_grad(p, x, y, h0, f: Activation, g: Activation, reduction: str = "mean", truncate: int | None = None,
                   checkpoint: Any = None, kernel: str = "numpy"):
     """(loss, gradients, dLoss/dh_0) by the named kernel, checkpointed or not.
 
-    p engine.Params; x (T, B, D), y (T, B, O), h0 (B, H), all validated, in one dtype.
-    kernel: 'numpy' or one of kernels.KERNELS.  Raises BPTTError if the result is not finite.
+    p engine.Params; x (T, B, D), y (T, B, O), h0 (B, H), all validated, in one dtype; f, g the
+    hidden and output activations.  kernel: 'numpy' or one of kernels.KERNELS (a compiled kernel
+    refuses an activation without a compiled version).  Raises BPTTError if the result is not finite.
     """
     T, B, _ = x.shape
     dtype = x.dtype

@@ -117,15 +117,15 @@ def backward(
     dh_direct = du @ p.w  # (T, B, H): dE_t/dh_t
     fprime = f.deriv(fwd.h[1:])  # (T, B, H): f'(z_t)
     if truncate is None or truncate >= T:
-        dz = _bptt_full(p.w_h, dh_direct, fprime)  # (T, B, H)
+        dz = bptt_full(p.w_h, dh_direct, fprime)  # (T, B, H)
         dh0 = dz[0] @ p.w_h  # (B, H)
     else:
-        dz, dh0 = _bptt_truncated(p.w_h, dh_direct, fprime, truncate)
+        dz, dh0 = bptt_truncated(p.w_h, dh_direct, fprime, truncate)
     grads = weight_grads(x, fwd.h, dz, du)
     return grads, dh0
 
 
-def _bptt_full(w_h: np.ndarray, dh_direct: np.ndarray, fprime: np.ndarray) -> np.ndarray:
+def bptt_full(w_h: np.ndarray, dh_direct: np.ndarray, fprime: np.ndarray) -> np.ndarray:
     """dz_t = (dE_t/dh_t + dz_{t+1} w_h) * f'(z_t), backwards in t.  Returns (T, B, H)."""
     dz = np.empty_like(dh_direct)  # (T, B, H)
     carry = np.zeros_like(dh_direct[0])  # (B, H): dz_{t+1} w_h
@@ -135,7 +135,7 @@ def _bptt_full(w_h: np.ndarray, dh_direct: np.ndarray, fprime: np.ndarray) -> np
     return dz
 
 
-def _bptt_truncated(
+def bptt_truncated(
     w_h: np.ndarray, dh_direct: np.ndarray, fprime: np.ndarray, k: int
 ) -> tuple[np.ndarray, np.ndarray]:
     """Each E_t backpropagates through at most k steps (t-k+1..t).  O(T k) products."""

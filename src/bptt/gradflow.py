@@ -26,8 +26,8 @@ def gradient_flow(model: RNN, x: Any, y: Any, h0: Any = None) -> np.ndarray:
     """
     fwd = model.forward(x, h0=h0)  # unbatched: h (T+1, H), y_pred (T, O)
     yv = np.asarray(y, dtype=np.float64).reshape(fwd.y_pred.shape)
-    f = model._f
-    g = model._g
+    f = model.hidden_act
+    g = model.output_act
     Tn = fwd.y_pred.shape[0]
     du = (fwd.y_pred - yv) * g.deriv(fwd.y_pred)  # (T, O)
     fprime = f.deriv(fwd.h[1:])  # (T, H)

@@ -18,16 +18,22 @@ them once:
             one BLAS thread), with no interpreter between steps.
     gemm    larger: a Python loop over t whose per-step products are numpy's multi-threaded
             GEMMs; the elementwise steps are compiled.
-    (loop and blas are one compiled function, ``batched_kernel``; in every batched kernel
-    the input projection, the output layer and the weight-gradient sums over all steps
-    are single GEMMs.)
+    (loop and blas are one compiled function, ``batched_kernel``, which runs four compiled
+    phases: hidden states, output deltas, the backward recurrence, the weight-gradient sums;
+    in every batched kernel the input projection, the output layer and the weight-gradient
+    sums over all steps are single GEMMs.)
+
+Activations come from ``activations.py``: a record's ``code`` picks its branch of ``_f`` /
+``_df``.  A record without a code is refused when a runner is built (``activation_codes``,
+a one-line BPTTError); a code without a branch raises inside the kernel.  Nothing falls
+through to another activation.
 
 Every kernel processes one *segment* of the sequence: it starts from h_start and
 a carry dLoss/dh_end coming from the steps after the segment, and returns the
 segment's loss, adds the segment's gradients, and leaves dLoss/dh_start in the
 carry.  A whole sequence is one segment with carry 0; gradient checkpointing
 (``dispatch.py``) runs many.  Truncated BPTT (each error term sends its signal
-back at most k steps, exactly ``engine._bptt_truncated``) is supported for a
+back at most k steps, exactly ``engine.bptt_truncated``) is supported for a
 whole sequence only.
 
 All kernels compute in the array dtype (float32 data runs float32 math, as numpy
@@ -53,7 +59,8 @@ from llvmlite import ir
 from numba import njit, types
 from numba.extending import intrinsic, overload
 
-from .engine import _bptt_truncated as engine_bptt_truncated
+from .activations import Activation, require
+from .engine import PARAM_NAMES, bptt_truncated
 
 # Size rule for backend="auto" (process-time measurements on the 2-core machine of
 # README "## Speed"): a BLAS call costs ~0.5-1 us whatever its size, so for a per-step
@@ -136,33 +143,50 @@ def _exp_impl(z):
 
 
 # ---------------------------------------------------------------- activations by code
-# The integer codes are activations.py's ``code`` column: 0 sigmoid, 1 tanh, 2 relu, 3 identity.
+# The codes are activations.py's ``code`` column; an activation whose record has no code is refused
+# before any kernel runs (``activation_codes``), and a code without a branch here raises inside the
+# kernel: no activation is ever computed as another.  tests/test_kernels.py checks every coded record
+# of the table against these branches.
+_NO_BRANCH = "bptt.kernels: no compiled branch for this activation code; add it to kernels._f and kernels._df"
+
+
 @njit(cache=True, error_model="numpy")
 def _f(z, code, one):
     """f(z) in the dtype of z and one (one = 1 in that dtype), so float32 data runs float32 math."""
-    if code == 0:
+    if code == 0:  # sigmoid
         # 1/(1+e^{-z}) is safe for every z: e^{-z} = inf for z << 0 gives exactly 0.
         # libm's exp: on a serial chain (the scalar recurrence) its latency beats _expf's
         return one / (one + math.exp(-z))
-    if code == 1:
+    if code == 1:  # tanh
         return math.tanh(z)
-    if code == 2:
+    if code == 2:  # relu
         zero = one - one
         return z if z > zero else zero
-    return z
+    if code == 3:  # identity
+        return z
+    raise ValueError(_NO_BRANCH)
 
 
 @njit(cache=True, error_model="numpy")
 def _df(a, code, one):
     """f'(z) from the output a = f(z), as activations.py writes it."""
-    if code == 0:
+    if code == 0:  # sigmoid
         return a * (one - a)
-    if code == 1:
+    if code == 1:  # tanh
         return one - a * a
-    if code == 2:
+    if code == 2:  # relu
         zero = one - one
         return one if a > zero else zero
-    return one
+    if code == 3:  # identity
+        return one
+    raise ValueError(_NO_BRANCH)
+
+
+def activation_codes(hidden_act: Activation, output_act: Activation) -> tuple[int, int]:
+    """The kernels' codes for (f, g); a one-line BPTTError if either has no compiled version."""
+    require(hidden_act, "numba", "hidden_activation")
+    require(output_act, "numba", "output_activation")
+    return hidden_act.code, output_act.code
 
 
 # ---------------------------------------------------------------- scalar kernel
@@ -219,7 +243,7 @@ def scalar_kernel(x, y, p, fcode, gcode, trunc, need_grad, hbuf, dubuf, out):
             gb1 += dz
         dh0 = np.float64(carry)
     else:
-        # engine._bptt_truncated: E_t reaches back through s = t .. t-k+1 only
+        # engine.bptt_truncated: E_t reaches back through s = t .. t-k+1 only
         dh0 = 0.0
         for t in range(L):
             du = dubuf[t]
@@ -248,6 +272,10 @@ def scalar_kernel(x, y, p, fcode, gcode, trunc, need_grad, hbuf, dubuf, out):
 
 
 # ---------------------------------------------------------------- batched kernel (loop and BLAS)
+# One segment in four phases, each a compiled function: the hidden states, the outputs and their
+# deltas, the backward recurrence (full or truncated), the weight-gradient sums.  Each phase is
+# called once per segment, so the split costs one call each; the per-step helpers (_mm, _f, _df)
+# are inlined by LLVM as before.
 @njit(cache=True, error_model="numpy")
 def _mm(a, b, out, use_blas):
     """out = a @ b for C-contiguous (M, K) and (K, N): a BLAS GEMM, or plain loops for tiny sizes."""
@@ -266,32 +294,22 @@ def _mm(a, b, out, use_blas):
 
 
 @njit(cache=True, error_model="numpy")
-def batched_kernel(x, y, h0, w, wxT, wh, whT, b1, b2, fcode, gcode, c, trunc, need_grad, use_blas, carry, hbuf, zbuf,
-                   ubuf, g_w, g_wx, g_wh, g_b1, g_b2):
-    """One segment, batched.  All arrays in one dtype, C-contiguous; math in that dtype.
+def _hidden_states(x, h0, wxT, whT, b1, fcode, use_blas, hbuf, zbuf):
+    """hbuf (L+1, B, H) <- h_0..h_L, h_t = f(z_t), z_t = x_t w_x^T + h_{t-1} w_h^T + b1.
 
-    x (L, B, D), y (L, B, O), h0 (B, H), w (O, H), wxT = w_x^T (D, H), wh (H, H), whT = w_h^T,
-    b1 (H,), b2 (O,).  carry (B, H): in dLoss/dh_L, out dLoss/dh_start.  Scratch: hbuf (L+1, B, H),
-    zbuf (L, B, H), ubuf (L, B, O).  g_* shaped like the parameters: gradients are *added*.
-    use_blas: the per-step (B, H) x (H, H) products by BLAS ("blas") or by loops ("loop");
-    the products over all steps at once are always BLAS.  Returns the segment's loss (float64).
+    x (L, B, D), h0 (B, H), wxT = w_x^T (D, H), whT = w_h^T (H, H), b1 (H,).  zbuf (L, B, H) is
+    scratch: it holds the input projection x_t w_x^T for every step, computed as one product.
     """
     L, B, D = x.shape
-    H = wh.shape[0]
-    O = w.shape[0]
-    dt = x.dtype
-    one = np.ones(1, dt)[0]
-    cv = np.empty(1, dt)
-    cv[0] = c
-    cd = cv[0]  # c in the dtype
-    z2 = zbuf.reshape(L * B, H)  # (L B, H)
-    np.dot(x.reshape(L * B, D), wxT, z2)  # input projection for every step at once
+    H = whT.shape[0]
+    one = np.ones(1, x.dtype)[0]
+    np.dot(x.reshape(L * B, D), wxT, zbuf.reshape(L * B, H))  # (L B, H): input projection, all steps
     hbuf[0] = h0
-    rec = np.empty((B, H), dt)  # (B, H)
+    rec = np.empty((B, H), x.dtype)  # (B, H)
     for t in range(L):
-        _mm(hbuf[t], whT, rec, use_blas)  # h_{t-1} w_h^T
-        zt = zbuf[t]
-        ht = hbuf[t + 1]
+        _mm(hbuf[t], whT, rec, use_blas)  # (B, H): h_{t-1} w_h^T
+        zt = zbuf[t]  # (B, H)
+        ht = hbuf[t + 1]  # (B, H)
         for b in range(B):
             if fcode == 0:  # sigmoid written out so the loop vectorises (float32)
                 for i in range(H):
@@ -299,51 +317,94 @@ def batched_kernel(x, y, h0, w, wxT, wh, whT, b1, b2, fcode, gcode, c, trunc, ne
             else:
                 for i in range(H):
                     ht[b, i] = _f(zt[b, i] + rec[b, i] + b1[i], fcode, one)
-    h2 = hbuf[1:].reshape(L * B, H)  # (L B, H): h_1..h_L
+
+
+@njit(cache=True, error_model="numpy")
+def _output_deltas(hbuf, w, b2, y, gcode, c, ubuf):
+    """ubuf (L, B, O) <- du_t = c (y'_t - y_t) g'(u_t), u_t = h_t w^T + b2; returns the loss (float64).
+
+    hbuf (L+1, B, H), w (O, H), b2 (O,), y (L, B, O); c the loss scale (a float).
+    """
+    L, B, O = y.shape
+    H = w.shape[1]
+    one = np.ones(1, y.dtype)[0]
+    cv = np.empty(1, y.dtype)
+    cv[0] = c
+    cd = cv[0]  # c in the dtype
     u2 = ubuf.reshape(L * B, O)  # (L B, O)
-    np.dot(h2, w.T.copy(), u2)
+    np.dot(hbuf[1:].reshape(L * B, H), w.T.copy(), u2)  # u_t - b2 for every step at once
+    y2 = y.reshape(L * B, O)  # (L B, O)
     loss = 0.0
-    y2 = y.reshape(L * B, O)
     for n in range(L * B):
         for o in range(O):
             yp = _f(u2[n, o] + b2[o], gcode, one)
             r = yp - y2[n, o]
             loss += r * r
-            u2[n, o] = cd * r * _df(yp, gcode, one)  # ubuf now holds du
-    loss *= 0.5 * c
-    if not need_grad:
-        return loss
-    np.dot(u2, w, z2)  # zbuf now holds dE_t/dh_t = du_t w  (L B, H)
-    if trunc >= L:
-        for t in range(L - 1, -1, -1):
-            dzt = zbuf[t]
-            ht = hbuf[t + 1]
+            u2[n, o] = cd * r * _df(yp, gcode, one)  # du
+    return loss * 0.5 * c
+
+
+@njit(cache=True, error_model="numpy")
+def _backprop_full(zbuf, hbuf, wh, fcode, carry, use_blas):
+    """dz_t = (dE_t/dh_t + dz_{t+1} w_h) f'(z_t), t = L..1.
+
+    zbuf (L, B, H): dE_t/dh_t in, dz_t out.  hbuf (L+1, B, H).  carry (B, H): dLoss/dh_L from the
+    steps after the segment in, dLoss/dh_start = dz_1 w_h out.
+    """
+    L, B, H = zbuf.shape
+    one = np.ones(1, zbuf.dtype)[0]
+    for t in range(L - 1, -1, -1):
+        dzt = zbuf[t]  # (B, H)
+        ht = hbuf[t + 1]  # (B, H)
+        for b in range(B):
+            for i in range(H):
+                dzt[b, i] = (dzt[b, i] + carry[b, i]) * _df(ht[b, i], fcode, one)
+        _mm(dzt, wh, carry, use_blas)  # dz_t w_h
+
+
+@njit(cache=True, error_model="numpy")
+def _backprop_truncated(zbuf, hbuf, wh, fcode, trunc, carry, use_blas):
+    """engine.bptt_truncated: E_t's signal dE_t/dh_t reaches back through s = t .. t-k+1 only.
+
+    zbuf (L, B, H): dE_t/dh_t in, dz_t (summed over error terms) out.  carry (B, H) out: dLoss/dh_0.
+    """
+    L, B, H = zbuf.shape
+    dt = zbuf.dtype
+    one = np.ones(1, dt)[0]
+    dz = np.zeros((L, B, H), dt)  # (L, B, H): summed over error terms
+    delta = np.empty((B, H), dt)  # (B, H)
+    nxt = np.empty((B, H), dt)  # (B, H)
+    carry[:] = 0.0
+    for t in range(L):
+        delta[:] = zbuf[t]
+        s_end = t - trunc if t - trunc > -1 else -1
+        for s in range(t, s_end, -1):
+            hs = hbuf[s + 1]  # (B, H)
+            dzs = dz[s]  # (B, H)
             for b in range(B):
                 for i in range(H):
-                    dzt[b, i] = (dzt[b, i] + carry[b, i]) * _df(ht[b, i], fcode, one)
-            _mm(dzt, wh, carry, use_blas)  # dz_t w_h
-    else:
-        dz = np.zeros((L, B, H), dt)  # (L, B, H): summed over error terms
-        delta = np.empty((B, H), dt)
-        nxt = np.empty((B, H), dt)
-        carry[:] = 0.0
-        for t in range(L):
-            delta[:] = zbuf[t]
-            s_end = t - trunc if t - trunc > -1 else -1
-            for s in range(t, s_end, -1):
-                hs = hbuf[s + 1]
-                dzs = dz[s]
-                for b in range(B):
-                    for i in range(H):
-                        delta[b, i] *= _df(hs[b, i], fcode, one)
-                        dzs[b, i] += delta[b, i]
-                _mm(delta, wh, nxt, use_blas)
-                delta[:] = nxt
-                if s == 0:
-                    carry += delta
-        zbuf[:] = dz
-    # weight gradients: single products over all (t, b)
-    g_w += np.dot(u2.T, h2)  # (O, H)
+                    delta[b, i] *= _df(hs[b, i], fcode, one)
+                    dzs[b, i] += delta[b, i]
+            _mm(delta, wh, nxt, use_blas)
+            delta[:] = nxt
+            if s == 0:
+                carry += delta
+    zbuf[:] = dz
+
+
+@njit(cache=True, error_model="numpy")
+def _add_weight_grads(x, hbuf, zbuf, ubuf, grads):
+    """grads (g_w, g_wx, g_wh, g_b1, g_b2) += the segment's sums over all (t, b), as single products.
+
+    x (L, B, D), hbuf (L+1, B, H), zbuf = dz (L, B, H), ubuf = du (L, B, O).
+    """
+    g_w, g_wx, g_wh, g_b1, g_b2 = grads
+    L, B, D = x.shape
+    H = zbuf.shape[2]
+    O = ubuf.shape[2]
+    z2 = zbuf.reshape(L * B, H)  # (L B, H)
+    u2 = ubuf.reshape(L * B, O)  # (L B, O)
+    g_w += np.dot(u2.T, hbuf[1:].reshape(L * B, H))  # (O, H)
     g_wx += np.dot(z2.T, x.reshape(L * B, D))  # (H, D)
     g_wh += np.dot(z2.T, hbuf[:L].reshape(L * B, H))  # (H, H)
     for n in range(L * B):
@@ -351,6 +412,36 @@ def batched_kernel(x, y, h0, w, wxT, wh, whT, b1, b2, fcode, gcode, c, trunc, ne
             g_b1[i] += z2[n, i]
         for o in range(O):
             g_b2[o] += u2[n, o]
+
+
+@njit(cache=True, error_model="numpy")
+def batched_kernel(x, y, h0, weights, biases, codes, c, trunc, need_grad, use_blas, carry, bufs, grads):
+    """One segment, batched.  All arrays in one dtype, C-contiguous; math in that dtype.
+
+    x (L, B, D), y (L, B, O), h0 (B, H).  weights = (w (O, H), w_x^T (D, H), w_h (H, H), w_h^T),
+    biases = (b1 (H,), b2 (O,)), codes = (f's, g's) from ``activation_codes``; c the loss scale.
+    carry (B, H): in dLoss/dh_L, out dLoss/dh_start.  bufs = scratch (hbuf (L+1, B, H),
+    zbuf (L, B, H), ubuf (L, B, O)).  grads = (g_w, g_wx, g_wh, g_b1, g_b2) shaped like the
+    parameters: the segment's gradients are *added*.  use_blas: the per-step (B, H) x (H, H)
+    products by BLAS ("blas") or by loops ("loop"); the products over all steps at once are
+    always BLAS.  trunc: k for truncated BPTT (>= L: full).  Returns the segment's loss (float64).
+    """
+    w, wxT, wh, whT = weights
+    b1, b2 = biases
+    fcode, gcode = codes
+    hbuf, zbuf, ubuf = bufs
+    L, B, _ = x.shape
+    O, H = w.shape
+    _hidden_states(x, h0, wxT, whT, b1, fcode, use_blas, hbuf, zbuf)
+    loss = _output_deltas(hbuf, w, b2, y, gcode, c, ubuf)  # ubuf now holds du
+    if not need_grad:
+        return loss
+    np.dot(ubuf.reshape(L * B, O), w, zbuf.reshape(L * B, H))  # (L B, H): zbuf <- dE_t/dh_t = du_t w
+    if trunc >= L:
+        _backprop_full(zbuf, hbuf, wh, fcode, carry, use_blas)
+    else:
+        _backprop_truncated(zbuf, hbuf, wh, fcode, trunc, carry, use_blas)
+    _add_weight_grads(x, hbuf, zbuf, ubuf, grads)
     return loss
 
 
@@ -380,19 +471,23 @@ def _dz_rows(dz, carry, h, code):
 
 
 # ---------------------------------------------------------------- Python side: one runner per kernel
+# Every runner: Runner(p, hidden_act, output_act, c, trunc, seg_len, B, dtype), then segment(...) per
+# segment (dispatch.py), then grads().  Constructing one refuses an activation without a compiled version.
 class ScalarRunner:
     """Runs ``scalar_kernel`` segment by segment; x, y are (L,) views of the (T, 1, 1) input."""
 
     kernel = "scalar"
+    nonfinite = False
 
-    def __init__(self, p, f, g, c: float, trunc: int, seg_len: int, B: int, dtype):
+    def __init__(self, p, hidden_act: Activation, output_act: Activation, c: float, trunc: int, seg_len: int,
+                 B: int, dtype):
+        self.codes = activation_codes(hidden_act, output_act)
         self.pvec = np.array([p.w[0, 0], p.w_x[0, 0], p.w_h[0, 0], p.b1[0], p.b2[0], 0.0, c, 0.0])
-        self.codes = (f.code, g.code)
         self.trunc = trunc
         self.hbuf = np.empty(seg_len + 1, dtype)  # (L+1,)
         self.dubuf = np.empty(seg_len, dtype)  # (L,)
         self.out = np.empty(7)
-        self.g = np.zeros(5)  # dw, dw_x, dw_h, db1, db2 (float64)
+        self.grad_sum = np.zeros(5)  # dw, dw_x, dw_h, db1, db2 (float64), summed over segments
         self.dtype = dtype
 
     def segment(self, x, y, h_start, carry, need_grad: bool) -> tuple[float, np.ndarray]:
@@ -406,18 +501,16 @@ class ScalarRunner:
         if status:
             self.nonfinite = True
         if need_grad:
-            self.g += self.out[1:6]
+            self.grad_sum += self.out[1:6]
             carry[0, 0] = self.out[6]
             h_end = self.hbuf[L]
         else:
             h_end = self.out[6]
         return float(self.out[0]), np.full((1, 1), h_end, self.dtype)
 
-    nonfinite = False
-
     def grads(self) -> dict[str, np.ndarray]:
         d = self.dtype
-        gw, gwx, gwh, gb1, gb2 = self.g
+        gw, gwx, gwh, gb1, gb2 = self.grad_sum
         return {"w": np.full((1, 1), gw, d), "w_x": np.full((1, 1), gwx, d), "w_h": np.full((1, 1), gwh, d),
                 "b1": np.full(1, gb1, d), "b2": np.full(1, gb2, d)}
 
@@ -429,22 +522,22 @@ class BlasRunner:
     use_blas = True
     nonfinite = False
 
-    def __init__(self, p, f, g, c: float, trunc: int, seg_len: int, B: int, dtype):
-        self.p = p
-        self.wxT = np.ascontiguousarray(p.w_x.T)  # (D, H)
-        self.whT = np.ascontiguousarray(p.w_h.T)  # (H, H)
-        self.codes = (f.code, g.code)
+    def __init__(self, p, hidden_act: Activation, output_act: Activation, c: float, trunc: int, seg_len: int,
+                 B: int, dtype):
+        self.codes = activation_codes(hidden_act, output_act)
+        self.weights = (p.w, np.ascontiguousarray(p.w_x.T), p.w_h, np.ascontiguousarray(p.w_h.T))  # w, w_x^T, w_h, w_h^T
+        self.biases = (p.b1, p.b2)
         self.c, self.trunc, self.dtype = c, trunc, dtype
         H = p.w_h.shape[0]
         O = p.w.shape[0]
         self.hbuf = np.empty((seg_len + 1, B, H), dtype)  # (L+1, B, H)
         self.zbuf = np.empty((seg_len, B, H), dtype)  # (L, B, H)
         self.ubuf = np.empty((seg_len, B, O), dtype)  # (L, B, O)
-        self.g = {k: np.zeros(v.shape, dtype) for k, v in p._asdict().items()}
+        self.grad_sum = tuple(np.zeros(v.shape, dtype) for v in p)  # Params order: w, w_x, w_h, b1, b2
 
     def segment(self, x, y, h_start, carry, need_grad: bool):
         L, B, _ = x.shape
-        H = self.whT.shape[0]
+        H = self.hbuf.shape[2]
         if B * H * H < BLAS_PARALLEL_MIN:
             with _one_blas_thread():
                 return self._segment(x, y, h_start, carry, need_grad)
@@ -452,17 +545,15 @@ class BlasRunner:
 
     def _segment(self, x, y, h_start, carry, need_grad: bool):
         L = x.shape[0]
-        p, g = self.p, self.g
         hb = self.hbuf[: L + 1]
-        cy = carry.astype(self.dtype)
-        loss = batched_kernel(x, y, h_start, p.w, self.wxT, p.w_h, self.whT, p.b1, p.b2, self.codes[0], self.codes[1],
-                              self.c, self.trunc, need_grad, self.use_blas, cy, hb, self.zbuf[:L], self.ubuf[:L],
-                           g["w"], g["w_x"], g["w_h"], g["b1"], g["b2"])
+        cy = carry.astype(self.dtype)  # (B, H)
+        loss = batched_kernel(x, y, h_start, self.weights, self.biases, self.codes, self.c, self.trunc, need_grad,
+                              self.use_blas, cy, (hb, self.zbuf[:L], self.ubuf[:L]), self.grad_sum)
         carry[...] = cy
         return loss, hb[L].copy()
 
     def grads(self):
-        return {k: v.copy() for k, v in self.g.items()}
+        return {k: v.copy() for k, v in zip(PARAM_NAMES, self.grad_sum)}
 
 
 class _one_blas_thread:
@@ -519,18 +610,21 @@ class GemmRunner:
     kernel = "gemm"
     nonfinite = False
 
-    def __init__(self, p, f, g, c: float, trunc: int, seg_len: int, B: int, dtype):
-        self.p, self.f, self.g_act, self.c, self.trunc, self.dtype = p, f, g, c, trunc, dtype
+    def __init__(self, p, hidden_act: Activation, output_act: Activation, c: float, trunc: int, seg_len: int,
+                 B: int, dtype):
+        self.fcode, _ = activation_codes(hidden_act, output_act)
+        self.p, self.hidden_act, self.output_act = p, hidden_act, output_act
+        self.c, self.trunc, self.dtype = c, trunc, dtype
         self.wxT = np.ascontiguousarray(p.w_x.T)  # (D, H)
         self.whT = np.ascontiguousarray(p.w_h.T)  # (H, H)
         H = p.w_h.shape[0]
         self.hbuf = np.empty((seg_len + 1, B, H), dtype)  # (L+1, B, H)
         self.zbuf = np.empty((seg_len, B, H), dtype)  # (L, B, H): z, then dE/dh, then dz
         self.rec = np.empty((B, H), dtype)  # (B, H)
-        self.g = {k: np.zeros(v.shape, dtype) for k, v in p._asdict().items()}
+        self.grad_sum = {k: np.zeros(v.shape, dtype) for k, v in p._asdict().items()}
 
     def segment(self, x, y, h_start, carry, need_grad: bool):
-        p, f, g, c = self.p, self.f, self.g_act, self.c
+        p, g, c = self.p, self.output_act, self.c
         L, B, D = x.shape
         H = self.whT.shape[0]
         O = p.w.shape[0]
@@ -542,7 +636,7 @@ class GemmRunner:
         for t in range(L):
             np.matmul(hb[t], self.whT, out=rec)  # (B, H): h_{t-1} w_h^T
             rec += zb[t]
-            _act_rows(rec, hb[t + 1], f.code)
+            _act_rows(rec, hb[t + 1], self.fcode)
         h2 = hb[1:].reshape(L * B, H)  # (L B, H)
         yp = g.value(h2 @ p.w.T + p.b2)  # (L B, O)
         r = yp - y.reshape(L * B, O)  # (L B, O)
@@ -554,23 +648,23 @@ class GemmRunner:
         if self.trunc >= L:
             cy = carry.astype(self.dtype)  # (B, H)
             for t in range(L - 1, -1, -1):
-                _dz_rows(zb[t], cy, hb[t + 1], f.code)  # dz_t
+                _dz_rows(zb[t], cy, hb[t + 1], self.fcode)  # dz_t
                 np.matmul(zb[t], p.w_h, out=cy)  # dz_t w_h
             carry[...] = cy
         else:
-            dz, dh0 = engine_bptt_truncated(p.w_h, zb, f.deriv(hb[1:]), self.trunc)
+            dz, dh0 = bptt_truncated(p.w_h, zb, self.hidden_act.deriv(hb[1:]), self.trunc)
             zb[...] = dz
             carry[...] = dh0
-        gg = self.g
-        gg["w"] += du.T @ h2
-        gg["w_x"] += z2.T @ x.reshape(L * B, D)
-        gg["w_h"] += z2.T @ hb[:L].reshape(L * B, H)
-        gg["b1"] += z2.sum(axis=0)
-        gg["b2"] += du.sum(axis=0)
+        acc = self.grad_sum
+        acc["w"] += du.T @ h2
+        acc["w_x"] += z2.T @ x.reshape(L * B, D)
+        acc["w_h"] += z2.T @ hb[:L].reshape(L * B, H)
+        acc["b1"] += z2.sum(axis=0)
+        acc["b2"] += du.sum(axis=0)
         return loss, hb[L].copy()
 
     def grads(self):
-        return {k: v.copy() for k, v in self.g.items()}
+        return {k: v.copy() for k, v in self.grad_sum.items()}
 
 
 class LoopRunner(BlasRunner):
@@ -609,18 +703,21 @@ def scalar_fast(x, y, w, wx, wh, b1, b2, h0, c, fcode, gcode):
     return (math.nan if status or not math.isfinite(h0) else out[0]), g
 
 
-def try_fast_scalar(m, x, y, h0, reduction):
-    """(loss, grads) for 1-D float arrays of the model's dtype on the scalar model; None otherwise.
+def try_fast_scalar(params, hidden_act: Activation, output_act: Activation, x, y, h0, reduction):
+    """(loss, grads) for the one-unit network (D = H = O = 1) on 1-D float arrays of its dtype; None otherwise.
 
-    None for anything unusual (other types, shapes, layouts, non-finite values, overflow): the
-    general path then validates and raises the usual one-line BPTTError.  Only C-contiguous,
+    params: the model's five arrays by name (read, not copied).  None for anything unusual (other
+    types, shapes, layouts, non-finite values, overflow, an activation without a compiled version):
+    the general path then validates and raises the usual one-line BPTTError.  Only C-contiguous,
     writable arrays come here, so no new numba signature is ever compiled for a layout.
     """
-    if type(x) is not np.ndarray or type(y) is not np.ndarray:
+    fcode, gcode = hidden_act.code, output_act.code
+    if fcode is None or gcode is None or type(x) is not np.ndarray or type(y) is not np.ndarray:
         return None
-    d = m.dtype
+    w, wx, wh = params["w"], params["w_x"], params["w_h"]
+    d = wh.dtype
     if (x.dtype is not d or y.dtype is not d or x.ndim != 1 or x.shape != y.shape or x.shape[0] == 0
-            or m.input_size != 1 or m.output_size != 1 or m.hidden_size != 1):
+            or wx.size != 1 or w.size != 1 or wh.size != 1):
         return None
     fx, fy = x.flags, y.flags
     if not (fx.c_contiguous and fy.c_contiguous and fx.writeable and fy.writeable):
@@ -637,8 +734,7 @@ def try_fast_scalar(m, x, y, h0, reduction):
         c = 1.0
     else:
         return None
-    P = m._params
-    loss, g = scalar_fast(x, y, P["w"], P["w_x"], P["w_h"], P["b1"], P["b2"], h, c, m._f.code, m._g.code)
+    loss, g = scalar_fast(x, y, w, wx, wh, params["b1"], params["b2"], h, c, fcode, gcode)
     if loss != loss:  # NaN: not finite somewhere
         return None
     return loss, {"w": g[0], "w_x": g[1], "w_h": g[2], "b1": g[3, 0], "b2": g[4, 0]}

@@ -55,8 +55,8 @@ class RNN:
         seed: int | None = None,
     ):
         self.input_size, self.hidden_size, self.output_size = check_sizes(input_size, hidden_size, output_size)
-        self._f = activations.get(hidden_activation, activations.HIDDEN_ACTIVATIONS, "hidden_activation")
-        self._g = activations.get(output_activation, activations.OUTPUT_ACTIVATIONS, "output_activation")
+        self._f = activations.get(hidden_activation, activations.names("hidden"), "hidden_activation")
+        self._g = activations.get(output_activation, activations.names("output"), "output_activation")
         dt = self.dtype = check_dtype(dtype)
         seed = check_seed(seed)
         # Uniform(-1/sqrt(H), 1/sqrt(H)), as PyTorch's RNN initialises.
@@ -97,6 +97,16 @@ class RNN:
     @property
     def output_activation(self) -> str:
         return self._g.name
+
+    @property
+    def hidden_act(self) -> activations.Activation:
+        """f's record in the activation table (value, derivative from the output, other backends)."""
+        return self._f
+
+    @property
+    def output_act(self) -> activations.Activation:
+        """g's record in the activation table."""
+        return self._g
 
     def params(self) -> dict[str, np.ndarray]:
         """Copies of the five parameters, by name."""
@@ -182,12 +192,14 @@ class RNN:
         truncate: backpropagate each error term at most this many steps (None: full BPTT).
         backend: "numpy" (engine.py, the readable reference), "numba" (the compiled
             kernels of kernels.py) or "auto" (the compiled kernel that suits the sizes).
+            An activation whose table record has no compiled version runs on numpy under
+            "auto" (same result) and is refused by "numba" (BPTTError naming its backends).
         checkpoint: None (store every h_t), "sqrt" (store every ceil(sqrt(T))-th) or k
             (every k-th): the same gradient, memory ~ (T/k + k) B H; see dispatch.py.
         """
         if (backend == "auto" or backend == "numba") and truncate is None and checkpoint is None and self.hidden_size == 1:
             # the seed's scalar case: a direct compiled call with a few microseconds of overhead
-            fast = (_kernels or _import_kernels()).try_fast_scalar(self, x, y, h0, reduction)
+            fast = (_kernels or _import_kernels()).try_fast_scalar(self._params, self._f, self._g, x, y, h0, reduction)
             if fast is not None:
                 return fast
         loss, grads, _ = self._loss_grad_h0(x, y, h0, reduction, truncate, backend=backend, checkpoint=checkpoint)
@@ -203,7 +215,8 @@ class RNN:
         checkpoint = dispatch.check_options(backend, checkpoint, truncate)
         p = self._p()
         T, B, D = xb.shape
-        kernel = dispatch.resolve_kernel(backend, T, B, D, self.hidden_size, self.output_size)
+        runs_on = dispatch.choose_backend(backend, self._f, self._g)
+        kernel = dispatch.resolve_kernel(runs_on, T, B, D, self.hidden_size, self.output_size)
         with _quiet_overflow():
             loss, grads, dh0 = dispatch.loss_and_grad(p, xb, yb, h0b, self._f, self._g, reduction, truncate, checkpoint, kernel)
         _check_finite_result(np.asarray([loss, *[np.sum(g) for g in grads.values()]]), "the loss or its gradients")

@@ -21,12 +21,14 @@ G_h = dL/dh_T (B, H) (the loss is whatever the caller computes from y'):
     dL/dx_t = dz_t w_x            dL/dh_0 = dz_1 w_h
 
 f' and g' are taken from the outputs h_t, y'_t (the activation table's
-derivative-from-output), so z and u are never stored.
+derivative-from-output), so z and u are never stored.  f, g and f', g' are the
+table's torch parts (``activations.Activation.torch_value`` / ``torch_deriv``);
+this module defines no activation of its own.
 
 Options (as in the numpy engine):
   truncate=k     each error term's signal (the one entering at step t through
                  y'_t, or through h_T) goes back at most k steps, t-k+1..t;
-                 the same semantics as ``engine._bptt_truncated``.
+                 the same semantics as ``engine.bptt_truncated``.
   checkpoint=k   store only every k-th hidden state (True or "sqrt": k = ceil(sqrt T));
                  the backward pass recomputes each segment's states from its
                  checkpoint.  Stored hidden states: T/k + k instead of T.
@@ -39,55 +41,39 @@ real PyTorch, not this file.
 from __future__ import annotations
 
 import math
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
-from torch.autograd.function import once_differentiable
 
 from . import activations
-from .validation import BPTTError, check_checkpoint, check_sizes, check_truncate
+from .activations import Activation
 from .dispatch import segment_length
-from .activations import ACTIVATIONS, Activation
+from .validation import BPTTError, check_checkpoint, check_sizes, check_truncate, short_repr
 
 __all__ = ["SigmoidRNN", "sigmoid_rnn", "torch_value", "torch_deriv"]
 
+
 # ---------------------------------------------------------------- activations, from the one table
-# The table's values are numpy functions; these are the same functions in torch, by table name,
-# writing into a preallocated output.  ``tests/test_torch_layer.py`` checks they agree with the table.
-_VALUE: dict[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = {
-    "sigmoid": lambda z, out: torch.sigmoid(z, out=out),
-    "tanh": lambda z, out: torch.tanh(z, out=out),
-    "relu": lambda z, out: torch.clamp_min(z, 0, out=out),
-    "identity": lambda z, out: out.copy_(z),
-}
-# Derivatives from the output: the table's own lambdas are plain arithmetic and serve tensors
-# as they are (sigmoid a(1-a), tanh 1-a^2); these two use numpy-only calls, so they get torch twins.
-_DERIV_OVERRIDE: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
-    "relu": lambda a: (a > 0).to(a.dtype),  # the table's [a > 0]
-    "identity": lambda a: torch.ones_like(a),  # the table's 1
-}
+def _activation(name: Any, role: str) -> Activation:
+    """The table's record for ``name`` in ``role`` ('hidden' or 'output'); refused if it has no torch version."""
+    act = activations.get(name, activations.names(role), f"{role}_activation")
+    return activations.require(act, "torch", f"{role}_activation")
 
 
-def _check_table() -> None:
-    missing = sorted(set(ACTIVATIONS) - set(_VALUE))
-    if missing:  # a new table entry must get its torch value here, not silently fall back
-        raise BPTTError(f"bptt.torch has no torch version of activation(s) {missing}; add them to bptt.torch._VALUE")
+def _record(act: Activation | str) -> Activation:
+    return activations.require(activations.get(act) if isinstance(act, str) else act, "torch")
 
 
 def torch_value(act: Activation | str, z: torch.Tensor) -> torch.Tensor:
-    """f(z) for the table's activation ``act``, elementwise, as a new tensor."""
-    a = ACTIVATIONS[act] if isinstance(act, str) else act
-    return _VALUE[a.name](z, torch.empty_like(z))
+    """f(z) for the table's activation ``act`` (a record or its name), elementwise, as a new tensor."""
+    return _record(act).torch_value(z)
 
 
 def torch_deriv(act: Activation | str, a: torch.Tensor) -> torch.Tensor:
     """f'(z) given a = f(z), elementwise: the table's derivative-from-output on tensors."""
-    act = ACTIVATIONS[act] if isinstance(act, str) else act
-    if act.name in _DERIV_OVERRIDE:
-        return _DERIV_OVERRIDE[act.name](a)
-    return act.deriv(a)
+    return _record(act).torch_deriv(a)
 
 
 # ---------------------------------------------------------------- the autograd Function
@@ -102,7 +88,7 @@ def _run(x, h_start, w_x, w_h, b1, f: Activation, h_out=None):
     # each step then adds w_h h_{t-1} and applies f in place, so z is never stored
     torch.matmul(x, w_x.t(), out=h_out[1:]).add_(b1)  # (L, B, H)
     w_hT = w_h.t()
-    value = _VALUE[f.name]
+    value = f.torch_value
     hs = h_out.unbind(0)  # per-step views, made once (indexing costs per call)
     for t in range(L):
         z = hs[t + 1].addmm_(hs[t], w_hT)  # z_t = w_x x_t + b1 + w_h h_{t-1}
@@ -113,7 +99,7 @@ def _run(x, h_start, w_x, w_h, b1, f: Activation, h_out=None):
 def _outputs(h, w, b2, g: Activation, out):
     """y'_t = g(w h_t + b2).  h (L, B, H) -> out (L, B, O)."""
     u = torch.matmul(h, w.t()).add_(b2)  # (L, B, O)
-    return _VALUE[g.name](u, out)
+    return g.torch_value(u, out)
 
 
 class _BPTT(torch.autograd.Function):
@@ -148,22 +134,25 @@ class _BPTT(torch.autograd.Function):
         return y, hT
 
     @staticmethod
-    @once_differentiable
     def backward(ctx, gy, ghT):
+        # create_graph=True runs backward with grad mode on; this backward records no graph, so a
+        # second derivative through it would be silently missing: refuse instead
+        if torch.is_grad_enabled():
+            raise BPTTError(DOUBLE_BACKWARD_MESSAGE)
         x, w_x, w_h, b1, w, stored, y = ctx.saved_tensors
         f, g, k, truncate = ctx.f, ctx.g, ctx.checkpoint, ctx.truncate
         T, B, D = x.shape
         H = w_h.shape[0]
         if gy is None:
             gy = torch.zeros_like(y)
-        du = gy * torch_deriv(g, y)  # (T, B, O): du_t = G_t g'(u_t)
+        du = gy * g.torch_deriv(y)  # (T, B, O): du_t = G_t g'(u_t)
         need = ctx.needs_input_grad
         if truncate is not None and truncate < T:
             h = stored  # (T+1, B, H): truncate excludes checkpointing
             dh_direct = torch.matmul(du, w)  # (T, B, H): dL/dh_t through y'_t only
             if ghT is not None:
                 dh_direct[T - 1] += ghT
-            dz, dh0 = _truncated(w_h, dh_direct, torch_deriv(f, h[1:]), truncate)
+            dz, dh0 = _truncated(w_h, dh_direct, f.torch_deriv(h[1:]), truncate)
             segments = [(0, T, h, dz)]
         else:
             segments = _full_segments(x, w_x, w_h, b1, w, stored, du, ghT, f, k)
@@ -229,7 +218,7 @@ def _full_segments(x, w_x, w_h, b1, w, stored, du, ghT, f, k):
         dz = torch.matmul(du[s:e], w)  # (L, B, H): dL/dh_t through y'_t only; becomes dz in place
         if e == T and ghT is not None:
             dz[L - 1] += ghT
-        fprime = torch_deriv(f, h[1:])  # (L, B, H): f'(z_t) from h_t
+        fprime = f.torch_deriv(h[1:])  # (L, B, H): f'(z_t) from h_t
         dzs, fps = dz.unbind(0), fprime.unbind(0)
         if carry is not None:
             dzs[L - 1].addmm_(carry, w_h)
@@ -245,7 +234,7 @@ def _truncated(w_h, dh_direct, fprime, k):
     """Each error term's signal goes back at most k steps; O(T k) work in k matrix products.
 
     A_j[s] = dE_{s+j}/dh_s (the signal of the term at step s+j after j steps back);
-    dz_s = sum_{j<k} A_j[s] f'(z_s).  Same sum as ``engine._bptt_truncated``, vectorised over t.
+    dz_s = sum_{j<k} A_j[s] f'(z_s).  Same sum as ``engine.bptt_truncated``, vectorised over t.
     """
     T = dh_direct.shape[0]
     dz = torch.zeros_like(dh_direct)  # (T, B, H)
@@ -285,9 +274,8 @@ def sigmoid_rnn(
     x (T, B, D), h0 (B, H) or None (zeros), w_x (H, D), w_h (H, H), b1 (H,), w (O, H), b2 (O,).
     y_pred (T, B, O), h_T (B, H).  Differentiable in all seven tensors.
     """
-    _check_table()
-    f = activations.get(hidden_activation, activations.HIDDEN_ACTIVATIONS, "hidden_activation")
-    g = activations.get(output_activation, activations.OUTPUT_ACTIVATIONS, "output_activation")
+    f = _activation(hidden_activation, "hidden")
+    g = _activation(output_activation, "output")
     tr = check_truncate(truncate)
     ck = check_checkpoint(checkpoint, tr)
     params = {"w_x": w_x, "w_h": w_h, "b1": b1, "w": w, "b2": b2}
@@ -303,7 +291,34 @@ def sigmoid_rnn(
     for name, shape in want.items():
         if tuple(params[name].shape) != shape:
             raise BPTTError(f"{name} must have shape {shape}, got {tuple(params[name].shape)}")
+    _check_finite("x", x)
+    _check_finite("h0", h0)
     return _call(x, h0, w_x, w_h, b1, w, b2, f, g, ck, tr)
+
+
+DOUBLE_BACKWARD_MESSAGE = (
+    "bptt.torch's backward pass is not differentiable (create_graph=True, double backward, gradient penalties, "
+    "Hessians); for second derivatives run the recurrence as a plain autograd loop"
+)
+
+
+def _check_float_dtype(dtype: Any) -> torch.dtype | None:
+    """None (torch's default dtype) or a floating torch dtype."""
+    if dtype is not None and not (isinstance(dtype, torch.dtype) and dtype.is_floating_point):
+        raise BPTTError(f"dtype must be a floating torch dtype such as torch.float32 or torch.float64, got {short_repr(dtype)}")
+    return dtype
+
+
+def _check_finite(name: str, t: Any) -> None:
+    """One isfinite pass over a tensor t (a device sync on CUDA); the numpy RNN's message on failure.
+
+    Called on the caller's x and h0 as given (before any reshaping), so the index is theirs.
+    Anything not a tensor passes: ``_call`` refuses it by type.
+    """
+    if isinstance(t, torch.Tensor) and not bool(torch.isfinite(t).all()):
+        bad = tuple((~torch.isfinite(t)).nonzero()[0].tolist())
+        where = f" at index {bad}" if t.ndim else ""
+        raise BPTTError(f"{name} contains {t[bad].item()}{where}; every value must be finite (no NaN or inf)")
 
 
 def _call(x, h0, w_x, w_h, b1, w, b2, f: Activation, g: Activation, ck, tr):
@@ -343,6 +358,13 @@ class SigmoidRNN(nn.Module):
     Returns y_pred (T, B, O) (or (T, O)); with ``return_hidden=True`` also h_T (B, H) (or (H,)).
     checkpoint: None, True/"sqrt" (segments of ceil(sqrt T) steps) or a segment length.
     truncate: None (full BPTT) or k, each error term backpropagated at most k steps.
+
+    Refused with a one-line BPTTError, as the numpy ``bptt.RNN`` refuses them: a dtype that is
+    not a floating torch dtype (``dtype=torch.int32``); an activation not in the table, or whose
+    table record has no torch version; NaN or inf in x or h0 (one ``torch.isfinite`` pass each
+    per call).  The backward pass is first order only: ``create_graph=True`` through this layer
+    (double backward, gradient penalties) raises BPTTError instead of silently dropping the
+    second-order terms.
     """
 
     def __init__(
@@ -359,14 +381,13 @@ class SigmoidRNN(nn.Module):
         device: Any = None,
     ):
         super().__init__()
-        _check_table()
         self.input_size, self.hidden_size, self.output_size = check_sizes(input_size, hidden_size, output_size)
-        self._f = activations.get(hidden_activation, activations.HIDDEN_ACTIVATIONS, "hidden_activation")
-        self._g = activations.get(output_activation, activations.OUTPUT_ACTIVATIONS, "output_activation")
+        self._f = _activation(hidden_activation, "hidden")
+        self._g = _activation(output_activation, "output")
         self.truncate = check_truncate(truncate)
         self.checkpoint = check_checkpoint(checkpoint, self.truncate)
         H, D, O = self.hidden_size, self.input_size, self.output_size
-        kw = {"dtype": dtype, "device": device}
+        kw = {"dtype": _check_float_dtype(dtype), "device": device}
         k = 1.0 / math.sqrt(H)
         self.w_x = nn.Parameter(torch.empty((H, D), **kw).uniform_(-k, k))
         self.w_h = nn.Parameter(torch.empty((H, H), **kw).uniform_(-k, k))
@@ -382,6 +403,16 @@ class SigmoidRNN(nn.Module):
     def output_activation(self) -> str:
         return self._g.name
 
+    @property
+    def hidden_act(self) -> Activation:
+        """f's record in the activation table."""
+        return self._f
+
+    @property
+    def output_act(self) -> Activation:
+        """g's record in the activation table."""
+        return self._g
+
     def extra_repr(self) -> str:
         s = (f"input_size={self.input_size}, hidden_size={self.hidden_size}, output_size={self.output_size}, "
              f"hidden_activation={self.hidden_activation!r}, output_activation={self.output_activation!r}")
@@ -394,6 +425,8 @@ class SigmoidRNN(nn.Module):
     def forward(self, x: torch.Tensor, h0: torch.Tensor | None = None, return_hidden: bool = False):
         if not isinstance(x, torch.Tensor):
             raise BPTTError(f"x must be a torch.Tensor, got {type(x).__name__}; convert it with torch.as_tensor")
+        _check_finite("x", x)
+        _check_finite("h0", h0)
         batched = x.ndim == 3
         if x.ndim == 2:
             x = x.unsqueeze(1)  # (T, 1, D)
