@@ -37,13 +37,7 @@ def torch_loss_and_grads(m, x, y, h0=None, reduction="mean"):
     """The same network written as a plain torch loop; autograd computes the gradients."""
     import torch
 
-    acts = {
-        "sigmoid": torch.sigmoid,
-        "tanh": torch.tanh,
-        "relu": torch.relu,
-        "identity": lambda z: z,
-    }
-    f, g = acts[m.hidden_activation], acts[m.output_activation]
+    f, g = m.hidden_act.torch_value, m.output_act.torch_value  # autograd differentiates them
     P = {k: torch.tensor(v, dtype=torch.float64, requires_grad=True) for k, v in m.params().items()}
     xt = torch.tensor(np.asarray(x, dtype=np.float64))
     yt = torch.tensor(np.asarray(y, dtype=np.float64))
@@ -66,8 +60,7 @@ def torch_truncated_grads(m, x, y, k, reduction="mean"):
     """Truncated BPTT by construction: E_t sees h_{t-k} as a constant (detached)."""
     import torch
 
-    acts = {"sigmoid": torch.sigmoid, "tanh": torch.tanh, "relu": torch.relu, "identity": lambda z: z}
-    f, g = acts[m.hidden_activation], acts[m.output_activation]
+    f, g = m.hidden_act.torch_value, m.output_act.torch_value
     P = {n: torch.tensor(v, dtype=torch.float64, requires_grad=True) for n, v in m.params().items()}
     xt = torch.tensor(np.asarray(x, dtype=np.float64))
     yt = torch.tensor(np.asarray(y, dtype=np.float64))
