@@ -25,6 +25,42 @@ Everything is batched: arrays are (T, B, ·). Only the recurrences loop over
 t; the input projection and the weight-gradient sums are single matrix
 products over all time steps. These functions are pure and unchecked: the
 public ``bptt.RNN`` validates input and dispatches here or to ``kernels``.
+
+This module is the reference.  Every other implementation of the recurrence, and
+the test that pins it to this one (or to finite differences / torch autograd):
+
+    numpy, full BPTT         forward, backward, bptt_full
+                             tests/test_engine.py::test_gradients_match_central_finite_differences,
+                             ::test_gradients_match_torch_autograd
+    numpy, truncated         bptt_truncated
+                             tests/test_engine.py::test_truncated_bptt_matches_detached_torch_and_the_path_sum
+    numpy, decomposed        decompose (per error term E_i and per path k, the seed's sum)
+                             tests/test_engine.py::test_decomposition_sums_to_total,
+                             ::test_each_error_term_is_its_own_gradient
+    numpy, checkpointed      dispatch.NumpyRunner (segments with a carry)
+                             tests/test_dispatch.py::test_checkpointed_gradient_equals_full_bptt
+    compiled, one unit       kernels.scalar_kernel (ScalarRunner), kernels.scalar_fast
+                             tests/test_kernels.py::test_every_kernel_matches_the_reference,
+                             ::test_scalar_fast_path_matches_numpy_backend
+    compiled, batched        kernels.batched_kernel (LoopRunner, BlasRunner), GemmRunner
+                             tests/test_kernels.py::test_every_kernel_matches_the_reference,
+                             ::test_compiled_path_against_finite_differences,
+                             tests/test_dispatch.py::test_every_kernel_checkpointed_equals_reference
+    torch layer, full        torch._BPTT (bptt.torch.SigmoidRNN), checkpointed and blocked
+                             tests/test_torch_layer.py::test_gradcheck, ::test_equals_plain_autograd_loop,
+                             ::test_equals_numpy_engine
+    torch layer, truncated   torch._BPTT with truncate
+                             tests/test_torch_layer.py::test_truncated_equals_autograd_with_the_graph_cut
+    gradient flow            gradflow.gradient_flow (||dE_t/dh_k|| one step back at a time)
+                             tests/test_gradflow.py::test_gradient_flow_matches_torch_autograd
+    symbolic                 derive.py (sympy: the seed's chain-rule derivation for any T)
+                             tests/test_derive.py::test_symbolic_terms_equal_engine,
+                             ::test_chain_rule_form_equals_sympy_diff_of_unrolled_loss
+    training                 train.py (masked loss over scored steps, chunks with a carried state)
+                             tests/test_train.py::test_masked_loss_and_grad_matches_finite_differences
+
+``tests/test_structure.py::test_engine_docstring_names_real_tests`` checks that every test
+named here exists.
 """
 
 from __future__ import annotations
