@@ -81,7 +81,7 @@ def test_scalar_fast_path_matches_numpy_backend(T, f, g, reduction, h0, dtype, s
     m = bptt.RNN.scalar(*rng.standard_normal(5), hidden_activation=f, output_activation=g, dtype=dtype)
     x = rng.standard_normal(T).astype(dtype)
     y = rng.random(T).astype(dtype)
-    assert kernels.try_fast_scalar(m.params(), m.hidden_act, m.output_act, x, y, h0, reduction) is not None  # the fast path
+    assert kernels.try_fast(m.params(), m.hidden_act, m.output_act, x, y, h0, reduction, None) is not None  # the fast path
     l1, g1 = m.loss_and_grad(x, y, h0=h0, reduction=reduction)
     l0, g0 = m.loss_and_grad(x, y, h0=h0, reduction=reduction, backend="numpy")
     rtol = 1e-10 if dtype == np.float64 else 2e-3
@@ -240,3 +240,78 @@ def test_a_code_without_a_branch_raises_in_the_kernel():
 def test_codes_are_distinct():
     codes = [a.code for a in activations.ACTIVATIONS.values() if a.code is not None]
     assert len(codes) == len(set(codes))
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    T=st.integers(1, 9),
+    B=st.integers(1, 4),
+    D=st.integers(1, 3),
+    H=st.integers(1, 4),
+    O=st.integers(1, 2),
+    f=st.sampled_from(HIDDEN),
+    g=st.sampled_from(OUTPUT),
+    reduction=st.sampled_from(["mean", "sum"]),
+    trunc=st.sampled_from([None, 1, 2, 50]),
+    h0_form=st.sampled_from(["none", "number", "vector", "matrix"]),
+    form=st.sampled_from(["list", "array", "float32 array for float64", "unbatched", "fortran"]),
+    dtype=st.sampled_from([np.float64, np.float32]),
+    seed=st.integers(0, 2**16),
+)
+def test_the_fast_door_takes_every_input_form_and_equals_the_reference(T, B, D, H, O, f, g, reduction, trunc, h0_form,
+                                                                       form, dtype, seed):
+    rng = np.random.default_rng(seed)
+    m = bptt.RNN(D, H, O, f, g, dtype=dtype, seed=seed)
+    if form == "unbatched":
+        B = 1
+    x = rng.standard_normal((T, B, D))  # (T, B, D) float64
+    y = rng.random((T, B, O))  # (T, B, O)
+    h0 = {"none": None, "number": 0.3, "vector": rng.standard_normal(H), "matrix": rng.standard_normal((B, H))}[h0_form]
+    xs, ys = x, y
+    if form == "list":
+        xs, ys = x.tolist(), y.tolist()
+    elif form == "float32 array for float64":
+        xs, ys = x.astype(np.float32), y.astype(np.float32)
+        x, y = xs.astype(np.float64), ys.astype(np.float64)
+    elif form == "unbatched":
+        xs, ys = x[:, 0], y[:, 0]
+        if D == 1 and O == 1:
+            xs, ys = xs[:, 0], ys[:, 0]  # 1-D
+        if h0_form == "matrix":
+            h0 = h0[0]
+    elif form == "fortran":
+        xs, ys = np.asfortranarray(x), np.asfortranarray(y)
+    fast = kernels.try_fast(m.params(), m.hidden_act, m.output_act, xs, ys, h0, reduction, trunc)
+    assert fast is not None  # every form takes the compiled door at these sizes
+    ref_loss, ref = m.loss_and_grad(x.astype(dtype), y.astype(dtype), h0=h0, reduction=reduction, truncate=trunc,
+                                    backend="numpy")
+    loss, grads = m.loss_and_grad(xs, ys, h0=h0, reduction=reduction, truncate=trunc)
+    rtol, atol = (1e-10, 1e-12) if dtype == np.float64 else (2e-3, 2e-5)
+    assert np.isclose(loss, ref_loss, rtol=rtol, atol=atol)
+    for k in engine.PARAM_NAMES:
+        assert grads[k].shape == ref[k].shape and grads[k].dtype == ref[k].dtype
+        np.testing.assert_allclose(grads[k], ref[k], rtol=rtol, atol=atol)
+
+
+@pytest.mark.parametrize("bad", ["nan_x", "inf_x", "nan_h0", "inf_y", "complex_x", "ragged", "wrong_y"])
+def test_the_fast_door_leaves_bad_input_to_the_checked_path(bad):
+    m = bptt.RNN(2, 3, 1, seed=0)
+    x, y, h0 = np.ones((4, 2, 2)), np.full((4, 2, 1), 0.5), None
+    if bad == "nan_x":
+        x[1, 0, 0] = np.nan
+    elif bad == "inf_x":
+        x[1, 0, 0] = np.inf
+    elif bad == "nan_h0":
+        h0 = np.array([0.0, np.nan, 0.0])
+    elif bad == "inf_y":
+        y[0, 0, 0] = np.inf
+    elif bad == "complex_x":
+        x = x + 1j
+    elif bad == "ragged":
+        x = [[[1.0, 2.0]], [[1.0]]]
+    elif bad == "wrong_y":
+        y = np.full((4, 1, 2), 0.5)  # same size as (4, 2, 1), other shape
+    assert kernels.try_fast(m.params(), m.hidden_act, m.output_act, x, y, h0, "mean", None) is None
+    with pytest.raises(BPTTError) as e:
+        m.loss_and_grad(x, y, h0=h0)
+    assert "\n" not in str(e.value)

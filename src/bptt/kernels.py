@@ -703,38 +703,129 @@ def scalar_fast(x, y, w, wx, wh, b1, b2, h0, c, fcode, gcode):
     return (math.nan if status or not math.isfinite(h0) else out[0]), g
 
 
-def try_fast_scalar(params, hidden_act: Activation, output_act: Activation, x, y, h0, reduction):
-    """(loss, grads) for the one-unit network (D = H = O = 1) on 1-D float arrays of its dtype; None otherwise.
+# ---------------------------------------------------------------- the fast door for small networks
+@njit(cache=True, error_model="numpy")
+def batched_fast(x, y, h0, w, wx, wh, b1, b2, c, trunc, fcode, gcode):
+    """One full (or truncated) gradient of a small network in one compiled call: buffers made here.
 
-    params: the model's five arrays by name (read, not copied).  None for anything unusual (other
-    types, shapes, layouts, non-finite values, overflow, an activation without a compiled version):
-    the general path then validates and raises the usual one-line BPTTError.  Only C-contiguous,
-    writable arrays come here, so no new numba signature is ever compiled for a layout.
+    x (T, B, D), y (T, B, O), h0 (B, H) and the parameters in one dtype, C-contiguous.  Per-step
+    products by loops (the "loop" kernel's sizes).  Returns (loss, (g_w, g_wx, g_wh, g_b1, g_b2));
+    loss is NaN if the loss or any gradient is not finite (the caller then takes the checked path).
+    """
+    T, B, _ = x.shape
+    O, H = w.shape
+    dt = x.dtype
+    bufs = (np.empty((T + 1, B, H), dt), np.empty((T, B, H), dt), np.empty((T, B, O), dt))
+    grads = (np.zeros_like(w), np.zeros_like(wx), np.zeros_like(wh), np.zeros_like(b1), np.zeros_like(b2))
+    carry = np.zeros((B, H), dt)  # (B, H): nothing comes after the last step
+    loss = batched_kernel(x, y, h0, (w, np.ascontiguousarray(wx.T), wh, np.ascontiguousarray(wh.T)), (b1, b2),
+                          (fcode, gcode), c, trunc, True, False, carry, bufs, grads)
+    # non-finite anywhere makes the total non-finite (so does a sum overflowing: that is refused too)
+    total = loss + np.sum(grads[0]) + np.sum(grads[1]) + np.sum(grads[2]) + np.sum(grads[3]) + np.sum(grads[4])
+    return (loss if math.isfinite(total) else math.nan), grads
+
+
+def _as_data(v, dtype):
+    """v as a C-contiguous writable array of ``dtype`` (no copy when it already is one); None if unusual."""
+    if type(v) is np.ndarray:
+        if v.dtype is not dtype:
+            if v.dtype.kind not in "fiu":  # complex, bool, objects, strings: the checked path explains
+                return None
+            v = v.astype(dtype, order="C")
+        elif not (v.flags.c_contiguous and v.flags.writeable):
+            v = np.ascontiguousarray(v).copy() if not v.flags.writeable else np.ascontiguousarray(v)
+        return v
+    if type(v) is list or type(v) is tuple:
+        try:
+            a = np.array(v, dtype=dtype)
+        except (TypeError, ValueError, OverflowError):
+            return None
+        return a
+    return None
+
+
+def _target_shape(ndim: int, T: int, B: int, O: int) -> tuple[int, ...] | None:
+    """The shape y must have, given its ndim, as RNN's checked path accepts targets."""
+    if ndim == 3:
+        return (T, B, O)
+    if ndim == 2 and B == 1:
+        return (T, O)
+    if ndim == 1 and B == 1 and O == 1:
+        return (T,)
+    return None
+
+
+def try_fast(params, hidden_act: Activation, output_act: Activation, x, y, h0, reduction, truncate):
+    """(loss, grads) straight from one compiled call, for every input form of a small network; None otherwise.
+
+    Forms: Python lists, 1-D (D = 1), (T, D) and (T, B, D) arrays of any real dtype; h0 None, a number,
+    (H,) or (B, H); reduction "mean"/"sum"; truncate None or k.  Sizes: the scalar network, or
+    B H^2 <= LOOP_MAX_MACS (the "loop" kernel's range), where Python overhead would dominate.
+    None for anything else or anything unusual (wrong shapes, non-finite values, overflow, an
+    activation without a compiled version): the checked path then computes it or raises the usual
+    one-line BPTTError.  Every array reaching numba is C-contiguous and writable in the model's
+    dtype, so no new signature is compiled for a layout.
     """
     fcode, gcode = hidden_act.code, output_act.code
-    if fcode is None or gcode is None or type(x) is not np.ndarray or type(y) is not np.ndarray:
+    if fcode is None or gcode is None:
         return None
     w, wx, wh = params["w"], params["w_x"], params["w_h"]
-    d = wh.dtype
-    if (x.dtype is not d or y.dtype is not d or x.ndim != 1 or x.shape != y.shape or x.shape[0] == 0
-            or wx.size != 1 or w.size != 1 or wh.size != 1):
+    dtype = wh.dtype
+    O, H = w.shape
+    D = wx.shape[1]
+    xa, ya = _as_data(x, dtype), _as_data(y, dtype)
+    if xa is None or ya is None:
         return None
-    fx, fy = x.flags, y.flags
-    if not (fx.c_contiguous and fy.c_contiguous and fx.writeable and fy.writeable):
-        return None
-    if h0 is None:
-        h = 0.0
-    elif type(h0) is float or type(h0) is int:
-        h = float(h0)
+    T = xa.shape[0] if xa.ndim else 0
+    if xa.ndim == 1 and D == 1:
+        B = 1
+    elif xa.ndim == 2 and xa.shape[1] == D:
+        B = 1
+    elif xa.ndim == 3 and xa.shape[2] == D:
+        B = xa.shape[1]
     else:
         return None
+    if T == 0 or B == 0 or ya.shape != _target_shape(ya.ndim, T, B, O):
+        return None
     if reduction == "mean":
-        c = 1.0 / x.shape[0]
+        c = 1.0 / (T * B)
     elif reduction == "sum":
         c = 1.0
     else:
         return None
-    loss, g = scalar_fast(x, y, w, wx, wh, params["b1"], params["b2"], h, c, fcode, gcode)
-    if loss != loss:  # NaN: not finite somewhere
+    if truncate is None:
+        trunc = T
+    elif type(truncate) is int and truncate >= 1:
+        trunc = min(truncate, T)
+    else:
         return None
-    return loss, {"w": g[0], "w_x": g[1], "w_h": g[2], "b1": g[3, 0], "b2": g[4, 0]}
+    if B == 1 and D == 1 and H == 1 and O == 1 and trunc == T:
+        if h0 is None:
+            h = 0.0
+        elif type(h0) is float or type(h0) is int:
+            h = float(h0)
+        elif type(h0) is np.ndarray and h0.size == 1 and h0.dtype.kind in "fiu":
+            h = float(h0.reshape(1)[0])
+        else:
+            return None
+        loss, g = scalar_fast(xa.reshape(T), ya.reshape(T), w, wx, wh, params["b1"], params["b2"], h, c, fcode, gcode)
+        if loss != loss:
+            return None
+        return loss, {"w": g[0], "w_x": g[1], "w_h": g[2], "b1": g[3, 0], "b2": g[4, 0]}
+    if B * H * H > LOOP_MAX_MACS:
+        return None
+    if h0 is None:
+        hb = np.zeros((B, H), dtype)  # (B, H)
+    elif type(h0) is float or type(h0) is int:
+        hb = np.full((B, H), h0, dtype)  # (B, H)
+    else:
+        hb = _as_data(h0, dtype)
+        if hb is None or hb.shape not in ((H,), (B, H)):
+            return None
+        if hb.shape != (B, H):
+            hb = np.ascontiguousarray(np.broadcast_to(hb, (B, H)))
+    loss, g = batched_fast(xa.reshape(T, B, D), ya.reshape(T, B, O), hb, w, wx, wh, params["b1"], params["b2"],
+                           c, trunc, fcode, gcode)
+    if loss != loss:
+        return None
+    return loss, dict(zip(PARAM_NAMES, g))

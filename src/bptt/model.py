@@ -197,9 +197,9 @@ class RNN:
         checkpoint: None (store every h_t), "sqrt" (store every ceil(sqrt(T))-th) or k
             (every k-th): the same gradient, memory ~ (T/k + k) B H; see dispatch.py.
         """
-        if (backend == "auto" or backend == "numba") and truncate is None and checkpoint is None and self.hidden_size == 1:
-            # the seed's scalar case: a direct compiled call with a few microseconds of overhead
-            fast = (_kernels or _import_kernels()).try_fast_scalar(self._params, self._f, self._g, x, y, h0, reduction)
+        if (backend == "auto" or backend == "numba") and checkpoint is None:
+            # small networks: one compiled call with O(1) Python work (None: the checked path below)
+            fast = (_kernels or _import_kernels()).try_fast(self._params, self._f, self._g, x, y, h0, reduction, truncate)
             if fast is not None:
                 return fast
         loss, grads, _ = self._loss_grad_h0(x, y, h0, reduction, truncate, backend=backend, checkpoint=checkpoint)

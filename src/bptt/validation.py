@@ -159,7 +159,11 @@ def check_seed(seed: Any, none_ok: bool = True) -> int | None:
 
 def check_float_array(value: Any, name: str, dtype: np.dtype) -> np.ndarray:
     """value as a finite array of ``dtype``; float32/float64 arrays are not copied to float64 first."""
-    if not (isinstance(value, np.ndarray) and value.dtype.name in DTYPES) and np.iscomplexobj(value):
+    try:
+        complex_ = not (isinstance(value, np.ndarray) and value.dtype.name in DTYPES) and np.iscomplexobj(value)
+    except (TypeError, ValueError):
+        complex_ = False  # ragged or not numeric: np.asarray below says so
+    if complex_:
         raise BPTTError(f"{name} is complex; give real numbers (take .real if the imaginary part is 0)")
     try:
         if isinstance(value, np.ndarray) and value.dtype.name in DTYPES:
