@@ -330,7 +330,7 @@ class TorchBackend:
         total = r2.sum()
         (total / n).backward()
         grads = {k: t.grad.numpy() for k, t in p.items()}
-        return float(total), grads, h_T.detach().numpy()
+        return float(total.detach()), grads, h_T.detach().numpy()
 
     def loss_and_grad(self, params, x, y, mask, h0, need_state):
         Tn, B = x.shape[0], x.shape[1]
