@@ -297,7 +297,9 @@ class TorchBackend:
         import torch
         import torch.distributed as dist
 
-        self.torch, self.dist = torch, dist
+        from .torch import sigmoid_rnn
+
+        self.torch, self.dist, self.sigmoid_rnn = torch, dist, sigmoid_rnn
         self.distributed = dist.is_available() and dist.is_initialized()
         self.rank, self.world = (dist.get_rank(), dist.get_world_size()) if self.distributed else (0, 1)
         if self.world != cfg.nproc:
@@ -313,8 +315,6 @@ class TorchBackend:
 
     def _share_sum(self, params, x, y, mask, h0, n: int):
         """(loss sum over the share, gradient of loss sum / n, h_T (b, H)) for the share's x (T, b, D)."""
-        from .torch import sigmoid_rnn
-
         torch = self.torch
         if x.shape[1] == 0:  # nothing here: a zero gradient, still summed with the other ranks'
             zeros = {k: np.zeros_like(params[k]) for k in PARAM_NAMES}
@@ -322,8 +322,8 @@ class TorchBackend:
         p = {k: torch.tensor(params[k], requires_grad=True) for k in PARAM_NAMES}  # copies of the numpy parameters
         xt = torch.from_numpy(np.ascontiguousarray(x))  # (T, b, D)
         h0t = None if h0 is None else torch.from_numpy(np.ascontiguousarray(h0))  # (b, H)
-        y_pred, h_T = sigmoid_rnn(xt, h0t, p["w_x"], p["w_h"], p["b1"], p["w"], p["b2"], *self.acts,
-                                  checkpoint=self.checkpoint, truncate=self.truncate)  # (T, b, O), (b, H)
+        y_pred, h_T = self.sigmoid_rnn(xt, h0t, p["w_x"], p["w_h"], p["b1"], p["w"], p["b2"], *self.acts,
+                                       checkpoint=self.checkpoint, truncate=self.truncate)  # (T, b, O), (b, H)
         r2 = 0.5 * ((y_pred - torch.from_numpy(np.ascontiguousarray(y))) ** 2).sum(-1)  # (T, b)
         if mask is not None:
             r2 = r2 * torch.from_numpy(np.ascontiguousarray(mask)).to(r2.dtype)  # unscored steps: zero error
