@@ -1,9 +1,12 @@
-"""Data-parallel training (bptt.ddp): 2 processes, gloo over 127.0.0.1, against one process and numpy."""
+"""The torch backend and data-parallel training (bptt.ddp): the one loop of bptt.train, against the numpy engine.
+
+float64 throughout.  Start-up of a process group costs seconds, so the runs are tiny.
+"""
 
 from __future__ import annotations
 
+import dataclasses
 import json
-import math
 import os
 import shutil
 import subprocess
@@ -17,70 +20,136 @@ torch = pytest.importorskip("torch")
 import torch.distributed as dist  # noqa: E402
 
 import bptt  # noqa: E402
-from bptt import ddp  # noqa: E402
+from bptt import BPTTError, ddp  # noqa: E402
 from bptt import io as bio  # noqa: E402
+from bptt import train as tr  # noqa: E402
+from bptt.cli import build_parser, main  # noqa: E402
+from bptt.cli.train import train_config_from_args  # noqa: E402
 
 pytestmark = pytest.mark.skipif(not (dist.is_available() and dist.is_gloo_available()), reason="torch without gloo")
 
-
-def data(seed=0, T=6, N=7, D=2, O=1):
-    rng = np.random.default_rng(seed)
-    x = rng.normal(size=(T, N, D))
-    y = rng.uniform(size=(T, N, O))
-    mask = rng.uniform(size=(T, N)) < 0.6
-    mask[-1] = True  # every sequence scores its last step
-    return x, y, mask
+# adding: a mask (one scored step per sequence); 6 sequences in batches of 4 and 2, chunks of 4 steps:
+# with 2 ranks the shares are 2+2 and 1+1; the last chunk (steps 9..10) of most sequences scores nothing
+ADDING = {"length": 10, "n_train": 6, "n_val": 3, "n_test": 3}
+SGD = dict(hidden_size=3, hidden_activation="tanh", optimizer="sgd", lr=0.3, momentum=0.5, clip=0.5, epochs=3,
+           batch_size=4, chunk=4, seed=3)
 
 
-def numpy_reference(x, y, mask, cfg: ddp.DDPConfig):
-    """The same run with the numpy engine and SGD written out here: no torch anywhere."""
-    T, N, D = x.shape
-    m = bptt.RNN(D, cfg.hidden_size, y.shape[2], cfg.hidden_activation, cfg.output_activation, seed=cfg.seed)
-    p = m.params()
-    v = {k: np.zeros_like(a) for k, a in p.items()}
-    bs = cfg.batch_size or N
-    losses = []
-    for epoch in range(1, cfg.epochs + 1):
-        perm = np.random.default_rng([cfg.seed, epoch]).permutation(N) if bs < N else np.arange(N)
-        for lo in range(0, N, bs):
-            idx = perm[lo : lo + bs]
-            xb, yb, mb = x[:, idx], y[:, idx], mask[:, idx]
-            n = int(mb.sum())
-            y_eff = np.where(mb[..., None], yb, m.predict(xb))  # unscored steps: zero error
-            loss, g = m.loss_and_grad(xb, y_eff, reduction="sum")
-            g = {k: a / n for k, a in g.items()}
-            losses.append(loss / n)
-            norm = math.sqrt(sum(float(np.sum(a * a)) for a in g.values()))
-            if cfg.clip is not None and norm > cfg.clip:
-                g = {k: a * cfg.clip / (norm + 1e-12) for k, a in g.items()}
-            for k in p:  # torch.optim.SGD: v = momentum v + g; p -= lr v
-                v[k] = cfg.momentum * v[k] + g[k]
-                p[k] = p[k] - cfg.lr * v[k]
-            m.set_params(**p)
-    return p, losses
-
-
-CFG = ddp.DDPConfig(hidden_size=3, hidden_activation="tanh", optimizer="sgd", lr=0.3, momentum=0.5,
-                    clip=0.5, epochs=3, batch_size=5, seed=3)
-
-
-def test_two_processes_equal_one_process_and_numpy():
-    x, y, mask = data()
-    two = ddp.train(x, y, mask, CFG, nproc=2)  # batches of 5 and 2 sequences: shares 3+2 and 1+1
-    assert two.nproc == 2 and len(two.rank_params) == 2
-    for k in bptt.PARAM_NAMES:  # both replicas end bit-for-bit identical
-        np.testing.assert_array_equal(two.rank_params[0][k], two.rank_params[1][k])
-    assert two.max_rank_diff == 0.0
-    one = ddp.train(x, y, mask, CFG, nproc=1)
-    ref, ref_losses = numpy_reference(x, y, mask, CFG)
-    assert len(two.losses) == len(one.losses) == len(ref_losses) == 6
-    np.testing.assert_allclose(two.losses, one.losses, rtol=1e-12)
-    np.testing.assert_allclose(two.losses, ref_losses, rtol=1e-10)
-    start = bptt.RNN(2, 3, 1, "tanh", seed=3).params()
+def _assert_close(a: dict, b: dict, rtol=1e-12, atol=1e-13):
     for k in bptt.PARAM_NAMES:
-        np.testing.assert_allclose(two.params[k], one.params[k], rtol=1e-12, atol=1e-13)
-        np.testing.assert_allclose(two.params[k], ref[k], rtol=1e-10, atol=1e-12)
-        assert np.abs(two.params[k] - start[k]).max() > 1e-3  # it did train
+        np.testing.assert_allclose(a[k], b[k], rtol=rtol, atol=atol, err_msg=k)
+
+
+@pytest.mark.parametrize("extra", [
+    {},
+    {"truncate": 2, "schedule": "cosine", "min_lr": 0.01},
+    {"optimizer": "adam", "lr": 0.05, "momentum": 0.0, "chunk": None, "grad_checkpoint": "sqrt", "patience": 1},
+], ids=["sgd-chunks", "truncate-cosine", "adam-grad-checkpoint"])
+def test_torch_backend_equals_engine_backend(extra):
+    cfg = {**SGD, **extra}
+    engine = tr.train(tr.config_for("adding", ADDING, **cfg))
+    torch_ = tr.train(tr.config_for("adding", ADDING, backend="torch", **cfg))
+    start = bptt.RNN(2, 3, 1, "tanh", seed=3).params()
+    assert any(np.abs(engine.model.params()[k] - start[k]).max() > 1e-3 for k in start)  # it did train
+    _assert_close(torch_.model.params(), engine.model.params())
+    for name in ("train_loss", "val_loss"):
+        np.testing.assert_allclose(torch_.history[name], engine.history[name], rtol=1e-12)
+    assert torch_.metrics["updates"] == engine.metrics["updates"] and torch_.metrics["best_epoch"] == engine.metrics["best_epoch"]
+
+
+def test_torch_backend_share_and_empty_share():
+    """One rank of two by hand: the share's gradient / n_global, all-reduced (summed), is the whole batch's."""
+    cfg = tr.config_for("adding", ADDING, backend="torch", **SGD)
+    data = tr.load_task(cfg)
+    params = tr.init_model(cfg, data).params()
+    x, y, m = data.train.x[:5, :3], data.train.y[:5, :3], data.train.mask[:5, :3]  # (5, 3, D): 3 sequences
+    m = m.copy()
+    m[4] = True  # scored steps in this chunk
+    whole = tr.make_backend(cfg, 2, 1).loss_and_grad(params, x, y, m, None, True)
+    parts = []
+    for rank in (0, 1):
+        b = tr.make_backend(cfg, 2, 1)
+        b.rank, b.world = rank, 2  # this process plays one rank; the sum below is the all-reduce
+        parts.append(b.loss_and_grad(params, x, y, m, None, True))
+    assert parts[0][2].shape == (2, 3) and parts[1][2].shape == (1, 3)  # each rank carries its share's state
+    np.testing.assert_allclose(np.concatenate([parts[0][2], parts[1][2]]), whole[2], rtol=1e-14)
+    _assert_close({k: parts[0][1][k] + parts[1][1][k] for k in bptt.PARAM_NAMES}, whole[1], rtol=1e-13, atol=1e-15)
+    assert parts[0][0] + parts[1][0] == pytest.approx(whole[0], rel=1e-13) and whole[3] == int(m.sum())
+    b = tr.make_backend(cfg, 2, 1)
+    b.rank, b.world = 1, 2
+    loss, g, h, n = b.loss_and_grad(params, x[:, :1], y[:, :1], m[:, :1], None, True)  # one sequence: rank 1 has none
+    assert loss == 0.0 and h.shape == (0, 3) and n == int(m[:, :1].sum())
+    assert all(not g[k].any() for k in bptt.PARAM_NAMES)
+
+
+def test_two_processes_equal_one_process_and_engine(tmp_path):
+    cfg = tr.config_for("adding", {**ADDING, "n_train": 5}, **SGD)  # batches of 4 and 1: rank 1 idle in the last
+    infos = []
+    two = ddp.launch(dataclasses.replace(cfg, backend="torch", nproc=2), tmp_path / "two",
+                     progress=infos.append)
+    assert two.metrics["max_rank_diff"] == 0.0  # the replicas (parameters and best parameters) are bit-identical
+    assert [i["epoch"] for i in infos if i.get("done")] == [1, 2, 3]  # rank 0's progress reached this process
+    one = tr.train(dataclasses.replace(cfg, backend="torch"))
+    engine = tr.train(cfg)
+    _assert_close(two.model.params(), one.model.params())
+    _assert_close(two.model.params(), engine.model.params())
+    np.testing.assert_allclose(two.history["val_loss"], engine.history["val_loss"], rtol=1e-12)
+    assert sorted(os.listdir(tmp_path / "two")) == ["checkpoint.npz", "config.json"]  # rank 0 wrote, nobody else
+
+
+def _cli(args, env=None):
+    e = {**os.environ, "OMP_NUM_THREADS": "1", **(env or {})}
+    return subprocess.run([sys.executable, "-m", "bptt", *args], capture_output=True, text=True, env=e, timeout=300)
+
+
+EVERY_OPTION = ["--task", "sine", "--length", "12", "--n-train", "6", "--n-val", "3", "--n-test", "3", "--hidden", "3",
+                "--epochs", "5", "--batch-size", "4", "--chunk", "5", "--truncate", "3", "--optimizer", "sgd",
+                "--momentum", "0.9", "--nesterov", "--lr", "0.1", "--schedule", "cosine", "--min-lr", "0.01",
+                "--clip", "0.5", "--patience", "4", "--checkpoint-every", "2", "--seed", "2", "--no-progress"]
+FILES = ["checkpoint.npz", "config.json", "gradflow.png", "loss.png", "metrics.json", "model.npz", "predictions.png"]
+
+
+def _params(folder: Path) -> dict[str, np.ndarray]:
+    return bio.load_model(folder)[0].params()
+
+
+@pytest.mark.parametrize("nproc", [1, 2])
+def test_cli_torch_backend_every_option_resume_predict_gradflow(tmp_path, capsys, monkeypatch, nproc):
+    """bptt train --backend torch --nproc N takes every option of bptt train, writes what --backend numpy writes
+    (the same parameters to 1e-12), resumes bit for bit after SIGKILL, and predict/gradflow read its model."""
+    torch_args = ["--backend", "torch", "--nproc", str(nproc)]
+    full, killed, numpy_run = tmp_path / "full", tmp_path / "killed", tmp_path / "numpy"
+    assert main(["train", *EVERY_OPTION, *torch_args, "--out", str(full)]) == 0, capsys.readouterr().err
+    assert main(["train", *EVERY_OPTION, "--out", str(numpy_run)]) == 0
+    assert sorted(os.listdir(full)) == sorted(os.listdir(numpy_run)) == FILES
+    _assert_close(_params(full), _params(numpy_run))
+    info_t, info_n = bio.load_model(full)[1], bio.load_model(numpy_run)[1]
+    assert info_t["config"] == {**info_n["config"], "backend": "torch", "nproc": nproc}
+    assert {k: v for k, v in info_t.items() if k != "config"} == {k: v for k, v in info_n.items() if k != "config"}
+
+    if nproc == 1:  # the kill hook kills this very process: run it in its own
+        r = _cli(["train", *EVERY_OPTION, *torch_args, "--out", str(killed)], env={tr.KILL_ENV: "3"})
+        assert r.returncode == -9, r.stderr[-2000:]
+    else:  # it kills the ranks; the launcher says so
+        monkeypatch.setenv(tr.KILL_ENV, "3")
+        capsys.readouterr()
+        assert main(["train", *EVERY_OPTION, *torch_args, "--out", str(killed)]) == 2
+        assert "died (signal SIGKILL)" in capsys.readouterr().err
+        monkeypatch.delenv(tr.KILL_ENV)
+    assert not (killed / "model.npz").exists()
+    _, meta = bio.load_arrays(killed / "checkpoint.npz", bio.CHECKPOINT_FORMAT)
+    assert meta["state"]["epoch"] == 2  # SIGKILL after epoch 3; the last checkpoint is epoch 2's
+    assert main(["train", "--resume", "--out", str(killed), "--no-progress"]) == 0
+    for k, v in _params(killed).items():
+        assert v.tobytes() == _params(full)[k].tobytes(), k
+    mk, mf = (json.loads((d / "metrics.json").read_text()) for d in (killed, full))
+    assert mk["history"] == mf["history"] and len(mf["history"]["val_loss"]) == 5 and mk["test"] == mf["test"]
+
+    capsys.readouterr()
+    assert main(["predict", "--model", str(full), "--x", "0.1,0.5,0.9", "--json"]) == 0
+    assert len(json.loads(capsys.readouterr().out)["predictions"]) == 3
+    assert main(["gradflow", "--model", str(full), "--out", str(tmp_path / "g.png"), "--json"]) == 0
+    assert (tmp_path / "g.png").stat().st_size > 0
 
 
 def test_torchrun_entry(tmp_path):
@@ -89,62 +158,50 @@ def test_torchrun_entry(tmp_path):
         torchrun = shutil.which("torchrun")
     if torchrun is None:
         pytest.skip("torchrun not installed")
-    x, y, mask = data(seed=1, N=6)
-    np.savez(tmp_path / "d.npz", x=x, y=y, mask=mask)
     out = tmp_path / "run"
-    cmd = [str(torchrun), "--standalone", "--nproc-per-node", "2", "-m", "bptt.ddp", "--data", str(tmp_path / "d.npz"),
-           "--out", str(out), "--hidden", "4", "--optimizer", "adam", "--lr", "0.05", "--epochs", "4",
-           "--batch-size", "5", "--checkpoint", "2"]  # last batch: 1 sequence, rank 1 idle
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    r = subprocess.run(cmd, capture_output=True, text=True, timeout=120, env=env)
+    cmd = [str(torchrun), "--standalone", "--nproc-per-node", "2", "-m", "bptt.ddp", "--task", "adding", "--length", "8",
+           "--n-train", "5", "--n-val", "2", "--n-test", "2", "--hidden", "4", "--lr", "0.05", "--epochs", "3",
+           "--batch-size", "4", "--grad-checkpoint", "2", "--no-progress", "--out", str(out)]  # last batch: 1 sequence
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=120, env={**os.environ, "OMP_NUM_THREADS": "1"})
     assert r.returncode == 0, r.stderr[-2000:]
+    assert r.stdout.count("bptt train") == 1  # rank 0 alone prints (and writes)
+    assert sorted(os.listdir(out)) == FILES
     metrics = json.loads((out / "metrics.json").read_text())
-    assert metrics["nproc"] == 2 and metrics["max_rank_diff"] == 0.0
-    model, info = bio.load_model(out)
-    cfg = ddp.DDPConfig(hidden_size=4, optimizer="adam", lr=0.05, epochs=4, batch_size=5, checkpoint=2)
-    one = ddp.train(x, y, mask, cfg, nproc=1)
-    np.testing.assert_allclose(metrics["losses"], one.losses, rtol=1e-12)
-    for k in bptt.PARAM_NAMES:
-        np.testing.assert_allclose(model.params()[k], one.params[k], rtol=1e-11, atol=1e-12)
-    assert info["backend"] == "torch" and info["nproc"] == 2
+    assert metrics["test"]["max_rank_diff"] == 0.0 and metrics["config"]["nproc"] == 2
+    cfg = tr.config_for("adding", {"length": 8, "n_train": 5, "n_val": 2, "n_test": 2}, hidden_size=4, lr=0.05, epochs=3,
+                        batch_size=4, grad_checkpoint=2)
+    one = tr.train(cfg)
+    _assert_close(_params(out), one.model.params())
+    assert metrics["history"]["val_loss"] == pytest.approx(one.history["val_loss"], rel=1e-12)
 
 
-def test_cli_errors(tmp_path, capsys):
-    assert ddp.main(["--out", str(tmp_path / "o")]) == 2
-    assert "exactly one of --task" in capsys.readouterr().err
-    (tmp_path / "full").mkdir()
-    (tmp_path / "full" / "f").write_text("keep me")
-    assert ddp.main(["--task", "sine", "--out", str(tmp_path / "full")]) == 2
-    assert "not empty" in capsys.readouterr().err
-    assert (tmp_path / "full" / "f").read_text() == "keep me"
-    assert ddp.main(["--data", str(tmp_path / "nope.npz"), "--out", str(tmp_path / "o")]) == 2
-    assert "no such file" in capsys.readouterr().err
-    assert ddp.main(["--task", "sine", "--out", str(tmp_path / "o"), "--optimizer", "lbfgs"]) == 2
-    assert "optimizer" in capsys.readouterr().err
-    with pytest.raises(bptt.BPTTError, match="nproc"):
-        ddp.train(*data(), nproc=0)
+def test_python_m_bptt_ddp_is_bptt_train_with_backend_torch():
+    """`python -m bptt.ddp ARGS` runs `bptt train --backend torch ARGS`: the task's defaults (sine: batches of 16)."""
+    src = Path(ddp.__file__).read_text()
+    assert 'main(["train", "--backend", "torch", *sys.argv[1:]])' in src
+    args = build_parser().parse_args(["train", "--backend", "torch", "--task", "sine", "--length", "30", "--out", "x"])
+    cfg = train_config_from_args(args)
+    assert cfg == tr.config_for("sine", {"length": 30}, backend="torch")
+    assert cfg.batch_size == 16 and cfg.chunk == 25
 
 
-def test_bptt_train_backend_torch(tmp_path, capsys):
-    from bptt import cli
-    from bptt import tasks
-
-    out = tmp_path / "run"
-    argv = ["train", "--task", "binary-addition", "--bits", "4", "--n-train", "12", "--n-val", "4", "--n-test", "4",
-            "--backend", "torch", "--nproc", "1", "--epochs", "2", "--batch-size", "5", "--hidden", "3",
-            "--optimizer", "sgd", "--lr", "0.5", "--out", str(out)]
-    assert cli.main(argv) == 0, capsys.readouterr().err
-    model, info = bio.load_model(out)
-    assert info["task"] == "binary-addition" and info["backend"] == "torch"
-    d = tasks.load("binary-addition", seed=0, bits=4, n_train=12, n_val=4, n_test=4)
-    # bptt train's defaults for the rest: clip 1, seed 0
-    cfg = ddp.DDPConfig(hidden_size=3, optimizer="sgd", lr=0.5, epochs=2, batch_size=5, clip=1.0)
-    ref, _ = numpy_reference(d.train.x, d.train.y, np.ones(d.train.x.shape[:2], bool), cfg)
-    for k in bptt.PARAM_NAMES:
-        np.testing.assert_allclose(model.params()[k], ref[k], rtol=1e-10, atol=1e-12)
-    assert cli.main(argv) == 2  # the folder is not empty now
-    assert "not empty" in capsys.readouterr().err
-    assert cli.main(argv[:-2] + ["--chunk", "2", "--out", str(tmp_path / "x")]) == 2
-    assert "--chunk is not supported" in capsys.readouterr().err
-    assert cli.main(["train", "--task", "sine", "--nproc", "2", "--out", str(tmp_path / "y")]) == 2
-    assert "--nproc needs --backend torch" in capsys.readouterr().err
+def test_errors(tmp_path, capsys):
+    out = str(tmp_path / "o")
+    for argv, match in [
+        (["--optimizer", "lbfgs"], "optimizer 'lbfgs' is not supported; choose one of sgd, adam"),
+        (["--nproc", "2"], "--nproc needs --backend torch"),
+        (["--backend", "jax"], "backend 'jax' is not supported; choose one of numpy, torch"),
+        (["--backend", "torch", "--nproc", "0"], "nproc must be an integer >= 1"),
+        (["--backend", "torch", "--truncate", "2", "--grad-checkpoint", "sqrt"], "cannot be combined with truncate"),
+        (["--grad-checkpoint", "x"], "--grad-checkpoint must be 'sqrt' or a positive integer"),
+    ]:
+        assert main(["train", "--task", "sine", *argv, "--out", out]) == 2
+        err = capsys.readouterr().err.strip()
+        assert match in err and "\n" not in err, err
+        assert not (tmp_path / "o").exists()
+    with pytest.raises(BPTTError, match="nproc 2 needs backend torch"):
+        tr.config_for("sine", nproc=2)
+    with pytest.raises(BPTTError, match="runs in a group of 1"):  # nproc 2 but no process group: refused, not run alone
+        tr.train(tr.config_for("sine", {"length": 10, "n_train": 2, "n_val": 1, "n_test": 1}, backend="torch", nproc=2))
+    with pytest.raises(BPTTError, match="bptt.ddp launches backend torch"):
+        ddp.launch(tr.config_for("sine"))

@@ -75,6 +75,24 @@ def test_clip_global_norm():
     assert g["a"][0] == 30.0
 
 
+def test_one_optimizer_and_schedule_table_refuses_unknown_names():
+    from types import SimpleNamespace
+
+    from bptt import optim
+
+    params = {"w": np.zeros(2)}
+    ns = dict(momentum=0.5, nesterov=True, betas=(0.9, 0.99), eps=1e-8, lr=0.1, min_lr=0.0)
+    assert isinstance(optim.make_optimizer(SimpleNamespace(optimizer="sgd", **ns), params), optim.SGD)
+    assert isinstance(optim.make_optimizer(SimpleNamespace(optimizer="adam", **ns), params), optim.Adam)
+    with pytest.raises(BPTTError, match="optimizer 'lbfgs' is not supported; choose one of sgd, adam"):
+        optim.make_optimizer(SimpleNamespace(optimizer="lbfgs", **ns), params)  # never a silent fall-through to Adam
+    with pytest.raises(BPTTError, match="schedule 'step' is not supported"):
+        optim.lr_at(SimpleNamespace(schedule="step", **ns), 0, 10)
+    with pytest.raises(BPTTError, match="optimizer 'lbfgs' is not supported"):
+        tr.config_for("sine", optimizer="lbfgs")
+    assert tr.OPTIMIZERS is optim.OPTIMIZERS and tr.SGD is optim.SGD  # one table, one implementation
+
+
 def test_cosine_and_constant_schedule():
     cfg = tr.TrainConfig(lr=0.1, schedule="cosine", min_lr=0.01)
     assert tr.lr_at(cfg, 0, 100) == pytest.approx(0.1)

@@ -1,4 +1,4 @@
-"""Training the seed's network: optimizers, schedule, clipping, truncated BPTT, checkpoints.
+"""Training the seed's network: one loop for every gradient backend, data-parallel included.
 
 One flat loop (``train``), in the spirit of nanoGPT's train.py: read it top to
 bottom to know everything a run does.
@@ -6,13 +6,20 @@ bottom to know everything a run does.
     for epoch:
         shuffle the training sequences with rng([seed, epoch])
         for each mini-batch (T, B, D):
-            h = 0
+            h = None (zeros)
             for each chunk of `chunk` steps (the whole sequence when chunk is None):
-                forward from h (with this step's parameters)
-                loss, grads = RNN.loss_and_grad(chunk, h0=h, truncate=truncate)
-                clip grads to global norm `clip`; lr from the schedule; optimizer step
-                h = the chunk's last hidden state      (truncated BPTT over long streams)
-        validation loss; early stopping on it; checkpoint every `checkpoint_every` epochs
+                loss, grads, h = backend.loss_and_grad(params, chunk, h)   (the mini-batch's mean loss)
+                clip grads to global norm `clip`; lr from the schedule; optimizer step (numpy, bptt.optim)
+                h: the chunk's last hidden state, carried       (truncated BPTT over long streams)
+        validation loss (rank 0's, on every rank); early stopping on it; checkpoint every `checkpoint_every` epochs
+
+Backends (``BACKENDS``; ``cfg.backend``) only compute a chunk's loss and gradient:
+``numpy`` is bptt's engine (``RNN.loss_and_grad``), ``torch`` is ``bptt.torch.sigmoid_rnn``
+(the torch layer with its own backward).  Data-parallel training is a branch of the torch
+backend: inside an initialised ``torch.distributed`` process group (``bptt.ddp`` starts one) each
+rank takes its contiguous share of every global mini-batch, and the ranks all-reduce the
+share's gradient and loss sum; every rank then takes the same numpy optimizer step, so the
+replicas stay bit-identical.  Rank 0 alone writes files.
 
 Loss: the seed's, Loss = mean over scored steps (and sequences) of E_t = 1/2 ||y_t - y'_t||^2.
 A task that scores only some steps (the adding problem, val/test windows of a series)
@@ -35,19 +42,19 @@ import os
 import signal
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Protocol
 
 import numpy as np
 
 from . import io as bio
 from . import tasks
 from .activations import HIDDEN_ACTIVATIONS, OUTPUT_ACTIVATIONS
-from .validation import (BPTTError, check_choice, check_dtype, check_int, check_number, check_seed, check_sizes)
+from .validation import (BPTTError, check_checkpoint, check_choice, check_dtype, check_int, check_number, check_seed,
+                         check_sizes)
 from .engine import PARAM_NAMES
 from .model import RNN
+from .optim import OPTIMIZERS, SCHEDULES, Adam, SGD, clip_global_norm, lr_at, make_optimizer  # noqa: F401 (re-exported)
 
-OPTIMIZERS = ("sgd", "adam")
-SCHEDULES = ("constant", "cosine")
 # Testing hook: after this epoch has finished (and any checkpoint written), the
 # process sends itself SIGKILL, as a crash or `kill -9` would.
 KILL_ENV = "BPTT_KILL_AFTER_EPOCH"
@@ -79,11 +86,19 @@ class TrainConfig:
     patience: int | None = None  # early stopping: epochs without a better val loss
     seed: int = 0
     checkpoint_every: int = 10  # epochs; 0: only at the end
+    grad_checkpoint: int | str | None = None  # None | "sqrt" | k: keep every k-th hidden state in backward, recompute the rest
+    backend: str = "numpy"  # where gradients come from: numpy (bptt's engine) | torch (bptt.torch.sigmoid_rnn)
+    nproc: int = 1  # torch: data-parallel processes (ranks); the batch is global, split among them
 
     def validate(self) -> None:
         check_choice("task", self.task, tasks.TASKS)
         check_choice("optimizer", self.optimizer, OPTIMIZERS)
         check_choice("schedule", self.schedule, SCHEDULES)
+        check_choice("backend", self.backend, BACKENDS)
+        check_int("nproc", self.nproc)
+        if self.nproc > 1 and self.backend != "torch":
+            raise BPTTError(f"nproc {self.nproc} needs backend torch (data-parallel training runs on PyTorch)")
+        check_checkpoint(self.grad_checkpoint, self.truncate)
         check_dtype(self.dtype)
         check_choice("hidden_activation", self.hidden_activation, HIDDEN_ACTIVATIONS)
         check_choice("output_activation", self.output_activation, OUTPUT_ACTIVATIONS)
@@ -105,6 +120,7 @@ class TrainConfig:
             raise BPTTError(f"adam betas must be two numbers in [0, 1), got {self.betas!r}")
         for b in self.betas:
             check_number("adam beta", b, 0, 1, high_open=True)
+
     def to_json(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
         d["betas"] = list(self.betas)
@@ -140,122 +156,31 @@ def load_task(cfg: TrainConfig) -> tasks.TaskData:
     return tasks.load(cfg.task, seed=cfg.seed, **cfg.task_options)
 
 
-# ---------------------------------------------------------------- optimizers
-class SGD:
-    """p <- p - lr * d, with v <- momentum v + g and d = v (or g + momentum v, Nesterov).
-
-    The update rule of torch.optim.SGD (dampening 0, no weight decay).
-    """
-
-    def __init__(self, params: dict[str, np.ndarray], momentum: float = 0.0, nesterov: bool = False):
-        self.momentum, self.nesterov = momentum, nesterov
-        self.v = {k: np.zeros_like(p) for k, p in params.items()}
-        self.t = 0
-
-    def step(self, params: dict[str, np.ndarray], grads: dict[str, np.ndarray], lr: float) -> None:
-        """Updates ``params`` in place."""
-        self.t += 1
-        for k, g in grads.items():
-            if self.momentum:
-                v = self.v[k]
-                v *= self.momentum  # v starts at 0, so the first step gives v = g, as torch does
-                v += g
-                d = g + self.momentum * v if self.nesterov else v
-            else:
-                d = g
-            params[k] -= lr * d
-
-    def state(self) -> dict[str, np.ndarray]:
-        return {f"v.{k}": v for k, v in self.v.items()}
-
-    def load_state(self, arrays: dict[str, np.ndarray], t: int) -> None:
-        self.v = {k: arrays[f"v.{k}"].copy() for k in self.v}
-        self.t = t
-
-
-class Adam:
-    """Adam (Kingma & Ba 2015) as torch.optim.Adam computes it:
-
-    m <- b1 m + (1 - b1) g,  v <- b2 v + (1 - b2) g^2,
-    p <- p - lr * (m / (1 - b1^t)) / (sqrt(v / (1 - b2^t)) + eps)
-    """
-
-    def __init__(self, params: dict[str, np.ndarray], betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8):
-        self.b1, self.b2 = betas
-        self.eps = eps
-        self.m = {k: np.zeros_like(p) for k, p in params.items()}
-        self.v = {k: np.zeros_like(p) for k, p in params.items()}
-        self.t = 0
-
-    def step(self, params: dict[str, np.ndarray], grads: dict[str, np.ndarray], lr: float) -> None:
-        self.t += 1
-        c1 = 1 - self.b1**self.t
-        c2 = 1 - self.b2**self.t
-        for k, g in grads.items():
-            m, v = self.m[k], self.v[k]
-            m *= self.b1
-            m += (1 - self.b1) * g
-            v *= self.b2
-            v += (1 - self.b2) * g * g
-            params[k] -= (lr / c1) * m / (np.sqrt(v) / math.sqrt(c2) + self.eps)
-
-    def state(self) -> dict[str, np.ndarray]:
-        return {**{f"m.{k}": a for k, a in self.m.items()}, **{f"v.{k}": a for k, a in self.v.items()}}
-
-    def load_state(self, arrays: dict[str, np.ndarray], t: int) -> None:
-        self.m = {k: arrays[f"m.{k}"].copy() for k in self.m}
-        self.v = {k: arrays[f"v.{k}"].copy() for k in self.v}
-        self.t = t
-
-
-def make_optimizer(cfg: TrainConfig, params: dict[str, np.ndarray]):
-    if cfg.optimizer == "sgd":
-        return SGD(params, cfg.momentum, cfg.nesterov)
-    return Adam(params, cfg.betas, cfg.eps)
-
-
-def clip_global_norm(grads: dict[str, np.ndarray], max_norm: float | None) -> float:
-    """Scale all gradients by min(1, max_norm / ||g||), ||g|| over every parameter together.  Returns ||g|| before."""
-    norm = math.sqrt(sum(float(np.sum(g * g)) for g in grads.values()))
-    if max_norm is not None and norm > max_norm:
-        s = max_norm / (norm + 1e-12)
-        for g in grads.values():
-            g *= s
-    return norm
-
-
-def lr_at(cfg: TrainConfig, step: int, total_steps: int) -> float:
-    """Learning rate for update number ``step`` (0-based) of ``total_steps``."""
-    if cfg.schedule == "constant":
-        return cfg.lr
-    frac = min(step / max(total_steps, 1), 1.0)
-    return cfg.min_lr + 0.5 * (cfg.lr - cfg.min_lr) * (1 + math.cos(math.pi * frac))
-
-
 # ---------------------------------------------------------------- losses
-def masked_loss_and_grad(model: RNN, x, y, mask, h0, truncate, need_state: bool = True):
+def masked_loss_and_grad(model: RNN, x, y, mask, h0, truncate, need_state: bool = True, checkpoint: Any = None):
     """The seed's loss over scored steps only, its gradients, and the final hidden state.
 
     x (T, B, D), y (T, B, O), mask (T, B) or None, h0 (B, H).
     Returns (loss, grads, h_T (B, H), number of scored (t, b) pairs).  need_state=False
     (no later chunk to carry h_T into) skips the extra forward pass when there is no
-    mask, and returns h_T = None.
+    mask, and returns h_T = None.  checkpoint: RNN.loss_and_grad's (memory of the backward pass).
     """
     Tn, B = x.shape[0], x.shape[1]
+    kw = {"reduction": "mean", "truncate": truncate, "checkpoint": checkpoint}
     if mask is None and not need_state:
-        loss, grads = model.loss_and_grad(x, y, h0=h0, reduction="mean", truncate=truncate)
+        loss, grads = model.loss_and_grad(x, y, h0=h0, **kw)
         return loss, grads, None, Tn * B
     fwd = model.forward(x, h0=h0)
     h_last = fwd.h[-1]  # (B, H)
     if mask is None:
-        loss, grads = model.loss_and_grad(x, y, h0=h0, reduction="mean", truncate=truncate)
+        loss, grads = model.loss_and_grad(x, y, h0=h0, **kw)
         return loss, grads, h_last, Tn * B
     n = int(mask.sum())
     if n == 0:
         return 0.0, None, h_last, 0
     # an unscored step's target is the output itself: zero error, zero gradient
     y_eff = np.where(mask[..., None], y, fwd.y_pred)  # (T, B, O)
-    loss, grads = model.loss_and_grad(x, y_eff, h0=h0, reduction="mean", truncate=truncate)
+    loss, grads = model.loss_and_grad(x, y_eff, h0=h0, **kw)
     scale = Tn * B / n  # from 1/(T B) to 1/n
     return loss * scale, {k: g * scale for k, g in grads.items()}, h_last, n
 
@@ -275,13 +200,180 @@ def evaluate(model: RNN, split: tasks.Split, batch: int = 4096) -> float:
             total += float(r2[m].sum())
             count += int(m.sum())
     return total / max(count, 1)
+
+
+# ---------------------------------------------------------------- gradient backends
+class Backend(Protocol):
+    """Where a chunk's loss and gradient come from.  rank/world: this process's place in a data-parallel group."""
+
+    rank: int
+    world: int
+
+    def loss_and_grad(self, params: dict[str, np.ndarray], x: np.ndarray, y: np.ndarray, mask: np.ndarray | None,
+                      h0: Any, need_state: bool) -> tuple[float, dict[str, np.ndarray] | None, Any, int]:
+        """x (T, B, D), y (T, B, O), mask (T, B) or None: the GLOBAL chunk; h0: what the previous chunk returned, or None (zeros).
+
+        Returns (mean loss over the chunk's n scored steps, its gradients as numpy arrays (None when
+        n = 0), the state to carry into the next chunk (None unless need_state), n).
+        """
+        ...
+
+    def agree(self, value: float) -> float:
+        """Rank 0's ``value``, on every rank (and a barrier); the value itself in one process."""
+        ...
+
+    def max_rank_diff(self, arrays: dict[str, np.ndarray]) -> float:
+        """The largest difference between this rank's ``arrays`` and rank 0's, over all ranks (0 in one process)."""
+        ...
+
+
+class EngineBackend:
+    """Gradients from bptt's numpy engine (``RNN.loss_and_grad``), in this process."""
+
+    rank, world = 0, 1
+
+    def __init__(self, cfg: TrainConfig, input_size: int, output_size: int):
+        self.model = RNN(input_size, cfg.hidden_size, output_size, cfg.hidden_activation, cfg.output_activation,
+                         np.dtype(cfg.dtype))
+        self.truncate, self.checkpoint = cfg.truncate, cfg.grad_checkpoint
+
+    def loss_and_grad(self, params, x, y, mask, h0, need_state):
+        self.model.set_params(**params)
+        if h0 is None:
+            h0 = np.zeros((x.shape[1], self.model.hidden_size), dtype=self.model.dtype)  # (B, H)
+        return masked_loss_and_grad(self.model, x, y, mask, h0, self.truncate, need_state, self.checkpoint)
+
+    def agree(self, value: float) -> float:
+        return value
+
+    def max_rank_diff(self, arrays: dict[str, np.ndarray]) -> float:
+        return 0.0
+
+
+class TorchBackend:
+    """Gradients from ``bptt.torch.sigmoid_rnn`` (the torch layer's own backward), the loss summed by torch.
+
+    Inside an initialised ``torch.distributed`` process group: data-parallel.  This rank takes its
+    contiguous share of the global chunk (``np.array_split``; an empty share gives a zero
+    gradient), computes the share's summed loss and its gradient scaled by 1/n (n: scored steps of
+    the GLOBAL chunk, which every rank counts from the data it holds), and all-reduces (sums)
+    the flat gradient and the loss sum.  The carried hidden state is the share's.
+    """
+
+    def __init__(self, cfg: TrainConfig, input_size: int, output_size: int):
+        import torch
+        import torch.distributed as dist
+
+        from .torch import sigmoid_rnn
+
+        self.torch, self.dist, self.sigmoid_rnn = torch, dist, sigmoid_rnn
+        self.distributed = dist.is_available() and dist.is_initialized()
+        self.rank, self.world = (dist.get_rank(), dist.get_world_size()) if self.distributed else (0, 1)
+        if self.world != cfg.nproc:
+            raise BPTTError(f"nproc is {cfg.nproc} but this process runs in a group of {self.world}; "
+                            "start data-parallel runs with bptt.ddp (bptt train --backend torch --nproc N, or torchrun)")
+        self.hidden_size, self.dtype = cfg.hidden_size, np.dtype(cfg.dtype)
+        self.acts = (cfg.hidden_activation, cfg.output_activation)
+        self.truncate, self.checkpoint = cfg.truncate, cfg.grad_checkpoint
+
+    def share(self, B: int) -> np.ndarray:
+        """This rank's contiguous part of a global batch of B sequences (may be empty)."""
+        return np.array_split(np.arange(B), self.world)[self.rank]  # (b,)
+
+    def _share_sum(self, params, x, y, mask, h0, n: int):
+        """(loss sum over the share, gradient of loss sum / n, h_T (b, H)) for the share's x (T, b, D)."""
+        torch = self.torch
+        if x.shape[1] == 0:  # nothing here: a zero gradient, still summed with the other ranks'
+            zeros = {k: np.zeros_like(params[k]) for k in PARAM_NAMES}
+            return 0.0, zeros, np.zeros((0, self.hidden_size), dtype=self.dtype)
+        p = {k: torch.tensor(params[k], requires_grad=True) for k in PARAM_NAMES}  # copies of the numpy parameters
+        xt = torch.from_numpy(np.ascontiguousarray(x))  # (T, b, D)
+        h0t = None if h0 is None else torch.from_numpy(np.ascontiguousarray(h0))  # (b, H)
+        y_pred, h_T = self.sigmoid_rnn(xt, h0t, p["w_x"], p["w_h"], p["b1"], p["w"], p["b2"], *self.acts,
+                                       checkpoint=self.checkpoint, truncate=self.truncate)  # (T, b, O), (b, H)
+        r2 = 0.5 * ((y_pred - torch.from_numpy(np.ascontiguousarray(y))) ** 2).sum(-1)  # (T, b)
+        if mask is not None:
+            r2 = r2 * torch.from_numpy(np.ascontiguousarray(mask)).to(r2.dtype)  # unscored steps: zero error
+        total = r2.sum()
+        (total / n).backward()
+        grads = {k: t.grad.numpy() for k, t in p.items()}
+        return float(total.detach()), grads, h_T.detach().numpy()
+
+    def loss_and_grad(self, params, x, y, mask, h0, need_state):
+        Tn, B = x.shape[0], x.shape[1]
+        n = Tn * B if mask is None else int(mask.sum())  # the global chunk's scored steps, on every rank
+        mine = self.share(B)  # (b,)
+        if n == 0:
+            h = None
+            if need_state:  # the state still moves on through the unscored steps
+                h = self._forward_state(params, x[:, mine], h0)
+            return 0.0, None, h, 0
+        total, grads, h_T = self._share_sum(params, x[:, mine], y[:, mine], None if mask is None else mask[:, mine], h0, n)
+        if self.distributed:
+            total, grads = self._all_reduce(total, grads)
+        return total / n, grads, (h_T if need_state else None), n
+
+    def _forward_state(self, params, x, h0):
+        """h_T (b, H) of the share, no gradient."""
+        if x.shape[1] == 0:
+            return np.zeros((0, self.hidden_size), dtype=self.dtype)
+        m = RNN(x.shape[2], self.hidden_size, params["w"].shape[0], *self.acts, self.dtype)
+        m.set_params(**params)
+        return m.forward(x, h0=h0).h[-1]  # (b, H)
+
+    def _all_reduce(self, total: float, grads: dict[str, np.ndarray]) -> tuple[float, dict[str, np.ndarray]]:
+        """Sum the loss and the flat gradient over the ranks (one all-reduce)."""
+        flat = np.concatenate([grads[k].ravel() for k in PARAM_NAMES] + [np.array([total], dtype=self.dtype)])  # (P + 1,)
+        t = self.torch.from_numpy(flat)
+        self.dist.all_reduce(t)
+        out, o = {}, 0
+        for k in PARAM_NAMES:
+            size = grads[k].size
+            out[k] = flat[o : o + size].reshape(grads[k].shape).copy()
+            o += size
+        return float(flat[-1]), out
+
+    def agree(self, value: float) -> float:
+        if not self.distributed:
+            return value
+        t = self.torch.tensor([value if self.rank == 0 else 0.0], dtype=self.torch.float64)
+        self.dist.all_reduce(t)  # rank 0's value + zeros: exactly rank 0's value; every rank waits for all
+        return float(t[0])
+
+    def max_rank_diff(self, arrays: dict[str, np.ndarray]) -> float:
+        if not self.distributed:
+            return 0.0
+        flat = self.torch.from_numpy(np.concatenate([arrays[k].ravel() for k in sorted(arrays)]).astype(np.float64))
+        ref = flat.clone()
+        self.dist.broadcast(ref, 0)
+        d = (flat - ref).abs().max().reshape(1)
+        self.dist.all_reduce(d, op=self.dist.ReduceOp.MAX)
+        return float(d[0])
+
+
+BACKENDS: dict[str, Callable[[TrainConfig, int, int], Backend]] = {"numpy": EngineBackend, "torch": TorchBackend}
+
+
+def make_backend(cfg: TrainConfig, input_size: int, output_size: int) -> Backend:
+    """The backend ``cfg.backend`` names, for a network with these input and output sizes."""
+    return BACKENDS[check_choice("backend", cfg.backend, BACKENDS)](cfg, input_size, output_size)
+
+
 # ---------------------------------------------------------------- checkpoints
 def _checkpoint_path(out: Path) -> Path:
     return out / "checkpoint.npz"
 
 
-def save_checkpoint(out: Path, cfg: TrainConfig, model: RNN, opt, state: dict[str, Any], best: dict[str, np.ndarray]) -> None:
-    arrays = {f"param.{k}": v for k, v in model.params().items()}
+def new_state() -> dict[str, Any]:
+    """The loop's state before the first epoch (what a checkpoint stores beside the arrays)."""
+    return {"epoch": 0, "step": 0, "train_loss": [], "val_loss": [], "best_val": None,
+            "best_epoch": 0, "bad_epochs": 0, "stopped_early": False}
+
+
+def save_checkpoint(out: Path, cfg: TrainConfig, params: dict[str, np.ndarray], opt, state: dict[str, Any],
+                    best: dict[str, np.ndarray]) -> None:
+    """out/checkpoint.npz: parameters, optimizer state, best parameters, the config and the loop's state."""
+    arrays = {f"param.{k}": v for k, v in params.items()}
     arrays.update({f"opt.{k}": v for k, v in opt.state().items()})
     arrays.update({f"best.{k}": v for k, v in best.items()})
     meta = {"format": bio.CHECKPOINT_FORMAT, "version": bio.VERSION, "config": cfg.to_json(), "state": state, "opt_t": opt.t}
@@ -290,7 +382,7 @@ def save_checkpoint(out: Path, cfg: TrainConfig, model: RNN, opt, state: dict[st
 
 def load_checkpoint(out: Path) -> tuple[TrainConfig, dict[str, np.ndarray], dict[str, np.ndarray], int, dict[str, Any], dict[str, np.ndarray]]:
     """Returns (config, params, optimizer arrays, optimizer step count, state, best params)."""
-    p = _checkpoint_path(out)
+    p = _checkpoint_path(Path(out))
     if not p.exists():
         raise BPTTError(f"{out}: no checkpoint.npz to resume from; run without --resume (and with --force to reuse the folder)")
     arrays, meta = bio.load_arrays(p, bio.CHECKPOINT_FORMAT)
@@ -314,18 +406,27 @@ class TrainResult:
     config: TrainConfig
 
 
+def init_model(cfg: TrainConfig, data: tasks.TaskData) -> RNN:
+    """The numpy network, initialised from cfg.seed: the start of every backend's run."""
+    return RNN(data.input_size, cfg.hidden_size, data.output_size, cfg.hidden_activation, cfg.output_activation,
+               np.dtype(cfg.dtype), seed=cfg.seed)
+
+
 def train(
     cfg: TrainConfig,
     out: str | Path | None = None,
     resume: bool = False,
     progress: Callable[[dict[str, Any]], None] | None = None,
     data: tasks.TaskData | None = None,
+    backend: Backend | None = None,
 ) -> TrainResult:
-    """Train per ``cfg``.  With ``out``, checkpoints go to out/checkpoint.npz; ``resume`` continues from it.
+    """Train per ``cfg``.  With ``out``: config.json, checkpoints (out/checkpoint.npz); ``resume`` continues from it.
 
-    progress(info) is called after every update ({"epoch", "batch", "batches", "loss"}) and after
+    progress(info) is called after every mini-batch ({"epoch", "batch", "batches", "loss"}) and after
     every epoch ({"epoch", "train_loss", "val_loss", "done": True}).  ``data``: the task's data when
-    the caller has loaded it already (``load_task(cfg)``).
+    the caller has loaded it already (``load_task(cfg)``).  ``backend``: by default ``cfg.backend``'s;
+    a torch backend in an initialised process group trains data-parallel (``bptt.ddp`` starts the
+    group), and then only rank 0 writes to ``out``.
     Returns the model of the epoch with the lowest validation loss (model selection on the
     validation split, with or without early stopping), the history and the test metrics.
     """
@@ -333,8 +434,10 @@ def train(
     out = Path(out) if out is not None else None
     data = data if data is not None else load_task(cfg)
     dtype = np.dtype(cfg.dtype)
-    model = RNN(data.input_size, cfg.hidden_size, data.output_size, cfg.hidden_activation, cfg.output_activation, dtype, seed=cfg.seed)
-    params = model.params()  # the optimizer updates these arrays in place; model reads them back each step
+    backend = backend if backend is not None else make_backend(cfg, data.input_size, data.output_size)
+    writes = out is not None and backend.rank == 0
+    model = init_model(cfg, data)  # evaluates the validation split with the current parameters
+    params = model.params()  # the optimizer updates these arrays in place
     opt = make_optimizer(cfg, params)
     Ttot, N = data.train.x.shape[0], data.train.n
     batches = math.ceil(N / cfg.batch_size)
@@ -343,8 +446,7 @@ def train(
     total_steps = cfg.epochs * batches * chunks
     xs = data.train.x.astype(dtype)  # (T, N, D)
     ys = data.train.y.astype(dtype)  # (T, N, O)
-    state: dict[str, Any] = {"epoch": 0, "step": 0, "train_loss": [], "val_loss": [], "best_val": None,
-                             "best_epoch": 0, "bad_epochs": 0, "stopped_early": False}
+    state = new_state()
     best = model.params()
 
     if resume:
@@ -356,7 +458,11 @@ def train(
         for k in PARAM_NAMES:
             params[k][...] = saved_params[k]
         opt.load_state(opt_arrays, opt_t)
-    model.set_params(**params)
+    elif writes:
+        out.mkdir(parents=True, exist_ok=True)
+        bio.atomic_write_json(out / "config.json", cfg.to_json())
+        save_checkpoint(out, cfg, params, opt, state, best)  # epoch 0: a run killed before its first checkpoint resumes
+    backend.agree(0.0)  # every rank has read the checkpoint before rank 0 may write the next one
 
     kill_after = int(os.environ.get(KILL_ENV, "0") or 0)
     while state["epoch"] < cfg.epochs and not state["stopped_early"]:
@@ -367,17 +473,15 @@ def train(
             idx = perm[bi * cfg.batch_size : (bi + 1) * cfg.batch_size]
             xb, yb = xs[:, idx], ys[:, idx]  # (T, B, D), (T, B, O)
             mb = None if data.train.mask is None else data.train.mask[:, idx]  # (T, B)
-            h = np.zeros((len(idx), cfg.hidden_size), dtype=dtype)  # (B, H)
+            h = None  # zeros: each mini-batch starts afresh
             for c0 in range(0, Ttot, chunk):
                 sl = slice(c0, c0 + chunk)
-                loss, grads, h_next, n = masked_loss_and_grad(
-                    model, xb[sl], yb[sl], None if mb is None else mb[sl], h, cfg.truncate,
-                    need_state=c0 + chunk < Ttot,
+                loss, grads, h_next, n = backend.loss_and_grad(
+                    params, xb[sl], yb[sl], None if mb is None else mb[sl], h, need_state=c0 + chunk < Ttot,
                 )
                 if grads is not None:
                     clip_global_norm(grads, cfg.clip)
                     opt.step(params, grads, lr_at(cfg, state["step"], total_steps))
-                    model.set_params(**params)
                     loss_sum += loss * n
                     loss_n += n
                 state["step"] += 1
@@ -385,7 +489,8 @@ def train(
             if progress:
                 progress({"epoch": epoch, "batch": bi + 1, "batches": batches, "loss": loss_sum / max(loss_n, 1)})
         train_loss = loss_sum / max(loss_n, 1)
-        val_loss = evaluate(model, data.val)
+        model.set_params(**params)
+        val_loss = backend.agree(evaluate(model, data.val))  # one value on every rank: early stopping agrees
         state["train_loss"].append(train_loss)
         state["val_loss"].append(val_loss)
         state["epoch"] = epoch
@@ -398,20 +503,36 @@ def train(
                 state["stopped_early"] = True
         if progress:
             progress({"epoch": epoch, "train_loss": train_loss, "val_loss": val_loss, "done": True})
-        if out is not None and cfg.checkpoint_every and epoch % cfg.checkpoint_every == 0:
-            save_checkpoint(out, cfg, model, opt, state, best)
+        if writes and cfg.checkpoint_every and epoch % cfg.checkpoint_every == 0:
+            save_checkpoint(out, cfg, params, opt, state, best)
         if kill_after and epoch == kill_after:
+            backend.agree(0.0)  # rank 0's checkpoint is written before any rank dies
             os.kill(os.getpid(), signal.SIGKILL)  # testing hook: die like kill -9, no cleanup
-    if out is not None:
-        save_checkpoint(out, cfg, model, opt, state, best)
+    if backend.world > 1:
+        state["max_rank_diff"] = backend.max_rank_diff({**params, **{f"best.{k}": v for k, v in best.items()}})
+    if writes:
+        save_checkpoint(out, cfg, params, opt, state, best)
+    return train_result(cfg, data, state, best)
 
-    final = RNN(data.input_size, cfg.hidden_size, data.output_size, cfg.hidden_activation, cfg.output_activation, dtype)
+
+def train_result(cfg: TrainConfig, data: tasks.TaskData, state: dict[str, Any], best: dict[str, np.ndarray]) -> TrainResult:
+    """The result of a finished run from its state and best parameters (as the final checkpoint holds them)."""
+    final = RNN(data.input_size, cfg.hidden_size, data.output_size, cfg.hidden_activation, cfg.output_activation,
+                np.dtype(cfg.dtype))
     final.set_params(**best)
     history = {"train_loss": list(state["train_loss"]), "val_loss": list(state["val_loss"])}
     m = tasks.metrics(data, final)
     m.update(best_epoch=state["best_epoch"], best_val_loss=state["best_val"], epochs_run=state["epoch"],
              stopped_early=state["stopped_early"], updates=state["step"])
+    if "max_rank_diff" in state:  # data-parallel: the largest parameter difference between replicas (0)
+        m["max_rank_diff"] = state["max_rank_diff"]
     return TrainResult(final, data, history, m, cfg)
+
+
+def result_from_checkpoint(out: str | Path, data: tasks.TaskData | None = None) -> TrainResult:
+    """The TrainResult of the finished run whose final checkpoint is in ``out`` (data-parallel launchers read it)."""
+    cfg, _, _, _, state, best = load_checkpoint(Path(out))
+    return train_result(cfg, data if data is not None else load_task(cfg), state, best)
 
 
 def model_info(result: TrainResult) -> dict[str, Any]:

@@ -8,13 +8,12 @@ import time
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
+from .. import ddp
 from .. import io as bio
 from .. import tasks
 from ..activations import HIDDEN_ACTIVATIONS, OUTPUT_ACTIVATIONS
-from ..model import RNN
-from ..train import TrainConfig, config_for, load_checkpoint, load_task, make_optimizer, save_checkpoint, train, write_outputs
+from ..optim import OPTIMIZERS, SCHEDULES
+from ..train import BACKENDS, TrainConfig, config_for, load_checkpoint, load_task, train, write_outputs
 from ..validation import BPTTError
 from ._common import number
 
@@ -28,27 +27,30 @@ def add(sub) -> None:
     p.add_argument("--force", action="store_true", help="write into an existing non-empty --out")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint (its own settings; other options are ignored)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    p.add_argument("--backend", default="numpy", help="numpy (default: this library's engine) or torch "
-                   "(bptt.torch.SigmoidRNN, data-parallel with DistributedDataParallel; see README '## PyTorch layer')")
-    p.add_argument("--nproc", type=int, default=None, metavar="N", help="--backend torch: processes on this machine (gloo over 127.0.0.1)")
+    p.add_argument("--backend", default=None, help=f"where gradients come from: {' or '.join(BACKENDS)} (default numpy: "
+                   "this library's engine; torch: the bptt.torch layer, data-parallel with --nproc; see README '## PyTorch layer')")
+    p.add_argument("--nproc", type=int, default=None, metavar="N", help="--backend torch: data-parallel processes on this "
+                   "machine (gloo over 127.0.0.1; under torchrun, its process count); --batch-size is the global batch")
     g = p.add_argument_group("model")
     g.add_argument("--hidden", type=int, default=None, metavar="H", help=f"hidden units ({_per_task('hidden_size')})")
     g.add_argument("--hidden-activation", default=None, help=f"one of {', '.join(HIDDEN_ACTIVATIONS)} (default sigmoid)")
     g.add_argument("--output-activation", default=None, help=f"one of {', '.join(OUTPUT_ACTIVATIONS)} (default sigmoid)")
     g.add_argument("--dtype", default=None, help="float64 (default) or float32")
     g = p.add_argument_group("optimisation")
-    g.add_argument("--optimizer", default=None, help="adam (default) or sgd")
+    g.add_argument("--optimizer", default=None, help=f"one of {', '.join(OPTIMIZERS)} (default adam)")
     g.add_argument("--lr", type=float, default=None, help=f"learning rate ({_per_task('lr')})")
     g.add_argument("--momentum", type=float, default=None, help="sgd momentum (default 0)")
     g.add_argument("--nesterov", action="store_true", default=None, help="Nesterov momentum (sgd)")
     g.add_argument("--clip", default=None, metavar="NORM", help="clip the global gradient norm (default 1; 'none' to disable)")
-    g.add_argument("--schedule", default=None, help="constant (default) or cosine")
+    g.add_argument("--schedule", default=None, help=f"one of {', '.join(SCHEDULES)} (default constant)")
     g.add_argument("--min-lr", type=float, default=None, help="cosine schedule's final learning rate (default 0)")
     g.add_argument("--epochs", type=int, default=None, help=f"passes over the training set ({_per_task('epochs')})")
     g.add_argument("--batch-size", type=int, default=None, help=f"sequences per update ({_per_task('batch_size')})")
     g.add_argument("--chunk", type=int, default=None, metavar="K", help="truncated BPTT over streams: update every K steps, "
                    f"hidden state carried ({_per_task('chunk')})")
     g.add_argument("--truncate", type=int, default=None, metavar="K", help="each error backpropagates at most K steps")
+    g.add_argument("--grad-checkpoint", default=None, metavar="K", help="'sqrt' or K: keep every K-th hidden state in the "
+                   "backward pass and recompute the rest (memory ~sqrt(T), the same gradient); not with --truncate")
     g.add_argument("--patience", type=int, default=None, metavar="E", help="early stopping after E epochs without a better validation loss")
     g.add_argument("--seed", type=int, default=None, help="one seed for data, initialisation and shuffling (default 0)")
     g.add_argument("--checkpoint-every", type=int, default=None, metavar="E", help=f"checkpoint every E epochs ({_per_task('checkpoint_every')})")
@@ -106,7 +108,8 @@ def train_config_from_args(args: argparse.Namespace):
         "dtype": args.dtype, "optimizer": args.optimizer, "lr": args.lr, "momentum": args.momentum, "nesterov": args.nesterov,
         "schedule": args.schedule, "min_lr": args.min_lr, "epochs": args.epochs, "batch_size": args.batch_size,
         "chunk": args.chunk, "truncate": args.truncate, "patience": args.patience, "seed": args.seed,
-        "checkpoint_every": args.checkpoint_every,
+        "checkpoint_every": args.checkpoint_every, "grad_checkpoint": _grad_checkpoint(args.grad_checkpoint),
+        "backend": args.backend, "nproc": _nproc(args.nproc),
     }
     settings = {k: v for k, v in given.items() if v is not None}
     if args.clip is not None:
@@ -116,14 +119,29 @@ def train_config_from_args(args: argparse.Namespace):
     return config_for(args.task, task_options, **settings)
 
 
+def _grad_checkpoint(text: str | None) -> int | str | None:
+    """--grad-checkpoint: None, 'sqrt' or a positive integer (TrainConfig.validate checks the range)."""
+    if text is None or text == "sqrt":
+        return text
+    try:
+        return int(text)
+    except ValueError:
+        raise BPTTError(f"--grad-checkpoint must be 'sqrt' or a positive integer, got {text!r}") from None
+
+
+def _nproc(nproc: int | None) -> int | None:
+    """--nproc; under torchrun, its process count (a different --nproc is refused)."""
+    if not ddp.under_torchrun():
+        return nproc
+    world = ddp.torchrun_world()
+    if nproc not in (None, world):
+        raise BPTTError(f"--nproc {nproc} under torchrun, which started {world} processes; leave --nproc out")
+    return world
+
+
 def run(args: argparse.Namespace) -> int:
-    if args.backend != "numpy" or args.nproc is not None:
-        if args.backend == "numpy":
-            raise BPTTError("--nproc needs --backend torch (data-parallel training runs on PyTorch)")
-        from ..ddp import run_train_args
-
-        return run_train_args(args)
-
+    if args.nproc is not None and args.backend in (None, "numpy") and not args.resume:
+        raise BPTTError("--nproc needs --backend torch (data-parallel training runs on PyTorch)")
     cfg = None if args.resume else train_config_from_args(args)
     return run_cli(cfg, args.out, force=args.force, resume=args.resume, progress=not args.no_progress)
 
@@ -147,19 +165,17 @@ def run_cli(cfg: TrainConfig | None, out: str | Path, force: bool = False, resum
     cfg.validate()
     data = load_task(cfg)  # bad task input fails here, before the folder is touched
     out.mkdir(parents=True, exist_ok=True)
-    if not resume:
-        bio.atomic_write_json(out / "config.json", cfg.to_json())
-        model0 = RNN(data.input_size, cfg.hidden_size, data.output_size, cfg.hidden_activation, cfg.output_activation,
-                     np.dtype(cfg.dtype), seed=cfg.seed)
-        # an epoch-0 checkpoint, so that a run killed before its first checkpoint can still be resumed
-        save_checkpoint(out, cfg, model0, make_optimizer(cfg, model0.params()),
-                        {"epoch": 0, "step": 0, "train_loss": [], "val_loss": [], "best_val": None,
-                         "best_epoch": 0, "bad_epochs": 0, "stopped_early": False}, model0.params())
+    if not ddp.is_rank0():  # torchrun's other ranks: train, write and print nothing
+        ddp.launch(cfg, out, resume=resume, data=data)
+        return 0
+    # every backend runs the one loop; backend torch goes through the launcher (processes, process group)
+    run_training = ddp.launch if cfg.backend == "torch" else train
 
     batches = math.ceil(data.train.n / cfg.batch_size)
+    procs = f" ×{cfg.nproc} processes" if cfg.nproc > 1 else ""
     con.print(f"[bold]bptt train[/bold] task={cfg.task} hidden={cfg.hidden_size} ({cfg.hidden_activation}) "
-              f"optimizer={cfg.optimizer} lr={cfg.lr} epochs={cfg.epochs} batches/epoch={batches} seed={cfg.seed} -> {out}"
-              + ("  (resumed)" if resume else ""))
+              f"optimizer={cfg.optimizer} lr={cfg.lr} epochs={cfg.epochs} batches/epoch={batches} seed={cfg.seed} "
+              f"backend={cfg.backend}{procs} -> {out}" + ("  (resumed)" if resume else ""))
     live = progress and con.is_terminal
     every = max(1, cfg.epochs // 10)
     t0 = time.perf_counter()
@@ -179,7 +195,7 @@ def run_cli(cfg: TrainConfig | None, out: str | Path, force: bool = False, resum
                            loss=f"{info['loss']:.5g}")
 
         with bar:
-            result = train(cfg, out, resume=resume, progress=report, data=data)
+            result = run_training(cfg, out, resume=resume, progress=report, data=data)
     else:
 
         def report(info: dict[str, Any]) -> None:
@@ -187,7 +203,7 @@ def run_cli(cfg: TrainConfig | None, out: str | Path, force: bool = False, resum
                 print(f"epoch {info['epoch']}/{cfg.epochs}  train loss {info['train_loss']:.5g}  val loss {info['val_loss']:.5g}",
                       flush=True)
 
-        result = train(cfg, out, resume=resume, progress=report, data=data)
+        result = run_training(cfg, out, resume=resume, progress=report, data=data)
     paths = write_outputs(result, out)
     elapsed = time.perf_counter() - t0
     from rich.table import Table

@@ -1,0 +1,135 @@
+"""Optimizers, gradient clipping and the learning-rate schedule: numpy, one of each, for every backend.
+
+    OPTIMIZERS    name -> factory(cfg, params): "sgd" (plain, momentum, Nesterov) and "adam"
+    SCHEDULES     name -> lr(cfg, step, total_steps): "constant" and "cosine"
+    make_optimizer(cfg, params), clip_global_norm(grads, max_norm), lr_at(cfg, step, total_steps)
+
+The update rules are torch.optim's (``tests/test_train.py`` checks them to 1e-12).  The training
+loop applies them in numpy on every backend and every rank, so data-parallel replicas that
+receive the same all-reduced gradient take bit-identical steps.  ``cfg`` is any object with the
+fields of ``bptt.train.TrainConfig`` that the function reads.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Callable, Protocol
+
+import numpy as np
+
+from .validation import check_choice
+
+
+class Optimizer(Protocol):
+    t: int  # updates taken
+
+    def step(self, params: dict[str, np.ndarray], grads: dict[str, np.ndarray], lr: float) -> None: ...
+
+    def state(self) -> dict[str, np.ndarray]: ...
+
+    def load_state(self, arrays: dict[str, np.ndarray], t: int) -> None: ...
+
+
+class SGD:
+    """p <- p - lr * d, with v <- momentum v + g and d = v (or g + momentum v, Nesterov).
+
+    The update rule of torch.optim.SGD (dampening 0, no weight decay).
+    """
+
+    def __init__(self, params: dict[str, np.ndarray], momentum: float = 0.0, nesterov: bool = False):
+        self.momentum, self.nesterov = momentum, nesterov
+        self.v = {k: np.zeros_like(p) for k, p in params.items()}
+        self.t = 0
+
+    def step(self, params: dict[str, np.ndarray], grads: dict[str, np.ndarray], lr: float) -> None:
+        """Updates ``params`` in place."""
+        self.t += 1
+        for k, g in grads.items():
+            if self.momentum:
+                v = self.v[k]
+                v *= self.momentum  # v starts at 0, so the first step gives v = g, as torch does
+                v += g
+                d = g + self.momentum * v if self.nesterov else v
+            else:
+                d = g
+            params[k] -= lr * d
+
+    def state(self) -> dict[str, np.ndarray]:
+        return {f"v.{k}": v for k, v in self.v.items()}
+
+    def load_state(self, arrays: dict[str, np.ndarray], t: int) -> None:
+        self.v = {k: arrays[f"v.{k}"].copy() for k in self.v}
+        self.t = t
+
+
+class Adam:
+    """Adam (Kingma & Ba 2015) as torch.optim.Adam computes it:
+
+    m <- b1 m + (1 - b1) g,  v <- b2 v + (1 - b2) g^2,
+    p <- p - lr * (m / (1 - b1^t)) / (sqrt(v / (1 - b2^t)) + eps)
+    """
+
+    def __init__(self, params: dict[str, np.ndarray], betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8):
+        self.b1, self.b2 = betas
+        self.eps = eps
+        self.m = {k: np.zeros_like(p) for k, p in params.items()}
+        self.v = {k: np.zeros_like(p) for k, p in params.items()}
+        self.t = 0
+
+    def step(self, params: dict[str, np.ndarray], grads: dict[str, np.ndarray], lr: float) -> None:
+        self.t += 1
+        c1 = 1 - self.b1**self.t
+        c2 = 1 - self.b2**self.t
+        for k, g in grads.items():
+            m, v = self.m[k], self.v[k]
+            m *= self.b1
+            m += (1 - self.b1) * g
+            v *= self.b2
+            v += (1 - self.b2) * g * g
+            params[k] -= (lr / c1) * m / (np.sqrt(v) / math.sqrt(c2) + self.eps)
+
+    def state(self) -> dict[str, np.ndarray]:
+        return {**{f"m.{k}": a for k, a in self.m.items()}, **{f"v.{k}": a for k, a in self.v.items()}}
+
+    def load_state(self, arrays: dict[str, np.ndarray], t: int) -> None:
+        self.m = {k: arrays[f"m.{k}"].copy() for k in self.m}
+        self.v = {k: arrays[f"v.{k}"].copy() for k in self.v}
+        self.t = t
+
+
+# The one optimizer table: every backend, the config check and the command line read it.
+OPTIMIZERS: dict[str, Callable[[Any, dict[str, np.ndarray]], Optimizer]] = {
+    "sgd": lambda cfg, params: SGD(params, cfg.momentum, cfg.nesterov),  # plain, momentum, Nesterov
+    "adam": lambda cfg, params: Adam(params, tuple(cfg.betas), cfg.eps),
+}
+
+
+def make_optimizer(cfg: Any, params: dict[str, np.ndarray]) -> Optimizer:
+    """The optimizer ``cfg.optimizer`` names, over ``params``; an unknown name is refused."""
+    return OPTIMIZERS[check_choice("optimizer", cfg.optimizer, OPTIMIZERS)](cfg, params)
+
+
+def clip_global_norm(grads: dict[str, np.ndarray], max_norm: float | None) -> float:
+    """Scale all gradients by min(1, max_norm / ||g||), ||g|| over every parameter together.  Returns ||g|| before."""
+    norm = math.sqrt(sum(float(np.sum(g * g)) for g in grads.values()))
+    if max_norm is not None and norm > max_norm:
+        s = max_norm / (norm + 1e-12)
+        for g in grads.values():
+            g *= s
+    return norm
+
+
+def _cosine(cfg: Any, step: int, total_steps: int) -> float:
+    frac = min(step / max(total_steps, 1), 1.0)
+    return cfg.min_lr + 0.5 * (cfg.lr - cfg.min_lr) * (1 + math.cos(math.pi * frac))
+
+
+SCHEDULES: dict[str, Callable[[Any, int, int], float]] = {
+    "constant": lambda cfg, step, total_steps: cfg.lr,
+    "cosine": _cosine,  # from lr to min_lr over all updates of the run
+}
+
+
+def lr_at(cfg: Any, step: int, total_steps: int) -> float:
+    """Learning rate for update number ``step`` (0-based) of ``total_steps``."""
+    return SCHEDULES[check_choice("schedule", cfg.schedule, SCHEDULES)](cfg, step, total_steps)
