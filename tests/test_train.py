@@ -432,3 +432,66 @@ def test_config_round_trip_and_validation():
         tr.config_for("adding", optimizer="sgd", momentum=1.0)
     with pytest.raises(BPTTError, match="epochs must be an integer >= 1"):
         tr.config_for("adding", epochs=0)
+
+
+def test_two_trainings_into_one_new_out_never_mix(tmp_path):
+    """Two `bptt train` at once on the same new --out: one runs, the other is refused naming the owner."""
+    out = tmp_path / "run"
+    argv = [sys.executable, "-m", "bptt", "train", "--task", "binary-addition", "--bits", "4", "--n-train", "40",
+            "--n-val", "8", "--n-test", "8", "--epochs", "40", "--hidden", "3", "--no-progress", "--out", str(out)]
+    procs = [subprocess.Popen(argv + ["--seed", str(s)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for s in (0, 1)]
+    results = [(p.wait(timeout=300), *p.communicate()) for p in procs]
+    codes = sorted(r[0] for r in results)
+    assert codes == [0, 2], results
+    err = next(r[2] for r in results if r[0] == 2)
+    assert err.count("\n") == 1 and ("in use by another bptt run (pid" in err or "exists and is not empty" in err), err
+    winner = next(i for i, r in enumerate(results) if r[0] == 0)
+    cfg = json.loads((out / "config.json").read_text())
+    _, info = bio.load_model(out)
+    assert cfg["seed"] == winner and info["config"]["seed"] == winner  # config and model from the same run
+
+
+def test_force_after_a_killed_run_leaves_no_stale_model(tmp_path):
+    out = tmp_path / "run"
+    base = ["train", "--task", "binary-addition", "--bits", "4", "--n-train", "40", "--n-val", "8", "--n-test", "8",
+            "--hidden", "3", "--no-progress", "--out", str(out)]
+    assert main(base + ["--epochs", "2"]) == 0
+    assert (out / "model.npz").exists() and (out / "loss.png").exists()
+    (out / "notes.txt").write_text("mine")
+    env = {**os.environ, tr.KILL_ENV: "1"}
+    p = subprocess.run([sys.executable, "-m", "bptt", *base, "--epochs", "5", "--seed", "1", "--force"], env=env,
+                       capture_output=True, text=True, timeout=300)
+    assert p.returncode == -9
+    assert not (out / "model.npz").exists() and not (out / "loss.png").exists()  # the old run's outputs are gone
+    assert json.loads((out / "config.json").read_text())["seed"] == 1
+    assert (out / "notes.txt").read_text() == "mine"  # what is not a run output stays
+
+
+def test_divergence_is_reported_as_divergence(tmp_path, capsys):
+    code = main(["train", "--task", "binary-addition", "--bits", "4", "--n-train", "40", "--n-val", "8", "--n-test",
+                 "8", "--hidden", "3", "--epochs", "3", "--lr", "1e308", "--no-progress", "--out", str(tmp_path / "r")])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1
+    assert "training diverged at epoch 1" in err and "lower --lr (now 1e+308)" in err, err
+
+
+@pytest.mark.parametrize("damage", ["w_h_shape", "missing_moment", "state_epoch", "nan_param"])
+def test_damaged_checkpoint_is_one_line_on_resume(tmp_path, capsys, damage):
+    out = tmp_path / "run"
+    assert main(["train", "--task", "binary-addition", "--bits", "4", "--n-train", "40", "--n-val", "8", "--n-test",
+                 "8", "--hidden", "3", "--epochs", "2", "--no-progress", "--out", str(out)]) == 0
+    capsys.readouterr()
+    arrays, meta = bio.load_arrays(out / "checkpoint.npz", bio.CHECKPOINT_FORMAT)
+    if damage == "w_h_shape":
+        arrays["param.w_h"] = np.zeros((4, 4))
+    elif damage == "missing_moment":
+        del arrays["opt.v.w"]
+    elif damage == "state_epoch":
+        meta["state"]["epoch"] = "two"
+    else:
+        arrays["best.b1"] = np.full_like(arrays["best.b1"], np.nan)
+    bio.save_arrays(out / "checkpoint.npz", arrays, meta)
+    assert main(["train", "--resume", "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and err.count("\n") == 1 and "Traceback" not in err, err

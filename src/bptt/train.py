@@ -370,6 +370,28 @@ def new_state() -> dict[str, Any]:
             "best_epoch": 0, "bad_epochs": 0, "stopped_early": False}
 
 
+def _checked_state(state: Any, path: Path) -> dict[str, Any]:
+    """A checkpoint's loop state, field by field (a damaged one is one line, not a crash mid-run)."""
+    def bad(what: str) -> BPTTError:
+        return BPTTError(f"{path}: checkpoint state {what}; the file is damaged, start again without --resume")
+
+    if not isinstance(state, dict) or set(state) != set(new_state()):
+        raise bad(f"must have the fields {', '.join(sorted(new_state()))}")
+    for name in ("epoch", "step", "best_epoch", "bad_epochs"):
+        if isinstance(state[name], bool) or not isinstance(state[name], int) or state[name] < 0:
+            raise bad(f"{name} must be a non-negative integer, got {state[name]!r}")
+    for name in ("train_loss", "val_loss"):
+        v = state[name]
+        if not (isinstance(v, list) and len(v) == state["epoch"]
+                and all(isinstance(e, (int, float)) and math.isfinite(e) for e in v)):
+            raise bad(f"{name} must list one finite loss per epoch run")
+    if state["best_val"] is not None and not isinstance(state["best_val"], (int, float)):
+        raise bad(f"best_val must be a number, got {state['best_val']!r}")
+    if not isinstance(state["stopped_early"], bool):
+        raise bad(f"stopped_early must be true or false, got {state['stopped_early']!r}")
+    return state
+
+
 def save_checkpoint(out: Path, cfg: TrainConfig, params: dict[str, np.ndarray], opt, state: dict[str, Any],
                     best: dict[str, np.ndarray]) -> None:
     """out/checkpoint.npz: parameters, optimizer state, best parameters, the config and the loop's state."""
@@ -391,12 +413,33 @@ def load_checkpoint(out: Path) -> tuple[TrainConfig, dict[str, np.ndarray], dict
         params = {k: arrays[f"param.{k}"] for k in PARAM_NAMES}
         best = {k: arrays[f"best.{k}"] for k in PARAM_NAMES}
         opt_arrays = {k[4:]: v for k, v in arrays.items() if k.startswith("opt.")}
-        return cfg, params, opt_arrays, int(meta["opt_t"]), meta["state"], best
+        return cfg, params, opt_arrays, meta["opt_t"], _checked_state(meta["state"], p), best
     except (KeyError, TypeError) as e:
         raise BPTTError(f"{p}: checkpoint is incomplete (missing {e}); start the run again without --resume") from None
 
 
 # ---------------------------------------------------------------- the loop
+class Diverged(BPTTError):
+    """Training ran away: a loss, gradient or parameter became non-finite.  Says where and what to change."""
+
+    def __init__(self, cfg: "TrainConfig", epoch: int, step: int, what: str):
+        clip = f"--clip {cfg.clip:g}" if cfg.clip is not None else "no clipping"
+        super().__init__(f"training diverged at epoch {epoch}, update {step + 1} ({what.rstrip('.').split(';')[0]}); "
+                         f"lower --lr (now {cfg.lr:g}) or clip harder (now {clip})")
+
+
+def _check_checkpoint_arrays(out: Path, saved: dict[str, np.ndarray], want: dict[str, np.ndarray]) -> None:
+    """Every array the run needs is in the checkpoint, with its shape, finite: else one line naming it."""
+    for name, ref in want.items():
+        if name not in saved:
+            raise BPTTError(f"{out}: checkpoint.npz lacks {name}; it is damaged or from another run, "
+                            "start again without --resume (--force)")
+        a = saved[name]
+        if a.shape != ref.shape or a.dtype.kind != "f" or not np.all(np.isfinite(a)):
+            raise BPTTError(f"{out}: checkpoint.npz holds {name} of shape {a.shape} ({a.dtype}), the run needs "
+                            f"{ref.shape} finite floats; it is damaged or from another run, start again without --resume")
+
+
 @dataclass
 class TrainResult:
     model: RNN
@@ -455,6 +498,12 @@ def train(
         saved_cfg, saved_params, opt_arrays, opt_t, state, best = load_checkpoint(out)
         if saved_cfg.to_json() != cfg.to_json():
             raise BPTTError(f"{out}: the checkpoint was written with other settings; resume with the run's own config")
+        _check_checkpoint_arrays(out, {**{f"param.{k}": v for k, v in saved_params.items()},
+                                       **{f"best.{k}": v for k, v in best.items()}},
+                                 {**{f"param.{k}": v for k, v in params.items()}, **{f"best.{k}": v for k, v in params.items()}})
+        _check_checkpoint_arrays(out, {f"opt.{k}": v for k, v in opt_arrays.items()},
+                                 {f"opt.{k}": v for k, v in opt.state().items()})
+        check_int("checkpoint opt_t", opt_t, 0)
         for k in PARAM_NAMES:
             params[k][...] = saved_params[k]
         opt.load_state(opt_arrays, opt_t)
@@ -476,12 +525,18 @@ def train(
             h = None  # zeros: each mini-batch starts afresh
             for c0 in range(0, Ttot, chunk):
                 sl = slice(c0, c0 + chunk)
-                loss, grads, h_next, n = backend.loss_and_grad(
-                    params, xb[sl], yb[sl], None if mb is None else mb[sl], h, need_state=c0 + chunk < Ttot,
-                )
+                try:
+                    loss, grads, h_next, n = backend.loss_and_grad(
+                        params, xb[sl], yb[sl], None if mb is None else mb[sl], h, need_state=c0 + chunk < Ttot,
+                    )
+                except BPTTError as e:  # the inputs were checked: only the parameters can have run away
+                    raise Diverged(cfg, epoch, state["step"], str(e)) from None
                 if grads is not None:
                     clip_global_norm(grads, cfg.clip)
-                    opt.step(params, grads, lr_at(cfg, state["step"], total_steps))
+                    lr = lr_at(cfg, state["step"], total_steps)
+                    opt.step(params, grads, lr)
+                    if not all(np.isfinite(v).all() for v in params.values()):
+                        raise Diverged(cfg, epoch, state["step"], "a parameter became non-finite")
                     loss_sum += loss * n
                     loss_n += n
                 state["step"] += 1

@@ -151,9 +151,6 @@ def run_cli(cfg: TrainConfig | None, out: str | Path, force: bool = False, resum
 
     Every check (folder, settings, task data) happens before anything is written.
     """
-    from rich.console import Console
-
-    con = Console(highlight=False)
     out = Path(out)
     if resume:
         if not out.is_dir():
@@ -164,10 +161,17 @@ def run_cli(cfg: TrainConfig | None, out: str | Path, force: bool = False, resum
         bio.check_out_dir(out, force, can_resume=True)
     cfg.validate()
     data = load_task(cfg)  # bad task input fails here, before the folder is touched
-    out.mkdir(parents=True, exist_ok=True)
     if not ddp.is_rank0():  # torchrun's other ranks: train, write and print nothing
         ddp.launch(cfg, out, resume=resume, data=data)
         return 0
+    with bio.RunFolder(out, force=force, resume=resume):  # this run alone writes here; --force clears the old run
+        return _train_and_report(cfg, data, out, resume, progress)
+
+
+def _train_and_report(cfg: TrainConfig, data, out: Path, resume: bool, progress: bool) -> int:
+    from rich.console import Console
+
+    con = Console(highlight=False)
     # every backend runs the one loop; backend torch goes through the launcher (processes, process group)
     run_training = ddp.launch if cfg.backend == "torch" else train
 
