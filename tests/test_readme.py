@@ -1,0 +1,111 @@
+"""The README's numbers, recomputed by examples/readme_results.py and compared with its text.
+
+Deterministic numbers are compared at the precision the README prints them; the adding-problem
+table is checked on its rows T = 10 and T = 30 (the README says so); times only for presence.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import re
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+README = (ROOT / "README.md").read_text(encoding="utf-8")
+
+
+def _results():
+    spec = importlib.util.spec_from_file_location("readme_results", ROOT / "examples" / "readme_results.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+R = _results()
+
+
+def _section(title: str) -> str:
+    start = README.index(title)
+    return README[start : README.index("\n**", start + len(title))]
+
+
+def _table(after: str) -> list[list[str]]:
+    """The rows of the first Markdown table after the text ``after`` (header and rule dropped)."""
+    text = README[README.index(after):]
+    lines = []
+    for line in text.splitlines():
+        if line.startswith("|"):
+            lines.append([c.strip() for c in line.strip("|").split("|")])
+        elif lines:
+            break
+    return lines[2:]
+
+
+def test_binary_addition_every_seed_exact_and_all_pairs():
+    text = _section("**Binary addition**")
+    assert "**1000 of\n1000 test pairs exact for every seed**" in text
+    assert "65 536 of 65 536 exact, for all five models" in text
+    for run in R.addition()["runs"]:
+        assert (run["exact"], run["pairs"], run["all_pairs_exact"]) == (1000, 1000, 65536), run
+
+
+def test_binary_addition_with_sgd():
+    text = _section("**Binary addition**")
+    assert "--lr 2 --momentum 0.9 --out runs/add_sgd` gives 1000 of 1000" in text
+    assert "at `--lr 0.5` it was still on the initial plateau after 30 epochs (0 of 1000)" in text
+    assert R.addition_run(0, optimizer="sgd", lr=2.0, momentum=0.9)["exact"] == 1000
+    assert R.addition_run(0, optimizer="sgd", lr=0.5, momentum=0.9)["exact"] == 0
+
+
+def test_sunspots_table_and_its_summary():
+    rows = _table("**Sunspots**")
+    runs = R.sunspots()
+    assert [int(r[0]) for r in rows] == [r["seed"] for r in runs]
+    for row, run in zip(rows, runs):
+        assert row[1:] == [f"{run['rnn']:.1f}", f"{run['persistence']:.1f}", f"{run['ar9']:.1f}"], (row, run)
+    below = sum(r["rnn"] < r["ar9"] for r in runs)
+    mean = sum(r["rnn"] for r in runs) / len(runs)
+    assert f"{below} of 5 seeds are below AR(9), {5 - below} above, mean {mean:.1f} vs {runs[0]['ar9']:.1f}" in README
+
+
+def test_sine():
+    r = R.sine()
+    assert f"test MSE {r['rnn']:.4f} against\npersistence {r['persistence']:.4f}" in README
+    assert f"σ² = {r['noise_floor']:.4f}" in README
+
+
+def test_gradient_flow_medians():
+    g = R.gradflow()
+
+    def fmt(v: float) -> str:
+        return f"{v:.2g}" if v >= 0.01 else f"{v:.1e}".replace("e-0", "e−").replace("e-", "e−")
+
+    for name in ("sigmoid", "tanh"):
+        values = ", ".join(fmt(g[name][k]) for k in ("1", "5", "10"))
+        assert f"{values} and {fmt(g[name]['20'])}" in README, (name, values)
+
+
+@pytest.mark.parametrize("length", [10, 30])
+def test_adding_table_rows(length):
+    rows = {int(r[0]): r[1:] for r in _table("| length T | seed 0 | seed 1 | seed 2 |")}
+    cells = [R.adding_cell(length, s) for s in R.ADDING_SEEDS]
+    assert rows[length] == [f"{c['mse_ratio']:.3f} ({c['within_0_04']:.2f})" for c in cells]
+
+
+def test_adding_tanh_comparison_at_t10():
+    c = R.adding_cell(10, 0, "tanh")
+    assert f"did no better: {c['mse_ratio']:.3f}\n(T = 10)" in README
+
+
+def test_adding_conclusions_follow_the_table():
+    rows = {int(r[0]): [float(c.split()[0]) for c in r[1:]] for r in _table("| length T | seed 0 | seed 1 | seed 2 |")}
+    assert all(v < 0.1 for L in (10, 20) for v in rows[L])  # "Up to T = 20 every seed learns"
+    assert sum(v < 0.1 for v in rows[30]) == 1  # "at T = 30 one seed of three gets below 0.1"
+    assert all(v >= 0.1 for L in (40, 50, 100) for v in rows[L])  # "from T = 40 on no seed does"
+    assert f"the best is {min(rows[40]):.3f} at\nT = 40 and {min(rows[50]):.3f} at T = 50" in README
+
+
+def test_times_are_stated_with_their_run():
+    assert re.search(r"Times\s+are from one run on \d{4}-\d\d-\d\d", README)
