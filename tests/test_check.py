@@ -262,3 +262,42 @@ def test_check_at_given_targets_overrides_the_file():
         check.check(cf, [0.5])
     with pytest.raises(check.BPTTError, match="targets"):
         check.check(cf, [0.5, float("nan")])
+
+
+def test_inferring_targets_costs_a_few_engine_runs_not_one_per_step(monkeypatch):
+    """T = 3000 without targets: the target map is forward mode (5 tangent passes), not T + 1 gradients."""
+    from bptt import engine
+    from bptt.model import RNN
+
+    T = 3000
+    xs = ", ".join(f"{(i * 7919 % 1000) / 1000:.3f}" for i in range(T))
+    text = (f'[model]\nw = 0.5\nw_x = 0.7\nw_h = 0.3\nb1 = 0.1\nb2 = -0.2\nh0 = 0\n[sequence]\nx = [{xs}]\n'
+            '[claims]\n"h_1" = 0.5\n"dLoss/dw" = 0.015\n"dLoss/dw_x" = 0.001\n"dLoss/dw_h" = 0.002\n')
+    calls = {"grad": 0, "tangent": 0}
+    real_grad, real_tangent = RNN.loss_and_grad, engine.output_tangent
+
+    def counting_grad(self, *a, **k):
+        calls["grad"] += 1
+        return real_grad(self, *a, **k)
+
+    def counting_tangent(*a, **k):
+        calls["tangent"] += 1
+        return real_tangent(*a, **k)
+
+    monkeypatch.setattr(RNN, "loss_and_grad", counting_grad)
+    monkeypatch.setattr(engine, "output_tangent", counting_tangent)
+    report = check.check(check.from_text(text, "toml"))
+    assert report.targets_fitted and len(report.targets) == T
+    assert calls["grad"] <= 3 and calls["tangent"] == 5, calls
+
+
+def test_large_given_targets_keep_every_digit():
+    """At given targets the gradients come from the engine directly, not from c + J y (which cancels digits)."""
+    from bptt.model import RNN
+
+    y = [300.0, -250.0, 400.0]
+    text = ('[model]\nw = 1\nw_x = 1\nw_h = 1\nb1 = 1\nb2 = 1\nh0 = 0\n[sequence]\nx = [1, 0, 0.5]\n'
+            f'y = {y}\n[claims]\n"dLoss/dw" = 8.1888\n')
+    report = check.check(check.from_text(text, "toml"))
+    _, g = RNN.scalar().loss_and_grad([1.0, 0.0, 0.5], y, backend="numpy")
+    assert report.rows[0].verdict.exact == float(g["w"][0, 0])  # to the last bit

@@ -171,3 +171,41 @@ def test_extreme_preactivations_give_finite_gradients():
     loss, grads = m.loss_and_grad([1.0, -1.0, 1.0], [1.0, 0.0, 1.0])
     assert np.isfinite(loss)
     assert all(np.all(np.isfinite(g)) for g in grads.values())
+
+
+@given(problems())
+def test_output_tangent_matches_finite_differences_and_torch_jvp(problem):
+    """Forward mode dy'/dθ·v (engine.output_tangent) against central differences and torch.func.jvp."""
+    from bptt import engine
+
+    m, x, _, h0, _ = problem
+    rng = np.random.default_rng(0)
+    xb = np.asarray(x, dtype=np.float64).reshape(x.shape[0], -1, m.input_size)  # (T, B, D)
+    B = xb.shape[1]
+    h0b = np.zeros((B, m.hidden_size)) if h0 is None else np.broadcast_to(h0, (B, m.hidden_size)).copy()
+    p = m.engine_params()
+    dp = engine.Params(*(rng.standard_normal(v.shape) for v in p))
+    fwd = engine.forward(p, xb, h0b, m.hidden_act, m.output_act)
+    got = engine.output_tangent(p, xb, fwd, m.hidden_act, m.output_act, dp)  # (T, B, O)
+
+    def outputs(params):
+        return engine.forward(params, xb, h0b, m.hidden_act, m.output_act).y_pred
+
+    eps = 1e-6
+    plus = outputs(engine.Params(*(a + eps * d for a, d in zip(p, dp))))
+    minus = outputs(engine.Params(*(a - eps * d for a, d in zip(p, dp))))
+    fd = (plus - minus) / (2 * eps)
+    assert rel_err(got, fd) < 1e-6 or np.max(np.abs(got - fd)) < 1e-8
+
+    f, g = m.hidden_act.torch_value, m.output_act.torch_value
+    xt, h0t = torch.tensor(xb), torch.tensor(h0b)
+
+    def torch_outputs(w, w_x, w_h, b1, b2):
+        h, ys = h0t, []
+        for t in range(xt.shape[0]):
+            h = f(xt[t] @ w_x.T + h @ w_h.T + b1)
+            ys.append(g(h @ w.T + b2))
+        return torch.stack(ys)
+
+    _, jvp = torch.func.jvp(torch_outputs, tuple(torch.tensor(a) for a in p), tuple(torch.tensor(d) for d in dp))
+    assert rel_err(got, jvp.numpy()) < 1e-10 or np.max(np.abs(got - jvp.numpy())) < 1e-13

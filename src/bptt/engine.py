@@ -51,6 +51,8 @@ the test that pins it to this one (or to finite differences / torch autograd):
                              ::test_equals_numpy_engine
     torch layer, truncated   torch._BPTT with truncate
                              tests/test_torch_layer.py::test_truncated_equals_autograd_with_the_graph_cut
+    forward mode (tangents)  output_tangent (dy'_t in a parameter direction; check.py's target map)
+                             tests/test_engine.py::test_output_tangent_matches_finite_differences_and_torch_jvp
     gradient flow            gradflow.gradient_flow (||dE_t/dh_k|| one step back at a time)
                              tests/test_gradflow.py::test_gradient_flow_matches_torch_autograd
     symbolic                 derive.py (sympy: the seed's chain-rule derivation for any T)
@@ -113,6 +115,28 @@ def forward(p: Params, x: np.ndarray, h0: np.ndarray, f: Activation, g: Activati
         h[t + 1] = f.value(z[t])  # (B, H)
     u = h[1:] @ p.w.T + p.b2  # (T, B, O)
     return Forward(z=z, h=h, u=u, y_pred=g.value(u))
+
+
+def output_tangent(p: Params, x: np.ndarray, fwd: Forward, f: Activation, g: Activation, dp: Params) -> np.ndarray:
+    """dy'_t in the parameter direction dp: forward-mode differentiation (the R-operator's forward pass).
+
+        dz_t = dw_x x_t + dw_h h_{t-1} + w_h dh_{t-1} + db1     dh_0 = 0
+        dh_t = f'(z_t) * dz_t
+        dy'_t = g'(u_t) * (dw h_t + w dh_t + db2)
+
+    x (T, B, D); fwd from ``forward``; dp shaped like p.  Returns dy' (T, B, O).  One pass
+    costs one forward pass, so the Jacobian dy'/dθ of a P-parameter model takes P passes.
+    """
+    T, B, _ = x.shape
+    fprime = f.deriv(fwd.h[1:])  # (T, B, H)
+    gprime = g.deriv(fwd.y_pred)  # (T, B, O)
+    direct = x @ dp.w_x.T + fwd.h[:-1] @ dp.w_h.T + dp.b1  # (T, B, H): dz_t without the carried dh
+    dh = np.zeros_like(fwd.h[0])  # (B, H): dh_0 = 0, the initial state is given
+    dy = np.empty_like(fwd.y_pred)  # (T, B, O)
+    for t in range(T):
+        dh = fprime[t] * (direct[t] + dh @ p.w_h.T)  # (B, H)
+        dy[t] = gprime[t] * (fwd.h[t + 1] @ dp.w.T + dh @ p.w.T + dp.b2)  # (B, O)
+    return dy
 
 
 def loss_scale(T: int, B: int, reduction: str) -> float:

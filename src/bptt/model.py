@@ -121,7 +121,8 @@ class RNN:
         for k, v in values.items():
             setattr(self, k, v)
 
-    def _p(self) -> engine.Params:
+    def engine_params(self) -> engine.Params:
+        """The five parameters as the engine takes them (the arrays themselves, not copies)."""
         return engine.Params(**{k: self._params[k] for k in PARAM_NAMES})
 
     def __getattr__(self, name: str) -> np.ndarray:
@@ -157,7 +158,7 @@ class RNN:
         """All intermediates: z, h (h_0..h_T), u and y_pred.  See ``ForwardResult``."""
         xb, h0b, batched = self._inputs(x, h0)
         with _quiet_overflow():
-            fwd = engine.forward(self._p(), xb, h0b, self._f, self._g)
+            fwd = engine.forward(self.engine_params(), xb, h0b, self._f, self._g)
         _check_finite_result(fwd.y_pred, "the forward pass")
         return _unbatch(fwd, batched)
 
@@ -170,7 +171,7 @@ class RNN:
         yb = self._targets(y, xb)
         check_reduction(reduction)
         with _quiet_overflow():
-            fwd = engine.forward(self._p(), xb, h0b, self._f, self._g)
+            fwd = engine.forward(self.engine_params(), xb, h0b, self._f, self._g)
             value = engine.loss(fwd, yb, reduction)
         _check_finite_result(np.asarray(value), "the loss")
         return value
@@ -213,7 +214,7 @@ class RNN:
         check_reduction(reduction)
         check_truncate(truncate)
         checkpoint = dispatch.check_options(backend, checkpoint, truncate)
-        p = self._p()
+        p = self.engine_params()
         T, B, D = xb.shape
         runs_on = dispatch.choose_backend(backend, self._f, self._g)
         kernel = dispatch.resolve_kernel(runs_on, T, B, D, self.hidden_size, self.output_size)
@@ -227,7 +228,7 @@ class RNN:
         xb, h0b, _ = self._inputs(x, h0)
         yb = self._targets(y, xb)
         check_reduction(reduction)
-        p = self._p()
+        p = self.engine_params()
         with _quiet_overflow():
             fwd = engine.forward(p, xb, h0b, self._f, self._g)
             return engine.decompose(p, xb, fwd, yb, self._f, self._g, reduction)

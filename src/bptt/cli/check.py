@@ -54,8 +54,17 @@ def fmt(v: float) -> str:
     return f"{v:.6g}" if v == 0 or 1e-4 <= abs(v) < 1e6 else f"{v:.6e}"
 
 
+# Long target lists are shown by their ends; --json (or the Python API) has them all.
+TARGETS_SHOWN = 12
+
+
 def targets_text(y) -> str:
-    return ", ".join(f"{v:.4f}" for v in y)
+    y = list(y)
+    if len(y) <= TARGETS_SHOWN:
+        return ", ".join(f"{v:.4f}" for v in y)
+    head, tail = y[: TARGETS_SHOWN - 3], y[-3:]
+    return (", ".join(f"{v:.4f}" for v in head) + f", ... ({len(y) - TARGETS_SHOWN} more) ..., "
+            + ", ".join(f"{v:.4f}" for v in tail))
 
 
 # ------------------------------------------------------------------ the report
