@@ -46,10 +46,13 @@ def _figure(width: float, height: float):
 def _save(fig, path: str | Path) -> Path:
     import io
 
+    import matplotlib
+
     path = Path(path)
     fmt = plot_format(path)
     buf = io.BytesIO()
-    fig.savefig(buf, format=fmt, bbox_inches="tight", pad_inches=0.05, metadata=_METADATA[fmt])
+    with matplotlib.rc_context({"svg.hashsalt": "bptt"}):  # fixed SVG ids (restored after): same plot, same bytes
+        fig.savefig(buf, format=fmt, bbox_inches="tight", pad_inches=0.05, metadata=_METADATA[fmt])
     bio.atomic_write_bytes(path, buf.getvalue())
     return path
 
