@@ -8,7 +8,7 @@ import os
 import numpy as np
 import pytest
 
-from bptt import RNN, plots, tasks
+from bptt import RNN, BPTTError, plots, tasks
 
 PNG = b"\x89PNG\r\n\x1a\n"
 
@@ -82,3 +82,153 @@ def test_backend_untouched(tmp_path):
     before = matplotlib.get_backend()
     plots.loss_curves({"train_loss": [1.0, 0.5]}, tmp_path / "l.png")
     assert matplotlib.get_backend() == before
+
+
+# ---------------------------------------------------------------- formats, labels, ticks, legends
+MAGIC = {"png": PNG, "svg": b"<?xml", "pdf": b"%PDF-"}
+
+
+def _svg_texts(path) -> list[str]:
+    """The texts of an SVG matplotlib wrote (it keeps each one as a comment beside its glyphs)."""
+    import re
+
+    return re.findall(r"<!-- (.*?) -->", path.read_text(encoding="utf-8"))
+
+
+def _flow(T: int = 10) -> np.ndarray:
+    G = np.exp(-np.subtract.outer(np.arange(T), np.arange(T)).astype(float))  # (T, T)
+    G[np.triu_indices(T, 1)] = np.nan
+    return G
+
+
+def _draw_all(tmp_path, fmt: str) -> list:
+    d = tasks.load("sine", **SMALL["sine"])
+    m = RNN(1, 3, 1, seed=0)
+    return [plots.loss_curves({"train_loss": [1.0, 0.5], "val_loss": [1.1, 0.7]}, tmp_path / f"l.{fmt}"),
+            plots.predictions(d, m, tasks.metrics(d, m), tmp_path / f"p.{fmt}"),
+            plots.gradient_flow_maps({"sigmoid": _flow()}, tmp_path / f"g.{fmt}")]
+
+
+@pytest.mark.parametrize("fmt", plots.FORMATS)
+def test_every_plot_writes_the_format_its_ending_names(tmp_path, fmt):
+    for p in _draw_all(tmp_path, fmt):
+        data = p.read_bytes()
+        assert data.startswith(MAGIC[fmt]), (p, data[:20])
+        if fmt == "svg":
+            assert b"<svg" in data[:2000]
+    assert len(os.listdir(tmp_path)) == 3  # no temporary files left
+
+
+def test_svg_and_pdf_are_the_same_bytes_each_time(tmp_path):
+    for fmt in ("svg", "pdf"):
+        a = plots.gradient_flow_maps({"sigmoid": _flow()}, tmp_path / f"a.{fmt}").read_bytes()
+        b = plots.gradient_flow_maps({"sigmoid": _flow()}, tmp_path / f"b.{fmt}").read_bytes()
+        assert a == b  # no creation date inside
+
+
+@pytest.mark.parametrize("name", ["plot.gif", "plot.jpg", "plot", "plot.png.txt", "plot.svgz"])
+def test_other_endings_are_refused_before_drawing(tmp_path, name):
+    d = tasks.load("sine", **SMALL["sine"])
+    m = RNN(1, 3, 1, seed=0)
+    calls = [lambda p: plots.loss_curves({"train_loss": [1.0]}, p),
+             lambda p: plots.predictions(d, m, {}, p),  # refused before the view is asked for (it needs metrics)
+             lambda p: plots.gradient_flow_maps({"sigmoid": _flow()}, p)]
+    for call in calls:
+        with pytest.raises(BPTTError) as e:
+            call(tmp_path / name)
+        msg = str(e.value)
+        assert "\n" not in msg and name in msg and "choose one of png, svg, pdf" in msg
+    assert os.listdir(tmp_path) == []
+
+
+def test_plot_format():
+    assert [plots.plot_format(f"a.{e}") for e in ("png", "SVG", "Pdf")] == ["png", "svg", "pdf"]
+    with pytest.raises(BPTTError, match="'bmp' is not supported"):
+        plots.plot_format("x/a.bmp")
+
+
+def test_gradient_flow_map_ticks_are_whole_steps(tmp_path):
+    from bptt import gradflow as gf
+
+    short = plots.gradient_flow_maps({"sigmoid": _flow(10), "tanh": _flow(10)}, tmp_path / "s.svg")
+    m = RNN(1, 2, 1, seed=0)
+    x = np.random.default_rng(0).uniform(size=(5000, 1))
+    fm = gf.flow_map(m, x, x, steps=gf.choose_steps(5000, 200, "even"))
+    long = plots.gradient_flow_maps({"sigmoid": fm}, tmp_path / "l.svg", title="long")
+    for p in (short, long):
+        ticks = [t for t in _svg_texts(p) if t.replace(".", "").replace("−", "").isdigit()]
+        assert ticks and all("." not in t for t in ticks), ticks  # no 2.5, 7.5
+    assert "200 of 5000 steps, 25 apart (t = 25..5000)" in " ".join(_svg_texts(long))  # the title says what is shown
+
+
+def test_normalised_map_says_so_and_sparse_maps_are_lines(tmp_path):
+    from bptt import gradflow as gf
+
+    d = tasks.load("adding", length=8, n_train=5, n_val=5, n_test=5)
+    m = RNN(2, 3, 1, seed=0)
+    x, y = gf.gradflow_sequence(d)
+    p = plots.gradient_flow_maps(gf.flow_map_pair(m, x, y), tmp_path / "a.svg", title="adding")
+    texts = " ".join(_svg_texts(p))
+    assert "‖∂E_t/∂h_k‖ / ‖∂E_t/∂h_t‖ (log scale)" in texts and "E_t, t = 8" in texts  # one scored row: a line
+
+
+def test_loss_plot_states_its_units_and_the_kept_epoch(tmp_path):
+    h = {"train_loss": [1.0, 0.5, 0.3], "val_loss": [1.1, 0.6, 0.7]}
+    scaled = " ".join(_svg_texts(plots.loss_curves(h, tmp_path / "s.svg", scaled=True, best_epoch=2)))
+    assert "targets scaled to [0, 1]" in scaled and "kept: epoch 2" in scaled
+    plain = " ".join(_svg_texts(plots.loss_curves(h, tmp_path / "p.svg")))
+    assert "own units" in plain and "scaled" not in plain
+
+
+def test_sunspots_prediction_plot_names_its_unit_and_years(tmp_path):
+    d = tasks.load("sunspots")
+    m = RNN(1, 3, 1, seed=0)
+    texts = _svg_texts(plots.predictions(d, m, tasks.metrics(d, m), tmp_path / "p.svg"))
+    assert "sunspot number (yearly mean)" in texts and "year" in texts and "value" not in texts
+    assert any("1979–2008" in t for t in texts)
+
+
+def _figures(monkeypatch) -> list:
+    seen = []
+    save = plots._save
+
+    def keep(fig, path):
+        seen.append(fig)
+        return save(fig, path)
+
+    monkeypatch.setattr(plots, "_save", keep)
+    return seen
+
+
+def test_legends_stay_off_the_data(tmp_path, monkeypatch):
+    seen = _figures(monkeypatch)
+    _draw_all(tmp_path, "png")
+    for fig in seen[:2]:  # loss curves and the sine's predictions: lines over the whole axes
+        ax = fig.axes[0]
+        renderer = fig.canvas.get_renderer()
+        legend, box = ax.get_legend().get_window_extent(renderer), ax.get_window_extent(renderer)
+        assert legend.x0 >= box.x1  # to the right of the axes, not over the curves
+
+
+def test_write_run_plots(tmp_path):
+    d = tasks.load("sine", **SMALL["sine"])
+    m = RNN(1, 3, 1, seed=0)
+    run = dict(history={"train_loss": [1.0, 0.5], "val_loss": [1.1, 0.6]}, data=d, model=m,
+               metrics=dict(tasks.metrics(d, m), best_epoch=2))
+    assert plots.write_run_plots(tmp_path, "none", **run) == {} and os.listdir(tmp_path) == []
+    paths = plots.write_run_plots(tmp_path, "svg", **run)
+    assert {k: p.name for k, p in paths.items()} == {"loss_plot": "loss.svg", "predictions_plot": "predictions.svg",
+                                                     "gradflow_plot": "gradflow.svg"}
+    assert all(p.read_bytes().startswith(b"<?xml") for p in paths.values())
+    assert plots.RUN_PLOTS == ("png", "svg", "pdf", "none")
+    with pytest.raises(BPTTError, match="choose one of png, svg, pdf, none"):
+        plots.write_run_plots(tmp_path, "jpg", **run)
+
+
+def test_write_run_plots_bounded_for_a_long_sequence(tmp_path):
+    """`bptt train --task sine --length 100000` must not ask for a T x T map."""
+    d = tasks.load("sine", length=100_000, n_train=1, n_val=1, n_test=1)
+    m = RNN(1, 2, 1, seed=0)
+    run = dict(history={"train_loss": [1.0]}, data=d, model=m, metrics=tasks.metrics(d, m))
+    p = plots.write_run_plots(tmp_path, "png", **run)["gradflow_plot"]
+    assert _image(p).shape[1] > 300

@@ -1,10 +1,13 @@
-"""PNG plots with matplotlib's Agg canvas (no display, no global backend switch).
+"""Plots with matplotlib's Agg canvas (no display, no global backend switch), as PNG, SVG or PDF.
 
-loss_curves          train and validation loss per epoch (log scale)
+loss_curves          train and validation loss per epoch (log scale), the kept epoch marked
 predictions          test predictions against targets (what the task's record says to show)
-gradient_flow_maps   ‖∂E_t/∂h_k‖ over (t, k), one panel per map, side by side (log colour scale)
+gradient_flow_maps   gradient-flow maps (``gradflow.FlowMap``), one panel per map, side by side
+write_run_plots      the three plots of a training run, in one format (what `bptt train --plots` writes)
 
-matplotlib is imported inside each function: ``import bptt`` stays light.
+Every function writes the format its path's ending names (``FORMATS``), atomically, and refuses
+any other ending before drawing.  matplotlib is imported inside the functions: ``import bptt``
+stays light.
 """
 
 from __future__ import annotations
@@ -14,15 +17,28 @@ from typing import Any
 
 import numpy as np
 
+from . import gradflow
 from . import io as bio
 from . import tasks
+from .validation import check_choice
+
+FORMATS = ("png", "svg", "pdf")
+RUN_PLOTS = FORMATS + ("none",)  # `bptt train --plots`: a format, or no plots
+_METADATA = {"png": None, "svg": {"Date": None}, "pdf": {"CreationDate": None}}  # no dates: same run, same bytes
+_LEGEND_OUTSIDE = {"loc": "upper left", "bbox_to_anchor": (1.01, 1.0), "borderaxespad": 0.0, "fontsize": 8}
+
+
+def plot_format(path: str | Path) -> str:
+    """The format a plot file's ending names: png, svg or pdf (anything else: one-line BPTTError)."""
+    p = Path(path)
+    return check_choice(f"{p.name}: plot format", p.suffix.lower().lstrip("."), FORMATS)
 
 
 def _figure(width: float, height: float):
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    fig = Figure(figsize=(width, height), dpi=110)
+    fig = Figure(figsize=(width, height), dpi=110, layout="constrained")
     FigureCanvasAgg(fig)
     return fig
 
@@ -30,73 +46,187 @@ def _figure(width: float, height: float):
 def _save(fig, path: str | Path) -> Path:
     import io
 
+    import matplotlib
+
     path = Path(path)
+    fmt = plot_format(path)
     buf = io.BytesIO()
-    fig.savefig(buf, format="png")
+    with matplotlib.rc_context({"svg.hashsalt": "bptt"}):  # fixed SVG ids (restored after): same plot, same bytes
+        fig.savefig(buf, format=fmt, bbox_inches="tight", pad_inches=0.05, metadata=_METADATA[fmt])
     bio.atomic_write_bytes(path, buf.getvalue())
     return path
 
 
-def loss_curves(history: dict[str, list[float]], path: str | Path, title: str = "loss per epoch") -> Path:
-    """history {"train_loss": [...], "val_loss": [...]} -> PNG."""
-    fig = _figure(6.4, 4.0)
+def loss_curves(history: dict[str, list[float]], path: str | Path, title: str = "loss per epoch",
+                scaled: bool = False, best_epoch: int | None = None) -> Path:
+    """history {"train_loss": [...], "val_loss": [...]} -> a plot at ``path`` (png, svg or pdf).
+
+    scaled: the targets were scaled to [0, 1] (series tasks), so the loss is in those units.
+    best_epoch: the epoch whose model was kept (lowest validation loss), marked with a dotted line.
+    """
+    plot_format(path)
+    from matplotlib.ticker import MaxNLocator
+
+    fig = _figure(7.0, 4.0)
     ax = fig.add_subplot()
     for key, label in (("train_loss", "train"), ("val_loss", "validation")):
-        v = np.asarray(history.get(key, []), dtype=float)
+        v = np.asarray(history.get(key, []), dtype=float)  # (epochs,)
         if v.size:
-            ax.plot(np.arange(1, v.size + 1), v, label=label)
+            ax.plot(np.arange(1, v.size + 1), v, "-" if v.size > 1 else "o", label=label)
+    if best_epoch:
+        ax.axvline(best_epoch, color="0.4", ls=":", lw=1, label=f"kept: epoch {best_epoch}")
     ax.set_yscale("log")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel("epoch")
-    ax.set_ylabel("Loss = mean of 1/2 (y - y')²")
+    units = "targets scaled to [0, 1]" if scaled else "targets in the task's own units"
+    ax.set_ylabel(f"loss = mean of ½ (y − y')²\n({units})")
     ax.set_title(title)
     ax.grid(True, which="both", alpha=0.3)
-    ax.legend()
-    fig.tight_layout()
+    ax.legend(**_LEGEND_OUTSIDE)
     return _save(fig, path)
 
 
 def predictions(data, model, metrics: dict[str, Any], path: str | Path) -> Path:
     """Test predictions against targets, as the task's record says (``tasks.prediction_view``)."""
+    plot_format(path)
     view = tasks.prediction_view(data, model, metrics)
-    fig = _figure(7.0, 4.2)
+    fig = _figure(8.0, 4.2)
     ax = fig.add_subplot()
     for c in view.curves:
         ax.plot(c.x, c.y, c.style, ms=c.marker_size, label=c.label)
     if view.diagonal:
-        ax.plot([0, 1], [0, 1], "k--", lw=0.8)
+        lo, hi = _span(view.curves)
+        pad = 0.04 * (hi - lo or 1.0)
+        ax.plot([lo, hi], [lo, hi], "k--", lw=0.8, label="prediction = target")
+        ax.set_xlim(lo - pad, hi + pad)
+        ax.set_ylim(lo - pad, hi + pad)
+    if view.integer_x:
+        from matplotlib.ticker import MaxNLocator
+
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel(view.x_label)
     ax.set_ylabel(view.y_label)
     if any(c.label for c in view.curves):
-        ax.legend(fontsize=8)
-    ax.set_title(f"{data.name}: test set")
+        ax.legend(**_LEGEND_OUTSIDE)
+    ax.set_title(view.title or f"{data.name}: test set")
     ax.grid(True, alpha=0.3)
-    fig.tight_layout()
     return _save(fig, path)
 
 
-def gradient_flow_maps(maps: dict[str, np.ndarray], path: str | Path, title: str = "‖∂E_t/∂h_k‖") -> Path:
-    """Heat maps of G[t, k] = ‖∂E_t/∂h_k‖ (T, T), side by side, on one shared log10 colour scale.
+def _span(curves) -> tuple[float, float]:
+    """The smallest and largest x or y value over the curves (the y = x line's ends)."""
+    v = np.concatenate([np.concatenate([np.ravel(c.x), np.ravel(c.y)]) for c in curves]).astype(float)  # (m,)
+    v = v[np.isfinite(v)]
+    return (float(v.min()), float(v.max())) if v.size else (0.0, 1.0)
 
-    NaN cells (k > t, unscored rows) stay blank.
+
+def gradient_flow_maps(maps: dict[str, Any], path: str | Path, title: str = "gradient flow") -> Path:
+    """Heat maps of gradient-flow maps, side by side, on one shared log10 colour scale.
+
+    maps: label -> ``gradflow.FlowMap`` (normalised or raw, over its chosen steps), or a full raw
+    (T, T) array of ‖∂E_t/∂h_k‖ as ``gradflow.gradient_flow`` returns.  NaN cells (k > t,
+    unscored rows) stay blank.  Axes are 1-based steps with integer ticks; the title names
+    which steps are shown when a long sequence's map is sub-sampled.
     """
-    from matplotlib.colors import LogNorm
-
-    vals = np.concatenate([m[np.isfinite(m) & (m > 0)] for m in maps.values()] or [np.array([1.0])])
-    if vals.size == 0:
-        vals = np.array([1e-12, 1.0])
-    vmax = float(vals.max())
-    vmin = max(float(vals.min()), vmax * 1e-16)
-    fig = _figure(5.0 * len(maps) + 1.2, 4.6)
-    axes = fig.subplots(1, len(maps), squeeze=False)[0]
+    plot_format(path)
+    fmaps = {label: _as_flow_map(m) for label, m in maps.items()}
+    first = next(iter(fmaps.values()))
+    vmin, vmax = _colour_range([m.values for m in fmaps.values()], first.normalised)
+    fig = _figure(4.3 * len(fmaps) + 1.4, 4.4)
+    axes = fig.subplots(1, len(fmaps), squeeze=False, sharey=True)[0]
+    what = "‖∂E_t/∂h_k‖ / ‖∂E_t/∂h_t‖" if first.normalised else "‖∂E_t/∂h_k‖"
+    shown = "" if len(first.steps) == first.length else f"\n{first.describe()}"
+    fig.suptitle(title + shown)
+    if max(_scored_rows(m).size for m in fmaps.values()) <= _MAX_LINE_ROWS:
+        for ax, (label, fm) in zip(axes, fmaps.items()):
+            _flow_lines(ax, fm, label, vmin, vmax)
+        axes[0].set_ylabel(f"{what} (log scale)")
+        return _save(fig, path)
     im = None
-    for ax, (label, G) in zip(axes, maps.items()):
-        Gm = np.where(np.isfinite(G) & (G > 0), G, np.nan)
-        T = G.shape[0]
-        im = ax.imshow(Gm, origin="lower", norm=LogNorm(vmin=vmin, vmax=vmax), cmap="viridis",
-                       extent=(0.5, T + 0.5, 0.5, T + 0.5), interpolation="nearest")
-        ax.set_xlabel("k (hidden state h_k)")
-        ax.set_ylabel("t (error term E_t)")
-        ax.set_title(label)
-    fig.suptitle(title)
-    fig.colorbar(im, ax=list(axes), label="‖∂E_t/∂h_k‖ (log scale)")
+    for ax, (label, fm) in zip(axes, fmaps.items()):
+        im = _flow_panel(ax, fm, label, vmin, vmax)
+    axes[0].set_ylabel("t (error term E_t)")
+    fig.colorbar(im, ax=list(axes), label=f"{what} (log scale)", extend="min", shrink=0.9)
     return _save(fig, path)
+
+
+_MAX_LINE_ROWS = 3  # a map with this few scored rows (the adding problem: one) is drawn as lines over k
+
+
+def _scored_rows(fm: gradflow.FlowMap) -> np.ndarray:
+    """Indices of the map's rows with any finite cell."""
+    return np.flatnonzero(np.isfinite(fm.values).any(axis=1))  # (rows,)
+
+
+def _flow_lines(ax, fm: gradflow.FlowMap, label: str, vmin: float, vmax: float) -> None:
+    """The scored rows of a sparse map as lines of the value against k (log y): one line per E_t."""
+    from matplotlib.ticker import MaxNLocator
+
+    for i in _scored_rows(fm):
+        k = fm.steps[: i + 1] + 1  # (i+1,): 1-based steps k <= t
+        v = np.clip(fm.values[i, : i + 1], vmin, None)  # (i+1,)
+        ax.plot(k, v, "-o", ms=2.5, label=f"E_t, t = {fm.steps[i] + 1}")
+    ax.set_yscale("log")
+    ax.set_ylim(vmin, vmax * 1.5)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True, nbins=6))
+    ax.set_xlabel("k (hidden state h_k)")
+    ax.set_title(label, fontsize=10)
+    ax.grid(True, which="major", alpha=0.3)
+    ax.legend(fontsize=8, loc="lower right")
+
+
+def _as_flow_map(m: Any) -> gradflow.FlowMap:
+    """A FlowMap as is; a full (T, T) raw array as the FlowMap of all its steps."""
+    if isinstance(m, gradflow.FlowMap):
+        return m
+    G = np.asarray(m, dtype=float)  # (T, T)
+    return gradflow.FlowMap(G, np.arange(G.shape[0]), G.shape[0], False, gradflow.decay_summary(G))
+
+
+def _colour_range(values: list[np.ndarray], normalised: bool) -> tuple[float, float]:
+    """(vmin, vmax) of the positive finite cells; at most 16 decades (normalised: the top is 1, the diagonal)."""
+    vals = np.concatenate([v[np.isfinite(v) & (v > 0)] for v in values])  # (m,)
+    if vals.size == 0:
+        return 1e-16, 1.0
+    vmax = max(float(vals.max()), 1.0) if normalised else float(vals.max())
+    return max(float(vals.min()), vmax * 1e-16), vmax
+
+
+def _flow_panel(ax, fm: gradflow.FlowMap, label: str, vmin: float, vmax: float):
+    """One map on ``ax``: cell (t, k) at 1-based steps, integer ticks; returns the image (for the colour bar)."""
+    from matplotlib.colors import LogNorm
+    from matplotlib.ticker import MaxNLocator
+
+    V = np.where(np.isfinite(fm.values) & (fm.values > 0), fm.values, np.nan)  # (n, n)
+    V = np.where(np.isnan(fm.values) | (fm.values > 0), V, vmin)  # exact zeros: the bottom colour, not blank
+    s = fm.stride
+    lo, hi = fm.steps[0] + 1 - s / 2, fm.steps[-1] + 1 + s / 2  # cell edges, 1-based steps
+    im = ax.imshow(V, origin="lower", norm=LogNorm(vmin=vmin, vmax=vmax), cmap="viridis",
+                   extent=(lo, hi, lo, hi), interpolation="nearest", aspect="equal")
+    for axis in (ax.xaxis, ax.yaxis):
+        axis.set_major_locator(MaxNLocator(integer=True, nbins=6))
+    ax.set_xlabel("k (hidden state h_k)")
+    ax.set_title(label, fontsize=10)
+    return im
+
+
+def write_run_plots(out_dir: str | Path, fmt: str, *, history: dict[str, list[float]], data, model,
+                    metrics: dict[str, Any]) -> dict[str, Path]:
+    """loss.FMT, predictions.FMT and gradflow.FMT of a training run in ``out_dir``; fmt "none": nothing.
+
+    Returns {"loss_plot": path, "predictions_plot": path, "gradflow_plot": path} (empty for "none").
+    The gradient-flow map is the normalised map of the first test sequence, bounded for any T
+    (at most ``gradflow.MAX_MAP_STEPS`` rows and columns: the last ones of a long sequence).
+    """
+    fmt = check_choice("plot format", fmt, RUN_PLOTS)
+    if fmt == "none":
+        return {}
+    out = Path(out_dir)
+    paths = {"loss_plot": loss_curves(history, out / f"loss.{fmt}", title=f"{data.name}: loss per epoch",
+                                      scaled=data.scaling is not None, best_epoch=metrics.get("best_epoch")),
+             "predictions_plot": predictions(data, model, metrics, out / f"predictions.{fmt}")}
+    x, y = gradflow.gradflow_sequence(data)
+    maps = gradflow.flow_map_pair(model, x, y)
+    title = f"{data.name}, first test sequence ({gradflow.describe_sequence(data, 0)}): how E_t's signal reaches h_k"
+    paths["gradflow_plot"] = gradient_flow_maps(maps, out / f"gradflow.{fmt}", title=title)
+    return paths

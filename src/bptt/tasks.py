@@ -150,12 +150,15 @@ class Curve:
 
 @dataclass(frozen=True)
 class PredictionView:
-    """What ``plots.predictions`` draws for a task: curves, axis labels (with units), a y = x line or not."""
+    """What ``plots.predictions`` draws for a task: curves, axis labels (with units), a title naming
+    what is shown (which sequence, years or steps), a y = x line or not, integer x ticks or not."""
 
     curves: tuple[Curve, ...]
     x_label: str
     y_label: str
     diagonal: bool = False  # the y = x reference line (target against prediction)
+    title: str = ""  # "" : "<task>: test set"
+    integer_x: bool = False  # x is a step, index or year: integer ticks only
 
 
 def _positive_int(name: str, v: Any, minimum: int = 1) -> int:
@@ -525,12 +528,18 @@ def scored_view(data: TaskData, model, metrics: dict[str, Any]) -> PredictionVie
     te = data.test
     pred = model.predict(te.x.astype(model.dtype))[..., 0]  # (T, N)
     keep = np.ones(pred.shape, dtype=bool) if te.mask is None else te.mask  # (T, N)
-    return PredictionView((Curve(te.y[..., 0][keep], pred[keep], "."),), "target", "prediction", diagonal=True)
+    scaled = " (scaled to [0, 1])" if data.scaling is not None else ""
+    return PredictionView((Curve(te.y[..., 0][keep], pred[keep], ".", f"{int(keep.sum())} scored test steps"),),
+                          "target" + scaled, "prediction" + scaled, diagonal=True,
+                          title=f"{data.name}: {te.n} test sequences of {te.x.shape[0]} steps")
 
 
 def adding_view(data: TaskData, model, metrics: dict[str, Any]) -> PredictionView:
     v = scored_view(data, model, metrics)
-    return dataclasses.replace(v, x_label="target: mean of the two marked values", y_label="prediction at the last step")
+    curve = dataclasses.replace(v.curves[0], label=f"{data.test.n} test sequences")
+    return dataclasses.replace(v, curves=(curve,), x_label="target: mean of the two marked values",
+                               y_label="prediction at the last step",
+                               title=f"adding: {data.test.n} test sequences of {data.test.x.shape[0]} steps, the answer at the last step")
 
 
 def addition_view(data: TaskData, model, metrics: dict[str, Any]) -> PredictionView:
@@ -542,22 +551,29 @@ def addition_view(data: TaskData, model, metrics: dict[str, Any]) -> PredictionV
     curves = [Curve(want[ok], got[ok], "g.", f"exact ({ok.sum()} of {ok.size})")]
     if (~ok).any():
         curves.append(Curve(want[~ok], got[~ok], "rx", f"wrong ({(~ok).sum()})", 4.0))
-    return PredictionView(tuple(curves), "a + b (true sum)", "network's sum (bits thresholded at 0.5)")
+    bits = data.info["bits"]
+    return PredictionView(tuple(curves), "a + b (true sum)", "network's sum (bits thresholded at 0.5)",
+                          title=f"binary-addition: {te.n} test pairs a + b of {bits}-bit numbers", integer_x=True)
 
 
-def sine_view(data: TaskData, model, metrics: dict[str, Any]) -> PredictionView:
-    """The first test wave: the next noisy values and the network's predictions of them."""
+def sine_view(data: TaskData, model, metrics: dict[str, Any], last: int = 200) -> PredictionView:
+    """The first test wave's last ``last`` steps (all of a short one): the next noisy values and the predictions."""
     te, sc = data.test, data.scaling
+    T = te.x.shape[0]
     pred = model.predict(te.x[:, :1].astype(model.dtype))[:, 0, 0]  # (T,)
-    t = np.arange(1, te.x.shape[0] + 1)  # (T,): the step whose next value is predicted
+    keep = slice(max(0, T - last), T)
+    t = np.arange(1, T + 1)[keep]  # (n,): the step whose next value is predicted
+    shown = f"t = {t[0]}..{t[-1]}" if t.size == T else f"the last {t.size} of {T} steps, t = {t[0]}..{t[-1]}"
     return PredictionView(
-        (Curve(t, sc.from_unit(te.y[:, 0, 0]), "k.", "target (next noisy value)", 4.0),
-         Curve(t, sc.from_unit(pred), "-", "RNN")),
-        "t (step of the wave)", "sin(ω t + φ) + noise",
+        (Curve(t, sc.from_unit(te.y[keep, 0, 0]), "k.", "target (next noisy value)", 4.0),
+         Curve(t, sc.from_unit(pred[keep]), "-", "RNN's prediction")),
+        "t (step of the wave; the prediction is for t + 1)", "sin(ω t + φ) + noise (unscaled)",
+        title=f"sine: the first of {te.n} test waves, {shown}", integer_x=True,
     )
 
 
-def series_view(data: TaskData, metrics: dict[str, Any], x0: int, x_label: str, y_label: str) -> PredictionView:
+def series_view(data: TaskData, metrics: dict[str, Any], x0: int, x_label: str, y_label: str,
+                title: str = "") -> PredictionView:
     """The test targets, the RNN's and the baselines' one-step forecasts (``series_metrics``), x from x0."""
     n = len(metrics["test_targets"])
     xs = np.arange(n) + x0  # (n,)
@@ -568,18 +584,22 @@ def series_view(data: TaskData, metrics: dict[str, Any], x0: int, x_label: str, 
     p = metrics.get("ar_order")
     if p:
         curves.append(Curve(xs, np.asarray(metrics[f"test_pred_ar{p}"]), ":", f"AR({p}) (MSE {metrics[f'ar{p}_mse']:.4g})"))
-    return PredictionView(tuple(curves), x_label, y_label)
+    return PredictionView(tuple(curves), x_label, y_label, title=title, integer_x=True)
 
 
 def sunspots_view(data: TaskData, model, metrics: dict[str, Any]) -> PredictionView:
-    return series_view(data, metrics, data.info["years"]["test"][0], "year",
-                       "sunspot number (yearly mean)")
+    first, last = data.info["years"]["test"]
+    return series_view(data, metrics, first, "year", "sunspot number (yearly mean)",
+                       f"sunspots: one-year-ahead forecasts of the test years {first}–{last}")
 
 
 def csv_view(data: TaskData, model, metrics: dict[str, Any]) -> PredictionView:
     n = len(metrics["test_targets"])
-    return series_view(data, metrics, len(data.series) - n, "row of the column (0: the first value)",
-                       f"{data.info['column']} (the file's units)")
+    first = len(data.series) - n + 1  # 1-based
+    column = data.info["column"]
+    return series_view(data, metrics, first, "t (value number in the column, 1 = the first)",
+                       f"{column} (the file's units)",
+                       f"{column}: one-step-ahead forecasts of the test values t = {first}..{len(data.series)}")
 
 
 def sunspots_last_window(task_info: dict[str, Any]) -> np.ndarray:

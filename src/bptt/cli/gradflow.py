@@ -11,20 +11,24 @@ import numpy as np
 
 from .. import io as bio
 from .. import tasks
-from ..gradflow import decay_summary, gradflow_pair, gradflow_sequence
+from ..gradflow import MAX_MAP_STEPS, SAMPLINGS, choose_steps, describe_sequence, flow_map_pair, gradflow_sequence
 from ..model import RNN
 from ..train import TrainConfig, load_task
-from ..validation import BPTTError
+from ..validation import BPTTError, check_int
 from ._common import steps
 
 
 def add(sub) -> None:
-    p = sub.add_parser("gradflow", help="heat map of ||dE_t/dh_k|| over (t, k), sigmoid vs tanh side by side",
+    p = sub.add_parser("gradflow", help="heat map of ||dE_t/dh_k|| / ||dE_t/dh_t|| over (t, k), sigmoid vs tanh side by side",
                        description="Gradient flow: how the error E_t's signal decays back through the hidden states h_k. "
+                       "By default the normalised map R[t, k] = ||dE_t/dh_k|| / ||dE_t/dh_t|| (the decay alone, "
+                       "without the size of the error at t); --raw draws ||dE_t/dh_k||. "
                        "With --model, for a trained model on one of its task's test sequences (and the same weights "
                        "with the other hidden activation); without, for fresh random networks with sigmoid and tanh "
-                       "hidden units and identical weights.")
-    p.add_argument("--out", required=True, metavar="PNG", help="the image to write (refuses an existing file unless --force)")
+                       "hidden units and identical weights. A sequence longer than --max-steps is shown over its last "
+                       "--max-steps steps (or steps spread evenly with --sample even), so any length fits in memory.")
+    p.add_argument("--out", required=True, metavar="FILE", help="the image to write: .png, .svg or .pdf, "
+                   "the format its ending names (refuses an existing file unless --force)")
     p.add_argument("--force", action="store_true", help="overwrite --out")
     p.add_argument("--model", default=None, metavar="DIR", help="a model written by `bptt train`")
     p.add_argument("--index", type=int, default=0, help="with --model: which test sequence (default 0)")
@@ -35,6 +39,11 @@ def add(sub) -> None:
     p.add_argument("--length", type=int, default=40, help="without --model: sequence length (default 40)")
     p.add_argument("--init-scale", type=float, default=1.0, help="without --model: multiply the initial weights (default 1)")
     p.add_argument("--seed", type=int, default=0, help="without --model: seed of weights and data (default 0)")
+    p.add_argument("--raw", action="store_true", help="draw ||dE_t/dh_k|| itself, not divided by ||dE_t/dh_t||")
+    p.add_argument("--max-steps", type=int, default=MAX_MAP_STEPS,
+                   help=f"at most this many rows and columns in the map (default {MAX_MAP_STEPS})")
+    p.add_argument("--sample", choices=SAMPLINGS, default="last",
+                   help="a longer sequence's map shows its last --max-steps steps (last, default) or steps spread evenly over it (even)")
     p.add_argument("--json", action="store_true", help="print the decay summary as JSON")
     p.set_defaults(run=run)
 
@@ -42,24 +51,28 @@ def add(sub) -> None:
 def run(args: argparse.Namespace) -> int:
     return gradflow_cli(args.out, force=args.force, model=args.model, index=args.index, hidden=args.hidden,
                         length=args.length, init_scale=args.init_scale, seed=args.seed, as_json=args.json,
-                        x=args.x, y=args.y)
+                        x=args.x, y=args.y, raw=args.raw, max_steps=args.max_steps, sample=args.sample)
 
 
 def gradflow_cli(out: str | Path, force: bool = False, model: str | None = None, index: int = 0, hidden: int = 16,
                  length: int = 40, init_scale: float = 1.0, seed: int = 0, as_json: bool = False,
-                 x: str | None = None, y: str | None = None) -> int:
-    """`bptt gradflow`: the ‖∂E_t/∂h_k‖ heat maps, sigmoid and tanh side by side, and a decay summary.
+                 x: str | None = None, y: str | None = None, raw: bool = False, max_steps: int = MAX_MAP_STEPS,
+                 sample: str = "last") -> int:
+    """`bptt gradflow`: the gradient-flow heat maps, sigmoid and tanh side by side, and a decay summary.
 
+    Normalised R[t, k] = ‖∂E_t/∂h_k‖ / ‖∂E_t/∂h_t‖ unless ``raw``; at most ``max_steps`` rows and
+    columns (``sample``: the last steps or steps spread evenly), so memory is bounded for any T.
     With ``model``: one test sequence of its task (``index``) or the user's ``x`` (and ``y``; for a
     series model the inputs are x_1..x_{T-1} and the targets x_2..x_T, in the data's units).
+    The image's format is its ending's: png, svg or pdf.
     """
     from .. import plots
 
     out = Path(out)
+    plots.plot_format(out)
     if out.exists() and not force:
         raise BPTTError(f"{out} exists; give another --out or --force to overwrite it")
-    if out.suffix.lower() != ".png":
-        raise BPTTError(f"--out {out}: the heat map is written as PNG; give a file name ending in .png")
+    check_int("--max-steps", max_steps, 1)
     if not out.parent.is_dir():
         raise BPTTError(f"--out {out}: folder {out.parent} does not exist")
     if (x is not None or y is not None) and model is None:
@@ -81,17 +94,16 @@ def gradflow_cli(out: str | Path, force: bool = False, model: str | None = None,
                 raise BPTTError(f"--x has {len(xv)} steps but --y has {len(yv)}; give one target per step")
             xs_ = scaling.to_unit(xv) if scaling else xv
             ys_ = scaling.to_unit(yv) if scaling else yv
-        maps = gradflow_pair(m, xs_, ys_)
-        title = f"{info.get('task', 'model')}, your sequence: ‖∂E_t/∂h_k‖"
+        net, xs, ys = m, xs_, ys_
+        title = f"{info.get('task', 'model')}, your sequence ({len(xs_)} steps)"
     elif model is not None:
         m, info = bio.load_model(model)
         if "config" not in info:
             raise BPTTError(f"{model}: the model file does not say which task it was trained on; gradflow --model needs a `bptt train` model")
         cfg = TrainConfig.from_json(info["config"])
         data = load_task(cfg)
-        x, y = gradflow_sequence(data, index)
-        maps = gradflow_pair(m, x, y)
-        title = f"{cfg.task}, test sequence {index}: ‖∂E_t/∂h_k‖"
+        net, (xs, ys) = m, gradflow_sequence(data, index)
+        title = f"{cfg.task}, test sequence {index} ({describe_sequence(data, index)})"
     else:
         for name, v, lo in (("--hidden", hidden, 1), ("--length", length, 2), ("--seed", seed, 0)):
             if v < lo:
@@ -102,18 +114,29 @@ def gradflow_cli(out: str | Path, force: bool = False, model: str | None = None,
         params = {k: v * init_scale for k, v in base.params().items()}
         base.set_params(**params)
         rng = np.random.default_rng([seed, 7])
-        x = rng.uniform(0, 1, size=(length, 1))  # (T, 1)
-        y = rng.uniform(0, 1, size=(length, 1))  # (T, 1)
-        maps = gradflow_pair(base, x, y)
+        xs = rng.uniform(0, 1, size=(length, 1))  # (T, 1)
+        ys = rng.uniform(0, 1, size=(length, 1))  # (T, 1)
+        net = base
+        title = f"random network, H={hidden}, init ×{init_scale:g}, seed {seed}, {length} steps"
+    maps = flow_map_pair(net, xs, ys, normalise=not raw, steps=choose_steps(len(xs), max_steps, sample))
+    if model is None:
         maps = {k.replace(" (as trained)", " (random init)"): v for k, v in maps.items()}
-        title = f"random network, H={hidden}, init ×{init_scale:g}, seed {seed}: ‖∂E_t/∂h_k‖"
     plots.gradient_flow_maps(maps, out, title=title)
-    summary = {label: decay_summary(G) for label, G in maps.items()}
-    if as_json:
-        print(json.dumps({"out": str(out), "decay": summary}))
-    else:
-        print("median over t of ||dE_t/dh_(t-lag)|| / ||dE_t/dh_t||:")
-        for label, d in summary.items():
-            print(f"  {label:28s} " + "  ".join(f"lag {k}: {v:.3g}" for k, v in d.items()))
-        print(f"wrote {out}")
+    _report(maps, out, as_json)
     return 0
+
+
+def _report(maps: dict, out: Path, as_json: bool) -> None:
+    """The decay summary (median over the map's rows t of R[t, t - lag]) and which steps the map shows."""
+    first = next(iter(maps.values()))
+    summary = {label: fm.decay for label, fm in maps.items()}
+    if as_json:
+        steps = {"length": first.length, "shown": len(first.steps), "first": int(first.steps[0]) + 1,
+                 "last": int(first.steps[-1]) + 1, "stride": first.stride}
+        print(json.dumps({"out": str(out), "decay": summary, "normalised": first.normalised, "steps": steps}))
+        return
+    print(f"map: {first.describe()}; " + ("||dE_t/dh_k|| / ||dE_t/dh_t||" if first.normalised else "||dE_t/dh_k|| (raw)"))
+    print("median over t of ||dE_t/dh_(t-lag)|| / ||dE_t/dh_t||:")
+    for label, d in summary.items():
+        print(f"  {label:28s} " + "  ".join(f"lag {k}: {v:.3g}" for k, v in d.items()))
+    print(f"wrote {out}")

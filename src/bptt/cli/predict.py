@@ -1,10 +1,26 @@
-"""`bptt predict`: binary sums, or one-step-ahead predictions in the data's own units."""
+"""`bptt predict`: binary sums, or one-step-ahead predictions in the data's own units.
+
+With --json a binary-addition model prints a list of {"a", "b", "network", "true", "exact"};
+any other model prints one object with these keys (stable; new keys may be added):
+
+    task         the task the model was trained on
+    units        what the values are in, e.g. "yearly mean sunspot number" ("model outputs": no scaling)
+    index_name   "year" (sunspots, its own data) or "t" (1-based step of the given input)
+    index        one label per input step: its year, or t = 1..T
+    inputs       [[value, ...], ...]  the input steps, in the data's units
+    predictions  [[value, ...], ...]  after each input step, the prediction of the next value
+    next         series models: the forecast of the value after the last input
+    next_index   series models: its year or t (T + 1)
+    warnings     the warning lines also written to stderr (e.g. an input shorter than the training window)
+"""
 
 from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -26,7 +42,8 @@ def add(sub) -> None:
     p.add_argument("--column", default=None, help="the CSV column")
     p.add_argument("--a", default=None, metavar="A1,A2,...", help="binary-addition: first operands")
     p.add_argument("--b", default=None, metavar="B1,B2,...", help="binary-addition: second operands")
-    p.add_argument("--json", action="store_true", help="print JSON")
+    p.add_argument("--json", action="store_true", help="print JSON: for series models one object with task, units, "
+                   "index_name, index, inputs, predictions, next, next_index, warnings (see the module's docstring)")
     p.set_defaults(run=run)
 
 
@@ -80,22 +97,77 @@ def predict_cli(model_dir: str | Path, x: str | None = None, csv: str | None = N
         raise BPTTError(f"the input has {xv.shape[1]} values per step but the model takes {model.input_size}; use --x with a:b steps")
     xin = scaling.to_unit(xv) if scaling else xv  # (T, D)
     pred = model.predict(xin.astype(model.dtype)).astype(np.float64)  # (T, O)
-    pred_u = scaling.from_unit(pred) if scaling else pred
+    pred_u = scaling.from_unit(pred) if scaling else pred  # (T, O)
     series_model = scaling is not None
-    out = {"task": task, "inputs": xv.tolist(), "predictions": pred_u.tolist(),
-           "units": "the data's own units" if series_model else "model outputs"}
+    index_name, index = _index(task, info["task_info"], len(xv), own_data=x is None and csv is None)
+    out: dict[str, Any] = {"task": task, "units": _units(task, info["task_info"], series_model),
+                           "index_name": index_name, "index": index, "inputs": xv.tolist(), "predictions": pred_u.tolist()}
     if series_model:
         out["next"] = float(pred_u[-1, 0])
+        out["next_index"] = index[-1] + 1
+    out["warnings"] = _warnings(info["task_info"], len(xv), "--csv" if csv is not None else "--x")
+    for w in out["warnings"]:
+        print(f"warning: {w}", file=sys.stderr)
     if as_json:
         print(json.dumps(out))
-        return 0
-    for t in range(len(xv)):
-        xs_ = ", ".join(f"{v:.6g}" for v in xv[t])
-        ps = ", ".join(f"{v:.6g}" for v in pred_u[t])
-        print(f"t={t + 1:4d}  x={xs_:>12}  " + (f"next predicted={ps}" if series_model else f"y'={ps}"))
-    if series_model:
-        print(f"forecast of the value after the last input: {out['next']:.6g}")
+    else:
+        _print_series(out, series_model)
     return 0
+
+
+# What the values of a series task are in; a task not listed here answers in "the data's own units".
+_UNITS = {"sunspots": ("sunspots", "yearly mean sunspot number"), "sine": ("", "the sine's value, unscaled")}
+
+
+def _units(task: str | None, task_info: dict[str, Any], series_model: bool) -> str:
+    """The units of the inputs and predictions, in words."""
+    if not series_model:
+        return "model outputs"
+    if task == "csv":
+        return f"{task_info.get('column', 'the column')}, in the CSV file's units"
+    return _UNITS.get(task, ("", "the data's own units"))[1]
+
+
+def _index(task: str | None, task_info: dict[str, Any], T: int, own_data: bool) -> tuple[str, list[int]]:
+    """("year", the years) for sunspots' own last window; else ("t", [1..T])."""
+    if task == "sunspots" and own_data:
+        years, _ = tasks.sunspots_series()
+        return "year", [int(v) for v in years[-T:]]
+    return "t", list(range(1, T + 1))
+
+
+def _warnings(task_info: dict[str, Any], T: int, option: str) -> list[str]:
+    """A warning when the input is shorter than the windows the model was trained and tested on."""
+    window = task_info.get("window")
+    if isinstance(window, int) and T < window:
+        return [f"{option} has {T} values but the model was trained on windows of {window}: its hidden state has "
+                f"not warmed up as in training, so these predictions are less reliable; give at least {window} values"]
+    return []
+
+
+def _value(v: float) -> str:
+    """A value for reading: 4 significant digits, but every digit before the point (87.3, 1003.2)."""
+    return f"{v:.1f}" if abs(v) >= 1000 else f"{v:.4g}"
+
+
+def _label(name: str, i: int) -> str:
+    return str(i) if name == "year" else f"t = {i}"
+
+
+def _print_series(out: dict[str, Any], series_model: bool) -> None:
+    """One line per input step (its label, input, the prediction), then the forecast."""
+    name, units = out["index_name"], out["units"]
+    print(f"{'year' if name == 'year' else 'step':>10}  {'input':>12}  " + ("prediction of the next value" if series_model else "y'")
+          + f"  ({units})")
+    for i, xs_, ps in zip(out["index"], out["inputs"], out["predictions"]):
+        x_text = ", ".join(_value(v) for v in xs_)
+        p_text = ", ".join(_value(v) for v in ps)
+        nxt = f"{_label(name, i + 1)}: " if series_model else ""
+        print(f"{_label(name, i):>10}  {x_text:>12}  {nxt}{p_text}")
+    if series_model:
+        short = _UNITS.get(out["task"], ("", ""))[0]
+        amount = f"{_value(out['next'])} {short}".rstrip()
+        print(f"forecast for {_label(name, out['next_index'])}: {amount} ({units})")
 
 
 def _default_input(task: str | None):
