@@ -9,8 +9,11 @@ import tracemalloc
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from bptt import RNN, BPTTError, tasks
+from bptt.activations import HIDDEN_ACTIVATIONS, OUTPUT_ACTIVATIONS
 from bptt import gradflow as gf
 from bptt.cli import main
 
@@ -175,3 +178,52 @@ def test_gradflow_refuses_other_endings(tmp_path, capsys, name):
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: ") and "\n" not in err and "choose one of png, svg, pdf" in err
     assert list(tmp_path.iterdir()) == []
+
+
+def _torch_flow(m: RNN, x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """The same map by torch autograd on a plain loop: an independent reference."""
+    torch = pytest.importorskip("torch")
+    p = {k: torch.tensor(v, requires_grad=True) for k, v in m.params().items()}
+    f, g = m.hidden_act.torch_value, m.output_act.torch_value
+    Tn = x.shape[0]
+    hs = []
+    h = torch.zeros(m.hidden_size, dtype=torch.float64)
+    for t in range(Tn):
+        h = f(p["w_x"] @ torch.tensor(x[t]) + p["w_h"] @ h + p["b1"])
+        h.retain_grad()
+        hs.append(h)
+    G = np.full((Tn, Tn), np.nan)
+    for t in range(Tn):
+        e = 0.5 * torch.sum((torch.tensor(y[t]) - g(p["w"] @ hs[t] + p["b2"])) ** 2)
+        grads = torch.autograd.grad(e, hs[: t + 1], retain_graph=True)
+        for k in range(t + 1):
+            G[t, k] = float(torch.linalg.vector_norm(grads[k]))
+    return G
+
+
+@settings(max_examples=12, deadline=None)
+@given(T_=st.integers(1, 7), H=st.integers(1, 4), D=st.integers(1, 3), O=st.integers(1, 2),
+       act=st.sampled_from(HIDDEN_ACTIVATIONS), out=st.sampled_from(OUTPUT_ACTIVATIONS), seed=st.integers(0, 999))
+def test_gradient_flow_matches_torch_autograd(T_, H, D, O, act, out, seed):
+    rng = np.random.default_rng(seed)
+    m = RNN(D, H, O, act, out, seed=seed)
+    m.set_params(w_h=rng.normal(0, 1.5, (H, H)))
+    x = rng.normal(0, 1, (T_, D))
+    y = rng.uniform(0, 1, (T_, O))
+    G = gf.gradient_flow(m, x, y)
+    want = _torch_flow(m, x, y)
+    assert np.array_equal(np.isnan(G), np.isnan(want))
+    np.testing.assert_allclose(G[~np.isnan(G)], want[~np.isnan(want)], rtol=1e-10, atol=1e-300)
+
+
+def test_gradflow_pair_uses_same_weights_and_blanks_unscored_rows():
+    m = RNN(2, 4, 1, seed=1)
+    x = np.random.default_rng(0).uniform(0, 1, (5, 2))
+    y = np.array([[np.nan], [np.nan], [np.nan], [np.nan], [0.7]])
+    maps = gf.gradflow_pair(m, x, y)
+    (s_label, S), (t_label, Tm) = maps.items()
+    assert s_label.startswith("sigmoid") and t_label.startswith("tanh")
+    assert np.all(np.isnan(S[:4])) and np.all(np.isfinite(S[4]))
+    twin = RNN(2, 4, 1, "tanh", seed=99)
+    twin.set_params(**m.params())
+    np.testing.assert_array_equal(Tm[4], gf.gradient_flow(twin, x, np.full((5, 1), 0.7))[4])

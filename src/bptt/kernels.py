@@ -61,6 +61,7 @@ from numba.extending import intrinsic, overload
 
 from .activations import Activation, require
 from .engine import PARAM_NAMES, bptt_truncated
+from .validation import MAX_INT
 
 # Size rule for backend="auto" (process-time measurements on the 2-core machine of
 # README "## Speed"): a BLAS call costs ~0.5-1 us whatever its size, so for a per-step
@@ -795,7 +796,7 @@ def try_fast(params, hidden_act: Activation, output_act: Activation, x, y, h0, r
         return None
     if truncate is None:
         trunc = T
-    elif type(truncate) is int and truncate >= 1:
+    elif type(truncate) is int and 1 <= truncate <= MAX_INT:  # the checked path's bound: one answer per input
         trunc = min(truncate, T)
     else:
         return None

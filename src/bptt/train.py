@@ -601,9 +601,9 @@ def model_info(result: TrainResult) -> dict[str, Any]:
     }
 
 
-def write_outputs(result: TrainResult, out: Path) -> dict[str, Path]:
-    """model.npz, metrics.json and the plots (loss.png, predictions.png, gradflow.png) in ``out``."""
-    from . import gradflow, plots
+def write_outputs(result: TrainResult, out: Path, plot_format: str = "png") -> dict[str, Path]:
+    """model.npz, metrics.json and the plots (loss, predictions, gradflow; png, svg, pdf or none) in ``out``."""
+    from . import plots
 
     out = Path(out)
     paths = {"model": out / "model.npz", "metrics": out / "metrics.json"}
@@ -611,10 +611,6 @@ def write_outputs(result: TrainResult, out: Path) -> dict[str, Path]:
     metrics = {"task": result.data.name, "task_info": result.data.info, "config": result.config.to_json(),
                "history": result.history, "test": result.metrics}
     bio.atomic_write_json(paths["metrics"], metrics)
-    paths["loss_plot"] = plots.loss_curves(result.history, out / "loss.png", title=f"{result.data.name}: loss per epoch")
-    paths["predictions_plot"] = plots.predictions(result.data, result.model, result.metrics, out / "predictions.png")
-    x, y = gradflow.gradflow_sequence(result.data)
-    maps = gradflow.gradflow_pair(result.model, x, y)
-    paths["gradflow_plot"] = plots.gradient_flow_maps(maps, out / "gradflow.png",
-                                                      title=f"{result.data.name}: ‖∂E_t/∂h_k‖, first test sequence")
+    paths.update(plots.write_run_plots(out, plot_format, history=result.history, data=result.data, model=result.model,
+                                       metrics=result.metrics))
     return paths

@@ -10,6 +10,7 @@ from typing import Any
 
 from .. import ddp
 from .. import io as bio
+from .. import plots
 from .. import tasks
 from ..activations import HIDDEN_ACTIVATIONS, OUTPUT_ACTIVATIONS
 from ..optim import OPTIMIZERS, SCHEDULES
@@ -27,6 +28,8 @@ def add(sub) -> None:
     p.add_argument("--force", action="store_true", help="write into an existing non-empty --out")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint (its own settings; other options are ignored)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--plots", default="png", choices=plots.RUN_PLOTS,
+                   help="format of loss/predictions/gradflow plots, or none (default png)")
     p.add_argument("--backend", default=None, help=f"where gradients come from: {' or '.join(BACKENDS)} (default numpy: "
                    "this library's engine; torch: the bptt.torch layer, data-parallel with --nproc; see README '## PyTorch layer')")
     p.add_argument("--nproc", type=int, default=None, metavar="N", help="--backend torch: data-parallel processes on this "
@@ -143,10 +146,12 @@ def run(args: argparse.Namespace) -> int:
     if args.nproc is not None and args.backend in (None, "numpy") and not args.resume:
         raise BPTTError("--nproc needs --backend torch (data-parallel training runs on PyTorch)")
     cfg = None if args.resume else train_config_from_args(args)
-    return run_cli(cfg, args.out, force=args.force, resume=args.resume, progress=not args.no_progress)
+    return run_cli(cfg, args.out, force=args.force, resume=args.resume, progress=not args.no_progress,
+                   plot_format=args.plots)
 
 
-def run_cli(cfg: TrainConfig | None, out: str | Path, force: bool = False, resume: bool = False, progress: bool = True) -> int:
+def run_cli(cfg: TrainConfig | None, out: str | Path, force: bool = False, resume: bool = False, progress: bool = True,
+            plot_format: str = "png") -> int:
     """`bptt train`: check the folder, train with a progress bar, write model, metrics and plots.
 
     Every check (folder, settings, task data) happens before anything is written.
@@ -165,10 +170,10 @@ def run_cli(cfg: TrainConfig | None, out: str | Path, force: bool = False, resum
         ddp.launch(cfg, out, resume=resume, data=data)
         return 0
     with bio.RunFolder(out, force=force, resume=resume):  # this run alone writes here; --force clears the old run
-        return _train_and_report(cfg, data, out, resume, progress)
+        return _train_and_report(cfg, data, out, resume, progress, plot_format)
 
 
-def _train_and_report(cfg: TrainConfig, data, out: Path, resume: bool, progress: bool) -> int:
+def _train_and_report(cfg: TrainConfig, data, out: Path, resume: bool, progress: bool, plot_format: str) -> int:
     from rich.console import Console
 
     con = Console(highlight=False)
@@ -208,7 +213,7 @@ def _train_and_report(cfg: TrainConfig, data, out: Path, resume: bool, progress:
                       flush=True)
 
         result = run_training(cfg, out, resume=resume, progress=report, data=data)
-    paths = write_outputs(result, out)
+    paths = write_outputs(result, out, plot_format)
     elapsed = time.perf_counter() - t0
     from rich.table import Table
 
