@@ -21,7 +21,6 @@ import io
 import json
 import math
 import os
-import socket
 import tempfile
 import zipfile
 from pathlib import Path
@@ -41,11 +40,6 @@ META_KEY = "__bptt__"
 # ---------------------------------------------------------------- atomic writes
 # What `bptt train` writes into --out; --force removes exactly these (other files are the user's).
 RUN_FILES = ("model.npz", "metrics.json", "config.json", "checkpoint.npz", "loss.*", "predictions.*", "gradflow.*")
-LOCK_NAME = ".bptt-run.lock"
-
-
-def _run_contents(out: Path) -> list[Path]:
-    return [p for p in out.iterdir() if p.name != LOCK_NAME]
 
 
 def check_out_dir(out: str | os.PathLike, force: bool, can_resume: bool = False) -> Path:
@@ -53,17 +47,32 @@ def check_out_dir(out: str | os.PathLike, force: bool, can_resume: bool = False)
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise BPTTError(f"{out} exists and is a file; --out must be a folder")
-    if out.is_dir() and _run_contents(out) and not force:
+    if out.is_dir() and any(out.iterdir()) and not force:
         resume = ", or --resume to continue its run" if can_resume else ""
         raise BPTTError(f"{out} exists and is not empty; give a new --out, or --force to write over it{resume}")
     return out
 
 
+def lock_owner(folder: Path) -> str:
+    """'pid N' of the process holding a flock on ``folder`` (from /proc/locks), or 'another process'."""
+    try:
+        inode = folder.stat().st_ino
+        with open("/proc/locks", encoding="ascii", errors="replace") as f:
+            for line in f:
+                parts = line.split()
+                if len(parts) >= 6 and parts[1] == "FLOCK" and parts[5].rsplit(":", 1)[-1] == str(inode):
+                    return f"pid {parts[4]}"
+    except OSError:
+        pass
+    return "another process"
+
+
 class RunFolder:
     """``with RunFolder(out, force, resume):`` the --out folder, owned by this run alone.
 
-    - A lock (``fcntl.flock`` on ``.bptt-run.lock``, released by the kernel even on SIGKILL)
-      refuses a second run into the same folder, naming the process that holds it.
+    - A lock (``fcntl.flock`` on the folder itself, released by the kernel even on SIGKILL, and
+      leaving no file behind) refuses a second run into the same folder, naming the process
+      that holds it.
     - The emptiness check runs under the lock, so two runs racing for one new folder cannot
       both pass it.
     - ``force``: the previous run's outputs (``RUN_FILES``) are removed before this run writes,
@@ -81,24 +90,22 @@ class RunFolder:
         import fcntl
 
         out = self.out
-        check_out_dir(out, self.force, can_resume=True) if not self.resume else None
+        if not self.resume:
+            check_out_dir(out, self.force, can_resume=True)  # before anything is created
         try:
             self._created = not out.exists()
             out.mkdir(parents=True, exist_ok=True)
-            fd = os.open(out / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o666)
+            fd = os.open(out, os.O_RDONLY | os.O_DIRECTORY)
         except OSError as e:
             raise BPTTError(f"--out {out}: cannot create it ({e.strerror or type(e).__name__}); "
                             "give a folder you can write to") from None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            owner = os.read(fd, 200).decode("utf-8", "replace").strip() or "another process"
             os.close(fd)
-            raise BPTTError(f"--out {out} is in use by another bptt run ({owner}); wait for it to finish "
+            raise BPTTError(f"--out {out} is in use by another bptt run ({lock_owner(out)}); wait for it to finish "
                             "or give another --out") from None
         self._lock_fd = fd
-        os.ftruncate(fd, 0)
-        os.write(fd, f"pid {os.getpid()} on {socket.gethostname()}\n".encode())
         try:
             if not self.resume:
                 check_out_dir(out, self.force, can_resume=True)  # again, now that no other run can write
@@ -117,9 +124,8 @@ class RunFolder:
 
         if self._lock_fd is None:
             return
-        if exc_type is not None and self._created and not _run_contents(self.out):
-            os.unlink(self.out / LOCK_NAME)  # nothing written: leave no trace of a failed start
-            os.rmdir(self.out)
+        if exc_type is not None and self._created and not any(self.out.iterdir()):
+            os.rmdir(self.out)  # nothing written: leave no trace of a failed start
         fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
         os.close(self._lock_fd)
         self._lock_fd = None

@@ -375,8 +375,11 @@ def _checked_state(state: Any, path: Path) -> dict[str, Any]:
     def bad(what: str) -> BPTTError:
         return BPTTError(f"{path}: checkpoint state {what}; the file is damaged, start again without --resume")
 
-    if not isinstance(state, dict) or set(state) != set(new_state()):
+    optional = {"max_rank_diff"}  # written by data-parallel runs at the end
+    if not isinstance(state, dict) or not set(new_state()) <= set(state) <= set(new_state()) | optional:
         raise bad(f"must have the fields {', '.join(sorted(new_state()))}")
+    if "max_rank_diff" in state and not isinstance(state["max_rank_diff"], (int, float)):
+        raise bad(f"max_rank_diff must be a number, got {state['max_rank_diff']!r}")
     for name in ("epoch", "step", "best_epoch", "bad_epochs"):
         if isinstance(state[name], bool) or not isinstance(state[name], int) or state[name] < 0:
             raise bad(f"{name} must be a non-negative integer, got {state[name]!r}")
