@@ -29,8 +29,7 @@ sympy is imported lazily: ``import bptt`` stays light.
 
 from __future__ import annotations
 
-import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any, Sequence
 
@@ -40,6 +39,7 @@ from . import activations
 from .validation import BPTTError
 from .activations import Activation
 from .engine import PARAM_NAMES
+from .document import Document, Edge, Figure, Node, PathInfo, mark, tex_to_text  # noqa: F401 (tex_to_text: public here too)
 
 ORDER = ("w", "w_x", "w_h", "b2", "b1")  # the seed's section order
 RECURRENT = ("w_x", "w_h", "b1")  # reach E_i through the hidden states: a sum over paths k
@@ -379,7 +379,7 @@ class Derivation:
         """The document.  fmt: 'md' (Markdown with LaTeX math), 'tex' (complete LaTeX) or 'text'."""
         if fmt not in FORMATS:
             raise BPTTError(f"format {fmt!r} is not supported; choose one of {', '.join(FORMATS)}")
-        doc = _Document()
+        doc = Document()
         _write(doc, self, n, expand=expand, check=check)
         return doc.render(fmt)
 
@@ -506,229 +506,6 @@ def faffine(a: np.ndarray, digits: int = 6, var: str = "y") -> str:
     return " ".join(parts)
 
 
-# ------------------------------------------------------------------ a tiny document model
-@dataclass
-class _Block:
-    kind: str  # 'h1', 'h2', 'p', 'eq', 'table', 'list'
-    data: Any
-
-
-@dataclass
-class _Document:
-    """Headings, paragraphs (text with $inline math$), display equations (lines of LaTeX,
-    '&' marks the alignment point), tables and lists, rendered as md / tex / text."""
-
-    blocks: list[_Block] = field(default_factory=list)
-
-    def h1(self, s):
-        self.blocks.append(_Block("h1", s))
-
-    def h2(self, s):
-        self.blocks.append(_Block("h2", s))
-
-    def p(self, s):
-        self.blocks.append(_Block("p", s))
-
-    def eq(self, *lines):
-        self.blocks.append(_Block("eq", [ln for ln in lines if ln]))
-
-    def table(self, header, rows):
-        self.blocks.append(_Block("table", (header, rows)))
-
-    def bullets(self, items):
-        self.blocks.append(_Block("list", items))
-
-    def render(self, fmt: str) -> str:
-        return {"md": self._md, "tex": self._tex, "text": self._text}[fmt]()
-
-    # -- Markdown with LaTeX math (GitHub / MathJax / KaTeX)
-    def _md(self) -> str:
-        out = []
-        for b in self.blocks:
-            if b.kind == "h1":
-                out.append(f"# {b.data}\n")
-            elif b.kind == "h2":
-                out.append(f"## {b.data}\n")
-            elif b.kind == "p":
-                out.append(b.data.replace("´", "`") + "\n")
-            elif b.kind == "list":
-                out.append("\n".join(f"{i}. {s.replace('´', '`')}" for i, s in enumerate(b.data, 1)) + "\n")
-            elif b.kind == "eq":
-                body = " \\\\\n".join(b.data)
-                out.append("$$\n\\begin{aligned}\n" + body + "\n\\end{aligned}\n$$\n")
-            elif b.kind == "table":
-                header, rows = b.data
-                lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---:" for _ in header) + "|"]
-                lines += ["| " + " | ".join(r) + " |" for r in rows]
-                out.append("\n".join(lines) + "\n")
-        return "\n".join(out)
-
-    # -- a complete LaTeX document (amsmath and longtable, both in a basic TeX install)
-    def _tex(self) -> str:
-        out = [
-            r"\documentclass[10pt]{article}",
-            r"\usepackage[T1]{fontenc}",
-            r"\usepackage{amsmath}",
-            r"\usepackage{longtable}",
-            r"\allowdisplaybreaks\emergencystretch=3em",
-            r"\setlength{\textwidth}{6.5in}\setlength{\oddsidemargin}{0in}\setlength{\evensidemargin}{0in}",
-            r"\setlength{\textheight}{9in}\setlength{\topmargin}{-0.5in}",
-            r"\begin{document}",
-        ]
-        for b in self.blocks:
-            if b.kind == "h1":
-                out.append(r"\section*{" + _tex_text(b.data) + "}")
-            elif b.kind == "h2":
-                out.append(r"\subsection*{" + _tex_text(b.data) + "}")
-            elif b.kind == "p":
-                out.append(_tex_text(b.data) + "\n")
-            elif b.kind == "list":
-                out.append(r"\begin{enumerate}")
-                out += [r"\item " + _tex_text(s) for s in b.data]
-                out.append(r"\end{enumerate}")
-            elif b.kind == "eq":
-                body = " \\\\\n".join(ln if "&" in ln else "&" + ln for ln in b.data)
-                out.append("\\begin{align*}\n" + body + "\n\\end{align*}")
-            elif b.kind == "table":
-                header, rows = b.data
-                spec = "r" * len(header)
-                out.append(r"{\footnotesize\setlength{\tabcolsep}{3pt}\begin{longtable}{" + spec + "}")
-                out.append(" & ".join(_tex_text(c) for c in header) + r" \\ \hline\endhead")
-                out += [" & ".join(_tex_text(c) for c in r) + r" \\" for r in rows]
-                out.append(r"\end{longtable}}")
-        out.append(r"\end{document}")
-        return "\n".join(out) + "\n"
-
-    # -- plain terminal text
-    def _text(self) -> str:
-        out = []
-        for b in self.blocks:
-            if b.kind == "h1":
-                s = _plain_text(b.data)
-                out.append(s + "\n" + "=" * len(s) + "\n")
-            elif b.kind == "h2":
-                s = _plain_text(b.data)
-                out.append(s + "\n" + "-" * len(s) + "\n")
-            elif b.kind == "p":
-                out.append(_wrap(_plain_text(b.data)) + "\n")
-            elif b.kind == "list":
-                out.append("\n".join(_wrap(f"{i:2d}. " + _plain_text(s), indent="    ")
-                                     for i, s in enumerate(b.data, 1)) + "\n")
-            elif b.kind == "eq":
-                rows = [tex_to_text(ln).split("&", 1) if "&" in ln else ["", tex_to_text(ln)] for ln in b.data]
-                width = max(len(r[0].rstrip()) for r in rows)
-                out.append("\n".join("    " + r[0].rstrip().rjust(width)
-                                     + (" " + r[1].strip() if r[0].strip() else r[1].rstrip()) for r in rows) + "\n")
-            elif b.kind == "table":
-                header, rows = b.data
-                cells = [[_plain_text(c) for c in header]] + [[_plain_text(c) for c in r] for r in rows]
-                widths = [max(len(r[j]) for r in cells) for j in range(len(header))]
-                lines = ["  ".join(c.rjust(wd) for c, wd in zip(r, widths)) for r in cells]
-                lines.insert(1, "  ".join("-" * wd for wd in widths))
-                out.append("\n".join("    " + ln for ln in lines) + "\n")
-        return "\n".join(out)
-
-
-def _wrap(s: str, width: int = 100, indent: str = "") -> str:
-    import textwrap
-
-    return textwrap.fill(s, width=width, subsequent_indent=indent, break_long_words=False, break_on_hyphens=False)
-
-
-_MATH = re.compile(r"\$([^$]+)\$")
-
-
-def _tex_text(s: str) -> str:
-    """Paragraph text with $math$ for LaTeX: escape the text parts, keep the math."""
-    parts = _MATH.split(s)
-    out = []
-    for j, part in enumerate(parts):
-        if j % 2:
-            out.append(f"${part}$")
-        else:
-            part = part.replace("\\", r"\textbackslash{}")
-            for ch in "&%#_{}":
-                part = part.replace(ch, "\\" + ch)
-            part = part.replace("`", r"\texttt{").replace("´", "}")
-            part = part.replace("~", r"\textasciitilde{}").replace("^", r"\textasciicircum{}")
-            part = part.replace("θ", r"$\theta$").replace("δ", r"$\delta$").replace("∂", r"$\partial$")
-            out.append(part)
-    return "".join(out)
-
-
-def _plain_text(s: str) -> str:
-    return _MATH.sub(lambda m: tex_to_text(m.group(1)), s).replace("`", "").replace("´", "")
-
-
-def _brace(s: str, i: int) -> tuple[str, int]:
-    """s[i] == '{': the balanced content and the index after the closing brace."""
-    depth = 0
-    for j in range(i, len(s)):
-        if s[j] == "{":
-            depth += 1
-        elif s[j] == "}":
-            depth -= 1
-            if depth == 0:
-                return s[i + 1:j], j + 1
-    return s[i + 1:], len(s)
-
-
-_SYMBOLS = {
-    r"\cdot": "·", r"\partial": "∂", r"\theta": "θ", r"\delta": "δ", r"\sum": "Σ", r"\prod": "Π",
-    r"\approx": "≈", r"\le": "≤", r"\ge": "≥", r"\ne": "≠", r"\times": "×", r"\in": "∈", r"\ldots": "...",
-    r"\to": "->", r"\qquad": "    ", r"\quad": "  ", r"\,": " ", r"\;": " ", r"\!": "", r"\Big": "", r"\big": "",
-    r"\left": "", r"\right": "", r"\tanh": "tanh", r"\max": "max", r"\exp": "exp", r"\mid": "|", r"\ ": " ",
-    r"\infty": "inf", r"\sigma": "σ", r"\phantom": "",
-}
-
-
-_GLUE = {r"\partial", r"\left", r"\right", r"\Big", r"\big"}
-
-
-def tex_to_text(s: str) -> str:
-    """The LaTeX this module writes, as plain text: \\frac{a}{b} -> a/b, \\operatorname{sgm} -> sgm, ..."""
-    out: list[str] = []
-    i = 0
-    while i < len(s):
-        c = s[i]
-        if c == "\\":
-            m = re.match(r"\\([A-Za-z]+|.)", s[i:])
-            assert m
-            cmd = "\\" + m.group(1)
-            i += len(m.group(0))
-            if cmd == r"\frac":
-                a, i = _brace(s, i)
-                b, i = _brace(s, i)
-                a, b = tex_to_text(a), tex_to_text(b)
-                wrap = lambda v: f"({v})" if re.search(r"[ +\-]", v.strip()) and not re.fullmatch(r"\(.*\)", v.strip()) else v
-                out.append(f"{wrap(a)}/{wrap(b)}")
-            elif cmd in (r"\operatorname", r"\text", r"\mathrm", r"\textrm", r"\mathit"):
-                a, i = _brace(s, i)
-                out.append(tex_to_text(a))
-            elif cmd == r"\\":
-                out.append("\n")
-            elif cmd in _SYMBOLS:
-                out.append(_SYMBOLS[cmd])
-                if cmd in _GLUE:  # '\partial h' is one symbol: ∂h
-                    while i < len(s) and s[i] == " ":
-                        i += 1
-            else:
-                out.append(cmd[1:])
-        elif c in "_^" and i + 1 < len(s) and s[i + 1] == "{":
-            a, j = _brace(s, i + 1)
-            a = tex_to_text(a)
-            simple = re.fullmatch(r"[A-Za-z0-9']+", a) is not None
-            out.append(c + (a if simple else "{" + a + "}"))
-            i = j
-        elif c == "{" or c == "}":
-            i += 1
-        else:
-            out.append(c)
-            i += 1
-    text = "".join(out)
-    return re.sub(r"[ ]{2,}(?=\S)", lambda m: m.group(0) if len(m.group(0)) >= 4 else " ", text)
-
-
 # ------------------------------------------------------------------ writing the document
 def _frac(a: str, b: str) -> str:
     return rf"\frac{{{a}}}{{{b}}}"
@@ -742,7 +519,7 @@ def _dL(theta_tex: str) -> str:
     return _frac(r"d\mathrm{Loss}", f"d{theta_tex}")
 
 
-def _write(doc: _Document, d: Derivation, n: Numbers, expand: int, check: Check | None) -> None:
+def _write(doc: Document, d: Derivation, n: Numbers, expand: int, check: Check | None) -> None:
     """The whole document: notation, formulas, the numbers put in, the results, the seed's differences."""
     full = d.T <= expand  # every factor written out, as the seed does; else the repeated factors are named
     _write_title(doc, d)
@@ -760,14 +537,14 @@ def _loss_factor(d: Derivation) -> str:
     return rf"\frac{{1}}{{{d.T}}}" if d.reduction == "mean" else ""
 
 
-def _write_title(doc: _Document, d: Derivation) -> None:
+def _write_title(doc: Document, d: Derivation) -> None:
     doc.h1(f"BPTT derivation: T = {d.T}, hidden {d.f.name}, output {d.g.name}, reduction {d.reduction}")
     doc.p("Generated by `bptt explain´. Every formula below is a product of chain-rule factors that the "
           "program also evaluates; the numbers are those factors multiplied out, and they are checked "
           "against the numeric BPTT engine at the end.")
 
 
-def _write_notation(doc: _Document, d: Derivation, full: bool) -> None:
+def _write_notation(doc: Document, d: Derivation, full: bool) -> None:
     """Section 1: activations, model, loss, the sign, the general formula (for long T also δ_i and P_{i,k})."""
     T = d.T
     f, g = d.f, d.g
@@ -818,7 +595,7 @@ def _write_notation(doc: _Document, d: Derivation, full: bool) -> None:
         _write_named_factors(doc, d)
 
 
-def _write_named_factors(doc: _Document, d: Derivation) -> None:
+def _write_named_factors(doc: Document, d: Derivation) -> None:
     """For long sequences: δ_i and P_{i,k}, the factors the written-out form would repeat O(T^2) times."""
     T, f, g = d.T, d.f, d.g
     doc.p(f"With T = {T} the written-out form would repeat every factor $O(T^2)$ times, so the repeated "
@@ -832,7 +609,7 @@ def _write_named_factors(doc: _Document, d: Derivation) -> None:
     doc.p("Then, for every $i = 1, \\ldots, " + str(T) + "$:")
 
 
-def _write_formulas(doc: _Document, d: Derivation, full: bool) -> None:
+def _write_formulas(doc: Document, d: Derivation, full: bool) -> None:
     """Sections 2-6: dE_i/dθ and dLoss/dθ for each parameter, in the seed's order."""
     T, c_tex = d.T, _loss_factor(d)
     for theta in ORDER:
@@ -854,7 +631,7 @@ def _write_formulas(doc: _Document, d: Derivation, full: bool) -> None:
             doc.eq(rf"{_dE('i', tt)} &= {body}", rf"{_dL(tt)} &= {c_tex} \sum_{{i=1}}^{{{T}}} {_dE('i', tt)}")
 
 
-def _write_building_blocks(doc: _Document, d: Derivation, n: Numbers, full: bool, sec: int) -> None:
+def _write_building_blocks(doc: Document, d: Derivation, n: Numbers, full: bool, sec: int) -> None:
     """The setup in words, then h_t, y'_t and the activations' derivatives (written out, or as a table)."""
     doc.h2(f"{sec}. Building blocks")
     doc.p(_setup_sentence(d, n, full))
@@ -918,7 +695,7 @@ def _building_block_table(d: Derivation, n: Numbers) -> tuple[list[str], list[li
     return header, rows
 
 
-def _write_numbers_in(doc: _Document, d: Derivation, n: Numbers, full: bool, sec: int) -> None:
+def _write_numbers_in(doc: Document, d: Derivation, n: Numbers, full: bool, sec: int) -> None:
     """Each error term dE_i/dθ with the numbers in (written out), or as a table of r_{θ,i} or dE_i/dθ."""
     doc.h2(f"{sec}. The formulas with the numbers in")
     if full:
@@ -939,7 +716,7 @@ def _write_numbers_in(doc: _Document, d: Derivation, n: Numbers, full: bool, sec
     doc.table(["$i$", "$(y'_i - y_i)$"] + heads, _term_rows(n))
 
 
-def _write_results(doc: _Document, d: Derivation, n: Numbers, expand: int, check: Check | None, sec: int) -> None:
+def _write_results(doc: Document, d: Derivation, n: Numbers, expand: int, check: Check | None, sec: int) -> None:
     """The five totals dLoss/dθ (numbers, or affine in the targets), then the check against the engine."""
     doc.h2(f"{sec}. Results")
     short = d.T <= max(expand, 6)  # each total written as its sum of terms
@@ -971,7 +748,7 @@ def _result_line(d: Derivation, n: Numbers, theta: str, short: bool) -> str:
     return rf"{_dL(tt)} &= {pre} = {total}"
 
 
-def _write_differences(doc: _Document) -> None:
+def _write_differences(doc: Document) -> None:
     doc.h2("Differences from the seed's hand derivation")
     doc.bullets([
         "$\\operatorname{sgm}(x) = 1/(1 + e^{-x})$; the seed prints $1/(1 - e^{-x})$.",
