@@ -90,7 +90,7 @@ class Figure:
     caption: str
 
 
-_MATH = re.compile(r"\$([^$]+)\$")
+MATH = re.compile(r"\$([^$]+)\$")  # inline math in text
 
 
 @dataclass
@@ -144,12 +144,12 @@ class Document:
             if b.kind == "eq":
                 n += 1 if b.data else 0
             elif b.kind in ("h1", "h2", "p"):
-                n += len(_MATH.findall(b.data))
+                n += len(MATH.findall(b.data))
             elif b.kind == "list":
-                n += sum(len(_MATH.findall(s)) for s in b.data)
+                n += sum(len(MATH.findall(s)) for s in b.data)
             elif b.kind == "table":
                 header, rows = b.data
-                n += sum(len(_MATH.findall(c)) for r in [header, *rows] for c in r)
+                n += sum(len(MATH.findall(c)) for r in [header, *rows] for c in r)
         return n
 
     # -- Markdown with LaTeX math (GitHub / MathJax / KaTeX)
@@ -248,7 +248,7 @@ def _wrap(s: str, width: int = 100, indent: str = "") -> str:
 
 def _tex_text(s: str) -> str:
     """Paragraph text with $math$ for LaTeX: escape the text parts, keep the math."""
-    parts = _MATH.split(s)
+    parts = MATH.split(s)
     out = []
     for j, part in enumerate(parts):
         if j % 2:
@@ -265,7 +265,7 @@ def _tex_text(s: str) -> str:
 
 
 def _plain_text(s: str) -> str:
-    return _MATH.sub(lambda m: tex_to_text(m.group(1)), s).replace("`", "").replace("´", "")
+    return MATH.sub(lambda m: tex_to_text(m.group(1)), s).replace("`", "").replace("´", "")
 
 
 def _brace(s: str, i: int) -> tuple[str, int]:
