@@ -47,9 +47,11 @@ TEX = {"w": "w", "w_x": "w_x", "w_h": "w_h", "b1": "b_1", "b2": "b_2"}
 FORMATS = ("md", "tex", "text", "html")
 MAX_T = 1000  # the document is O(T) lines, but the per-path numbers are O(T^2)
 EXPAND_DEFAULT = 3  # up to this T every factor is written out, as the seed does
-# The written-out form has O(T^3) characters (T terms of up to T paths of up to T factors, for each parameter):
-# at T = 12 it is 0.2 MB of Markdown (a 1 MB page), at 30 already 2.4 MB, at 200 half a gigabyte.
-EXPAND_MAX = 12
+# The written-out form has O(T^3) characters (T terms of up to T paths of up to T factors, for each parameter).
+# Measured (Markdown / HTML page / the page typeset in headless Chromium on 2 busy cores): T = 6: 43 kB / 0.74 MB /
+# 2.3 s; T = 8: 77 kB / 0.80 MB / 3.4 s; T = 10: 128 kB / 0.90 MB / 6.2 s; T = 12: 0.2 MB / 1 MB / 9.6 s;
+# T = 30: 2.4 MB of Markdown; T = 200: 480 MB. The cap keeps every format under a megabyte and a few seconds.
+EXPAND_MAX = 8
 EXPAND_WHAT = (f"a whole number of steps from 0 to {EXPAND_MAX} (written out, the document grows as T^3; "
                "longer sequences name the repeated factors)")
 

@@ -45,8 +45,11 @@ def render(doc: Document) -> str:
     script, style = katex_assets()
     title = next((b.data for b in doc.blocks if b.kind == "h1"), "bptt explain")
     body = "\n".join(_block(b) for b in doc.blocks)
-    return _PAGE.format(title=_text(re.sub(r"\$", "", title)), katex_css=style, css=_CSS, body=body,
+    page = _PAGE.format(title=_text(re.sub(r"\$", "", title)), katex_css=style, css=_CSS, body=body,
                         paths=_json_script(_paths(doc)), katex_js=_script(script), js=_JS)
+    # ASCII only: every other character as a character reference (the scripts and styles, where a reference
+    # would not be decoded, are ASCII already), so any terminal or file passes the page on unchanged
+    return page.encode("ascii", "xmlcharrefreplace").decode("ascii")
 
 
 # ------------------------------------------------------------------ blocks
@@ -224,7 +227,7 @@ def _script(js: str) -> str:
 
 
 def _json_script(data) -> str:
-    return json.dumps(data, ensure_ascii=False, separators=(",", ":")).replace("</", "<\\/")
+    return json.dumps(data, ensure_ascii=True, separators=(",", ":")).replace("</", "<\\/")
 
 
 _PAGE = """<!DOCTYPE html>
@@ -289,7 +292,7 @@ button.path.hl, [data-path].hl { background: #ffe3c4; outline: 1px solid #d9480f
 _JS = r"""
 (function () {
   "use strict";
-  var opts = {throwOnError: false, strict: "ignore", output: "html",
+  var opts = {throwOnError: false, strict: "ignore", output: "html", maxExpand: 1000000,
               trust: function (c) { return c.command === "\\htmlData"; }};
   document.querySelectorAll(".tex").forEach(function (el) {
     katex.render(el.textContent, el, Object.assign({displayMode: el.classList.contains("display")}, opts));
