@@ -1022,7 +1022,7 @@ def _figure(d: Derivation, n: Numbers, expand: int) -> Figure:
                 paths += [PathInfo(path_tag(theta, i, p.k), TEX[theta], i, p.k, path_edges(term, p),
                                    _path_value(n, theta, i, p.k), prefix_tag(theta, i)) for p in term.paths]
         caption = ("Hover or click a term of a sum in the formulas, or a path below: its edges light up, with "
-                   "the factors it multiplies. Path k of dEᵢ/dθ is (dEᵢ/dy′ᵢ)(dy′ᵢ/dhᵢ)(dhᵢ/dhₖ)(∂hₖ/∂θ).")
+                   "the factors it multiplies. Path k of dEᵢ/dθ is (dEᵢ/dy'ᵢ)(dy'ᵢ/dhᵢ)(dhᵢ/dhₖ)(∂hₖ/∂θ).")
     else:
         caption = (f"With T = {T} > {expand} (--expand) the document names the repeated factors δᵢ and Pᵢ,ₖ "
                    "instead of writing each path out, and the picture shows the states only; with a shorter "

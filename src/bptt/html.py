@@ -166,7 +166,7 @@ _SUBSCRIPTS = str.maketrans("0123456789xhik", "₀₁₂₃₄₅₆₇₈₉ₓ
 def _plain(s: str) -> str:
     """'0.1 - 0.2 y_12' -> '0.1 − 0.2 y₁₂': a number or a parameter as plain text, subscripts as characters."""
     s = re.sub(r"_\{?([0-9xhik]+)\}?", lambda m: m.group(1).translate(_SUBSCRIPTS), s)
-    return s.replace(" - ", " \u2212 ").replace("'", "\u2032")
+    return s.replace(" - ", " \u2212 ")
 
 
 def _path_list(fig: Figure) -> str:
@@ -213,7 +213,7 @@ def _node_label(n: str) -> str:
     kind, t = n[0], n[1:]
     if n in ("b1", "b2"):
         return _plain("b_" + n[1])
-    return {"x": "x", "h": "h", "y": "y\u2032"}[kind] + _plain("_" + t)
+    return {"x": "x", "h": "h", "y": "y'"}[kind] + _plain("_" + t)
 
 
 # ------------------------------------------------------------------ escaping
