@@ -130,8 +130,7 @@ class Document:
 
     def render(self, fmt: str) -> str:
         """'md', 'tex' or 'text': the marks dropped, the figures left out."""
-        plain = self.unmarked()
-        return {"md": plain._md, "tex": plain._tex, "text": plain._text}[fmt]()
+        return {"md": self._md, "tex": self._tex, "text": self._text}[fmt](self.unmarked().blocks)
 
     def unmarked(self) -> "Document":
         """The same document with every mark removed and without figures."""
@@ -153,9 +152,9 @@ class Document:
         return n
 
     # -- Markdown with LaTeX math (GitHub / MathJax / KaTeX)
-    def _md(self) -> str:
+    def _md(self, blocks: list[Block]) -> str:
         out = []
-        for b in self.blocks:
+        for b in blocks:
             if b.kind == "h1":
                 out.append(f"# {b.data}\n")
             elif b.kind == "h2":
@@ -175,7 +174,7 @@ class Document:
         return "\n".join(out)
 
     # -- a complete LaTeX document (amsmath and longtable, both in a basic TeX install)
-    def _tex(self) -> str:
+    def _tex(self, blocks: list[Block]) -> str:
         out = [
             r"\documentclass[10pt]{article}",
             r"\usepackage[T1]{fontenc}",
@@ -186,7 +185,7 @@ class Document:
             r"\setlength{\textheight}{9in}\setlength{\topmargin}{-0.5in}",
             r"\begin{document}",
         ]
-        for b in self.blocks:
+        for b in blocks:
             if b.kind == "h1":
                 out.append(r"\section*{" + _tex_text(b.data) + "}")
             elif b.kind == "h2":
@@ -211,9 +210,9 @@ class Document:
         return "\n".join(out) + "\n"
 
     # -- plain terminal text
-    def _text(self) -> str:
+    def _text(self, blocks: list[Block]) -> str:
         out = []
-        for b in self.blocks:
+        for b in blocks:
             if b.kind == "h1":
                 s = _plain_text(b.data)
                 out.append(s + "\n" + "=" * len(s) + "\n")
