@@ -233,3 +233,116 @@ def test_cli_explain_bad_input(argv, word, capsys):
     assert main(argv) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("error:") and word in err and "\n" not in err
+
+
+# ------------------------------------------------------------------ the self-check does not claim agreement it lacks
+RELU_KINK = {"w": 1.0, "w_x": 1.0, "w_h": 1.0, "b1": -1.0, "b2": 1.0}  # z_1 = 1 * 1 + 1 * 0 - 1 = 0
+
+
+def test_relu_kink_is_flagged_not_called_agreement(capsys):
+    """z_1 = 0 exactly, where relu has no derivative: the document says so instead of 'equal ... to 2.3e-02'."""
+    assert main(["explain", "--hidden-activation", "relu", "--b1=-1", "--x", "1,0", "--y", "0.5,0.5",
+                 "--format", "text"]) == 0
+    out = " ".join(capsys.readouterr().out.split())
+    assert ("z_1 = 0 at a kink of relu: the derivative there is a convention (0 here); finite differences disagree"
+            in out)
+    assert "sympy's derivative of the fully unrolled E_i (every dE_i/dθ) to" not in out  # no claim of agreement
+    assert "Check: these numbers equal the numeric BPTT engine" in out  # the engine takes the same convention
+    d, n = derive.derive(RELU_KINK, [1.0, 0.0], y=[0.5, 0.5], hidden_activation="relu")
+    c = derive.check_against(d, n)
+    assert c.kinks == (1,) and c.fd_max_abs > 1e-3 and not c.sympy_agrees and c.engine_agrees
+
+
+def test_relu_away_from_the_kink_agrees_with_sympy():
+    d, n = derive.derive(dict(RELU_KINK, b1=-0.25), [1.0, 0.0], y=[0.5, 0.5], hidden_activation="relu")
+    c = derive.check_against(d, n)
+    assert c.kinks == () and c.sympy_agrees and c.engine_agrees and c.fd_max_abs is None
+    assert "and sympy's derivative of the fully unrolled" in d.render(n, "md", check=c)
+
+
+@pytest.mark.parametrize("rel, agrees", [(1e-12, True), (5e-10, True), (2e-9, False), (2.3e-2, False)])
+def test_disagreement_above_1e_9_relative_is_never_agreement(rel, agrees):
+    d, n = derive.derive(SEED, [1.0, 0.0])
+    c = derive.Check(engine_max_abs=rel * 0.5, sympy_max_abs=rel * 0.5, scale=0.5)
+    doc = d.render(n, "text", check=c)
+    assert ("Check: these numbers equal" in doc) == agrees
+    assert ("Check FAILED" in doc) == (not agrees)
+
+
+def test_a_wrong_number_is_caught():
+    """Spoil one path of the evaluated derivation: the check against the engine reports it."""
+    d, n = derive.derive(SEED, [1.0, 0.0, 0.5], y=[0.2, 0.4, 0.6])
+    n.R["w_h"][2, 1] *= 1 + 1e-6
+    c = derive.check_against(d, n)
+    assert not c.engine_agrees
+    assert "Check FAILED: these numbers differ from the numeric BPTT engine" in d.render(n, "md", check=c)
+
+
+# ------------------------------------------------------------------ bounded work
+@pytest.mark.parametrize("argv", [["--expand", str(derive.EXPAND_MAX + 1)], ["--expand", "1000"]])
+def test_expand_is_capped(argv, capsys):
+    assert main(["explain", *argv]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: --expand") and f"from 0 to {derive.EXPAND_MAX}" in err and "\n" not in err
+    with pytest.raises(derive.BPTTError, match="expand"):
+        derive.explain(SEED, [1.0, 0.0], expand=1000)
+
+
+def test_largest_written_out_document_is_small():
+    x = list(np.sin(np.arange(derive.EXPAND_MAX)))
+    for fmt in derive.FORMATS:
+        doc = derive.explain(SEED, x, fmt=fmt, expand=derive.EXPAND_MAX)
+        assert len(doc) < 1_500_000, fmt
+
+
+def test_longest_sequence_finishes_in_seconds_in_every_format():
+    """T = MAX_T: evaluation and the engine check once, then every format (the page too)."""
+    import time
+
+    T = derive.MAX_T
+    t0 = time.perf_counter()
+    d, n = derive.derive(SEED, list(np.sin(np.arange(T))))
+    c = derive.check_against(d, n)
+    assert time.perf_counter() - t0 < 60  # ~7 s on two busy cores (4 s of it the engine's O(T^2) decomposition)
+    for fmt in derive.FORMATS:
+        t1 = time.perf_counter()
+        doc = d.render(n, fmt, expand=derive.EXPAND_MAX, check=c)
+        assert time.perf_counter() - t1 < 10, fmt
+        assert len(doc) < 5_000_000, fmt
+
+
+# ------------------------------------------------------------------ one document, four renderers
+def test_marks_do_not_reach_md_tex_text():
+    d, n = derive.derive(SEED, [1.0, 0.0])
+    doc = d.document(n)
+    assert any("\ue000" in ln for b in doc.blocks if b.kind == "eq" for ln in b.data)  # marked for the page
+    for fmt in ("md", "tex", "text"):
+        assert not any(ch in d.render(n, fmt) for ch in "\ue000\ue001\ue002")
+
+
+def _expected_edges(theta: str, i: int, k: int) -> set[str]:
+    """Written independently of derive: the edges path k of dE_i/dθ runs along."""
+    if theta == "w":
+        return {f"h{i}-y{i}"}
+    if theta == "b2":
+        return {f"b2-y{i}"}
+    chain = {f"h{j - 1}-h{j}" for j in range(k + 1, i + 1)} | {f"h{i}-y{i}"}
+    entry = {"w_x": f"x{k}-h{k}", "w_h": f"h{k - 1}-h{k}", "b1": f"b1-h{k}"}[theta]
+    return chain | {entry}
+
+
+@pytest.mark.parametrize("T", [1, 2, 5])
+def test_figure_paths_run_along_the_chain_rule(T):
+    d, n = derive.derive(SEED, list(np.cos(np.arange(T))))
+    fig = next(b.data for b in d.document(n, expand=T).blocks if b.kind == "figure")
+    assert len(fig.nodes) == 3 * T + 1
+    ids = {e.id for e in fig.edges}
+    seen = set()
+    for p in fig.paths:
+        assert set(p.edges) == _expected_edges({"w_x": "w_x", "w_h": "w_h", "b_1": "b1", "b_2": "b2", "w": "w"}[p.theta],
+                                               p.i, p.k)
+        assert set(p.edges) <= ids
+        seen.add(p.tag)
+    assert len(seen) == 2 * T + 3 * T * (T + 1) // 2  # w, b_2: one path per term; w_x, w_h, b_1: i paths
+    short = next(b.data for b in d.document(n, expand=T - 1).blocks if b.kind == "figure")
+    assert short.paths == () and len(short.nodes) == 3 * T + 1  # beyond --expand: the states only

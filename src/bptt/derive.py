@@ -29,24 +29,31 @@ sympy is imported lazily: ``import bptt`` stays light.
 
 from __future__ import annotations
 
-import re
-from dataclasses import dataclass, field
-from functools import lru_cache
+from dataclasses import dataclass
+from functools import cached_property, lru_cache
 from typing import Any, Sequence
 
 import numpy as np
 
 from . import activations
-from .validation import BPTTError
+from .validation import BPTTError, check_choice, check_int
 from .activations import Activation
 from .engine import PARAM_NAMES
+from .document import Document, Edge, Figure, Node, PathInfo, mark, tex_to_text
 
 ORDER = ("w", "w_x", "w_h", "b2", "b1")  # the seed's section order
 RECURRENT = ("w_x", "w_h", "b1")  # reach E_i through the hidden states: a sum over paths k
 TEX = {"w": "w", "w_x": "w_x", "w_h": "w_h", "b1": "b_1", "b2": "b_2"}
-FORMATS = ("md", "tex", "text")
+FORMATS = ("md", "tex", "text", "html")
 MAX_T = 1000  # the document is O(T) lines, but the per-path numbers are O(T^2)
 EXPAND_DEFAULT = 3  # up to this T every factor is written out, as the seed does
+# The written-out form has O(T^3) characters (T terms of up to T paths of up to T factors, for each parameter).
+# Measured (Markdown / HTML page / the page typeset in headless Chromium on 2 busy cores): T = 6: 43 kB / 0.74 MB /
+# 2.3 s; T = 8: 77 kB / 0.80 MB / 3.4 s; T = 10: 128 kB / 0.90 MB / 6.2 s; T = 12: 0.2 MB / 1 MB / 9.6 s;
+# T = 30: 2.4 MB of Markdown; T = 200: 480 MB. The cap keeps every format under a megabyte and a few seconds.
+EXPAND_MAX = 8
+EXPAND_WHAT = (f"a whole number of steps from 0 to {EXPAND_MAX} (written out, the document grows as T^3; "
+               "longer sequences name the repeated factors)")
 
 
 def _sympy():
@@ -179,6 +186,17 @@ class Numbers:
         return self.weight * self.term_affine(theta).sum(axis=0)
 
 
+def _paths_of_term(pre: float, fp: np.ndarray, dz: np.ndarray, w_h: float) -> np.ndarray:
+    """(i,) for k = 1..i: pre * [prod_{j=k+1}^{i} f'(z_j) w_h] * f'(z_k) * dz_k, pre = g'(u_i) w.
+
+    The chain dh_i/dh_k is accumulated from k = i down (np.cumprod multiplies in order, as a loop
+    would), so all paths of a term cost O(i), not O(i^2)."""
+    a = fp * w_h  # (i,): f'(z_j) w_h
+    chain = np.ones_like(fp)  # chain[k] = prod_{j > k} a[j]
+    chain[:-1] = np.cumprod(a[:0:-1])[::-1]
+    return pre * chain * fp * dz
+
+
 # ------------------------------------------------------------------ the derivation
 class Derivation:
     """The chain-rule terms of the scalar network over T steps, symbolically.
@@ -210,8 +228,12 @@ class Derivation:
         # one step of the recurrence, in terms of the previous state's symbol
         self.z = [None] + [w_x * self.x[t] + w_h * self.h[t - 1] + b1 for t in range(1, T + 1)]
         self.u = [None] + [w * self.h[t] + b2 for t in range(1, T + 1)]
-        self.y_pred = [None] + [self.g.sym_value(self.u[t]) for t in range(1, T + 1)]
         self.weight = sp.Rational(1, T) if reduction == "mean" else sp.Integer(1)
+
+    @cached_property
+    def y_pred(self) -> list:
+        """y'_t = g(u_t), 1-based (built on first use: sympy is slow to build T of them)."""
+        return [None] + [self.g.sym_value(self.u[t]) for t in range(1, self.T + 1)]
 
     # ---------------------------------------------------------------- notation
     @staticmethod
@@ -326,9 +348,19 @@ class Derivation:
         vals[self.h[0]] = sp.Float(float(h0), 30)
         for t in range(1, self.T + 1):
             vals[self.x[t]] = sp.Float(float(x[t - 1]), 30)
-        for t in range(1, self.T + 1):
-            vals[self.h[t]] = self.f.sym_value(self.z[t]).xreplace(vals)
+        for t in range(1, self.T + 1):  # h_t = f(z_t) with z_t's number in: the same value, built far faster
+            vals[self.h[t]] = self.f.sym_value(self.z[t].xreplace(vals))
         return vals
+
+    def step_numbers(self, vals: dict) -> tuple[list, list, list, list]:
+        """(z, u, f'(z), g'(u)) at the numbers, 1-based lists of sympy Floats: the factors f'(z_t) and
+        g'(u_t) of ``factor`` are their expressions applied to z_t and u_t, so they are evaluated as
+        exactly that (building f(w_x x_t + w_h h_{t-1} + b_1) in sympy first costs milliseconds a step)."""
+        z = [None] + [self.z[t].xreplace(vals) for t in range(1, self.T + 1)]
+        u = [None] + [self.u[t].xreplace(vals) for t in range(1, self.T + 1)]
+        fp = [None] + [self.f.sym_deriv(self.f.sym_value(z[t])) for t in range(1, self.T + 1)]
+        gp = [None] + [self.g.sym_deriv(self.g.sym_value(u[t])) for t in range(1, self.T + 1)]
+        return z, u, fp, gp
 
     def evaluate(self, params: dict[str, float], x: Sequence[float], h0: float = 0.0,
                  y: Sequence[float] | None = None) -> Numbers:
@@ -349,12 +381,10 @@ class Derivation:
             return _num(factor.expr, vals)
 
         F = self.factor
-        z = np.array([_num(self.z[t], vals) for t in range(1, T + 1)])  # (T,)
+        zs, us, fps, gps = self.step_numbers(vals)
+        z, u, fp, gp = (np.array([float(v) for v in a[1:]]) for a in (zs, us, fps, gps))  # (T,) each
         h1 = np.array([float(vals[self.h[t]]) for t in range(1, T + 1)])  # (T,)
-        u = np.array([_num(self.u[t], vals) for t in range(1, T + 1)])  # (T,)
-        yp = np.array([_num(self.y_pred[t], vals) for t in range(1, T + 1)])  # (T,)
-        fp = np.array([num(F("f'", t)) for t in range(1, T + 1)])  # (T,)
-        gp = np.array([num(F("g'", t)) for t in range(1, T + 1)])  # (T,)
+        yp = np.array([float(self.g.sym_value(us[t])) for t in range(1, T + 1)])  # (T,)
         w, w_h = num(F("param", 0, "w")), num(F("param", 0, "w_h"))
         R = {k: np.zeros((T, T)) for k in PARAM_NAMES}
         for i in range(T):  # 0-based
@@ -363,11 +393,7 @@ class Derivation:
         for theta in RECURRENT:
             dz = np.array([num(F("dz", t, theta)) for t in range(1, T + 1)])  # (T,)
             for i in range(T):
-                pre = gp[i] * w  # (dy'_i/dh_i) without the (y'_i - y_i)
-                chain = 1.0  # dh_i/dh_k = prod_{j=k+1}^{i} f'(z_j) w_h
-                for k in range(i, -1, -1):
-                    R[theta][i, k] = pre * chain * fp[k] * dz[k]
-                    chain *= fp[k] * w_h
+                R[theta][i, : i + 1] = _paths_of_term(gp[i] * w, fp[: i + 1], dz[: i + 1], w_h)
         yv = None if y is None else np.asarray([float(v) for v in y], dtype=np.float64)
         if yv is not None and yv.shape != (T,):
             raise BPTTError(f"y has {yv.size} steps but this derivation has T = {T}; give one target per step")
@@ -375,77 +401,135 @@ class Derivation:
                        weight=float(self.weight), params={k: float(params[k]) for k in PARAM_NAMES}, y=yv)
 
     # ---------------------------------------------------------------- the document
-    def render(self, n: Numbers, fmt: str = "md", expand: int = EXPAND_DEFAULT, check: "Check | None" = None) -> str:
-        """The document.  fmt: 'md' (Markdown with LaTeX math), 'tex' (complete LaTeX) or 'text'."""
-        if fmt not in FORMATS:
-            raise BPTTError(f"format {fmt!r} is not supported; choose one of {', '.join(FORMATS)}")
-        doc = _Document()
+    def document(self, n: Numbers, expand: int = EXPAND_DEFAULT, check: "Check | None" = None) -> Document:
+        """The document model, which every format renders."""
+        expand = check_int("expand", expand, 0, EXPAND_MAX, what=EXPAND_WHAT)
+        doc = Document()
         _write(doc, self, n, expand=expand, check=check)
+        return doc
+
+    def render(self, n: Numbers, fmt: str = "md", expand: int = EXPAND_DEFAULT, check: "Check | None" = None) -> str:
+        """The document.  fmt: 'md' (Markdown with LaTeX math), 'tex' (complete LaTeX), 'text', or 'html'
+        (a self-contained page: math typeset by the KaTeX shipped in the package, the network drawn)."""
+        fmt = check_choice("format", fmt, FORMATS)
+        doc = self.document(n, expand, check)
+        if fmt == "html":
+            from . import html
+
+            return html.render(doc)
         return doc.render(fmt)
+
+
+KINKS = {"relu": 0.0}  # activations with a point where they are not differentiable: the argument there
+AGREE_RTOL = 1e-9  # a difference above this, relative to the largest number compared, is a disagreement
 
 
 @dataclass
 class Check:
-    """How the document's numbers compare with independent computations."""
+    """How the document's numbers compare with independent computations.
 
-    engine_max_abs: float  # max |derivation - RNN.loss_and_grad/decompose| over all totals, terms, paths
-    sympy_max_abs: float | None  # max |derivation - sympy.diff of the unrolled loss|; None when skipped
+    engine_max_abs   max |derivation - RNN.loss_and_grad/decompose| over all totals, terms, paths
+    sympy_max_abs    max |derivation - sympy.diff of the unrolled E_i| (small T); None when skipped
+    scale            the largest |number| compared: differences are judged relative to it
+    kinks            steps t where z_t sits exactly on a kink of the hidden activation (relu at 0)
+    fd_max_abs       with kinks: max |central finite difference of the Loss - the totals|
+    """
+
+    engine_max_abs: float
+    sympy_max_abs: float | None
+    scale: float = 1.0
+    kinks: tuple[int, ...] = ()
+    fd_max_abs: float | None = None
+
+    def agrees(self, diff: float | None) -> bool:
+        """diff is rounding: at most AGREE_RTOL relative to the numbers compared."""
+        return diff is not None and diff <= AGREE_RTOL * self.scale
+
+    @property
+    def engine_agrees(self) -> bool:
+        return self.agrees(self.engine_max_abs)
+
+    @property
+    def sympy_agrees(self) -> bool:
+        return self.agrees(self.sympy_max_abs)
 
 
 def check_against(d: Derivation, n: Numbers, sympy_up_to: int = 4) -> Check:
-    """Compare the derivation's numbers with the numeric engine and (small T) with sympy.diff.
+    """Compare the derivation's numbers with the numeric engine, (small T) with sympy.diff, and where
+    z_t sits on a kink of the activation, with central finite differences of the Loss.
 
-    With symbolic targets the comparison is of the affine forms: at y = 0 and at each unit vector.
+    With symbolic targets the comparison is of the affine forms: at y = 0 and at each unit vector
+    (T <= 60), or at one generic target vector (every path is (y'_i - y_i) times a number).
     """
-    from .audit import affine_in_targets
-    from .model import RNN
-
     T = d.T
-    params = n.params
-    m = RNN.scalar(**params, hidden_activation=d.f.name, output_activation=d.g.name)
+    m = _scalar_model(d, n.params)
     x = np.asarray(n.x)
 
     def engine(yv):
         _, g = m.loss_and_grad(x, yv, h0=n.h0, reduction=d.reduction, backend="numpy")  # the reference engine
         dec = m.decompose(x, yv, h0=n.h0, reduction=d.reduction)
-        out = [g[k].ravel()[0] for k in PARAM_NAMES]
-        for k in PARAM_NAMES:
-            out += list(dec.paths[k].reshape(T, T).ravel())
-        return np.array(out)
+        return np.concatenate([[g[k].ravel()[0] for k in PARAM_NAMES]]
+                              + [dec.paths[k].reshape(T * T) for k in PARAM_NAMES])
 
     def ours(yv):
-        g = n.grads(yv)
-        p = n.paths(yv)
-        out = [g[k] for k in PARAM_NAMES]
-        for k in PARAM_NAMES:
-            out += list(p[k].ravel())
-        return np.array(out)
+        g, p = n.grads(yv), n.paths(yv)
+        return np.concatenate([[g[k] for k in PARAM_NAMES]] + [p[k].ravel() for k in PARAM_NAMES])
 
+    eng_diff, scale = _engine_diff(engine, ours, n)
+    kinks = tuple(t for t in range(1, T + 1) if d.f.name in KINKS and n.z[t - 1] == KINKS[d.f.name])
+    yv = n.y if n.y is not None else np.linspace(0.25, 0.75, T)
+    sym_diff = _sympy_diff(d, n, yv) if T <= sympy_up_to else None
+    fd = _finite_difference_diff(d, n, yv) if kinks else None
+    return Check(engine_max_abs=eng_diff, sympy_max_abs=sym_diff, scale=scale, kinks=kinks, fd_max_abs=fd)
+
+
+def _scalar_model(d: Derivation, params: dict[str, float]):
+    from .model import RNN
+
+    return RNN.scalar(**params, hidden_activation=d.f.name, output_activation=d.g.name)
+
+
+def _engine_diff(engine, ours, n: Numbers) -> tuple[float, float]:
+    """(max |engine - ours|, max |engine|) over totals and paths, as affine forms when y is symbolic."""
+    T = n.T
     if n.y is not None:
-        eng_diff = float(np.max(np.abs(engine(n.y) - ours(n.y))))
-    elif T <= 60:
+        e = engine(n.y)
+        return float(np.max(np.abs(e - ours(n.y)))), float(np.max(np.abs(e)))
+    if T <= 60:
+        from .audit import affine_in_targets
+
         ce, Je = affine_in_targets(engine, T)
         co, Jo = affine_in_targets(ours, T)
-        eng_diff = float(max(np.max(np.abs(ce - co)), np.max(np.abs(Je - Jo))))
-    else:  # T + 1 engine runs of O(T^2) decompositions: compare at two target vectors instead
-        rng = np.random.default_rng(0)
-        eng_diff = max(float(np.max(np.abs(engine(yv) - ours(yv)))) for yv in (np.zeros(T), rng.uniform(0, 1, T)))
-    sym_diff = None
-    if T <= sympy_up_to:
-        sp = _sympy()
-        E, _ = d.unrolled_errors()
-        vals = d.values(params, list(n.x), n.h0)
-        yv = n.y if n.y is not None else np.linspace(0.25, 0.75, T)
-        for t in range(1, T + 1):
-            vals[d.y[t]] = sp.Float(float(yv[t - 1]), 30)
-        terms = n.terms(yv)
-        diffs = []
-        for k in PARAM_NAMES:
-            for i in range(1, T + 1):
-                exact = _num(sp.diff(E[i], d.theta[k]), vals)
-                diffs.append(abs(exact - terms[k][i - 1]))
-        sym_diff = float(max(diffs))
-    return Check(engine_max_abs=eng_diff, sympy_max_abs=sym_diff)
+        diff = max(np.max(np.abs(ce - co)), np.max(np.abs(Je - Jo)))
+        return float(diff), float(max(np.max(np.abs(ce)), np.max(np.abs(Je))))
+    yv = np.random.default_rng(0).uniform(0, 1, T)  # T + 1 O(T^2) engine runs would take minutes
+    e = engine(yv)
+    return float(np.max(np.abs(e - ours(yv)))), float(np.max(np.abs(e)))
+
+
+def _sympy_diff(d: Derivation, n: Numbers, yv: np.ndarray) -> float:
+    """max |sympy.diff(E_i, θ) - dE_i/dθ| at targets yv, over every θ and i."""
+    sp = _sympy()
+    E, _ = d.unrolled_errors()
+    vals = d.values(n.params, list(n.x), n.h0)
+    for t in range(1, d.T + 1):
+        vals[d.y[t]] = sp.Float(float(yv[t - 1]), 30)
+    terms = n.terms(yv)
+    return float(max(abs(_num(sp.diff(E[i], d.theta[k]), vals) - terms[k][i - 1])
+                     for k in PARAM_NAMES for i in range(1, d.T + 1)))
+
+
+def _finite_difference_diff(d: Derivation, n: Numbers, yv: np.ndarray, eps: float = 1e-6) -> float:
+    """max over θ of |(Loss(θ + ε) - Loss(θ - ε)) / 2ε - dLoss/dθ| at targets yv (the engine's Loss)."""
+    x, grads, worst = np.asarray(n.x), n.grads(yv), 0.0
+    for k in PARAM_NAMES:
+        loss = []
+        for sign in (1, -1):
+            p = dict(n.params, **{k: n.params[k] + sign * eps})
+            loss.append(_scalar_model(d, p).loss_and_grad(x, yv, h0=n.h0, reduction=d.reduction,
+                                                           backend="numpy")[0])
+        worst = max(worst, abs((float(loss[0]) - float(loss[1])) / (2 * eps) - grads[k]))
+    return worst
 
 
 def derive(params: dict[str, float], x: Sequence[float], h0: float = 0.0, y: Sequence[float] | None = None,
@@ -460,8 +544,8 @@ def explain(params: dict[str, float], x: Sequence[float], h0: float = 0.0, y: Se
             hidden_activation: str = "sigmoid", output_activation: str = "sigmoid", reduction: str = "mean",
             fmt: str = "md", expand: int = EXPAND_DEFAULT) -> str:
     """The whole document for one model and sequence, checked against the engine."""
-    if fmt not in FORMATS:
-        raise BPTTError(f"--format {fmt!r} is not supported; choose one of {', '.join(FORMATS)}")
+    fmt = check_choice("format", fmt, FORMATS)
+    check_int("expand", expand, 0, EXPAND_MAX, what=EXPAND_WHAT)
     d, n = derive(params, x, h0, y, hidden_activation, output_activation, reduction)
     return d.render(n, fmt, expand=expand, check=check_against(d, n))
 
@@ -506,229 +590,6 @@ def faffine(a: np.ndarray, digits: int = 6, var: str = "y") -> str:
     return " ".join(parts)
 
 
-# ------------------------------------------------------------------ a tiny document model
-@dataclass
-class _Block:
-    kind: str  # 'h1', 'h2', 'p', 'eq', 'table', 'list'
-    data: Any
-
-
-@dataclass
-class _Document:
-    """Headings, paragraphs (text with $inline math$), display equations (lines of LaTeX,
-    '&' marks the alignment point), tables and lists, rendered as md / tex / text."""
-
-    blocks: list[_Block] = field(default_factory=list)
-
-    def h1(self, s):
-        self.blocks.append(_Block("h1", s))
-
-    def h2(self, s):
-        self.blocks.append(_Block("h2", s))
-
-    def p(self, s):
-        self.blocks.append(_Block("p", s))
-
-    def eq(self, *lines):
-        self.blocks.append(_Block("eq", [ln for ln in lines if ln]))
-
-    def table(self, header, rows):
-        self.blocks.append(_Block("table", (header, rows)))
-
-    def bullets(self, items):
-        self.blocks.append(_Block("list", items))
-
-    def render(self, fmt: str) -> str:
-        return {"md": self._md, "tex": self._tex, "text": self._text}[fmt]()
-
-    # -- Markdown with LaTeX math (GitHub / MathJax / KaTeX)
-    def _md(self) -> str:
-        out = []
-        for b in self.blocks:
-            if b.kind == "h1":
-                out.append(f"# {b.data}\n")
-            elif b.kind == "h2":
-                out.append(f"## {b.data}\n")
-            elif b.kind == "p":
-                out.append(b.data.replace("´", "`") + "\n")
-            elif b.kind == "list":
-                out.append("\n".join(f"{i}. {s.replace('´', '`')}" for i, s in enumerate(b.data, 1)) + "\n")
-            elif b.kind == "eq":
-                body = " \\\\\n".join(b.data)
-                out.append("$$\n\\begin{aligned}\n" + body + "\n\\end{aligned}\n$$\n")
-            elif b.kind == "table":
-                header, rows = b.data
-                lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---:" for _ in header) + "|"]
-                lines += ["| " + " | ".join(r) + " |" for r in rows]
-                out.append("\n".join(lines) + "\n")
-        return "\n".join(out)
-
-    # -- a complete LaTeX document (amsmath and longtable, both in a basic TeX install)
-    def _tex(self) -> str:
-        out = [
-            r"\documentclass[10pt]{article}",
-            r"\usepackage[T1]{fontenc}",
-            r"\usepackage{amsmath}",
-            r"\usepackage{longtable}",
-            r"\allowdisplaybreaks\emergencystretch=3em",
-            r"\setlength{\textwidth}{6.5in}\setlength{\oddsidemargin}{0in}\setlength{\evensidemargin}{0in}",
-            r"\setlength{\textheight}{9in}\setlength{\topmargin}{-0.5in}",
-            r"\begin{document}",
-        ]
-        for b in self.blocks:
-            if b.kind == "h1":
-                out.append(r"\section*{" + _tex_text(b.data) + "}")
-            elif b.kind == "h2":
-                out.append(r"\subsection*{" + _tex_text(b.data) + "}")
-            elif b.kind == "p":
-                out.append(_tex_text(b.data) + "\n")
-            elif b.kind == "list":
-                out.append(r"\begin{enumerate}")
-                out += [r"\item " + _tex_text(s) for s in b.data]
-                out.append(r"\end{enumerate}")
-            elif b.kind == "eq":
-                body = " \\\\\n".join(ln if "&" in ln else "&" + ln for ln in b.data)
-                out.append("\\begin{align*}\n" + body + "\n\\end{align*}")
-            elif b.kind == "table":
-                header, rows = b.data
-                spec = "r" * len(header)
-                out.append(r"{\footnotesize\setlength{\tabcolsep}{3pt}\begin{longtable}{" + spec + "}")
-                out.append(" & ".join(_tex_text(c) for c in header) + r" \\ \hline\endhead")
-                out += [" & ".join(_tex_text(c) for c in r) + r" \\" for r in rows]
-                out.append(r"\end{longtable}}")
-        out.append(r"\end{document}")
-        return "\n".join(out) + "\n"
-
-    # -- plain terminal text
-    def _text(self) -> str:
-        out = []
-        for b in self.blocks:
-            if b.kind == "h1":
-                s = _plain_text(b.data)
-                out.append(s + "\n" + "=" * len(s) + "\n")
-            elif b.kind == "h2":
-                s = _plain_text(b.data)
-                out.append(s + "\n" + "-" * len(s) + "\n")
-            elif b.kind == "p":
-                out.append(_wrap(_plain_text(b.data)) + "\n")
-            elif b.kind == "list":
-                out.append("\n".join(_wrap(f"{i:2d}. " + _plain_text(s), indent="    ")
-                                     for i, s in enumerate(b.data, 1)) + "\n")
-            elif b.kind == "eq":
-                rows = [tex_to_text(ln).split("&", 1) if "&" in ln else ["", tex_to_text(ln)] for ln in b.data]
-                width = max(len(r[0].rstrip()) for r in rows)
-                out.append("\n".join("    " + r[0].rstrip().rjust(width)
-                                     + (" " + r[1].strip() if r[0].strip() else r[1].rstrip()) for r in rows) + "\n")
-            elif b.kind == "table":
-                header, rows = b.data
-                cells = [[_plain_text(c) for c in header]] + [[_plain_text(c) for c in r] for r in rows]
-                widths = [max(len(r[j]) for r in cells) for j in range(len(header))]
-                lines = ["  ".join(c.rjust(wd) for c, wd in zip(r, widths)) for r in cells]
-                lines.insert(1, "  ".join("-" * wd for wd in widths))
-                out.append("\n".join("    " + ln for ln in lines) + "\n")
-        return "\n".join(out)
-
-
-def _wrap(s: str, width: int = 100, indent: str = "") -> str:
-    import textwrap
-
-    return textwrap.fill(s, width=width, subsequent_indent=indent, break_long_words=False, break_on_hyphens=False)
-
-
-_MATH = re.compile(r"\$([^$]+)\$")
-
-
-def _tex_text(s: str) -> str:
-    """Paragraph text with $math$ for LaTeX: escape the text parts, keep the math."""
-    parts = _MATH.split(s)
-    out = []
-    for j, part in enumerate(parts):
-        if j % 2:
-            out.append(f"${part}$")
-        else:
-            part = part.replace("\\", r"\textbackslash{}")
-            for ch in "&%#_{}":
-                part = part.replace(ch, "\\" + ch)
-            part = part.replace("`", r"\texttt{").replace("´", "}")
-            part = part.replace("~", r"\textasciitilde{}").replace("^", r"\textasciicircum{}")
-            part = part.replace("θ", r"$\theta$").replace("δ", r"$\delta$").replace("∂", r"$\partial$")
-            out.append(part)
-    return "".join(out)
-
-
-def _plain_text(s: str) -> str:
-    return _MATH.sub(lambda m: tex_to_text(m.group(1)), s).replace("`", "").replace("´", "")
-
-
-def _brace(s: str, i: int) -> tuple[str, int]:
-    """s[i] == '{': the balanced content and the index after the closing brace."""
-    depth = 0
-    for j in range(i, len(s)):
-        if s[j] == "{":
-            depth += 1
-        elif s[j] == "}":
-            depth -= 1
-            if depth == 0:
-                return s[i + 1:j], j + 1
-    return s[i + 1:], len(s)
-
-
-_SYMBOLS = {
-    r"\cdot": "·", r"\partial": "∂", r"\theta": "θ", r"\delta": "δ", r"\sum": "Σ", r"\prod": "Π",
-    r"\approx": "≈", r"\le": "≤", r"\ge": "≥", r"\ne": "≠", r"\times": "×", r"\in": "∈", r"\ldots": "...",
-    r"\to": "->", r"\qquad": "    ", r"\quad": "  ", r"\,": " ", r"\;": " ", r"\!": "", r"\Big": "", r"\big": "",
-    r"\left": "", r"\right": "", r"\tanh": "tanh", r"\max": "max", r"\exp": "exp", r"\mid": "|", r"\ ": " ",
-    r"\infty": "inf", r"\sigma": "σ", r"\phantom": "",
-}
-
-
-_GLUE = {r"\partial", r"\left", r"\right", r"\Big", r"\big"}
-
-
-def tex_to_text(s: str) -> str:
-    """The LaTeX this module writes, as plain text: \\frac{a}{b} -> a/b, \\operatorname{sgm} -> sgm, ..."""
-    out: list[str] = []
-    i = 0
-    while i < len(s):
-        c = s[i]
-        if c == "\\":
-            m = re.match(r"\\([A-Za-z]+|.)", s[i:])
-            assert m
-            cmd = "\\" + m.group(1)
-            i += len(m.group(0))
-            if cmd == r"\frac":
-                a, i = _brace(s, i)
-                b, i = _brace(s, i)
-                a, b = tex_to_text(a), tex_to_text(b)
-                wrap = lambda v: f"({v})" if re.search(r"[ +\-]", v.strip()) and not re.fullmatch(r"\(.*\)", v.strip()) else v
-                out.append(f"{wrap(a)}/{wrap(b)}")
-            elif cmd in (r"\operatorname", r"\text", r"\mathrm", r"\textrm", r"\mathit"):
-                a, i = _brace(s, i)
-                out.append(tex_to_text(a))
-            elif cmd == r"\\":
-                out.append("\n")
-            elif cmd in _SYMBOLS:
-                out.append(_SYMBOLS[cmd])
-                if cmd in _GLUE:  # '\partial h' is one symbol: ∂h
-                    while i < len(s) and s[i] == " ":
-                        i += 1
-            else:
-                out.append(cmd[1:])
-        elif c in "_^" and i + 1 < len(s) and s[i + 1] == "{":
-            a, j = _brace(s, i + 1)
-            a = tex_to_text(a)
-            simple = re.fullmatch(r"[A-Za-z0-9']+", a) is not None
-            out.append(c + (a if simple else "{" + a + "}"))
-            i = j
-        elif c == "{" or c == "}":
-            i += 1
-        else:
-            out.append(c)
-            i += 1
-    text = "".join(out)
-    return re.sub(r"[ ]{2,}(?=\S)", lambda m: m.group(0) if len(m.group(0)) >= 4 else " ", text)
-
-
 # ------------------------------------------------------------------ writing the document
 def _frac(a: str, b: str) -> str:
     return rf"\frac{{{a}}}{{{b}}}"
@@ -742,10 +603,11 @@ def _dL(theta_tex: str) -> str:
     return _frac(r"d\mathrm{Loss}", f"d{theta_tex}")
 
 
-def _write(doc: _Document, d: Derivation, n: Numbers, expand: int, check: Check | None) -> None:
+def _write(doc: Document, d: Derivation, n: Numbers, expand: int, check: Check | None) -> None:
     """The whole document: notation, formulas, the numbers put in, the results, the seed's differences."""
     full = d.T <= expand  # every factor written out, as the seed does; else the repeated factors are named
     _write_title(doc, d)
+    doc.figure(_figure(d, n, expand))
     _write_notation(doc, d, full)
     _write_formulas(doc, d, full)
     sec = len(ORDER) + 2
@@ -760,14 +622,14 @@ def _loss_factor(d: Derivation) -> str:
     return rf"\frac{{1}}{{{d.T}}}" if d.reduction == "mean" else ""
 
 
-def _write_title(doc: _Document, d: Derivation) -> None:
+def _write_title(doc: Document, d: Derivation) -> None:
     doc.h1(f"BPTT derivation: T = {d.T}, hidden {d.f.name}, output {d.g.name}, reduction {d.reduction}")
     doc.p("Generated by `bptt explain´. Every formula below is a product of chain-rule factors that the "
           "program also evaluates; the numbers are those factors multiplied out, and they are checked "
           "against the numeric BPTT engine at the end.")
 
 
-def _write_notation(doc: _Document, d: Derivation, full: bool) -> None:
+def _write_notation(doc: Document, d: Derivation, full: bool) -> None:
     """Section 1: activations, model, loss, the sign, the general formula (for long T also δ_i and P_{i,k})."""
     T = d.T
     f, g = d.f, d.g
@@ -818,7 +680,7 @@ def _write_notation(doc: _Document, d: Derivation, full: bool) -> None:
         _write_named_factors(doc, d)
 
 
-def _write_named_factors(doc: _Document, d: Derivation) -> None:
+def _write_named_factors(doc: Document, d: Derivation) -> None:
     """For long sequences: δ_i and P_{i,k}, the factors the written-out form would repeat O(T^2) times."""
     T, f, g = d.T, d.f, d.g
     doc.p(f"With T = {T} the written-out form would repeat every factor $O(T^2)$ times, so the repeated "
@@ -832,7 +694,7 @@ def _write_named_factors(doc: _Document, d: Derivation) -> None:
     doc.p("Then, for every $i = 1, \\ldots, " + str(T) + "$:")
 
 
-def _write_formulas(doc: _Document, d: Derivation, full: bool) -> None:
+def _write_formulas(doc: Document, d: Derivation, full: bool) -> None:
     """Sections 2-6: dE_i/dθ and dLoss/dθ for each parameter, in the seed's order."""
     T, c_tex = d.T, _loss_factor(d)
     for theta in ORDER:
@@ -854,7 +716,7 @@ def _write_formulas(doc: _Document, d: Derivation, full: bool) -> None:
             doc.eq(rf"{_dE('i', tt)} &= {body}", rf"{_dL(tt)} &= {c_tex} \sum_{{i=1}}^{{{T}}} {_dE('i', tt)}")
 
 
-def _write_building_blocks(doc: _Document, d: Derivation, n: Numbers, full: bool, sec: int) -> None:
+def _write_building_blocks(doc: Document, d: Derivation, n: Numbers, full: bool, sec: int) -> None:
     """The setup in words, then h_t, y'_t and the activations' derivatives (written out, or as a table)."""
     doc.h2(f"{sec}. Building blocks")
     doc.p(_setup_sentence(d, n, full))
@@ -918,7 +780,7 @@ def _building_block_table(d: Derivation, n: Numbers) -> tuple[list[str], list[li
     return header, rows
 
 
-def _write_numbers_in(doc: _Document, d: Derivation, n: Numbers, full: bool, sec: int) -> None:
+def _write_numbers_in(doc: Document, d: Derivation, n: Numbers, full: bool, sec: int) -> None:
     """Each error term dE_i/dθ with the numbers in (written out), or as a table of r_{θ,i} or dE_i/dθ."""
     doc.h2(f"{sec}. The formulas with the numbers in")
     if full:
@@ -939,7 +801,7 @@ def _write_numbers_in(doc: _Document, d: Derivation, n: Numbers, full: bool, sec
     doc.table(["$i$", "$(y'_i - y_i)$"] + heads, _term_rows(n))
 
 
-def _write_results(doc: _Document, d: Derivation, n: Numbers, expand: int, check: Check | None, sec: int) -> None:
+def _write_results(doc: Document, d: Derivation, n: Numbers, expand: int, check: Check | None, sec: int) -> None:
     """The five totals dLoss/dθ (numbers, or affine in the targets), then the check against the engine."""
     doc.h2(f"{sec}. Results")
     short = d.T <= max(expand, 6)  # each total written as its sum of terms
@@ -948,12 +810,52 @@ def _write_results(doc: _Document, d: Derivation, n: Numbers, expand: int, check
     if n.y is None and not short:
         doc.p("where $r_{\\theta,i}$ is the number in row $i$ of the table above.")
     if check is not None:
-        s = (f"Check: these numbers equal the numeric BPTT engine (`bptt.RNN.loss_and_grad´ and "
-             f"`bptt.RNN.decompose´, every total, term and path) to {check.engine_max_abs:.1e}")
+        for sentence in _check_sentences(d, n, check):
+            doc.p(sentence)
+
+
+_ENGINE = ("the numeric BPTT engine (`bptt.RNN.loss_and_grad´ and `bptt.RNN.decompose´, every total, term "
+           "and path)")
+_SYMPY = "sympy's derivative of the fully unrolled $E_i$ (every $\\frac{dE_i}{d\\theta}$)"
+
+
+def _check_sentences(d: Derivation, n: Numbers, check: Check) -> list[str]:
+    """The self-check: agreement only where the difference is rounding; a kink is named, never hidden."""
+    agree, differ = [], []
+    for what, diff in ((_ENGINE, check.engine_max_abs), (_SYMPY, None if check.kinks else check.sympy_max_abs)):
+        if diff is None:
+            continue
+        if check.agrees(diff):
+            agree.append(f"{what} to {diff:.1e}")
+        else:
+            differ.append(f"{what} by up to {diff:.1e} (relative {diff / max(check.scale, 1e-300):.1e})")
+    out = []
+    if agree:
+        out.append("Check: these numbers equal " + ", and ".join(agree) + ".")
+    if differ:
+        out.append("Check FAILED: these numbers differ from " + ", and from ".join(differ)
+                   + f", more than rounding (relative {AGREE_RTOL:.0e}) explains.")
+    if check.kinks:
+        out.append(_kink_sentence(d, n, check))
+    return out
+
+
+def _kink_sentence(d: Derivation, n: Numbers, check: Check) -> str:
+    """z_t on the kink of relu: the derivative used there is a convention, so say what finite differences give."""
+    t0 = check.kinks[0]
+    zs = " = ".join(f"z_{{{t}}}" for t in check.kinks)
+    where = "a kink" if len(check.kinks) == 1 else "kinks"
+    s = (f"${zs} = {fnum(KINKS[d.f.name])}$ at {where} of {d.f.name}: the derivative there is a convention "
+         f"({fnum(n.fprime[t0 - 1])} here); ")
+    fd = check.fd_max_abs
+    if fd is not None and fd <= 1e-6 * max(check.scale, 1.0):
+        s += f"finite differences happen to agree here (to {fd:.1e}), but no derivative exists there"
+    else:
+        s += f"finite differences disagree (central differences of the Loss differ from these totals by {fd:.1e}"
         if check.sympy_max_abs is not None:
-            s += (f", and sympy's derivative of the fully unrolled $E_i$ (every $\\frac{{dE_i}}{{d\\theta}}$) to "
-                  f"{check.sympy_max_abs:.1e}")
-        doc.p(s + ".")
+            s += f"; {_SYMPY}, which takes another convention, by {check.sympy_max_abs:.1e}"
+        s += ")"
+    return s + "."
 
 
 def _result_line(d: Derivation, n: Numbers, theta: str, short: bool) -> str:
@@ -971,7 +873,7 @@ def _result_line(d: Derivation, n: Numbers, theta: str, short: bool) -> str:
     return rf"{_dL(tt)} &= {pre} = {total}"
 
 
-def _write_differences(doc: _Document) -> None:
+def _write_differences(doc: Document) -> None:
     doc.h2("Differences from the seed's hand derivation")
     doc.bullets([
         "$\\operatorname{sgm}(x) = 1/(1 + e^{-x})$; the seed prints $1/(1 - e^{-x})$.",
@@ -996,9 +898,11 @@ def _term_lines(term: Term, form: str) -> list[str]:
     derivative (with what it multiplies) per line, so no line is wider than a page."""
     tt = TEX[term.theta]
     lhs = _dE(term.i, tt)
+    pre = mark("prefix", prefix_tag(term.theta, term.i), _prod(term.prefix, form))
     if len(term.paths) == 1 and all(f.kind != "f'" for f in term.paths[0].factors):  # w, b_2: one short line
-        return [rf"{lhs} &= {_prod(term.prefix + term.paths[0].factors, form)}"]
-    lines = [rf"{lhs} &= {_prod(term.prefix, form)}"]
+        p = term.paths[0]
+        return [rf"{lhs} &= {pre} \cdot {mark('path', path_tag(term.theta, term.i, p.k), _prod(p.factors, form))}"]
+    lines = [rf"{lhs} &= {pre}"]
     many = len(term.paths) > 1
     for j, p in enumerate(term.paths):
         chunks: list[list[Factor]] = []  # [f'(z_j), w_h] ... [f'(z_k), ∂z_k/∂θ]
@@ -1008,7 +912,7 @@ def _term_lines(term: Term, form: str) -> list[str]:
             else:
                 chunks[-1].append(fac)
         for c, chunk in enumerate(chunks):
-            body = _prod(chunk, form)
+            body = mark("path", path_tag(term.theta, term.i, p.k), _prod(chunk, form))
             if c == 0:
                 lead = (r"\cdot \Big[\, " if j == 0 else "+ ") if many else r"\cdot "
                 lines.append(rf"&\quad {lead}{body}")
@@ -1035,8 +939,9 @@ def _term_number_lines(term: Term, n: Numbers, vals: dict) -> list[str]:
     """The lines of ``_term_lines`` with every factor's value, then the product."""
     tt = TEX[term.theta]
     lhs = _dE(term.i, tt)
-    pre = r" \cdot ".join(_factor_value(f, n, vals) for f in term.prefix)
-    path_txt = [r" \cdot ".join(_factor_value(f, n, vals) for f in p.factors) for p in term.paths]
+    pre = mark("prefix", prefix_tag(term.theta, term.i), r" \cdot ".join(_factor_value(f, n, vals) for f in term.prefix))
+    path_txt = [mark("path", path_tag(term.theta, term.i, p.k), r" \cdot ".join(_factor_value(f, n, vals) for f in p.factors))
+                for p in term.paths]
     if len(path_txt) == 1:
         lines = [rf"{lhs} &= {pre} \cdot {path_txt[0]}"]
     else:
@@ -1064,3 +969,72 @@ def _term_rows(n: Numbers) -> list[list[str]]:
             cells = [f"${fnum(terms[k][i])}$" for k in ORDER]
         rows.append([str(i + 1), err] + cells)
     return rows
+
+
+# ------------------------------------------------------------------ the picture (drawn by the HTML page)
+def path_tag(theta: str, i: int, k: int) -> str:
+    """The id of path k of dE_i/dθ in the page: 'E2-wh-k1' (data-path on its terms)."""
+    return f"{prefix_tag(theta, i)}-k{k}"
+
+
+def prefix_tag(theta: str, i: int) -> str:
+    """The id of the factor (dE_i/dy'_i)(dy'_i/dh_i) that multiplies every path of dE_i/dθ: 'E2-wh'."""
+    return f"E{i}-{theta.replace('_', '')}"
+
+
+def path_edges(term: Term, path: Path) -> tuple[str, ...]:
+    """The edges of the unrolled network that path k of dE_i/dθ runs along, read off its factors:
+    w (in dy'_i/dh_i, or ∂u_i/∂w = h_i) is h_i -> y'_i; each w_h after f'(z_j) is h_{j-1} -> h_j;
+    ∂z_k/∂θ is θ's own edge into h_k (x_k, h_{k-1} or the bias b_1); ∂u_i/∂b_2 = 1 is b_2's edge into y'_i."""
+    out: list[str] = []
+    last = 0  # the step of the latest f'(z_j)
+    for f in term.prefix + path.factors:
+        if f.kind == "f'":
+            last = f.t
+        elif f.kind == "param" and f.short == TEX["w"]:
+            out.append(f"h{term.i}-y{term.i}")
+        elif f.kind == "param" and f.short == TEX["w_h"]:
+            out.append(f"h{last - 1}-h{last}")
+        elif f.kind == "dz":
+            out.append({"w_x": f"x{f.t}-h{f.t}", "w_h": f"h{f.t - 1}-h{f.t}", "b1": f"b1-h{f.t}"}[term.theta])
+        elif f.kind == "h":
+            out.append(f"h{f.t}-y{f.t}" if term.theta == "w" else f"b2-y{f.t}")
+    return tuple(dict.fromkeys(out))
+
+
+def _figure(d: Derivation, n: Numbers, expand: int) -> Figure:
+    """The unrolled network with its forward values; every path of every error term when the document
+    writes the paths out (T <= expand), none beyond (the document names δ_i and P_{i,k} instead)."""
+    T = d.T
+    nodes = [Node("h0", "h_0", fnum(n.h0), 0, 1)]
+    edges = []
+    for t in range(1, T + 1):
+        nodes += [Node(f"x{t}", f"x_{t}", fnum(n.x[t - 1]), t, 0), Node(f"h{t}", f"h_{t}", fnum(n.h1[t - 1]), t, 1),
+                  Node(f"y{t}", f"y'_{t}", fnum(n.y_pred[t - 1]), t, 2)]
+        edges += [Edge(f"x{t}-h{t}", f"x{t}", f"h{t}", "w_x"), Edge(f"h{t - 1}-h{t}", f"h{t - 1}", f"h{t}", "w_h"),
+                  Edge(f"b1-h{t}", "b1", f"h{t}", "b_1"), Edge(f"h{t}-y{t}", f"h{t}", f"y{t}", "w"),
+                  Edge(f"b2-y{t}", "b2", f"y{t}", "b_2")]
+    paths = []
+    if T <= expand:
+        for theta in ORDER:
+            for i in range(1, T + 1):
+                term = d.term(theta, i)
+                paths += [PathInfo(path_tag(theta, i, p.k), TEX[theta], i, p.k, path_edges(term, p),
+                                   _path_value(n, theta, i, p.k), prefix_tag(theta, i)) for p in term.paths]
+        caption = ("Hover or click a term of a sum in the formulas, or a path below: its edges light up, with "
+                   "the factors it multiplies. Path k of dEᵢ/dθ is (dEᵢ/dy'ᵢ)(dy'ᵢ/dhᵢ)(dhᵢ/dhₖ)(∂hₖ/∂θ).")
+    else:
+        caption = (f"With T = {T} > {expand} (--expand) the document names the repeated factors δᵢ and Pᵢ,ₖ "
+                   "instead of writing each path out, and the picture shows the states only; with a shorter "
+                   f"sequence or a larger --expand (at most {EXPAND_MAX}) every path is drawn.")
+    return Figure(f"The unrolled network, T = {T}", tuple(nodes), tuple(edges), tuple(paths), caption)
+
+
+def _path_value(n: Numbers, theta: str, i: int, k: int) -> str:
+    """Path k's contribution to dE_i/dθ, (y'_i - y_i) R[θ][i, k], as plain text (affine in y_i when y is symbolic)."""
+    r = float(n.R[theta][i - 1, k - 1])
+    if n.y is not None:
+        return tex_to_text(fnum(r * (n.y_pred[i - 1] - n.y[i - 1])))
+    a = np.zeros(n.T + 1)
+    a[0], a[i] = r * n.y_pred[i - 1], -r
+    return tex_to_text(faffine(a))
