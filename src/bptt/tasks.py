@@ -165,6 +165,11 @@ def _positive_int(name: str, v: Any, minimum: int = 1) -> int:
     return check_int(name, v, minimum)  # type: ignore[return-value]
 
 
+def _train_val_test(split, n_train: int, n_val: int, n: int) -> tuple[Split, Split, Split]:
+    """The three splits of N = n sequences taken in order: train, validation, test."""
+    return split(0, n_train), split(n_train, n_train + n_val), split(n_train + n_val, n)
+
+
 # ---------------------------------------------------------------- binary addition
 def binary_addition(
     bits: int = 8, n_train: int = 1000, n_val: int = 200, n_test: int = 1000, seed: int = 0
@@ -237,9 +242,7 @@ def sine(length: int = 100, n_train: int = 200, n_val: int = 50, n_test: int = 5
 
     return TaskData(
         "sine",
-        split(0, n_train),
-        split(n_train, n_train + n_val),
-        split(n_train + n_val, n),
+        *_train_val_test(split, n_train, n_val, n),
         input_size=1,
         output_size=1,
         scaling=SINE_SCALING,
@@ -273,9 +276,7 @@ def adding(length: int = 50, n_train: int = 2000, n_val: int = 500, n_test: int 
 
     return TaskData(
         "adding",
-        split(0, n_train),
-        split(n_train, n_train + n_val),
-        split(n_train + n_val, n),
+        *_train_val_test(split, n_train, n_val, n),
         input_size=2,
         output_size=1,
         info={"length": length, "sequences": {"train": n_train, "val": n_val, "test": n_test}},
