@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 from pathlib import Path
 
 import numpy as np
@@ -14,7 +13,7 @@ from .. import tasks
 from ..gradflow import MAX_MAP_STEPS, SAMPLINGS, choose_steps, describe_sequence, flow_map_pair, gradflow_sequence
 from ..model import RNN
 from ..train import TrainConfig, load_task
-from ..validation import BPTTError, check_int
+from ..validation import MAX_SIZE, BPTTError, check_int, check_number
 from ._common import steps
 
 
@@ -78,46 +77,11 @@ def gradflow_cli(out: str | Path, force: bool = False, model: str | None = None,
     if (x is not None or y is not None) and model is None:
         raise BPTTError("--x/--y need --model (without it, gradflow draws random networks on random data)")
     if model is not None and x is not None:
-        m, info = bio.load_model(model)
-        xv = steps(x, m.input_size)  # (T, D)
-        scaling = tasks.Scaling(**info["scaling"]) if info.get("scaling") else None
-        if y is None:
-            if scaling is None or m.input_size != 1:
-                raise BPTTError("give --y targets, one per step of --x (only series models take the next values as targets)")
-            if len(xv) < 2:
-                raise BPTTError("--x needs at least 2 values: the targets are the next values")
-            u = scaling.to_unit(xv)
-            xs_, ys_ = u[:-1], u[1:]  # (T-1, 1): predict each next value
-        else:
-            yv = steps(y, m.output_size)
-            if len(yv) != len(xv):
-                raise BPTTError(f"--x has {len(xv)} steps but --y has {len(yv)}; give one target per step")
-            xs_ = scaling.to_unit(xv) if scaling else xv
-            ys_ = scaling.to_unit(yv) if scaling else yv
-        net, xs, ys = m, xs_, ys_
-        title = f"{info.get('task', 'model')}, your sequence ({len(xs_)} steps)"
+        net, xs, ys, title = _user_sequence(model, x, y)
     elif model is not None:
-        m, info = bio.load_model(model)
-        if "config" not in info:
-            raise BPTTError(f"{model}: the model file does not say which task it was trained on; gradflow --model needs a `bptt train` model")
-        cfg = TrainConfig.from_json(info["config"])
-        data = load_task(cfg)
-        net, (xs, ys) = m, gradflow_sequence(data, index)
-        title = f"{cfg.task}, test sequence {index} ({describe_sequence(data, index)})"
+        net, xs, ys, title = _test_sequence(model, index)
     else:
-        for name, v, lo in (("--hidden", hidden, 1), ("--length", length, 2), ("--seed", seed, 0)):
-            if v < lo:
-                raise BPTTError(f"{name} must be >= {lo}, got {v}")
-        if not (math.isfinite(init_scale) and init_scale > 0):
-            raise BPTTError(f"--init-scale must be a positive number, got {init_scale}")
-        base = RNN(1, hidden, 1, "sigmoid", "sigmoid", seed=seed)
-        params = {k: v * init_scale for k, v in base.params().items()}
-        base.set_params(**params)
-        rng = np.random.default_rng([seed, 7])
-        xs = rng.uniform(0, 1, size=(length, 1))  # (T, 1)
-        ys = rng.uniform(0, 1, size=(length, 1))  # (T, 1)
-        net = base
-        title = f"random network, H={hidden}, init ×{init_scale:g}, seed {seed}, {length} steps"
+        net, xs, ys, title = _random_network(hidden, length, init_scale, seed)
     maps = flow_map_pair(net, xs, ys, normalise=not raw, steps=choose_steps(len(xs), max_steps, sample))
     if model is None:
         maps = {k.replace(" (as trained)", " (random init)"): v for k, v in maps.items()}
@@ -140,3 +104,51 @@ def _report(maps: dict, out: Path, as_json: bool) -> None:
     for label, d in summary.items():
         print(f"  {label:28s} " + "  ".join(f"lag {k}: {v:.3g}" for k, v in d.items()))
     print(f"wrote {out}")
+
+
+def _user_sequence(model: str, x: str, y: str | None):
+    """(model, x (T, D), y (T, O), title) for the user's own sequence, in the model's [0, 1] units."""
+    m, info = bio.load_model(model)
+    xv = steps(x, m.input_size)  # (T, D)
+    scaling = tasks.Scaling(**info["scaling"]) if info.get("scaling") else None
+    if y is None:
+        if scaling is None or m.input_size != 1:
+            raise BPTTError("give --y targets, one per step of --x (only series models take the next values as targets)")
+        if len(xv) < 2:
+            raise BPTTError("--x needs at least 2 values: the targets are the next values")
+        u = scaling.to_unit(xv)
+        xs, ys = u[:-1], u[1:]  # (T-1, 1): predict each next value
+    else:
+        yv = steps(y, m.output_size)  # (T, O)
+        if len(yv) != len(xv):
+            raise BPTTError(f"--x has {len(xv)} steps but --y has {len(yv)}; give one target per step")
+        xs = scaling.to_unit(xv) if scaling else xv
+        ys = scaling.to_unit(yv) if scaling else yv
+    return m, xs, ys, f"{info.get('task', 'model')}, your sequence ({len(xs)} steps)"
+
+
+def _test_sequence(model: str, index: int):
+    """(model, x, y, title) for test sequence ``index`` of the task the model was trained on."""
+    m, info = bio.load_model(model)
+    if "config" not in info:
+        raise BPTTError(f"{model}: the model file does not say which task it was trained on; "
+                        "gradflow --model needs a `bptt train` model")
+    cfg = TrainConfig.from_json(info["config"])
+    data = load_task(cfg)
+    xs, ys = gradflow_sequence(data, index)
+    return m, xs, ys, f"{cfg.task}, test sequence {index} ({describe_sequence(data, index)})"
+
+
+def _random_network(hidden: int, length: int, init_scale: float, seed: int):
+    """(a fresh sigmoid network with its weights scaled, random x and y of ``length`` steps, title)."""
+    check_int("--hidden", hidden, 1, MAX_SIZE)
+    check_int("--length", length, 2)
+    check_int("--seed", seed, 0)
+    check_number("--init-scale", init_scale, 0, low_open=True)
+    base = RNN(1, hidden, 1, "sigmoid", "sigmoid", seed=seed)
+    base.set_params(**{k: v * init_scale for k, v in base.params().items()})
+    rng = np.random.default_rng([seed, 7])
+    xs = rng.uniform(0, 1, size=(length, 1))  # (T, 1)
+    ys = rng.uniform(0, 1, size=(length, 1))  # (T, 1)
+    return base, xs, ys, f"random network, H={hidden}, init ×{init_scale:g}, seed {seed}, {length} steps"
+
