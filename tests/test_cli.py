@@ -120,3 +120,23 @@ def test_printable_keeps_what_the_stream_can_encode():
     assert printable("dE_1/dθ ∂h Σ", "ascii") == "dE_1/dtheta dh sum"
     assert printable("π", "ascii") == "?"
     assert printable("θ", "iso8859-7") == "θ"  # Greek code page: θ is there
+
+
+def test_a_cold_kernel_cache_is_announced_once(monkeypatch, capsys):
+    from bptt.cli import _common
+
+    monkeypatch.setattr(_common, "kernels_cached", lambda: False)
+    assert main(["grad", "--x", "1,0", "--y", "0.5,0.5", "--json"]) == 0
+    out, err = capsys.readouterr()
+    assert err.startswith("bptt: compiling the numba kernels (once per machine") and err.count("\n") == 1
+    json.loads(out)  # stdout stays the JSON object
+    monkeypatch.setattr(_common, "kernels_cached", lambda: True)
+    assert main(["grad", "--x", "1,0", "--y", "0.5,0.5", "--json"]) == 0
+    assert capsys.readouterr().err == ""
+
+
+def test_kernels_cache_is_found_after_a_compile():
+    from bptt.cli import _common
+
+    bptt.RNN.scalar().loss_and_grad(np.array([1.0, 0.0]), np.array([0.5, 0.5]))  # compiles or loads
+    assert _common.kernels_cached()

@@ -446,3 +446,20 @@ def test_damaged_checkpoint_is_one_line_on_resume(tmp_path, capsys, damage):
     assert main(["train", "--resume", "--out", str(out)]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: ") and err.count("\n") == 1 and "Traceback" not in err, err
+
+
+def test_train_json_is_one_object_and_a_loss_to_persistence_is_a_warning(tmp_path, capsys):
+    rng = np.random.default_rng(1)
+    walk = np.cumsum(rng.standard_normal(300))  # a random walk: persistence is hard to beat
+    csv = tmp_path / "walk.csv"
+    csv.write_text("v\n" + "\n".join(f"{v:.4f}" for v in walk) + "\n")
+    code = main(["train", "--task", "csv", "--csv", str(csv), "--column", "v", "--epochs", "3", "--json",
+                 "--plots", "none", "--out", str(tmp_path / "run")])
+    out, err = capsys.readouterr()
+    assert code == 0
+    obj = json.loads(out)  # stdout is exactly one JSON object
+    assert set(obj) == {"task", "out", "seconds", "test", "files", "warnings"}
+    assert obj["test"]["test_mse"] > obj["test"]["persistence_mse"]
+    assert len(obj["warnings"]) == 1 and "worse than persistence" in obj["warnings"][0]
+    assert err.startswith("warning: the RNN's test MSE") and err.count("\n") == 1
+    assert sorted(os.listdir(tmp_path / "run")) == ["checkpoint.npz", "config.json", "metrics.json", "model.npz"]

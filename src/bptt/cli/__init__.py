@@ -12,10 +12,12 @@ from typing import Sequence
 
 from ..validation import BPTTError
 from . import bench, check, explain, grad, gradflow, predict, seed, train
-from ._common import EXIT_BAD_INPUT, Parser, survive_any_encoding
+from ._common import EXIT_BAD_INPUT, Parser, note_first_compile, survive_any_encoding
 
 # The subcommands in the order `bptt --help` lists them; adding one is adding its module here.
 SUBCOMMANDS = (seed, grad, train, predict, gradflow, explain, check, bench)
+# Those whose first run on a machine compiles the numba kernels.
+COMPILING = ("seed", "grad", "train", "bench")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -37,6 +39,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if not getattr(args, "run", None):
             parser.print_help()
             return EXIT_BAD_INPUT
+        if args.command in COMPILING:
+            note_first_compile()
         return int(args.run(args) or 0)
     except BPTTError as e:
         print(f"error: {e}", file=sys.stderr)

@@ -81,11 +81,13 @@ def stdout() -> TextIO:
     return out if printable("θ", getattr(out, "encoding", None)) == "θ" else _Printable(out)  # type: ignore[return-value]
 
 
-def console(wide: bool = False):
-    """A rich console on ``stdout()``; wide: 120 columns into files and pipes, so tables do not wrap.
+def console(wide: bool = True):
+    """A rich console on ``stdout()`` that never breaks what the user copies.
 
-    Where stdout cannot encode θ, every string is made ``printable`` before rich lays it out
-    (so tables stay aligned), and rich draws its boxes in ASCII.
+    Text is soft-wrapped (rich inserts no newlines: a long path or command stays one line and the
+    terminal wraps it); tables fit the real terminal width, or 120 columns into files and pipes
+    (``wide``; else 80).  Where stdout cannot encode θ, every string is made ``printable`` before
+    rich lays it out (so tables stay aligned), and rich draws its boxes in ASCII.
     """
     from rich.console import Console
 
@@ -95,11 +97,10 @@ def console(wide: bool = False):
 
     out = stdout()
     cls = Console if out is sys.stdout else PrintableConsole
-    con = cls(file=out, highlight=False)
-    if wide and not con.is_terminal:
-        con = cls(file=out, highlight=False, width=120)
+    con = cls(file=out, highlight=False, soft_wrap=True)
+    if not con.is_terminal:
+        con = cls(file=out, highlight=False, soft_wrap=True, width=120 if wide else 80)
     return con
-
 
 
 def _transliterate(err: UnicodeError) -> tuple[str, int]:
@@ -211,3 +212,22 @@ def steps(text: str, d: int) -> np.ndarray:
             raise BPTTError(f"--x: step {i + 1} ({step!r}) is not finite")
         rows.append(vals)
     return np.array(rows, dtype=np.float64)  # (T, d)
+
+
+def kernels_cached() -> bool:
+    """Whether numba's cache of bptt's compiled kernels exists (else the first call compiles them)."""
+    from pathlib import Path
+
+    here = Path(__file__).resolve().parents[1]  # the bptt package
+    places = [here / "__pycache__"]
+    if os.environ.get("NUMBA_CACHE_DIR"):
+        places.append(Path(os.environ["NUMBA_CACHE_DIR"]))
+    return any(any(p.rglob("kernels.*.nbi")) for p in places if p.is_dir())
+
+
+def note_first_compile() -> None:
+    """One line on stderr before the kernels compile for the first time, so a wait is not taken for a hang."""
+    if not kernels_cached():
+        print("bptt: compiling the numba kernels (once per machine, up to a minute; later runs load them)",
+              file=sys.stderr, flush=True)
+

@@ -3,20 +3,23 @@
 from __future__ import annotations
 
 import argparse
+import json
 import math
+import sys
 import time
 from pathlib import Path
 from typing import Any
 
 from .. import ddp
 from .. import io as bio
+from ..io import json_safe
 from .. import plots
 from .. import tasks
 from ..activations import HIDDEN_ACTIVATIONS, OUTPUT_ACTIVATIONS
 from ..optim import OPTIMIZERS, SCHEDULES
 from ..train import BACKENDS, TrainConfig, config_for, load_checkpoint, load_task, train, write_outputs
 from ..validation import BPTTError
-from ._common import number
+from ._common import console, number
 
 
 def add(sub) -> None:
@@ -28,6 +31,8 @@ def add(sub) -> None:
     p.add_argument("--force", action="store_true", help="write into an existing non-empty --out")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint (its own settings; other options are ignored)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--json", action="store_true", help="print the final test metrics, files and warnings as one JSON "
+                   "object (no progress, no table)")
     p.add_argument("--plots", default="png", choices=plots.RUN_PLOTS,
                    help="format of loss/predictions/gradflow plots, or none (default png)")
     p.add_argument("--backend", default=None, help=f"where gradients come from: {' or '.join(BACKENDS)} (default numpy: "
@@ -147,11 +152,11 @@ def run(args: argparse.Namespace) -> int:
         raise BPTTError("--nproc needs --backend torch (data-parallel training runs on PyTorch)")
     cfg = None if args.resume else train_config_from_args(args)
     return run_cli(cfg, args.out, force=args.force, resume=args.resume, progress=not args.no_progress,
-                   plot_format=args.plots)
+                   plot_format=args.plots, as_json=args.json)
 
 
 def run_cli(cfg: TrainConfig | None, out: str | Path, force: bool = False, resume: bool = False, progress: bool = True,
-            plot_format: str = "png") -> int:
+            plot_format: str = "png", as_json: bool = False) -> int:
     """`bptt train`: check the folder, train with a progress bar, write model, metrics and plots.
 
     Every check (folder, settings, task data) happens before anything is written.
@@ -170,21 +175,23 @@ def run_cli(cfg: TrainConfig | None, out: str | Path, force: bool = False, resum
         ddp.launch(cfg, out, resume=resume, data=data)
         return 0
     with bio.RunFolder(out, force=force, resume=resume):  # this run alone writes here; --force clears the old run
-        return _train_and_report(cfg, data, out, resume, progress, plot_format)
+        return _train_and_report(cfg, data, out, resume, progress and not as_json, plot_format, as_json)
 
 
-def _train_and_report(cfg: TrainConfig, data, out: Path, resume: bool, progress: bool, plot_format: str) -> int:
-    from rich.console import Console
-
-    con = Console(highlight=False)
+def _train_and_report(cfg: TrainConfig, data, out: Path, resume: bool, progress: bool, plot_format: str,
+                      as_json: bool = False) -> int:
+    con = console()
     # every backend runs the one loop; backend torch goes through the launcher (processes, process group)
     run_training = ddp.launch if cfg.backend == "torch" else train
 
     batches = math.ceil(data.train.n / cfg.batch_size)
     procs = f" ×{cfg.nproc} processes" if cfg.nproc > 1 else ""
-    con.print(f"[bold]bptt train[/bold] task={cfg.task} hidden={cfg.hidden_size} ({cfg.hidden_activation}) "
-              f"optimizer={cfg.optimizer} lr={cfg.lr} epochs={cfg.epochs} batches/epoch={batches} seed={cfg.seed} "
-              f"backend={cfg.backend}{procs} -> {out}" + ("  (resumed)" if resume else ""))
+    if not as_json:
+        from rich.markup import escape
+
+        con.print(f"[bold]bptt train[/bold] task={cfg.task} hidden={cfg.hidden_size} ({cfg.hidden_activation}) "
+                  f"optimizer={cfg.optimizer} lr={cfg.lr} epochs={cfg.epochs} batches/epoch={batches} seed={cfg.seed} "
+                  f"backend={cfg.backend}{procs} -> {escape(str(out))}" + ("  (resumed)" if resume else ""))
     live = progress and con.is_terminal
     every = max(1, cfg.epochs // 10)
     t0 = time.perf_counter()
@@ -215,15 +222,34 @@ def _train_and_report(cfg: TrainConfig, data, out: Path, resume: bool, progress:
         result = run_training(cfg, out, resume=resume, progress=report, data=data)
     paths = write_outputs(result, out, plot_format)
     elapsed = time.perf_counter() - t0
+    warnings = result_warnings(result.metrics)
+    for w in warnings:
+        print(f"warning: {w}", file=sys.stderr)
+    if as_json:
+        print(json.dumps(json_safe({"task": cfg.task, "out": str(out), "seconds": elapsed, "test": result.metrics,
+                                    "files": {k: str(p) for k, p in paths.items()}, "warnings": warnings})))
+        return 0
     from rich.table import Table
 
-    t = Table(title=f"{cfg.task}: test set (model of epoch {result.metrics['best_epoch']}, "
-              f"lowest validation loss; {result.metrics['epochs_run']} epochs, {elapsed:.1f} s)", title_justify="left")
+    con.print(f"{cfg.task}: test set (model of epoch {result.metrics['best_epoch']}, lowest validation loss; "
+              f"{result.metrics['epochs_run']} epochs, {elapsed:.1f} s)")
+    t = Table()
     t.add_column("metric")
     t.add_column("value", justify="right")
     for k, v in result.metrics.items():
         if isinstance(v, (int, float)) and not isinstance(v, bool) and k not in ("best_epoch", "epochs_run"):
             t.add_row(k, f"{v:.6g}" if isinstance(v, float) else str(v))
     con.print(t)
-    con.print("wrote " + ", ".join(str(p.name) for p in paths.values()) + f" in {out}")
+    con.print("wrote " + ", ".join(str(p.name) for p in paths.values()) + f" in {out}", markup=False)
     return 0
+
+
+def result_warnings(metrics: dict[str, Any]) -> list[str]:
+    """What a user should know about a result: a series model that loses to its simplest baselines."""
+    out = []
+    mse, persistence = metrics.get("test_mse"), metrics.get("persistence_mse")
+    if isinstance(mse, float) and isinstance(persistence, float) and mse > persistence:
+        out.append(f"the RNN's test MSE ({mse:.4g}) is worse than persistence ({persistence:.4g}, next value = "
+                   "this value): the model has not learned more than the last value tells; try more epochs, "
+                   "another --lr or --window, or the series may be close to a random walk")
+    return out
