@@ -152,9 +152,9 @@ def add_model_options(p: argparse.ArgumentParser, defaults: bool = True) -> None
     for name in PARAM_NAMES:
         g.add_argument(f"--{name.replace('_', '-')}", dest=name, default="1", metavar="NUM", help=f"{name} (default 1)")
     g.add_argument("--h0", default="0", metavar="NUM", help="initial hidden state h_0 (default 0)")
-    g.add_argument("--hidden-activation", default="sigmoid", help=f"one of {', '.join(HIDDEN_ACTIVATIONS)} (default sigmoid)")
-    g.add_argument("--output-activation", default="sigmoid", help=f"one of {', '.join(OUTPUT_ACTIVATIONS)} (default sigmoid)")
-    g.add_argument("--reduction", default="mean", help="mean (Loss = 1/T sum E_t, the seed's) or sum")
+    g.add_argument("--hidden-activation", default="sigmoid", metavar="{" + ",".join(HIDDEN_ACTIVATIONS) + "}", help=f"one of {', '.join(HIDDEN_ACTIVATIONS)} (default sigmoid)")
+    g.add_argument("--output-activation", default="sigmoid", metavar="{" + ",".join(OUTPUT_ACTIVATIONS) + "}", help=f"one of {', '.join(OUTPUT_ACTIVATIONS)} (default sigmoid)")
+    g.add_argument("--reduction", default="mean", metavar="{mean,sum}", help="mean (Loss = 1/T sum E_t, the seed's) or sum")
 
 
 def model_from_args(args: argparse.Namespace):

@@ -18,15 +18,15 @@ from .. import tasks
 from ..activations import HIDDEN_ACTIVATIONS, OUTPUT_ACTIVATIONS
 from ..optim import OPTIMIZERS, SCHEDULES
 from ..train import BACKENDS, TrainConfig, config_for, load_checkpoint, load_task, train, write_outputs
-from ..validation import BPTTError
+from ..validation import DTYPES, BPTTError
 from ._common import console, number
 
 
 def add(sub) -> None:
     p = sub.add_parser("train", help="train the network on a task; writes model, metrics and plots to --out",
                        description="Train the seed's network on a task. Writes model.npz, metrics.json, config.json, "
-                       "checkpoint.npz and loss/predictions/gradflow PNGs to --out. Options left out take the task's defaults.")
-    p.add_argument("--task", default=None, metavar="TASK", help=_task_help())
+                       "checkpoint.npz and the loss/predictions/gradflow plots (--plots) to --out. Options left out take the task's defaults.")
+    p.add_argument("--task", default=None, metavar=_choices(tasks.TASKS), help=_task_help())
     p.add_argument("--out", required=True, metavar="DIR", help="output folder (must be new or empty unless --force or --resume)")
     p.add_argument("--force", action="store_true", help="write into an existing non-empty --out")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint (its own settings; other options are ignored)")
@@ -35,22 +35,22 @@ def add(sub) -> None:
                    "object (no progress, no table)")
     p.add_argument("--plots", default="png", choices=plots.RUN_PLOTS,
                    help="format of loss/predictions/gradflow plots, or none (default png)")
-    p.add_argument("--backend", default=None, help=f"where gradients come from: {' or '.join(BACKENDS)} (default numpy: "
+    p.add_argument("--backend", default=None, metavar=_choices(BACKENDS), help=f"where gradients come from: {' or '.join(BACKENDS)} (default numpy: "
                    "this library's engine; torch: the bptt.torch layer, data-parallel with --nproc; see README '## PyTorch layer')")
     p.add_argument("--nproc", type=int, default=None, metavar="N", help="--backend torch: data-parallel processes on this "
                    "machine (gloo over 127.0.0.1; under torchrun, its process count); --batch-size is the global batch")
     g = p.add_argument_group("model")
     g.add_argument("--hidden", type=int, default=None, metavar="H", help=f"hidden units ({_per_task('hidden_size')})")
-    g.add_argument("--hidden-activation", default=None, help=f"one of {', '.join(HIDDEN_ACTIVATIONS)} (default sigmoid)")
-    g.add_argument("--output-activation", default=None, help=f"one of {', '.join(OUTPUT_ACTIVATIONS)} (default sigmoid)")
-    g.add_argument("--dtype", default=None, help="float64 (default) or float32")
+    g.add_argument("--hidden-activation", default=None, metavar=_choices(HIDDEN_ACTIVATIONS), help=f"one of {', '.join(HIDDEN_ACTIVATIONS)} (default sigmoid)")
+    g.add_argument("--output-activation", default=None, metavar=_choices(OUTPUT_ACTIVATIONS), help=f"one of {', '.join(OUTPUT_ACTIVATIONS)} (default sigmoid)")
+    g.add_argument("--dtype", default=None, metavar=_choices(DTYPES), help="float64 (default) or float32")
     g = p.add_argument_group("optimisation")
-    g.add_argument("--optimizer", default=None, help=f"one of {', '.join(OPTIMIZERS)} (default adam)")
+    g.add_argument("--optimizer", default=None, metavar=_choices(OPTIMIZERS), help=f"one of {', '.join(OPTIMIZERS)} (default adam)")
     g.add_argument("--lr", type=float, default=None, help=f"learning rate ({_per_task('lr')})")
     g.add_argument("--momentum", type=float, default=None, help="sgd momentum (default 0)")
     g.add_argument("--nesterov", action="store_true", default=None, help="Nesterov momentum (sgd)")
     g.add_argument("--clip", default=None, metavar="NORM", help="clip the global gradient norm (default 1; 'none' to disable)")
-    g.add_argument("--schedule", default=None, help=f"one of {', '.join(SCHEDULES)} (default constant)")
+    g.add_argument("--schedule", default=None, metavar=_choices(SCHEDULES), help=f"one of {', '.join(SCHEDULES)} (default constant)")
     g.add_argument("--min-lr", type=float, default=None, help="cosine schedule's final learning rate (default 0)")
     g.add_argument("--epochs", type=int, default=None, help=f"passes over the training set ({_per_task('epochs')})")
     g.add_argument("--batch-size", type=int, default=None, help=f"sequences per update ({_per_task('batch_size')})")
@@ -64,6 +64,11 @@ def add(sub) -> None:
     g.add_argument("--checkpoint-every", type=int, default=None, metavar="E", help=f"checkpoint every E epochs ({_per_task('checkpoint_every')})")
     _add_task_options(p)
     p.set_defaults(run=run)
+
+
+def _choices(names) -> str:
+    """How argparse shows a value with fixed choices: {a,b,c}."""
+    return "{" + ",".join(names) + "}"
 
 
 def _task_help() -> str:
