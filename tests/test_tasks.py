@@ -259,7 +259,7 @@ def test_help_shows_each_tasks_option_defaults(capsys):
     assert "--csv FILE csv: the CSV file (with a header row) (required)" in text
     assert "--n-val N_VAL binary-addition: validation pairs (default 200); sine: validation sequences (default 50)" in text
     assert "csv: validation values (default 15 % of them)" in text
-    assert "--task TASK required (unless --resume); one of: binary-addition: " in text
+    assert "--task {binary-addition,sine,adding,sunspots,csv} required (unless --resume); one of: binary-addition: " in text
     assert "--lr LR learning rate (default per task: binary-addition 0.05, sine 0.01, adding 0.01" in text
     assert "--hidden H hidden units (default per task: binary-addition 8, sine 16, adding 16, sunspots 8, csv 8)" in text
     assert "(default per task: binary-addition none, sine 25," in text  # --chunk
