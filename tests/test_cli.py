@@ -140,3 +140,18 @@ def test_kernels_cache_is_found_after_a_compile():
 
     bptt.RNN.scalar().loss_and_grad(np.array([1.0, 0.0]), np.array([0.5, 0.5]))  # compiles or loads
     assert _common.kernels_cached()
+
+
+def test_a_new_command_is_one_module(tmp_path, monkeypatch, capsys):
+    """Adding a subcommand is adding one module to bptt/cli (shown with a module written here)."""
+    import bptt.cli as cli
+
+    (tmp_path / "hello.py").write_text(
+        'ORDER = 99\nCOMPILES = False\n\n\ndef add(sub):\n    p = sub.add_parser("hello", help="say hello")\n'
+        '    p.add_argument("--name", default="BPTT")\n    p.set_defaults(run=run)\n\n\n'
+        'def run(args):\n    print(f"hello {args.name}")\n    return 0\n')
+    monkeypatch.setattr(cli, "__path__", [*cli.__path__, str(tmp_path)])
+    monkeypatch.setattr(cli, "SUBCOMMANDS", cli._subcommands())
+    assert [m.__name__.rsplit(".", 1)[1] for m in cli.SUBCOMMANDS][-1] == "hello"
+    assert main(["hello", "--name", "seed"]) == 0
+    assert capsys.readouterr().out == "hello seed\n"

@@ -463,3 +463,24 @@ def test_train_json_is_one_object_and_a_loss_to_persistence_is_a_warning(tmp_pat
     assert len(obj["warnings"]) == 1 and "worse than persistence" in obj["warnings"][0]
     assert err.startswith("warning: the RNN's test MSE") and err.count("\n") == 1
     assert sorted(os.listdir(tmp_path / "run")) == ["checkpoint.npz", "config.json", "metrics.json", "model.npz"]
+
+
+def test_a_new_optimizer_is_one_record(monkeypatch, tmp_path, capsys):
+    """Adding an optimizer is one entry in optim.OPTIMIZERS: config, loop, checkpoint and CLI take it."""
+    from bptt import optim
+
+    class SignSGD(optim.SGD):
+        def step(self, params, grads, lr):
+            super().step(params, {k: np.sign(g) for k, g in grads.items()}, lr)
+
+    monkeypatch.setitem(optim.OPTIMIZERS, "signsgd", lambda cfg, params: SignSGD(params))
+    cfg = tr.config_for("binary-addition", {"bits": 3, "n_train": 16, "n_val": 4, "n_test": 4}, hidden_size=2,
+                        epochs=2, optimizer="signsgd", lr=0.01)
+    res = tr.train(cfg)
+    start = RNN(2, 2, 1, seed=0).params()
+    for k, v in res.model.params().items():  # every update moves each weight by exactly lr
+        steps = np.abs(v - start[k]) / 0.01
+        np.testing.assert_allclose(steps, np.round(steps), atol=1e-9)
+    assert main(["train", "--task", "binary-addition", "--bits", "3", "--n-train", "16", "--n-val", "4", "--n-test",
+                 "4", "--hidden", "2", "--epochs", "1", "--optimizer", "signsgd", "--lr", "0.01", "--plots", "none",
+                 "--no-progress", "--out", str(tmp_path / "run")]) == 0

@@ -7,17 +7,26 @@ Bad input: one line ``error: ...`` on stderr and exit status 2, never a tracebac
 from __future__ import annotations
 
 import argparse
+import importlib
+import pkgutil
 import sys
+from types import ModuleType
 from typing import Sequence
 
 from ..validation import BPTTError
-from . import bench, check, explain, grad, gradflow, predict, seed, train
 from ._common import EXIT_BAD_INPUT, Parser, note_first_compile, survive_any_encoding
 
-# The subcommands in the order `bptt --help` lists them; adding one is adding its module here.
-SUBCOMMANDS = (seed, grad, train, predict, gradflow, explain, check, bench)
-# Those whose first run on a machine compiles the numba kernels.
-COMPILING = ("seed", "grad", "train", "bench")
+
+def _subcommands() -> tuple[ModuleType, ...]:
+    """Every public module of this package is a subcommand (its ``add``, ``run``, ``ORDER``, ``COMPILES``):
+    adding a command is adding its module, nothing else."""
+    found = [importlib.import_module(f"{__name__}.{m.name}") for m in pkgutil.iter_modules(__path__)
+             if not m.name.startswith("_")]
+    return tuple(sorted(found, key=lambda mod: mod.ORDER))
+
+
+SUBCOMMANDS = _subcommands()
+COMPILING = tuple(mod.__name__.rsplit(".", 1)[1] for mod in SUBCOMMANDS if mod.COMPILES)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -5,6 +5,11 @@ from __future__ import annotations
 import argparse
 
 
+# Where `bptt --help` lists this command; whether its first run on a machine compiles the numba kernels.
+ORDER = 80
+COMPILES = True
+
+
 def add(sub) -> None:
     p = sub.add_parser("bench", help="time a full gradient against PyTorch eager and JAX; --memory: checkpointing demo",
                        description="Time one full gradient (loss and five gradients, float32) of this library, PyTorch "

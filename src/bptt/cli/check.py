@@ -16,6 +16,11 @@ if TYPE_CHECKING:
     from ..check import Report, TargetAnalysis
 
 
+# Where `bptt --help` lists this command; whether its first run on a machine compiles the numba kernels.
+ORDER = 70
+COMPILES = False
+
+
 def add(sub) -> None:
     p = sub.add_parser("check", help="check hand-computed BPTT numbers (a TOML or JSON claims file)",
                        description="Check each claimed number (h_t, y'_t, dE_i/dθ, dLoss/dθ, ...) at the precision it "

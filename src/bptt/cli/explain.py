@@ -10,6 +10,11 @@ from ._common import add_model_options, model_from_args, number, numbers, write_
 from ._common import stdout
 
 
+# Where `bptt --help` lists this command; whether its first run on a machine compiles the numba kernels.
+ORDER = 60
+COMPILES = False
+
+
 def add(sub) -> None:
     p = sub.add_parser("explain", help="write the chain-rule derivation of the five gradients as a document",
                        description="Write the seed's derivation for this model and sequence: the chain-rule formulas, "

@@ -9,6 +9,11 @@ from ..engine import PARAM_NAMES
 from ._common import add_model_options, console, fmt, model_from_args, sequence_from_args
 
 
+# Where `bptt --help` lists this command; whether its first run on a machine compiles the numba kernels.
+ORDER = 20
+COMPILES = True
+
+
 def add(sub) -> None:
     p = sub.add_parser("grad", help="loss and the five gradients for a scalar model and sequence",
                        description="Loss and exact BPTT gradients of the seed's scalar network.")

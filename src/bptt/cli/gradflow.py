@@ -17,6 +17,11 @@ from ..validation import MAX_SIZE, BPTTError, check_int, check_number
 from ._common import steps
 
 
+# Where `bptt --help` lists this command; whether its first run on a machine compiles the numba kernels.
+ORDER = 50
+COMPILES = False
+
+
 def add(sub) -> None:
     p = sub.add_parser("gradflow", help="heat map of ||dE_t/dh_k|| / ||dE_t/dh_t|| over (t, k), sigmoid vs tanh side by side",
                        description="Gradient flow: how the error E_t's signal decays back through the hidden states h_k. "

@@ -30,6 +30,11 @@ from ..validation import BPTTError
 from ._common import ints, steps
 
 
+# Where `bptt --help` lists this command; whether its first run on a machine compiles the numba kernels.
+ORDER = 40
+COMPILES = False
+
+
 def add(sub) -> None:
     p = sub.add_parser("predict", help="run a trained model; series models answer in the data's own units",
                        description="Predict with a model written by `bptt train`. Series models (sunspots, csv, sine) take "

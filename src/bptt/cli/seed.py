@@ -15,6 +15,11 @@ if TYPE_CHECKING:
     from ..seed import SeedAudit
 
 
+# Where `bptt --help` lists this command; whether its first run on a machine compiles the numba kernels.
+ORDER = 10
+COMPILES = True
+
+
 def add(sub) -> None:
     p = sub.add_parser("seed", help="reproduce the seed's worked example and list its errata",
                        description="Reproduce the seed's worked example (w = w_x = w_h = b1 = b2 = 1, h_0 = 0, x = (1, 0)): "

@@ -22,6 +22,11 @@ from ..validation import DTYPES, BPTTError
 from ._common import console, number
 
 
+# Where `bptt --help` lists this command; whether its first run on a machine compiles the numba kernels.
+ORDER = 30
+COMPILES = True
+
+
 def add(sub) -> None:
     p = sub.add_parser("train", help="train the network on a task; writes model, metrics and plots to --out",
                        description="Train the seed's network on a task. Writes model.npz, metrics.json, config.json, "
