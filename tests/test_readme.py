@@ -109,3 +109,16 @@ def test_adding_conclusions_follow_the_table():
 
 def test_times_are_stated_with_their_run():
     assert re.search(r"Times\s+are from one run on \d{4}-\d\d-\d\d", README)
+
+
+def test_layout_names_real_files_and_tests():
+    """The Layout section's files exist, and each test it cites as showing an addition exists."""
+    layout = README[README.index("## Layout"):]
+    layout = layout[: layout.find("\n## ", 5)] if "\n## " in layout[5:] else layout
+    for path in re.findall(r"^    ((?:src/bptt|examples|benchmarks|docs|tests)/[\w./]*)", layout, re.M):
+        assert (ROOT / path).exists(), path
+    for path, name in re.findall(r"`(tests/test_\w+\.py)::(test_\w+)`", layout):
+        assert re.search(rf"^def {name}\(", (ROOT / path).read_text(encoding="utf-8"), re.M), f"{path}::{name}"
+    listed = set(re.findall(r"^    src/bptt/(\w+)\.py", layout, re.M))
+    modules = {p.stem for p in (ROOT / "src" / "bptt").glob("*.py") if not p.stem.startswith("_")}
+    assert modules <= listed, modules - listed
