@@ -26,7 +26,7 @@ def _model(dtype=np.float64, seed=0):
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 def test_round_trip_bitwise(tmp_path, dtype):
     m = _model(dtype)
-    info = {"task": "csv", "scaling": {"lo": -2.5, "hi": 7.25}, "note": "ünïcode"}
+    info = {"task": "csv", "scaling": {"lo": -2.5, "hi": 7.25}, "task_info": {"window": 4}, "note": "ünïcode"}
     bio.save_model(tmp_path / "model.npz", m, info)
     m2, info2 = bio.load_model(tmp_path)  # the folder works as well as the file
     assert info2 == info
@@ -282,6 +282,8 @@ def _with(path, **changes):
     ({"info__task_info": {"bits": "eight"}}, "task_info.bits"), ({"info__task_info": {"bits": 1000000}}, "task_info.bits"),
     ({"info__task_info": {"window": 0}}, "task_info.window"), ({"info__task_info": 7}, "info.task_info"),
     ({"info__config": "x"}, "info.config"),
+    ({"info__scaling": None}, "info.scaling is missing"), ({"info__task": "weather"}, "info.task"),
+    ({"info__task_info": {"bits": 3}}, "info.task_info lacks 'window'"),
 ])
 def test_model_metadata_is_checked_field_by_field(tmp_path, change, field):
     m = bptt.RNN(3, 5, 2, "tanh", "identity", seed=0)

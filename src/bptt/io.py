@@ -307,9 +307,26 @@ def check_model_info(info: dict[str, Any], path: Path) -> dict[str, Any]:
                 check_int(f"task_info.{key}", task_info[key], lo_, hi_)
             except BPTTError as e:
                 raise bad(str(e)) from None
+    if task is not None:
+        _check_task_info(task, scaling, task_info, bad)
     if "config" in info and not isinstance(info["config"], dict):
         raise bad(f"config must be an object, got {info['config']!r}")
     return info
+
+
+def _check_task_info(task: str, scaling: Any, task_info: dict[str, Any], bad) -> None:
+    """What the task's record says its model files hold: the scaling of scaled data, its task_info fields."""
+    from .tasks import TASKS
+
+    if task not in TASKS:
+        raise bad(f"task {task!r} is not a bptt task (one of {', '.join(TASKS)})")
+    record = TASKS[task]
+    if record.scaled and scaling is None:
+        raise bad(f"scaling is missing, but a {task} model is trained on data scaled to [0, 1]: without it "
+                  "predictions would not be in the data's units")
+    for name in record.info_fields:
+        if name not in task_info:
+            raise bad(f"task_info lacks {name!r}, which a {task} model needs")
 
 
 def load_model(path: str | os.PathLike):

@@ -637,6 +637,8 @@ class Task:
     view: Callable[[TaskData, Any, dict[str, Any]], PredictionView] = scored_view
     seeded: bool = True  # the loader takes seed= (random data)
     default_input: Callable[[dict[str, Any]], np.ndarray] | None = None
+    scaled: bool = False  # the data is scaled to [0, 1]: a model file must carry the scaling back
+    info_fields: tuple[str, ...] = ()  # what a model file's task_info must hold for `bptt predict`
 
     def option(self, name: str) -> Option | None:
         return next((o for o in self.options if o.name == name), None)
@@ -651,13 +653,13 @@ TASKS: dict[str, Task] = {t.name: t for t in (
          loader=binary_addition,
          options=(Option("bits", int, 8, "operand bits, so T = bits + 1"),) + _sizes("pairs", 1000, 200, 1000),
          defaults=TrainDefaults(hidden_size=8, lr=0.05, epochs=30, batch_size=32, checkpoint_every=5),
-         metrics=addition_metrics, view=addition_view),
+         metrics=addition_metrics, view=addition_view, info_fields=("bits",)),
     Task(name="sine", description="predict the next value of noisy sine waves",
          loader=sine,
          options=(Option("length", int, 100, "sequence length"),) + _sizes("sequences", 200, 50, 50)
          + (Option("noise", float, 0.05, "noise standard deviation"),),
          defaults=TrainDefaults(hidden_size=16, lr=0.01, epochs=30, batch_size=16, checkpoint_every=5, chunk=25),
-         metrics=sine_metrics, view=sine_view),
+         metrics=sine_metrics, view=sine_view, scaled=True),
     Task(name="adding", description="the adding problem: the mean of two marked values, answered at the last step",
          loader=adding,
          options=(Option("length", int, 50, "sequence length"),) + _sizes("sequences", 2000, 500, 1000),
@@ -667,7 +669,8 @@ TASKS: dict[str, Task] = {t.name: t for t in (
          loader=sunspots, seeded=False,
          options=(Option("window", int, 20, "window length in years"),) + _sizes("years", None, 20, 30),
          defaults=TrainDefaults(hidden_size=8, lr=0.01, epochs=200, batch_size=16, checkpoint_every=20),
-         metrics=series_metrics, view=sunspots_view, default_input=sunspots_last_window),
+         metrics=series_metrics, view=sunspots_view, default_input=sunspots_last_window, scaled=True,
+         info_fields=("window",)),
     Task(name="csv", description="forecast the next value of a numeric column of a CSV file",
          loader=csv_task, seeded=False,
          options=(Option("path", _resolved_path, None, "the CSV file (with a header row)", "--csv", "FILE", required=True),
@@ -675,7 +678,7 @@ TASKS: dict[str, Task] = {t.name: t for t in (
                   Option("window", int, 20, "window length"))
          + _sizes("values", None, None, None, " (default 15 % of them)"),
          defaults=TrainDefaults(hidden_size=8, lr=0.01, epochs=200, batch_size=16, checkpoint_every=20),
-         metrics=series_metrics, view=csv_view),
+         metrics=series_metrics, view=csv_view, scaled=True, info_fields=("window",)),
 )}
 
 
