@@ -13,12 +13,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
 
 from bptt import RNN, BPTTError
 from bptt import io as bio
-from bptt import tasks as T
+from bptt import tasks
 from bptt import gradflow as gf
 from bptt import train as tr
 from bptt.cli import main
@@ -139,7 +137,7 @@ def test_truncated_bptt_loop_by_hand():
     cfg = tr.config_for("sine", {"length": 12, "n_train": 1, "n_val": 1, "n_test": 1}, hidden_size=3,
                         optimizer="sgd", lr=0.5, clip=None, epochs=1, batch_size=1, chunk=4)
     res = tr.train(cfg)
-    data = T.sine(length=12, n_train=1, n_val=1, n_test=1, seed=0)
+    data = tasks.sine(length=12, n_train=1, n_val=1, n_test=1, seed=0)
     m = RNN(1, 3, 1, seed=0)
     h = np.zeros((1, 3))
     for c0 in (0, 4, 8):
@@ -167,9 +165,9 @@ def test_binary_addition_learns_to_carry_exactly():
     assert res.metrics["test_pairs_exact"] == 500
     # independent check of the metric: add by the network's thresholded bits
     d = res.data
-    got = T.bits_to_int(res.model.predict(d.test.x)[..., 0] > 0.5)
-    a = T.bits_to_int(d.test.x[..., 0])
-    b = T.bits_to_int(d.test.x[..., 1])
+    got = tasks.bits_to_int(res.model.predict(d.test.x)[..., 0] > 0.5)
+    a = tasks.bits_to_int(d.test.x[..., 0])
+    b = tasks.bits_to_int(d.test.x[..., 1])
     assert np.array_equal(got, a + b)
 
 
