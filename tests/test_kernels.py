@@ -342,7 +342,15 @@ def test_the_lanes_kernel_equals_the_reference(T, B, D, H, O, f, g, trunc, h0_fo
     h0 = {"none": None, "vector": rng.standard_normal(H), "matrix": rng.standard_normal((B, H))}[h0_form]
     assert kernels.try_fast(m.params(), m.hidden_act, m.output_act, x, y, h0, "mean", trunc) is not None
     ref_loss, ref = m.loss_and_grad(x, y, h0=h0, truncate=trunc, backend="numpy")
-    loss, grads = m.loss_and_grad(x, y, h0=h0, truncate=trunc)
+    if dtype == np.float32:  # the public call takes it
+        loss, grads = m.loss_and_grad(x, y, h0=h0, truncate=trunc)
+    else:  # float64 calls keep the BLAS kernels' sums (fast_kernel(lanes=False)); the training step takes it
+        p = m.params()
+        grads = {k: np.empty_like(v) for k, v in p.items()}
+        hb = np.zeros((B, H)) if h0 is None else np.ascontiguousarray(np.broadcast_to(h0, (B, H)))
+        loss = kernels.lanes_kernel(x, y, hb, p["w"], p["w_x"], p["w_h"], p["b1"], p["b2"], 1.0 / (T * B),
+                                    T if trunc is None else min(trunc, T), m.hidden_act.code, m.output_act.code,
+                                    *(grads[k] for k in engine.PARAM_NAMES))
     rtol, atol = (1e-10, 1e-12) if dtype == np.float64 else (2e-3, 2e-5)
     assert np.isclose(loss, ref_loss, rtol=rtol, atol=atol)
     for k in engine.PARAM_NAMES:
@@ -353,7 +361,7 @@ def test_the_lanes_kernel_equals_the_reference(T, B, D, H, O, f, g, trunc, h0_fo
 def test_the_fast_door_covers_one_thread_blas_sizes():
     """B H^2 between LOOP_MAX_MACS and FAST_MAX_MACS (and fewer than LANES_MIN_B sequences): batched_fast with BLAS."""
     m = bptt.RNN(3, 40, 2, seed=0)
-    assert kernels.fast_kernel(2, 40) == "blas"
+    assert kernels.fast_kernel(2, 40) == "blas" and kernels.fast_kernel(32, 8, lanes=False) == "blas"
     rng = np.random.default_rng(1)
     x, y = rng.standard_normal((5, 2, 3)), rng.random((5, 2, 2))
     fast = kernels.try_fast(m.params(), m.hidden_act, m.output_act, x, y, None, "sum", None)

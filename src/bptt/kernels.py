@@ -746,9 +746,13 @@ LANES_MAX_H = 16
 FAST_MAX_MACS = 1 << 16
 
 
-def fast_kernel(B: int, H: int) -> str | None:
-    """Which compiled call the fast door makes for a (B, H) network that is not the scalar one."""
-    if B >= LANES_MIN_B and H <= LANES_MAX_H:
+def fast_kernel(B: int, H: int, lanes: bool = True) -> str | None:
+    """Which compiled call the fast door makes for a (B, H) network that is not the scalar one.
+
+    lanes=False leaves out the lanes kernel: the public float64 call keeps the loop/BLAS kernels'
+    summation order, so float64 results (and the README's trained models) are bit for bit those of
+    the checked path; float32 calls and the compiled training step take the lanes kernel."""
+    if lanes and B >= LANES_MIN_B and H <= LANES_MAX_H:
         return "lanes"
     macs = B * H * H
     if macs <= LOOP_MAX_MACS:
@@ -901,7 +905,7 @@ def _batched_door(params, xa, ya, h0, mean, truncate, fcode, gcode, dtype):
         trunc = min(truncate, T)
     else:
         return None
-    kind = fast_kernel(B, H)
+    kind = fast_kernel(B, H, dtype != np.float64)
     if kind is None:
         return None
     hb = _h0_batch(h0, B, H, dtype)
