@@ -162,7 +162,8 @@ def test_inputs_of_any_layout_give_the_same_result_and_no_new_compilations():
     assert l1 == pytest.approx(l0, rel=1e-12)
     for k in g0:
         np.testing.assert_allclose(g1[k], g0[k], rtol=1e-10, atol=1e-14)
-    compiled = (kernels.scalar_kernel, kernels.batched_kernel, kernels.scalar_fast, kernels._act_rows,
+    compiled = (kernels.scalar_kernel, kernels.batched_kernel, kernels.scalar_fast, kernels.batched_fast,
+                kernels.lanes_kernel, kernels._lanes_forward, kernels._lanes_backward, kernels._lanes_grads, kernels._act_rows,
                 kernels._dz_rows, kernels._hidden_states, kernels._output_deltas, kernels._backprop_full,
                 kernels._backprop_truncated, kernels._add_weight_grads)
     for disp in compiled:
@@ -315,3 +316,58 @@ def test_the_fast_door_leaves_bad_input_to_the_checked_path(bad):
     with pytest.raises(BPTTError) as e:
         m.loss_and_grad(x, y, h0=h0)
     assert "\n" not in str(e.value)
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    T=st.integers(1, 9),
+    B=st.integers(kernels.LANES_MIN_B, 13),
+    D=st.integers(1, 3),
+    H=st.sampled_from([1, 3, 8, kernels.LANES_MAX_H]),
+    O=st.integers(1, 2),
+    f=st.sampled_from(HIDDEN),
+    g=st.sampled_from(OUTPUT),
+    trunc=st.sampled_from([None, 1, 3]),
+    h0_form=st.sampled_from(["none", "vector", "matrix"]),
+    dtype=st.sampled_from([np.float64, np.float32]),
+    seed=st.integers(0, 2**16),
+)
+def test_the_lanes_kernel_equals_the_reference(T, B, D, H, O, f, g, trunc, h0_form, dtype, seed):
+    """Batches of >= LANES_MIN_B sequences take lanes_kernel through the fast door (every activation, truncation)."""
+    assert kernels.fast_kernel(B, H) == "lanes"
+    rng = np.random.default_rng(seed)
+    m = bptt.RNN(D, H, O, f, g, dtype=dtype, seed=seed)
+    x = rng.standard_normal((T, B, D)).astype(dtype)  # (T, B, D)
+    y = rng.random((T, B, O)).astype(dtype)  # (T, B, O)
+    h0 = {"none": None, "vector": rng.standard_normal(H), "matrix": rng.standard_normal((B, H))}[h0_form]
+    assert kernels.try_fast(m.params(), m.hidden_act, m.output_act, x, y, h0, "mean", trunc) is not None
+    ref_loss, ref = m.loss_and_grad(x, y, h0=h0, truncate=trunc, backend="numpy")
+    if dtype == np.float32:  # the public call takes it
+        loss, grads = m.loss_and_grad(x, y, h0=h0, truncate=trunc)
+    else:  # float64 calls keep the BLAS kernels' sums (fast_kernel(lanes=False)); the training step takes it
+        p = m.params()
+        grads = {k: np.empty_like(v) for k, v in p.items()}
+        hb = np.zeros((B, H)) if h0 is None else np.ascontiguousarray(np.broadcast_to(h0, (B, H)))
+        loss = kernels.lanes_kernel(x, y, hb, p["w"], p["w_x"], p["w_h"], p["b1"], p["b2"], 1.0 / (T * B),
+                                    T if trunc is None else min(trunc, T), m.hidden_act.code, m.output_act.code,
+                                    *(grads[k] for k in engine.PARAM_NAMES))
+    rtol, atol = (1e-10, 1e-12) if dtype == np.float64 else (2e-3, 2e-5)
+    assert np.isclose(loss, ref_loss, rtol=rtol, atol=atol)
+    for k in engine.PARAM_NAMES:
+        assert grads[k].shape == ref[k].shape and grads[k].dtype == ref[k].dtype
+        np.testing.assert_allclose(grads[k], ref[k], rtol=rtol, atol=atol)
+
+
+def test_the_fast_door_covers_one_thread_blas_sizes():
+    """B H^2 between LOOP_MAX_MACS and FAST_MAX_MACS (and fewer than LANES_MIN_B sequences): batched_fast with BLAS."""
+    m = bptt.RNN(3, 40, 2, seed=0)
+    assert kernels.fast_kernel(2, 40) == "blas" and kernels.fast_kernel(32, 8, lanes=False) == "blas"
+    rng = np.random.default_rng(1)
+    x, y = rng.standard_normal((5, 2, 3)), rng.random((5, 2, 2))
+    fast = kernels.try_fast(m.params(), m.hidden_act, m.output_act, x, y, None, "sum", None)
+    assert fast is not None
+    ref_loss, ref = m.loss_and_grad(x, y, reduction="sum", backend="numpy")
+    assert fast[0] == pytest.approx(ref_loss, rel=1e-12)
+    for k in engine.PARAM_NAMES:
+        np.testing.assert_allclose(fast[1][k], ref[k], rtol=1e-10, atol=1e-13)
+    assert kernels.fast_kernel(64, 64) is None  # B H^2 > FAST_MAX_MACS: the checked path

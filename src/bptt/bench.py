@@ -51,6 +51,7 @@ class Size:
     D: int
     H: int
     O: int = 1
+    form: str = "auto"  # how bptt is called: "auto" (1-D for one scalar sequence, else (T, B, D)) or "3d" (always (T, B, D))
 
     @property
     def flops(self) -> float:
@@ -58,13 +59,20 @@ class Size:
         return 2.0 * self.T * self.B * (3 * self.H**2 + 2 * self.H * self.D + 3 * self.H * self.O)
 
     def label(self) -> str:
-        return f"T={self.T} B={self.B} D={self.D} H={self.H}"
+        return f"T={self.T} B={self.B} D={self.D} H={self.H}" + (" (T, B, D) input" if self.form == "3d" else "")
 
 
 GRID = (
     Size("seed", T=2, B=1, D=1, H=1),
+    Size("seed3d", T=2, B=1, D=1, H=1, form="3d"),
     Size("scalar", T=1000, B=1, D=1, H=1),
+    Size("scalar3d", T=1000, B=1, D=1, H=1, form="3d"),
+    Size("h4", T=100, B=32, D=2, H=4),
+    Size("h8", T=100, B=32, D=2, H=8),
+    Size("h8long", T=1000, B=32, D=2, H=8),
+    Size("h16", T=100, B=32, D=8, H=16),
     Size("small", T=100, B=32, D=8, H=32),
+    Size("h64", T=100, B=32, D=8, H=64),
     Size("medium", T=100, B=64, D=64, H=256),
     Size("large", T=50, B=64, D=256, H=1024),
 )
@@ -97,7 +105,7 @@ def bptt_peer(s: Size, prob) -> Callable[[], tuple[float, dict[str, np.ndarray]]
     m = RNN(s.D, s.H, s.O, dtype=np.float32)
     m.set_params(**prob["p"])
     x, y = prob["x"], prob["y"]
-    if s.B == 1 and s.D == 1 and s.O == 1:
+    if s.B == 1 and s.D == 1 and s.O == 1 and s.form == "auto":
         x, y = x[:, 0, 0].copy(), y[:, 0, 0].copy()  # (T,): the seed's scalar sequence, as a user passes it
     return lambda: m.loss_and_grad(x, y)
 
@@ -347,6 +355,13 @@ def fmt_time(t: float | None) -> str:
     return f"{t:.2f} s"
 
 
+def door_kernel(kernels, s: Size) -> str:
+    """The kernel the public float32 call runs: the fast door's (lanes, loop, blas) or the size rule's."""
+    if s.B == 1 and s.D == 1 and s.H == 1 and s.O == 1:
+        return "scalar"
+    return kernels.fast_kernel(s.B, s.H) or kernels.choose_kernel(s.T, s.B, s.D, s.H, s.O)
+
+
 def run_grid(sizes: list[Size], quick: bool, out=print, agree_tol: float = 2e-3) -> dict[str, Any]:
     """Time every peer on every size; print the Markdown table and the targets.  Returns the numbers."""
     from . import kernels  # numba compile (or cache load) before any timing
@@ -361,7 +376,7 @@ def run_grid(sizes: list[Size], quick: bool, out=print, agree_tol: float = 2e-3)
         prob = make_problem(s)
         ref = reference(s, prob)
         row: dict[str, Any] = {"size": s, "times": {}, "errors": {},
-                               "kernel": kernels.choose_kernel(s.T, s.B, s.D, s.H, s.O)}
+                               "kernel": door_kernel(kernels, s)}
         fns = {}
         for p in PEERS:
             if p not in peers:
@@ -434,7 +449,12 @@ def targets(rows, peak: float) -> list[str]:
             lines.append(f"- {s.label()}: at most as slow as the fastest peer: {mine / best:.2f}× its time, {mark(mine <= best)}")
         if s.H <= 8 and "JAX" in peers:
             lines.append(f"- {s.label()}: >= 10× faster than JAX: {peers['JAX'] / mine:.1f}×, {mark(peers['JAX'] >= 10 * mine)}")
-        if s.H == 1 and s.D == 1 and s.B == 1 and "PyTorch" in peers:
+        if 16 <= s.H <= 64 and s.B == 32 and "JAX" in peers:
+            lines.append(f"- {s.label()}: >= 3× faster than JAX: {peers['JAX'] / mine:.1f}×, {mark(peers['JAX'] >= 3 * mine)}")
+        if s.H >= 256 and t.get("layer") is not None:
+            lines.append(f"- {s.label()}: not slower than the bptt.torch layer (CPU): {t['layer'] / mine:.2f}×, "
+                         f"{mark(mine <= t['layer'])}")
+        if s.H <= 8 and "PyTorch" in peers:
             lines.append(f"- {s.label()}: >= 100× faster than PyTorch eager: {peers['PyTorch'] / mine:.0f}×, "
                          f"{mark(peers['PyTorch'] >= 100 * mine)}")
     big = sorted(rows, key=lambda r: r["size"].flops)[-2:]
@@ -443,6 +463,169 @@ def targets(rows, peak: float) -> list[str]:
             frac = r["size"].flops / r["times"]["bptt"] / 1e9 / peak
             lines.append(f"- {r['size'].label()}: >= 80 % of the GEMM peak: {100 * frac:.0f} %, {mark(frac >= 0.8)}")
     return lines
+
+
+# ------------------------------------------------------------------ training (bptt train --task binary-addition)
+def _train_setup(epochs: int):
+    """The task's defaults (8 bits, H = 8, Adam 0.05, clip 1, B = 32), float64; data, config, initial
+    parameters and every epoch's mini-batch order (the loop's own: rng([seed, epoch]))."""
+    from .train import config_for, init_model, load_task
+
+    cfg = config_for("binary-addition", {}, epochs=epochs, seed=0)
+    data = load_task(cfg)
+    p0 = init_model(cfg, data).params()
+    N = data.train.n
+    orders = [np.random.default_rng([cfg.seed, e]).permutation(N) for e in range(1, epochs + 1)]
+    return cfg, data, p0, orders
+
+
+def _exact(data, predict) -> int:
+    """Test pairs added exactly by predict(x (T, N, 2)) -> y' (T, N, 1)."""
+    from .tasks import bits_to_int
+
+    te = data.test
+    return int(np.sum(bits_to_int(predict(te.x)[..., 0] > 0.5) == bits_to_int(te.y[..., 0] > 0.5)))
+
+
+def train_bptt(epochs: int) -> tuple[float, int]:
+    """``bptt.train.train`` as ``bptt train`` runs it (validation every epoch, test metrics at the end)."""
+    from .train import config_for, train
+
+    cfg = config_for("binary-addition", {}, epochs=epochs, seed=0)
+    t0 = time.perf_counter()
+    res = train(cfg)
+    return time.perf_counter() - t0, int(res.metrics["test_pairs_exact"])
+
+
+def train_torch(epochs: int) -> tuple[float, int]:
+    """The PyTorch user's loop: autograd through a Python loop over t, clip_grad_norm_, torch.optim.Adam;
+    same initial parameters, same mini-batches (no validation pass: that only flatters it)."""
+    import torch
+
+    cfg, data, p0, orders = _train_setup(epochs)
+    _torch_threads()
+    P = {k: torch.tensor(v, requires_grad=True) for k, v in p0.items()}
+    opt = torch.optim.Adam(P.values(), lr=cfg.lr, betas=tuple(cfg.betas), eps=cfg.eps)
+    X, Y = torch.from_numpy(data.train.x), torch.from_numpy(data.train.y)  # (T, N, 2), (T, N, 1)
+
+    def predict(x):
+        zx = x @ P["w_x"].T + P["b1"]  # (T, B, H)
+        h = torch.zeros(x.shape[1], cfg.hidden_size, dtype=x.dtype)
+        hs = []
+        for t in range(x.shape[0]):
+            h = torch.sigmoid(zx[t] + h @ P["w_h"].T)
+            hs.append(h)
+        return torch.sigmoid(torch.stack(hs) @ P["w"].T + P["b2"])  # (T, B, 1)
+
+    t0 = time.perf_counter()
+    for order in orders:
+        for i in range(0, len(order), cfg.batch_size):
+            idx = torch.from_numpy(order[i : i + cfg.batch_size])
+            x, y = X[:, idx], Y[:, idx]
+            opt.zero_grad(set_to_none=True)
+            loss = 0.5 * ((predict(x) - y) ** 2).sum() / (x.shape[0] * x.shape[1])
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(P.values(), cfg.clip)
+            opt.step()
+    secs = time.perf_counter() - t0
+    with torch.no_grad():
+        return secs, _exact(data, lambda x: predict(torch.from_numpy(x)).numpy())
+
+
+def train_jax(epochs: int) -> tuple[float, int]:
+    """A jit-compiled JAX train step (value_and_grad over lax.scan, global-norm clip, the same Adam
+    written out), called once per mini-batch; same initial parameters and mini-batches; compiled
+    before the clock starts."""
+    import jax
+    import jax.numpy as jnp
+
+    jax.config.update("jax_enable_x64", True)
+    cfg, data, p0, orders = _train_setup(epochs)
+    b1, b2 = cfg.betas
+
+    def predict(p, x):
+        zx = x @ p["w_x"].T + p["b1"]  # (T, B, H)
+
+        def step(h, z):
+            h = jax.nn.sigmoid(z + h @ p["w_h"].T)
+            return h, h
+
+        _, hs = jax.lax.scan(step, jnp.zeros((x.shape[1], cfg.hidden_size), x.dtype), zx)
+        return jax.nn.sigmoid(hs @ p["w"].T + p["b2"])
+
+    def loss_fn(p, x, y):
+        return 0.5 * jnp.sum((predict(p, x) - y) ** 2) / (x.shape[0] * x.shape[1])
+
+    @jax.jit
+    def train_step(p, m, v, t, x, y):
+        loss, g = jax.value_and_grad(loss_fn)(p, x, y)
+        norm = jnp.sqrt(sum(jnp.sum(a * a) for a in jax.tree_util.tree_leaves(g)))
+        s = jnp.where(norm > cfg.clip, cfg.clip / (norm + 1e-12), 1.0)
+        g = jax.tree_util.tree_map(lambda a: a * s, g)
+        m = jax.tree_util.tree_map(lambda a, b: b1 * a + (1 - b1) * b, m, g)
+        v = jax.tree_util.tree_map(lambda a, b: b2 * a + (1 - b2) * b * b, v, g)
+        c1, c2 = 1 - b1**t, 1 - b2**t
+        p = jax.tree_util.tree_map(lambda q, a, b: q - (cfg.lr / c1) * a / (jnp.sqrt(b) / jnp.sqrt(c2) + cfg.eps), p, m, v)
+        return p, m, v, loss
+
+    p = {k: jnp.asarray(a) for k, a in p0.items()}
+    m = {k: jnp.zeros_like(a) for k, a in p.items()}
+    v = {k: jnp.zeros_like(a) for k, a in p.items()}
+    X, Y = data.train.x, data.train.y
+    sizes = sorted({len(o[i : i + cfg.batch_size]) for o in orders[:1] for i in range(0, len(o), cfg.batch_size)})
+    for n in sizes:  # compile every batch shape before timing
+        jax.block_until_ready(train_step(p, m, v, 1.0, jnp.asarray(X[:, :n]), jnp.asarray(Y[:, :n])))
+    t0 = time.perf_counter()
+    t = 0
+    for order in orders:
+        for i in range(0, len(order), cfg.batch_size):
+            idx = order[i : i + cfg.batch_size]
+            t += 1
+            p, m, v, _ = train_step(p, m, v, float(t), X[:, idx], Y[:, idx])
+    jax.block_until_ready(p)
+    secs = time.perf_counter() - t0
+    return secs, _exact(data, lambda x: np.asarray(predict(p, jnp.asarray(x))))
+
+
+TRAIN_PEERS = {"bptt train": (train_bptt, None), "PyTorch autograd loop": (train_torch, "torch"),
+               "JAX jit train step": (train_jax, "jax")}
+
+
+def run_train(epochs: int, repeats: int, out=print) -> dict[str, Any]:
+    """Time each trainer ``repeats`` times (median), interleaved; print one Markdown row per trainer."""
+    import importlib.util
+
+    from . import kernels  # noqa: F401  (numba loaded, as for the grid)
+
+    train_bptt(1)  # warm: compiled code loaded, data path exercised
+    times: dict[str, list[float]] = {k: [] for k in TRAIN_PEERS}
+    exact: dict[str, int] = {}
+    for _ in range(repeats):
+        for name, (fn, mod) in TRAIN_PEERS.items():
+            if mod is not None and importlib.util.find_spec(mod) is None:
+                continue
+            secs, exact[name] = fn(epochs)
+            times[name].append(secs)
+    med = {k: statistics.median(v) for k, v in times.items() if v}
+    out(f"training: binary-addition, 8 bits, H = 8, Adam lr 0.05, clip 1, B = 32, {epochs} epochs "
+        f"({epochs * 32} updates), float64, one process; median of {repeats} runs, interleaved")
+    out("")
+    out("| trainer | time (median) | all runs | test pairs exact (of 1000) | ÷ bptt train |")
+    out("|---|---|---|---|---|")
+    mine = med.get("bptt train")
+    for name in TRAIN_PEERS:
+        if name not in med:
+            out(f"| {name} | absent | | | |")
+            continue
+        runs = ", ".join(fmt_time(t) for t in times[name])
+        out(f"| {name} | {fmt_time(med[name])} | {runs} | {exact[name]} | {med[name] / mine:.1f}× |")
+    out("")
+    out("Training targets:")
+    for name, want in (("PyTorch autograd loop", 20), ("JAX jit train step", 5)):
+        if name in med:
+            r = med[name] / mine
+            out(f"- >= {want}× faster than the {name}: {r:.1f}×, {'met' if r >= want else 'NOT met'}")
+    return {"times": times, "exact": exact}
 
 
 # ------------------------------------------------------------------ memory (checkpointing)
@@ -542,6 +725,9 @@ def add_arguments(ap) -> None:
     ap.add_argument("--quick", action="store_true", help="short timing budget (0.2 s per peer and size)")
     ap.add_argument("--sizes", default=",".join(s.name for s in GRID),
                     help=f"comma-separated subset of {', '.join(s.name for s in GRID)} (default: all)")
+    ap.add_argument("--train", action="store_true",
+                    help="time bptt train --task binary-addition against a PyTorch autograd loop and a jit-compiled JAX step")
+    ap.add_argument("--epochs", type=int, default=30, help="--train: epochs (default 30, the task's)")
     ap.add_argument("--memory", action="store_true",
                     help="run the checkpointing demonstrations (10^7 scalar steps; B=64, H=256, T=10^5) with peak memory")
 
@@ -551,6 +737,10 @@ def run(args, out=print) -> int:
 
     if args.memory:
         run_memory(out)
+        return 0
+    if args.train:
+        out(f"machine: {machine()}")
+        run_train(args.epochs, 1 if args.quick else 5, out)
         return 0
     names = [n.strip() for n in str(args.sizes).split(",") if n.strip()]
     by_name = {s.name: s for s in GRID}

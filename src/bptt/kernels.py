@@ -205,12 +205,16 @@ def scalar_kernel(x, y, p, fcode, gcode, trunc, need_grad, hbuf, dubuf, out):
     q = p.astype(x.dtype)  # the parameters in the data's dtype
     one = np.ones(1, x.dtype)[0]
     w, wx, wh, b1, b2, h, c = q[0], q[1], q[2], q[3], q[4], q[5], q[6]
-    loss = 0.0
     hbuf[0] = h
     for t in range(L):
         h = _f((wx * x[t] + b1) + wh * h, fcode, one)  # the serial chain: one multiply-add, then f
         hbuf[t + 1] = h
-        yp = _f(w * h + b2, gcode, one)
+    # the outputs are off the chain: a loop of their own (vectorised for a float32 sigmoid), so the
+    # chain's loop above holds nothing but the chain
+    loss = 0.0
+    for t in range(L):
+        u = w * hbuf[t + 1] + b2
+        yp = one / (one + _exp(-u)) if gcode == 0 else _f(u, gcode, one)
         r = yp - y[t]
         loss += r * r
         dubuf[t] = c * r * _df(yp, gcode, one)  # du_t
@@ -540,7 +544,7 @@ class BlasRunner:
         L, B, _ = x.shape
         H = self.hbuf.shape[2]
         if B * H * H < BLAS_PARALLEL_MIN:
-            with _one_blas_thread():
+            with one_blas_thread():
                 return self._segment(x, y, h_start, carry, need_grad)
         return self._segment(x, y, h_start, carry, need_grad)
 
@@ -557,7 +561,7 @@ class BlasRunner:
         return {k: v.copy() for k, v in zip(PARAM_NAMES, self.grad_sum)}
 
 
-class _one_blas_thread:
+class one_blas_thread:
     """Run the BLAS that numba's np.dot calls (scipy's OpenBLAS) on one thread, then restore it.
 
     A no-op where that library or its thread functions cannot be found.
@@ -680,11 +684,11 @@ RUNNERS = {"scalar": ScalarRunner, "loop": LoopRunner, "blas": BlasRunner, "gemm
 
 # ---------------------------------------------------------------- the scalar fast path
 @njit(cache=True, error_model="numpy")
-def scalar_fast(x, y, w, wx, wh, b1, b2, h0, c, fcode, gcode):
-    """The seed's case with the least call overhead: few arguments, buffers made here.
+def scalar_fast(x, y, w, wx, wh, b1, b2, h0, c, fcode, gcode, gw, gwx, gwh, gb1, gb2):
+    """The seed's case with the least call overhead: buffers made here, nothing returned but a float.
 
-    x, y (T,); w, w_x, w_h (1, 1); b1, b2 (1,); h0, c floats.  Returns (loss, g) with g (5, 1, 1)
-    in the dtype of x holding dw, dw_x, dw_h, db1, db2; loss is NaN if anything is not finite.
+    x, y (T,); w, w_x, w_h (1, 1); b1, b2 (1,); h0, c floats; gw..gb2 (written: the gradients, shaped
+    like the parameters) in the dtype of x.  Returns the loss, NaN if it or a gradient (or h0) is not finite.
     """
     T = x.shape[0]
     p = np.empty(8)
@@ -698,32 +702,64 @@ def scalar_fast(x, y, w, wx, wh, b1, b2, h0, c, fcode, gcode):
     p[7] = 0.0
     out = np.empty(7)
     status = scalar_kernel(x, y, p, fcode, gcode, T, True, np.empty(T + 1, x.dtype), np.empty(T, x.dtype), out)
-    g = np.empty((5, 1, 1), x.dtype)
-    for i in range(5):
-        g[i, 0, 0] = out[i + 1]
-    return (math.nan if status or not math.isfinite(h0) else out[0]), g
+    gw[0, 0] = out[1]
+    gwx[0, 0] = out[2]
+    gwh[0, 0] = out[3]
+    gb1[0] = out[4]
+    gb2[0] = out[5]
+    return math.nan if status or not math.isfinite(h0) else out[0]
 
 
-# ---------------------------------------------------------------- the fast door for small networks
 @njit(cache=True, error_model="numpy")
-def batched_fast(x, y, h0, w, wx, wh, b1, b2, c, trunc, fcode, gcode):
-    """One full (or truncated) gradient of a small network in one compiled call: buffers made here.
+def batched_fast(x, y, h0, w, wx, wh, b1, b2, c, trunc, fcode, gcode, use_blas, gw, gwx, gwh, gb1, gb2):
+    """One full (or truncated) gradient in one compiled call, buffers made here: ``batched_kernel``
+    with per-step products by loops or (use_blas) BLAS.
 
-    x (T, B, D), y (T, B, O), h0 (B, H) and the parameters in one dtype, C-contiguous.  Per-step
-    products by loops (the "loop" kernel's sizes).  Returns (loss, (g_w, g_wx, g_wh, g_b1, g_b2));
-    loss is NaN if the loss or any gradient is not finite (the caller then takes the checked path).
+    x (T, B, D), y (T, B, O), h0 (B, H), the parameters and gw..gb2 (written: the gradients) in one
+    dtype, C-contiguous.  Returns the loss; NaN if it or any gradient is not finite (the caller then
+    takes the checked path).
     """
     T, B, _ = x.shape
     O, H = w.shape
     dt = x.dtype
     bufs = (np.empty((T + 1, B, H), dt), np.empty((T, B, H), dt), np.empty((T, B, O), dt))
-    grads = (np.zeros_like(w), np.zeros_like(wx), np.zeros_like(wh), np.zeros_like(b1), np.zeros_like(b2))
+    gw[:] = 0
+    gwx[:] = 0
+    gwh[:] = 0
+    gb1[:] = 0
+    gb2[:] = 0
+    grads = (gw, gwx, gwh, gb1, gb2)
     carry = np.zeros((B, H), dt)  # (B, H): nothing comes after the last step
     loss = batched_kernel(x, y, h0, (w, np.ascontiguousarray(wx.T), wh, np.ascontiguousarray(wh.T)), (b1, b2),
-                          (fcode, gcode), c, trunc, True, False, carry, bufs, grads)
+                          (fcode, gcode), c, trunc, True, use_blas, carry, bufs, grads)
     # non-finite anywhere makes the total non-finite (so does a sum overflowing: that is refused too)
-    total = loss + np.sum(grads[0]) + np.sum(grads[1]) + np.sum(grads[2]) + np.sum(grads[3]) + np.sum(grads[4])
-    return (loss if math.isfinite(total) else math.nan), grads
+    total = loss + np.sum(gw) + np.sum(gwx) + np.sum(gwh) + np.sum(gb1) + np.sum(gb2)
+    return loss if math.isfinite(total) else math.nan
+
+
+# The fast door's sizes.  "lanes" (lanes_kernel, the batch as the vector lane) from LANES_MIN_B
+# sequences for H <= LANES_MAX_H; otherwise batched_fast, with loops up to LOOP_MAX_MACS and one-thread
+# BLAS up to FAST_MAX_MACS multiply-adds per step (B H^2).  Beyond that the per-call Python work is
+# small next to the kernel, and the checked path (runners, any kernel) takes it.
+LANES_MIN_B = 8
+LANES_MAX_H = 16
+FAST_MAX_MACS = 1 << 16
+
+
+def fast_kernel(B: int, H: int, lanes: bool = True) -> str | None:
+    """Which compiled call the fast door makes for a (B, H) network that is not the scalar one.
+
+    lanes=False leaves out the lanes kernel: the public float64 call keeps the loop/BLAS kernels'
+    summation order, so float64 results (and the README's trained models) are bit for bit those of
+    the checked path; float32 calls and the compiled training step take the lanes kernel."""
+    if lanes and B >= LANES_MIN_B and H <= LANES_MAX_H:
+        return "lanes"
+    macs = B * H * H
+    if macs <= LOOP_MAX_MACS:
+        return "loop"
+    if macs <= FAST_MAX_MACS:
+        return "blas"
+    return None
 
 
 def _as_data(v, dtype):
@@ -732,17 +768,163 @@ def _as_data(v, dtype):
         if v.dtype is not dtype:
             if v.dtype.kind not in "fiu":  # complex, bool, objects, strings: the checked path explains
                 return None
-            v = v.astype(dtype, order="C")
-        elif not (v.flags.c_contiguous and v.flags.writeable):
-            v = np.ascontiguousarray(v).copy() if not v.flags.writeable else np.ascontiguousarray(v)
-        return v
+            return v.astype(dtype, order="C")
+        if v.flags.carray:  # C-contiguous, aligned, writable
+            return v
+        return np.array(v, dtype, order="C")
     if type(v) is list or type(v) is tuple:
         try:
-            a = np.array(v, dtype=dtype)
+            return np.array(v, dtype=dtype)
         except (TypeError, ValueError, OverflowError):
             return None
-        return a
     return None
+
+
+def _h0_number(h0) -> float | None:
+    """h0 as one float for the scalar network (None: no such number, leave it to the checked path)."""
+    if h0 is None:
+        return 0.0
+    if type(h0) is float or type(h0) is int:
+        return float(h0)
+    if type(h0) is np.ndarray and h0.size == 1 and h0.dtype.kind in "fiu":
+        return float(h0.reshape(1)[0])
+    return None
+
+
+def _h0_batch(h0, B: int, H: int, dtype):
+    """h0 as a C-contiguous (B, H) array of ``dtype``, or None if unusual."""
+    if h0 is None:
+        return np.zeros((B, H), dtype)  # (B, H)
+    if type(h0) is float or type(h0) is int:
+        return np.full((B, H), h0, dtype)  # (B, H)
+    hb = _as_data(h0, dtype)
+    if hb is None:
+        return None
+    if hb.shape == (B, H):
+        return hb
+    if hb.shape == (H,) or hb.ndim == 0:
+        return np.ascontiguousarray(np.broadcast_to(hb, (B, H)))  # (B, H): one state for every sequence
+    return None
+
+
+_SUM = "sum"
+_MEAN = "mean"
+
+
+def try_fast(params, hidden_act: Activation, output_act: Activation, x, y, h0, reduction, truncate):
+    """(loss, grads) straight from one compiled call, for every input form of a small network; None otherwise.
+
+    Forms: Python lists, 1-D (D = 1), (T, D) and (T, B, D) arrays of any real dtype; h0 None, a number,
+    (H,) or (B, H); reduction "mean"/"sum"; truncate None or k.  Sizes: the scalar network and the
+    sizes of ``fast_kernel`` (B H^2 <= FAST_MAX_MACS).  None for anything else or anything unusual
+    (wrong shapes, non-finite values, overflow, an activation without a compiled version): the
+    checked path then computes it or raises the usual one-line BPTTError.  Every array reaching
+    numba is C-contiguous and writable in the model's dtype, so no new signature is compiled for a
+    layout.  Checkpointing never comes here: it trades time for memory, and at these sizes the
+    memory is small; the checked path (dispatch.py) runs it with every kernel.
+    """
+    fcode = hidden_act.code
+    gcode = output_act.code
+    if fcode is None or gcode is None:
+        return None
+    if reduction == _MEAN:
+        mean = True
+    elif reduction == _SUM:
+        mean = False
+    else:
+        return None
+    if truncate is None and params["w_h"].shape == _ONE and params["w"].shape == _ONE and params["w_x"].shape == _ONE:
+        fast = _scalar_door(params, x, y, h0, mean, fcode, gcode)
+        if fast is not _NOT_ONE:
+            return fast
+    dtype = params["w_h"].dtype
+    xa = _as_data(x, dtype)
+    ya = _as_data(y, dtype)
+    if xa is None or ya is None:
+        return None
+    return _batched_door(params, xa, ya, h0, mean, truncate, fcode, gcode, dtype)
+
+
+_ONE = (1, 1)
+_NOT_ONE = object()  # _scalar_door: not one scalar sequence, let the batched door look
+
+
+def _sequence(v, dtype):
+    """v as a 1-D C-contiguous writable array of ``dtype`` if it is T >= 1 numbers shaped (T,), (T, 1) or
+    (T, 1, 1); else None."""
+    if type(v) is np.ndarray and v.dtype is dtype and v.ndim == 1 and v.flags.carray and v.shape[0]:
+        return v  # the common case, checked first
+    a = _as_data(v, dtype)
+    if a is None or a.ndim == 0 or a.ndim > 3 or not a.size or a.size != a.shape[0]:
+        return None
+    return a if a.ndim == 1 else a.reshape(a.shape[0])
+
+
+def _scalar_door(params, x, y, h0, mean, fcode, gcode):
+    """The seed's network, full BPTT: (loss, grads) if x and y are one scalar sequence; None if unusual;
+    _NOT_ONE if they are something else (a batch, say)."""
+    wh = params["w_h"]
+    dtype = wh.dtype
+    xa = _sequence(x, dtype)
+    ya = _sequence(y, dtype)
+    if xa is None or ya is None or xa.shape[0] != ya.shape[0]:
+        return _NOT_ONE
+    if h0 is None:
+        h = 0.0
+    else:
+        h = _h0_number(h0)
+        if h is None:
+            return None
+    g = {"w": np.empty(_ONE, dtype), "w_x": np.empty(_ONE, dtype), "w_h": np.empty(_ONE, dtype), "b1": np.empty(1, dtype),
+         "b2": np.empty(1, dtype)}
+    loss = scalar_fast(xa, ya, params["w"], params["w_x"], wh, params["b1"], params["b2"], h,
+                       1.0 / xa.shape[0] if mean else 1.0, fcode, gcode, g["w"], g["w_x"], g["w_h"], g["b1"], g["b2"])
+    if loss != loss:
+        return None
+    return loss, g
+
+
+def _batched_door(params, xa, ya, h0, mean, truncate, fcode, gcode, dtype):
+    w, wx, wh = params["w"], params["w_x"], params["w_h"]
+    O, H = w.shape
+    D = wx.shape[1]
+    nd = xa.ndim
+    if nd == 3 and xa.shape[2] == D:
+        T, B = xa.shape[0], xa.shape[1]
+    elif nd == 2 and xa.shape[1] == D:
+        T, B = xa.shape[0], 1
+    elif nd == 1 and D == 1:
+        T, B = xa.shape[0], 1
+    else:
+        return None
+    if T == 0 or B == 0 or ya.shape != _target_shape(ya.ndim, T, B, O):
+        return None
+    if truncate is None:
+        trunc = T
+    elif type(truncate) is int and 1 <= truncate <= MAX_INT:  # the checked path's bound: one answer per input
+        trunc = min(truncate, T)
+    else:
+        return None
+    kind = fast_kernel(B, H, dtype != np.float64)
+    if kind is None:
+        return None
+    hb = _h0_batch(h0, B, H, dtype)
+    if hb is None:
+        return None
+    g = (np.empty_like(w), np.empty_like(wx), np.empty_like(wh), np.empty_like(params["b1"]),
+         np.empty_like(params["b2"]))
+    args = (xa.reshape(T, B, D), ya.reshape(T, B, O), hb, w, wx, wh, params["b1"], params["b2"],
+            1.0 / (T * B) if mean else 1.0, trunc, fcode, gcode)
+    if kind == "lanes":
+        loss = lanes_kernel(*args, *g)
+    elif kind == "loop":
+        loss = batched_fast(*args, False, *g)
+    else:
+        with one_blas_thread():
+            loss = batched_fast(*args, True, *g)
+    if loss != loss:
+        return None
+    return loss, {"w": g[0], "w_x": g[1], "w_h": g[2], "b1": g[3], "b2": g[4]}
 
 
 def _target_shape(ndim: int, T: int, B: int, O: int) -> tuple[int, ...] | None:
@@ -755,78 +937,326 @@ def _target_shape(ndim: int, T: int, B: int, O: int) -> tuple[int, ...] | None:
         return (T,)
     return None
 
-
-def try_fast(params, hidden_act: Activation, output_act: Activation, x, y, h0, reduction, truncate):
-    """(loss, grads) straight from one compiled call, for every input form of a small network; None otherwise.
-
-    Forms: Python lists, 1-D (D = 1), (T, D) and (T, B, D) arrays of any real dtype; h0 None, a number,
-    (H,) or (B, H); reduction "mean"/"sum"; truncate None or k.  Sizes: the scalar network, or
-    B H^2 <= LOOP_MAX_MACS (the "loop" kernel's range), where Python overhead would dominate.
-    None for anything else or anything unusual (wrong shapes, non-finite values, overflow, an
-    activation without a compiled version): the checked path then computes it or raises the usual
-    one-line BPTTError.  Every array reaching numba is C-contiguous and writable in the model's
-    dtype, so no new signature is compiled for a layout.
-    """
-    fcode, gcode = hidden_act.code, output_act.code
-    if fcode is None or gcode is None:
-        return None
-    w, wx, wh = params["w"], params["w_x"], params["w_h"]
-    dtype = wh.dtype
-    O, H = w.shape
-    D = wx.shape[1]
-    xa, ya = _as_data(x, dtype), _as_data(y, dtype)
-    if xa is None or ya is None:
-        return None
-    T = xa.shape[0] if xa.ndim else 0
-    if xa.ndim == 1 and D == 1:
-        B = 1
-    elif xa.ndim == 2 and xa.shape[1] == D:
-        B = 1
-    elif xa.ndim == 3 and xa.shape[2] == D:
-        B = xa.shape[1]
-    else:
-        return None
-    if T == 0 or B == 0 or ya.shape != _target_shape(ya.ndim, T, B, O):
-        return None
-    if reduction == "mean":
-        c = 1.0 / (T * B)
-    elif reduction == "sum":
-        c = 1.0
-    else:
-        return None
-    if truncate is None:
-        trunc = T
-    elif type(truncate) is int and 1 <= truncate <= MAX_INT:  # the checked path's bound: one answer per input
-        trunc = min(truncate, T)
-    else:
-        return None
-    if B == 1 and D == 1 and H == 1 and O == 1 and trunc == T:
-        if h0 is None:
-            h = 0.0
-        elif type(h0) is float or type(h0) is int:
-            h = float(h0)
-        elif type(h0) is np.ndarray and h0.size == 1 and h0.dtype.kind in "fiu":
-            h = float(h0.reshape(1)[0])
+# ---------------------------------------------------------------- the lanes kernel (small networks, every form)
+# Small networks (H <= LANES_MAX_H): the batch is the vector lane.  Every (H, B) array is stored
+# unit-major, so each per-step product is H^2 scalar-times-vector updates over B contiguous lanes
+# (z[i, :] += w_h[i, k] h[k, :]), the float32 sigmoid vectorises over B, and the weight-gradient
+# sums are kept per lane ((H, H, B) accumulators, elementwise updates, no reductions) and summed
+# over the lanes once at the end.  No BLAS call, no allocation per step.
+@njit(cache=True, error_model="numpy")
+def _act_lanes(z, out, code, one):
+    """out = f(z) for (H, B) arrays; sigmoid through the vectorisable _exp (float32)."""
+    H, B = z.shape
+    for i in range(H):
+        if code == 0:
+            for b in range(B):
+                out[i, b] = one / (one + _exp(-z[i, b]))
         else:
-            return None
-        loss, g = scalar_fast(xa.reshape(T), ya.reshape(T), w, wx, wh, params["b1"], params["b2"], h, c, fcode, gcode)
-        if loss != loss:
-            return None
-        return loss, {"w": g[0], "w_x": g[1], "w_h": g[2], "b1": g[3, 0], "b2": g[4, 0]}
-    if B * H * H > LOOP_MAX_MACS:
-        return None
-    if h0 is None:
-        hb = np.zeros((B, H), dtype)  # (B, H)
-    elif type(h0) is float or type(h0) is int:
-        hb = np.full((B, H), h0, dtype)  # (B, H)
+            for b in range(B):
+                out[i, b] = _f(z[i, b], code, one)
+
+
+@njit(cache=True, error_model="numpy", fastmath={"contract"})
+def _lanes_forward(xs, hs, w, wx, wh, b1, b2, y, fcode, gcode, cd, du):
+    """hs[1:] (T, H, B) <- h_1..h_T from hs[0]; du (T, O, B) <- c (y' - y) g'(u); returns the loss sum
+    of squares (float64, before the factor c / 2).  xs (T, D, B) the input, lanes over the batch; y (T, B, O)."""
+    T, D, B = xs.shape
+    H = wh.shape[0]
+    O = w.shape[0]
+    dt = xs.dtype
+    one = np.ones(1, dt)[0]
+    z = np.empty((H, B), dt)  # (H, B)
+    u = np.empty(B, dt)  # (B,)
+    sq = np.zeros(B)  # (B,) float64: squared errors per lane
+    for t in range(T):
+        for i in range(H):
+            bi = b1[i]
+            for b in range(B):
+                z[i, b] = bi
+            for d in range(D):
+                wv = wx[i, d]
+                for b in range(B):
+                    z[i, b] += wv * xs[t, d, b]
+            for k in range(H):
+                wv = wh[i, k]
+                for b in range(B):
+                    z[i, b] += wv * hs[t, k, b]
+        _act_lanes(z, hs[t + 1], fcode, one)
+        for o in range(O):
+            bo = b2[o]
+            for b in range(B):
+                u[b] = bo
+            for i in range(H):
+                wv = w[o, i]
+                for b in range(B):
+                    u[b] += wv * hs[t + 1, i, b]
+            for b in range(B):
+                if gcode == 0:
+                    yp = one / (one + _exp(-u[b]))
+                else:
+                    yp = _f(u[b], gcode, one)
+                r = yp - y[t, b, o]
+                sq[b] += r * r
+                du[t, o, b] = cd * r * _df(yp, gcode, one)
+    return np.sum(sq)
+
+
+@njit(cache=True, error_model="numpy", fastmath={"contract"})
+def _lanes_dh(du, w, t, dh):
+    """dh (H, B) <- dE_t/dh_t = w^T du_t."""
+    O, H = w.shape
+    B = dh.shape[1]
+    for i in range(H):
+        for b in range(B):
+            dh[i, b] = 0
+        for o in range(O):
+            wv = w[o, i]
+            for b in range(B):
+                dh[i, b] += wv * du[t, o, b]
+
+
+@njit(cache=True, error_model="numpy", fastmath={"contract"})
+def _lanes_back_wh(d, wh, out):
+    """out (H, B) <- w_h^T d for d (H, B): the signal one step further back."""
+    H, B = d.shape
+    for k in range(H):
+        for b in range(B):
+            out[k, b] = 0
+        for i in range(H):
+            wv = wh[i, k]
+            for b in range(B):
+                out[k, b] += wv * d[i, b]
+
+
+@njit(cache=True, error_model="numpy", fastmath={"contract"})
+def _lanes_backward(hs, du, w, wh, fcode, trunc, dz):
+    """dz (T, H, B) <- dLoss/dz_t, full BPTT (trunc >= T) or each E_t through at most trunc steps."""
+    T, H, B = dz.shape
+    dt = dz.dtype
+    one = np.ones(1, dt)[0]
+    dh = np.empty((H, B), dt)  # (H, B)
+    carry = np.zeros((H, B), dt)  # (H, B): dLoss/dh_t from the steps after t
+    if trunc >= T:
+        for t in range(T - 1, -1, -1):
+            _lanes_dh(du, w, t, dh)
+            for i in range(H):
+                for b in range(B):
+                    dz[t, i, b] = (dh[i, b] + carry[i, b]) * _df(hs[t + 1, i, b], fcode, one)
+            _lanes_back_wh(dz[t], wh, carry)
+        return
+    dz[:] = 0
+    for t in range(T):
+        _lanes_dh(du, w, t, dh)
+        s_end = t - trunc if t - trunc > -1 else -1
+        for s in range(t, s_end, -1):
+            for i in range(H):
+                for b in range(B):
+                    dh[i, b] *= _df(hs[s + 1, i, b], fcode, one)
+                    dz[s, i, b] += dh[i, b]
+            if s - 1 > s_end:
+                _lanes_back_wh(dh, wh, carry)
+                dh[:] = carry
+
+
+@njit(cache=True, error_model="numpy", fastmath={"contract"})
+def _lanes_grads(xs, hs, dz, du, gw, gwx, gwh, gb1, gb2):
+    """The five gradients (written) from per-lane sums over t, then one sum over the lanes."""
+    T, D, B = xs.shape
+    H = dz.shape[1]
+    O = du.shape[1]
+    dt = xs.dtype
+    aw = np.zeros((O, H, B), dt)
+    awx = np.zeros((H, D, B), dt)
+    awh = np.zeros((H, H, B), dt)
+    ab1 = np.zeros((H, B), dt)
+    ab2 = np.zeros((O, B), dt)
+    for t in range(T):
+        for o in range(O):
+            for b in range(B):
+                ab2[o, b] += du[t, o, b]
+            for i in range(H):
+                for b in range(B):
+                    aw[o, i, b] += du[t, o, b] * hs[t + 1, i, b]
+        for i in range(H):
+            for b in range(B):
+                ab1[i, b] += dz[t, i, b]
+            for d in range(D):
+                for b in range(B):
+                    awx[i, d, b] += dz[t, i, b] * xs[t, d, b]
+            for k in range(H):
+                for b in range(B):
+                    awh[i, k, b] += dz[t, i, b] * hs[t, k, b]
+    for o in range(O):
+        gb2[o] = np.sum(ab2[o])
+        for i in range(H):
+            gw[o, i] = np.sum(aw[o, i])
+    for i in range(H):
+        gb1[i] = np.sum(ab1[i])
+        for d in range(D):
+            gwx[i, d] = np.sum(awx[i, d])
+        for k in range(H):
+            gwh[i, k] = np.sum(awh[i, k])
+
+
+@njit(cache=True, error_model="numpy")
+def lanes_kernel(x, y, h0, w, wx, wh, b1, b2, c, trunc, fcode, gcode, gw, gwx, gwh, gb1, gb2):
+    """One whole gradient of a small network, lanes over the batch.  Returns the loss (float64), NaN
+    if it or any gradient is not finite (the caller then takes the checked path, which explains).
+
+    x (T, B, D), y (T, B, O), h0 (B, H), the parameters and gw..gb2 (written: the gradients, shaped
+    like the parameters) in one dtype, C-contiguous; c the loss scale, trunc k (>= T: full BPTT).
+    """
+    T, B, D = x.shape
+    O, H = w.shape
+    dt = x.dtype
+    xs = np.empty((T, D, B), dt)  # (T, D, B): x, lanes over the batch
+    for t in range(T):
+        for b in range(B):
+            for d in range(D):
+                xs[t, d, b] = x[t, b, d]
+    hs = np.empty((T + 1, H, B), dt)  # (T+1, H, B): h_0..h_T
+    for b in range(B):
+        for i in range(H):
+            hs[0, i, b] = h0[b, i]
+    cv = np.empty(1, dt)
+    cv[0] = c
+    du = np.empty((T, O, B), dt)  # (T, O, B)
+    loss = 0.5 * c * _lanes_forward(xs, hs, w, wx, wh, b1, b2, y, fcode, gcode, cv[0], du)
+    dz = np.empty((T, H, B), dt)  # (T, H, B)
+    _lanes_backward(hs, du, w, wh, fcode, trunc, dz)
+    _lanes_grads(xs, hs, dz, du, gw, gwx, gwh, gb1, gb2)
+    total = loss + np.sum(gw) + np.sum(gwx) + np.sum(gwh) + np.sum(gb1) + np.sum(gb2)
+    return loss if math.isfinite(total) else math.nan
+
+
+# ---------------------------------------------------------------- the compiled training step
+# One call per mini-batch: the gradient (the fast door's kernels), global-norm clipping and the
+# optimizer update, written in the order of optim.py's numpy code (clip_global_norm, Adam.step,
+# SGD.step) so that float64 training equals the numpy loop to rounding (the squared norm is
+# summed sequentially here, pairwise by numpy: the last bits of the norm may differ).
+# hyper (float64): see STEP_FIELDS; every number is cast to the arrays' dtype before it meets
+# them, as numpy does with a Python float and a float32 array.
+STEP_FIELDS = ("kernel", "optimizer", "lr", "c1", "c2", "beta1", "beta2", "eps", "momentum", "nesterov", "clip",
+               "c", "trunc")
+STEP_KERNELS = {"lanes": 0, "loop": 1, "blas": 2}
+STEP_OPTIMIZERS = {"adam": 0, "sgd": 1}
+
+
+@njit(cache=True, error_model="numpy")
+def _in_dtype(v, like):
+    """The float v in the dtype of the array ``like`` (float32 data: float32 scalars)."""
+    a = np.empty(1, like.dtype)
+    a[0] = v
+    return a[0]
+
+
+@njit(cache=True, error_model="numpy")
+def _sq_sum(g):
+    """sum g^2 in g's dtype, returned as float64 (numpy: float(np.sum(g * g)))."""
+    f = g.reshape(g.size)
+    s = f[0] * 0
+    for i in range(f.size):
+        s += f[i] * f[i]
+    return np.float64(s)
+
+
+@njit(cache=True, error_model="numpy")
+def _scale(g, s):
+    f = g.reshape(g.size)
+    sd = _in_dtype(s, g)
+    for i in range(f.size):
+        f[i] = f[i] * sd
+
+
+@njit(cache=True, error_model="numpy")
+def _adam(p, g, m, v, hyper):
+    """optim.Adam.step for one array: m <- b1 m + (1-b1) g, v <- b2 v + (1-b2) g g,
+    p <- p - (lr/c1) m / (sqrt(v)/sqrt(c2) + eps), operation for operation."""
+    b1 = _in_dtype(hyper[5], g)
+    b2 = _in_dtype(hyper[6], g)
+    ob1 = _in_dtype(1 - hyper[5], g)
+    ob2 = _in_dtype(1 - hyper[6], g)
+    lrc = _in_dtype(hyper[2] / hyper[3], g)
+    sc2 = _in_dtype(math.sqrt(hyper[4]), g)
+    eps = _in_dtype(hyper[7], g)
+    pf, gf, mf, vf = p.reshape(p.size), g.reshape(g.size), m.reshape(m.size), v.reshape(v.size)
+    for i in range(pf.size):
+        gi = gf[i]
+        mi = mf[i] * b1
+        mi = mi + ob1 * gi
+        vi = vf[i] * b2
+        vi = vi + ob2 * gi * gi
+        mf[i] = mi
+        vf[i] = vi
+        pf[i] = pf[i] - lrc * mi / (np.sqrt(vi) / sc2 + eps)
+
+
+@njit(cache=True, error_model="numpy")
+def _sgd(p, g, v, hyper):
+    """optim.SGD.step for one array (plain, momentum, Nesterov)."""
+    mom = hyper[8]
+    md = _in_dtype(mom, g)
+    lr = _in_dtype(hyper[2], g)
+    pf, gf, vf = p.reshape(p.size), g.reshape(g.size), v.reshape(v.size)
+    for i in range(pf.size):
+        gi = gf[i]
+        if mom != 0:
+            vi = vf[i] * md
+            vi = vi + gi
+            vf[i] = vi
+            d = gi + md * vi if hyper[9] != 0 else vi
+        else:
+            d = gi
+        pf[i] = pf[i] - lr * d
+
+
+@njit(cache=True, error_model="numpy")
+def _all_finite(a):
+    f = a.reshape(a.size)
+    for i in range(f.size):
+        if not math.isfinite(f[i]):
+            return False
+    return True
+
+
+@njit(cache=True, error_model="numpy")
+def train_step(x, y, h0, params, grads, s1, s2, hyper, fcode, gcode):
+    """One mini-batch: gradient, clipping, update.  params, grads (scratch), s1 (Adam m / SGD v) and
+    s2 (Adam v; unused by SGD) are tuples (w, w_x, w_h, b1, b2); x (T, B, D), y (T, B, O), h0 (B, H).
+    Returns the loss; NaN (nothing updated) if the loss or a gradient is not finite; inf if the
+    update made a parameter non-finite."""
+    w, wx, wh, b1, b2 = params
+    gw, gwx, gwh, gb1, gb2 = grads
+    kern = int(hyper[0])
+    c, trunc = hyper[11], int(hyper[12])
+    if kern == 0:
+        loss = lanes_kernel(x, y, h0, w, wx, wh, b1, b2, c, trunc, fcode, gcode, gw, gwx, gwh, gb1, gb2)
     else:
-        hb = _as_data(h0, dtype)
-        if hb is None or hb.shape not in ((H,), (B, H)):
-            return None
-        if hb.shape != (B, H):
-            hb = np.ascontiguousarray(np.broadcast_to(hb, (B, H)))
-    loss, g = batched_fast(xa.reshape(T, B, D), ya.reshape(T, B, O), hb, w, wx, wh, params["b1"], params["b2"],
-                           c, trunc, fcode, gcode)
+        loss = batched_fast(x, y, h0, w, wx, wh, b1, b2, c, trunc, fcode, gcode, kern == 2, gw, gwx, gwh, gb1, gb2)
     if loss != loss:
-        return None
-    return loss, dict(zip(PARAM_NAMES, g))
+        return loss
+    clip = hyper[10]
+    if clip >= 0:
+        norm = math.sqrt(_sq_sum(gw) + _sq_sum(gwx) + _sq_sum(gwh) + _sq_sum(gb1) + _sq_sum(gb2))
+        if norm > clip:
+            s = clip / (norm + 1e-12)
+            _scale(gw, s)
+            _scale(gwx, s)
+            _scale(gwh, s)
+            _scale(gb1, s)
+            _scale(gb2, s)
+    if hyper[1] == 0:
+        _adam(w, gw, s1[0], s2[0], hyper)
+        _adam(wx, gwx, s1[1], s2[1], hyper)
+        _adam(wh, gwh, s1[2], s2[2], hyper)
+        _adam(b1, gb1, s1[3], s2[3], hyper)
+        _adam(b2, gb2, s1[4], s2[4], hyper)
+    else:
+        _sgd(w, gw, s1[0], hyper)
+        _sgd(wx, gwx, s1[1], hyper)
+        _sgd(wh, gwh, s1[2], hyper)
+        _sgd(b1, gb1, s1[3], hyper)
+        _sgd(b2, gb2, s1[4], hyper)
+    if _all_finite(w) and _all_finite(wx) and _all_finite(wh) and _all_finite(b1) and _all_finite(b2):
+        return loss
+    return math.inf

@@ -250,6 +250,68 @@ class EngineBackend:
         return 0.0
 
 
+class CompiledBackend(EngineBackend):
+    """The numpy backend's gradients, plus ``fused_step``: the whole update of a mini-batch (gradient,
+    global-norm clipping, Adam or SGD) in one compiled call (``kernels.train_step``), equal in float64
+    to the loop's own clip_global_norm and optimizer step (tests/test_compiled_train.py).  It covers
+    whole sequences without a mask, without gradient checkpointing, for the fast door's sizes;
+    anything else returns None from ``fused_step`` and the loop takes the usual path."""
+
+    def __init__(self, cfg: TrainConfig, input_size: int, output_size: int):
+        super().__init__(cfg, input_size, output_size)
+        self.cfg = cfg
+        self.kernels = None  # bptt.kernels, imported at the first step (it imports numba)
+        m = self.model
+        self.supported = (cfg.grad_checkpoint is None and m.hidden_act.code is not None
+                          and m.output_act.code is not None and cfg.optimizer in ("adam", "sgd"))
+        self.grads: tuple | None = None
+
+    def fused_step(self, params, opt, x, y, mask, h0, need_state, lr):
+        """One compiled update of ``params`` and ``opt`` (in place); (loss, None, n) or None (not covered)."""
+        if not self.supported or mask is not None or h0 is not None or need_state:
+            return None
+        k = self.kernels
+        if k is None:
+            from . import kernels as k
+
+            self.kernels = k
+        T, B = x.shape[0], x.shape[1]
+        kind = k.fast_kernel(B, self.model.hidden_size)
+        if kind is None or T == 0:
+            return None
+        cfg, m = self.cfg, self.model
+        dt = m.dtype
+        x = np.require(x, dt, ["C", "W"])  # (T, B, D)
+        y = np.require(y, dt, ["C", "W"])  # (T, B, O)
+        ps = tuple(params[n] for n in PARAM_NAMES)
+        if self.grads is None:
+            self.grads = tuple(np.empty_like(a) for a in ps)
+        opt.t += 1
+        if cfg.optimizer == "adam":
+            s1, s2 = tuple(opt.m[n] for n in PARAM_NAMES), tuple(opt.v[n] for n in PARAM_NAMES)
+            c1, c2 = 1 - opt.b1**opt.t, 1 - opt.b2**opt.t
+        else:
+            s1 = s2 = tuple(opt.v[n] for n in PARAM_NAMES)
+            c1 = c2 = 1.0
+        b1, b2 = cfg.betas
+        hyper = np.array([k.STEP_KERNELS[kind], k.STEP_OPTIMIZERS[cfg.optimizer], lr, c1, c2, b1, b2, cfg.eps,
+                          cfg.momentum, float(cfg.nesterov), -1.0 if cfg.clip is None else cfg.clip, 1.0 / (T * B),
+                          T if cfg.truncate is None else min(cfg.truncate, T)])
+        h = np.zeros((B, m.hidden_size), dt)  # (B, H)
+        f, g = m.hidden_act.code, m.output_act.code
+        if kind == "blas":
+            with k.one_blas_thread():
+                loss = k.train_step(x, y, h, ps, self.grads, s1, s2, hyper, f, g)
+        else:
+            loss = k.train_step(x, y, h, ps, self.grads, s1, s2, hyper, f, g)
+        if loss != loss:
+            opt.t -= 1  # nothing was updated
+            raise BPTTError("the loss or its gradients overflowed to a non-finite value")
+        if loss == math.inf:
+            raise BPTTError("a parameter became non-finite")
+        return loss, None, T * B
+
+
 class TorchBackend:
     """Gradients from ``bptt.torch.sigmoid_rnn`` (the torch layer's own backward), the loss summed by torch.
 
@@ -351,7 +413,8 @@ class TorchBackend:
         return float(d[0])
 
 
-BACKENDS: dict[str, Callable[[TrainConfig, int, int], Backend]] = {"numpy": EngineBackend, "torch": TorchBackend}
+# "numpy" trains with CompiledBackend: its fused step where it covers the run, the engine otherwise
+BACKENDS: dict[str, Callable[[TrainConfig, int, int], Backend]] = {"numpy": CompiledBackend, "torch": TorchBackend}
 
 
 def make_backend(cfg: TrainConfig, input_size: int, output_size: int) -> Backend:
@@ -517,6 +580,7 @@ def train(
     backend.agree(0.0)  # every rank has read the checkpoint before rank 0 may write the next one
 
     kill_after = int(os.environ.get(KILL_ENV, "0") or 0)
+    fused_step = getattr(backend, "fused_step", None)
     while state["epoch"] < cfg.epochs and not state["stopped_early"]:
         epoch = state["epoch"] + 1
         perm = np.random.default_rng([cfg.seed, epoch]).permutation(N)  # (N,): this epoch's order
@@ -529,9 +593,18 @@ def train(
             for c0 in range(0, Ttot, chunk):
                 sl = slice(c0, c0 + chunk)
                 try:
-                    loss, grads, h_next, n = backend.loss_and_grad(
-                        params, xb[sl], yb[sl], None if mb is None else mb[sl], h, need_state=c0 + chunk < Ttot,
-                    )
+                    # a backend with fused_step may do the whole update (gradient, clip, optimizer) in one call
+                    fused = fused_step and fused_step(params, opt, xb[sl], yb[sl], None if mb is None else mb[sl], h,
+                                                      c0 + chunk < Ttot, lr_at(cfg, state["step"], total_steps))
+                    if fused:
+                        loss, h_next, n = fused
+                        grads = None
+                        loss_sum += loss * n
+                        loss_n += n
+                    else:
+                        loss, grads, h_next, n = backend.loss_and_grad(
+                            params, xb[sl], yb[sl], None if mb is None else mb[sl], h, need_state=c0 + chunk < Ttot,
+                        )
                 except BPTTError as e:  # the inputs were checked: only the parameters can have run away
                     raise Diverged(cfg, epoch, state["step"], str(e)) from None
                 if grads is not None:

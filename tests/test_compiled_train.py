@@ -1,0 +1,88 @@
+"""The compiled training step (train.CompiledBackend.fused_step, kernels.train_step) equals the numpy loop."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from bptt.engine import PARAM_NAMES
+from bptt.train import CompiledBackend, Diverged, EngineBackend, config_for, load_task, train
+
+
+def _both(settings: dict, task: str = "binary-addition", options: dict | None = None):
+    cfg = config_for(task, options or {}, **settings)
+    data = load_task(cfg)
+    ref = train(cfg, data=data, backend=EngineBackend(cfg, data.input_size, data.output_size))
+    fused = CompiledBackend(cfg, data.input_size, data.output_size)
+    got = train(cfg, data=data, backend=fused)
+    return ref, got, fused
+
+
+def _params(res) -> dict[str, np.ndarray]:
+    return {k: getattr(res.model, k) for k in PARAM_NAMES}
+
+
+@pytest.mark.parametrize("settings", [
+    {"epochs": 3},  # Adam, clip 1 (the task's defaults; lanes kernel, B = 32)
+    {"epochs": 2, "clip": None, "batch_size": 5},  # no clipping; loop kernel (B = 5)
+    {"epochs": 2, "optimizer": "sgd", "lr": 0.5, "momentum": 0.9},
+    {"epochs": 2, "optimizer": "sgd", "lr": 0.5, "momentum": 0.9, "nesterov": True, "clip": 0.1},
+    {"epochs": 2, "optimizer": "sgd", "lr": 0.5},
+    {"epochs": 2, "truncate": 3, "hidden_activation": "tanh"},
+    {"epochs": 2, "hidden_size": 40, "batch_size": 4, "schedule": "cosine"},  # one-thread BLAS kernel
+])
+def test_fused_step_equals_the_numpy_loop_in_float64(settings):
+    ref, got, _ = _both(settings, options={"n_train": 200})
+    assert got.history["train_loss"] == pytest.approx(ref.history["train_loss"], rel=1e-12, abs=1e-15)
+    assert got.history["val_loss"] == pytest.approx(ref.history["val_loss"], rel=1e-12, abs=1e-15)
+    for k, v in _params(ref).items():
+        np.testing.assert_allclose(_params(got)[k], v, rtol=1e-12, atol=1e-14)
+    assert got.metrics["updates"] == ref.metrics["updates"]
+
+
+def test_the_fused_step_is_taken_and_counts_optimizer_steps():
+    cfg = config_for("binary-addition", {"n_train": 64}, epochs=1)
+    data = load_task(cfg)
+    b = CompiledBackend(cfg, data.input_size, data.output_size)
+    params = {k: np.asarray(v).copy() for k, v in train(cfg, data=data, backend=b).model.params().items()}
+    from bptt.optim import make_optimizer
+
+    opt = make_optimizer(cfg, params)
+    x, y = data.train.x[:, :32].copy(), data.train.y[:, :32].copy()
+    out = b.fused_step(params, opt, x, y, None, None, False, 0.01)
+    assert out is not None and out[1] is None and out[2] == x.shape[0] * 32 and opt.t == 1
+    # not covered: a mask, a carried state, a state to carry, checkpointing -> None, nothing changed
+    before = {k: v.copy() for k, v in params.items()}
+    assert b.fused_step(params, opt, x, y, np.ones(x.shape[:2], bool), None, False, 0.01) is None
+    assert b.fused_step(params, opt, x, y, None, np.zeros((32, cfg.hidden_size)), False, 0.01) is None
+    assert b.fused_step(params, opt, x, y, None, None, True, 0.01) is None
+    cfg_ck = config_for("binary-addition", {"n_train": 64}, epochs=1, grad_checkpoint="sqrt")
+    assert CompiledBackend(cfg_ck, 2, 1).fused_step(params, opt, x, y, None, None, False, 0.01) is None
+    assert all(np.array_equal(before[k], params[k]) for k in params) and opt.t == 1
+
+
+def test_float32_training_agrees_loosely():
+    ref, got, _ = _both({"epochs": 2, "dtype": "float32"}, options={"n_train": 200})
+    for k, v in _params(ref).items():
+        np.testing.assert_allclose(_params(got)[k], v, rtol=1e-4, atol=1e-5)
+
+
+def test_tasks_the_step_does_not_cover_fall_back_to_the_usual_path():
+    """adding (a mask) and sine (chunks, a carried state) train as before through the same backend."""
+    for task, opts, settings in (("adding", {"length": 10, "n_train": 64, "n_val": 16, "n_test": 16}, {"epochs": 1}),
+                                 ("sine", {"length": 20, "n_train": 8, "n_val": 4, "n_test": 4}, {"epochs": 1, "chunk": 10})):
+        ref, got, _ = _both(settings, task=task, options=opts)
+        for k, v in _params(ref).items():
+            np.testing.assert_array_equal(_params(got)[k], v)
+
+
+def test_divergence_is_the_same_one_line_error():
+    settings = {"epochs": 2, "lr": 1e300, "clip": None, "hidden_activation": "relu", "output_activation": "identity"}
+    msgs = []
+    for backend_cls in (EngineBackend, CompiledBackend):
+        cfg = config_for("binary-addition", {"n_train": 64}, **settings)
+        data = load_task(cfg)
+        with pytest.raises(Diverged) as e:
+            train(cfg, data=data, backend=backend_cls(cfg, data.input_size, data.output_size))
+        msgs.append(str(e.value))
+    assert msgs[0] == msgs[1] and "\n" not in msgs[0]
