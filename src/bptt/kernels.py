@@ -803,7 +803,7 @@ def _h0_batch(h0, B: int, H: int, dtype):
     if hb.shape == (B, H):
         return hb
     if hb.shape == (H,) or hb.ndim == 0:
-        return np.ascontiguousarray(np.broadcast_to(hb, (B, H)))  # (B, H): one state for every sequence
+        return np.array(np.broadcast_to(hb, (B, H)), order="C")  # (B, H), a writable copy: one state for every sequence
     return None
 
 
@@ -833,6 +833,8 @@ def try_fast(params, hidden_act: Activation, output_act: Activation, x, y, h0, r
         mean = False
     else:
         return None
+    if type(truncate) is int and type(x) in (list, tuple, np.ndarray) and len(x) and len(x) <= truncate <= MAX_INT:
+        truncate = None  # a window as long as the sequence is full BPTT: the same kernel, the same bits
     if truncate is None and params["w_h"].shape == _ONE and params["w"].shape == _ONE and params["w_x"].shape == _ONE:
         fast = _scalar_door(params, x, y, h0, mean, fcode, gcode)
         if fast is not _NOT_ONE:
