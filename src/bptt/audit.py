@@ -17,6 +17,11 @@ import numpy as np
 from .validation import BPTTError
 
 
+# A claim also holds within this many float64 ulps of the exact value (16-17 printed digits that equal
+# bptt's float64 result to the last bit or two hold, though their written rounding is finer than an ulp).
+ULPS = 4
+
+
 @dataclass(frozen=True)
 class Printed:
     """A number as a person wrote it, with the precision the writing implies.
@@ -50,9 +55,16 @@ class Printed:
                             "lie between about 1e-300 and 1e300")
         return cls(text=s, value=value, half_unit=half_unit)
 
+    @property
+    def tolerance(self) -> float:
+        """How far the exact value may be: the written rounding, or ULPS float64 ulps where that is larger
+        (a value printed with 16-17 digits is judged as float64 arithmetic can deliver it)."""
+        return max(self.half_unit, ULPS * math.ulp(abs(self.value)))
+
     def holds(self, exact: float) -> bool:
-        # a hair of slack for binary rounding of the decimal bounds themselves
-        return abs(exact - self.value) <= self.half_unit * (1 + 1e-9)
+        # a hair of slack for binary rounding of the decimal bounds themselves; ULPS ulps for float64 itself
+        ulps = ULPS * math.ulp(max(abs(exact), abs(self.value)))
+        return abs(exact - self.value) <= max(self.half_unit * (1 + 1e-9), ulps)
 
     def significant_figures(self) -> int:
         d = Decimal(self.text)
@@ -84,7 +96,8 @@ class Verdict:
     kind: str  # HOLDS, TRUNCATED, SIGN or WRONG
     printed: Printed
     exact: float
-    misfit: float  # |exact - printed| in units of the printed rounding (half a unit in the last digit)
+    misfit: float  # |exact - printed| in units of the tolerance: the printed rounding (half a unit in the
+    # last digit), or ULPS ulps where that is larger
     rounded: str  # the exact value written with as many decimals as the printed one
 
     @property
@@ -105,7 +118,7 @@ def judge(p: Printed, exact: float, fitted: bool = False) -> Verdict:
         kind = TRUNCATED
     else:
         kind = WRONG
-    return Verdict(kind, p, exact, abs(exact - p.value) / p.half_unit, round_like(exact, p))
+    return Verdict(kind, p, exact, abs(exact - p.value) / p.tolerance, round_like(exact, p))
 
 
 def _truncated(p: Printed, exact: float) -> bool:
@@ -155,3 +168,14 @@ def least_squares_targets(A: np.ndarray, b: np.ndarray, half: np.ndarray) -> np.
     y, *_ = np.linalg.lstsq(A / half[:, None], b / half, rcond=None)
     return y
 
+
+
+def nonlinear_least_squares(residuals, jacobian, start: np.ndarray) -> np.ndarray:
+    """x minimising sum_i residuals(x)_i^2 from ``start`` (trust region; under-determined allowed)."""
+    from scipy.optimize import least_squares
+
+    if start.size == 0:
+        return start
+    res = least_squares(residuals, start, jac=jacobian, method="trf", xtol=1e-15, ftol=1e-15, gtol=1e-15,
+                        max_nfev=200)
+    return res.x
