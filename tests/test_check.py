@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from bptt import check
@@ -302,3 +304,127 @@ def test_large_given_targets_keep_every_digit():
     report = check.check(check.from_text(text, "toml"))
     _, g = RNN.scalar().loss_and_grad([1.0, 0.0, 0.5], y, backend="numpy")
     assert report.rows[0].verdict.exact == float(g["w"][0, 0])  # to the last bit
+
+
+# ------------------------------------------------------------------ every claim kind against torch autograd (float64)
+def _torch_quantities(params, x, y, h0, hidden, output, half, reduction, scored):
+    """Every claimable quantity of the unrolled network, by torch autograd; per-step parameter copies
+    give the per-step and per-path contributions."""
+    torch = pytest.importorskip("torch")
+    from bptt import activations
+
+    f, g = activations.get(hidden).torch_value, activations.get(output).torch_value
+    T, O = len(x), len(params["b2"])
+    copies = {k: [torch.tensor(v, requires_grad=True) for _ in range(T)] for k, v in params.items()}
+    h = [torch.tensor(h0, requires_grad=True)]
+    z, u, yp = [], [], []
+    for t in range(T):
+        z.append(copies["w_x"][t] @ torch.tensor(x[t]) + copies["w_h"][t] @ h[-1] + copies["b1"][t])
+        h.append(f(z[-1]))
+        u.append(copies["w"][t] @ h[-1] + copies["b2"][t])
+        yp.append(g(u[-1]))
+    c = 0.5 if half else 1.0
+    E = [c * ((torch.tensor(y[t]) - yp[t]) ** 2).sum() for t in range(T)]
+    s = {"mean": 1 / len(scored), "sum": 1.0, "mean_all": 1 / (len(scored) * O)}[reduction]
+    loss = s * sum(E[t - 1] for t in scored)
+    q = {"Loss": loss.item(), **{f"E_{i}": E[i - 1].item() for i in range(1, T + 1)}}
+    for t in range(1, T + 1):
+        q[f"h_{t}"], q[f"z_{t}"], q[f"u_{t}"], q[f"y'_{t}"] = (a.detach().numpy() for a in (h[t], z[t - 1], u[t - 1], yp[t - 1]))
+        zz = z[t - 1].detach().clone().requires_grad_(True)
+        q[f"f'(z_{t})"] = torch.autograd.grad(f(zz).sum(), zz)[0].numpy()
+        uu = u[t - 1].detach().clone().requires_grad_(True)
+        q[f"g'(u_{t})"] = torch.autograd.grad(g(uu).sum(), uu)[0].numpy()
+        tz = z[t - 1].detach().clone().requires_grad_(True)
+        q[f"tanh'(z_{t})"] = torch.autograd.grad(torch.tanh(tz).sum(), tz)[0].numpy()
+    # dh_T/dh_1: the Jacobian of the recurrence restarted from h_1
+    def h_T_from_h_1(h1):
+        hh = h1
+        for t in range(1, T):
+            hh = f(copies["w_x"][t] @ torch.tensor(x[t]) + copies["w_h"][t] @ hh + copies["b1"][t])
+        return hh
+    q[f"dh_{T}/dh_1"] = torch.autograd.functional.jacobian(h_T_from_h_1, h[1].detach()).numpy()
+    wrt = h + z + u + yp + [c_ for k in params for c_ in copies[k]]
+
+    def grads(scalar, prefix):
+        gs = torch.autograd.grad(scalar, wrt, allow_unused=True, retain_graph=True)
+        gs = [np.zeros(tuple(w_.shape)) if g_ is None else g_.numpy() for g_, w_ in zip(gs, wrt)]
+        hs, zs, us, ys, rest = gs[: T + 1], gs[T + 1: 2 * T + 1], gs[2 * T + 1: 3 * T + 1], gs[3 * T + 1: 4 * T + 1], gs[4 * T + 1:]
+        out = {}
+        for t in range(T + 1):
+            out[f"{prefix}/dh_{t}"] = hs[t]
+        for t in range(1, T + 1):
+            out[f"{prefix}/dz_{t}"], out[f"{prefix}/du_{t}"], out[f"{prefix}/dy'_{t}"] = zs[t - 1], us[t - 1], ys[t - 1]
+        for n, k in enumerate(params):
+            per_step = rest[n * T: (n + 1) * T]
+            out[f"{prefix}/d{k}"] = sum(per_step)
+            for t in range(1, T + 1):
+                out[f"{prefix}/d{k} [t={t}]"] = per_step[t - 1]
+        return out
+
+    q.update(grads(loss, "dLoss"))
+    for i in range(1, T + 1):
+        q.update(grads(E[i - 1], f"dE_{i}"))
+    return q
+
+
+def _claim_text(v, sig=12):
+    """A claim as TOML/JSON text: a quoted number with sig digits, or a nested list of them."""
+    a = np.asarray(v, dtype=float)
+    return f'"{float(a):.{sig}g}"' if a.ndim == 0 else "[" + ", ".join(_claim_text(e, sig) for e in a) + "]"
+
+
+MATRIX = {"w": [[0.6, -0.4]], "w_x": [[0.5, -0.2], [0.3, 0.8]], "w_h": [[0.1, -0.7], [0.4, 0.2]],
+          "b1": [0.05, -0.1], "b2": [0.2]}
+
+
+def _matrix_file(tmp_path, claims, loss="", hidden="tanh", output="identity", y=True, name="m.toml", O2=False):
+    params = dict(MATRIX)
+    if O2:
+        params.update(w=[[0.6, -0.4], [0.3, 0.9]], b2=[0.2, -0.1])
+    ys = [[0.3, -0.1], [0.5, 0.2], [-0.4, 0.1]] if O2 else [0.3, 0.5, -0.4]
+    lines = ["[model]"] + [f"{k} = {json.dumps(v)}" for k, v in params.items()] + [
+        "h0 = [0.1, -0.2]", f'hidden_activation = "{hidden}"', f'output_activation = "{output}"', loss,
+        "[sequence]", "x = [[1.0, 0.5], [-0.5, 0.25], [0.75, -1.0]]"] + ([f"y = {json.dumps(ys)}"] if y else [])
+    lines += ["[claims]"] + [f'"{k}" = {v}' for k, v in claims.items()]
+    p = tmp_path / name
+    p.write_text("\n".join(lines) + "\n")
+    return p, params, ys
+
+
+@pytest.mark.parametrize("hidden, output, loss", [
+    ("tanh", "identity", '[loss]\nhalf = false\nreduction = "sum"'),
+    ("sigmoid", "sigmoid", "[loss]\nhalf = true\nreduction = \"mean\""),
+    ("relu", "identity", '[loss]\nreduction = "mean_all"\nscored = [2, 3]'),
+    ("tanh", "sigmoid", '[loss]\nhalf = false\nscored = "last"'),
+    ("sigmoid", "identity", "[loss]\nscored = [0, 1, 1]"),
+])
+def test_every_claim_kind_against_torch_autograd(tmp_path, hidden, output, loss):
+    """Each claimable quantity, element by element, written to 12 digits from torch autograd, holds;
+    the same value nudged by a few units of its last digit does not."""
+    torch = pytest.importorskip("torch")  # noqa: F841
+    scored = {"scored = [2, 3]": [2, 3], 'scored = "last"': [3], "scored = [0, 1, 1]": [2, 3]}
+    steps = next((v for k, v in scored.items() if k in loss), [1, 2, 3])
+    reduction = next((r for r in ("mean_all", "sum") if f'"{r}"' in loss), "mean")
+    O2 = reduction == "mean_all"
+    p0, params, ys = _matrix_file(tmp_path, {"h_1": 0}, loss, hidden, output, O2=O2)
+    x = [[1.0, 0.5], [-0.5, 0.25], [0.75, -1.0]]
+    q = _torch_quantities({k: np.asarray(v, float) for k, v in params.items()}, np.asarray(x),
+                          np.asarray(ys, float).reshape(3, -1), np.array([0.1, -0.2]), hidden, output,
+                          "half = false" not in loss, reduction, steps)
+    # dE_i/du_j and dE_i/dy'_j for j != i are refused (they are 0: a typo more likely than a claim)
+    claims = {k: _claim_text(v) for k, v in q.items()
+              if not re.fullmatch(r"dE_(\d)/d(u|y')_(\d)", k) or k[3] == k[-1]}
+    claims["dE_3/dw_h [k=2]"] = claims.pop("dE_3/dw_h [t=2]")  # the path-k spelling
+    path, *_ = _matrix_file(tmp_path, claims, loss, hidden, output, O2=O2, name="all.toml")
+    rep = check.check(check.load(path))
+    bad = [(r.claim.key, r.claim.printed.text, r.exact) for r in rep.rows if not r.holds]
+    assert not bad, bad[:5]
+    assert len(rep.rows) > 200
+    # one element off by 30 units of its last digit is caught, and only that one
+    nudged = np.array(q["dLoss/dw_h"], dtype=float)
+    v = float(f"{nudged[1, 0]:.12g}")
+    nudged[1, 0] = v + 30 * 10 ** (math.floor(math.log10(abs(v))) - 11)
+    claims["dLoss/dw_h"] = _claim_text(nudged)
+    path, *_ = _matrix_file(tmp_path, claims, loss, hidden, output, O2=O2, name="nudged.toml")
+    rep = check.check(check.load(path))
+    assert [r.claim.key for r in rep.rows if not r.holds] == ["dLoss/dw_h[2,1]"]
