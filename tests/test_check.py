@@ -406,7 +406,7 @@ def test_every_claim_kind_against_torch_autograd(tmp_path, hidden, output, loss)
     steps = next((v for k, v in scored.items() if k in loss), [1, 2, 3])
     reduction = next((r for r in ("mean_all", "sum") if f'"{r}"' in loss), "mean")
     O2 = reduction == "mean_all"
-    p0, params, ys = _matrix_file(tmp_path, {"h_1": 0}, loss, hidden, output, O2=O2)
+    p0, params, ys = _matrix_file(tmp_path, {"Loss": 0}, loss, hidden, output, O2=O2)
     x = [[1.0, 0.5], [-0.5, 0.25], [0.75, -1.0]]
     q = _torch_quantities({k: np.asarray(v, float) for k, v in params.items()}, np.asarray(x),
                           np.asarray(ys, float).reshape(3, -1), np.array([0.1, -0.2]), hidden, output,
@@ -428,3 +428,198 @@ def test_every_claim_kind_against_torch_autograd(tmp_path, hidden, output, loss)
     path, *_ = _matrix_file(tmp_path, claims, loss, hidden, output, O2=O2, name="nudged.toml")
     rep = check.check(check.load(path))
     assert [r.claim.key for r in rep.rows if not r.holds] == ["dLoss/dw_h[2,1]"]
+
+
+def test_matrix_model_against_finite_differences(tmp_path):
+    """dLoss/dw_h (2 x 2) and dLoss/dh_1 of a two-unit tanh model by central differences of the Loss."""
+    from bptt.model import RNN
+
+    path, params, ys = _matrix_file(tmp_path, {"Loss": 0}, '[loss]\nhalf = false\nreduction = "sum"')
+    cf = check.load(path)
+    x = np.array([[1.0, 0.5], [-0.5, 0.25], [0.75, -1.0]])
+
+    def loss(p, h1_shift=None):
+        m = RNN(2, 2, 1, "tanh", "identity")
+        m.set_params(**p)
+        if h1_shift is None:
+            return 2 * m.loss(x, np.array(ys)[:, None], h0=[0.1, -0.2], reduction="sum")
+        h = np.tanh(p["w_x"] @ x[0] + p["w_h"] @ np.array([0.1, -0.2]) + p["b1"]) + h1_shift
+        total = ((p["w"] @ h + p["b2"])[0] - ys[0]) ** 2
+        for t in (1, 2):
+            h = np.tanh(p["w_x"] @ x[t] + p["w_h"] @ h + p["b1"])
+            total += ((p["w"] @ h + p["b2"])[0] - ys[t]) ** 2
+        return total
+
+    p = {k: np.array(v, float) for k, v in params.items()}
+    eps = 1e-6
+    fd = np.zeros((2, 2))
+    for idx in np.ndindex(2, 2):
+        hi, lo = {k: v.copy() for k, v in p.items()}, {k: v.copy() for k, v in p.items()}
+        hi["w_h"][idx] += eps
+        lo["w_h"][idx] -= eps
+        fd[idx] = (loss(hi) - loss(lo)) / (2 * eps)
+    fd_h = np.array([(loss(p, eps * e) - loss(p, -eps * e)) / (2 * eps) for e in np.eye(2)])
+    claims = {"dLoss/dw_h": _claim_text(fd, 7), "dLoss/dh_1": _claim_text(fd_h, 7)}
+    rep = check.check(check.load(_matrix_file(tmp_path, claims, '[loss]\nhalf = false\nreduction = "sum"',
+                                              name="fd.toml")[0]))
+    assert cf.H == 2 and cf.D == 2 and cf.O == 1 and len(rep.rows) == 6
+    assert rep.all_hold, [(r.claim.key, r.claim.printed.text, r.exact) for r in rep.rows if not r.holds]
+
+
+def test_natural_notations_are_the_same_quantity(tmp_path):
+    """1 - h_t^2, tanh'(z_t), dh_t/dz_t and f'(z_t) name the same number on a tanh model; sgm'(z_t),
+    h_t(1 - h_t), ŷ_t, y_t', per-path spellings; all parse and agree."""
+    same = {"1 - h_2^2": "f'(z_2)", "tanh'(z_2)": "f'(z_2)", "dh_2/dz_2": "f'(z_2)", "ŷ_2": "y'_2", "y_2'": "y'_2",
+            "\\hat{y}_2": "y'_2", "dE_3/dw_x (k=2)": "dE_3/dw_x [k=2]", "dE_3/dw_x @ t=2": "dE_3/dw_x [k=2]",
+            "dLoss/dw at t = 2": "dLoss/dw [t=2]", "∂Loss/∂w_h": "dLoss/dw_h", "dL/db_1": "dLoss/db1",
+}
+    scalar = {"w": 0.7, "w_x": -1.1, "w_h": 0.45, "b1": 0.2, "b2": -0.3}
+    text = ("[model]\n" + "".join(f"{k} = {v}\n" for k, v in scalar.items()) +
+            'h0 = 0.1\nhidden_activation = "tanh"\noutput_activation = "identity"\n'
+            "[sequence]\nx = [0.5, -1.0, 0.25]\ny = [0.3, -0.2, 0.6]\n[claims]\n")
+    keys = list(same) + sorted(set(same.values())) + ["sgm'(z_2)", "h_2(1 - h_2)"]
+    cf = check.from_text(text + "".join(f"{json.dumps(k)} = 0\n" for k in keys), "toml")
+    ex = dict(zip([c.key for c in cf.claims], check.exact_values(cf, cf.y)))
+    for a, b in same.items():
+        assert ex[a] == ex[b], (a, b)
+    z2 = -1.1 * -1.0 + 0.45 * math.tanh(-1.1 * 0.5 + 0.45 * 0.1 + 0.2) + 0.2
+    s = 1 / (1 + math.exp(-z2))
+    assert ex["sgm'(z_2)"] == pytest.approx(s * (1 - s), rel=1e-15)  # sgm' of z_2 as written, though f is tanh
+    assert ex["h_2(1 - h_2)"] == pytest.approx(math.tanh(z2) * (1 - math.tanh(z2)), rel=1e-15)
+
+
+def test_ulp_rule():
+    """17 significant digits equal to the float64 result within a few ulps hold; further off they do not."""
+    from bptt.audit import ULPS, Printed, judge
+
+    exact = 0.1 + 0.2  # 0.30000000000000004
+    for k in range(-ULPS, ULPS + 1):
+        v = exact + k * math.ulp(exact)
+        assert judge(Printed.parse(repr(v)), exact).holds, k
+    far = exact + 12 * math.ulp(exact)
+    assert not judge(Printed.parse(repr(far)), exact).holds
+    assert not Printed.parse("0.30000000000000").holds(0.3 + 1e-14)  # its written rounding wins when larger
+    assert Printed.parse("0.3000").holds(0.30004)
+
+
+def test_full_precision_claims_hold_at_given_targets(tmp_path):
+    """Claims printed with repr() of bptt's own float64 result hold, for every kind."""
+    claims = {"Loss": "0", "E_2": "0", "dLoss/dw_h": "0", "dLoss/dh_1": "0", "dE_3/dw_x [k=1]": "0",
+              "dLoss/dw [t=2]": "0", "f'(z_3)": "0"}
+    cf = check.load(_write(tmp_path, claims))
+    exact = check.exact_values(cf, cf.y)
+    claims = {c.key: repr(float(e)) for c, e in zip(cf.claims, exact)}
+    rep = check.check(check.load(_write(tmp_path, claims, name="full.toml")))
+    assert rep.all_hold and all(len(r.claim.printed.text.lstrip("-0.")) >= 14 for r in rep.rows)
+
+
+def test_quadratic_claims_infer_targets(tmp_path):
+    """Loss and E_i without targets: the steps no gradient claim sees are fitted to them (y_t >= y'_t)."""
+    base = check.load(_write(tmp_path, {"y'_1": 0, "y'_2": 0, "y'_3": 0}))
+    yp = check.exact_values(base, None)
+    e = [0.3 - yp[0], 0.25, 0.6 - yp[2]]  # y_t - y'_t; sum reduction, 1/2
+    claims = {"E_2": f"{0.5 * e[1] ** 2:.8g}", "Loss": f"{0.5 * sum(v * v for v in e):.4g}",
+              **{f"dE_{i}/d{k}": f"{_fd(lambda p: _errors(p, Y)[i - 1], k):.6g}" for i in (1, 3) for k in PARAMS}}
+    rep = check.check(check.load(_write(tmp_path, claims, y=False, name="q.toml")))
+    a = rep.analysis
+    assert rep.all_hold and a.quadratic == ["E_2", "Loss"] and a.quadratic_steps == [2]
+    assert rep.targets[1] == pytest.approx(yp[1] + 0.25, abs=1e-4)
+    assert rep.targets[0] == pytest.approx(0.3, abs=1e-3) and rep.targets[2] == pytest.approx(0.6, abs=1e-3)
+    # a Loss no targets can give (below what the affine claims already fix) is wrong at the fitted targets
+    claims["Loss"] = "0.0001"
+    rep = check.check(check.load(_write(tmp_path, claims, y=False, name="q2.toml")))
+    assert [r.claim.key for r in rep.rows if not r.holds] == ["Loss"]
+
+
+def test_only_quadratic_claims(tmp_path, capsys):
+    rep = check.check(check.load(_write(tmp_path, {"Loss": "0.12", "E_1": "0.02"}, y=False)))
+    assert rep.all_hold and rep.analysis.lsq_targets is None and rep.analysis.quadratic_steps == [1, 2, 3]
+    assert main(["check", str(_write(tmp_path, {"Loss": "0.12", "E_1": "0.02"}, y=False))]) == 0
+    assert "only |y_t - y'_t| is determined" in " ".join(capsys.readouterr().out.split())
+
+
+def test_matrix_targets_inferred(tmp_path):
+    """Two outputs, no targets: the gradient claims of a 2-unit model give back the targets."""
+    zeros = {"dLoss/dw": np.zeros((2, 2)), "dLoss/db2": np.zeros(2), "dLoss/dw_h": np.zeros((2, 2)),
+             "dE_1/dy'_1": np.zeros(2), "dLoss/dh_2": np.zeros(2)}
+    path, params, ys = _matrix_file(tmp_path, {k: _claim_text(v) for k, v in zeros.items()}, "", O2=True)
+    cf = check.load(path)
+    claims = zeros
+    for c, e in zip(cf.claims, check.exact_values(cf, cf.y)):
+        claims[c.name][c.index] = e
+    path, *_ = _matrix_file(tmp_path, {k: _claim_text(v, 9) for k, v in claims.items()}, "", O2=True, y=False,
+                            name="noy.toml")
+    rep = check.check(check.load(path))
+    assert rep.all_hold and rep.targets_fitted
+    assert np.allclose(rep.targets, ys, atol=1e-5)
+
+
+def test_loss_conventions_are_refused_with_one_line(tmp_path, capsys):
+    for loss, word in (("[loss]\nhalf = 1", "loss.half"), ('[loss]\nreduction = "max"', "loss.reduction"),
+                       ("[loss]\nscored = [0]", "loss.scored"), ("[loss]\nscored = [4]", "loss.scored"),
+                       ('[loss]\nscored = "first"', "loss.scored"), ("[loss]\nweights = 1", "loss.weights")):
+        p = _write(tmp_path, {"h_1": "0.5"})
+        p.write_text(p.read_text() + loss + "\n")
+        assert main(["check", str(p)]) == 2
+        err = capsys.readouterr().err.strip()
+        assert err.startswith("error:") and "\n" not in err and word in err, err
+    p = _write(tmp_path, {"h_1": "0.5"})
+    p.write_text(p.read_text() + '[loss]\nreduction = "sum"\n')
+    assert main(["check", str(p)]) == 2 and "both given" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("edit, word", [
+    (lambda t: t.replace('w_h = [[0.1, -0.7], [0.4, 0.2]]', 'w_h = [[0.1, -0.7], [0.4]]'), "model.w_h"),
+    (lambda t: t.replace('w_h = [[0.1, -0.7], [0.4, 0.2]]', 'w_h = [0.1, -0.7]'), "model.w_h"),
+    (lambda t: t.replace('b1 = [0.05, -0.1]', 'b1 = [0.05, -0.1, 0.2]'), "model.b1"),
+    (lambda t: t.replace('"Loss" = 0', '"h_1" = [1, 2, 3]'), "h_1"),
+    (lambda t: t.replace('"Loss" = 0', '"dLoss/dw_h" = [1, 2, 3, 4]'), "dLoss/dw_h"),
+    (lambda t: t.replace('"Loss" = 0', '"dh_1/dh_2" = 0'), "k <= i"),
+    (lambda t: t.replace('"Loss" = 0', '"h_1 [k=1]" = 0'), "step suffix"),
+    (lambda t: t.replace('"Loss" = 0', '"dE_1/du_2" = 0'), "dE_1/du_1"),
+    (lambda t: t.replace("y = [0.3, 0.5, -0.4]", "y = [[0.3, 1], [0.5, 1], [-0.4, 1]]"), "sequence.y"),
+])
+def test_bad_matrix_files(tmp_path, capsys, edit, word):
+    p, *_ = _matrix_file(tmp_path, {"Loss": 0})
+    p.write_text(edit(p.read_text()))
+    assert main(["check", str(p)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error:") and "\n" not in err and word in err, err
+
+
+def test_json_and_toml_files_agree(tmp_path):
+    """The same claims as TOML and as JSON: the same claims, precision and verdicts."""
+    toml_path, params, ys = _matrix_file(tmp_path, {"dLoss/dw_h": "[[0.10, -0.020], [3e-2, 0.4]]", "Loss": "0.30",
+                                                    "h_2": '["0.1", 0.2]'}, '[loss]\nhalf = false')
+    data = {"model": {**params, "h0": [0.1, -0.2], "hidden_activation": "tanh", "output_activation": "identity"},
+            "loss": {"half": False}, "sequence": {"x": [[1.0, 0.5], [-0.5, 0.25], [0.75, -1.0]], "y": ys}}
+    text = json.dumps(data)[:-1] + ', "claims": {"dLoss/dw_h": [[0.10, -0.020], [3e-2, 0.4]], "Loss": 0.30, ' \
+                                   '"h_2": ["0.1", 0.2]}}'
+    json_path = tmp_path / "m.json"
+    json_path.write_text(text)
+    a, b = check.check(check.load(toml_path)), check.check(check.load(json_path))
+    assert [(r.claim.key, r.claim.printed, r.exact, r.verdict.kind) for r in a.rows] == \
+        [(r.claim.key, r.claim.printed, r.exact, r.verdict.kind) for r in b.rows]
+    assert [r.claim.printed.text for r in a.rows][:3] == ["0.10", "-0.020", "3e-2"]
+
+
+def test_json_output_shape(tmp_path, capsys):
+    """--json: one object with the documented keys, parseable, the same verdicts as the table."""
+    assert main(["check", "--json", str(SEED_CLAIMS)]) == 1
+    out = json.loads(capsys.readouterr().out)
+    assert set(out) == {"schema", "file", "title", "model", "loss", "sequence", "targets", "claims", "summary",
+                        "analysis", "exit_status"}
+    assert out["schema"] == check.JSON_SCHEMA and out["exit_status"] == 1
+    assert out["targets"]["source"] == "fitted" and out["targets"]["values"] == pytest.approx([0.8951, 0.5503], abs=5e-5)
+    row = {c["key"]: c for c in out["claims"]}["dLoss/dw_x"]
+    assert set(row) == {"key", "name", "kind", "step", "k", "theta", "index", "dependence", "printed", "value",
+                        "tolerance", "significant_figures", "exact", "verdict", "holds", "misfit", "rounded",
+                        "at_fitted_targets"}
+    assert row["verdict"] == "wrong" and row["printed"] == "0.001122" and row["misfit"] == pytest.approx(2133.3, abs=0.1)
+    assert out["analysis"]["unexplainable"] == ["dLoss/dw_x"] and out["summary"]["hold"] == 3
+    path, *_ = _matrix_file(tmp_path, {"dLoss/dw_h": "[[0.1, 0.2], [0.3, 0.4]]"}, "")
+    assert main(["check", "--json", str(path)]) == 1
+    out = json.loads(capsys.readouterr().out)
+    assert out["targets"]["source"] == "given" and out["analysis"] is None
+    assert [c["index"] for c in out["claims"]] == [[1, 1], [1, 2], [2, 1], [2, 2]]
+    assert out["model"]["sizes"] == {"D": 2, "H": 2, "O": 1}

@@ -64,7 +64,7 @@ class Printed:
     def holds(self, exact: float) -> bool:
         # a hair of slack for binary rounding of the decimal bounds themselves; ULPS ulps for float64 itself
         ulps = ULPS * math.ulp(max(abs(exact), abs(self.value)))
-        return abs(exact - self.value) <= max(self.half_unit * (1 + 1e-9), ulps)
+        return bool(abs(exact - self.value) <= max(self.half_unit * (1 + 1e-9), ulps))
 
     def significant_figures(self) -> int:
         d = Decimal(self.text)
@@ -152,9 +152,12 @@ def min_misfit(A: np.ndarray, b: np.ndarray, half: np.ndarray) -> tuple[float, n
     n, m = A.shape
     if n == 0:
         return 0.0, np.zeros(m)
-    # variables (y, t): minimise t subject to +-(A y - b) <= t * half
-    A_ub = np.block([[A, -half[:, None]], [-A, -half[:, None]]])
-    b_ub = np.concatenate([b, -b])
+    # variables (y, t): minimise t subject to +-(A y - b) / half <= t; each row in units of its own
+    # rounding, so the solver's absolute feasibility tolerance (1e-7) is 1e-7 of a rounding unit
+    As, bs = A / half[:, None], b / half
+    ones = np.ones((n, 1))
+    A_ub = np.block([[As, -ones], [-As, -ones]])
+    b_ub = np.concatenate([bs, -bs])
     cost = np.zeros(m + 1)
     cost[-1] = 1.0
     res = linprog(cost, A_ub=A_ub, b_ub=b_ub, bounds=[(None, None)] * m + [(0, None)], method="highs")

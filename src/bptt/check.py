@@ -471,10 +471,9 @@ _ACT_NAMES = {"f": "f", "g": "g", "sgm": "sigmoid", "sigmoid": "sigmoid", "sigma
 def _normalise(key: str) -> str:
     """The key as the grammar reads it: no spaces, braces, backslashes or '*'; ∂ -> d; ŷ_t, y_t' -> y'_t."""
     s = re.sub(r"[\s{}*\\]", "", key)
-    for a, b in (("∂", "d"), ("’", "'"), ("′", "'"), ("σ", "sigma"), ("ŷ", "y'"), ("hat", "")):
+    for a, b in (("∂", "d"), ("’", "'"), ("′", "'"), ("σ", "sigma"), ("ŷ", "y'"), ("haty", "y'"), ("yhat", "y'")):
         s = s.replace(a, b)
-    s = re.sub(r"y_(\d+)'", r"y'_\1", s)
-    return s.replace("yhat", "y'")
+    return re.sub(r"y_(\d+)'", r"y'_\1", s)
 
 
 def _claim_name(key: str, T: int, where: str) -> dict[str, Any]:
@@ -1018,32 +1017,39 @@ def _quadratic_sees(cf: ClaimsFile, quad: list[int], t: int) -> bool:
 
 
 def _fit_quadratic(cf: ClaimsFile, net: Net, quad: list[int], y: np.ndarray, steps: list[int]) -> np.ndarray:
-    """y with the targets of ``steps`` fitted to the Loss and E_i claims (nonlinear least squares,
-    each claim in units of its written rounding), from y_t = y'_t + d_t >= y'_t."""
+    """y with the targets of ``steps`` (no affine claim sees them) fitted to the quadratic claims,
+    y_t = y'_t + d_t with d_t >= 0: a step with an E_t claim from E_t alone (closed form); the other
+    steps, one common d, from Loss (closed form, then nonlinear least squares over the Loss claims, each
+    in units of its written rounding). So a wrong Loss never moves the targets an E_t claim fixes."""
     if not steps:
         return y
     O, yp = cf.O, net.fwd.y_pred[:, 0]  # (T, O)
-    cols = [(t - 1) * O + o for t in steps for o in range(O)]
-    tol = np.array([cf.claims[i].printed.tolerance for i in quad])
     printed = np.array([cf.claims[i].printed.value for i in quad])
-    coef = [_quadratic_coef(cf, net, cf.claims[i]) for i in quad]  # (T,) each: value = sum_t coef_t ||y_t - y'_t||^2
+    coef = [_quadratic_coef(cf, net, cf.claims[i]) for i in quad]  # value = sum_t coef_t ||y_t - y'_t||^2
+    out = y.copy()
+    cols = [(t - 1) * O + o for t in steps for o in range(O)]
+    out[cols] = yp.ravel()[cols] + np.repeat(_start_offsets(cf, net, quad, coef, printed, y, steps), O)
+    with_e = {cf.claims[i].t for i in quad if cf.claims[i].kind == "E"}
+    loss = [n for n, i in enumerate(quad) if cf.claims[i].kind == "Loss"]
+    free = [(t - 1) * O + o for t in steps if t not in with_e for o in range(O)]
+    if not loss or not free:
+        return out
+    tol = np.array([cf.claims[quad[n]].printed.tolerance for n in loss])
 
-    def full(v: np.ndarray) -> np.ndarray:
-        out = y.copy()
-        out[cols] = v
-        return (out.reshape(cf.T, O) - yp)  # (T, O): y - y'
+    def errors(v: np.ndarray) -> np.ndarray:
+        full = out.copy()
+        full[free] = v
+        return full.reshape(cf.T, O) - yp  # (T, O): y - y'
 
     def residuals(v: np.ndarray) -> np.ndarray:
-        e = full(v)
-        return (np.array([cw @ np.sum(e * e, axis=1) for cw in coef]) - printed) / tol
+        e = errors(v)
+        return (np.array([coef[n] @ np.sum(e * e, axis=1) for n in loss]) - printed[loss]) / tol
 
     def jacobian(v: np.ndarray) -> np.ndarray:
-        e = full(v)
-        return np.array([(2 * cw[:, None] * e).ravel()[cols] for cw in coef]) / tol[:, None]
+        e = errors(v)
+        return np.array([(2 * coef[n][:, None] * e).ravel()[free] for n in loss]) / tol[:, None]
 
-    start = yp.ravel()[cols] + np.repeat(_start_offsets(cf, net, quad, coef, printed, y, steps), O)
-    out = y.copy()
-    out[cols] = nonlinear_least_squares(residuals, jacobian, start)
+    out[free] = nonlinear_least_squares(residuals, jacobian, out[free])
     return out
 
 
