@@ -232,6 +232,7 @@ def test_verdict_kinds():
     assert judge(Printed.parse("-0.867"), -0.86770).kind == "truncated"
     assert judge(Printed.parse("0.868"), 0.86770).kind == "holds"
     assert judge(Printed.parse("0.0123"), -0.01234).kind == "sign"
+    assert judge(Printed.parse("0.7806"), 1.56119).kind == "factor2" and judge(Printed.parse("3.122"), 1.56119).kind == "factor2"
     assert judge(Printed.parse("0.867"), 0.86770, fitted=True).kind == "wrong"  # fitted targets: no truncation verdict
     v = judge(Printed.parse("0.015"), 0.0144981)
     assert v.kind == "wrong" and v.rounded == "0.014" and v.misfit == pytest.approx(0.0005019 / 0.0005, rel=1e-9)
@@ -623,3 +624,27 @@ def test_json_output_shape(tmp_path, capsys):
     assert out["targets"]["source"] == "given" and out["analysis"] is None
     assert [c["index"] for c in out["claims"]] == [[1, 1], [1, 2], [2, 1], [2, 2]]
     assert out["model"]["sizes"] == {"D": 2, "H": 2, "O": 1}
+
+
+def test_readme_check_outputs(capsys, monkeypatch):
+    """Every `$ bptt check FILE` block in the README is what the command prints, verbatim."""
+    monkeypatch.chdir(ROOT)
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    blocks = re.findall(r"```\n\$ bptt check (\S+)\n(.*?)\(exit status (\d)\)\n```", readme, flags=re.S)
+    assert {b[0] for b in blocks} >= {"examples/seed_claims.toml", "examples/tanh_identity_sum.toml",
+                                      "examples/mse_mean.json", "examples/last_step_only.toml",
+                                      "examples/two_hidden_units.toml"}
+    for path, text, status in blocks:
+        assert main(["check", path]) == int(status), path
+        assert capsys.readouterr().out == text, path
+
+
+def test_examples_json_and_table_agree(capsys, monkeypatch):
+    """--json of every example: the same verdicts as the report, and valid JSON (no NaN)."""
+    monkeypatch.chdir(ROOT)
+    for path in sorted((ROOT / "examples").glob("*.toml")) + sorted((ROOT / "examples").glob("*.json")):
+        rep = check.check(check.load(path))
+        status = main(["check", "--json", str(path)])
+        out = json.loads(capsys.readouterr().out, parse_constant=lambda c: pytest.fail(f"{path}: {c} in JSON"))
+        assert status == out["exit_status"] == (0 if rep.all_hold else 1)
+        assert [c["verdict"] for c in out["claims"]] == [r.verdict.kind for r in rep.rows]

@@ -27,7 +27,8 @@ class Printed:
     """A number as a person wrote it, with the precision the writing implies.
 
     "0.0168" -> value 0.0168, half_unit 0.00005 (3 significant figures).
-    A claim holds when |exact - value| <= half_unit, i.e. the exact value rounds to it.
+    A claim holds when |exact - value| <= half_unit, i.e. the exact value rounds to it, or when it is
+    within ULPS float64 ulps of the exact value (``tolerance``).
     """
 
     text: str
@@ -86,6 +87,7 @@ def round_like(x: float, p: Printed) -> str:
 HOLDS = "holds"  # the exact value rounds to the printed one
 TRUNCATED = "truncated"  # the printed value is the exact one cut off, not rounded
 SIGN = "sign"  # the printed value holds for the exact value negated
+FACTOR2 = "factor2"  # the printed value holds for the exact value halved or doubled (the other 1/2 convention)
 WRONG = "wrong"  # none of these: off by ``misfit`` times the printed rounding
 
 
@@ -93,7 +95,7 @@ WRONG = "wrong"  # none of these: off by ``misfit`` times the printed rounding
 class Verdict:
     """One printed number judged against its exact value."""
 
-    kind: str  # HOLDS, TRUNCATED, SIGN or WRONG
+    kind: str  # HOLDS, TRUNCATED, SIGN, FACTOR2 or WRONG
     printed: Printed
     exact: float
     misfit: float  # |exact - printed| in units of the tolerance: the printed rounding (half a unit in the
@@ -114,6 +116,8 @@ def judge(p: Printed, exact: float, fitted: bool = False) -> Verdict:
         kind = WRONG
     elif p.value != 0 and math.copysign(1, p.value) != math.copysign(1, exact) and p.holds(-exact):
         kind = SIGN
+    elif exact != 0 and (p.holds(exact / 2) or p.holds(exact * 2)):
+        kind = FACTOR2
     elif _truncated(p, exact):
         kind = TRUNCATED
     else:

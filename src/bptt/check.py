@@ -47,8 +47,10 @@ Gradients are the true-sign ones (dE_i/dy'_i = y'_i - y_i, times 2 without the 1
 targets: the gradient claims are affine in y, so the targets that best explain them are a weighted
 least-squares fit, and which claims any targets reproduce together is a linear programme
 (``audit.min_misfit``). Loss and E_i are quadratic in y: they are judged at the targets the affine
-claims give; only the steps no affine claim depends on are fitted to them, by nonlinear least
-squares, and there y_t - y'_t is fixed only up to its sign (the fit takes y_t >= y'_t).
+claims give; the steps no affine claim depends on are fitted to them (a step with an E_t claim to E_t
+alone, the rest to Loss), and there y_t - y'_t is fixed only up to its sign (the fit takes
+y_t >= y'_t). Last, every target is refitted to the kept affine and the quadratic claims together
+(nonlinear least squares, each claim in units of its rounding), kept only if more claims then hold.
 """
 
 from __future__ import annotations
@@ -899,6 +901,7 @@ class TargetAnalysis:
     kept: list[str] = field(default_factory=list)  # the affine claims the fitted targets were fitted to
     quadratic: list[str] = field(default_factory=list)  # the Loss and E_i claims
     quadratic_steps: list[int] = field(default_factory=list)  # steps fitted to them (no affine claim sees them)
+    refined: bool = False  # the targets were refitted to the kept affine and the quadratic claims together
 
 
 @dataclass
@@ -977,6 +980,9 @@ def infer_targets(cf: ClaimsFile, net: Net) -> TargetAnalysis:
         a.quadratic = [cf.claims[i].key for i in quad]
         a.quadratic_steps = [t for t in free if _quadratic_sees(cf, quad, t)]
         y = _fit_quadratic(cf, net, quad, y, a.quadratic_steps)
+        kept = [i for i in aff if cf.claims[i].key in a.kept]
+        refined = _refine(cf, net, quad, kept, c[[aff.index(i) for i in kept]], J[[aff.index(i) for i in kept]], y)
+        a.refined, y = refined is not y, refined
     a.undetermined = [t for t in free if t not in a.quadratic_steps]
     for t in a.undetermined:
         y[(t - 1) * cf.O: t * cf.O] = 0.0
@@ -1051,6 +1057,32 @@ def _fit_quadratic(cf: ClaimsFile, net: Net, quad: list[int], y: np.ndarray, ste
 
     out[free] = nonlinear_least_squares(residuals, jacobian, out[free])
     return out
+
+
+def _refine(cf: ClaimsFile, net: Net, quad: list[int], kept: list[int], c: np.ndarray, J: np.ndarray,
+            y: np.ndarray) -> np.ndarray:
+    """All targets refitted to the kept affine claims and the quadratic ones together (nonlinear least
+    squares, each claim in units of its written rounding, from y); kept only if more claims then hold."""
+    rows = kept + quad
+    printed = np.array([cf.claims[i].printed.value for i in rows])
+    tol = np.array([cf.claims[i].printed.tolerance for i in rows])
+    coef = np.array([_quadratic_coef(cf, net, cf.claims[i]) for i in quad]).reshape(len(quad), cf.T)
+    yp = net.fwd.y_pred[:, 0].ravel()  # (T O,)
+
+    def values(v: np.ndarray) -> np.ndarray:
+        e = (v - yp).reshape(cf.T, cf.O)
+        return np.concatenate([c + J @ v, coef @ np.sum(e * e, axis=1)])
+
+    def jacobian(v: np.ndarray) -> np.ndarray:
+        e = (v - yp).reshape(cf.T, cf.O)
+        quad_rows = (2 * coef[:, :, None] * e[None]).reshape(len(quad), -1)
+        return np.vstack([J, quad_rows]) / tol[:, None]
+
+    def holding(v: np.ndarray) -> int:
+        return int(np.sum(np.abs(values(v) - printed) <= tol))
+
+    new = nonlinear_least_squares(lambda v: (values(v) - printed) / tol, jacobian, y)
+    return new if holding(new) > holding(y) else y
 
 
 def _quadratic_coef(cf: ClaimsFile, net: Net, cl: Claim) -> np.ndarray:
@@ -1146,7 +1178,8 @@ def report_dict(report: Report, exit_status: int | None = None) -> dict[str, Any
                  significant_figures, exact, verdict, holds, misfit, rounded, at_fitted_targets}],
      "summary": {claims, hold, all_hold, negated_holds, plain_holds},
      "analysis": null or {lsq_targets, misfit_all, misfit_without, largest_sets, largest_exhaustive,
-                          unexplainable_alone, unexplainable, kept, undetermined, quadratic, quadratic_steps},
+                          unexplainable_alone, unexplainable, kept, undetermined, quadratic, quadratic_steps,
+                          refined},
      "exit_status"}
     """
     cf = report.cf
@@ -1188,7 +1221,7 @@ def _analysis_dict(a: TargetAnalysis) -> dict[str, Any]:
             "largest_sets": [{"claims": list(s.claims), "targets": list(s.targets)} for s in a.largest_sets],
             "largest_exhaustive": a.largest_exhaustive, "unexplainable_alone": a.unexplainable_alone,
             "unexplainable": a.unexplainable, "kept": a.kept, "undetermined": a.undetermined,
-            "quadratic": a.quadratic, "quadratic_steps": a.quadratic_steps}
+            "quadratic": a.quadratic, "quadratic_steps": a.quadratic_steps, "refined": a.refined}
 
 
 def _finite(v: float | None) -> float | None:

@@ -46,10 +46,14 @@ def run(args: argparse.Namespace) -> int:
 # ------------------------------------------------------------------ verdicts in words
 def verdict_text(v: "Verdict", short: bool = False) -> str:
     """'holds', 'WRONG: truncated, not rounded (exact rounds to 0.868)', ...; short: for narrow tables."""
-    from ..audit import HOLDS, SIGN, TRUNCATED
+    from ..audit import FACTOR2, HOLDS, SIGN, TRUNCATED
 
     if v.kind == HOLDS:
         return "holds"
+    if v.kind == FACTOR2:
+        how = "half" if abs(v.printed.value) < abs(v.exact) else "twice"
+        return (f"{how} the exact (rounds to {v.rounded})" if short else
+                f"WRONG: {how} the exact value (a 1/2 slip; exact rounds to {v.rounded})")
     if v.kind == TRUNCATED:
         return f"truncated (rounds to {v.rounded})" if short else f"WRONG: truncated, not rounded (exact rounds to {v.rounded})"
     if v.kind == SIGN:
@@ -201,6 +205,9 @@ def _print_quadratic_analysis(a: "TargetAnalysis", say) -> None:
         steps = ", ".join(f"y_{t}" for t in a.quadratic_steps)
         say(f"- No gradient claim depends on {steps}: fitted to {', '.join(a.quadratic)} by nonlinear least "
             "squares; there only |y_t - y'_t| is determined, and the fit takes y_t >= y'_t.")
+    if a.refined:
+        say("- Then every target was refitted to the kept gradient claims and these together (nonlinear least "
+            "squares), which makes more claims hold; the verdicts marked * are at those targets.")
 
 
 def best_other_misfit(a: "TargetAnalysis", name: str) -> float:
