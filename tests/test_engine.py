@@ -209,3 +209,45 @@ def test_output_tangent_matches_finite_differences_and_torch_jvp(problem):
 
     _, jvp = torch.func.jvp(torch_outputs, tuple(torch.tensor(a) for a in p), tuple(torch.tensor(d) for d in dp))
     assert rel_err(got, jvp.numpy()) < 1e-10 or np.max(np.abs(got - jvp.numpy())) < 1e-13
+
+
+@given(problems(), st.data())
+def test_state_tangent_matches_finite_differences_and_torch_jvp(problem, data):
+    """Forward mode from a perturbation of h_k (engine.state_tangent) against central differences and torch.func.jvp."""
+    from bptt import engine
+
+    m, x, _, h0, _ = problem
+    xb = np.asarray(x, dtype=np.float64).reshape(x.shape[0], -1, m.input_size)  # (T, B, D)
+    T, B, _ = xb.shape
+    k = data.draw(st.integers(0, T))
+    h0b = np.zeros((B, m.hidden_size)) if h0 is None else np.broadcast_to(h0, (B, m.hidden_size)).copy()
+    p = m.engine_params()
+    dh = np.random.default_rng(k).standard_normal((B, m.hidden_size))
+    fwd = engine.forward(p, xb, h0b, m.hidden_act, m.output_act)
+    got = engine.state_tangent(p, fwd, m.hidden_act, m.output_act, k, dh)  # (T, B, O)
+    f, g = m.hidden_act.value, m.output_act.value
+
+    def outputs(shift):  # y' with h_k moved by shift (the recurrence restarted from there)
+        h, ys = h0b + (shift if k == 0 else 0), []
+        for t in range(T):
+            h = f(xb[t] @ p.w_x.T + h @ p.w_h.T + p.b1) + (shift if t + 1 == k else 0)
+            ys.append(g(h @ p.w.T + p.b2))
+        return np.stack(ys)
+
+    eps = 1e-6
+    fd = (outputs(eps * dh) - outputs(-eps * dh)) / (2 * eps)
+    assert rel_err(got, fd) < 1e-6 or np.max(np.abs(got - fd)) < 1e-8
+    assert not np.any(got[: max(k - 1, 0)])  # nothing before step k
+
+    tf, tg = m.hidden_act.torch_value, m.output_act.torch_value
+    P = {n: torch.tensor(v) for n, v in p._asdict().items()}
+
+    def torch_outputs(shift):
+        h, ys = torch.tensor(h0b) + (shift if k == 0 else 0), []
+        for t in range(T):
+            h = tf(torch.tensor(xb[t]) @ P["w_x"].T + h @ P["w_h"].T + P["b1"]) + (shift if t + 1 == k else 0)
+            ys.append(tg(h @ P["w"].T + P["b2"]))
+        return torch.stack(ys)
+
+    _, jvp = torch.func.jvp(torch_outputs, (torch.zeros(B, m.hidden_size, dtype=torch.float64),), (torch.tensor(dh),))
+    assert rel_err(got, jvp.numpy()) < 1e-10 or np.max(np.abs(got - jvp.numpy())) < 1e-13

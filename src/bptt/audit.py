@@ -17,12 +17,18 @@ import numpy as np
 from .validation import BPTTError
 
 
+# A claim also holds within this many float64 ulps of the exact value (16-17 printed digits that equal
+# bptt's float64 result to the last bit or two hold, though their written rounding is finer than an ulp).
+ULPS = 4
+
+
 @dataclass(frozen=True)
 class Printed:
     """A number as a person wrote it, with the precision the writing implies.
 
     "0.0168" -> value 0.0168, half_unit 0.00005 (3 significant figures).
-    A claim holds when |exact - value| <= half_unit, i.e. the exact value rounds to it.
+    A claim holds when |exact - value| <= half_unit, i.e. the exact value rounds to it, or when it is
+    within ULPS float64 ulps of the exact value (``tolerance``).
     """
 
     text: str
@@ -50,9 +56,16 @@ class Printed:
                             "lie between about 1e-300 and 1e300")
         return cls(text=s, value=value, half_unit=half_unit)
 
+    @property
+    def tolerance(self) -> float:
+        """How far the exact value may be: the written rounding, or ULPS float64 ulps where that is larger
+        (a value printed with 16-17 digits is judged as float64 arithmetic can deliver it)."""
+        return max(self.half_unit, ULPS * math.ulp(abs(self.value)))
+
     def holds(self, exact: float) -> bool:
-        # a hair of slack for binary rounding of the decimal bounds themselves
-        return abs(exact - self.value) <= self.half_unit * (1 + 1e-9)
+        # a hair of slack for binary rounding of the decimal bounds themselves; ULPS ulps for float64 itself
+        ulps = ULPS * math.ulp(max(abs(exact), abs(self.value)))
+        return bool(abs(exact - self.value) <= max(self.half_unit * (1 + 1e-9), ulps))
 
     def significant_figures(self) -> int:
         d = Decimal(self.text)
@@ -74,6 +87,7 @@ def round_like(x: float, p: Printed) -> str:
 HOLDS = "holds"  # the exact value rounds to the printed one
 TRUNCATED = "truncated"  # the printed value is the exact one cut off, not rounded
 SIGN = "sign"  # the printed value holds for the exact value negated
+FACTOR2 = "factor2"  # the printed value holds for the exact value halved or doubled (the other 1/2 convention)
 WRONG = "wrong"  # none of these: off by ``misfit`` times the printed rounding
 
 
@@ -81,10 +95,11 @@ WRONG = "wrong"  # none of these: off by ``misfit`` times the printed rounding
 class Verdict:
     """One printed number judged against its exact value."""
 
-    kind: str  # HOLDS, TRUNCATED, SIGN or WRONG
+    kind: str  # HOLDS, TRUNCATED, SIGN, FACTOR2 or WRONG
     printed: Printed
     exact: float
-    misfit: float  # |exact - printed| in units of the printed rounding (half a unit in the last digit)
+    misfit: float  # |exact - printed| in units of the tolerance: the printed rounding (half a unit in the
+    # last digit), or ULPS ulps where that is larger
     rounded: str  # the exact value written with as many decimals as the printed one
 
     @property
@@ -101,11 +116,13 @@ def judge(p: Printed, exact: float, fitted: bool = False) -> Verdict:
         kind = WRONG
     elif p.value != 0 and math.copysign(1, p.value) != math.copysign(1, exact) and p.holds(-exact):
         kind = SIGN
+    elif exact != 0 and (p.holds(exact / 2) or p.holds(exact * 2)):
+        kind = FACTOR2
     elif _truncated(p, exact):
         kind = TRUNCATED
     else:
         kind = WRONG
-    return Verdict(kind, p, exact, abs(exact - p.value) / p.half_unit, round_like(exact, p))
+    return Verdict(kind, p, exact, abs(exact - p.value) / p.tolerance, round_like(exact, p))
 
 
 def _truncated(p: Printed, exact: float) -> bool:
@@ -139,9 +156,12 @@ def min_misfit(A: np.ndarray, b: np.ndarray, half: np.ndarray) -> tuple[float, n
     n, m = A.shape
     if n == 0:
         return 0.0, np.zeros(m)
-    # variables (y, t): minimise t subject to +-(A y - b) <= t * half
-    A_ub = np.block([[A, -half[:, None]], [-A, -half[:, None]]])
-    b_ub = np.concatenate([b, -b])
+    # variables (y, t): minimise t subject to +-(A y - b) / half <= t; each row in units of its own
+    # rounding, so the solver's absolute feasibility tolerance (1e-7) is 1e-7 of a rounding unit
+    As, bs = A / half[:, None], b / half
+    ones = np.ones((n, 1))
+    A_ub = np.block([[As, -ones], [-As, -ones]])
+    b_ub = np.concatenate([bs, -bs])
     cost = np.zeros(m + 1)
     cost[-1] = 1.0
     res = linprog(cost, A_ub=A_ub, b_ub=b_ub, bounds=[(None, None)] * m + [(0, None)], method="highs")
@@ -155,3 +175,14 @@ def least_squares_targets(A: np.ndarray, b: np.ndarray, half: np.ndarray) -> np.
     y, *_ = np.linalg.lstsq(A / half[:, None], b / half, rcond=None)
     return y
 
+
+
+def nonlinear_least_squares(residuals, jacobian, start: np.ndarray) -> np.ndarray:
+    """x minimising sum_i residuals(x)_i^2 from ``start`` (trust region; under-determined allowed)."""
+    from scipy.optimize import least_squares
+
+    if start.size == 0:
+        return start
+    res = least_squares(residuals, start, jac=jacobian, method="trf", xtol=1e-15, ftol=1e-15, gtol=1e-15,
+                        max_nfev=200)
+    return res.x

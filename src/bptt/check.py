@@ -1,28 +1,56 @@
 r"""Check a person's hand-computed BPTT numbers (a claims file) against the exact values.
 
-A claims file (TOML or JSON) holds the scalar model, the sequence, optionally the
-targets, and the claimed numbers, each as the person wrote it:
+A claims file (TOML or JSON) holds the model, the sequence, optionally the targets, the loss
+convention and the claimed numbers, each as the person wrote it:
 
-    [model]                       # required: w, w_x, w_h, b1, b2; optional: h0 (0),
-    w = 1                         # hidden_activation (sigmoid), output_activation (sigmoid),
-    w_x = 1                       # reduction (mean)
+    title = "..."                 # optional
+    [model]                       # required: w, w_x, w_h, b1, b2 (numbers or nested lists);
+    w = 1                         # optional: h0 (0), hidden_activation (sigmoid: sigmoid, tanh, relu),
+    w_x = 1                       # output_activation (sigmoid: sigmoid, identity), reduction (mean)
     ...
+    [loss]                        # optional, the published loss as printed (defaults shown):
+    half = true                   #   E_t = 1/2 sum_o (y_t - y'_t)^2 ; false: no 1/2
+    reduction = "mean"            #   Loss = 1/|S| sum_{t in S} E_t ; "sum": no 1/|S| ;
+                                  #   "mean_all": 1/(|S| O), the mean over every scored output
+    scored = "all"                #   S: "all", "last", a list of steps [2, 3], or a 0/1 mask [0, 1, 1]
     [sequence]
-    x = [1, 0]                    # required
-    # y = [0.5, 0.5]              # optional targets
+    x = [1, 0]                    # required: T numbers (D = 1) or T lists of D numbers
+    # y = [0.5, 0.5]              # optional targets: T numbers (O = 1) or T lists of O numbers
     [claims]
-    "h_1" = 0.88                  # building blocks: h_t, "1 - h_t", z_t, u_t, "y'_t"
-    "dE_2/dw_x" = "0.0012"        # per-term gradients dE_i/dθ, and dE_i/dy'_i
-    "dLoss/dw_h" = 0.0020         # totals dLoss/dθ     (θ: w, w_x, w_h, b1 or b_1, b2 or b_2)
+    "h_1" = 0.88
+    "dLoss/dw_h" = [[0.1, 0.2], [0.3, 0.4]]   # an array claim is judged element by element
 
-Each claim is checked at the precision it is written with (0.0020: two significant
-figures, |exact - 0.0020| <= 0.00005), read from the file's raw text, so a TOML or
-JSON number keeps its trailing zeros.
+Sizes come from the parameters: H from w_h (H x H), O from b2, D from x; a parameter may be
+written with its size-1 axes dropped (w_x = [0.5, -0.3] for H = 2, D = 1). Claimed quantities
+(t, i, k are steps 1..T; h_0 too where a state is meant; θ is w, w_x, w_h, b1 or b2):
 
-Gradients are compared with the true-sign gradients (dE_i/dy'_i = y'_i - y_i).
-Without targets: every claimed gradient is affine in the targets y, so the targets
-that best explain the claims are a weighted least-squares fit, and which claims any
-targets can reproduce together is a linear programme (``audit.min_misfit``).
+    forward      h_t, z_t, u_t, y'_t (also ŷ_t), 1 - h_t, f'(z_t) = dh_t/dz_t, g'(u_t) = dy'_t/du_t,
+                 sgm'(z_t), tanh'(z_t), relu'(z_t), sgm'(u_t) (that function's derivative at z_t or
+                 u_t, whatever the model's f), 1 - h_t^2, h_t(1 - h_t), y'_t(1 - y'_t), dh_i/dh_k
+    loss         Loss (L), E_i                                   quadratic in the targets
+    per term     dE_i/dy'_i, dE_i/du_i, dE_i/dh_k, dE_i/dz_k, dE_i/dθ       affine in the targets
+    per path     dE_i/dθ [k=2]: the contribution of path k (∂h_k/∂θ, or for w, b2 the term k = i)
+    total        dLoss/dθ, dLoss/dh_t, dLoss/dz_t, dLoss/du_t, dLoss/dy'_t  affine in the targets
+    per step     dLoss/dθ [t=2]: dLoss/dθ_t, the gradient of the copy θ_t of θ that the unrolled
+                 network uses at step t (w_x, w_h, b1 in z_t; w, b2 in u_t), so
+                 dLoss/dθ = sum_t dLoss/dθ [t]: for w_x, (dLoss/dz_t) x_t^T.
+
+A step suffix may also be written (k=2), @t=2 or "at t = 2"; for dE_i the path k is the step
+k term of dE_i/dθ, so [k=..] and [t=..] mean the same. dE_i means the error term E_i of the
+declared loss (with or without the 1/2), whether or not step i is scored.
+
+Each claim is checked at the precision it is written with (0.0020: |exact - 0.0020| <= 0.00005),
+read from the file's raw text, or within ``audit.ULPS`` float64 ulps where that is larger. Exact
+values at given (or fitted) targets come straight from the float64 engine's functions.
+
+Gradients are the true-sign ones (dE_i/dy'_i = y'_i - y_i, times 2 without the 1/2). Without
+targets: the gradient claims are affine in y, so the targets that best explain them are a weighted
+least-squares fit, and which claims any targets reproduce together is a linear programme
+(``audit.min_misfit``). Loss and E_i are quadratic in y: they are judged at the targets the affine
+claims give; the steps no affine claim depends on are fitted to them (a step with an E_t claim to E_t
+alone, the rest to Loss), and there y_t - y'_t is fixed only up to its sign (the fit takes
+y_t >= y'_t). Last, every target is refitted to the kept affine and the quadratic claims together
+(nonlinear least squares, each claim in units of its rounding), kept only if more claims then hold.
 """
 
 from __future__ import annotations
@@ -37,30 +65,83 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from . import engine
-from .audit import Printed, Verdict, judge, least_squares_targets, min_misfit
+from . import activations, engine
+from .audit import (Printed, Verdict, judge, least_squares_targets, min_misfit, nonlinear_least_squares)
 from .engine import PARAM_NAMES
 from .validation import REDUCTIONS, BPTTError, check_choice, check_float_array, short_repr
 
 MODEL_KEYS = ("w", "w_x", "w_h", "b1", "b2", "h0", "hidden_activation", "output_activation", "reduction")
 SEQUENCE_KEYS = ("x", "y")
-TOP_KEYS = ("model", "sequence", "claims", "title")
+LOSS_KEYS = ("half", "reduction", "scored")
+LOSS_REDUCTIONS = ("mean", "sum", "mean_all")
+TOP_KEYS = ("model", "sequence", "loss", "claims", "title")
 _PARAM_ALIASES = {"w": "w", "w_x": "w_x", "wx": "w_x", "w_h": "w_h", "wh": "w_h", "b1": "b1", "b_1": "b1",
-                  "b2": "b2", "b_2": "b2"}
-CLAIM_FORMS = "h_t, 1 - h_t, z_t, u_t, y'_t, dE_i/dy'_i, dE_i/dθ, dLoss/dθ (θ: w, w_x, w_h, b1, b2)"
+                  "b2": "b2", "b_2": "b2", "w_y": "w", "wy": "w"}
+CLAIM_FORMS = ("h_t, z_t, u_t, y'_t, 1 - h_t, f'(z_t), g'(u_t), tanh'(z_t), 1 - h_t^2, dh_i/dh_k, Loss, E_i, "
+               "dE_i/dy'_i, dE_i/dh_k, dE_i/dz_k, dE_i/dθ, dE_i/dθ [k=2], dLoss/dθ, dLoss/dθ [t=2], dLoss/dh_t, "
+               "dLoss/dz_t, dLoss/du_t, dLoss/dy'_t (θ: w, w_x, w_h, b1, b2)")
 MAX_SUBSET_LPS = 2000  # exhaustive search for the largest consistent sets up to this many programmes
+JSON_SCHEMA = 1  # the version of ``report_dict``'s layout
+
+# How a claim's exact value depends on the targets y.
+NONE, AFFINE, QUADRATIC = "none", "affine", "quadratic"
+FORWARD_KINDS = ("h", "1-h", "z", "u", "y'", "f'", "g'", "act'", "1-h^2", "h(1-h)", "y'(1-y')", "dh/dh")
+TERM_KINDS = ("dE/dy'", "dE/du", "dE", "dE[k]", "dE/dh", "dE/dz")
+LOSS_KINDS = ("dLoss", "dLoss[t]", "dLoss/dh", "dLoss/dz", "dLoss/du", "dLoss/dy'")
+QUADRATIC_KINDS = ("Loss", "E")
 
 
 class _Raw(str):
     """A number as written in the file (from the parser's parse_float/parse_int hooks)."""
 
 
-# ------------------------------------------------------------------ reading the file
+# ------------------------------------------------------------------ the file's parts
+@dataclass(frozen=True)
+class LossSpec:
+    """The declared loss: E_t = c sum_o (y_t - y'_t)^2 (c = 1/2 with half, else 1) and
+    Loss = s sum_{t in scored} E_t, s = 1/|S| (mean), 1 (sum) or 1/(|S| O) (mean_all)."""
+
+    half: bool = True
+    reduction: str = "mean"
+    scored: tuple[int, ...] = ()  # 1-based steps
+    declared: bool = False  # the file has a [loss] section
+
+    @property
+    def c(self) -> float:
+        return 0.5 if self.half else 1.0
+
+    @property
+    def kappa(self) -> float:
+        """dE_t/dy'_t = kappa (y'_t - y_t)."""
+        return 1.0 if self.half else 2.0
+
+    def weights(self, T: int, O: int) -> np.ndarray:
+        """w_t with Loss = sum_t w_t E_t, (T,)."""
+        n = len(self.scored)
+        s = {"mean": 1.0 / n, "sum": 1.0, "mean_all": 1.0 / (n * O)}[self.reduction]
+        w = np.zeros(T)
+        w[[t - 1 for t in self.scored]] = s
+        return w
+
+    def describe(self, T: int, O: int) -> str:
+        """'Loss = 1/2 (E_1 + E_2), E_t = 1/2 (y_t - y'_t)^2' and the like."""
+        terms = " + ".join(f"E_{t}" for t in self.scored) if len(self.scored) <= 6 else \
+            f"sum over {len(self.scored)} scored steps of E_t"
+        n = len(self.scored)
+        scale = {"mean": f"1/{n} " if n > 1 else "", "sum": "", "mean_all": f"1/{n * O} " if n * O > 1 else ""}
+        wrap = f"({terms})" if scale[self.reduction] and len(self.scored) > 1 else terms
+        err = ("1/2 " if self.half else "") + ("(y_t - y'_t)^2" if O == 1 else "||y_t - y'_t||^2")
+        return f"Loss = {scale[self.reduction]}{wrap}, E_t = {err}"
+
+
 @dataclass(frozen=True)
 class Claim:
-    """One claimed number.  kind: 'h', '1-h', 'z', 'u', "y'", "dE/dy'", 'dE', 'dLoss'.
+    """One claimed number: one element of a quantity (``FORWARD_KINDS``, ``TERM_KINDS``, ...).
 
-    t: the step (1..T; h also 0); theta: the parameter for 'dE' and 'dLoss'.
+    key: the file's name, with [i] or [i,j] (1-based) for an element of an array claim.
+    t: the step (the i of E_i and dE_i, the t of h_t and dLoss/dh_t); k: the second step (dE_i/dh_k,
+    dE_i/dθ [k], dLoss/dθ [t], dh_i/dh_k); theta: the parameter; act: sgm'(z_t)'s function and argument;
+    index: the element (0-based) within the quantity's array; name: the file's key.
     """
 
     key: str
@@ -68,30 +149,69 @@ class Claim:
     t: int | None
     theta: str | None
     printed: Printed
+    k: int | None = None
+    act: tuple[str, str] | None = None
+    index: tuple[int, ...] = ()
+    name: str = ""
+
+    @property
+    def dependence(self) -> str:
+        """NONE, AFFINE or QUADRATIC: how the exact value depends on the targets."""
+        if self.kind in QUADRATIC_KINDS:
+            return QUADRATIC
+        return AFFINE if self.kind in TERM_KINDS or self.kind in LOSS_KINDS else NONE
 
     @property
     def depends_on_targets(self) -> bool:
-        return self.kind in ("dE/dy'", "dE", "dLoss")
+        return self.dependence != NONE
 
 
 @dataclass
 class ClaimsFile:
+    """A claims file, validated. params: arrays in the engine's shapes; x (T, D); y (T, O) or None."""
+
     path: str
-    params: dict[str, float]
-    h0: float
+    params: dict[str, np.ndarray]
+    h0: np.ndarray  # (H,)
     hidden_activation: str
     output_activation: str
-    reduction: str
-    x: list[float]
-    y: list[float] | None
+    loss: LossSpec
+    x: np.ndarray
+    y: np.ndarray | None
     claims: list[Claim]
     title: str | None = None
 
     @property
     def T(self) -> int:
-        return len(self.x)
+        return self.x.shape[0]
+
+    @property
+    def D(self) -> int:
+        return self.x.shape[1]
+
+    @property
+    def H(self) -> int:
+        return self.params["w_h"].shape[0]
+
+    @property
+    def O(self) -> int:
+        return self.params["b2"].shape[0]
+
+    @property
+    def reduction(self) -> str:
+        return self.loss.reduction
+
+    @property
+    def is_scalar(self) -> bool:
+        return self.D == self.H == self.O == 1
+
+    @property
+    def scalar_params(self) -> dict[str, float]:
+        """The five parameters as numbers (a one-unit model only)."""
+        return {k: float(v.ravel()[0]) for k, v in self.params.items()}
 
 
+# ------------------------------------------------------------------ reading the file
 def load(path: str | Path) -> ClaimsFile:
     """Read and validate a claims file; any problem raises a one-line BPTTError naming the field."""
     p = Path(path)
@@ -170,10 +290,18 @@ def _number(v: Any, field_name: str) -> float:
     return f
 
 
-def _numbers(v: Any, field_name: str) -> list[float]:
-    if not isinstance(v, list) or not v:
-        raise BPTTError(f"{field_name}: expected a non-empty list of numbers, e.g. [1, 0], got {short_repr(v)}")
-    return [_number(e, f"{field_name}[{i}]") for i, e in enumerate(v)]
+def _array(v: Any, field_name: str, leaf=None) -> np.ndarray:
+    """A number or a rectangular nested list of numbers -> array (leaf: how to read one number)."""
+    leaf = leaf or _number
+    if not isinstance(v, list):
+        return np.asarray(leaf(v, field_name), dtype=object if leaf is not _number else np.float64)
+    if not v:
+        raise BPTTError(f"{field_name}: an empty list; give the numbers, e.g. [0.5, -0.3]")
+    parts = [_array(e, f"{field_name}[{i}]", leaf) for i, e in enumerate(v)]
+    if len({p.shape for p in parts}) != 1:
+        raise BPTTError(f"{field_name}: rows of different lengths {[p.shape for p in parts][:4]}; "
+                        "a nested list must be rectangular")
+    return np.stack(parts)
 
 
 def _table(data: dict, key: str, where: str, required: bool = True) -> dict:
@@ -203,94 +331,529 @@ def from_dict(data: dict, where: str = "claims file") -> ClaimsFile:
     """Validate parsed data (numbers as ``_Raw`` text or numbers) into a ClaimsFile."""
     for k in data:
         if k not in TOP_KEYS:
-            raise BPTTError(f"{where}: unknown section {k!r}; the sections are model, sequence, claims (and title)")
-    model = _model(_table(data, "model", where), where)
-    x, y = _sequence(_table(data, "sequence", where), where)
+            raise BPTTError(f"{where}: unknown section {k!r}; the sections are model, sequence, loss, claims "
+                            "(and title)")
+    model_table = _table(data, "model", where)
+    raw = _model_values(model_table, where)
+    x = _inputs(_table(data, "sequence", where), where)
+    model = _model(model_table, raw, x.shape[1])
+    O = model["params"]["b2"].shape[0]
+    y = _targets_field(_table(data, "sequence", where), x.shape[0], O)
+    loss = _loss(_table(data, "loss", where, required=False), model_table, x.shape[0], "loss" in data)
     raw_claims = _table(data, "claims", where)
     if not raw_claims:
         raise BPTTError(f"{where}: [claims] is empty; add claimed numbers such as \"dLoss/dw\" = 0.015")
-    claims = [_claim(k, v, len(x)) for k, v in raw_claims.items()]
+    shapes = _shapes(model["params"])
+    claims = [c for k, v in raw_claims.items() for c in _claims(k, v, x.shape[0], shapes)]
     title = data.get("title")
     if title is not None:
         title = _string(title, "title")
-    return ClaimsFile(where, model["params"], model["h0"], model["hidden"], model["output"], model["reduction"],
-                      x, y, claims, title)
+    return ClaimsFile(where, model["params"], model["h0"], model["hidden"], model["output"], loss, x, y, claims, title)
 
 
-def _model(model: dict, where: str) -> dict[str, Any]:
-    """[model]: the five parameters, h0 and the activations and reduction, checked."""
-    from . import activations
-
+def _model_values(model: dict, where: str) -> dict[str, np.ndarray]:
+    """[model]'s fields known, the five parameters present, each a number or a nested list of numbers."""
     _known_keys(model, MODEL_KEYS, f"{where}: model.{{k}} is not a model field")
-    params = {}
+    raw = {}
     for k in PARAM_NAMES:
         if k not in model:
             raise BPTTError(f"{where}: missing model.{k}; the model needs w, w_x, w_h, b1 and b2")
-        params[k] = _number(model[k], f"model.{k}")
+        raw[k] = _array(model[k], f"model.{k}")
+    return raw
+
+
+def _model(model: dict, raw: dict[str, np.ndarray], D: int) -> dict[str, Any]:
+    """[model]: the five parameters (shapes from w_h, b2 and D), h0 and the activations, checked."""
+    H = _hidden_size(raw["w_h"])
+    O = raw["b2"].size if raw["b2"].ndim <= 1 else -1
+    if O < 1:
+        raise BPTTError(f"model.b2: expected a number or a list of O numbers (one per output), got shape "
+                        f"{raw['b2'].shape}")
+    shapes = {"w": (O, H), "w_x": (H, D), "w_h": (H, H), "b1": (H,), "b2": (O,)}
+    why = f"H = {H} from model.w_h, O = {O} from model.b2, D = {D} from sequence.x"
+    params = {k: _fit_shape(raw[k], shapes[k], f"model.{k}", why) for k in PARAM_NAMES}
     hidden = _string(model.get("hidden_activation", "sigmoid"), "model.hidden_activation")
     output = _string(model.get("output_activation", "sigmoid"), "model.output_activation")
     activations.get(hidden, activations.HIDDEN_ACTIVATIONS, "model.hidden_activation")
     activations.get(output, activations.OUTPUT_ACTIVATIONS, "model.output_activation")
-    reduction = check_choice("model.reduction", _string(model.get("reduction", "mean"), "model.reduction"), REDUCTIONS)
-    return {"params": params, "h0": _number(model.get("h0", 0), "model.h0"), "hidden": hidden, "output": output,
-            "reduction": reduction}
+    h0 = _fit_shape(_array(model.get("h0", 0), "model.h0"), (H,), "model.h0", why, broadcast=True)
+    return {"params": params, "h0": h0, "hidden": hidden, "output": output}
 
 
-def _sequence(seq: dict, where: str) -> tuple[list[float], list[float] | None]:
-    """[sequence]: the inputs x and the optional targets y, one per step."""
+def _hidden_size(w_h: np.ndarray) -> int:
+    if w_h.ndim == 0:
+        return 1
+    if w_h.ndim == 2 and w_h.shape[0] == w_h.shape[1]:
+        return w_h.shape[0]
+    raise BPTTError(f"model.w_h: expected a number (H = 1) or a square H x H nested list, got shape {w_h.shape}")
+
+
+def _fit_shape(a: np.ndarray, shape: tuple[int, ...], name: str, why: str, broadcast: bool = False) -> np.ndarray:
+    """a in ``shape``: as given, with its size-1 axes dropped (a number for size 1, a flat list for
+    (H, 1) or (1, H)), or a number broadcast (broadcast=True)."""
+    if a.shape == shape:
+        return a.astype(np.float64)
+    squeezed = tuple(n for n in shape if n != 1)
+    if a.size == math.prod(shape) and tuple(n for n in a.shape if n != 1) == squeezed:
+        return a.reshape(shape).astype(np.float64)
+    if broadcast and a.ndim == 0:
+        return np.full(shape, float(a))
+    raise BPTTError(f"{name}: expected shape {shape} ({why}), got {a.shape}; write it as a nested list of that shape")
+
+
+def _inputs(seq: dict, where: str) -> np.ndarray:
+    """sequence.x: T numbers (D = 1) or T lists of D numbers -> (T, D)."""
     _known_keys(seq, SEQUENCE_KEYS, f"{where}: sequence.{{k}} is not a sequence field")
     if "x" not in seq:
         raise BPTTError(f"{where}: missing sequence.x, the input sequence, e.g. x = [1, 0]")
-    x = _numbers(seq["x"], "sequence.x")
+    x = _array(seq["x"], "sequence.x") if isinstance(seq["x"], list) else None
+    if x is None or x.ndim not in (1, 2):
+        raise BPTTError(f"sequence.x: expected a non-empty list of numbers, e.g. [1, 0] (or of lists of D "
+                        f"numbers), got {short_repr(seq['x'])}")
+    return x[:, None] if x.ndim == 1 else x
+
+
+def _targets_field(seq: dict, T: int, O: int) -> np.ndarray | None:
+    """sequence.y: T numbers (O = 1) or T lists of O numbers -> (T, O); None when absent."""
     if "y" not in seq:
-        return x, None
-    y = _numbers(seq["y"], "sequence.y")
-    if len(y) != len(x):
-        raise BPTTError(f"sequence.y has {len(y)} targets but sequence.x has {len(x)} steps; give one target per step")
-    return x, y
+        return None
+    y = _array(seq["y"], "sequence.y") if isinstance(seq["y"], list) else None
+    if y is None or y.ndim not in (1, 2):
+        raise BPTTError(f"sequence.y: expected a list of targets, one per step, got {short_repr(seq['y'])}")
+    y = y[:, None] if y.ndim == 1 else y
+    if y.shape != (T, O):
+        raise BPTTError(f"sequence.y has shape {y.shape} but the sequence has T = {T} steps and the model O = {O} "
+                        "outputs; give one target per step (a list of O per step when O > 1)")
+    return y
 
 
-_BLOCK = re.compile(r"(1-h|h|z|u|y'|y)_(\d+)(')?")
-_DE = re.compile(r"dE_(\d+)/d(.+)")
-_DL = re.compile(r"d(?:Loss|L|loss)/d(.+)")
+def _loss(table: dict, model: dict, T: int, declared: bool) -> LossSpec:
+    """[loss] (half, reduction, scored), with model.reduction as the older spelling of loss.reduction."""
+    _known_keys(table, LOSS_KEYS, "loss.{k} is not a loss field")
+    half = table.get("half", True)
+    if not isinstance(half, bool):
+        raise BPTTError(f"loss.half: expected true or false, got {short_repr(half)}; false: E_t = (y_t - y'_t)^2")
+    if "reduction" in table and "reduction" in model:
+        raise BPTTError("loss.reduction and model.reduction are both given; keep loss.reduction alone")
+    red = table.get("reduction", model.get("reduction", "mean"))
+    where = "loss.reduction" if "reduction" in table else "model.reduction"
+    reduction = check_choice(where, _string(red, where), LOSS_REDUCTIONS if "reduction" in table else REDUCTIONS)
+    return LossSpec(half, reduction, _scored(table.get("scored", "all"), T), declared)
 
 
-def _claim(key: str, value: Any, T: int) -> Claim:
-    """Parse one claim's name and value.  Names are written as in the seed (spaces and braces ignored)."""
-    where = f"claims.{key!r}" if not re.fullmatch(r"[A-Za-z0-9_]+", key) else f"claims.{key}"
-    if isinstance(value, bool) or not isinstance(value, (str, int, float)):
-        raise BPTTError(f"{where}: expected a number (or a number in quotes), got {type(value).__name__} {value!r}")
-    printed = Printed.parse(str(value), where)
-    s = key.replace(" ", "").replace("{", "").replace("}", "").replace("*", "")
-    kind = t = theta = None
-    m = _BLOCK.fullmatch(s)
-    if m and m.group(1) == "y" and not m.group(3):
-        raise BPTTError(f"{where}: y_{m.group(2)} is a target, not a claim; put targets in sequence.y "
-                        f"(predictions are y'_{m.group(2)})")
-    elif m and (m.group(3) is None or m.group(1) == "y"):
-        kind = {"1-h": "1-h", "h": "h", "z": "z", "u": "u", "y'": "y'", "y": "y'"}[m.group(1)]
-        t = int(m.group(2))
-    elif (m := _DE.fullmatch(s)):
-        t = int(m.group(1))
-        target = m.group(2)
-        if target in (f"y'_{t}", f"y_{t}'", "y'"):
-            kind = "dE/dy'"
-        else:
-            kind, theta = "dE", _param(target, where)
-    elif (m := _DL.fullmatch(s)):
-        kind, theta = "dLoss", _param(m.group(1), where)
+def _scored(v: Any, T: int) -> tuple[int, ...]:
+    """loss.scored: "all", "last", a list of steps (1..T) or a 0/1 mask of length T -> the steps."""
+    if v == "all":
+        return tuple(range(1, T + 1))
+    if v == "last":
+        return (T,)
+    how = 'write "all", "last", a list of steps such as [2, 3], or a 0/1 mask with one entry per step'
+    if not isinstance(v, list) or not v or isinstance(v, str):
+        raise BPTTError(f"loss.scored: got {short_repr(v)}; {how}")
+    nums = [_number(e, f"loss.scored[{i}]") for i, e in enumerate(v)]
+    if any(n != int(n) for n in nums):
+        raise BPTTError(f"loss.scored: {short_repr(nums)} has a non-integer entry; {how}")
+    ints = [int(n) for n in nums]
+    if len(ints) == T and set(ints) <= {0, 1} and 0 in ints:  # a mask
+        steps = [t for t, m in enumerate(ints, 1) if m]
     else:
+        steps = ints
+    if not steps or any(not 1 <= t <= T for t in steps) or len(set(steps)) != len(steps):
+        raise BPTTError(f"loss.scored: {short_repr(ints)} must name distinct steps in 1..{T} (at least one); {how}")
+    return tuple(sorted(steps))
+
+
+# ------------------------------------------------------------------ claim names
+_STEP = re.compile(r"(.+?)(?:\[(?:k|t)=(\d+)\]|\((?:k|t)=(\d+)\)|@(?:k|t)=(\d+)|at(?:k|t)=(\d+))")
+_VAR = r"(h|z|u|y')_(\d+)"
+_ACT_NAMES = {"f": "f", "g": "g", "sgm": "sigmoid", "sigmoid": "sigmoid", "sigma": "sigmoid", "tanh": "tanh",
+              "relu": "relu", "id": "identity", "identity": "identity"}
+
+
+def _normalise(key: str) -> str:
+    """The key as the grammar reads it: no spaces, braces, backslashes or '*'; ∂ -> d; ŷ_t, y_t' -> y'_t."""
+    s = re.sub(r"[\s{}*\\]", "", key)
+    for a, b in (("∂", "d"), ("’", "'"), ("′", "'"), ("σ", "sigma"), ("ŷ", "y'"), ("haty", "y'"), ("yhat", "y'")):
+        s = s.replace(a, b)
+    return re.sub(r"y_(\d+)'", r"y'_\1", s)
+
+
+def _claim_name(key: str, T: int, where: str) -> dict[str, Any]:
+    """Parse a claim's name -> {kind, t, k, theta, act}."""
+    s = _normalise(key)
+    step = None
+    m = _STEP.fullmatch(s)
+    if m:
+        s, step = m.group(1), int(next(g for g in m.groups()[1:] if g))
+    spec = _forward_name(s) or _loss_name(s) or _term_name(s)
+    if spec is None:
+        if re.fullmatch(r"y_(\d+)", s):
+            t = s[2:]
+            raise BPTTError(f"{where}: y_{t} is a target, not a claim; put targets in sequence.y "
+                            f"(predictions are y'_{t})")
         raise BPTTError(f"{where}: not a quantity this checker knows; write one of {CLAIM_FORMS}")
-    lo = 0 if kind == "h" else 1
-    if t is not None and not lo <= t <= T:
-        raise BPTTError(f"{where}: step {t} is out of range; the sequence has T = {T} steps ({lo}..{T})")
-    return Claim(key, kind, t, theta, printed)
+    if spec.get("theta") == "?":
+        raise BPTTError(f"{where}: unknown parameter {spec['bad']!r}; the parameters are w, w_x, w_h, b1 (b_1), "
+                        "b2 (b_2), or write dh_t, dz_t, du_t, dy'_t for a state")
+    if step is not None:
+        if spec["kind"] not in ("dE", "dLoss"):
+            raise BPTTError(f"{where}: a step suffix such as [k=2] belongs to dE_i/dθ or dLoss/dθ (the "
+                            "contribution of path or step k)")
+        spec = {**spec, "kind": spec["kind"] + ("[k]" if spec["kind"] == "dE" else "[t]"), "k": step}
+    _check_steps(spec, T, where)
+    return spec
 
 
-def _param(name: str, where: str) -> str:
+def _forward_name(s: str) -> dict[str, Any] | None:
+    pats = [
+        (rf"{_VAR}", lambda m: {"kind": m[1], "t": int(m[2])}),
+        (r"1-h_(\d+)", lambda m: {"kind": "1-h", "t": int(m[1])}),
+        (r"1-h_(\d+)\^2", lambda m: {"kind": "1-h^2", "t": int(m[1])}),
+        (r"h_(\d+)\(1-h_(\d+)\)", lambda m: {"kind": "h(1-h)", "t": int(m[1])} if m[1] == m[2] else None),
+        (r"y'_(\d+)\(1-y'_(\d+)\)", lambda m: {"kind": "y'(1-y')", "t": int(m[1])} if m[1] == m[2] else None),
+        (r"(\w+)'\((z|u)_(\d+)\)", _activation_name),
+        (r"dh_(\d+)/dz_(\d+)", lambda m: {"kind": "f'", "t": int(m[1])} if m[1] == m[2] else None),
+        (r"dy'_(\d+)/du_(\d+)", lambda m: {"kind": "g'", "t": int(m[1])} if m[1] == m[2] else None),
+        (r"dh_(\d+)/dh_(\d+)", lambda m: {"kind": "dh/dh", "t": int(m[1]), "k": int(m[2])}),
+    ]
+    for pat, build in pats:
+        m = re.fullmatch(pat, s)
+        if m:
+            return build(m)
+    return None
+
+
+def _activation_name(m: re.Match) -> dict[str, Any] | None:
+    name = _ACT_NAMES.get(m[1])
+    if name is None:
+        return None
+    if name == "f" and m[2] == "z":
+        return {"kind": "f'", "t": int(m[3])}
+    if name == "g" and m[2] == "u":
+        return {"kind": "g'", "t": int(m[3])}
+    if name in ("f", "g"):
+        return None
+    return {"kind": "act'", "t": int(m[3]), "act": (name, m[2])}
+
+
+def _loss_name(s: str) -> dict[str, Any] | None:
+    if s in ("Loss", "L", "loss"):
+        return {"kind": "Loss"}
+    if (m := re.fullmatch(r"E_(\d+)", s)):
+        return {"kind": "E", "t": int(m[1])}
+    if not (m := re.fullmatch(r"d(?:Loss|L|loss)/d(.+)", s)):
+        return None
+    if (v := re.fullmatch(_VAR, m[1])):
+        return {"kind": f"dLoss/d{v[1]}", "t": int(v[2])}
+    return _param_spec("dLoss", m[1], {})
+
+
+def _term_name(s: str) -> dict[str, Any] | None:
+    if not (m := re.fullmatch(r"dE_(\d+)/d(.+)", s)):
+        return None
+    i, den = int(m[1]), m[2]
+    if den in ("y'", "u"):
+        return {"kind": f"dE/d{den}", "t": i}
+    if (v := re.fullmatch(_VAR, den)):
+        if v[1] in ("h", "z"):
+            return {"kind": f"dE/d{v[1]}", "t": i, "k": int(v[2])}
+        if int(v[2]) != i:
+            return {"kind": "?", "bad_step": True, "t": i, "k": int(v[2]), "var": v[1]}
+        return {"kind": f"dE/d{v[1]}", "t": i}
+    return _param_spec("dE", den, {"t": i})
+
+
+def _param_spec(kind: str, name: str, extra: dict) -> dict[str, Any]:
     if name not in _PARAM_ALIASES:
-        raise BPTTError(f"{where}: unknown parameter {name!r}; the parameters are w, w_x, w_h, b1 (b_1), b2 (b_2)")
-    return _PARAM_ALIASES[name]
+        return {"kind": kind, "theta": "?", "bad": name, **extra}
+    return {"kind": kind, "theta": _PARAM_ALIASES[name], **extra}
+
+
+def _check_steps(spec: dict, T: int, where: str) -> None:
+    """Every step in range: states h_0..h_T, everything else 1..T; dh_i/dh_k needs k <= i."""
+    if spec.get("bad_step"):
+        raise BPTTError(f"{where}: dE_{spec['t']}/d{spec['var']}_{spec['k']} is 0 (E_{spec['t']} reaches "
+                        f"{spec['var']}_{spec['k']} only at step {spec['t']}); claim dE_{spec['t']}/d{spec['var']}_"
+                        f"{spec['t']}")
+    kind = spec["kind"]
+    state = kind in ("h", "1-h", "1-h^2", "h(1-h)", "dLoss/dh")
+    for name, lo in (("t", 0 if state or kind == "dh/dh" else 1), ("k", 0 if kind in ("dE/dh", "dh/dh") else 1)):
+        v = spec.get(name)
+        if v is not None and not lo <= v <= T:
+            raise BPTTError(f"{where}: step {v} is out of range; the sequence has T = {T} steps ({lo}..{T})")
+    if kind == "dh/dh" and spec["k"] > spec["t"]:
+        raise BPTTError(f"{where}: dh_{spec['t']}/dh_{spec['k']} needs k <= i (h_i does not depend on later states)")
+
+
+def _shapes(params: dict[str, np.ndarray]) -> dict[str, tuple[int, ...]]:
+    H, O = params["w_h"].shape[0], params["b2"].shape[0]
+    return {"H": (H,), "O": (O,), "HH": (H, H), **{k: v.shape for k, v in params.items()}}
+
+
+def quantity_shape(spec: dict, shapes: dict[str, tuple[int, ...]]) -> tuple[int, ...]:
+    """The shape of the claimed quantity: () for Loss and E_i, θ's shape for gradients of θ, ..."""
+    kind = spec["kind"]
+    if kind in QUADRATIC_KINDS:
+        return ()
+    if spec.get("theta"):
+        return shapes[spec["theta"]]
+    if kind == "dh/dh":
+        return shapes["HH"]
+    if kind == "act'":
+        return shapes["H"] if spec["act"][1] == "z" else shapes["O"]
+    outputs = ("u", "y'", "g'", "y'(1-y')", "dE/dy'", "dE/du", "dLoss/du", "dLoss/dy'")
+    return shapes["O"] if kind in outputs else shapes["H"]
+
+
+def _claims(key: str, value: Any, T: int, shapes: dict) -> list[Claim]:
+    """One file claim -> its elements (one Claim for a number; one per element for an array)."""
+    where = f"claims.{key!r}" if not re.fullmatch(r"[A-Za-z0-9_]+", key) else f"claims.{key}"
+    spec = _claim_name(key, T, where)
+    shape = quantity_shape(spec, shapes)
+    printed = _claim_values(value, where)
+    if printed.shape != shape:
+        printed = _fit_claim_shape(printed, shape, where)
+    one = math.prod(shape) == 1
+    out = []
+    for idx in np.ndindex(shape):
+        name = key if one else f"{key}[{','.join(str(i + 1) for i in idx)}]"
+        out.append(Claim(name, spec["kind"], spec.get("t"), spec.get("theta"), printed[idx], spec.get("k"),
+                         spec.get("act"), idx, key))
+    return out
+
+
+def _claim_values(value: Any, where: str) -> np.ndarray:
+    """A claimed number (or a number in quotes), or a nested list of them -> object array of Printed."""
+    def leaf(v: Any, name: str) -> Printed:
+        if isinstance(v, bool) or not isinstance(v, (str, int, float)):
+            raise BPTTError(f"{name}: expected a number (or a number in quotes), got {type(v).__name__} {v!r}")
+        return Printed.parse(str(v), name)
+
+    return _array(value, where, leaf)
+
+
+def _fit_claim_shape(printed: np.ndarray, shape: tuple[int, ...], where: str) -> np.ndarray:
+    squeezed = tuple(n for n in shape if n != 1)
+    if printed.size == math.prod(shape) and tuple(n for n in printed.shape if n != 1) == squeezed:
+        return printed.reshape(shape)
+    what = "a number" if math.prod(shape) == 1 else f"a nested list of shape {shape}"
+    raise BPTTError(f"{where}: this quantity has shape {shape}, got {printed.shape}; write {what}")
+
+
+# ------------------------------------------------------------------ exact values
+class Net:
+    """The claims file's network, one forward pass, and what every exact value is built from."""
+
+    def __init__(self, cf: ClaimsFile):
+        self.cf = cf
+        self.p = engine.Params(**cf.params)
+        self.f = activations.get(cf.hidden_activation)
+        self.g = activations.get(cf.output_activation)
+        self.xb = cf.x.reshape(cf.T, 1, cf.D)  # (T, 1, D)
+        with np.errstate(over="ignore", invalid="ignore"):
+            self.fwd = engine.forward(self.p, self.xb, cf.h0.reshape(1, cf.H), self.f, self.g)
+        if not np.all(np.isfinite(self.fwd.y_pred)):
+            raise BPTTError("the forward pass overflowed to a non-finite value; check the model's weights and inputs")
+        self.h = self.fwd.h[:, 0]  # (T+1, H)
+        self.fprime = self.f.deriv(self.fwd.h[1:])  # (T, 1, H)
+        self.gprime = self.g.deriv(self.fwd.y_pred)  # (T, 1, O)
+        self.weights = cf.loss.weights(cf.T, cf.O)  # (T,): Loss = sum_t w_t E_t
+        self.coef = self.weights * cf.loss.kappa  # (T,): dLoss/dy'_t = coef_t (y'_t - y_t)
+
+    def forward_value(self, cl: Claim) -> np.ndarray:
+        """A target-free quantity."""
+        t, f = cl.t, self.fwd
+        simple = {"h": lambda: self.h[t], "1-h": lambda: 1 - self.h[t], "z": lambda: f.z[t - 1, 0],
+                  "u": lambda: f.u[t - 1, 0], "y'": lambda: f.y_pred[t - 1, 0], "f'": lambda: self.fprime[t - 1, 0],
+                  "g'": lambda: self.gprime[t - 1, 0], "1-h^2": lambda: 1 - self.h[t] * self.h[t],
+                  "h(1-h)": lambda: self.h[t] * (1 - self.h[t]),
+                  "y'(1-y')": lambda: f.y_pred[t - 1, 0] * (1 - f.y_pred[t - 1, 0])}
+        if cl.kind in simple:
+            return simple[cl.kind]()
+        if cl.kind == "act'":
+            a = activations.get(cl.act[0])
+            arg = f.z[t - 1, 0] if cl.act[1] == "z" else f.u[t - 1, 0]
+            return a.deriv(a.value(arg))
+        return self.state_jacobian(t, cl.k)
+
+    def state_jacobian(self, i: int, k: int) -> np.ndarray:
+        """dh_i/dh_k = prod_{j=k+1}^{i} diag(f'(z_j)) w_h, (H, H)."""
+        J = np.eye(self.cf.H)
+        for j in range(k + 1, i + 1):
+            J = self.fprime[j - 1, 0][:, None] * (self.p.w_h @ J)
+        return J
+
+    def backprop(self, du: np.ndarray) -> "Backprop":
+        """BPTT of an output delta du (n, 1, O) over steps 1..n (the engine's own functions)."""
+        n = du.shape[0]
+        dh_direct = du @ self.p.w  # (n, 1, H)
+        dz = engine.bptt_full(self.p.w_h, dh_direct, self.fprime[:n])  # (n, 1, H)
+        dh = np.zeros((n + 1, 1, self.cf.H))
+        dh[1:] = dh_direct
+        dh[:-1] += dz @ self.p.w_h  # dX/dh_t = dE/dh_t direct + dz_{t+1} w_h
+        grads = engine.weight_grads(self.xb[:n], self.fwd.h[: n + 1], dz, du)
+        return Backprop(du, dz, dh[:, 0], grads)
+
+
+@dataclass(frozen=True)
+class Backprop:
+    """One backward pass: du (n, 1, O), dz (n, 1, H), dh (n+1, H) (d/dh_0..d/dh_n), the five gradients."""
+
+    du: np.ndarray
+    dz: np.ndarray
+    dh: np.ndarray
+    grads: dict[str, np.ndarray]
+
+    def step(self, net: Net, k: int) -> dict[str, np.ndarray]:
+        """The gradients of the copies θ_k used at step k (zero beyond n)."""
+        if k > self.du.shape[0]:
+            return {name: np.zeros_like(v) for name, v in self.grads.items()}
+        du, dz = self.du[k - 1], self.dz[k - 1]  # (1, O), (1, H)
+        return {"w": du.T @ net.fwd.h[k], "w_x": dz.T @ net.xb[k - 1], "w_h": dz.T @ net.fwd.h[k - 1],
+                "b1": dz.sum(axis=0), "b2": du.sum(axis=0)}
+
+    def state(self, k: int) -> np.ndarray:
+        return self.dh[k] if k < self.dh.shape[0] else np.zeros_like(self.dh[0])
+
+    def pre(self, k: int) -> np.ndarray:
+        return self.dz[k - 1, 0] if k <= self.dz.shape[0] else np.zeros_like(self.dz[0, 0])
+
+
+class Exact:
+    """Exact values of claims at targets y (T, O), computed directly in float64; lazily, with caches."""
+
+    def __init__(self, net: Net, y: np.ndarray):
+        self.net, self.y = net, y
+        self.r = net.fwd.y_pred[:, 0] - y  # (T, O): y'_t - y_t
+        self.cache: dict[tuple, np.ndarray] = {}
+        self.loss_bp: Backprop | None = None
+        self.term_bp: dict[int, Backprop] = {}
+
+    def value(self, cl: Claim) -> float:
+        key = (cl.kind, cl.t, cl.k, cl.theta, cl.act)
+        if key not in self.cache:
+            self.cache[key] = np.asarray(self.array(cl), dtype=np.float64)
+        return float(self.cache[key][cl.index])
+
+    def array(self, cl: Claim) -> np.ndarray:
+        if cl.dependence == NONE:
+            return self.net.forward_value(cl)
+        if cl.kind in QUADRATIC_KINDS:
+            return self.quadratic(cl)
+        return self.term(cl) if cl.kind in TERM_KINDS else self.total(cl)
+
+    def quadratic(self, cl: Claim) -> float:
+        spec, rr = self.net.cf.loss, self.r * self.r
+        if cl.kind == "E":
+            return spec.c * float(np.sum(rr[cl.t - 1]))
+        s = self.net.weights[spec.scored[0] - 1]
+        scored = rr if len(spec.scored) == self.net.cf.T else rr[[t - 1 for t in spec.scored]]
+        return float(spec.c * s * np.sum(scored))  # as engine.loss: 0.5 * scale * sum(r * r)
+
+    def total(self, cl: Claim) -> np.ndarray:
+        """dLoss/d·: one backward pass of the declared loss."""
+        if self.loss_bp is None:
+            du = self.net.coef[:, None, None] * self.r[:, None, :] * self.net.gprime  # as engine.output_delta
+            self.loss_bp = self.net.backprop(du)
+        bp, t = self.loss_bp, cl.t
+        get = {"dLoss": lambda: bp.grads[cl.theta], "dLoss[t]": lambda: bp.step(self.net, cl.k)[cl.theta],
+               "dLoss/dh": lambda: bp.state(t), "dLoss/dz": lambda: bp.pre(t), "dLoss/du": lambda: bp.du[t - 1, 0],
+               "dLoss/dy'": lambda: self.net.coef[t - 1] * self.r[t - 1]}
+        return get[cl.kind]()
+
+    def term(self, cl: Claim) -> np.ndarray:
+        """dE_i/d·: a backward pass from step i alone (E_i as the loss declares it, unweighted)."""
+        i, kappa = cl.t, self.net.cf.loss.kappa
+        if cl.kind == "dE/dy'":
+            return kappa * self.r[i - 1]
+        if i not in self.term_bp:
+            du = np.zeros((i, 1, self.net.cf.O))
+            du[i - 1, 0] = kappa * self.r[i - 1] * self.net.gprime[i - 1, 0]
+            self.term_bp[i] = self.net.backprop(du)
+        bp = self.term_bp[i]
+        get = {"dE/du": lambda: bp.du[i - 1, 0], "dE": lambda: bp.grads[cl.theta],
+               "dE[k]": lambda: bp.step(self.net, cl.k)[cl.theta], "dE/dh": lambda: bp.state(cl.k),
+               "dE/dz": lambda: bp.pre(cl.k)}
+        return get[cl.kind]()
+
+
+def exact_values(cf: ClaimsFile, y: np.ndarray | None, net: Net | None = None) -> np.ndarray:
+    """Every claim's exact value at targets y (T, O); target-dependent ones are NaN when y is None."""
+    net = net or Net(cf)
+    ex = Exact(net, y if y is not None else np.zeros((cf.T, cf.O)))
+    return np.array([ex.value(cl) if y is not None or cl.dependence == NONE else math.nan for cl in cf.claims])
+
+
+# ------------------------------------------------------------------ the target map of the affine claims
+def exact_affine(cf: ClaimsFile, net: Net | None = None, rows: Sequence[int] | None = None
+                 ) -> tuple[np.ndarray, np.ndarray]:
+    """(c, J) with exact value of claim j = c[j] + J[j] @ y.ravel() for the affine claims (rows: which).
+
+    c is the exact value at y = 0. A dE_i claim depends on y_i alone: its row is two exact evaluations
+    per output. A dLoss claim is sum_t coef_t (y'_t - y_t) . (dy'_t/d·): its row is -coef_t dy'_t/d·, the
+    outputs' tangent in the claim's direction (forward mode, ``engine.output_tangent`` or
+    ``engine.state_tangent``: O(T) each, not T + 1 gradient runs).
+    """
+    net = net or Net(cf)
+    rows = [j for j, cl in enumerate(cf.claims) if cl.dependence == AFFINE] if rows is None else list(rows)
+    T, O = cf.T, cf.O
+    zero = Exact(net, np.zeros((T, O)))
+    units: dict[tuple[int, int], Exact] = {}
+    tangents: dict[tuple, np.ndarray] = {}
+    c, J = np.zeros(len(rows)), np.zeros((len(rows), T * O))
+    for n, j in enumerate(rows):
+        cl = cf.claims[j]
+        c[n] = zero.value(cl)
+        if cl.kind in TERM_KINDS:
+            for o in range(O):
+                unit = units.setdefault((cl.t, o), Exact(net, _unit(T, O, cl.t, o)))
+                J[n, (cl.t - 1) * O + o] = unit.value(cl) - c[n]
+        else:
+            key = (cl.kind, cl.t, cl.k, cl.theta, cl.index)
+            if key not in tangents:
+                tangents[key] = -(net.coef[:, None] * _output_tangent(net, cl)).ravel()
+            J[n] = tangents[key]
+    return c, J
+
+
+def _unit(T: int, O: int, t: int, o: int) -> np.ndarray:
+    y = np.zeros((T, O))
+    y[t - 1, o] = 1.0
+    return y
+
+
+def _output_tangent(net: Net, cl: Claim) -> np.ndarray:
+    """dy'/d· (T, O) in the direction of one element of a dLoss claim."""
+    T, O, H = net.cf.T, net.cf.O, net.cf.H
+    if cl.kind in ("dLoss/du", "dLoss/dy'"):
+        dy = np.zeros((T, O))
+        dy[cl.t - 1, cl.index[0]] = net.gprime[cl.t - 1, 0, cl.index[0]] if cl.kind == "dLoss/du" else 1.0
+        return dy
+    if cl.kind in ("dLoss/dh", "dLoss/dz"):
+        dh = np.zeros((1, H))
+        dh[0, cl.index[0]] = 1.0 if cl.kind == "dLoss/dh" or cl.t == 0 else net.fprime[cl.t - 1, 0, cl.index[0]]
+        return engine.state_tangent(net.p, net.fwd, net.f, net.g, cl.t, dh)[:, 0]
+    dp = engine.Params(*(_unit_param(v, cl.index) if name == cl.theta else np.zeros_like(v)
+                         for name, v in net.p._asdict().items()))
+    if cl.kind == "dLoss":
+        return engine.output_tangent(net.p, net.xb, net.fwd, net.f, net.g, dp)[:, 0]
+    return _step_tangent(net, dp, cl.k)
+
+
+def _unit_param(v: np.ndarray, index: tuple[int, ...]) -> np.ndarray:
+    e = np.zeros_like(v)
+    e[index] = 1.0
+    return e
+
+
+def _step_tangent(net: Net, dp: engine.Params, k: int) -> np.ndarray:
+    """dy'/dθ_k (T, O): the copies of the parameters used at step k alone, moved by dp."""
+    if dp.w.any() or dp.b2.any():  # u_k = w_k h_k + b2_k: only y'_k moves
+        dy = np.zeros((net.cf.T, net.cf.O))
+        dy[k - 1] = net.gprime[k - 1, 0] * (net.fwd.h[k] @ dp.w.T + dp.b2)[0]
+        return dy
+    dz = net.xb[k - 1] @ dp.w_x.T + net.fwd.h[k - 1] @ dp.w_h.T + dp.b1  # (1, H): z_k moved
+    return engine.state_tangent(net.p, net.fwd, net.f, net.g, k, net.fprime[k - 1] * dz)[:, 0]
 
 
 # ------------------------------------------------------------------ checking
@@ -313,7 +876,7 @@ class Row:
 
 @dataclass(frozen=True)
 class ConsistentSet:
-    """Claims that one choice of targets reproduces together, and such targets (from the LP)."""
+    """Claims that one choice of targets reproduces together, and such targets (from the LP, flattened)."""
 
     claims: tuple[str, ...]
     targets: tuple[float, ...]
@@ -321,10 +884,13 @@ class ConsistentSet:
 
 @dataclass
 class TargetAnalysis:
-    """What any targets can make of the target-dependent claims (``infer_targets``)."""
+    """What any targets can make of the target-dependent claims (``infer_targets``).
+
+    Targets are flattened step by step (y_1, ..., y_T for one output; y_1[1], y_1[2], y_2[1], ... for O > 1).
+    """
 
     targets: list[float] | None  # the fitted targets; None when no claim depends on them
-    lsq_targets: list[float] | None = None  # weighted least squares over all target-dependent claims
+    lsq_targets: list[float] | None = None  # weighted least squares over all affine claims (None: there are none)
     undetermined: list[int] = field(default_factory=list)  # steps t whose target no claim depends on (set to 0)
     misfit_all: float | None = None  # LP: min over y of the worst miss, in units of the written rounding
     misfit_without: dict[str, float] = field(default_factory=dict)  # the same, one claim left out
@@ -332,154 +898,114 @@ class TargetAnalysis:
     largest_exhaustive: bool = True  # False: the sets were found greedily (too many subsets to try)
     unexplainable_alone: list[str] = field(default_factory=list)  # no targets give this claim even by itself
     unexplainable: list[str] = field(default_factory=list)  # no targets give it alongside the others
-    kept: list[str] = field(default_factory=list)  # the claims the fitted targets were fitted to
+    kept: list[str] = field(default_factory=list)  # the affine claims the fitted targets were fitted to
+    quadratic: list[str] = field(default_factory=list)  # the Loss and E_i claims
+    quadratic_steps: list[int] = field(default_factory=list)  # steps fitted to them (no affine claim sees them)
+    refined: bool = False  # the targets were refitted to the kept affine and the quadratic claims together
 
 
 @dataclass
 class Report:
     cf: ClaimsFile
     rows: list[Row]
-    targets: list[float] | None  # the targets the gradients were evaluated at
+    y: np.ndarray | None  # (T, O): the targets the claims were evaluated at
     targets_fitted: bool  # True: inferred from the claims (``analysis``); False: given
     analysis: TargetAnalysis | None = None  # with fitted targets: how they were inferred
     negated_holds: int | None = None  # with given targets: how many gradient claims hold if negated
     plain_holds: int | None = None
 
     @property
+    def targets(self) -> list | None:
+        """The targets: one number per step for one output, a list of O per step otherwise."""
+        if self.y is None:
+            return None
+        return [float(v) for v in self.y[:, 0]] if self.cf.O == 1 else self.y.tolist()
+
+    @property
     def all_hold(self) -> bool:
         return all(r.holds for r in self.rows)
 
 
-def exact_affine(cf: ClaimsFile) -> tuple[np.ndarray, np.ndarray]:
-    """(c, J) with exact value of claim j = c[j] + J[j] @ y, from the numpy reference engine.
-
-    Building blocks do not depend on y (J row 0); dE_i/dy'_i = y'_i - y_i; dE_i/dθ depends on
-    y_i alone (two decompositions give it exactly); dLoss/dθ by ``loss_gradient_affine``
-    (forward mode: O(T) per parameter).
-    """
-    from .model import RNN
-
-    T = cf.T
-    m = RNN.scalar(**cf.params, hidden_activation=cf.hidden_activation, output_activation=cf.output_activation)
-    x = np.asarray(cf.x, dtype=np.float64)  # (T,)
-    fwd = m.forward(x, h0=cf.h0)
-    h = fwd.h[:, 0]  # (T+1,)
-    fixed = {"h": lambda t: h[t], "1-h": lambda t: 1 - h[t], "z": lambda t: fwd.z[t - 1, 0],
-             "u": lambda t: fwd.u[t - 1, 0], "y'": lambda t: fwd.y_pred[t - 1, 0]}
-    n = len(cf.claims)
-    c, J = np.zeros(n), np.zeros((n, T))
-    if any(cl.kind == "dE" for cl in cf.claims):
-        d0 = m.decompose(x, np.zeros(T), h0=cf.h0, reduction=cf.reduction).terms
-        d1 = m.decompose(x, np.ones(T), h0=cf.h0, reduction=cf.reduction).terms
-    if any(cl.kind == "dLoss" for cl in cf.claims):
-        gc, gJ = loss_gradient_affine(m, x, cf.h0, cf.reduction)  # (5,), (5, T)
-    for j, cl in enumerate(cf.claims):
-        if cl.kind in fixed:
-            c[j] = fixed[cl.kind](cl.t)
-        elif cl.kind == "dE/dy'":
-            c[j], J[j, cl.t - 1] = fwd.y_pred[cl.t - 1, 0], -1.0
-        elif cl.kind == "dE":
-            a0 = float(d0[cl.theta][cl.t - 1].ravel()[0])
-            c[j], J[j, cl.t - 1] = a0, float(d1[cl.theta][cl.t - 1].ravel()[0]) - a0
-        else:
-            k = PARAM_NAMES.index(cl.theta)
-            c[j], J[j] = gc[k], gJ[k]
-    return c, J
-
-
-def loss_gradient_affine(m, x: np.ndarray, h0: float, reduction: str) -> tuple[np.ndarray, np.ndarray]:
-    """(c, J) with dLoss/dθ = c + J y for the scalar model, in O(T) work per parameter.
-
-    Loss = (c_r / 2) sum_t (y'_t - y_t)^2, so dLoss/dθ = c_r sum_t (y'_t - y_t) dy'_t/dθ and
-    J[θ, t] = -c_r dy'_t/dθ: the outputs' Jacobian, by forward mode (``engine.output_tangent``),
-    one pass per parameter instead of T + 1 gradient runs.
-    """
-    T = x.shape[0]
-    _, g0 = m.loss_and_grad(x, np.zeros(T), h0=h0, reduction=reduction, backend="numpy")
-    c = np.array([float(g0[k].ravel()[0]) for k in PARAM_NAMES])  # (5,): the gradient at y = 0
-    p = m.engine_params()
-    xb = x.reshape(T, 1, 1)  # (T, 1, 1)
-    fwd = engine.forward(p, xb, np.full((1, 1), h0), m.hidden_act, m.output_act)
-    scale = engine.loss_scale(T, 1, reduction)
-    J = np.empty((len(PARAM_NAMES), T))
-    for i, k in enumerate(PARAM_NAMES):
-        dp = engine.Params(*(np.ones_like(v) if name == k else np.zeros_like(v) for name, v in p._asdict().items()))
-        J[i] = -scale * engine.output_tangent(p, xb, fwd, m.hidden_act, m.output_act, dp)[:, 0, 0]  # (T,)
-    return c, J
-
-
-def check(cf: ClaimsFile, y: Sequence[float] | None = None) -> Report:
+def check(cf: ClaimsFile, y: Sequence | None = None) -> Report:
     """Compare every claim with the exact value, at targets y, else the file's, else inferred ones."""
-    targets = _targets(y, cf.T) if y is not None else cf.y
-    c, J = exact_affine(cf)  # exact = c + J y for every claim
-    analysis = infer_targets(cf, c, J) if targets is None else None
+    net = Net(cf)
+    targets = _targets(y, cf.T, cf.O) if y is not None else cf.y
+    analysis = infer_targets(cf, net) if targets is None else None
     fitted = analysis is not None
-    if fitted:
-        targets = analysis.targets  # None when no claim depends on the targets
-    exact = c + J @ np.asarray(targets if targets is not None else np.zeros(cf.T), dtype=np.float64)
-    if targets is not None:  # c + J y cancels digits when y is large: the gradients at y, computed directly
-        exact = _with_direct_gradients(cf, exact, targets)
+    if fitted and analysis.targets is not None:
+        targets = np.asarray(analysis.targets).reshape(cf.T, cf.O)
+    exact = exact_values(cf, targets, net)
     rows = [Row(cl, judge(cl.printed, float(e), fitted and cl.depends_on_targets), fitted and cl.depends_on_targets)
             for cl, e in zip(cf.claims, exact)]
     report = Report(cf, rows, targets, fitted, analysis)
     if not fitted:
-        grads = [i for i, cl in enumerate(cf.claims) if cl.depends_on_targets]
+        grads = [i for i, cl in enumerate(cf.claims) if cl.dependence == AFFINE]
         report.plain_holds = sum(rows[i].holds for i in grads)
         report.negated_holds = sum(cf.claims[i].printed.holds(-exact[i]) for i in grads)
     return report
 
 
-def _with_direct_gradients(cf: ClaimsFile, exact: np.ndarray, targets: Sequence[float]) -> np.ndarray:
-    """exact with every dLoss/dθ claim replaced by the engine's gradient at these targets (full precision)."""
-    from .model import RNN
-
-    rows = [j for j, cl in enumerate(cf.claims) if cl.kind == "dLoss"]
-    if not rows:
-        return exact
-    m = RNN.scalar(**cf.params, hidden_activation=cf.hidden_activation, output_activation=cf.output_activation)
-    _, g = m.loss_and_grad(np.asarray(cf.x, dtype=np.float64), np.asarray(targets, dtype=np.float64), h0=cf.h0,
-                           reduction=cf.reduction, backend="numpy")
-    out = exact.copy()
-    for j in rows:
-        out[j] = float(g[cf.claims[j].theta].ravel()[0])
-    return out
-
-
-def _targets(y: Sequence[float], T: int) -> list[float]:
-    """Targets given to ``check``: T finite numbers."""
+def _targets(y: Sequence, T: int, O: int) -> np.ndarray:
+    """Targets given to ``check``: T numbers (O = 1) or (T, O), finite."""
     a = check_float_array(y, "targets", np.dtype(np.float64))
-    if a.shape != (T,):
-        raise BPTTError(f"targets: expected {T} numbers, one per step, got shape {a.shape}")
-    return [float(v) for v in a]
+    if a.shape == (T,) and O == 1:
+        a = a[:, None]
+    if a.shape != (T, O):
+        raise BPTTError(f"targets: expected {T} numbers, one per step{f' ({T}, {O})' if O > 1 else ''}, "
+                        f"got shape {a.shape}")
+    return a
 
 
 def analyse_targets(cf: ClaimsFile) -> TargetAnalysis:
     """``infer_targets`` for a claims file, whether or not it gives targets."""
-    c, J = exact_affine(cf)
-    return infer_targets(cf, c, J)
+    return infer_targets(cf, Net(cf))
 
 
-def infer_targets(cf: ClaimsFile, c: np.ndarray, J: np.ndarray) -> TargetAnalysis:
-    """The targets that best explain the claims (exact = c + J y), and which claims any targets reproduce.
+def infer_targets(cf: ClaimsFile, net: Net) -> TargetAnalysis:
+    """The targets that best explain the claims, and which claims any targets reproduce.
 
-    Least squares over the target-dependent claims, each in units of its written rounding; a linear
-    programme (``audit.min_misfit``) for which claims can hold together. Claims no targets explain
-    alongside the others are left out of the fit.
+    Affine claims: least squares over them, each in units of its written rounding; a linear programme
+    (``audit.min_misfit``) for which can hold together; claims no targets explain alongside the others
+    are left out of the fit. Then Loss and E_i: the steps no affine claim depends on are fitted to them
+    (nonlinear least squares); the steps the affine claims fix stay as they are.
     """
-    dep = [i for i, cl in enumerate(cf.claims) if cl.depends_on_targets]
-    if not dep:
+    aff = [i for i, cl in enumerate(cf.claims) if cl.dependence == AFFINE]
+    quad = [i for i, cl in enumerate(cf.claims) if cl.dependence == QUADRATIC]
+    if not aff and not quad:
         return TargetAnalysis(targets=None, undetermined=list(range(1, cf.T + 1)))
-    A = J[dep]  # (n, T)
-    b = np.array([cf.claims[i].printed.value for i in dep]) - c[dep]
-    half = np.array([cf.claims[i].printed.half_unit for i in dep])
+    c, J = exact_affine(cf, net, aff)
+    a, y = _affine_analysis(cf, aff, c, J)
+    free = [t for t in range(1, cf.T + 1) if not np.any(J[:, (t - 1) * cf.O: t * cf.O])]
+    if quad:
+        a.quadratic = [cf.claims[i].key for i in quad]
+        a.quadratic_steps = [t for t in free if _quadratic_sees(cf, quad, t)]
+        y = _fit_quadratic(cf, net, quad, y, a.quadratic_steps)
+        kept = [i for i in aff if cf.claims[i].key in a.kept]
+        refined = _refine(cf, net, quad, kept, c[[aff.index(i) for i in kept]], J[[aff.index(i) for i in kept]], y)
+        a.refined, y = refined is not y, refined
+    a.undetermined = [t for t in free if t not in a.quadratic_steps]
+    for t in a.undetermined:
+        y[(t - 1) * cf.O: t * cf.O] = 0.0
+    a.targets = [float(v) for v in y]
+    return a
+
+
+def _affine_analysis(cf: ClaimsFile, dep: list[int], c: np.ndarray, J: np.ndarray
+                     ) -> tuple[TargetAnalysis, np.ndarray]:
+    """The LP and least-squares analysis of the affine claims; returns it and the fitted y (flattened)."""
+    n_y = cf.T * cf.O
+    if not dep:
+        return TargetAnalysis(targets=None), np.zeros(n_y)
+    A = J  # (n, T O)
+    b = np.array([cf.claims[i].printed.value for i in dep]) - c
+    half = np.array([cf.claims[i].printed.tolerance for i in dep])
     names = [cf.claims[i].key for i in dep]
 
     def misfit(idx) -> tuple[float, np.ndarray]:
         idx = list(idx)
         return min_misfit(A[idx], b[idx], half[idx])
 
-    a = TargetAnalysis(targets=None, undetermined=[t + 1 for t in range(cf.T) if not np.any(A[:, t] != 0)],
-                       lsq_targets=[float(v) for v in least_squares_targets(A, b, half)])
+    a = TargetAnalysis(targets=None, lsq_targets=[float(v) for v in least_squares_targets(A, b, half)])
     # a claim whose row is zero does not depend on the targets after all (e.g. x_k = 0 kills every path)
     a.unexplainable_alone = [names[j] for j in range(len(dep)) if misfit([j])[0] > 1.0]
     a.misfit_all = misfit(range(len(dep)))[0]
@@ -487,11 +1013,108 @@ def infer_targets(cf: ClaimsFile, c: np.ndarray, J: np.ndarray) -> TargetAnalysi
         _flag_unexplainable(a, names, misfit)
     kept = [j for j in range(len(dep)) if names[j] not in a.unexplainable]
     a.kept = [names[j] for j in kept]
-    y = _fit(A[kept], b[kept], half[kept], cf.T)
-    for t in a.undetermined:
-        y[t - 1] = 0.0
-    a.targets = [float(v) for v in y]
-    return a
+    return a, _fit(A[kept], b[kept], half[kept], n_y)
+
+
+def _quadratic_sees(cf: ClaimsFile, quad: list[int], t: int) -> bool:
+    """Whether a Loss or E_i claim depends on y_t."""
+    return any((cf.claims[i].kind == "E" and cf.claims[i].t == t) or
+               (cf.claims[i].kind == "Loss" and t in cf.loss.scored) for i in quad)
+
+
+def _fit_quadratic(cf: ClaimsFile, net: Net, quad: list[int], y: np.ndarray, steps: list[int]) -> np.ndarray:
+    """y with the targets of ``steps`` (no affine claim sees them) fitted to the quadratic claims,
+    y_t = y'_t + d_t with d_t >= 0: a step with an E_t claim from E_t alone (closed form); the other
+    steps, one common d, from Loss (closed form, then nonlinear least squares over the Loss claims, each
+    in units of its written rounding). So a wrong Loss never moves the targets an E_t claim fixes."""
+    if not steps:
+        return y
+    O, yp = cf.O, net.fwd.y_pred[:, 0]  # (T, O)
+    printed = np.array([cf.claims[i].printed.value for i in quad])
+    coef = [_quadratic_coef(cf, net, cf.claims[i]) for i in quad]  # value = sum_t coef_t ||y_t - y'_t||^2
+    out = y.copy()
+    cols = [(t - 1) * O + o for t in steps for o in range(O)]
+    out[cols] = yp.ravel()[cols] + np.repeat(_start_offsets(cf, net, quad, coef, printed, y, steps), O)
+    with_e = {cf.claims[i].t for i in quad if cf.claims[i].kind == "E"}
+    loss = [n for n, i in enumerate(quad) if cf.claims[i].kind == "Loss"]
+    free = [(t - 1) * O + o for t in steps if t not in with_e for o in range(O)]
+    if not loss or not free:
+        return out
+    tol = np.array([cf.claims[quad[n]].printed.tolerance for n in loss])
+
+    def errors(v: np.ndarray) -> np.ndarray:
+        full = out.copy()
+        full[free] = v
+        return full.reshape(cf.T, O) - yp  # (T, O): y - y'
+
+    def residuals(v: np.ndarray) -> np.ndarray:
+        e = errors(v)
+        return (np.array([coef[n] @ np.sum(e * e, axis=1) for n in loss]) - printed[loss]) / tol
+
+    def jacobian(v: np.ndarray) -> np.ndarray:
+        e = errors(v)
+        return np.array([(2 * coef[n][:, None] * e).ravel()[free] for n in loss]) / tol[:, None]
+
+    out[free] = nonlinear_least_squares(residuals, jacobian, out[free])
+    return out
+
+
+def _refine(cf: ClaimsFile, net: Net, quad: list[int], kept: list[int], c: np.ndarray, J: np.ndarray,
+            y: np.ndarray) -> np.ndarray:
+    """All targets refitted to the kept affine claims and the quadratic ones together (nonlinear least
+    squares, each claim in units of its written rounding, from y); kept only if more claims then hold."""
+    rows = kept + quad
+    printed = np.array([cf.claims[i].printed.value for i in rows])
+    tol = np.array([cf.claims[i].printed.tolerance for i in rows])
+    coef = np.array([_quadratic_coef(cf, net, cf.claims[i]) for i in quad]).reshape(len(quad), cf.T)
+    yp = net.fwd.y_pred[:, 0].ravel()  # (T O,)
+
+    def values(v: np.ndarray) -> np.ndarray:
+        e = (v - yp).reshape(cf.T, cf.O)
+        return np.concatenate([c + J @ v, coef @ np.sum(e * e, axis=1)])
+
+    def jacobian(v: np.ndarray) -> np.ndarray:
+        e = (v - yp).reshape(cf.T, cf.O)
+        quad_rows = (2 * coef[:, :, None] * e[None]).reshape(len(quad), -1)
+        return np.vstack([J, quad_rows]) / tol[:, None]
+
+    def holding(v: np.ndarray) -> int:
+        return int(np.sum(np.abs(values(v) - printed) <= tol))
+
+    new = nonlinear_least_squares(lambda v: (values(v) - printed) / tol, jacobian, y)
+    return new if holding(new) > holding(y) else y
+
+
+def _quadratic_coef(cf: ClaimsFile, net: Net, cl: Claim) -> np.ndarray:
+    """(T,) with the claim's value = sum_t coef_t ||y_t - y'_t||^2: E_i: c at i; Loss: c w_t."""
+    if cl.kind == "Loss":
+        return cf.loss.c * net.weights
+    coef = np.zeros(cf.T)
+    coef[cl.t - 1] = cf.loss.c
+    return coef
+
+
+def _start_offsets(cf: ClaimsFile, net: Net, quad: list[int], coef: list[np.ndarray], printed: np.ndarray,
+                   y: np.ndarray, steps: list[int]) -> np.ndarray:
+    """d_t >= 0 per fitted step: from E_t's claim where there is one, else one d for the rest that
+    gives the claimed Loss (the others' contributions at the targets the affine claims fix)."""
+    O = cf.O
+    d = np.full(len(steps), math.nan)
+    for n, i in enumerate(quad):
+        cl = cf.claims[i]
+        if cl.kind == "E" and cl.t in steps:
+            d[steps.index(cl.t)] = math.sqrt(max(printed[n], 0.0) / (cf.loss.c * O))
+    loss = [n for n, i in enumerate(quad) if cf.claims[i].kind == "Loss"]
+    rest = [j for j, t in enumerate(steps) if math.isnan(d[j])]
+    if loss and rest:
+        e = y.reshape(cf.T, O) - net.fwd.y_pred[:, 0]
+        for j, t in enumerate(steps):
+            e[t - 1] = d[j] if not math.isnan(d[j]) else 0.0
+        cw = coef[loss[0]]
+        known = float(cw @ np.sum(e * e, axis=1))
+        weight = float(sum(cw[steps[j] - 1] for j in rest)) * O
+        d[rest] = math.sqrt(max(printed[loss[0]] - known, 0.0) / weight) if weight > 0 else 0.0
+    return np.nan_to_num(d, nan=0.0)
 
 
 def _flag_unexplainable(a: TargetAnalysis, names: list[str], misfit) -> None:
@@ -509,10 +1132,10 @@ def _flag_unexplainable(a: TargetAnalysis, names: list[str], misfit) -> None:
     a.unexplainable = flagged + [c for c in a.unexplainable_alone if c not in flagged]
 
 
-def _fit(A: np.ndarray, b: np.ndarray, half: np.ndarray, T: int) -> np.ndarray:
+def _fit(A: np.ndarray, b: np.ndarray, half: np.ndarray, n_y: int) -> np.ndarray:
     """Weighted least squares; where it misses a claim that some targets do reproduce, the LP's targets."""
     if len(b) == 0:
-        return np.zeros(T)
+        return np.zeros(n_y)
     y = least_squares_targets(A, b, half)
     t_lp, y_lp = min_misfit(A, b, half)
     worst_ls = float(np.max(np.abs(A @ y - b) / half))
@@ -542,3 +1165,65 @@ def _largest_sets(n: int, misfit, names: list[str]) -> tuple[list[ConsistentSet]
 def _consistent(idx: Sequence[int], misfit, names: list[str]) -> ConsistentSet | None:
     t, y = misfit(idx)
     return ConsistentSet(tuple(names[i] for i in idx), tuple(float(v) for v in y)) if t <= 1.0 else None
+
+
+# ------------------------------------------------------------------ the report as data (``bptt check --json``)
+def report_dict(report: Report, exit_status: int | None = None) -> dict[str, Any]:
+    """The report as plain JSON-ready data; the layout (``JSON_SCHEMA``) is documented in the README.
+
+    {"schema", "file", "title", "model": {sizes D H O, parameters, h0, activations},
+     "loss": {half, reduction, scored, formula}, "sequence": {"x"},
+     "targets": {"source": "given" | "fitted" | "none", "values": (T,) or (T, O) list or null},
+     "claims": [{key, name, kind, step, k, theta, index, dependence, printed, value, tolerance,
+                 significant_figures, exact, verdict, holds, misfit, rounded, at_fitted_targets}],
+     "summary": {claims, hold, all_hold, negated_holds, plain_holds},
+     "analysis": null or {lsq_targets, misfit_all, misfit_without, largest_sets, largest_exhaustive,
+                          unexplainable_alone, unexplainable, kept, undetermined, quadratic, quadratic_steps,
+                          refined},
+     "exit_status"}
+    """
+    cf = report.cf
+    source = "fitted" if report.targets_fitted else "given"
+    if report.y is None:
+        source = "none"
+    out = {
+        "schema": JSON_SCHEMA, "file": cf.path, "title": cf.title,
+        "model": {"sizes": {"D": cf.D, "H": cf.H, "O": cf.O}, **{k: v.tolist() for k, v in cf.params.items()},
+                  "h0": cf.h0.tolist(), "hidden_activation": cf.hidden_activation,
+                  "output_activation": cf.output_activation},
+        "loss": {"half": cf.loss.half, "reduction": cf.loss.reduction, "scored": list(cf.loss.scored),
+                 "formula": cf.loss.describe(cf.T, cf.O)},
+        "sequence": {"x": cf.x[:, 0].tolist() if cf.D == 1 else cf.x.tolist()},
+        "targets": {"source": source, "values": report.targets},
+        "claims": [_row_dict(r) for r in report.rows],
+        "summary": {"claims": len(report.rows), "hold": sum(r.holds for r in report.rows),
+                    "all_hold": report.all_hold, "negated_holds": report.negated_holds,
+                    "plain_holds": report.plain_holds},
+        "analysis": _analysis_dict(report.analysis) if report.analysis is not None else None,
+        "exit_status": exit_status,
+    }
+    return out
+
+
+def _row_dict(r: Row) -> dict[str, Any]:
+    cl, v = r.claim, r.verdict
+    return {"key": cl.key, "name": cl.name, "kind": cl.kind, "step": cl.t, "k": cl.k, "theta": cl.theta,
+            "index": [i + 1 for i in cl.index], "dependence": cl.dependence, "printed": cl.printed.text,
+            "value": cl.printed.value, "tolerance": cl.printed.tolerance,
+            "significant_figures": cl.printed.significant_figures(), "exact": v.exact, "verdict": v.kind,
+            "holds": v.holds, "misfit": _finite(v.misfit), "rounded": v.rounded,
+            "at_fitted_targets": r.at_fitted_targets}
+
+
+def _analysis_dict(a: TargetAnalysis) -> dict[str, Any]:
+    return {"lsq_targets": a.lsq_targets, "misfit_all": _finite(a.misfit_all),
+            "misfit_without": {k: _finite(v) for k, v in a.misfit_without.items()},
+            "largest_sets": [{"claims": list(s.claims), "targets": list(s.targets)} for s in a.largest_sets],
+            "largest_exhaustive": a.largest_exhaustive, "unexplainable_alone": a.unexplainable_alone,
+            "unexplainable": a.unexplainable, "kept": a.kept, "undetermined": a.undetermined,
+            "quadratic": a.quadratic, "quadratic_steps": a.quadratic_steps, "refined": a.refined}
+
+
+def _finite(v: float | None) -> float | None:
+    """JSON has no inf or NaN: those become null."""
+    return None if v is None or not math.isfinite(v) else float(v)

@@ -53,6 +53,8 @@ the test that pins it to this one (or to finite differences / torch autograd):
                              tests/test_torch_layer.py::test_truncated_equals_autograd_with_the_graph_cut
     forward mode (tangents)  output_tangent (dy'_t in a parameter direction; check.py's target map)
                              tests/test_engine.py::test_output_tangent_matches_finite_differences_and_torch_jvp
+    forward mode, a state    state_tangent (dy'_t from a perturbation of h_k; check.py's per-step claims)
+                             tests/test_engine.py::test_state_tangent_matches_finite_differences_and_torch_jvp
     gradient flow            gradflow.gradient_flow (||dE_t/dh_k|| one step back at a time)
                              tests/test_gradflow.py::test_gradient_flow_matches_torch_autograd
     symbolic                 derive.py (sympy: the seed's chain-rule derivation for any T)
@@ -280,3 +282,25 @@ def decompose(
             delta = dz @ p.w_h  # dE_i/dh_{k-1}
     terms = {name: a.sum(axis=1) for name, a in paths.items()}
     return Decomposition(terms=terms, paths=paths, weight=1.0 / T if reduction == "mean" else 1.0)
+
+
+def state_tangent(p: Params, fwd: Forward, f: Activation, g: Activation, k: int, dh: np.ndarray) -> np.ndarray:
+    """dy'_t for a perturbation dh (B, H) of the state h_k, parameters and inputs held fixed.
+
+        dy'_k = g'(u_k) * (w dh)                   (k >= 1; h_0 has no output)
+        dh_t  = f'(z_t) * (w_h dh_{t-1}),  dy'_t = g'(u_t) * (w dh_t)      t = k+1..T
+
+    k in 0..T (h_0..h_T). Returns dy' (T, B, O), zero before step k. With dh = f'(z_k) * v it is
+    the tangent of a perturbation v of z_k; with v = dw_x x_k + dw_h h_{k-1} + db1 that of the
+    copies of w_x, w_h, b1 used at step k alone (the unrolled network's per-step weights).
+    """
+    T = fwd.u.shape[0]
+    fprime = f.deriv(fwd.h[1:])  # (T, B, H)
+    gprime = g.deriv(fwd.y_pred)  # (T, B, O)
+    dy = np.zeros_like(fwd.y_pred)  # (T, B, O)
+    if k >= 1:
+        dy[k - 1] = gprime[k - 1] * (dh @ p.w.T)
+    for t in range(k, T):  # 0-based t is step t + 1
+        dh = fprime[t] * (dh @ p.w_h.T)  # (B, H)
+        dy[t] = gprime[t] * (dh @ p.w.T)  # (B, O)
+    return dy

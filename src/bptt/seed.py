@@ -58,13 +58,14 @@ def claims_file() -> check.ClaimsFile:
 def model(cf: check.ClaimsFile | None = None) -> RNN:
     """The seed's network with its parameters."""
     cf = cf or claims_file()
-    return RNN.scalar(**cf.params, hidden_activation=cf.hidden_activation, output_activation=cf.output_activation)
+    return RNN.scalar(**cf.scalar_params, hidden_activation=cf.hidden_activation,
+                      output_activation=cf.output_activation)
 
 
 def building_blocks(cf: check.ClaimsFile | None = None) -> dict[str, float]:
     """h_1, 1 - h_1, y'_1, y'_2 and h_2 (which the seed never prints), exact."""
     cf = cf or claims_file()
-    f = model(cf).forward(np.array(cf.x), h0=cf.h0)
+    f = model(cf).forward(cf.x, h0=cf.h0)
     return {"h_1": float(f.h[1, 0]), "1 - h_1": float(1 - f.h[1, 0]), "y'_1": float(f.y_pred[0, 0]),
             "y'_2": float(f.y_pred[1, 0]), "h_2": float(f.h[2, 0])}
 
@@ -72,14 +73,14 @@ def building_blocks(cf: check.ClaimsFile | None = None) -> dict[str, float]:
 def gradients(y: Sequence[float], cf: check.ClaimsFile | None = None) -> dict[str, float]:
     """dLoss/dθ at targets y, Loss = 1/2 (E_1 + E_2) as in the seed."""
     cf = cf or claims_file()
-    _, g = model(cf).loss_and_grad(np.array(cf.x), np.asarray(y, dtype=float), h0=cf.h0, reduction=cf.reduction)
+    _, g = model(cf).loss_and_grad(cf.x, np.asarray(y, dtype=float), h0=cf.h0, reduction=cf.reduction)
     return {k: float(g[k].ravel()[0]) for k in PARAM_NAMES}
 
 
 def error_terms(y: Sequence[float], cf: check.ClaimsFile | None = None) -> dict[str, tuple[float, ...]]:
     """dE_i/dθ for i = 1..T at targets y: {θ: (dE_1/dθ, dE_2/dθ)}."""
     cf = cf or claims_file()
-    d = model(cf).decompose(np.array(cf.x), np.asarray(y, dtype=float), h0=cf.h0, reduction=cf.reduction)
+    d = model(cf).decompose(cf.x, np.asarray(y, dtype=float), h0=cf.h0, reduction=cf.reduction)
     return {k: tuple(float(v.ravel()[0]) for v in d.terms[k]) for k in PARAM_NAMES}
 
 

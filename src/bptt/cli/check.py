@@ -23,29 +23,42 @@ COMPILES = False
 
 def add(sub) -> None:
     p = sub.add_parser("check", help="check hand-computed BPTT numbers (a TOML or JSON claims file)",
-                       description="Check each claimed number (h_t, y'_t, dE_i/dθ, dLoss/dθ, ...) at the precision it "
-                                   "is written with. Without targets in the file, infer the targets that best explain "
-                                   "the claims and say which claims no targets can explain. Exit status: 0 all hold, "
-                                   "1 some claim is wrong, 2 the file is unusable. See examples/seed_claims.toml.")
+                       description="Check each claimed number (h_t, y'_t, Loss, E_i, dE_i/dθ, dLoss/dθ, dLoss/dh_t, "
+                                   "per-path and per-step contributions, ...) at the precision it is written with. "
+                                   "Without targets in the file, infer the targets that best explain the claims and "
+                                   "say which claims no targets can explain. Exit status: 0 all hold, 1 some claim "
+                                   "is wrong, 2 the file is unusable. See examples/*.toml.")
     p.add_argument("file", metavar="FILE", help="claims file, .toml or .json")
+    p.add_argument("--json", action="store_true",
+                   help="print the report as one JSON object (layout in the README) instead of the table")
     p.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    import json
+
     from .. import check
 
     report = check.check(check.load(args.file))
-    print_report(report, console(wide=True))
-    return 0 if report.all_hold else 1
+    status = 0 if report.all_hold else 1
+    if args.json:
+        print(json.dumps(check.report_dict(report, status), indent=2, ensure_ascii=False))
+    else:
+        print_report(report, console(wide=True))
+    return status
 
 
 # ------------------------------------------------------------------ verdicts in words
 def verdict_text(v: "Verdict", short: bool = False) -> str:
     """'holds', 'WRONG: truncated, not rounded (exact rounds to 0.868)', ...; short: for narrow tables."""
-    from ..audit import HOLDS, SIGN, TRUNCATED
+    from ..audit import FACTOR2, HOLDS, SIGN, TRUNCATED
 
     if v.kind == HOLDS:
         return "holds"
+    if v.kind == FACTOR2:
+        how = "half" if abs(v.printed.value) < abs(v.exact) else "twice"
+        return (f"{how} the exact (rounds to {v.rounded})" if short else
+                f"WRONG: {how} the exact value (a 1/2 slip; exact rounds to {v.rounded})")
     if v.kind == TRUNCATED:
         return f"truncated (rounds to {v.rounded})" if short else f"WRONG: truncated, not rounded (exact rounds to {v.rounded})"
     if v.kind == SIGN:
@@ -63,13 +76,24 @@ def fmt(v: float) -> str:
 TARGETS_SHOWN = 12
 
 
-def targets_text(y) -> str:
+def targets_text(y, O: int = 1) -> str:
+    """y_1, ..., y_T (long lists by their ends); with O > 1 outputs, flattened y is shown step by step."""
     y = list(y)
+    if O > 1:
+        y = [y[i: i + O] for i in range(0, len(y), O)]
+    one = (lambda v: f"{v:.4f}") if O == 1 else (lambda v: "(" + ", ".join(f"{e:.4f}" for e in v) + ")")
     if len(y) <= TARGETS_SHOWN:
-        return ", ".join(f"{v:.4f}" for v in y)
+        return ", ".join(one(v) for v in y)
     head, tail = y[: TARGETS_SHOWN - 3], y[-3:]
-    return (", ".join(f"{v:.4f}" for v in head) + f", ... ({len(y) - TARGETS_SHOWN} more) ..., "
-            + ", ".join(f"{v:.4f}" for v in tail))
+    return (", ".join(one(v) for v in head) + f", ... ({len(y) - TARGETS_SHOWN} more) ..., "
+            + ", ".join(one(v) for v in tail))
+
+
+def array_text(a) -> str:
+    """A number, or a nested list of numbers written with ``fmt``."""
+    if getattr(a, "ndim", 0) == 0:
+        return fmt(float(a))
+    return "[" + ", ".join(array_text(v) for v in a) + "]"
 
 
 # ------------------------------------------------------------------ the report
@@ -80,16 +104,9 @@ def print_report(report: "Report", con) -> None:
     cf = report.cf
     say = _say(con)
     con.print(f"[bold]{_escape(cf.title or cf.path)}[/bold]", markup=True)
-    say(f"model: w={fmt(cf.params['w'])} w_x={fmt(cf.params['w_x'])} w_h={fmt(cf.params['w_h'])} "
-        f"b1={fmt(cf.params['b1'])} b2={fmt(cf.params['b2'])} h0={fmt(cf.h0)}, hidden {cf.hidden_activation}, "
-        f"output {cf.output_activation}, reduction {cf.reduction}; x = ({', '.join(fmt(v) for v in cf.x)})")
-    if not report.targets_fitted:
-        say(f"targets y = ({', '.join(fmt(v) for v in report.targets or [])}) (given)")
-    elif report.targets is not None:
-        undetermined = report.analysis.undetermined if report.analysis else []
-        say(f"targets not given; fitted y = ({targets_text(report.targets)})"
-            + (f"; y_{', y_'.join(map(str, undetermined))} not determined by any claim (set to 0)"
-               if undetermined else ""))
+    say(_model_text(cf))
+    say(f"loss: {cf.loss.describe(cf.T, cf.O)}" + _scored_text(cf))
+    _print_targets(report, say)
     t = Table(title_justify="left")
     for col, just in (("quantity", "left"), ("claimed", "right"), ("sig. fig.", "right"), ("exact", "right"),
                       ("verdict", "left")):
@@ -102,26 +119,65 @@ def print_report(report: "Report", con) -> None:
         say("* at the fitted targets")
     n_bad = sum(not r.holds for r in report.rows)
     say(f"{len(report.rows) - n_bad} of {len(report.rows)} claims hold at the precision written.")
-    say("Gradients are compared with the true sign, dE_i/dy'_i = y'_i - y_i (the seed writes y_i - y'_i).")
+    if any(r.claim.dependence == "affine" for r in report.rows):
+        de = "y'_i - y_i" if cf.loss.half else "2 (y'_i - y_i)"
+        say(f"Gradients are compared with the true sign, dE_i/dy'_i = {de} (the seed, and others, write the "
+            "opposite sign).")
     if not report.targets_fitted and report.negated_holds is not None and report.negated_holds > (report.plain_holds or 0):
         say(f"With every gradient claim negated, {report.negated_holds} of them would hold instead of "
             f"{report.plain_holds}: the file may use the seed's sign, (y_i - y'_i).")
     if report.analysis is not None:
-        print_target_analysis(report.analysis, con)
+        print_target_analysis(report.analysis, con, cf.O)
 
 
-def print_target_analysis(a: "TargetAnalysis", con) -> None:
+def _model_text(cf) -> str:
+    acts = f"hidden {cf.hidden_activation}, output {cf.output_activation}"
+    xs = ", ".join(fmt(v) for v in cf.x[:, 0]) if cf.D == 1 else ", ".join(array_text(v) for v in cf.x)
+    if cf.is_scalar:
+        p = cf.scalar_params
+        return (f"model: w={fmt(p['w'])} w_x={fmt(p['w_x'])} w_h={fmt(p['w_h'])} b1={fmt(p['b1'])} "
+                f"b2={fmt(p['b2'])} h0={fmt(float(cf.h0[0]))}, {acts}; x = ({xs})")
+    params = " ".join(f"{k}={array_text(v)}" for k, v in cf.params.items())
+    return f"model: D={cf.D} H={cf.H} O={cf.O}, {acts}; {params} h0={array_text(cf.h0)}; x = ({xs})"
+
+
+def _scored_text(cf) -> str:
+    if len(cf.loss.scored) == cf.T or len(cf.loss.scored) <= 6:
+        return ""
+    return f" (scored steps: {', '.join(map(str, cf.loss.scored))})"
+
+
+def _print_targets(report: "Report", say) -> None:
+    cf = report.cf
+    flat = None if report.y is None else [float(v) for v in report.y.ravel()]
+    if not report.targets_fitted:
+        say(f"targets y = ({targets_text(flat or [], cf.O)}) (given)")
+    elif flat is not None:
+        undetermined = report.analysis.undetermined if report.analysis else []
+        say(f"targets not given; fitted y = ({targets_text(flat, cf.O)})"
+            + (f"; y_{', y_'.join(map(str, undetermined))} not determined by any claim (set to 0)"
+               if undetermined else ""))
+
+
+def print_target_analysis(a: "TargetAnalysis", con, O: int = 1) -> None:
     say = _say(con)
-    if a.lsq_targets is None:
+    if a.lsq_targets is None and not a.quadratic:
         say("No claim depends on the targets, so none were fitted.")
         return
+    if a.lsq_targets is not None:
+        _print_affine_analysis(a, say, O)
+    if a.quadratic:
+        _print_quadratic_analysis(a, say)
+
+
+def _print_affine_analysis(a: "TargetAnalysis", say, O: int) -> None:
     say("\nTargets not given: every gradient is affine in them, so they are inferred.")
     say("With unknown targets the sign convention does not matter: negating every gradient claim is the same "
         "as replacing y_t by 2 y'_t - y_t.")
     say(f"- Weighted least squares over all {len(a.kept) + len(a.unexplainable)} target-dependent "
-        f"claims: y = ({targets_text(a.lsq_targets)}).")
+        f"gradient claims: y = ({targets_text(a.lsq_targets, O)}).")
     if a.misfit_all is not None and a.misfit_all <= 1.0:
-        say(f"- One choice of targets reproduces every target-dependent claim to its written digits "
+        say(f"- One choice of targets reproduces every target-dependent gradient claim to its written digits "
             f"(worst miss {a.misfit_all:.2f}x the rounding, by linear programming).")
         return
     say(f"- No targets reproduce all of them: the best targets still miss by {a.misfit_all:.1f}x the "
@@ -143,7 +199,20 @@ def print_target_analysis(a: "TargetAnalysis", con) -> None:
             f"{best_other_misfit(a, n):.1f}x or more.")
     if a.kept:
         say(f"- Fitted targets (least squares over {', '.join(a.kept)}): "
-            f"y = ({targets_text(a.targets or [])}); the verdicts marked * are at these.")
+            f"y = ({targets_text(a.targets or [], O)}); the verdicts marked * are at these.")
+
+
+def _print_quadratic_analysis(a: "TargetAnalysis", say) -> None:
+    head = "\n" if a.lsq_targets is None else ""
+    say(f"{head}- {', '.join(a.quadratic)}: quadratic in the targets, so judged at the targets the gradient "
+        "claims give.")
+    if a.quadratic_steps:
+        steps = ", ".join(f"y_{t}" for t in a.quadratic_steps)
+        say(f"- No gradient claim depends on {steps}: fitted to {', '.join(a.quadratic)} by nonlinear least "
+            "squares; there only |y_t - y'_t| is determined, and the fit takes y_t >= y'_t.")
+    if a.refined:
+        say("- Then every target was refitted to the kept gradient claims and these together (nonlinear least "
+            "squares), which makes more claims hold; the verdicts marked * are at those targets.")
 
 
 def best_other_misfit(a: "TargetAnalysis", name: str) -> float:

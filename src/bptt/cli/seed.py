@@ -58,14 +58,15 @@ def _say(con, text: str) -> None:
 
 
 def _print_setup(con, cf: "ClaimsFile") -> None:
-    values = {f"{v:g}" for v in cf.params.values()}
-    params = (" = ".join(cf.params) + f" = {values.pop()}" if len(values) == 1
-              else ", ".join(f"{k} = {v:g}" for k, v in cf.params.items()))
+    scalars = cf.scalar_params
+    values = {f"{v:g}" for v in scalars.values()}
+    params = (" = ".join(scalars) + f" = {values.pop()}" if len(values) == 1
+              else ", ".join(f"{k} = {v:g}" for k, v in scalars.items()))
     terms = " + ".join(f"E_{i}" for i in range(1, cf.T + 1))
     loss = f"1/{cf.T} ({terms})" if cf.reduction == "mean" else terms
     con.print(f"[bold]The seed's worked example[/bold]: one {cf.hidden_activation} hidden unit, "
               f"one {cf.output_activation} output, T = {cf.T}")
-    _say(con, f"{params},  h_0 = {cf.h0:g},  x = ({', '.join(f'{v:g}' for v in cf.x)}),  Loss = {loss},  "
+    _say(con, f"{params},  h_0 = {float(cf.h0[0]):g},  x = ({', '.join(f'{v:g}' for v in cf.x[:, 0])}),  Loss = {loss},  "
               "E_i = 1/2 (y_i - y'_i)^2\n")
 
 
