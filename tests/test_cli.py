@@ -155,3 +155,22 @@ def test_a_new_command_is_one_module(tmp_path, monkeypatch, capsys):
     assert [m.__name__.rsplit(".", 1)[1] for m in cli.SUBCOMMANDS][-1] == "hello"
     assert main(["hello", "--name", "seed"]) == 0
     assert capsys.readouterr().out == "hello seed\n"
+
+
+def test_a_closed_pipe_is_not_a_traceback(tmp_path):
+    """`bptt ... | head`: the reader leaves early; bptt stops quietly (status 141, as Unix tools), no traceback."""
+    p = subprocess.Popen([sys.executable, "-m", "bptt", "explain", "--x", ",".join(["1"] * 200)],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    p.stdout.read(10)
+    p.stdout.close()  # before bptt has written its 200-step document
+    err = p.stderr.read().decode()
+    assert p.wait(timeout=120) in (0, 141) and "Traceback" not in err and "Error" not in err, err
+
+
+def test_seed_json_is_the_check_report_plus_the_errata(capsys):
+    assert main(["seed", "--json"]) == 0
+    d = json.loads(capsys.readouterr().out)
+    assert set(d) == {"check", "h_2", "terms", "identity", "errata"}
+    assert d["check"]["targets"]["source"] == "fitted"
+    assert [round(v, 4) for v in d["check"]["targets"]["values"]] == [0.8951, 0.5503]
+    assert len(d["errata"]) == 13 and all(set(e) == {"what", "printed", "correct"} for e in d["errata"])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 from typing import TYPE_CHECKING
 
 from ..validation import BPTTError
@@ -26,6 +27,8 @@ def add(sub) -> None:
                                    "`bptt check` on the packaged seed claims file, then the seed's errata.")
     p.add_argument("--y", default=None, metavar="Y1,Y2",
                    help="targets y_1,y_2 (the seed never states them; default: the targets that best explain its printed gradients)")
+    p.add_argument("--json", action="store_true", help="print one JSON object: `bptt check --json`'s report of the seed's "
+                   "claims under \"check\", plus h_2, the per-term gradients, the target-free identity and the errata")
     p.set_defaults(run=run)
 
 
@@ -34,6 +37,9 @@ def run(args: argparse.Namespace) -> int:
 
     y = _targets(args.y)
     a = seed.audit(y)
+    if args.json:
+        print(json.dumps(seed_dict(a), indent=2, ensure_ascii=False))
+        return 0
     con = console()
     _print_setup(con, a.report.cf)
     con.print(_blocks_table(a))
@@ -42,6 +48,16 @@ def run(args: argparse.Namespace) -> int:
     _print_analysis(con, a)
     _print_errata(con, a)
     return 0
+
+
+def seed_dict(a: "SeedAudit") -> dict:
+    """`bptt seed --json`: the check report (the layout of `bptt check --json`) and what the seed adds."""
+    from .. import check
+
+    return {"check": check.report_dict(a.report), "h_2": a.h_2, "terms": {k: list(v) for k, v in a.terms.items()},
+            "identity": {"lhs": a.identity.lhs, "rhs": a.identity.rhs,
+                         "says": "dLoss/dw_h = h_1 (dLoss/db_1 - dLoss/dw_x) for every y, at x = (1, 0), h_0 = 0"},
+            "errata": [{"what": w, "printed": p, "correct": c} for w, p, c in a.errata]}
 
 
 def _targets(text: str | None) -> list[float] | None:
