@@ -1,6 +1,7 @@
 """The benchmark script runs end to end on the tiniest size and prints its table (timings are never checked)."""
 
 import importlib.util
+import json
 import re
 import subprocess
 import sys
@@ -67,3 +68,12 @@ def test_bench_bad_size_is_one_line_error(capsys):
     assert main(["bench", "--sizes", "huge"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: --sizes: unknown size huge") and err.count("\n") == 1
+
+
+def test_bench_json_is_one_object(capsys):
+    assert main(["bench", "--quick", "--sizes", "seed", "--json"]) == 0
+    d = json.loads(capsys.readouterr().out)
+    assert set(d) == {"machine", "gemm_peak_gflops", "rows"} and len(d["rows"]) == 1
+    row = d["rows"][0]
+    assert row["size"] == {"name": "seed", "T": 2, "B": 1, "D": 1, "H": 1, "O": 1, "form": "auto"}
+    assert row["seconds"]["bptt"] > 0 and all(e <= 2e-3 for e in row["max_rel_error"].values())

@@ -730,6 +730,7 @@ def add_arguments(ap) -> None:
     ap.add_argument("--epochs", type=int, default=30, help="--train: epochs (default 30, the task's)")
     ap.add_argument("--memory", action="store_true",
                     help="run the checkpointing demonstrations (10^7 scalar steps; B=64, H=256, T=10^5) with peak memory")
+    ap.add_argument("--json", action="store_true", help="the grid's numbers as one JSON object (see bench.grid_dict)")
 
 
 def run(args, out=print) -> int:
@@ -747,5 +748,23 @@ def run(args, out=print) -> int:
     unknown = [n for n in names if n not in by_name]
     if unknown or not names:
         raise BPTTError(f"--sizes: unknown size {', '.join(unknown) or '(none)'}; choose from {', '.join(by_name)}")
+    if getattr(args, "json", False):
+        import json
+
+        result = run_grid([by_name[n] for n in names], args.quick, out=lambda *a, **k: None)
+        print(json.dumps(grid_dict(result)))
+        return 0
     run_grid([by_name[n] for n in names], args.quick, out)
     return 0
+
+
+def grid_dict(result: dict[str, Any]) -> dict[str, Any]:
+    """`bptt bench --json`: {"machine", "gemm_peak_gflops", "rows": [{"size": {name, T, B, D, H, O, form},
+    "kernel", "seconds": {peer: s or null}, "max_rel_error": {peer: e}}]}; seconds are medians."""
+    rows = []
+    for r in result["rows"]:
+        s = r["size"]
+        rows.append({"size": {"name": s.name, "T": s.T, "B": s.B, "D": s.D, "H": s.H, "O": s.O, "form": s.form},
+                     "kernel": r["kernel"], "seconds": dict(r["times"]),
+                     "max_rel_error": {k: float(v) for k, v in r["errors"].items()}})
+    return {"machine": machine(), "gemm_peak_gflops": result["peak"], "rows": rows}
