@@ -280,3 +280,53 @@ def decompose(
             delta = dz @ p.w_h  # dE_i/dh_{k-1}
     terms = {name: a.sum(axis=1) for name, a in paths.items()}
     return Decomposition(terms=terms, paths=paths, weight=1.0 / T if reduction == "mean" else 1.0)
+
+
+# ---------------------------------------------------------------- Gauss-Newton building blocks (bptt.hf)
+def state_tangent(
+    p: Params, x: np.ndarray, fwd: Forward, f: Activation, g: Activation, dp: Params
+) -> tuple[np.ndarray, np.ndarray]:
+    """Hidden-state and output tangents in the parameter direction dp: (J_h dp, J_y dp).
+
+        dz_t = dw_x x_t + dw_h h_{t-1} + w_h dh_{t-1} + db1     dh_0 = 0
+        dh_t = f'(z_t) * dz_t                                   (J_h dp)_t
+        dy'_t = g'(u_t) * (dw h_t + w dh_t + db2)               (J_y dp)_t
+
+    The recurrence of ``output_tangent``, also returning the dh_t it carries.
+    Returns dh (T, B, H) for h_1..h_T and dy' (T, B, O).
+    """
+    T = x.shape[0]
+    fprime = f.deriv(fwd.h[1:])  # (T, B, H)
+    gprime = g.deriv(fwd.y_pred)  # (T, B, O)
+    direct = x @ dp.w_x.T + fwd.h[:-1] @ dp.w_h.T + dp.b1  # (T, B, H)
+    dh = np.empty_like(fwd.h[1:])  # (T, B, H)
+    prev = np.zeros_like(fwd.h[0])  # (B, H): dh_0 = 0
+    for t in range(T):
+        prev = fprime[t] * (direct[t] + prev @ p.w_h.T)  # (B, H)
+        dh[t] = prev
+    dy = gprime * (fwd.h[1:] @ dp.w.T + dh @ p.w.T + dp.b2)  # (T, B, O)
+    return dh, dy
+
+
+def backward_residual(
+    p: Params, x: np.ndarray, fwd: Forward, f: Activation, g: Activation,
+    r_y: np.ndarray, r_h: np.ndarray | None = None,
+) -> dict[str, np.ndarray]:
+    """J_y^T r_y + J_h^T r_h: the backward pass of the network linearised at ``fwd``.
+
+    r_y (T, B, O) takes the place of dLoss/dy'_t = c (y'_t - y_t) in ``backward``, and
+    r_h (T, B, H) (optional) is added to dLoss/dh_t directly:
+
+        du_t = r_y,t * g'(u_t)
+        dh_t = du_t w + r_h,t + dz_{t+1} w_h
+        dz_t = dh_t * f'(z_t)
+
+    and the five sums of ``weight_grads``.  With r_y = c (y' - y) and r_h = None this is
+    ``backward`` exactly; with r_y = c J_y v it is the Gauss-Newton product J_y^T (c I) J_y v.
+    """
+    du = r_y * g.deriv(fwd.y_pred)  # (T, B, O)
+    dh_direct = du @ p.w  # (T, B, H)
+    if r_h is not None:
+        dh_direct = dh_direct + r_h  # (T, B, H)
+    dz = bptt_full(p.w_h, dh_direct, f.deriv(fwd.h[1:]))  # (T, B, H)
+    return weight_grads(x, fwd.h, dz, du)
