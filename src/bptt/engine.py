@@ -53,6 +53,11 @@ the test that pins it to this one (or to finite differences / torch autograd):
                              tests/test_torch_layer.py::test_truncated_equals_autograd_with_the_graph_cut
     forward mode (tangents)  output_tangent (dy'_t in a parameter direction; check.py's target map)
                              tests/test_engine.py::test_output_tangent_matches_finite_differences_and_torch_jvp
+    forward mode, states     state_tangent (dh_t and dy'_t: J_h v, J_y v; bptt.hf's Gauss-Newton products)
+                             tests/test_hf.py::test_state_tangent_matches_finite_differences_and_torch_jvp
+    linearised backward      backward_residual (J_y^T r_y + J_h^T r_h; backward with the residual replaced)
+                             tests/test_hf.py::test_backward_residual_is_the_vjp_and_backward_is_its_special_case,
+                             ::test_gauss_newton_product_matches_torch_jvp_vjp_and_finite_differences
     gradient flow            gradflow.gradient_flow (||dE_t/dh_k|| one step back at a time)
                              tests/test_gradflow.py::test_gradient_flow_matches_torch_autograd
     symbolic                 derive.py (sympy: the seed's chain-rule derivation for any T)
