@@ -212,8 +212,8 @@ def test_output_tangent_matches_finite_differences_and_torch_jvp(problem):
 
 
 @given(problems(), st.data())
-def test_state_tangent_matches_finite_differences_and_torch_jvp(problem, data):
-    """Forward mode from a perturbation of h_k (engine.state_tangent) against central differences and torch.func.jvp."""
+def test_output_tangent_from_state_matches_finite_differences_and_torch_jvp(problem, data):
+    """Forward mode from a perturbation of h_k (engine.output_tangent_from_state) against central differences and torch.func.jvp."""
     from bptt import engine
 
     m, x, _, h0, _ = problem
@@ -224,7 +224,7 @@ def test_state_tangent_matches_finite_differences_and_torch_jvp(problem, data):
     p = m.engine_params()
     dh = np.random.default_rng(k).standard_normal((B, m.hidden_size))
     fwd = engine.forward(p, xb, h0b, m.hidden_act, m.output_act)
-    got = engine.state_tangent(p, fwd, m.hidden_act, m.output_act, k, dh)  # (T, B, O)
+    got = engine.output_tangent_from_state(p, fwd, m.hidden_act, m.output_act, k, dh)  # (T, B, O)
     f, g = m.hidden_act.value, m.output_act.value
 
     def outputs(shift):  # y' with h_k moved by shift (the recurrence restarted from there)

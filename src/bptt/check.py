@@ -792,7 +792,7 @@ def exact_affine(cf: ClaimsFile, net: Net | None = None, rows: Sequence[int] | N
     c is the exact value at y = 0. A dE_i claim depends on y_i alone: its row is two exact evaluations
     per output. A dLoss claim is sum_t coef_t (y'_t - y_t) . (dy'_t/d·): its row is -coef_t dy'_t/d·, the
     outputs' tangent in the claim's direction (forward mode, ``engine.output_tangent`` or
-    ``engine.state_tangent``: O(T) each, not T + 1 gradient runs).
+    ``engine.output_tangent_from_state``: O(T) each, not T + 1 gradient runs).
     """
     net = net or Net(cf)
     rows = [j for j, cl in enumerate(cf.claims) if cl.dependence == AFFINE] if rows is None else list(rows)
@@ -832,7 +832,7 @@ def _output_tangent(net: Net, cl: Claim) -> np.ndarray:
     if cl.kind in ("dLoss/dh", "dLoss/dz"):
         dh = np.zeros((1, H))
         dh[0, cl.index[0]] = 1.0 if cl.kind == "dLoss/dh" or cl.t == 0 else net.fprime[cl.t - 1, 0, cl.index[0]]
-        return engine.state_tangent(net.p, net.fwd, net.f, net.g, cl.t, dh)[:, 0]
+        return engine.output_tangent_from_state(net.p, net.fwd, net.f, net.g, cl.t, dh)[:, 0]
     dp = engine.Params(*(_unit_param(v, cl.index) if name == cl.theta else np.zeros_like(v)
                          for name, v in net.p._asdict().items()))
     if cl.kind == "dLoss":
@@ -853,7 +853,7 @@ def _step_tangent(net: Net, dp: engine.Params, k: int) -> np.ndarray:
         dy[k - 1] = net.gprime[k - 1, 0] * (net.fwd.h[k] @ dp.w.T + dp.b2)[0]
         return dy
     dz = net.xb[k - 1] @ dp.w_x.T + net.fwd.h[k - 1] @ dp.w_h.T + dp.b1  # (1, H): z_k moved
-    return engine.state_tangent(net.p, net.fwd, net.f, net.g, k, net.fprime[k - 1] * dz)[:, 0]
+    return engine.output_tangent_from_state(net.p, net.fwd, net.f, net.g, k, net.fprime[k - 1] * dz)[:, 0]
 
 
 # ------------------------------------------------------------------ checking

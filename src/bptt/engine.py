@@ -53,8 +53,13 @@ the test that pins it to this one (or to finite differences / torch autograd):
                              tests/test_torch_layer.py::test_truncated_equals_autograd_with_the_graph_cut
     forward mode (tangents)  output_tangent (dy'_t in a parameter direction; check.py's target map)
                              tests/test_engine.py::test_output_tangent_matches_finite_differences_and_torch_jvp
-    forward mode, a state    state_tangent (dy'_t from a perturbation of h_k; check.py's per-step claims)
-                             tests/test_engine.py::test_state_tangent_matches_finite_differences_and_torch_jvp
+    forward mode, a state    output_tangent_from_state (dy'_t from a perturbation of h_k; check.py's per-step claims)
+                             tests/test_engine.py::test_output_tangent_from_state_matches_finite_differences_and_torch_jvp
+    forward mode, states     state_tangent (dh_t and dy'_t: J_h v, J_y v; bptt.hf's Gauss-Newton products)
+                             tests/test_hf.py::test_state_tangent_matches_finite_differences_and_torch_jvp
+    linearised backward      backward_residual (J_y^T r_y + J_h^T r_h; backward with the residual replaced)
+                             tests/test_hf.py::test_backward_residual_is_the_vjp_and_backward_is_its_special_case,
+                             ::test_gauss_newton_product_matches_torch_jvp_vjp_and_finite_differences
     gradient flow            gradflow.gradient_flow (||dE_t/dh_k|| one step back at a time)
                              tests/test_gradflow.py::test_gradient_flow_matches_torch_autograd
     symbolic                 derive.py (sympy: the seed's chain-rule derivation for any T)
@@ -284,7 +289,7 @@ def decompose(
     return Decomposition(terms=terms, paths=paths, weight=1.0 / T if reduction == "mean" else 1.0)
 
 
-def state_tangent(p: Params, fwd: Forward, f: Activation, g: Activation, k: int, dh: np.ndarray) -> np.ndarray:
+def output_tangent_from_state(p: Params, fwd: Forward, f: Activation, g: Activation, k: int, dh: np.ndarray) -> np.ndarray:
     """dy'_t for a perturbation dh (B, H) of the state h_k, parameters and inputs held fixed.
 
         dy'_k = g'(u_k) * (w dh)                   (k >= 1; h_0 has no output)
@@ -304,3 +309,53 @@ def state_tangent(p: Params, fwd: Forward, f: Activation, g: Activation, k: int,
         dh = fprime[t] * (dh @ p.w_h.T)  # (B, H)
         dy[t] = gprime[t] * (dh @ p.w.T)  # (B, O)
     return dy
+
+
+# ---------------------------------------------------------------- Gauss-Newton building blocks (bptt.hf)
+def state_tangent(
+    p: Params, x: np.ndarray, fwd: Forward, f: Activation, g: Activation, dp: Params
+) -> tuple[np.ndarray, np.ndarray]:
+    """Hidden-state and output tangents in the parameter direction dp: (J_h dp, J_y dp).
+
+        dz_t = dw_x x_t + dw_h h_{t-1} + w_h dh_{t-1} + db1     dh_0 = 0
+        dh_t = f'(z_t) * dz_t                                   (J_h dp)_t
+        dy'_t = g'(u_t) * (dw h_t + w dh_t + db2)               (J_y dp)_t
+
+    The recurrence of ``output_tangent``, also returning the dh_t it carries.
+    Returns dh (T, B, H) for h_1..h_T and dy' (T, B, O).
+    """
+    T = x.shape[0]
+    fprime = f.deriv(fwd.h[1:])  # (T, B, H)
+    gprime = g.deriv(fwd.y_pred)  # (T, B, O)
+    direct = x @ dp.w_x.T + fwd.h[:-1] @ dp.w_h.T + dp.b1  # (T, B, H)
+    dh = np.empty_like(fwd.h[1:])  # (T, B, H)
+    prev = np.zeros_like(fwd.h[0])  # (B, H): dh_0 = 0
+    for t in range(T):
+        prev = fprime[t] * (direct[t] + prev @ p.w_h.T)  # (B, H)
+        dh[t] = prev
+    dy = gprime * (fwd.h[1:] @ dp.w.T + dh @ p.w.T + dp.b2)  # (T, B, O)
+    return dh, dy
+
+
+def backward_residual(
+    p: Params, x: np.ndarray, fwd: Forward, f: Activation, g: Activation,
+    r_y: np.ndarray, r_h: np.ndarray | None = None,
+) -> dict[str, np.ndarray]:
+    """J_y^T r_y + J_h^T r_h: the backward pass of the network linearised at ``fwd``.
+
+    r_y (T, B, O) takes the place of dLoss/dy'_t = c (y'_t - y_t) in ``backward``, and
+    r_h (T, B, H) (optional) is added to dLoss/dh_t directly:
+
+        du_t = r_y,t * g'(u_t)
+        dh_t = du_t w + r_h,t + dz_{t+1} w_h
+        dz_t = dh_t * f'(z_t)
+
+    and the five sums of ``weight_grads``.  With r_y = c (y' - y) and r_h = None this is
+    ``backward`` exactly; with r_y = c J_y v it is the Gauss-Newton product J_y^T (c I) J_y v.
+    """
+    du = r_y * g.deriv(fwd.y_pred)  # (T, B, O)
+    dh_direct = du @ p.w  # (T, B, H)
+    if r_h is not None:
+        dh_direct = dh_direct + r_h  # (T, B, H)
+    dz = bptt_full(p.w_h, dh_direct, f.deriv(fwd.h[1:]))  # (T, B, H)
+    return weight_grads(x, fwd.h, dz, du)

@@ -1,6 +1,7 @@
 """Optimizers, gradient clipping and the learning-rate schedule: numpy, one of each, for every backend.
 
-    OPTIMIZERS    name -> factory(cfg, params): "sgd" (plain, momentum, Nesterov) and "adam"
+    OPTIMIZERS    name -> factory(cfg, params): "sgd" (plain, momentum, Nesterov), "adam" and "hf"
+                  (Hessian-free, ``bptt.hf.HessianFree``: whole HF iterations on the data, not gradient steps)
     SCHEDULES     name -> lr(cfg, step, total_steps): "constant" and "cosine"
     make_optimizer(cfg, params), clip_global_norm(grads, max_norm), lr_at(cfg, step, total_steps)
 
@@ -17,6 +18,7 @@ from typing import Any, Callable, Protocol
 
 import numpy as np
 
+from .hf import HessianFree
 from .validation import check_choice
 
 
@@ -101,6 +103,7 @@ class Adam:
 OPTIMIZERS: dict[str, Callable[[Any, dict[str, np.ndarray]], Optimizer]] = {
     "sgd": lambda cfg, params: SGD(params, cfg.momentum, cfg.nesterov),  # plain, momentum, Nesterov
     "adam": lambda cfg, params: Adam(params, tuple(cfg.betas), cfg.eps),
+    "hf": HessianFree.from_config,  # settings: TrainConfig's hf_* fields (bptt.hf.HFSettings)
 }
 
 

@@ -46,6 +46,7 @@ from typing import Any, Callable, Protocol
 
 import numpy as np
 
+from . import hf
 from . import io as bio
 from . import tasks
 from .activations import HIDDEN_ACTIVATIONS, OUTPUT_ACTIVATIONS
@@ -89,10 +90,20 @@ class TrainConfig:
     grad_checkpoint: int | str | None = None  # None | "sqrt" | k: keep every k-th hidden state in backward, recompute the rest
     backend: str = "numpy"  # where gradients come from: numpy (bptt's engine) | torch (bptt.torch.sigmoid_rnn)
     nproc: int = 1  # torch: data-parallel processes (ranks); the batch is global, split among them
+    # optimizer "hf" (Hessian-free, bptt.hf): one HF iteration per epoch; lr, clip, schedule unused
+    hf_damping: float = 1.0  # initial Levenberg-Marquardt λ
+    hf_structural: float = 0.0  # structural damping μ (on the hidden states)
+    hf_max_cg: int = 100  # CG iterations per HF iteration, at most
+    hf_cg_decay: float = 0.95  # CG starts from this times the previous solution
+    hf_batch: int | None = None  # sequences for the gradient (None: the whole training split)
+    hf_curvature_batch: int | None = 500  # sequences for the Gauss-Newton products (None: the gradient batch)
+    hf_l2: float = 0.0  # weight decay: l2/2 ||θ||² added to the objective
+    hf_time_limit: float | None = None  # seconds of HF iterations, then stop (None: no limit)
 
     def validate(self) -> None:
         check_choice("task", self.task, tasks.TASKS)
         check_choice("optimizer", self.optimizer, OPTIMIZERS)
+        hf.check_settings(self)
         check_choice("schedule", self.schedule, SCHEDULES)
         check_choice("backend", self.backend, BACKENDS)
         check_int("nproc", self.nproc)
@@ -585,7 +596,11 @@ def train(
         epoch = state["epoch"] + 1
         perm = np.random.default_rng([cfg.seed, epoch]).permutation(N)  # (N,): this epoch's order
         loss_sum, loss_n = 0.0, 0
-        for bi in range(batches):
+        if cfg.optimizer == "hf":  # Hessian-free (bptt.hf): one HF iteration per epoch, in place of the mini-batches
+            loss_sum, loss_n = opt.iterate(params, xs, ys, data.train.mask, perm), 1
+            state["step"] += 1
+            state["stopped_early"] = opt.out_of_time  # hf_time_limit reached: this epoch is the last
+        for bi in range(batches if cfg.optimizer != "hf" else 0):
             idx = perm[bi * cfg.batch_size : (bi + 1) * cfg.batch_size]
             xb, yb = xs[:, idx], ys[:, idx]  # (T, B, D), (T, B, O)
             mb = None if data.train.mask is None else data.train.mask[:, idx]  # (T, B)

@@ -1,0 +1,434 @@
+r"""Hessian-free (HF) optimisation of the seed's network: Martens (ICML 2010), Martens & Sutskever (ICML 2011).
+
+Everything here is built on bptt's own engine: the forward pass, the forward-mode tangents
+(``engine.state_tangent``, the R-operator) and the backward pass of the linearised network
+(``engine.backward_residual``).  Vectors are flat: θ, δ, v (P,) in ``PARAM_NAMES`` order.
+
+The objective on a batch (S: its scored (t, b) pairs, n = |S|; κ: ``l2``):
+
+    L(θ) = (1/n) Σ_{(t,b)∈S} 1/2 ||y_tb - y'_tb(θ)||² + κ/2 ||θ||²
+
+Gauss-Newton curvature.  L = ℓ(y'(θ)) with ℓ(y') = (1/n) Σ_S 1/2 ||y - y'||², so
+
+    ∇²L = J^T ∇²ℓ J + Σ_S (∂ℓ/∂y'_tb) ∇²y'_tb + κI,      J = dy'/dθ   ((T B O) × P)
+
+and the Gauss-Newton matrix drops the middle term: G = J^T H_L J + κI with H_L = (1/n) diag(mask)
+(positive semi-definite, unlike ∇²L).  The output activation g sits inside J:
+(J v)_t = g'(u_t) (dw h_t + w dh_t + db2), and J^T r = ``backward_residual(r_y = r)``, whose first
+line du_t = r_t g'(u_t) multiplies by g'(u_t) once more.  So G v carries g'(u)², the Gauss-Newton
+matrix of the squared error of y' (what the seed's loss is), and it is exactly ``engine.backward``
+with the residual c (y' - y) replaced by c · mask · J v.  (The "matching loss" form J_u^T H J_u with
+J_u = du/dθ and one g' belongs to a loss matched to g, e.g. cross-entropy for a sigmoid g; it is not
+the Gauss-Newton matrix of this loss unless g is the identity, where the two coincide.)
+
+Damping (Levenberg-Marquardt, plus structural damping on the hidden states):
+
+    M(δ) = L(θ) + ∇L^T δ + 1/2 δ^T G δ + λ/2 ||δ||² + μλ · 1/2 δ^T J_h^T (1/B) J_h δ
+
+with J_h = dh/dθ (h_1..h_T, every step of every sequence of the curvature batch, B sequences): the
+Gauss-Newton form of the distance (1/B) Σ_{t,b} 1/2 ||h_tb(θ + δ) - h_tb(θ)||², which keeps the
+hidden states of a step from moving far where the quadratic model is not to be trusted.  CG
+minimises φ(δ) = M(δ) - L(θ) = ∇L^T δ + 1/2 δ^T A δ with A = G + λI + μλ J_h^T J_h / B.
+
+One HF iteration (``HessianFree.iterate``):
+
+    1. gradient ∇L on the gradient batch (``batch`` sequences of the epoch's shuffle, or all)
+    2. CG on A δ = -∇L with A's products on the curvature batch (the first ``curvature_batch``
+       sequences of the gradient batch), started from ``cg_decay`` · the previous CG solution,
+       keeping the iterates i = ceil(1.3^j) and the last; stopped by Martens' relative-progress
+       rule (i > k = max(10, 0.1 i) and (φ_i - φ_{i-k}) / φ_i < k · 5e-4) or at ``max_cg``
+    3. CG backtracking: from the last kept iterate back, L on the gradient batch, the best one
+       before L gets worse
+    4. ρ = (L(θ + δ) - L(θ)) / φ(δ); λ ← 3/2 λ if ρ < 1/4, λ ← 2/3 λ if ρ > 3/4
+    5. line search: the largest α = 0.8^k (k < 60) with L(θ + αδ) ≤ L(θ) + 10^-2 α ∇L^T δ; none: no step
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import numpy as np
+
+from . import activations, engine
+from .activations import Activation
+from .engine import PARAM_NAMES, Params
+from .validation import BPTTError, check_int, check_number
+
+BOOST, DROP = 1.5, 2.0 / 3.0  # λ ← BOOST λ when ρ < 1/4, DROP λ when ρ > 3/4
+CG_TOL = 5e-4  # Martens' relative-progress tolerance
+ARMIJO, SHRINK, MAX_SHRINK = 1e-2, 0.8, 60  # line search: sufficient decrease, step factor, tries
+
+
+# ---------------------------------------------------------------- flat vectors
+def flatten(arrays: dict[str, np.ndarray] | Params) -> np.ndarray:
+    """The five arrays as one vector (P,), in PARAM_NAMES order."""
+    d = arrays._asdict() if isinstance(arrays, Params) else arrays
+    return np.concatenate([np.ravel(d[k]) for k in PARAM_NAMES])
+
+
+def unflatten(v: np.ndarray, shapes: dict[str, tuple[int, ...]]) -> Params:
+    """(P,) -> Params with the given shapes (views into v)."""
+    out, o = {}, 0
+    for k in PARAM_NAMES:
+        size = math.prod(shapes[k])
+        out[k] = v[o : o + size].reshape(shapes[k])
+        o += size
+    return Params(**out)
+
+
+def shapes_of(p: dict[str, np.ndarray] | Params) -> dict[str, tuple[int, ...]]:
+    d = p._asdict() if isinstance(p, Params) else p
+    return {k: tuple(np.shape(d[k])) for k in PARAM_NAMES}
+
+
+# ---------------------------------------------------------------- batches, loss, gradient
+@dataclass(frozen=True)
+class Batch:
+    """x (T, B, D), y (T, B, O), mask (T, B) bool: the scored steps (every step when built from None)."""
+
+    x: np.ndarray
+    y: np.ndarray
+    mask: np.ndarray
+
+    @property
+    def n(self) -> int:
+        """Scored (t, b) pairs."""
+        return int(self.mask.sum())
+
+    @classmethod
+    def of(cls, x: np.ndarray, y: np.ndarray, mask: np.ndarray | None) -> "Batch":
+        m = np.ones(x.shape[:2], dtype=bool) if mask is None else np.asarray(mask, dtype=bool)  # (T, B)
+        return cls(x, y, m)
+
+
+@dataclass(frozen=True)
+class Net:
+    """The activations: hidden f, output g."""
+
+    f: Activation
+    g: Activation
+
+    @classmethod
+    def named(cls, hidden: str, output: str) -> "Net":
+        return cls(activations.get(hidden), activations.get(output))
+
+    def forward(self, p: Params, b: Batch) -> engine.Forward:
+        h0 = np.zeros((b.x.shape[1], p.w_h.shape[0]), dtype=b.x.dtype)  # (B, H)
+        return engine.forward(p, b.x, h0, self.f, self.g)
+
+
+def residual(fwd: engine.Forward, b: Batch) -> np.ndarray:
+    """mask · (y' - y): zero at unscored steps.  (T, B, O)"""
+    return (fwd.y_pred - b.y) * b.mask[..., None]  # (T, B, O)
+
+
+def loss(net: Net, p: Params, b: Batch, l2: float = 0.0) -> float:
+    """L(θ) = (1/n) Σ_S 1/2 ||y - y'||² + l2/2 ||θ||²."""
+    r = residual(net.forward(p, b), b)  # (T, B, O)
+    reg = 0.5 * l2 * float(sum(np.sum(a * a) for a in p)) if l2 else 0.0
+    return float(0.5 * np.sum(r * r) / max(b.n, 1)) + reg
+
+
+def loss_and_grad(net: Net, p: Params, b: Batch, l2: float = 0.0) -> tuple[float, np.ndarray]:
+    """(L(θ), ∇L (P,)): ∇L = J^T (1/n) mask (y' - y) + l2 θ, by ``backward_residual``."""
+    fwd = net.forward(p, b)
+    r = residual(fwd, b) / max(b.n, 1)  # (T, B, O): dL/dy'
+    grad = flatten(engine.backward_residual(p, b.x, fwd, net.f, net.g, r))  # (P,)
+    value = float(0.5 * max(b.n, 1) * np.sum(r * r))
+    if l2:
+        theta = flatten(p)  # (P,)
+        value += 0.5 * l2 * float(theta @ theta)
+        grad = grad + l2 * theta
+    return value, grad
+
+
+# ---------------------------------------------------------------- curvature products
+@dataclass(frozen=True)
+class Curvature:
+    """Gauss-Newton products at θ on one batch, with its forward pass stored once."""
+
+    net: Net
+    p: Params
+    batch: Batch
+    fwd: engine.Forward
+
+    @classmethod
+    def at(cls, net: Net, p: Params, b: Batch) -> "Curvature":
+        return cls(net, p, b, net.forward(p, b))
+
+    def products(self, v: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(G v without κ, J_h^T (1/B) J_h v), both (P,), from one tangent pass and one backward pass.
+
+        G v = J^T (1/n) mask J v;  the structural part S v = J_h^T (1/B) J_h v.
+        """
+        dp = unflatten(v, shapes_of(self.p))
+        dh, dy = engine.state_tangent(self.p, self.batch.x, self.fwd, self.net.f, self.net.g, dp)  # (T, B, H), (T, B, O)
+        r_y = dy * self.batch.mask[..., None] / max(self.batch.n, 1)  # (T, B, O)
+        gv = flatten(engine.backward_residual(self.p, self.batch.x, self.fwd, self.net.f, self.net.g, r_y))
+        sv = flatten(engine.backward_residual(self.p, self.batch.x, self.fwd, self.net.f, self.net.g,
+                                              np.zeros_like(dy), dh / self.batch.x.shape[1]))
+        return gv, sv
+
+    def gn(self, v: np.ndarray) -> np.ndarray:
+        """G v = J^T (1/n) mask J v (no damping, no l2).  (P,)"""
+        return self.products(v)[0]
+
+    def damped(self, lam: float, mu: float, l2: float = 0.0) -> Callable[[np.ndarray], np.ndarray]:
+        """v -> A v = G v + (l2 + λ) v + μλ J_h^T (1/B) J_h v."""
+        def apply(v: np.ndarray) -> np.ndarray:
+            if mu:
+                gv, sv = self.products(v)
+                return gv + (l2 + lam) * v + mu * lam * sv
+            return self.gn(v) + (l2 + lam) * v
+        return apply
+
+
+def gn_product_dense(net: Net, p: Params, b: Batch) -> np.ndarray:
+    """G (P, P) column by column (for tests: small shapes only)."""
+    c = Curvature.at(net, p, b)
+    P = flatten(p).size
+    return np.stack([c.gn(e) for e in np.eye(P, dtype=b.x.dtype)], axis=1)  # (P, P)
+
+
+# ---------------------------------------------------------------- conjugate gradient
+@dataclass
+class CGResult:
+    """Kept iterates (i, δ_i, φ(δ_i)) in order of i, the last included; iterations run."""
+
+    kept: list[tuple[int, np.ndarray, float]]
+    iterations: int
+
+    @property
+    def last(self) -> np.ndarray:
+        return self.kept[-1][1]
+
+
+def cg(apply_a: Callable[[np.ndarray], np.ndarray], grad: np.ndarray, x0: np.ndarray, max_iters: int,
+       tol: float = CG_TOL) -> CGResult:
+    """Minimise φ(x) = grad^T x + 1/2 x^T A x (A ≻ 0) by conjugate gradient from x0.
+
+    r = -grad - A x (the negative gradient of φ),  φ(x) = -1/2 x^T (r - grad).
+    Keeps the iterates i = ceil(1.3^j) and the last (for backtracking), and stops once
+    i > k = max(10, ceil(0.1 i)), φ_i < 0 and (φ_i - φ_{i-k}) / φ_i < k tol (Martens 2010).
+    """
+    keep = {math.ceil(1.3**j) for j in range(1, 200) if math.ceil(1.3**j) <= max_iters}
+    x = x0.copy()  # (P,)
+    r = -grad - apply_a(x)  # (P,)
+    d = r.copy()  # (P,): search direction
+    rr = float(r @ r)
+    phis = [-0.5 * float(x @ (r - grad))]
+    kept: list[tuple[int, np.ndarray, float]] = []
+    i = 0
+    while i < max_iters and rr > 0:
+        ad = apply_a(d)  # (P,)
+        dad = float(d @ ad)
+        if dad <= 0:  # only rounding makes a PD matrix do this; stop where we are
+            break
+        alpha = rr / dad
+        x += alpha * d
+        r -= alpha * ad
+        rr_new = float(r @ r)
+        d = r + (rr_new / rr) * d
+        rr = rr_new
+        i += 1
+        phi = -0.5 * float(x @ (r - grad))
+        phis.append(phi)
+        if i in keep:
+            kept.append((i, x.copy(), phi))
+        k = max(10, math.ceil(0.1 * i))
+        if i > k and phi < 0 and (phi - phis[i - k]) / phi < k * tol:
+            break
+    if not kept or kept[-1][0] != i:
+        kept.append((i, x.copy(), phis[-1]))
+    return CGResult(kept, i)
+
+
+def backtrack(kept: list[tuple[int, np.ndarray, float]], objective: Callable[[np.ndarray], float]
+              ) -> tuple[int, np.ndarray, float, float]:
+    """CG backtracking: from the last kept iterate back, stop before the objective gets worse.
+
+    Returns (i, δ_i, φ(δ_i), objective(δ_i)) of the chosen iterate.
+    """
+    j = len(kept) - 1
+    best = objective(kept[j][1])
+    while j > 0:
+        prev = objective(kept[j - 1][1])
+        if prev >= best:
+            break
+        j, best = j - 1, prev
+    i, delta, phi = kept[j]
+    return i, delta, phi, best
+
+
+def line_search(objective: Callable[[float], float], f0: float, slope: float, f1: float) -> tuple[float, float]:
+    """Largest α = 0.8^k (k < 60) with objective(α) ≤ f0 + 10^-2 α slope (slope = ∇L^T δ < 0).
+
+    f1 = objective(1), already known.  Returns (α, objective(α)); (0, f0) when none qualifies.
+    """
+    alpha, value = 1.0, f1
+    for _ in range(MAX_SHRINK):
+        if math.isfinite(value) and value <= f0 + ARMIJO * alpha * slope:
+            return alpha, value
+        alpha *= SHRINK
+        value = objective(alpha)
+    return 0.0, f0
+
+
+def reduction_ratio(actual: float, predicted: float) -> float:
+    """ρ = (L(θ + δ) - L(θ)) / φ(δ); -inf when the model predicts no decrease."""
+    return actual / predicted if predicted < 0 else -math.inf
+
+
+def adjust_damping(lam: float, rho: float) -> float:
+    """Levenberg-Marquardt: λ · 3/2 if ρ < 1/4, λ · 2/3 if ρ > 3/4, else λ."""
+    if rho < 0.25:
+        return lam * BOOST
+    if rho > 0.75:
+        return lam * DROP
+    return lam
+
+
+# ---------------------------------------------------------------- settings and the optimizer
+@dataclass(frozen=True)
+class HFSettings:
+    """damping: initial λ; structural: μ; max_cg: CG iterations per HF iteration; cg_decay: the
+    previous solution's factor in CG's start; batch: sequences for the gradient (None: all);
+    curvature_batch: sequences for G's products, the first of the gradient batch (None: all of it);
+    l2: κ; time_limit: seconds of HF iterations after which training stops (None: no limit)."""
+
+    damping: float = 1.0
+    structural: float = 0.0
+    max_cg: int = 100
+    cg_decay: float = 0.95
+    batch: int | None = None
+    curvature_batch: int | None = 500
+    l2: float = 0.0
+    time_limit: float | None = None
+
+    @classmethod
+    def from_config(cls, cfg: Any) -> "HFSettings":
+        """From a TrainConfig's ``hf_*`` fields."""
+        return cls(cfg.hf_damping, cfg.hf_structural, cfg.hf_max_cg, cfg.hf_cg_decay, cfg.hf_batch,
+                   cfg.hf_curvature_batch, cfg.hf_l2, cfg.hf_time_limit)
+
+
+def check_settings(cfg: Any) -> None:
+    """One-line BPTTError for a bad ``hf_*`` field of a TrainConfig, or HF with an option it cannot honour."""
+    check_number("hf_damping", cfg.hf_damping, 0, low_open=True)
+    check_number("hf_structural", cfg.hf_structural, 0)
+    check_int("hf_max_cg", cfg.hf_max_cg)
+    check_number("hf_cg_decay", cfg.hf_cg_decay, 0, 1)
+    check_int("hf_batch", cfg.hf_batch, none_ok=True)
+    check_int("hf_curvature_batch", cfg.hf_curvature_batch, none_ok=True)
+    check_number("hf_l2", cfg.hf_l2, 0)
+    check_number("hf_time_limit", cfg.hf_time_limit, 0, low_open=True, none_ok=True)
+    if cfg.optimizer == "hf":
+        for name, default in (("chunk", None), ("truncate", None), ("grad_checkpoint", None), ("backend", "numpy"),
+                              ("nproc", 1)):
+            if getattr(cfg, name) != default:
+                raise BPTTError(f"optimizer hf takes whole sequences on the numpy engine; {name} must be "
+                                f"{default!r}, got {getattr(cfg, name)!r}")
+
+
+@dataclass
+class HFInfo:
+    """What one HF iteration did (``HessianFree.last``)."""
+
+    loss: float
+    new_loss: float
+    rho: float
+    damping: float
+    cg_iters: int
+    cg_chosen: int
+    alpha: float
+    seconds: float
+
+
+@dataclass
+class HessianFree:
+    """The HF optimizer: its state is λ, CG's last solution and the seconds spent (for checkpoints).
+
+    ``iterate`` takes one whole HF iteration; ``step`` (the first-order optimizers' interface)
+    is refused, because HF needs the data, not a gradient.
+    """
+
+    shapes: dict[str, tuple[int, ...]]
+    net: Net
+    settings: HFSettings
+    lam: float = 1.0
+    delta: np.ndarray = field(default=None)  # type: ignore[assignment]  # (P,): CG's last solution
+    elapsed: float = 0.0
+    t: int = 0
+    last: HFInfo | None = None
+
+    @classmethod
+    def create(cls, params: dict[str, np.ndarray], net: Net, settings: HFSettings) -> "HessianFree":
+        theta = flatten(params)
+        return cls(shapes_of(params), net, settings, settings.damping, np.zeros_like(theta))
+
+    @classmethod
+    def from_config(cls, cfg: Any, params: dict[str, np.ndarray]) -> "HessianFree":
+        return cls.create(params, Net.named(cfg.hidden_activation, cfg.output_activation), HFSettings.from_config(cfg))
+
+    @property
+    def out_of_time(self) -> bool:
+        return self.settings.time_limit is not None and self.elapsed >= self.settings.time_limit
+
+    def step(self, params: dict[str, np.ndarray], grads: dict[str, np.ndarray], lr: float) -> None:
+        raise BPTTError("optimizer hf takes whole HF iterations (HessianFree.iterate), not gradient steps")
+
+    def state(self) -> dict[str, np.ndarray]:
+        return {"damping": np.array([self.lam]), "delta": self.delta.copy(), "elapsed": np.array([self.elapsed])}
+
+    def load_state(self, arrays: dict[str, np.ndarray], t: int) -> None:
+        self.lam = float(arrays["damping"][0])
+        self.delta = arrays["delta"].copy()
+        self.elapsed = float(arrays["elapsed"][0])
+        self.t = t
+
+    def batches(self, x: np.ndarray, y: np.ndarray, mask: np.ndarray | None, order: np.ndarray) -> tuple[Batch, Batch]:
+        """(gradient batch, curvature batch) from the epoch's shuffle ``order`` (N,) of x (T, N, D)."""
+        s = self.settings
+        idx = order[: s.batch] if s.batch else order  # (B,)
+        cidx = idx[: s.curvature_batch] if s.curvature_batch else idx  # (Bc,)
+        m = None if mask is None else mask[:, idx]
+        cm = None if mask is None else mask[:, cidx]
+        return Batch.of(x[:, idx], y[:, idx], m), Batch.of(x[:, cidx], y[:, cidx], cm)
+
+    def iterate(self, params: dict[str, np.ndarray], x: np.ndarray, y: np.ndarray, mask: np.ndarray | None,
+                order: np.ndarray) -> float:
+        """One HF iteration on the training data x (T, N, D), y (T, N, O), mask (T, N) or None;
+        updates ``params`` in place.  Returns L(θ) on the gradient batch before the step."""
+        start = time.perf_counter()
+        s = self.settings
+        gb, cb = self.batches(x, y, mask, order)
+        theta = flatten(params)  # (P,)
+        p = unflatten(theta, self.shapes)
+        f0, grad = loss_and_grad(self.net, p, gb, s.l2)
+
+        def objective(delta: np.ndarray) -> float:
+            with np.errstate(over="ignore", invalid="ignore"):
+                v = loss(self.net, unflatten(theta + delta, self.shapes), gb, s.l2)
+            return v if math.isfinite(v) else math.inf
+
+        curv = Curvature.at(self.net, p, cb)
+        res = cg(curv.damped(self.lam, s.structural, s.l2), grad, s.cg_decay * self.delta, s.max_cg)
+        self.delta = res.last.copy()
+        chosen, delta, phi, f1 = backtrack(res.kept, objective)
+        rho = reduction_ratio(f1 - f0, phi)
+        lam_used = self.lam
+        self.lam = adjust_damping(self.lam, rho)
+        slope = float(grad @ delta)
+        alpha, f_new = line_search(lambda a: objective(a * delta), f0, slope, f1) if slope < 0 else (0.0, f0)
+        if alpha > 0:
+            new = theta + alpha * delta
+            for k, v in unflatten(new, self.shapes)._asdict().items():
+                params[k][...] = v
+        self.t += 1
+        seconds = time.perf_counter() - start
+        self.elapsed += seconds
+        self.last = HFInfo(f0, f_new, rho, lam_used, res.iterations, chosen, alpha, seconds)
+        return f0
