@@ -482,3 +482,14 @@ def test_a_new_optimizer_is_one_record(monkeypatch, tmp_path, capsys):
     assert main(["train", "--task", "binary-addition", "--bits", "3", "--n-train", "16", "--n-val", "4", "--n-test",
                  "4", "--hidden", "2", "--epochs", "1", "--optimizer", "signsgd", "--lr", "0.01", "--plots", "none",
                  "--no-progress", "--out", str(tmp_path / "run")]) == 0
+
+
+def test_hf_settings_on_the_command_line_reach_the_config(tmp_path):
+    out = tmp_path / "run"
+    assert main(["train", "--task", "adding", "--length", "6", "--n-train", "20", "--n-val", "5", "--n-test", "5",
+                 "--hidden", "3", "--epochs", "2", "--optimizer", "hf", "--hf-damping", "2", "--hf-structural", "0.1",
+                 "--hf-max-cg", "7", "--hf-l2", "1e-6", "--hf-curvature-batch", "10", "--plots", "none",
+                 "--no-progress", "--out", str(out)]) == 0
+    cfg = json.loads((out / "config.json").read_text())
+    assert (cfg["hf_damping"], cfg["hf_structural"], cfg["hf_max_cg"], cfg["hf_l2"], cfg["hf_curvature_batch"]) == \
+        (2.0, 0.1, 7, 1e-6, 10)

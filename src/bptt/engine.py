@@ -133,17 +133,9 @@ def output_tangent(p: Params, x: np.ndarray, fwd: Forward, f: Activation, g: Act
 
     x (T, B, D); fwd from ``forward``; dp shaped like p.  Returns dy' (T, B, O).  One pass
     costs one forward pass, so the Jacobian dy'/dθ of a P-parameter model takes P passes.
+    (``state_tangent`` runs the recurrence and also returns the dh_t it carries.)
     """
-    T, B, _ = x.shape
-    fprime = f.deriv(fwd.h[1:])  # (T, B, H)
-    gprime = g.deriv(fwd.y_pred)  # (T, B, O)
-    direct = x @ dp.w_x.T + fwd.h[:-1] @ dp.w_h.T + dp.b1  # (T, B, H): dz_t without the carried dh
-    dh = np.zeros_like(fwd.h[0])  # (B, H): dh_0 = 0, the initial state is given
-    dy = np.empty_like(fwd.y_pred)  # (T, B, O)
-    for t in range(T):
-        dh = fprime[t] * (direct[t] + dh @ p.w_h.T)  # (B, H)
-        dy[t] = gprime[t] * (fwd.h[t + 1] @ dp.w.T + dh @ p.w.T + dp.b2)  # (B, O)
-    return dy
+    return state_tangent(p, x, fwd, f, g, dp)[1]
 
 
 def loss_scale(T: int, B: int, reduction: str) -> float:

@@ -67,8 +67,24 @@ def add(sub) -> None:
     g.add_argument("--patience", type=int, default=None, metavar="E", help="early stopping after E epochs without a better validation loss")
     g.add_argument("--seed", type=int, default=None, help="one seed for data, initialisation and shuffling (default 0)")
     g.add_argument("--checkpoint-every", type=int, default=None, metavar="E", help=f"checkpoint every E epochs ({_per_task('checkpoint_every')})")
+    g = p.add_argument_group("Hessian-free (--optimizer hf; README '### Hessian-free training')")
+    for flag, typ, hlp in HF_OPTIONS:
+        g.add_argument(flag, type=typ, default=None, help=hlp)
     _add_task_options(p)
     p.set_defaults(run=run)
+
+
+# --optimizer hf's settings: (flag, type, help); each is the TrainConfig field of the same name.
+HF_OPTIONS = (
+    ("--hf-damping", float, "initial Levenberg-Marquardt damping λ (default 1)"),
+    ("--hf-structural", float, "structural damping μ on the hidden states (default 0)"),
+    ("--hf-max-cg", int, "conjugate-gradient iterations per HF iteration, at most (default 100)"),
+    ("--hf-cg-decay", float, "CG starts from this times the previous solution (default 0.95)"),
+    ("--hf-batch", int, "sequences for the gradient (default: the whole training split)"),
+    ("--hf-curvature-batch", int, "sequences for the Gauss-Newton products (default 500)"),
+    ("--hf-l2", float, "weight decay l2/2 ||θ||² added to the objective (default 0)"),
+    ("--hf-time-limit", float, "seconds of HF iterations, then stop (default: no limit)"),
+)
 
 
 def _choices(names) -> str:
@@ -129,6 +145,9 @@ def train_config_from_args(args: argparse.Namespace):
         "checkpoint_every": args.checkpoint_every, "grad_checkpoint": _grad_checkpoint(args.grad_checkpoint),
         "backend": args.backend, "nproc": _nproc(args.nproc),
     }
+    for flag, _, _ in HF_OPTIONS:
+        field = flag[2:].replace("-", "_")
+        given[field] = getattr(args, field)
     settings = {k: v for k, v in given.items() if v is not None}
     if args.clip is not None:
         settings["clip"] = clip
