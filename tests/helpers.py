@@ -80,3 +80,10 @@ def torch_truncated_grads(m, x, y, k, reduction="mean"):
         loss = loss / (T * B)
     loss.backward()
     return {n: P[n].grad.numpy() for n in PARAM_NAMES}
+
+
+def rel_err(a, b):
+    """||a - b|| / ||b|| over all elements (b's norm floored at 1e-12)."""
+    a, b = np.ravel(a), np.ravel(b)
+    return np.linalg.norm(a - b) / max(np.linalg.norm(b), 1e-12)
+

@@ -9,7 +9,7 @@ import bptt
 from bptt.activations import HIDDEN_ACTIVATIONS, OUTPUT_ACTIVATIONS
 from bptt.engine import PARAM_NAMES
 
-from helpers import finite_difference_grads, random_model, torch_loss_and_grads, torch_truncated_grads
+from helpers import finite_difference_grads, random_model, rel_err, torch_loss_and_grads, torch_truncated_grads
 
 torch = pytest.importorskip("torch")
 
@@ -33,11 +33,6 @@ def problems(draw, max_T=6):
     y = rng.uniform(0, 1, (T, B, O) if batched else (T, O))
     h0 = rng.standard_normal((B, H) if batched else (H,)) if with_h0 else None
     return m, x, y, h0, reduction
-
-
-def rel_err(a, b):
-    a, b = np.ravel(a), np.ravel(b)
-    return np.linalg.norm(a - b) / max(np.linalg.norm(b), 1e-12)
 
 
 @given(problems())

@@ -19,7 +19,7 @@ from bptt.activations import HIDDEN_ACTIVATIONS, OUTPUT_ACTIVATIONS
 from bptt.engine import PARAM_NAMES, Params
 from bptt.validation import BPTTError
 
-from helpers import random_model
+from helpers import random_model, rel_err
 
 torch = pytest.importorskip("torch")
 
@@ -43,11 +43,6 @@ def problems(draw, max_T=6):
     mask[-1, 0] = True
     net = hf.Net(m.hidden_act, m.output_act)
     return net, m.engine_params(), hf.Batch(x, y, mask), rng
-
-
-def rel_err(a, b):
-    a, b = np.ravel(a), np.ravel(b)
-    return np.linalg.norm(a - b) / max(np.linalg.norm(b), 1e-12)
 
 
 def close(a, b, rel, abs_):

@@ -452,17 +452,23 @@ def batched_kernel(x, y, h0, weights, biases, codes, c, trunc, need_grad, use_bl
 
 # ---------------------------------------------------------------- elementwise steps for the "gemm" path
 @njit(cache=True, error_model="numpy")
+def _act_2d(z, out, code, one):
+    """out = f(z) for C-contiguous 2-D arrays ((B, H) rows or (H, B) lanes), in the dtype of ``one``;
+    the sigmoid through the vectorisable _exp (float32), the inner loop over the last axis."""
+    R, C = z.shape
+    for r in range(R):
+        if code == 0:
+            for c in range(C):
+                out[r, c] = one / (one + _exp(-z[r, c]))
+        else:
+            for c in range(C):
+                out[r, c] = _f(z[r, c], code, one)
+
+
+@njit(cache=True, error_model="numpy")
 def _act_rows(z, out, code):
     """out = f(z) for C-contiguous (B, H) arrays, in their dtype (sigmoid vectorised in float32)."""
-    one = np.ones(1, z.dtype)[0]
-    B, H = z.shape
-    for b in range(B):
-        if code == 0:
-            for i in range(H):
-                out[b, i] = one / (one + _exp(-z[b, i]))
-        else:
-            for i in range(H):
-                out[b, i] = _f(z[b, i], code, one)
+    _act_2d(z, out, code, np.ones(1, z.dtype)[0])
 
 
 @njit(cache=True, error_model="numpy")
@@ -945,19 +951,6 @@ def _target_shape(ndim: int, T: int, B: int, O: int) -> tuple[int, ...] | None:
 # (z[i, :] += w_h[i, k] h[k, :]), the float32 sigmoid vectorises over B, and the weight-gradient
 # sums are kept per lane ((H, H, B) accumulators, elementwise updates, no reductions) and summed
 # over the lanes once at the end.  No BLAS call, no allocation per step.
-@njit(cache=True, error_model="numpy")
-def _act_lanes(z, out, code, one):
-    """out = f(z) for (H, B) arrays; sigmoid through the vectorisable _exp (float32)."""
-    H, B = z.shape
-    for i in range(H):
-        if code == 0:
-            for b in range(B):
-                out[i, b] = one / (one + _exp(-z[i, b]))
-        else:
-            for b in range(B):
-                out[i, b] = _f(z[i, b], code, one)
-
-
 @njit(cache=True, error_model="numpy", fastmath={"contract"})
 def _lanes_forward(xs, hs, w, wx, wh, b1, b2, y, fcode, gcode, cd, du):
     """hs[1:] (T, H, B) <- h_1..h_T from hs[0]; du (T, O, B) <- c (y' - y) g'(u); returns the loss sum
@@ -983,7 +976,7 @@ def _lanes_forward(xs, hs, w, wx, wh, b1, b2, y, fcode, gcode, cd, du):
                 wv = wh[i, k]
                 for b in range(B):
                     z[i, b] += wv * hs[t, k, b]
-        _act_lanes(z, hs[t + 1], fcode, one)
+        _act_2d(z, hs[t + 1], fcode, one)  # (H, B) lanes
         for o in range(O):
             bo = b2[o]
             for b in range(B):
