@@ -60,7 +60,7 @@ def test_every_kernel_matches_the_reference(T, B, D, H, O, f, g, reduction, trun
     p, x, y, h0 = _problem(rng, T, B, D, H, O, dtype)
     fa, ga = activations.ACTIVATIONS[f], activations.ACTIVATIONS[g]
     ref = dispatch.loss_and_grad(p, x, y, h0, fa, ga, reduction, trunc, None, "numpy")
-    names = ["loop", "blas", "gemm"] + (["scalar"] if (B, D, H, O) == (1, 1, 1, 1) else [])
+    names = ["loop", "parallel"] + (["scalar"] if (B, D, H, O) == (1, 1, 1, 1) else [])
     for name in names:
         _assert_close(dispatch.loss_and_grad(p, x, y, h0, fa, ga, reduction, trunc, None, name), ref, dtype)
 
@@ -111,7 +111,7 @@ _FD_CASES = [(*size, f, OUTPUT[i % len(OUTPUT)]) for size in ((1, 1, 1, 1), (2, 
 
 @pytest.mark.parametrize("D,H,O,B,f,g", _FD_CASES)
 def test_compiled_path_against_finite_differences(D, H, O, B, f, g):
-    """float64, central differences of the loss, on the scalar, loop and BLAS kernels."""
+    """float64, central differences of the loss, on the scalar and loop kernels."""
     rng = np.random.default_rng(H)
     m = random_model(rng, D, H, O, f, g, scale=0.5)
     T = 5
@@ -120,7 +120,7 @@ def test_compiled_path_against_finite_differences(D, H, O, B, f, g):
     if D == 1 and O == 1:
         x, y = x[:, 0], y[:, 0]
     expect = kernels.choose_kernel(T, B, D, H, O)
-    assert expect == {1: "scalar", 3: "loop", 40: "blas"}[H]  # each kernel once
+    assert expect == {1: "scalar", 3: "loop", 40: "loop"}[H]
     _, grads = m.loss_and_grad(x, y, backend="numba")
     fd = finite_difference_grads(m, x, y)
     for k in engine.PARAM_NAMES:
@@ -131,13 +131,12 @@ def test_auto_picks_by_size():
     assert kernels.choose_kernel(1000, 1, 1, 1, 1) == "scalar"
     assert kernels.choose_kernel(10, 2, 1, 1, 1) == "loop"
     assert kernels.choose_kernel(10, 4, 3, 8, 2) == "loop"  # B H^2 = 256
-    assert kernels.choose_kernel(10, 5, 3, 8, 2) == "blas"
-    assert kernels.choose_kernel(10, 1, 1, 17, 1) == "blas"
-    assert kernels.choose_kernel(50, 64, 256, 128, 1) == "blas"  # B H^2 = 1 M
-    assert kernels.choose_kernel(50, 64, 256, 256, 1) == "gemm"  # B H^2 = 4 M
-    assert kernels.choose_kernel(50, 64, 256, 1024, 1) == "gemm"  # B H^2 = 64 M
+    assert kernels.choose_kernel(10, 5, 3, 8, 2) == "loop"
+    assert kernels.choose_kernel(50, 64, 256, 128, 1) == "loop"  # B H^2 = 1 M
+    assert kernels.choose_kernel(50, 64, 256, 256, 1) == "parallel"  # B H^2 = 4 M
+    assert kernels.choose_kernel(50, 64, 256, 1024, 1) == "parallel"  # B H^2 = 64 M
     assert dispatch.resolve_kernel("numpy", 10, 1, 1, 1, 1) == "numpy"
-    assert dispatch.resolve_kernel("numba", 10, 4, 3, 64, 1) == "blas"
+    assert dispatch.resolve_kernel("numba", 10, 4, 3, 64, 1) == "loop"
 
 
 @pytest.mark.parametrize("backend", ["gpu", "", 1, None, "NUMBA"])
@@ -358,10 +357,10 @@ def test_the_lanes_kernel_equals_the_reference(T, B, D, H, O, f, g, trunc, h0_fo
         np.testing.assert_allclose(grads[k], ref[k], rtol=rtol, atol=atol)
 
 
-def test_the_fast_door_covers_one_thread_blas_sizes():
-    """B H^2 between LOOP_MAX_MACS and FAST_MAX_MACS (and fewer than LANES_MIN_B sequences): batched_fast with BLAS."""
+def test_the_fast_door_covers_mid_sizes():
+    """B H^2 up to FAST_MAX_MACS (and fewer than LANES_MIN_B sequences): batched_fast."""
     m = bptt.RNN(3, 40, 2, seed=0)
-    assert kernels.fast_kernel(2, 40) == "blas" and kernels.fast_kernel(32, 8, lanes=False) == "blas"
+    assert kernels.fast_kernel(2, 40) == "loop" and kernels.fast_kernel(32, 8, lanes=False) == "loop"
     rng = np.random.default_rng(1)
     x, y = rng.standard_normal((5, 2, 3)), rng.random((5, 2, 2))
     fast = kernels.try_fast(m.params(), m.hidden_act, m.output_act, x, y, None, "sum", None)

@@ -67,7 +67,7 @@ import numpy as np
 
 from . import activations, engine
 from .audit import (Printed, Verdict, judge, least_squares_targets, min_misfit, nonlinear_least_squares)
-from .engine import PARAM_NAMES
+from .engine import PARAM_NAMES, mm
 from .validation import REDUCTIONS, BPTTError, check_choice, check_float_array, short_repr
 
 MODEL_KEYS = ("w", "w_x", "w_h", "b1", "b2", "h0", "hidden_activation", "output_activation", "reduction")
@@ -680,17 +680,17 @@ class Net:
         """dh_i/dh_k = prod_{j=k+1}^{i} diag(f'(z_j)) w_h, (H, H)."""
         J = np.eye(self.cf.H)
         for j in range(k + 1, i + 1):
-            J = self.fprime[j - 1, 0][:, None] * (self.p.w_h @ J)
+            J = self.fprime[j - 1, 0][:, None] * mm(self.p.w_h, J)
         return J
 
     def backprop(self, du: np.ndarray) -> "Backprop":
         """BPTT of an output delta du (n, 1, O) over steps 1..n (the engine's own functions)."""
         n = du.shape[0]
-        dh_direct = du @ self.p.w  # (n, 1, H)
+        dh_direct = mm(du, self.p.w)  # (n, 1, H)
         dz = engine.bptt_full(self.p.w_h, dh_direct, self.fprime[:n])  # (n, 1, H)
         dh = np.zeros((n + 1, 1, self.cf.H))
         dh[1:] = dh_direct
-        dh[:-1] += dz @ self.p.w_h  # dX/dh_t = dE/dh_t direct + dz_{t+1} w_h
+        dh[:-1] += mm(dz, self.p.w_h)  # dX/dh_t = dE/dh_t direct + dz_{t+1} w_h
         grads = engine.weight_grads(self.xb[:n], self.fwd.h[: n + 1], dz, du)
         return Backprop(du, dz, dh[:, 0], grads)
 
@@ -709,7 +709,7 @@ class Backprop:
         if k > self.du.shape[0]:
             return {name: np.zeros_like(v) for name, v in self.grads.items()}
         du, dz = self.du[k - 1], self.dz[k - 1]  # (1, O), (1, H)
-        return {"w": du.T @ net.fwd.h[k], "w_x": dz.T @ net.xb[k - 1], "w_h": dz.T @ net.fwd.h[k - 1],
+        return {"w": mm(du.T, net.fwd.h[k]), "w_x": mm(dz.T, net.xb[k - 1]), "w_h": mm(dz.T, net.fwd.h[k - 1]),
                 "b1": dz.sum(axis=0), "b2": du.sum(axis=0)}
 
     def state(self, k: int) -> np.ndarray:
@@ -850,9 +850,9 @@ def _step_tangent(net: Net, dp: engine.Params, k: int) -> np.ndarray:
     """dy'/dθ_k (T, O): the copies of the parameters used at step k alone, moved by dp."""
     if dp.w.any() or dp.b2.any():  # u_k = w_k h_k + b2_k: only y'_k moves
         dy = np.zeros((net.cf.T, net.cf.O))
-        dy[k - 1] = net.gprime[k - 1, 0] * (net.fwd.h[k] @ dp.w.T + dp.b2)[0]
+        dy[k - 1] = net.gprime[k - 1, 0] * (mm(net.fwd.h[k], dp.w.T) + dp.b2)[0]
         return dy
-    dz = net.xb[k - 1] @ dp.w_x.T + net.fwd.h[k - 1] @ dp.w_h.T + dp.b1  # (1, H): z_k moved
+    dz = mm(net.xb[k - 1], dp.w_x.T) + mm(net.fwd.h[k - 1], dp.w_h.T) + dp.b1  # (1, H): z_k moved
     return engine.output_tangent_from_state(net.p, net.fwd, net.f, net.g, k, net.fprime[k - 1] * dz)[:, 0]
 
 

@@ -23,7 +23,9 @@ dE/dy' = (y' - y) (the seed drops this minus sign):
 
 Everything is batched: arrays are (T, B, ·). Only the recurrences loop over
 t; the input projection and the weight-gradient sums are single matrix
-products over all time steps. These functions are pure and unchecked: the
+products over all time steps.  Every product is ``mm`` (``bptt.products``), never
+a BLAS: its sums run in one fixed order, so results are the same bits on every
+BLAS kernel, thread count and load. These functions are pure and unchecked: the
 public ``bptt.RNN`` validates input and dispatches here or to ``kernels``.
 
 This module is the reference.  Every other implementation of the recurrence, and
@@ -42,7 +44,7 @@ the test that pins it to this one (or to finite differences / torch autograd):
     compiled, one unit       kernels.scalar_kernel (ScalarRunner), kernels.scalar_fast
                              tests/test_kernels.py::test_every_kernel_matches_the_reference,
                              ::test_scalar_fast_path_matches_numpy_backend
-    compiled, batched        kernels.batched_kernel (LoopRunner, BlasRunner), GemmRunner
+    compiled, batched        kernels.batched_kernel (LoopRunner), ParallelRunner
                              tests/test_kernels.py::test_every_kernel_matches_the_reference,
                              ::test_compiled_path_against_finite_differences,
                              tests/test_dispatch.py::test_every_kernel_checkpointed_equals_reference
@@ -84,6 +86,14 @@ from .activations import Activation
 PARAM_NAMES = ("w", "w_x", "w_h", "b1", "b2")
 
 
+def mm(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """a @ b with every dot product summed in one fixed order (``bptt.products``), so a gradient has
+    the same bits whatever the BLAS kernel, its thread count or the machine's load."""
+    from .products import matmul  # numba loads on the first product, not at ``import bptt``
+
+    return matmul(a, b)
+
+
 class Params(NamedTuple):
     """The five parameters, in the seed's names.  w_x (H, D), w_h (H, H), b1 (H,), w (O, H), b2 (O,)."""
 
@@ -114,13 +124,13 @@ def forward(p: Params, x: np.ndarray, h0: np.ndarray, f: Activation, g: Activati
     """Run the recurrence.  x (T, B, D), h0 (B, H)."""
     T, B, _ = x.shape
     H = p.w_h.shape[0]
-    z = x @ p.w_x.T + p.b1  # (T, B, H): input projection, one product for all t
+    z = mm(x, p.w_x.T) + p.b1  # (T, B, H): input projection, one product for all t
     h = np.empty((T + 1, B, H), dtype=x.dtype)  # (T+1, B, H)
     h[0] = h0
     for t in range(T):
-        z[t] += h[t] @ p.w_h.T  # (B, H)
+        z[t] += mm(h[t], p.w_h.T)  # (B, H)
         h[t + 1] = f.value(z[t])  # (B, H)
-    u = h[1:] @ p.w.T + p.b2  # (T, B, O)
+    u = mm(h[1:], p.w.T) + p.b2  # (T, B, O)
     return Forward(z=z, h=h, u=u, y_pred=g.value(u))
 
 
@@ -173,11 +183,11 @@ def backward(
     """
     T = x.shape[0]
     du = output_delta(fwd, y, g, reduction)  # (T, B, O)
-    dh_direct = du @ p.w  # (T, B, H): dE_t/dh_t
+    dh_direct = mm(du, p.w)  # (T, B, H): dE_t/dh_t
     fprime = f.deriv(fwd.h[1:])  # (T, B, H): f'(z_t)
     if truncate is None or truncate >= T:
         dz = bptt_full(p.w_h, dh_direct, fprime)  # (T, B, H)
-        dh0 = dz[0] @ p.w_h  # (B, H)
+        dh0 = mm(dz[0], p.w_h)  # (B, H)
     else:
         dz, dh0 = bptt_truncated(p.w_h, dh_direct, fprime, truncate)
     grads = weight_grads(x, fwd.h, dz, du)
@@ -190,7 +200,7 @@ def bptt_full(w_h: np.ndarray, dh_direct: np.ndarray, fprime: np.ndarray) -> np.
     carry = np.zeros_like(dh_direct[0])  # (B, H): dz_{t+1} w_h
     for t in range(dh_direct.shape[0] - 1, -1, -1):
         dz[t] = (dh_direct[t] + carry) * fprime[t]
-        carry = dz[t] @ w_h
+        carry = mm(dz[t], w_h)
     return dz
 
 
@@ -206,7 +216,7 @@ def bptt_truncated(
         for s in range(t, max(t - k, -1), -1):
             dzs = delta * fprime[s]  # (B, H)
             dz[s] += dzs
-            delta = dzs @ w_h  # dE_t/dh_{s-1}
+            delta = mm(dzs, w_h)  # dE_t/dh_{s-1}
             if s == 0:
                 dh0 += delta
     return dz, dh0
@@ -223,9 +233,9 @@ def weight_grads(x: np.ndarray, h: np.ndarray, dz: np.ndarray, du: np.ndarray) -
     dz2 = dz.reshape(T * B, H)  # (T B, H)
     du2 = du.reshape(T * B, O)  # (T B, O)
     return {
-        "w": du2.T @ h[1:].reshape(T * B, H),  # (O, H)
-        "w_x": dz2.T @ x.reshape(T * B, D),  # (H, D)
-        "w_h": dz2.T @ h[:-1].reshape(T * B, H),  # (H, H)
+        "w": mm(du2.T, h[1:].reshape(T * B, H)),  # (O, H)
+        "w_x": mm(dz2.T, x.reshape(T * B, D)),  # (H, D)
+        "w_h": mm(dz2.T, h[:-1].reshape(T * B, H)),  # (H, H)
         "b1": dz2.sum(axis=0),  # (H,)
         "b2": du2.sum(axis=0),  # (O,)
     }
@@ -268,15 +278,15 @@ def decompose(
         "b1": np.zeros((T, T, H), x.dtype),
     }
     for i in range(T):
-        paths["w"][i, i] = du[i].T @ fwd.h[i + 1]  # (O, H)
+        paths["w"][i, i] = mm(du[i].T, fwd.h[i + 1])  # (O, H)
         paths["b2"][i, i] = du[i].sum(axis=0)  # (O,)
-        delta = du[i] @ p.w  # (B, H): dE_i/dh_i
+        delta = mm(du[i], p.w)  # (B, H): dE_i/dh_i
         for k in range(i, -1, -1):
             dz = delta * fprime[k]  # (B, H): dE_i/dz_k through this path
-            paths["w_x"][i, k] = dz.T @ x[k]  # (H, D)
-            paths["w_h"][i, k] = dz.T @ fwd.h[k]  # (H, H): h_{k-1} is h[k]
+            paths["w_x"][i, k] = mm(dz.T, x[k])  # (H, D)
+            paths["w_h"][i, k] = mm(dz.T, fwd.h[k])  # (H, H): h_{k-1} is h[k]
             paths["b1"][i, k] = dz.sum(axis=0)  # (H,)
-            delta = dz @ p.w_h  # dE_i/dh_{k-1}
+            delta = mm(dz, p.w_h)  # dE_i/dh_{k-1}
     terms = {name: a.sum(axis=1) for name, a in paths.items()}
     return Decomposition(terms=terms, paths=paths, weight=1.0 / T if reduction == "mean" else 1.0)
 
@@ -296,10 +306,10 @@ def output_tangent_from_state(p: Params, fwd: Forward, f: Activation, g: Activat
     gprime = g.deriv(fwd.y_pred)  # (T, B, O)
     dy = np.zeros_like(fwd.y_pred)  # (T, B, O)
     if k >= 1:
-        dy[k - 1] = gprime[k - 1] * (dh @ p.w.T)
+        dy[k - 1] = gprime[k - 1] * mm(dh, p.w.T)
     for t in range(k, T):  # 0-based t is step t + 1
-        dh = fprime[t] * (dh @ p.w_h.T)  # (B, H)
-        dy[t] = gprime[t] * (dh @ p.w.T)  # (B, O)
+        dh = fprime[t] * mm(dh, p.w_h.T)  # (B, H)
+        dy[t] = gprime[t] * mm(dh, p.w.T)  # (B, O)
     return dy
 
 
@@ -319,13 +329,13 @@ def state_tangent(
     T = x.shape[0]
     fprime = f.deriv(fwd.h[1:])  # (T, B, H)
     gprime = g.deriv(fwd.y_pred)  # (T, B, O)
-    direct = x @ dp.w_x.T + fwd.h[:-1] @ dp.w_h.T + dp.b1  # (T, B, H)
+    direct = mm(x, dp.w_x.T) + mm(fwd.h[:-1], dp.w_h.T) + dp.b1  # (T, B, H)
     dh = np.empty_like(fwd.h[1:])  # (T, B, H)
     prev = np.zeros_like(fwd.h[0])  # (B, H): dh_0 = 0
     for t in range(T):
-        prev = fprime[t] * (direct[t] + prev @ p.w_h.T)  # (B, H)
+        prev = fprime[t] * (direct[t] + mm(prev, p.w_h.T))  # (B, H)
         dh[t] = prev
-    dy = gprime * (fwd.h[1:] @ dp.w.T + dh @ p.w.T + dp.b2)  # (T, B, O)
+    dy = gprime * (mm(fwd.h[1:], dp.w.T) + mm(dh, p.w.T) + dp.b2)  # (T, B, O)
     return dh, dy
 
 
@@ -346,7 +356,7 @@ def backward_residual(
     ``backward`` exactly; with r_y = c J_y v it is the Gauss-Newton product J_y^T (c I) J_y v.
     """
     du = r_y * g.deriv(fwd.y_pred)  # (T, B, O)
-    dh_direct = du @ p.w  # (T, B, H)
+    dh_direct = mm(du, p.w)  # (T, B, H)
     if r_h is not None:
         dh_direct = dh_direct + r_h  # (T, B, H)
     dz = bptt_full(p.w_h, dh_direct, f.deriv(fwd.h[1:]))  # (T, B, H)

@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from . import activations, tasks
+from .engine import mm
 from .model import RNN
 from .validation import BPTTError, check_choice, check_int
 
@@ -34,10 +35,10 @@ def gradient_flow(model: RNN, x: Any, y: Any, h0: Any = None) -> np.ndarray:
     fprime = f.deriv(fwd.h[1:])  # (T, H)
     G = np.full((Tn, Tn), np.nan)
     for t in range(Tn):
-        delta = du[t] @ model.w  # (H,): ∂E_t/∂h_t
+        delta = mm(du[t], model.w)  # (H,): ∂E_t/∂h_t
         G[t, t] = np.linalg.norm(delta)
         for k in range(t - 1, -1, -1):
-            delta = (delta * fprime[k + 1]) @ model.w_h  # ∂E_t/∂h_k
+            delta = mm(delta * fprime[k + 1], model.w_h)  # ∂E_t/∂h_k
             G[t, k] = np.linalg.norm(delta)
     return G
 
@@ -181,7 +182,7 @@ def flow_map(model: RNN, x: Any, y: Any, h0: Any = None, *, normalise: bool = Tr
     g = activations.get(model.output_activation)
     du = np.where(scored[:, None], (fwd.y_pred - np.nan_to_num(yv)) * g.deriv(fwd.y_pred), 0.0)  # (T, O)
     fprime = activations.get(model.hidden_activation).deriv(fwd.h[1:])  # (T, H): f'(z_k)
-    L, lag_logs = _log_flow(du @ model.w, fprime, model.w_h, steps, lags)  # (n, n), (n, len(lags))
+    L, lag_logs = _log_flow(mm(du, model.w), fprime, model.w_h, steps, lags)  # (n, n), (n, len(lags))
     rows_ok = scored[steps]  # (n,)
     diag = np.where(rows_ok, np.diagonal(L), -np.inf)  # (n,)
     with np.errstate(invalid="ignore", over="ignore"):
@@ -236,7 +237,7 @@ def _log_flow(dh: np.ndarray, fprime: np.ndarray, w_h: np.ndarray, steps: np.nda
             for i, li in lag_at.get(k, ()):
                 lag_logs[i, li] = logn[i]
             if k > bottom:  # ∂E_t/∂h_{k-1} = (∂E_t/∂h_k * f'(z_k)) w_h
-                D[a:] = (D[a:] * fprime[k]) @ w_h  # (rows, H)
+                D[a:] = mm(D[a:] * fprime[k], w_h)  # (rows, H)
                 since += 1
     return L, lag_logs
 

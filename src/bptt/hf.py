@@ -55,6 +55,7 @@ import numpy as np
 from . import activations, engine
 from .activations import Activation
 from .engine import PARAM_NAMES, Params
+from .products import dot
 from .validation import BPTTError, check_int, check_number
 
 BOOST, DROP = 1.5, 2.0 / 3.0  # λ ← BOOST λ when ρ < 1/4, DROP λ when ρ > 3/4
@@ -140,7 +141,7 @@ def loss_and_grad(net: Net, p: Params, b: Batch, l2: float = 0.0) -> tuple[float
     value = float(0.5 * max(b.n, 1) * np.sum(r * r))
     if l2:
         theta = flatten(p)  # (P,)
-        value += 0.5 * l2 * float(theta @ theta)
+        value += 0.5 * l2 * dot(theta, theta)
         grad = grad + l2 * theta
     return value, grad
 
@@ -218,23 +219,23 @@ def cg(apply_a: Callable[[np.ndarray], np.ndarray], grad: np.ndarray, x0: np.nda
     x = x0.copy()  # (P,)
     r = -grad - apply_a(x)  # (P,)
     d = r.copy()  # (P,): search direction
-    rr = float(r @ r)
-    phis = [-0.5 * float(x @ (r - grad))]
+    rr = dot(r, r)
+    phis = [-0.5 * dot(x, r - grad)]
     kept: list[tuple[int, np.ndarray, float]] = []
     i = 0
     while i < max_iters and rr > 0:
         ad = apply_a(d)  # (P,)
-        dad = float(d @ ad)
+        dad = dot(d, ad)
         if dad <= 0:  # only rounding makes a PD matrix do this; stop where we are
             break
         alpha = rr / dad
         x += alpha * d
         r -= alpha * ad
-        rr_new = float(r @ r)
+        rr_new = dot(r, r)
         d = r + (rr_new / rr) * d
         rr = rr_new
         i += 1
-        phi = -0.5 * float(x @ (r - grad))
+        phi = -0.5 * dot(x, r - grad)
         phis.append(phi)
         if i in keep:
             kept.append((i, x.copy(), phi))
@@ -421,7 +422,7 @@ class HessianFree:
         rho = reduction_ratio(f1 - f0, phi)
         lam_used = self.lam
         self.lam = adjust_damping(self.lam, rho)
-        slope = float(grad @ delta)
+        slope = dot(grad, delta)
         alpha, f_new = line_search(lambda a: objective(a * delta), f0, slope, f1) if slope < 0 else (0.0, f0)
         if alpha > 0:
             new = theta + alpha * delta

@@ -8,20 +8,22 @@ The same formulas as ``engine.py`` (read that file for the derivation):
     dLoss/dw = sum du_t^T h_t,  dLoss/dw_x = sum dz_t^T x_t,  dLoss/dw_h = sum dz_t^T h_{t-1},
     dLoss/db1 = sum dz_t,  dLoss/db2 = sum du_t
 
-Four kernels, chosen by size (``choose_kernel``); the compiled functions exist for
+Three kernels, chosen by size (``choose_kernel``); the compiled functions exist for
 float32 and float64 and are cached on disk by ``cache=True``, so a machine compiles
 them once:
 
-    scalar  D = H = O = 1, B = 1: a plain loop over t with every value in registers.
-    loop    tiny B H^2 (<= 256): the per-step (B, H) x (H, H) products as plain loops.
-    blas    B H^2 < 2 M: the per-step products are BLAS GEMMs (``np.dot`` inside numba,
-            one BLAS thread), with no interpreter between steps.
-    gemm    larger: a Python loop over t whose per-step products are numpy's multi-threaded
-            GEMMs; the elementwise steps are compiled.
-    (loop and blas are one compiled function, ``batched_kernel``, which runs four compiled
-    phases: hidden states, output deltas, the backward recurrence, the weight-gradient sums;
-    in every batched kernel the input projection, the output layer and the weight-gradient
-    sums over all steps are single GEMMs.)
+    scalar    D = H = O = 1, B = 1: a plain loop over t with every value in registers.
+    loop      B H^2 < 2 M: one compiled function, ``batched_kernel``, in four compiled phases
+              (hidden states, output deltas, the backward recurrence, the weight-gradient
+              sums), with no interpreter between steps.
+    parallel  larger: a Python loop over t whose per-step products share their rows between
+              numba's threads; the elementwise steps are compiled.
+    (In the batched kernels the input projection, the output layer and the weight-gradient
+    sums over all steps are single products.)
+
+No kernel calls a BLAS.  Every matrix product is ``_products_compiled.matmul_into`` (or its
+parallel twin): each output summed in one fixed order (``bptt.products``), so a gradient has the
+same bits whatever the BLAS kernel, the thread count or the load.
 
 Activations come from ``activations.py``: a record's ``code`` picks its branch of ``_f`` /
 ``_df``.  A record without a code is refused when a runner is built (``activation_codes``,
@@ -39,13 +41,9 @@ whole sequence only.
 All kernels compute in the array dtype (float32 data runs float32 math, as numpy
 does); the scalar kernel sums its gradients and every kernel its loss in float64.
 
-BLAS threads: below ~2 M multiply-adds (B H^2 < ``BLAS_PARALLEL_MIN``) the per-step
-product (B, H) x (H, H) is too small to share between threads, and OpenBLAS's threads
-wait on each other at every step, which is ruinous when other processes hold the
-cores (measured here with a loaded machine: 58 GFLOP/s on one thread, 9-19 on two,
-for 64 x 256 x 256).  So "blas" runs its BLAS single-threaded (restoring the thread
-count afterwards); "gemm" uses numpy's BLAS with its own thread setting, which on a
-quiet machine is faster from B H^2 ~ 2-4 M on.
+Threads: below ~2 M multiply-adds (B H^2 < ``PARALLEL_MIN_MACS``) the per-step product
+(B, H) x (H, H) is too small to share between threads (they would wait on each other at
+every step, which is ruinous when other processes hold the cores), so "loop" runs on one.
 
 This module imports numba at import time; ``bptt.model`` imports it lazily.
 """
@@ -60,34 +58,23 @@ from numba import njit, types
 from numba.extending import intrinsic, overload
 
 from .activations import Activation, require
+from ._products_compiled import matmul_into, matmul_parallel
 from .engine import PARAM_NAMES, bptt_truncated
 from .validation import MAX_INT
 
-# Size rule for backend="auto" (process-time measurements on the 2-core machine of
-# README "## Speed"): a BLAS call costs ~0.5-1 us whatever its size, so for a per-step
-# product of at most ~256 multiply-adds (B H^2) plain loops win ("loop": 0.40 ms vs 0.61 ms
-# at T=1000, B=1, H=4); from B H^2 ~ 512 on, BLAS wins (0.39 vs 0.49 ms at B=32, H=8;
-# 1.9 vs 2.8 ms at B=32, H=32).
-LOOP_MAX_MACS = 256
-
-KERNELS = ("scalar", "loop", "blas", "gemm")
-# B H^2 multiply-adds per step from which the "gemm" kernel (numpy's BLAS, all its threads) takes
-# over from "blas" (one thread).  Measured on a quiet moment of the 2-core machine: at B=64, H=256
-# (4 M) "gemm" takes 42-47 ms against 72-78 ms.  On a machine whose cores are busy with other
-# processes, multi-threaded BLAS stalls at every step; limit numpy's BLAS threads there
-# (OPENBLAS_NUM_THREADS=1 or threadpoolctl).
-BLAS_PARALLEL_MIN = 1 << 21
+KERNELS = ("scalar", "loop", "parallel")
+# B H^2 multiply-adds per step from which the "parallel" kernel (products shared between threads)
+# takes over from "loop" (one thread).
+PARALLEL_MIN_MACS = 1 << 21
 
 
 def choose_kernel(T: int, B: int, D: int, H: int, O: int) -> str:
     """Which compiled kernel backend="auto" (and "numba") uses for these sizes."""
     if B == 1 and D == 1 and H == 1 and O == 1:
         return "scalar"
-    if B * H * H <= LOOP_MAX_MACS:
+    if B * H * H < PARALLEL_MIN_MACS:
         return "loop"
-    if B * H * H < BLAS_PARALLEL_MIN:
-        return "blas"
-    return "gemm"
+    return "parallel"
 
 
 # ---------------------------------------------------------------- a vectorisable float32 exp
@@ -276,30 +263,13 @@ def scalar_kernel(x, y, p, fcode, gcode, trunc, need_grad, hbuf, dubuf, out):
     return 0
 
 
-# ---------------------------------------------------------------- batched kernel (loop and BLAS)
+# ---------------------------------------------------------------- batched kernel
 # One segment in four phases, each a compiled function: the hidden states, the outputs and their
 # deltas, the backward recurrence (full or truncated), the weight-gradient sums.  Each phase is
 # called once per segment, so the split costs one call each; the per-step helpers (_mm, _f, _df)
 # are inlined by LLVM as before.
 @njit(cache=True, error_model="numpy")
-def _mm(a, b, out, use_blas):
-    """out = a @ b for C-contiguous (M, K) and (K, N): a BLAS GEMM, or plain loops for tiny sizes."""
-    if use_blas:
-        np.dot(a, b, out)
-        return
-    M, K = a.shape
-    N = b.shape[1]
-    for m in range(M):
-        for n in range(N):
-            out[m, n] = 0
-        for k in range(K):
-            s = a[m, k]
-            for n in range(N):
-                out[m, n] += s * b[k, n]
-
-
-@njit(cache=True, error_model="numpy")
-def _hidden_states(x, h0, wxT, whT, b1, fcode, use_blas, hbuf, zbuf):
+def _hidden_states(x, h0, wxT, whT, b1, fcode, hbuf, zbuf):
     """hbuf (L+1, B, H) <- h_0..h_L, h_t = f(z_t), z_t = x_t w_x^T + h_{t-1} w_h^T + b1.
 
     x (L, B, D), h0 (B, H), wxT = w_x^T (D, H), whT = w_h^T (H, H), b1 (H,).  zbuf (L, B, H) is
@@ -308,11 +278,11 @@ def _hidden_states(x, h0, wxT, whT, b1, fcode, use_blas, hbuf, zbuf):
     L, B, D = x.shape
     H = whT.shape[0]
     one = np.ones(1, x.dtype)[0]
-    np.dot(x.reshape(L * B, D), wxT, zbuf.reshape(L * B, H))  # (L B, H): input projection, all steps
+    matmul_into(x.reshape(L * B, D), wxT, zbuf.reshape(L * B, H))  # (L B, H): input projection, all steps
     hbuf[0] = h0
     rec = np.empty((B, H), x.dtype)  # (B, H)
     for t in range(L):
-        _mm(hbuf[t], whT, rec, use_blas)  # (B, H): h_{t-1} w_h^T
+        matmul_into(hbuf[t], whT, rec)  # (B, H): h_{t-1} w_h^T
         zt = zbuf[t]  # (B, H)
         ht = hbuf[t + 1]  # (B, H)
         for b in range(B):
@@ -337,7 +307,7 @@ def _output_deltas(hbuf, w, b2, y, gcode, c, ubuf):
     cv[0] = c
     cd = cv[0]  # c in the dtype
     u2 = ubuf.reshape(L * B, O)  # (L B, O)
-    np.dot(hbuf[1:].reshape(L * B, H), w.T.copy(), u2)  # u_t - b2 for every step at once
+    matmul_into(hbuf[1:].reshape(L * B, H), w.T.copy(), u2)  # u_t - b2 for every step at once
     y2 = y.reshape(L * B, O)  # (L B, O)
     loss = 0.0
     for n in range(L * B):
@@ -350,7 +320,7 @@ def _output_deltas(hbuf, w, b2, y, gcode, c, ubuf):
 
 
 @njit(cache=True, error_model="numpy")
-def _backprop_full(zbuf, hbuf, wh, fcode, carry, use_blas):
+def _backprop_full(zbuf, hbuf, wh, fcode, carry):
     """dz_t = (dE_t/dh_t + dz_{t+1} w_h) f'(z_t), t = L..1.
 
     zbuf (L, B, H): dE_t/dh_t in, dz_t out.  hbuf (L+1, B, H).  carry (B, H): dLoss/dh_L from the
@@ -364,11 +334,11 @@ def _backprop_full(zbuf, hbuf, wh, fcode, carry, use_blas):
         for b in range(B):
             for i in range(H):
                 dzt[b, i] = (dzt[b, i] + carry[b, i]) * _df(ht[b, i], fcode, one)
-        _mm(dzt, wh, carry, use_blas)  # dz_t w_h
+        matmul_into(dzt, wh, carry)  # dz_t w_h
 
 
 @njit(cache=True, error_model="numpy")
-def _backprop_truncated(zbuf, hbuf, wh, fcode, trunc, carry, use_blas):
+def _backprop_truncated(zbuf, hbuf, wh, fcode, trunc, carry):
     """engine.bptt_truncated: E_t's signal dE_t/dh_t reaches back through s = t .. t-k+1 only.
 
     zbuf (L, B, H): dE_t/dh_t in, dz_t (summed over error terms) out.  carry (B, H) out: dLoss/dh_0.
@@ -390,11 +360,19 @@ def _backprop_truncated(zbuf, hbuf, wh, fcode, trunc, carry, use_blas):
                 for i in range(H):
                     delta[b, i] *= _df(hs[b, i], fcode, one)
                     dzs[b, i] += delta[b, i]
-            _mm(delta, wh, nxt, use_blas)
+            matmul_into(delta, wh, nxt)
             delta[:] = nxt
             if s == 0:
                 carry += delta
     zbuf[:] = dz
+
+
+@njit(cache=True, error_model="numpy")
+def _mm_new(a, b):
+    """a @ b into a new array, in the fixed order of ``bptt.products``."""
+    out = np.empty((a.shape[0], b.shape[1]), b.dtype)
+    matmul_into(a, b, out)
+    return out
 
 
 @njit(cache=True, error_model="numpy")
@@ -409,9 +387,9 @@ def _add_weight_grads(x, hbuf, zbuf, ubuf, grads):
     O = ubuf.shape[2]
     z2 = zbuf.reshape(L * B, H)  # (L B, H)
     u2 = ubuf.reshape(L * B, O)  # (L B, O)
-    g_w += np.dot(u2.T, hbuf[1:].reshape(L * B, H))  # (O, H)
-    g_wx += np.dot(z2.T, x.reshape(L * B, D))  # (H, D)
-    g_wh += np.dot(z2.T, hbuf[:L].reshape(L * B, H))  # (H, H)
+    g_w += _mm_new(u2.T, hbuf[1:].reshape(L * B, H))  # (O, H)
+    g_wx += _mm_new(z2.T, x.reshape(L * B, D))  # (H, D)
+    g_wh += _mm_new(z2.T, hbuf[:L].reshape(L * B, H))  # (H, H)
     for n in range(L * B):
         for i in range(H):
             g_b1[i] += z2[n, i]
@@ -420,16 +398,16 @@ def _add_weight_grads(x, hbuf, zbuf, ubuf, grads):
 
 
 @njit(cache=True, error_model="numpy")
-def batched_kernel(x, y, h0, weights, biases, codes, c, trunc, need_grad, use_blas, carry, bufs, grads):
+def batched_kernel(x, y, h0, weights, biases, codes, c, trunc, need_grad, carry, bufs, grads):
     """One segment, batched.  All arrays in one dtype, C-contiguous; math in that dtype.
 
     x (L, B, D), y (L, B, O), h0 (B, H).  weights = (w (O, H), w_x^T (D, H), w_h (H, H), w_h^T),
     biases = (b1 (H,), b2 (O,)), codes = (f's, g's) from ``activation_codes``; c the loss scale.
     carry (B, H): in dLoss/dh_L, out dLoss/dh_start.  bufs = scratch (hbuf (L+1, B, H),
     zbuf (L, B, H), ubuf (L, B, O)).  grads = (g_w, g_wx, g_wh, g_b1, g_b2) shaped like the
-    parameters: the segment's gradients are *added*.  use_blas: the per-step (B, H) x (H, H)
-    products by BLAS ("blas") or by loops ("loop"); the products over all steps at once are
-    always BLAS.  trunc: k for truncated BPTT (>= L: full).  Returns the segment's loss (float64).
+    parameters: the segment's gradients are *added*.  Every product is ``matmul_into`` (the fixed
+    order of ``bptt.products``).  trunc: k for truncated BPTT (>= L: full).  Returns the segment's
+    loss (float64).
     """
     w, wxT, wh, whT = weights
     b1, b2 = biases
@@ -437,20 +415,20 @@ def batched_kernel(x, y, h0, weights, biases, codes, c, trunc, need_grad, use_bl
     hbuf, zbuf, ubuf = bufs
     L, B, _ = x.shape
     O, H = w.shape
-    _hidden_states(x, h0, wxT, whT, b1, fcode, use_blas, hbuf, zbuf)
+    _hidden_states(x, h0, wxT, whT, b1, fcode, hbuf, zbuf)
     loss = _output_deltas(hbuf, w, b2, y, gcode, c, ubuf)  # ubuf now holds du
     if not need_grad:
         return loss
-    np.dot(ubuf.reshape(L * B, O), w, zbuf.reshape(L * B, H))  # (L B, H): zbuf <- dE_t/dh_t = du_t w
+    matmul_into(ubuf.reshape(L * B, O), w, zbuf.reshape(L * B, H))  # (L B, H): zbuf <- dE_t/dh_t = du_t w
     if trunc >= L:
-        _backprop_full(zbuf, hbuf, wh, fcode, carry, use_blas)
+        _backprop_full(zbuf, hbuf, wh, fcode, carry)
     else:
-        _backprop_truncated(zbuf, hbuf, wh, fcode, trunc, carry, use_blas)
+        _backprop_truncated(zbuf, hbuf, wh, fcode, trunc, carry)
     _add_weight_grads(x, hbuf, zbuf, ubuf, grads)
     return loss
 
 
-# ---------------------------------------------------------------- elementwise steps for the "gemm" path
+# ---------------------------------------------------------------- elementwise steps for the "parallel" kernel
 @njit(cache=True, error_model="numpy")
 def _act_2d(z, out, code, one):
     """out = f(z) for C-contiguous 2-D arrays ((B, H) rows or (H, B) lanes), in the dtype of ``one``;
@@ -526,11 +504,10 @@ class ScalarRunner:
                 "b1": np.full(1, gb1, d), "b2": np.full(1, gb2, d)}
 
 
-class BlasRunner:
-    """Runs ``batched_kernel`` with BLAS per-step products, in the array dtype."""
+class LoopRunner:
+    """Runs ``batched_kernel`` (every product in the fixed order of ``bptt.products``), in the array dtype."""
 
-    kernel = "blas"
-    use_blas = True
+    kernel = "loop"
     nonfinite = False
 
     def __init__(self, p, hidden_act: Activation, output_act: Activation, c: float, trunc: int, seg_len: int,
@@ -547,19 +524,11 @@ class BlasRunner:
         self.grad_sum = tuple(np.zeros(v.shape, dtype) for v in p)  # Params order: w, w_x, w_h, b1, b2
 
     def segment(self, x, y, h_start, carry, need_grad: bool):
-        L, B, _ = x.shape
-        H = self.hbuf.shape[2]
-        if B * H * H < BLAS_PARALLEL_MIN:
-            with one_blas_thread():
-                return self._segment(x, y, h_start, carry, need_grad)
-        return self._segment(x, y, h_start, carry, need_grad)
-
-    def _segment(self, x, y, h_start, carry, need_grad: bool):
         L = x.shape[0]
         hb = self.hbuf[: L + 1]
         cy = carry.astype(self.dtype)  # (B, H)
         loss = batched_kernel(x, y, h_start, self.weights, self.biases, self.codes, self.c, self.trunc, need_grad,
-                              self.use_blas, cy, (hb, self.zbuf[:L], self.ubuf[:L]), self.grad_sum)
+                              cy, (hb, self.zbuf[:L], self.ubuf[:L]), self.grad_sum)
         carry[...] = cy
         return loss, hb[L].copy()
 
@@ -567,58 +536,13 @@ class BlasRunner:
         return {k: v.copy() for k, v in zip(PARAM_NAMES, self.grad_sum)}
 
 
-class one_blas_thread:
-    """Run the BLAS that numba's np.dot calls (scipy's OpenBLAS) on one thread, then restore it.
-
-    A no-op where that library or its thread functions cannot be found.
-    """
-
-    _fns: tuple | None = None
-
-    @classmethod
-    def _find(cls) -> tuple:
-        if cls._fns is None:
-            cls._fns = ()
-            try:
-                import ctypes
-                import glob
-                import os
-
-                import scipy
-
-                libdir = os.path.join(os.path.dirname(os.path.dirname(scipy.__file__)), "scipy.libs")
-                for path in sorted(glob.glob(os.path.join(libdir, "libscipy_openblas*.so*"))):
-                    lib = ctypes.CDLL(path)
-                    get, set_ = lib.scipy_openblas_get_num_threads, lib.scipy_openblas_set_num_threads
-                    get.restype = ctypes.c_int
-                    set_.argtypes = [ctypes.c_int]
-                    cls._fns = (get, set_)
-                    break
-            except (ImportError, OSError, AttributeError):
-                cls._fns = ()
-        return cls._fns
-
-    def __enter__(self):
-        fns = self._find()
-        self.saved = fns[0]() if fns else None
-        if fns and self.saved != 1:
-            fns[1](1)
-        return self
-
-    def __exit__(self, *exc):
-        fns = self._fns
-        if fns and self.saved is not None and self.saved != 1:
-            fns[1](self.saved)
-        return False
-
-
-class GemmRunner:
-    """Large sizes: a Python loop over t whose per-step products are numpy's BLAS GEMMs on all its
-    threads (on this machine numpy's OpenBLAS runs the skinny (B, H) x (H, H) product ~25 % faster
-    than the BLAS numba's np.dot reaches); elementwise steps compiled.  Per-step interpreter
+class ParallelRunner:
+    """Large sizes: a Python loop over t whose per-step products share their rows between numba's
+    threads (``_products_compiled.matmul_parallel``: each output summed by one thread in the fixed
+    order, so the thread count changes no bit); elementwise steps compiled.  Per-step interpreter
     overhead (a few us) is small next to a product of >= 2 M multiply-adds."""
 
-    kernel = "gemm"
+    kernel = "parallel"
     nonfinite = False
 
     def __init__(self, p, hidden_act: Activation, output_act: Activation, c: float, trunc: int, seg_len: int,
@@ -628,6 +552,7 @@ class GemmRunner:
         self.c, self.trunc, self.dtype = c, trunc, dtype
         self.wxT = np.ascontiguousarray(p.w_x.T)  # (D, H)
         self.whT = np.ascontiguousarray(p.w_h.T)  # (H, H)
+        self.wT = np.ascontiguousarray(p.w.T)  # (H, O)
         H = p.w_h.shape[0]
         self.hbuf = np.empty((seg_len + 1, B, H), dtype)  # (L+1, B, H)
         self.zbuf = np.empty((seg_len, B, H), dtype)  # (L, B, H): z, then dE/dh, then dz
@@ -641,35 +566,38 @@ class GemmRunner:
         O = p.w.shape[0]
         hb, zb, rec = self.hbuf[: L + 1], self.zbuf[:L], self.rec
         z2 = zb.reshape(L * B, H)  # (L B, H)
-        np.matmul(x.reshape(L * B, D), self.wxT, out=z2)  # input projection, all steps at once
+        matmul_parallel(x.reshape(L * B, D), self.wxT, z2)  # input projection, all steps at once
         z2 += p.b1
         hb[0] = h_start
         for t in range(L):
-            np.matmul(hb[t], self.whT, out=rec)  # (B, H): h_{t-1} w_h^T
+            matmul_parallel(hb[t], self.whT, rec)  # (B, H): h_{t-1} w_h^T
             rec += zb[t]
             _act_rows(rec, hb[t + 1], self.fcode)
         h2 = hb[1:].reshape(L * B, H)  # (L B, H)
-        yp = g.value(h2 @ p.w.T + p.b2)  # (L B, O)
+        u = np.empty((L * B, O), self.dtype)  # (L B, O)
+        matmul_parallel(h2, self.wT, u)
+        yp = g.value(u + p.b2)  # (L B, O)
         r = yp - y.reshape(L * B, O)  # (L B, O)
         loss = 0.5 * c * float(np.sum(np.square(r, dtype=np.float64)))
         if not need_grad:
             return loss, hb[L].copy()
         du = c * r * g.deriv(yp)  # (L B, O)
-        np.matmul(du, p.w, out=z2)  # zbuf: dE_t/dh_t
+        matmul_parallel(du, p.w, z2)  # zbuf: dE_t/dh_t
         if self.trunc >= L:
             cy = carry.astype(self.dtype)  # (B, H)
             for t in range(L - 1, -1, -1):
                 _dz_rows(zb[t], cy, hb[t + 1], self.fcode)  # dz_t
-                np.matmul(zb[t], p.w_h, out=cy)  # dz_t w_h
+                matmul_parallel(zb[t], p.w_h, cy)  # dz_t w_h
             carry[...] = cy
         else:
             dz, dh0 = bptt_truncated(p.w_h, zb, self.hidden_act.deriv(hb[1:]), self.trunc)
             zb[...] = dz
             carry[...] = dh0
         acc = self.grad_sum
-        acc["w"] += du.T @ h2
-        acc["w_x"] += z2.T @ x.reshape(L * B, D)
-        acc["w_h"] += z2.T @ hb[:L].reshape(L * B, H)
+        for name, a, b in (("w", du.T, h2), ("w_x", z2.T, x.reshape(L * B, D)), ("w_h", z2.T, hb[:L].reshape(L * B, H))):
+            prod = np.empty(acc[name].shape, self.dtype)
+            matmul_parallel(a, b, prod)
+            acc[name] += prod
         acc["b1"] += z2.sum(axis=0)
         acc["b2"] += du.sum(axis=0)
         return loss, hb[L].copy()
@@ -678,14 +606,7 @@ class GemmRunner:
         return {k: v.copy() for k, v in self.grad_sum.items()}
 
 
-class LoopRunner(BlasRunner):
-    """Runs ``batched_kernel`` with the per-step products as plain loops (small H)."""
-
-    kernel = "loop"
-    use_blas = False
-
-
-RUNNERS = {"scalar": ScalarRunner, "loop": LoopRunner, "blas": BlasRunner, "gemm": GemmRunner}
+RUNNERS = {"scalar": ScalarRunner, "loop": LoopRunner, "parallel": ParallelRunner}
 
 
 # ---------------------------------------------------------------- the scalar fast path
@@ -717,9 +638,8 @@ def scalar_fast(x, y, w, wx, wh, b1, b2, h0, c, fcode, gcode, gw, gwx, gwh, gb1,
 
 
 @njit(cache=True, error_model="numpy")
-def batched_fast(x, y, h0, w, wx, wh, b1, b2, c, trunc, fcode, gcode, use_blas, gw, gwx, gwh, gb1, gb2):
-    """One full (or truncated) gradient in one compiled call, buffers made here: ``batched_kernel``
-    with per-step products by loops or (use_blas) BLAS.
+def batched_fast(x, y, h0, w, wx, wh, b1, b2, c, trunc, fcode, gcode, gw, gwx, gwh, gb1, gb2):
+    """One full (or truncated) gradient in one compiled call, buffers made here: ``batched_kernel``.
 
     x (T, B, D), y (T, B, O), h0 (B, H), the parameters and gw..gb2 (written: the gradients) in one
     dtype, C-contiguous.  Returns the loss; NaN if it or any gradient is not finite (the caller then
@@ -737,16 +657,16 @@ def batched_fast(x, y, h0, w, wx, wh, b1, b2, c, trunc, fcode, gcode, use_blas, 
     grads = (gw, gwx, gwh, gb1, gb2)
     carry = np.zeros((B, H), dt)  # (B, H): nothing comes after the last step
     loss = batched_kernel(x, y, h0, (w, np.ascontiguousarray(wx.T), wh, np.ascontiguousarray(wh.T)), (b1, b2),
-                          (fcode, gcode), c, trunc, True, use_blas, carry, bufs, grads)
+                          (fcode, gcode), c, trunc, True, carry, bufs, grads)
     # non-finite anywhere makes the total non-finite (so does a sum overflowing: that is refused too)
     total = loss + np.sum(gw) + np.sum(gwx) + np.sum(gwh) + np.sum(gb1) + np.sum(gb2)
     return loss if math.isfinite(total) else math.nan
 
 
 # The fast door's sizes.  "lanes" (lanes_kernel, the batch as the vector lane) from LANES_MIN_B
-# sequences for H <= LANES_MAX_H; otherwise batched_fast, with loops up to LOOP_MAX_MACS and one-thread
-# BLAS up to FAST_MAX_MACS multiply-adds per step (B H^2).  Beyond that the per-call Python work is
-# small next to the kernel, and the checked path (runners, any kernel) takes it.
+# sequences for H <= LANES_MAX_H; otherwise batched_fast ("loop") up to FAST_MAX_MACS multiply-adds
+# per step (B H^2).  Beyond that the per-call Python work is small next to the kernel, and the
+# checked path (runners, any kernel) takes it.
 LANES_MIN_B = 8
 LANES_MAX_H = 16
 FAST_MAX_MACS = 1 << 16
@@ -755,16 +675,13 @@ FAST_MAX_MACS = 1 << 16
 def fast_kernel(B: int, H: int, lanes: bool = True) -> str | None:
     """Which compiled call the fast door makes for a (B, H) network that is not the scalar one.
 
-    lanes=False leaves out the lanes kernel: the public float64 call keeps the loop/BLAS kernels'
-    summation order, so float64 results (and the README's trained models) are bit for bit those of
-    the checked path; float32 calls and the compiled training step take the lanes kernel."""
+    lanes=False leaves out the lanes kernel: the public float64 call keeps the loop kernel's
+    summation order, so float64 results are bit for bit those of the checked path; float32 calls
+    and the compiled training step take the lanes kernel."""
     if lanes and B >= LANES_MIN_B and H <= LANES_MAX_H:
         return "lanes"
-    macs = B * H * H
-    if macs <= LOOP_MAX_MACS:
+    if B * H * H <= FAST_MAX_MACS:
         return "loop"
-    if macs <= FAST_MAX_MACS:
-        return "blas"
     return None
 
 
@@ -925,11 +842,8 @@ def _batched_door(params, xa, ya, h0, mean, truncate, fcode, gcode, dtype):
             1.0 / (T * B) if mean else 1.0, trunc, fcode, gcode)
     if kind == "lanes":
         loss = lanes_kernel(*args, *g)
-    elif kind == "loop":
-        loss = batched_fast(*args, False, *g)
     else:
-        with one_blas_thread():
-            loss = batched_fast(*args, True, *g)
+        loss = batched_fast(*args, *g)
     if loss != loss:
         return None
     return loss, {"w": g[0], "w_x": g[1], "w_h": g[2], "b1": g[3], "b2": g[4]}
@@ -1133,7 +1047,7 @@ def lanes_kernel(x, y, h0, w, wx, wh, b1, b2, c, trunc, fcode, gcode, gw, gwx, g
 # them, as numpy does with a Python float and a float32 array.
 STEP_FIELDS = ("kernel", "optimizer", "lr", "c1", "c2", "beta1", "beta2", "eps", "momentum", "nesterov", "clip",
                "c", "trunc")
-STEP_KERNELS = {"lanes": 0, "loop": 1, "blas": 2}
+STEP_KERNELS = {"lanes": 0, "loop": 1}
 STEP_OPTIMIZERS = {"adam": 0, "sgd": 1}
 
 
@@ -1227,7 +1141,7 @@ def train_step(x, y, h0, params, grads, s1, s2, hyper, fcode, gcode):
     if kern == 0:
         loss = lanes_kernel(x, y, h0, w, wx, wh, b1, b2, c, trunc, fcode, gcode, gw, gwx, gwh, gb1, gb2)
     else:
-        loss = batched_fast(x, y, h0, w, wx, wh, b1, b2, c, trunc, fcode, gcode, kern == 2, gw, gwx, gwh, gb1, gb2)
+        loss = batched_fast(x, y, h0, w, wx, wh, b1, b2, c, trunc, fcode, gcode, gw, gwx, gwh, gb1, gb2)
     if loss != loss:
         return loss
     clip = hyper[10]

@@ -310,11 +310,7 @@ class CompiledBackend(EngineBackend):
                           T if cfg.truncate is None else min(cfg.truncate, T)])
         h = np.zeros((B, m.hidden_size), dt)  # (B, H)
         f, g = m.hidden_act.code, m.output_act.code
-        if kind == "blas":
-            with k.one_blas_thread():
-                loss = k.train_step(x, y, h, ps, self.grads, s1, s2, hyper, f, g)
-        else:
-            loss = k.train_step(x, y, h, ps, self.grads, s1, s2, hyper, f, g)
+        loss = k.train_step(x, y, h, ps, self.grads, s1, s2, hyper, f, g)
         if loss != loss:
             opt.t -= 1  # nothing was updated
             raise BPTTError("the loss or its gradients overflowed to a non-finite value")
