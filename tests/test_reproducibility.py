@@ -1,0 +1,79 @@
+"""The same training gives the same bits whatever the BLAS kernel, the thread counts and the load.
+
+tests/repro_runs.py trains four small runs through `bptt train` (Adam on the masked adding
+problem, the compiled step on binary addition, Hessian-free, the torch backend) and prints a
+hash of each model.npz's parameters.  It runs here in fresh processes under every
+OPENBLAS_CORETYPE this CPU can execute (at least three) crossed with one and two threads for
+OpenBLAS, numba, OpenMP and MKL, with another process keeping a core busy; every hash must be
+the same.  (Before bptt computed its products in a fixed order, the adding and HF runs
+differed between Sandybridge, Haswell and SkylakeX kernels, and HF between 1 and 2 threads.)
+
+Where the environment already sets OPENBLAS_CORETYPE (some machines need it for OpenBLAS to run
+at all), that setting is kept and only the thread counts vary.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+HERE = Path(__file__).resolve().parent
+
+# OpenBLAS kernels and the CPU flag each needs (a kernel the CPU cannot execute would crash).
+KERNELS = {"Nehalem": "sse4_2", "Sandybridge": "avx", "Haswell": "avx2", "SkylakeX": "avx512f"}
+
+
+def _cpu_flags() -> set[str]:
+    try:
+        text = Path("/proc/cpuinfo").read_text(encoding="ascii", errors="replace")
+    except OSError:
+        return set()
+    for line in text.splitlines():
+        if line.startswith("flags"):
+            return set(line.split(":", 1)[1].split())
+    return set()
+
+
+def _coretypes() -> list[str | None]:
+    if os.environ.get("OPENBLAS_CORETYPE"):
+        return [None]  # keep the machine's own setting
+    flags = _cpu_flags()
+    return [k for k, flag in KERNELS.items() if flag in flags]
+
+
+def _run(coretype: str | None, threads: int) -> dict:
+    env = dict(os.environ)
+    for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS"):
+        env[var] = str(threads)
+    if coretype is not None:
+        env["OPENBLAS_CORETYPE"] = coretype
+    proc = subprocess.run([sys.executable, str(HERE / "repro_runs.py")], env=env, capture_output=True, text=True,
+                          timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def test_training_is_bit_identical_across_blas_kernels_threads_and_load():
+    coretypes = _coretypes()
+    if coretypes != [None]:
+        assert len(coretypes) >= 3, f"this CPU runs only the OpenBLAS kernels {coretypes}"
+    busy = subprocess.Popen([sys.executable, "-c", "while True: pass"])  # the other core is taken
+    try:
+        results = {(c, t): _run(c, t) for c in coretypes for t in (1, 2)}
+    finally:
+        busy.kill()
+        busy.wait()
+    for (c, t), r in results.items():
+        if c is not None:
+            assert r.pop("openblas").lower() == c.lower(), (c, r)  # the kernel really changed
+        else:
+            r.pop("openblas")
+    first = next(iter(results.values()))
+    assert set(first) == {"adding", "binary-addition", "hf", "torch"}
+    for key, r in results.items():
+        assert r == first, f"{key} trained other parameters: {r} vs {first}"
