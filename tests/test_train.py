@@ -493,3 +493,16 @@ def test_hf_settings_on_the_command_line_reach_the_config(tmp_path):
     cfg = json.loads((out / "config.json").read_text())
     assert (cfg["hf_damping"], cfg["hf_structural"], cfg["hf_max_cg"], cfg["hf_l2"], cfg["hf_curvature_batch"]) == \
         (2.0, 0.1, 7, 1e-6, 10)
+
+
+def test_a_task_has_defaults_per_optimizer():
+    """--optimizer hf takes the task's HF budget (iterations, never seconds); settings given win; other tasks keep theirs."""
+    from bptt import tasks
+    from bptt.train import config_for
+
+    hf = tasks.get("adding").defaults.hf
+    assert config_for("adding", {"length": 100}, optimizer="hf").epochs == hf["epochs"] == 100
+    assert config_for("adding", {"length": 100}, optimizer="hf").hf_time_limit is None
+    assert config_for("adding", {"length": 100}).epochs == tasks.get("adding").defaults.epochs == 30
+    assert config_for("adding", {}, optimizer="hf", epochs=7).epochs == 7
+    assert config_for("sunspots", {}, optimizer="hf").epochs == config_for("sunspots", {}).epochs

@@ -150,14 +150,15 @@ class TrainConfig:
 
 
 def config_for(task: str, task_options: dict[str, Any] | None = None, **settings: Any) -> TrainConfig:
-    """TrainConfig for ``task``: TrainConfig's defaults, then the task record's defaults
-    (``tasks.get(task).defaults``), then ``settings``.  ``task_options`` go to ``tasks.load``."""
+    """TrainConfig for ``task``: TrainConfig's defaults, then the task record's defaults for the chosen
+    optimizer (``tasks.get(task).defaults.settings(optimizer)``), then ``settings``.  ``task_options``
+    go to ``tasks.load``."""
     record = tasks.check_options(task, dict(task_options or {}))
     fields = {f.name for f in dataclasses.fields(TrainConfig)}
     for k in settings:
         if k not in fields:
             raise BPTTError(f"unknown training setting {k!r}; the settings are {', '.join(sorted(fields))}")
-    cfg = TrainConfig(task=task, task_options=dict(task_options or {}), **{**record.defaults.settings(), **settings})
+    cfg = TrainConfig(task=task, task_options=dict(task_options or {}), **{**record.defaults.settings(settings.get("optimizer")), **settings})
     cfg.validate()
     return cfg
 

@@ -98,8 +98,13 @@ def _task_help() -> str:
 
 
 def _per_task(setting: str) -> str:
-    """'default per task: binary-addition 8, sine 16, ...': each record's default of a TrainConfig setting."""
-    return "default per task: " + ", ".join(f"{t.name} {_shown(getattr(t.defaults, setting))}" for t in tasks.TASKS.values())
+    """'default per task: binary-addition 8, sine 16, adding 30 (hf 200), ...': each record's default of a
+    TrainConfig setting, and what --optimizer hf makes it where that differs."""
+    def shown(t: tasks.Task) -> str:
+        text = f"{t.name} {_shown(getattr(t.defaults, setting))}"
+        return text + (f" (hf {_shown(t.defaults.hf[setting])})" if setting in t.defaults.hf else "")
+
+    return "default per task: " + ", ".join(shown(t) for t in tasks.TASKS.values())
 
 
 def _shown(value: Any) -> str:
