@@ -14,6 +14,7 @@ from bptt.cli import main
 ROOT = Path(__file__).resolve().parents[1]
 
 
+@pytest.mark.slow
 def test_bench_script_prints_the_table_on_the_seed_size():
     r = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "bench.py"), "--quick", "--sizes", "seed"],
                        capture_output=True, text=True, timeout=600)

@@ -61,6 +61,7 @@ def test_the_fused_step_is_taken_and_counts_optimizer_steps():
     assert all(np.array_equal(before[k], params[k]) for k in params) and opt.t == 1
 
 
+@pytest.mark.slow  # the float32 kernels: a minute of compiling on a cold cache
 def test_float32_training_agrees_loosely():
     ref, got, _ = _both({"epochs": 2, "dtype": "float32"}, options={"n_train": 200})
     for k, v in _params(ref).items():

@@ -82,6 +82,7 @@ def test_torch_backend_share_and_empty_share():
     assert all(not g[k].any() for k in bptt.PARAM_NAMES)
 
 
+@pytest.mark.slow
 def test_two_processes_equal_one_process_and_engine(tmp_path):
     cfg = tr.config_for("adding", {**ADDING, "n_train": 5}, **SGD)  # batches of 4 and 1: rank 1 idle in the last
     infos = []
@@ -113,6 +114,7 @@ def _params(folder: Path) -> dict[str, np.ndarray]:
     return bio.load_model(folder)[0].params()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("nproc", [1, 2])
 def test_cli_torch_backend_every_option_resume_predict_gradflow(tmp_path, capsys, monkeypatch, nproc):
     """bptt train --backend torch --nproc N takes every option of bptt train, writes what --backend numpy writes
@@ -152,6 +154,7 @@ def test_cli_torch_backend_every_option_resume_predict_gradflow(tmp_path, capsys
     assert (tmp_path / "g.png").stat().st_size > 0
 
 
+@pytest.mark.slow
 def test_torchrun_entry(tmp_path):
     torchrun = Path(sys.executable).with_name("torchrun")
     if not torchrun.exists():

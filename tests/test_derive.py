@@ -295,20 +295,30 @@ def test_largest_written_out_document_is_small():
         assert len(doc) < 1_500_000, fmt
 
 
-def test_longest_sequence_finishes_in_seconds_in_every_format():
-    """T = MAX_T: evaluation and the engine check once, then every format (the page too)."""
-    import time
+@pytest.mark.slow
+def test_longest_sequence_is_checked_once_and_bounded_in_every_format(monkeypatch):
+    """T = MAX_T: the engine check is one run of the O(T^2) decomposition (one generic target vector,
+    not T + 1 affine probes), sympy is skipped, and every format (the page too) is a complete document
+    of bounded size.  How long that takes is the benchmarks' business, not a test's."""
+    calls = {"decompose": 0, "loss_and_grad": 0}
+    for name in calls:
+        orig = getattr(RNN, name)
 
+        def counted(self, *a, _orig=orig, _name=name, **kw):
+            calls[_name] += 1
+            return _orig(self, *a, **kw)
+
+        monkeypatch.setattr(RNN, name, counted)
     T = derive.MAX_T
-    t0 = time.perf_counter()
     d, n = derive.derive(SEED, list(np.sin(np.arange(T))))
     c = derive.check_against(d, n)
-    assert time.perf_counter() - t0 < 60  # ~7 s on two busy cores (4 s of it the engine's O(T^2) decomposition)
+    assert calls == {"decompose": 1, "loss_and_grad": 1}
+    assert c.engine_agrees and c.sympy_max_abs is None and not c.kinks
+    ends = {"tex": r"\end{document}", "html": "</html>"}
     for fmt in derive.FORMATS:
-        t1 = time.perf_counter()
         doc = d.render(n, fmt, expand=derive.EXPAND_MAX, check=c)
-        assert time.perf_counter() - t1 < 10, fmt
-        assert len(doc) < 5_000_000, fmt
+        assert 0 < len(doc) < 5_000_000, fmt
+        assert doc.rstrip().endswith(ends.get(fmt, "")), fmt  # whole: the LaTeX and the page are closed
 
 
 # ------------------------------------------------------------------ one document, four renderers

@@ -4,7 +4,6 @@ full one, the bound on long sequences, and `bptt gradflow`'s formats, --raw and 
 from __future__ import annotations
 
 import json
-import time
 import tracemalloc
 
 import numpy as np
@@ -121,21 +120,19 @@ def test_describe_and_steps_of_a_sub_sampled_map():
         gf.flow_map(m, x, x[:, :1], steps=[5, 3])
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("sampling", ["last", "even"])
 def test_long_sequence_map_is_bounded(sampling):
-    """T = 100000: a full T x T map would be 75 GiB; the drawn map is at most 500 x 500, in seconds."""
+    """T = 100000: a full T x T map would be 75 GiB; the drawn map is at most 500 x 500, in O(T H + n^2) memory."""
     T = 100_000
     m = RNN(1, 2, 1, seed=0)
     x = np.random.default_rng(0).uniform(size=(T, 1))  # (T, 1)
     tracemalloc.start()
-    t0 = time.perf_counter()
     fm = gf.flow_map(m, x, x, steps=gf.choose_steps(T, sampling=sampling))
-    seconds = time.perf_counter() - t0
     peak = tracemalloc.get_traced_memory()[1]
     tracemalloc.stop()
     assert fm.values.shape == (gf.MAX_MAP_STEPS, gf.MAX_MAP_STEPS) and fm.length == T
     assert peak < 64 * 2**20, f"{peak / 2**20:.0f} MiB"  # O(T H) for the forward pass + O(n^2): ~16 MiB
-    assert seconds < 60
     assert 0 < fm.decay["40"] < 1e-10  # far below float64's range after the whole sequence, still no underflow
     assert np.all(np.isfinite(np.tril(fm.values)))
 

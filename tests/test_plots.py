@@ -225,6 +225,7 @@ def test_write_run_plots(tmp_path):
         plots.write_run_plots(tmp_path, "jpg", **run)
 
 
+@pytest.mark.slow
 def test_write_run_plots_bounded_for_a_long_sequence(tmp_path):
     """`bptt train --task sine --length 100000` must not ask for a T x T map."""
     d = tasks.load("sine", length=100_000, n_train=1, n_val=1, n_test=1)

@@ -211,8 +211,9 @@ def _params(folder: Path) -> dict[str, bytes]:
     [
         ["--task", "binary-addition", "--bits", "6", "--n-train", "60", "--n-val", "20", "--n-test", "20", "--hidden", "4",
          "--epochs", "7", "--batch-size", "8", "--schedule", "cosine", "--patience", "50"],
-        ["--task", "sine", "--length", "30", "--n-train", "8", "--n-val", "4", "--n-test", "4", "--hidden", "4", "--chunk", "10",
-         "--batch-size", "4", "--epochs", "7", "--optimizer", "sgd", "--lr", "0.2", "--momentum", "0.9", "--nesterov"],
+        pytest.param(["--task", "sine", "--length", "30", "--n-train", "8", "--n-val", "4", "--n-test", "4", "--hidden", "4",
+                      "--chunk", "10", "--batch-size", "4", "--epochs", "7", "--optimizer", "sgd", "--lr", "0.2",
+                      "--momentum", "0.9", "--nesterov"], marks=pytest.mark.slow),
     ],
     ids=["adam-cosine", "sgd-nesterov-tbptt"],
 )
@@ -383,6 +384,7 @@ def test_config_round_trip_and_validation():
         tr.config_for("adding", epochs=0)
 
 
+@pytest.mark.slow
 def test_two_trainings_into_one_new_out_never_mix(tmp_path):
     """Two `bptt train` at once on the same new --out: one runs, the other is refused naming the owner."""
     out = tmp_path / "run"
