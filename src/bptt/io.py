@@ -11,8 +11,14 @@ fsynced, then renamed over the target with ``os.replace`` (atomic on POSIX):
 a crash or an exception mid-write leaves the previous file as it was and no
 temporary file behind.
 
+An ensemble (``bptt train --ensemble K``, ``bptt.model.Ensemble``) is one model.npz too: the
+same five arrays, each with a leading member axis (K, ...), and ``"ensemble": K`` in the JSON;
+``load_model`` returns an ``Ensemble`` whose ``predict`` is the members' mean.  A file without
+``"ensemble"`` is a single network, exactly as before.
+
 A file that is not a zip archive, is truncated, lacks the marker, or holds
-parameters of the wrong shapes raises ``BPTTError`` with one line.
+parameters of the wrong shapes (or another number of members than it says) raises
+``BPTTError`` with one line.
 """
 
 from __future__ import annotations
@@ -40,6 +46,32 @@ META_KEY = "__bptt__"
 # ---------------------------------------------------------------- atomic writes
 # What `bptt train` writes into --out; --force removes exactly these (other files are the user's).
 RUN_FILES = ("model.npz", "metrics.json", "config.json", "checkpoint.npz", "loss.*", "predictions.*", "gradflow.*")
+# An ensemble's members train in --out/members/<k>/ (k = 0, 1, ...), each writing these files there.
+MEMBERS_DIR = "members"
+MEMBER_FILES = ("config.json", "checkpoint.npz")
+MAX_ENSEMBLE = 64  # members of an ensemble, at most
+
+
+def remove_run_files(out: Path) -> None:
+    """Remove what a `bptt train` run writes into ``out`` (``RUN_FILES``, and its members' ``MEMBER_FILES``
+    in members/<k>/, then those folders if that left them empty); every other file stays."""
+    for pattern in RUN_FILES:
+        for p in out.glob(pattern):
+            if p.is_file():
+                p.unlink()
+    members = out / MEMBERS_DIR
+    if not members.is_dir() or members.is_symlink():
+        return
+    for sub in members.iterdir():
+        if not (sub.name.isdigit() and sub.is_dir() and not sub.is_symlink()):
+            continue
+        for name in MEMBER_FILES:
+            if (sub / name).is_file():
+                (sub / name).unlink()
+        if not any(sub.iterdir()):
+            sub.rmdir()
+    if not any(members.iterdir()):
+        members.rmdir()
 
 
 def check_out_dir(out: str | os.PathLike, force: bool, can_resume: bool = False) -> Path:
@@ -75,7 +107,7 @@ class RunFolder:
       that holds it.
     - The emptiness check runs under the lock, so two runs racing for one new folder cannot
       both pass it.
-    - ``force``: the previous run's outputs (``RUN_FILES``) are removed before this run writes,
+    - ``force``: the previous run's outputs (``RUN_FILES``, an ensemble's members/<k>/ files) are removed before this run writes,
       so the folder never mixes two runs (a run killed midway leaves no stale model beside the
       new config); other files in the folder are left alone.
     - A run that fails before writing anything removes the folder if it created it.
@@ -110,10 +142,7 @@ class RunFolder:
             if not self.resume:
                 check_out_dir(out, self.force, can_resume=True)  # again, now that no other run can write
                 if self.force:
-                    for pattern in RUN_FILES:
-                        for p in out.glob(pattern):
-                            if p.is_file():
-                                p.unlink()
+                    remove_run_files(out)
         except BaseException:
             self.__exit__(None, None, None)
             raise
@@ -231,7 +260,9 @@ def load_arrays(path: str | os.PathLike, fmt: str) -> tuple[dict[str, np.ndarray
 
 # ---------------------------------------------------------------- models
 def save_model(path: str | os.PathLike, model, info: dict[str, Any] | None = None) -> None:
-    """Write ``model`` (a ``bptt.RNN``) and JSON-able ``info`` to ``path`` (.npz), atomically."""
+    """Write ``model`` (a ``bptt.RNN``, or a ``bptt.model.Ensemble``: its members' arrays stacked on a
+    leading member axis, and ``"ensemble": K``) and JSON-able ``info`` to ``path`` (.npz), atomically."""
+    members = getattr(model, "members", None)
     meta = {
         "format": FORMAT,
         "version": VERSION,
@@ -243,7 +274,11 @@ def save_model(path: str | os.PathLike, model, info: dict[str, Any] | None = Non
         "dtype": model.dtype.name,
         "info": info or {},
     }
-    save_arrays(path, model.params(), meta)
+    if members is None:
+        save_arrays(path, model.params(), meta)
+        return
+    meta["ensemble"] = len(members)
+    save_arrays(path, {k: np.stack([m.params()[k] for m in members]) for k in PARAM_NAMES}, meta)  # (K, ...) each
 
 
 def model_path(path: str | os.PathLike) -> Path:
@@ -330,23 +365,47 @@ def _check_task_info(task: str, scaling: Any, task_info: dict[str, Any], bad) ->
 
 
 def load_model(path: str | os.PathLike):
-    """Returns (RNN, info).  ``path``: a model .npz or the folder holding ``model.npz``.
+    """Returns (RNN, info), or (``Ensemble``, info) for an ensemble's file.  ``path``: a model .npz or the
+    folder holding ``model.npz``.
 
     Every field is checked (``check_model_meta``): a file with wrong types, missing keys or
     out-of-range values is one BPTTError line naming the field, never a wrong prediction.
     """
-    from .model import RNN
-
     p = model_path(path)
     arrays, meta = load_arrays(p, FORMAT)
     arch = check_model_meta(meta, p)
     missing = [k for k in PARAM_NAMES if k not in arrays]
     if missing:
         raise BPTTError(f"{p}: model file is missing parameters {', '.join(missing)}; re-train or re-save it")
+    if "ensemble" in meta:
+        return _load_ensemble(p, meta, arrays, arch)
+    return _network(p, arch, {k: arrays[k] for k in PARAM_NAMES}), arch["info"]
+
+
+def _network(p: Path, arch: dict[str, Any], params: dict[str, np.ndarray]):
+    """The RNN of ``arch`` with ``params``, or one line saying the file is inconsistent."""
+    from .model import RNN
+
     m = RNN(*arch["sizes"], hidden_activation=arch["hidden_activation"], output_activation=arch["output_activation"],
             dtype=arch["dtype"])
     try:
-        m.set_params(**{k: arrays[k] for k in PARAM_NAMES})
+        m.set_params(**params)
     except BPTTError as e:
         raise BPTTError(f"{p}: model file is inconsistent ({e}); re-train or re-save it") from None
-    return m, arch["info"]
+    return m
+
+
+def _load_ensemble(p: Path, meta: dict[str, Any], arrays: dict[str, np.ndarray], arch: dict[str, Any]):
+    """(Ensemble, info) of an ensemble file: K members, every array (K, ...) of its member's shape."""
+    from .model import Ensemble
+
+    try:
+        K = check_int("ensemble", meta["ensemble"], 1, MAX_ENSEMBLE)
+    except BPTTError as e:
+        raise BPTTError(f"{p}: model file field {e}; re-train or re-save it") from None
+    for k in PARAM_NAMES:
+        a = arrays[k]
+        if a.ndim == 0 or a.shape[0] != K:
+            raise BPTTError(f"{p}: model file says ensemble {K} but holds {k} of shape {a.shape}, not {K} members' "
+                            f"(a leading axis of {K}); re-train or re-save it")
+    return Ensemble([_network(p, arch, {k: arrays[k][i] for k in PARAM_NAMES}) for i in range(K)]), arch["info"]

@@ -317,3 +317,37 @@ def _unbatch(fwd: engine.Forward, batched: bool) -> ForwardResult:
     if batched:
         return ForwardResult(fwd.z, fwd.h, fwd.u, fwd.y_pred)
     return ForwardResult(fwd.z[:, 0], fwd.h[:, 0], fwd.u[:, 0], fwd.y_pred[:, 0])
+
+
+class Ensemble:
+    """K networks of one architecture whose predictions are averaged: ``predict`` is their mean.
+
+    ``bptt train --ensemble K`` trains one (``bptt.train.train_ensemble``) and ``bptt.io`` saves and
+    loads it as one model.npz.  It has the sizes, activations and dtype of its members, so code that
+    only predicts (task metrics, plots, ``bptt predict``) takes it where it takes an ``RNN``.
+    """
+
+    def __init__(self, members: list[RNN]):
+        members = list(members)
+        if not members or not all(isinstance(m, RNN) for m in members):
+            raise BPTTError("an ensemble needs a non-empty list of bptt.RNN members")
+        first = members[0]
+        arch = (first.input_size, first.hidden_size, first.output_size, first.hidden_activation,
+                first.output_activation, first.dtype)
+        for i, m in enumerate(members[1:], 1):
+            if (m.input_size, m.hidden_size, m.output_size, m.hidden_activation, m.output_activation, m.dtype) != arch:
+                raise BPTTError(f"ensemble member {i} has another architecture than member 0; members differ only in "
+                                "their parameters")
+        self.members = members
+        (self.input_size, self.hidden_size, self.output_size, self.hidden_activation, self.output_activation,
+         self.dtype) = arch
+
+    def __len__(self) -> int:
+        return len(self.members)
+
+    def __repr__(self) -> str:
+        return f"Ensemble({len(self.members)} × {self.members[0]!r})"
+
+    def predict(self, x: Any, h0: Any = None) -> np.ndarray:
+        """The mean over the members of y'_1..y'_T, shaped (T, O) or (T, B, O)."""
+        return np.mean(np.stack([m.predict(x, h0) for m in self.members]), axis=0)  # (K, T, [B,] O) -> mean over K

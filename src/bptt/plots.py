@@ -1,6 +1,7 @@
 """Plots with matplotlib's Agg canvas (no display, no global backend switch), as PNG, SVG or PDF.
 
 loss_curves          train and validation loss per epoch (log scale), the kept epoch marked
+member_loss_curves   the same for every member of an ensemble, on one plot
 predictions          test predictions against targets (what the task's record says to show)
 gradient_flow_maps   gradient-flow maps (``gradflow.FlowMap``), one panel per map, side by side
 write_run_plots      the three plots of a training run, in one format (what `bptt train --plots` writes)
@@ -86,8 +87,38 @@ def loss_curves(history: dict[str, list[float]], path: str | Path, title: str = 
     return _save(fig, path)
 
 
+def member_loss_curves(histories: list[dict[str, list[float]]], path: str | Path, title: str = "loss per epoch",
+                       scaled: bool = False, best_epochs: list[int] | None = None) -> Path:
+    """An ensemble's members' losses: one colour per member, train solid, validation dashed, kept epoch dotted."""
+    plot_format(path)
+    from matplotlib.ticker import MaxNLocator
+
+    fig = _figure(7.0, 4.0)
+    ax = fig.add_subplot()
+    labelled = len(histories) <= 10  # a legend entry per member while the legend stays readable
+    for k, history in enumerate(histories):
+        colour = f"C{k % 10}"
+        for key, style, what in (("train_loss", "-", "train"), ("val_loss", "--", "validation")):
+            v = np.asarray(history.get(key, []), dtype=float)  # (epochs,)
+            if v.size:
+                label = f"member {k} {what}" if labelled else (what if k == 0 else None)
+                ax.plot(np.arange(1, v.size + 1), v, style if v.size > 1 else "o", color=colour, lw=1, label=label)
+        if best_epochs and best_epochs[k]:
+            ax.axvline(best_epochs[k], color=colour, ls=":", lw=0.8)
+    ax.set_yscale("log")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set_xlabel("epoch (dotted: each member's kept epoch)")
+    units = "targets scaled to [0, 1]" if scaled else "targets in the task's own units"
+    ax.set_ylabel(f"loss = mean of ½ (y − y')²\n({units})")
+    ax.set_title(title)
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(**_LEGEND_OUTSIDE)
+    return _save(fig, path)
+
+
 def predictions(data, model, metrics: dict[str, Any], path: str | Path) -> Path:
-    """Test predictions against targets, as the task's record says (``tasks.prediction_view``)."""
+    """Test predictions against targets, as the task's record says (``tasks.prediction_view``); an
+    ensemble's (``bptt.model.Ensemble``) are its members' mean, and the title says so."""
     plot_format(path)
     view = tasks.prediction_view(data, model, metrics)
     fig = _figure(8.0, 4.2)
@@ -108,7 +139,9 @@ def predictions(data, model, metrics: dict[str, Any], path: str | Path) -> Path:
     ax.set_ylabel(view.y_label)
     if any(c.label for c in view.curves):
         ax.legend(**_LEGEND_OUTSIDE)
-    ax.set_title(view.title or f"{data.name}: test set")
+    members = getattr(model, "members", None)
+    ensemble = "" if members is None else f"\nmean prediction of an ensemble of {len(members)} networks"
+    ax.set_title((view.title or f"{data.name}: test set") + ensemble)
     ax.grid(True, alpha=0.3)
     return _save(fig, path)
 
@@ -217,16 +250,27 @@ def write_run_plots(out_dir: str | Path, fmt: str, *, history: dict[str, list[fl
     Returns {"loss_plot": path, "predictions_plot": path, "gradflow_plot": path} (empty for "none").
     The gradient-flow map is the normalised map of the first test sequence, bounded for any T
     (at most ``gradflow.MAX_MAP_STEPS`` rows and columns: the last ones of a long sequence).
+    An ensemble (``model.members``; history {"members": [...]}, metrics["members"]): the loss of every
+    member, the predictions of the ensemble (the members' mean), the gradient flow of member 0.
     """
     fmt = check_choice("plot format", fmt, RUN_PLOTS)
     if fmt == "none":
         return {}
     out = Path(out_dir)
-    paths = {"loss_plot": loss_curves(history, out / f"loss.{fmt}", title=f"{data.name}: loss per epoch",
-                                      scaled=data.scaling is not None, best_epoch=metrics.get("best_epoch")),
-             "predictions_plot": predictions(data, model, metrics, out / f"predictions.{fmt}")}
+    members = getattr(model, "members", None)
+    scaled = data.scaling is not None
+    if members is None:
+        loss = loss_curves(history, out / f"loss.{fmt}", title=f"{data.name}: loss per epoch", scaled=scaled,
+                           best_epoch=metrics.get("best_epoch"))
+    else:
+        loss = member_loss_curves(history["members"], out / f"loss.{fmt}", scaled=scaled,
+                                  title=f"{data.name}: loss per epoch of the {len(members)} members of the ensemble",
+                                  best_epochs=[m.get("best_epoch") for m in metrics.get("members", [])])
+    paths = {"loss_plot": loss, "predictions_plot": predictions(data, model, metrics, out / f"predictions.{fmt}")}
     x, y = gradflow.gradflow_sequence(data)
-    maps = gradflow.flow_map_pair(model, x, y)
+    maps = gradflow.flow_map_pair(model if members is None else members[0], x, y)
     title = f"{data.name}, first test sequence ({gradflow.describe_sequence(data, 0)}): how E_t's signal reaches h_k"
+    if members is not None:
+        title = f"member 0 of the ensemble of {len(members)}: " + title
     paths["gradflow_plot"] = gradient_flow_maps(maps, out / f"gradflow.{fmt}", title=title)
     return paths

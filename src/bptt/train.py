@@ -27,6 +27,10 @@ gives a mask; an unscored step's target is set to the network's own output, so
 its error and its gradient are exactly zero, and the result is rescaled from
 1/(T B) to 1/(number of scored steps).
 
+Ensembles (``cfg.ensemble`` K > 1, ``train_ensemble``): K networks that differ only in their seed,
+member k seeded 10 seed + k (on the data of ``seed``), each trained by ``train`` in out/members/k/;
+the result predicts the members' mean (``bptt.model.Ensemble``) and its metrics are the task's on it.
+
 Reproducibility: the model is initialised from ``seed``, the shuffle of epoch e is
 drawn from ``np.random.default_rng([seed, e])``, and the checkpoint holds the
 parameters, the optimizer state, the history and the early-stopping state.  So a
@@ -40,6 +44,7 @@ import dataclasses
 import math
 import os
 import signal
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Protocol
@@ -51,13 +56,13 @@ from . import io as bio
 from . import tasks
 from .activations import HIDDEN_ACTIVATIONS, OUTPUT_ACTIVATIONS
 from .validation import (BPTTError, check_checkpoint, check_choice, check_dtype, check_int, check_number, check_seed,
-                         check_sizes)
+                         check_sizes, short_repr)
 from .engine import PARAM_NAMES
-from .model import RNN
+from .model import RNN, Ensemble
 from .optim import OPTIMIZERS, SCHEDULES, Adam, SGD, clip_global_norm, lr_at, make_optimizer  # noqa: F401 (re-exported)
 
 # Testing hook: after this epoch has finished (and any checkpoint written), the
-# process sends itself SIGKILL, as a crash or `kill -9` would.
+# process sends itself SIGKILL, as a crash or `kill -9` would.  "K:E": after epoch E of ensemble member K.
 KILL_ENV = "BPTT_KILL_AFTER_EPOCH"
 
 
@@ -99,6 +104,10 @@ class TrainConfig:
     hf_curvature_batch: int | None = 500  # sequences for the Gauss-Newton products (None: the gradient batch)
     hf_l2: float = 0.0  # weight decay: l2/2 ||θ||² added to the objective
     hf_time_limit: float | None = None  # seconds of HF iterations, then stop (None: no limit)
+    # an ensemble of K networks, predictions averaged (``train_ensemble``): member k is this config with
+    # ensemble 1 and seed 10 seed + k (K > 1)
+    ensemble: int = 1
+    data_seed: int | None = None  # the task's data from this seed, not from ``seed`` (an ensemble member's)
 
     def validate(self) -> None:
         check_choice("task", self.task, tasks.TASKS)
@@ -117,6 +126,7 @@ class TrainConfig:
         for name in ("epochs", "batch_size"):
             check_int(name, getattr(self, name))
         check_seed(self.seed, none_ok=False)
+        check_ensemble(self)
         check_int("checkpoint_every", self.checkpoint_every, 0)
         for name in ("chunk", "truncate", "patience"):
             check_int(name, getattr(self, name), none_ok=True)
@@ -135,6 +145,9 @@ class TrainConfig:
     def to_json(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
         d["betas"] = list(self.betas)
+        for name, default in UNWRITTEN_DEFAULTS.items():  # a single network's files are as before ensembles existed
+            if d[name] == default:
+                del d[name]
         return d
 
     @classmethod
@@ -147,6 +160,27 @@ class TrainConfig:
         if "betas" in d:
             d["betas"] = tuple(d["betas"])
         return cls(**d)
+
+
+# Settings left out of config.json, checkpoints and model files while they have these values.
+UNWRITTEN_DEFAULTS = {"ensemble": 1, "data_seed": None}
+
+
+def check_ensemble(cfg: TrainConfig) -> None:
+    """cfg.ensemble: an integer 1..MAX_ENSEMBLE; members' seeds 10 seed + k in range; not data-parallel; data_seed."""
+    K = cfg.ensemble
+    if isinstance(K, bool) or not isinstance(K, (int, np.integer)) or not 1 <= K <= bio.MAX_ENSEMBLE:
+        raise BPTTError(f"ensemble must be an integer from 1 to {bio.MAX_ENSEMBLE} (networks whose predictions are "
+                        f"averaged), got {short_repr(K)}; give --ensemble K with 1 <= K <= {bio.MAX_ENSEMBLE} (1: one network)")
+    check_seed(cfg.data_seed, none_ok=True)
+    if K == 1:
+        return
+    if 10 * cfg.seed + K - 1 > 2**63 - 1:
+        raise BPTTError(f"seed {cfg.seed} with ensemble {K}: the members' seeds 10 seed + k exceed 2^63 - 1; "
+                        f"give a seed below {(2**63 - K) // 10 + 1}")
+    if cfg.nproc > 1:
+        raise BPTTError(f"ensemble {K} with nproc {cfg.nproc} is not supported: an ensemble's members train one after "
+                        "another in one process; leave --nproc out (or 1), or give --ensemble 1")
 
 
 def config_for(task: str, task_options: dict[str, Any] | None = None, **settings: Any) -> TrainConfig:
@@ -164,8 +198,9 @@ def config_for(task: str, task_options: dict[str, Any] | None = None, **settings
 
 
 def load_task(cfg: TrainConfig) -> tasks.TaskData:
-    """The task's data for this config (seeded by cfg.seed); options checked against the task's record."""
-    return tasks.load(cfg.task, seed=cfg.seed, **cfg.task_options)
+    """The task's data for this config (seeded by cfg.seed, or cfg.data_seed when given); options checked
+    against the task's record."""
+    return tasks.load(cfg.task, seed=cfg.seed if cfg.data_seed is None else cfg.data_seed, **cfg.task_options)
 
 
 # ---------------------------------------------------------------- losses
@@ -516,11 +551,15 @@ def _check_checkpoint_arrays(out: Path, saved: dict[str, np.ndarray], want: dict
 
 @dataclass
 class TrainResult:
-    model: RNN
+    """A finished run.  An ensemble's: ``model`` is the ``Ensemble``, ``history`` {"members": [each member's
+    history]}, ``metrics`` those of the mean prediction plus ``members``, and ``members`` each member's result."""
+
+    model: RNN | Ensemble
     data: tasks.TaskData
-    history: dict[str, list[float]]
+    history: dict[str, Any]
     metrics: dict[str, Any]
     config: TrainConfig
+    members: list["TrainResult"] | None = None
 
 
 def init_model(cfg: TrainConfig, data: tasks.TaskData) -> RNN:
@@ -546,8 +585,11 @@ def train(
     group), and then only rank 0 writes to ``out``.
     Returns the model of the epoch with the lowest validation loss (model selection on the
     validation split, with or without early stopping), the history and the test metrics.
+    cfg.ensemble > 1: ``train_ensemble`` (which calls this function once per member).
     """
     cfg.validate()
+    if cfg.ensemble > 1:  # K networks, each trained by this function (train_ensemble)
+        return train_ensemble(cfg, out, resume=resume, progress=progress, data=data, backend=backend)
     out = Path(out) if out is not None else None
     data = data if data is not None else load_task(cfg)
     dtype = np.dtype(cfg.dtype)
@@ -587,7 +629,8 @@ def train(
         save_checkpoint(out, cfg, params, opt, state, best)  # epoch 0: a run killed before its first checkpoint resumes
     backend.agree(0.0)  # every rank has read the checkpoint before rank 0 may write the next one
 
-    kill_after = int(os.environ.get(KILL_ENV, "0") or 0)
+    kill_spec = os.environ.get(KILL_ENV, "")
+    kill_after = int(kill_spec) if kill_spec.isdigit() else 0  # "K:E" is train_ensemble's
     fused_step = getattr(backend, "fused_step", None)
     while state["epoch"] < cfg.epochs and not state["stopped_early"]:
         epoch = state["epoch"] + 1
@@ -678,6 +721,129 @@ def result_from_checkpoint(out: str | Path, data: tasks.TaskData | None = None) 
     return train_result(cfg, data if data is not None else load_task(cfg), state, best)
 
 
+# ---------------------------------------------------------------- ensembles
+def member_config(cfg: TrainConfig, k: int) -> TrainConfig:
+    """Member k of the ensemble ``cfg``: the same settings with ensemble 1 and seed 10 cfg.seed + k.
+
+    The seed of a random task's data stays the ensemble's (``data_seed``), so every member trains,
+    selects and is tested on the same sequences and their predictions can be averaged; tasks with
+    fixed data (sunspots, csv) need no data_seed, and member k is exactly
+    ``config_for(task, options, seed=10 s + k, ...)``."""
+    data_seed = cfg.data_seed
+    if data_seed is None and tasks.get(cfg.task).seeded:
+        data_seed = cfg.seed
+    return dataclasses.replace(cfg, ensemble=1, seed=10 * cfg.seed + k, data_seed=data_seed)
+
+
+def member_folder(out: Path, k: int) -> Path:
+    """Where member k of the ensemble run in ``out`` keeps its config and checkpoints: out/members/k."""
+    return Path(out) / bio.MEMBERS_DIR / str(k)
+
+
+@contextmanager
+def _kill_hook_for(k: int):
+    """KILL_ENV "K:E" (testing hook): member K's train sees "E", every other member none."""
+    spec = os.environ.get(KILL_ENV)
+    if spec is None or ":" not in spec:
+        yield
+        return
+    member, _, epoch = spec.partition(":")
+    os.environ[KILL_ENV] = epoch if member == str(k) else ""
+    try:
+        yield
+    finally:
+        os.environ[KILL_ENV] = spec
+
+
+def train_ensemble(
+    cfg: TrainConfig,
+    out: str | Path | None = None,
+    resume: bool = False,
+    progress: Callable[[dict[str, Any]], None] | None = None,
+    data: tasks.TaskData | None = None,
+    backend: Backend | None = None,
+) -> TrainResult:
+    """Train cfg.ensemble networks that differ only in their seed (``member_config``: seed 10 seed + k),
+    each with ``train``, and average their predictions (``Ensemble``).
+
+    With ``out``: out/config.json (this config), and member k's config and checkpoints in
+    out/members/k/ (``member_folder``).  ``resume``: a member whose checkpoint is final runs no epoch,
+    the interrupted one continues from its checkpoint, the rest start; the result equals an
+    uninterrupted run's bit for bit.  ``progress`` gets each member's reports with "member" (k) and
+    "members" (K) added.  The metrics are the task's on the mean prediction (``ensemble_result``).
+    """
+    cfg.validate()
+    out = Path(out) if out is not None else None
+    data = data if data is not None else load_task(cfg)
+    K = cfg.ensemble
+    if resume and out is None:
+        raise BPTTError("resume needs the run's output folder")
+    if out is not None and resume:
+        if ensemble_config(out).to_json() != cfg.to_json():
+            raise BPTTError(f"{out}: the run was started with other settings; resume with the run's own config")
+    elif out is not None:
+        out.mkdir(parents=True, exist_ok=True)
+        bio.atomic_write_json(out / "config.json", cfg.to_json())
+    members = []
+    for k in range(K):
+        mout = None if out is None else member_folder(out, k)
+        report = None if progress is None else (lambda info, k=k: progress({**info, "member": k, "members": K}))
+        started = mout is not None and _checkpoint_path(mout).is_file()
+        with _kill_hook_for(k):
+            members.append(train(member_config(cfg, k), mout, resume=resume and started, progress=report, data=data,
+                                 backend=backend))
+    return ensemble_result(cfg, data, members)
+
+
+def ensemble_result(cfg: TrainConfig, data: tasks.TaskData, members: list[TrainResult]) -> TrainResult:
+    """The ensemble's result from its members': the task's metrics (``tasks.metrics``) of the mean prediction
+    on the test split, the mean prediction's validation loss (``val_loss``, the seed's loss as in training)
+    and MSE (``val_mse``, in the data's own units for scaled data), and each member's seed, kept epoch and
+    scalar metrics (``members``)."""
+    ens = Ensemble([r.model for r in members])
+    m = tasks.metrics(data, ens)
+    val = data.val
+    pred = ens.predict(val.x.astype(ens.dtype)).astype(np.float64)  # (T, N, O)
+    sc = data.scaling
+    m.update(ensemble=len(members), member_seeds=[r.config.seed for r in members], val_loss=evaluate(ens, val),
+             val_mse=tasks.masked_mse(sc.from_unit(pred), sc.from_unit(val.y), val.mask) if sc is not None
+             else tasks.masked_mse(pred, val.y, val.mask))
+    m["members"] = [{"member": k, "seed": r.config.seed,
+                     **{n: v for n, v in r.metrics.items() if not isinstance(v, (list, dict))}}
+                    for k, r in enumerate(members)]
+    return TrainResult(ens, data, {"members": [r.history for r in members]}, m, cfg, members)
+
+
+def ensemble_config(out: Path) -> TrainConfig:
+    """The config.json of the ensemble run in ``out`` (its members' folders hold the checkpoints)."""
+    p = Path(out) / "config.json"
+    try:
+        d = bio.strict_json_loads(p.read_text(encoding="utf-8"))
+        cfg = TrainConfig.from_json(d) if isinstance(d, dict) else None
+    except (OSError, UnicodeDecodeError, ValueError, RecursionError, TypeError):
+        cfg = None
+    if cfg is None:
+        raise BPTTError(f"{p}: not a readable bptt config; the run's folder is damaged, start again without --resume")
+    cfg.validate()
+    return cfg
+
+
+def run_config(out: str | Path) -> TrainConfig:
+    """The config of the run in ``out``, to resume it: its checkpoint's, or for an ensemble (no checkpoint.npz
+    of its own; its members' are in members/k/) its config.json's."""
+    out = Path(out)
+    if not _checkpoint_path(out).exists() and (out / "config.json").is_file():
+        try:
+            cfg = ensemble_config(out)
+        except BPTTError:
+            if (out / bio.MEMBERS_DIR).is_dir():
+                raise
+            cfg = None  # a single network's run killed before its first checkpoint: load_checkpoint says so
+        if cfg is not None and cfg.ensemble > 1:
+            return cfg
+    return load_checkpoint(out)[0]
+
+
 def model_info(result: TrainResult) -> dict[str, Any]:
     """What ``bptt predict`` needs beside the parameters: task, settings, scaling."""
     d = result.data
@@ -700,5 +866,5 @@ def write_outputs(result: TrainResult, out: Path, plot_format: str = "png") -> d
                "history": result.history, "test": result.metrics}
     bio.atomic_write_json(paths["metrics"], metrics)
     paths.update(plots.write_run_plots(out, plot_format, history=result.history, data=result.data, model=result.model,
-                                       metrics=result.metrics))
+                                       metrics=result.metrics))  # an ensemble: every member's loss, member 0's gradflow
     return paths

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -87,22 +88,29 @@ def gradflow_cli(out: str | Path, force: bool = False, model: str | None = None,
         net, xs, ys, title = _test_sequence(model, index)
     else:
         net, xs, ys, title = _random_network(hidden, length, init_scale, seed)
+    members = getattr(net, "members", None)
+    if members is not None:  # an ensemble: the gradient flow of one network, member 0
+        net = members[0]
+        note = f"ensemble of {len(members)} networks: the gradient flow of member 0"
+        title = f"{note}; {title}"
+        print(note, file=sys.stderr if as_json else sys.stdout)
     maps = flow_map_pair(net, xs, ys, normalise=not raw, steps=choose_steps(len(xs), max_steps, sample))
     if model is None:
         maps = {k.replace(" (as trained)", " (random init)"): v for k, v in maps.items()}
     plots.gradient_flow_maps(maps, out, title=title)
-    _report(maps, out, as_json)
+    _report(maps, out, as_json, {} if members is None else {"ensemble": len(members), "member": 0})
     return 0
 
 
-def _report(maps: dict, out: Path, as_json: bool) -> None:
+def _report(maps: dict, out: Path, as_json: bool, ensemble: dict | None = None) -> None:
     """The decay summary (median over the map's rows t of R[t, t - lag]) and which steps the map shows."""
     first = next(iter(maps.values()))
     summary = {label: fm.decay for label, fm in maps.items()}
     if as_json:
         steps = {"length": first.length, "shown": len(first.steps), "first": int(first.steps[0]) + 1,
                  "last": int(first.steps[-1]) + 1, "stride": first.stride}
-        print(json.dumps({"out": str(out), "decay": summary, "normalised": first.normalised, "steps": steps}))
+        print(json.dumps({"out": str(out), "decay": summary, "normalised": first.normalised, "steps": steps,
+                          **(ensemble or {})}))
         return
     print(f"map: {first.describe()}; " + ("||dE_t/dh_k|| / ||dE_t/dh_t||" if first.normalised else "||dE_t/dh_k|| (raw)"))
     print("median over t of ||dE_t/dh_(t-lag)|| / ||dE_t/dh_t||:")

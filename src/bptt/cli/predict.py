@@ -12,6 +12,8 @@ any other model prints one object with these keys (stable; new keys may be added
     next         series models: the forecast of the value after the last input
     next_index   series models: its year or t (T + 1)
     warnings     the warning lines also written to stderr (e.g. an input shorter than the training window)
+    ensemble     only for an ensemble's model (`bptt train --ensemble K`): K; the predictions are the
+                 members' mean (binary-addition rows carry it too)
 """
 
 from __future__ import annotations
@@ -60,6 +62,10 @@ def predict_cli(model_dir: str | Path, x: str | None = None, csv: str | None = N
                 a: str | None = None, b: str | None = None, as_json: bool = False) -> int:
     """`bptt predict`: binary sums, or one-step-ahead predictions in the data's own units."""
     model, info = bio.load_model(model_dir)
+    members = getattr(model, "members", None)  # an ensemble: model.predict is the members' mean
+    ensemble = {} if members is None else {"ensemble": len(members)}
+    if members is not None and not as_json:
+        print(f"ensemble of {len(members)} networks: the mean of their predictions")
     task = info.get("task")
     scaling = tasks.Scaling(**info["scaling"]) if info.get("scaling") else None
     if a is not None or b is not None:
@@ -76,7 +82,8 @@ def predict_cli(model_dir: str | Path, x: str | None = None, csv: str | None = N
                 raise BPTTError(f"{opt}: {v} does not fit in {bits} bits; give integers in 0..{(1 << bits) - 1}")
         xs, _ = tasks.addition_sequences(A, B, bits)
         got = tasks.bits_to_int(model.predict(xs.astype(model.dtype))[..., 0] > 0.5)
-        rows = [{"a": p, "b": q, "network": int(g), "true": p + q, "exact": int(g) == p + q} for p, q, g in zip(A, B, got)]
+        rows = [{"a": p, "b": q, "network": int(g), "true": p + q, "exact": int(g) == p + q, **ensemble}
+                for p, q, g in zip(A, B, got)]
         if as_json:
             print(json.dumps(rows))
         else:
@@ -111,6 +118,7 @@ def predict_cli(model_dir: str | Path, x: str | None = None, csv: str | None = N
         out["next"] = float(pred_u[-1, 0])
         out["next_index"] = index[-1] + 1
     out["warnings"] = _warnings(info["task_info"], len(xv), "--csv" if csv is not None else "--x")
+    out.update(ensemble)
     for w in out["warnings"]:
         print(f"warning: {w}", file=sys.stderr)
     if as_json:

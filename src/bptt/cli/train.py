@@ -17,7 +17,7 @@ from .. import plots
 from .. import tasks
 from ..activations import HIDDEN_ACTIVATIONS, OUTPUT_ACTIVATIONS
 from ..optim import OPTIMIZERS, SCHEDULES
-from ..train import BACKENDS, TrainConfig, config_for, load_checkpoint, load_task, train, write_outputs
+from ..train import BACKENDS, TrainConfig, config_for, load_task, run_config, train, write_outputs
 from ..validation import DTYPES, BPTTError
 from ._common import console, number
 
@@ -30,7 +30,8 @@ COMPILES = True
 def add(sub) -> None:
     p = sub.add_parser("train", help="train the network on a task; writes model, metrics and plots to --out",
                        description="Train the seed's network on a task. Writes model.npz, metrics.json, config.json, "
-                       "checkpoint.npz and the loss/predictions/gradflow plots (--plots) to --out. Options left out take the task's defaults.")
+                       "checkpoint.npz and the loss/predictions/gradflow plots (--plots) to --out (--ensemble K: each member's config "
+                       "and checkpoints in --out/members/k/ instead of checkpoint.npz). Options left out take the task's defaults.")
     p.add_argument("--task", default=None, metavar=_choices(tasks.TASKS), help=_task_help())
     p.add_argument("--out", required=True, metavar="DIR", help="output folder (must be new or empty unless --force or --resume)")
     p.add_argument("--force", action="store_true", help="write into an existing non-empty --out")
@@ -67,21 +68,29 @@ def add(sub) -> None:
     g.add_argument("--patience", type=int, default=None, metavar="E", help="early stopping after E epochs without a better validation loss")
     g.add_argument("--seed", type=int, default=None, help="one seed for data, initialisation and shuffling (default 0)")
     g.add_argument("--checkpoint-every", type=int, default=None, metavar="E", help=f"checkpoint every E epochs ({_per_task('checkpoint_every')})")
+    g.add_argument("--ensemble", default=None, metavar="K", help=f"train K networks (1..{bio.MAX_ENSEMBLE}, default 1) that "
+                   "differ only in their seed, 10 × --seed + k for member k = 0..K-1 (random tasks: all on --seed's data), "
+                   "and average their predictions; "
+                   "one model.npz, each member's checkpoints in --out/members/k/ (--resume continues them)")
     g = p.add_argument_group("Hessian-free (--optimizer hf; README '### Hessian-free training')")
     for flag, typ, hlp in HF_OPTIONS:
-        g.add_argument(flag, type=typ, default=None, help=hlp)
+        if typ == "all":  # an integer, or 'all' (None in the config), read by train_config_from_args
+            g.add_argument(flag, default=None, metavar="N", help=hlp)
+        else:
+            g.add_argument(flag, type=typ, default=None, help=hlp)
     _add_task_options(p)
     p.set_defaults(run=run)
 
 
 # --optimizer hf's settings: (flag, type, help); each is the TrainConfig field of the same name.
+# Type "all": an integer or 'all' (the field's None), as --clip takes 'none'.
 HF_OPTIONS = (
     ("--hf-damping", float, "initial Levenberg-Marquardt damping λ (default 1)"),
     ("--hf-structural", float, "structural damping μ on the hidden states (default 0)"),
     ("--hf-max-cg", int, "conjugate-gradient iterations per HF iteration, at most (default 100)"),
     ("--hf-cg-decay", float, "CG starts from this times the previous solution (default 0.95)"),
     ("--hf-batch", int, "sequences for the gradient (default: the whole training split)"),
-    ("--hf-curvature-batch", int, "sequences for the Gauss-Newton products (default 500)"),
+    ("--hf-curvature-batch", "all", "sequences for the Gauss-Newton products (default 500; 'all': the whole gradient batch)"),
     ("--hf-l2", float, "weight decay l2/2 ||θ||² added to the objective (default 0)"),
     ("--hf-time-limit", float, "seconds of HF iterations, then stop (default: no limit)"),
 )
@@ -150,15 +159,44 @@ def train_config_from_args(args: argparse.Namespace):
         "checkpoint_every": args.checkpoint_every, "grad_checkpoint": _grad_checkpoint(args.grad_checkpoint),
         "backend": args.backend, "nproc": _nproc(args.nproc),
     }
-    for flag, _, _ in HF_OPTIONS:
+    given["ensemble"] = _ensemble(args.ensemble)
+    every: dict[str, Any] = {}  # the "all" options given as 'all': None in the config
+    for flag, typ, _ in HF_OPTIONS:
         field = flag[2:].replace("-", "_")
-        given[field] = getattr(args, field)
+        value = getattr(args, field)
+        if typ == "all" and value is not None:
+            value = _int_or_all(value, flag)
+            if value is None:
+                every[field] = None
+        given[field] = value
     settings = {k: v for k, v in given.items() if v is not None}
+    settings.update(every)
     if args.clip is not None:
         settings["clip"] = clip
     given_options = {name: getattr(args, _option_dest(name), None) for name in tasks.options_by_name()}
     task_options = {k: v for k, v in given_options.items() if v is not None}  # each converted by its Option.type
     return config_for(args.task, task_options, **settings)
+
+
+def _int_or_all(text: str, flag: str) -> int | None:
+    """An "all" option: an integer, or 'all' (any case) for None (TrainConfig.validate checks the range)."""
+    if text.strip().lower() == "all":
+        return None
+    try:
+        return int(text)
+    except ValueError:
+        raise BPTTError(f"{flag} must be a positive integer or 'all', got {text!r}") from None
+
+
+def _ensemble(text: str | None) -> int | None:
+    """--ensemble K: an integer (TrainConfig.validate checks 1..MAX_ENSEMBLE)."""
+    if text is None:
+        return None
+    try:
+        return int(text)
+    except ValueError:
+        raise BPTTError(f"--ensemble must be an integer from 1 to {bio.MAX_ENSEMBLE} (networks averaged), got {text!r}; "
+                        "give e.g. --ensemble 5") from None
 
 
 def _grad_checkpoint(text: str | None) -> int | str | None:
@@ -199,7 +237,7 @@ def run_cli(cfg: TrainConfig | None, out: str | Path, force: bool = False, resum
     if resume:
         if not out.is_dir():
             raise BPTTError(f"{out}: no such folder to resume; give the --out folder of the run to continue")
-        cfg = load_checkpoint(out)[0]
+        cfg = run_config(out)  # the checkpoint's, or an ensemble's config.json
     else:
         assert cfg is not None
         bio.check_out_dir(out, force, can_resume=True)
@@ -220,6 +258,9 @@ def _train_and_report(cfg: TrainConfig, data, out: Path, resume: bool, progress:
 
     batches = math.ceil(data.train.n / cfg.batch_size)
     procs = f" ×{cfg.nproc} processes" if cfg.nproc > 1 else ""
+    K = cfg.ensemble
+    if K > 1:
+        procs += f" ensemble={K} (member k: seed {10 * cfg.seed}+k)"
     if not as_json:
         from rich.markup import escape
 
@@ -232,17 +273,18 @@ def _train_and_report(cfg: TrainConfig, data, out: Path, resume: bool, progress:
     if live:
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-        bar = Progress(TextColumn("epoch {task.fields[epoch]}/" + str(cfg.epochs)), BarColumn(), MofNCompleteColumn(),
+        bar = Progress(TextColumn("{task.fields[member]}epoch {task.fields[epoch]}/" + str(cfg.epochs)), BarColumn(), MofNCompleteColumn(),
                        TextColumn("loss {task.fields[loss]}  val {task.fields[val]}"), TimeElapsedColumn(),
                        TimeRemainingColumn(), console=con, transient=False)
-        tid = bar.add_task("train", total=cfg.epochs * batches, epoch=0, loss="-", val="-")
+        tid = bar.add_task("train", total=K * cfg.epochs * batches, epoch=0, loss="-", val="-", member="")
 
         def report(info: dict[str, Any]) -> None:
+            before = info.get("member", 0) * cfg.epochs * batches  # an ensemble's earlier members
             if info.get("done"):
                 bar.update(tid, val=f"{info['val_loss']:.5g}")
             else:
-                bar.update(tid, completed=(info["epoch"] - 1) * batches + info["batch"], epoch=info["epoch"],
-                           loss=f"{info['loss']:.5g}")
+                bar.update(tid, completed=before + (info["epoch"] - 1) * batches + info["batch"],
+                           epoch=info["epoch"], member=_member(info), loss=f"{info['loss']:.5g}")
 
         with bar:
             result = run_training(cfg, out, resume=resume, progress=report, data=data)
@@ -250,7 +292,7 @@ def _train_and_report(cfg: TrainConfig, data, out: Path, resume: bool, progress:
 
         def report(info: dict[str, Any]) -> None:
             if progress and info.get("done") and (info["epoch"] % every == 0 or info["epoch"] == cfg.epochs):
-                print(f"epoch {info['epoch']}/{cfg.epochs}  train loss {info['train_loss']:.5g}  val loss {info['val_loss']:.5g}",
+                print(f"{_member(info)}epoch {info['epoch']}/{cfg.epochs}  train loss {info['train_loss']:.5g}  val loss {info['val_loss']:.5g}",
                       flush=True)
 
         result = run_training(cfg, out, resume=resume, progress=report, data=data)
@@ -265,8 +307,14 @@ def _train_and_report(cfg: TrainConfig, data, out: Path, resume: bool, progress:
         return 0
     from rich.table import Table
 
-    con.print(f"{cfg.task}: test set (model of epoch {result.metrics['best_epoch']}, lowest validation loss; "
-              f"{result.metrics['epochs_run']} epochs, {elapsed:.1f} s)")
+    if K > 1:
+        kept = ", ".join(str(m["best_epoch"]) for m in result.metrics["members"])
+        con.print(f"{cfg.task}: test set (mean prediction of an ensemble of {K} networks, seeds {10 * cfg.seed}.."
+                  f"{10 * cfg.seed + K - 1}; each member's model of its lowest validation loss, epochs {kept}; "
+                  f"{elapsed:.1f} s)")
+    else:
+        con.print(f"{cfg.task}: test set (model of epoch {result.metrics['best_epoch']}, lowest validation loss; "
+                  f"{result.metrics['epochs_run']} epochs, {elapsed:.1f} s)")
     t = Table()
     t.add_column("metric")
     t.add_column("value", justify="right")
@@ -274,8 +322,14 @@ def _train_and_report(cfg: TrainConfig, data, out: Path, resume: bool, progress:
         if isinstance(v, (int, float)) and not isinstance(v, bool) and k not in ("best_epoch", "epochs_run"):
             t.add_row(k, f"{v:.6g}" if isinstance(v, float) else str(v))
     con.print(t)
-    con.print("wrote " + ", ".join(str(p.name) for p in paths.values()) + f" in {out}", markup=False)
+    members = f", members/0..{K - 1}/ (checkpoints)" if K > 1 else ""
+    con.print("wrote " + ", ".join(str(p.name) for p in paths.values()) + members + f" in {out}", markup=False)
     return 0
+
+
+def _member(info: dict[str, Any]) -> str:
+    """'member k/K  ' in an ensemble's progress reports; '' in a single network's."""
+    return f"member {info['member']}/{info['members']}  " if "members" in info else ""
 
 
 def result_warnings(metrics: dict[str, Any]) -> list[str]:
