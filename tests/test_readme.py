@@ -148,3 +148,32 @@ def test_layout_names_real_files_and_tests():
     listed = set(re.findall(r"^    src/bptt/(\w+)\.py", layout, re.M))
     modules = {p.stem for p in (ROOT / "src" / "bptt").glob("*.py") if not p.stem.startswith("_")}
     assert modules <= listed, modules - listed
+
+
+@pytest.mark.slow
+def test_hf_sunspots_ensemble_table_is_one_bptt_train_command_per_seed(tmp_path):
+    """The chosen sunspots setup: each row is `bptt train ... --ensemble 5 --seed S`, to the digit."""
+    import json
+    import subprocess
+    import sys
+
+    text = " ".join(README.split())
+    command = re.search(r"(bptt train --task sunspots --window 10 --optimizer hf [^\n]*?--seed S) --out runs/sunS", text)
+    assert command, "the README states the command"
+    rows = _table("| seed | validation MSE | test MSE 1979–2008 | AR(9) |")
+    tests, vals = [], []
+    for row in rows[:-1]:
+        seed = int(row[0])
+        args = command.group(1).replace("--seed S", f"--seed {seed}").split()[1:]
+        out = tmp_path / f"sun{seed}"
+        proc = subprocess.run([sys.executable, "-m", "bptt", *args, "--out", str(out), "--plots", "none", "--json"],
+                              capture_output=True, text=True, timeout=1800)
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        m = json.loads((out / "metrics.json").read_text(encoding="utf-8"))["test"]
+        assert row[1:] == [f"{m['val_mse']:.1f}", f"{m['test_mse']:.1f}", f"{m['ar9_mse']:.1f}"], (row, m)
+        tests.append(m["test_mse"])
+        vals.append(m["val_mse"])
+    mean = rows[-1]
+    assert mean[1:3] == [f"{sum(vals) / len(vals):.1f}", f"{sum(tests) / len(tests):.1f}"]
+    ratio = sum(tests) / len(tests) / m["ar9_mse"]
+    assert f"Mean test MSE {sum(tests) / len(tests):.1f} = {ratio:.2f} × AR(9)" in text
