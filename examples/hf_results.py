@@ -163,19 +163,27 @@ def sunspots_ensemble(settings: dict, options: dict, K: int, seed: int) -> tuple
             float(np.mean(member_val)))
 
 
+def sweep_row(name: str, settings: dict, options: dict, K: int) -> dict:
+    """One setup of the sweep on the validation years only (the test years are not read)."""
+    t0 = time.perf_counter()
+    vals = [sunspots_ensemble(settings, options, K, s)[0] for s in range(5)]
+    return {"setup": name, "mean": float(np.mean(vals)), "per_seed": vals, "seconds": time.perf_counter() - t0}
+
+
 def sunspots(sweep: bool) -> None:
-    setups = SUN_SWEEP if sweep else [SUN_CHOSEN]
     if sweep:
         print("| setup | validation MSE 1959-1978, mean of seeds 0-4 | per seed | seconds |")
         print("| --- | --- | --- | --- |")
-    for name, settings, options, K in setups:
+        for setup in SUN_SWEEP:
+            r = sweep_row(*setup)
+            print(f"| {r['setup']} | {r['mean']:.1f} | {' '.join(f'{v:.0f}' for v in r['per_seed'])} | {r['seconds']:.0f} |",
+                  flush=True)
+        return
+    for name, settings, options, K in [SUN_CHOSEN]:
         t0 = time.perf_counter()
         runs = [sunspots_ensemble(settings, options, K, s) for s in range(5)]
         vals = [v for v, _, _ in runs]
         secs = time.perf_counter() - t0
-        if sweep:  # validation only: the test years are not read
-            print(f"| {name} | {np.mean(vals):.1f} | {' '.join(f'{v:.0f}' for v in vals)} | {secs:.0f} |", flush=True)
-            continue
         d = tasks.load("sunspots")
         ar = tasks.series_metrics(d, np.zeros_like(d.test.y))["ar9_mse"]  # AR(9) does not read pred
         print(f"chosen: {name} ({settings}, {options}, K = {K}); {secs:.0f} s")

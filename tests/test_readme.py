@@ -201,3 +201,17 @@ def test_hf_adding_table_row(length, seed):
     assert m["epochs_run"] == 100  # the task's HF budget, in iterations
     got = [f"{m['mse_ratio']:.4f}", f"{m['test_within_0_04']:.3f}", str(H.first_below(curve, 0.1))]
     assert rows[(length, seed)] == got
+
+
+@pytest.mark.slow
+def test_hf_sunspots_sweep_table():
+    """The validation numbers that chose the sunspots setup (examples/hf_results.py sunspots-sweep), every row."""
+    H = _hf_results()
+    rows = {r[0].strip("*"): r[1:] for r in _table("| setup (HF: 60 iterations, curvature on the whole batch) |")}
+    assert list(rows) == [name for name, *_ in H.SUN_SWEEP]
+    best = min(H.SUN_SWEEP, key=lambda s: float(rows[s[0]][0].strip("*")))
+    assert best == H.SUN_CHOSEN  # the chosen setup is the sweep's lowest validation MSE
+    for setup in H.SUN_SWEEP:
+        r = H.sweep_row(*setup)
+        assert [rows[r["setup"]][0].strip("*"), rows[r["setup"]][1]] == [
+            f"{r['mean']:.1f}", " ".join(f"{v:.0f}" for v in r["per_seed"])], r
