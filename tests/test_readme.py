@@ -215,3 +215,12 @@ def test_hf_sunspots_sweep_table():
         r = H.sweep_row(*setup)
         assert [rows[r["setup"]][0].strip("*"), rows[r["setup"]][1]] == [
             f"{r['mean']:.1f}", " ".join(f"{v:.0f}" for v in r["per_seed"])], r
+
+
+@pytest.mark.slow
+def test_adam_at_t100_for_600_epochs_seed_1():
+    """The Adam comparison beside the HF table: the seed that learns (600 epochs, the other settings the task's)."""
+    from bptt.train import config_for, train
+
+    m = train(config_for("adding", {"length": 100}, seed=1, epochs=600)).metrics
+    assert f"{m['mse_ratio']:.4f}" == "0.0097" and "0.329, 0.0097 and 0.310" in " ".join(README.split())
