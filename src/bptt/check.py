@@ -67,7 +67,8 @@ import numpy as np
 
 from . import activations, engine
 from .audit import (Printed, Verdict, judge, least_squares_targets, min_misfit, nonlinear_least_squares)
-from .engine import PARAM_NAMES, mm
+from .engine import PARAM_NAMES
+from .products import matmul as mm
 from .validation import REDUCTIONS, BPTTError, check_choice, check_float_array, short_repr
 
 MODEL_KEYS = ("w", "w_x", "w_h", "b1", "b2", "h0", "hidden_activation", "output_activation", "reduction")

@@ -32,6 +32,7 @@ from typing import Any
 import numpy as np
 
 from . import engine
+from .products import matmul as mm
 from .activations import Activation, require, supports
 from .validation import BPTTError, check_checkpoint, check_choice
 
@@ -102,10 +103,10 @@ class NumpyRunner:
         loss = float(0.5 * self.c * np.sum(r * r))
         if need_grad:
             du = (self.c * r * g.deriv(fwd.y_pred)).astype(self.dtype)  # (L, B, O)
-            dh_direct = engine.mm(du, p.w)  # (L, B, H)
+            dh_direct = mm(du, p.w)  # (L, B, H)
             dh_direct[-1] += carry.astype(self.dtype)  # dLoss/dh_L from the later segments
             dz = engine.bptt_full(p.w_h, dh_direct, f.deriv(fwd.h[1:]))  # (L, B, H)
-            carry[...] = engine.mm(dz[0], p.w_h)  # dLoss/dh_start
+            carry[...] = mm(dz[0], p.w_h)  # dLoss/dh_start
             for k, v in engine.weight_grads(x, fwd.h, dz, du).items():
                 self.grad_sum[k] += v
         return loss, fwd.h[-1].copy()

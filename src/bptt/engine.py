@@ -82,16 +82,9 @@ from typing import NamedTuple
 import numpy as np
 
 from .activations import Activation
+from .products import matmul as mm  # a @ b in one fixed order of summation (numba loads on the first product)
 
 PARAM_NAMES = ("w", "w_x", "w_h", "b1", "b2")
-
-
-def mm(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """a @ b with every dot product summed in one fixed order (``bptt.products``), so a gradient has
-    the same bits whatever the BLAS kernel, its thread count or the machine's load."""
-    from .products import matmul  # numba loads on the first product, not at ``import bptt``
-
-    return matmul(a, b)
 
 
 class Params(NamedTuple):

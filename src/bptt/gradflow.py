@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from . import activations, tasks
-from .engine import mm
+from .products import matmul as mm
 from .model import RNN
 from .validation import BPTTError, check_choice, check_int
 

@@ -43,33 +43,42 @@ def _kernels():
     return _compiled
 
 
+_FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
+
+
 def _float_dtype(*arrays) -> np.dtype:
     dt = np.result_type(*arrays)
-    return dt if dt in (np.float32, np.float64) else np.dtype(np.float64)
+    return dt if dt in _FLOATS else np.dtype(np.float64)
 
 
 def matmul(a, b) -> np.ndarray:
     """a @ b in the fixed order above.  a (..., K) or (K,), b (K, N); returns (..., N) (or (N,)).
 
     The result dtype is numpy's (float32 only when both are float32; integers become float64).
+    The engine calls this once per time step, so the common case (arrays of one float dtype)
+    takes few Python steps.
     """
-    a, b = np.asarray(a), np.asarray(b)
+    if type(a) is not np.ndarray or type(b) is not np.ndarray:
+        a, b = np.asarray(a), np.asarray(b)
     if b.ndim != 2 or a.ndim < 1 or a.shape[-1] != b.shape[0]:
         raise ValueError(f"matmul: shapes {a.shape} and {b.shape} do not chain")
-    dt = _float_dtype(a, b)
-    lead = a.shape[:-1]
+    dt = a.dtype
+    if dt != b.dtype or dt not in _FLOATS:
+        dt = _float_dtype(a, b)
     K, N = b.shape
-    a2 = a.reshape(-1, K)  # (M, K): a view where a's layout allows, else a copy
+    a2 = a if a.ndim == 2 else a.reshape(-1, K)  # (M, K): a view where a's layout allows, else a copy
     if a2.dtype != dt or not (a2.flags.c_contiguous or a2.flags.f_contiguous):
         a2 = np.ascontiguousarray(a2, dt)
-    b2 = np.ascontiguousarray(b, dt)  # (K, N)
-    out = np.empty((a2.shape[0], N), dt)  # (M, N)
-    k = _kernels()
-    if a2.shape[0] * K * N >= PARALLEL_MIN_MACS:
-        k.matmul_parallel(a2, b2, out)
+    if b.dtype != dt or not b.flags.c_contiguous:
+        b = np.ascontiguousarray(b, dt)  # (K, N)
+    M = a2.shape[0]
+    out = np.empty((M, N), dt)  # (M, N)
+    k = _compiled if _compiled is not None else _kernels()
+    if M * K * N >= PARALLEL_MIN_MACS:
+        k.matmul_parallel(a2, b, out)
     else:
-        k.matmul_into(a2, b2, out)
-    return out.reshape(lead + (N,))
+        k.matmul_into(a2, b, out)
+    return out if a.ndim == 2 else out.reshape(a.shape[:-1] + (N,))
 
 
 def dot(a, b) -> float:
