@@ -61,7 +61,7 @@ def test_ensemble_of_one_is_the_single_network_bit_for_bit(tmp_path):
     assert main(["train", *SMALL, "--epochs", "2", "--ensemble", "1", "--out", str(one)]) == 0
     assert main(["train", *SMALL, "--epochs", "2", "--out", str(plain)]) == 0
     assert sorted(p.name for p in one.iterdir()) == sorted(p.name for p in plain.iterdir()) == \
-        ["checkpoint.npz", "config.json", "metrics.json", "model.npz"]
+        [".bptt-run.json", "checkpoint.npz", "config.json", "metrics.json", "model.npz"]  # .bptt-run.json: what it wrote
     for name in ("checkpoint.npz", "config.json", "metrics.json", "model.npz"):
         assert (one / name).read_bytes() == (plain / name).read_bytes(), name
     assert "ensemble" not in json.loads((one / "config.json").read_text())  # the files of before ensembles
@@ -133,7 +133,7 @@ def test_predict_and_gradflow_on_an_ensemble(sun_run, tmp_path, capsys):
     assert isinstance(ens, Ensemble) and len(ens.members) == 2 and info["config"]["ensemble"] == 2
     assert set(info) == {"task", "task_info", "scaling", "config"}
     assert {p.name for p in sun_run.iterdir()} == {"model.npz", "metrics.json", "config.json", "members", "loss.png",
-                                                   "predictions.png", "gradflow.png"}
+                                                   "predictions.png", "gradflow.png", ".bptt-run.json"}
     capsys.readouterr()
     assert main(["predict", "--model", str(sun_run), "--x", "10,40,90,150,120,80", "--json"]) == 0
     got = json.loads(capsys.readouterr().out)
@@ -206,9 +206,10 @@ def test_force_removes_the_members_files_and_nothing_else(tmp_path):
     (out / "members" / "mine.txt").write_text("mine too")
     (out / "members" / "1" / "log.txt").write_text("and this")
     assert main(["train", *SMALL, "--epochs", "1", "--force", "--out", str(out)]) == 0
-    assert sorted(str(p.relative_to(out)) for p in out.rglob("*")) == [
-        "checkpoint.npz", "config.json", "members", "members/1", "members/1/log.txt", "members/mine.txt", "metrics.json",
-        "model.npz", "notes.txt"]
+    assert sorted(str(p.relative_to(out)) for p in out.rglob("*")) == [  # .bptt-run.json: what the run wrote
+        ".bptt-run.json", "checkpoint.npz", "config.json", "members", "members/1", "members/1/log.txt", "members/mine.txt",
+        "metrics.json", "model.npz", "notes.txt"]
+    assert sorted(bio.read_manifest(out)["files"]) == ["checkpoint.npz", "config.json", "metrics.json", "model.npz"]
     assert main(["train", *SMALL, "--epochs", "1", "--ensemble", "2", "--force", "--out", str(out)]) == 0
     assert main(["train", *SMALL, "--epochs", "1", "--force", "--out", str(out)]) == 0
     (out / "members" / "mine.txt").unlink()

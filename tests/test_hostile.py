@@ -1,7 +1,8 @@
 """Hostile but fair input, by class: every case is refused with one `error:` line and exit status 2
 (or one BPTTError line from the API), and nothing the user had is changed.
 
-Classes: numbers, paths, files read back, encodings, sizes, API arguments.  Other classes live
+Classes: numbers, paths, files read back, encodings, sizes, API arguments, data loss (--force and --out
+touch only what bptt wrote: never a user's file named like an output, a link, a FIFO or a device).  Other classes live
 beside their modules: concurrency and killed runs (test_train.py), full disks and umask
 (test_io.py), damaged model and checkpoint files (test_io.py, test_train.py), ASCII terminals
 (test_cli.py), long sequences (test_gradflow.py, test_derive.py), claims files (test_check.py).
@@ -9,7 +10,10 @@ beside their modules: concurrency and killed runs (test_train.py), full disks an
 
 from __future__ import annotations
 
+import json
 import os
+import shutil
+import stat
 from pathlib import Path
 
 import numpy as np
@@ -167,3 +171,223 @@ def test_torch_layer_refuses_what_it_cannot_do():
     layer = SigmoidRNN(1, 2, 1, dtype=torch.float64)
     with pytest.raises(BPTTError, match="finite"):
         layer(torch.tensor([[[float("nan")]]], dtype=torch.float64))
+
+
+# ------------------------------------------------------------------ data loss: --force touches only bptt's own files
+# `bptt train --force` removes or overwrites only files a bptt run wrote (listed in --out/.bptt-run.json with their
+# size and sha256, unchanged since); a single-file --out is overwritten only if it is a regular file.
+RUN = [*SMALL_ADD, "--plots", "none"]
+
+
+def _lsnapshot(root: Path) -> dict[str, tuple]:
+    """Every entry under root, links not followed and special files not opened: mode, device and bytes (or target)."""
+    out = {}
+    for p in sorted(root.rglob("*")):
+        st = p.lstat()
+        if p.is_symlink():
+            body = os.readlink(p).encode()
+        elif stat.S_ISREG(st.st_mode):
+            body = p.read_bytes()
+        else:
+            body = b""
+        out[str(p.relative_to(root))] = (st.st_mode, st.st_rdev, body)
+    return out
+
+
+def _refused(capsys, argv: list[str], *words: str) -> str:
+    code = main(argv)
+    out, err = capsys.readouterr()
+    assert code == 2, (code, out[-300:], err)
+    assert err.startswith("error: ") and err.count("\n") == 1, err
+    for w in words:
+        assert w in err, err
+    return err
+
+
+def _ok(capsys, argv: list[str]) -> None:
+    code = main(argv)
+    out, err = capsys.readouterr()
+    assert code == 0, (out[-300:], err)
+
+
+def _user_files_named_like_outputs(folder: Path) -> None:
+    folder.mkdir(exist_ok=True)
+    (folder / "loss.csv").write_text("x\n")
+    (folder / "predictions.xlsx").write_bytes(b"y\n")
+    (folder / "gradflow.py").write_text("# a module of the user's source tree\n")
+    (folder / "metrics.json.bak").write_text("{}")
+    os.chmod(folder / "loss.csv", 0o600)
+
+
+def test_force_never_removes_user_files_named_like_outputs(tmp_path, capsys):
+    r = tmp_path / "r"
+    _user_files_named_like_outputs(r)
+    before = _lsnapshot(r)
+    _refused(capsys, ["train", *RUN, "--out", str(r)], "exists and is not empty", "--force")
+    assert _lsnapshot(r) == before
+    _ok(capsys, ["train", *RUN, "--out", str(r), "--force", "--plots", "png"])
+    after = _lsnapshot(r)
+    assert {k: v for k, v in after.items() if k in before} == before  # every user file as it was, mode included
+    assert sorted(set(after) - set(before)) == [".bptt-run.json", "checkpoint.npz", "config.json", "gradflow.png",
+                                                "loss.png", "metrics.json", "model.npz", "predictions.png"]
+    _ok(capsys, ["train", *RUN, "--out", str(r), "--force"])  # --plots none: the earlier run's plots were its own
+    after = _lsnapshot(r)
+    assert {k: v for k, v in after.items() if k in before} == before
+    assert sorted(set(after) - set(before)) == [".bptt-run.json", "checkpoint.npz", "config.json", "metrics.json",
+                                                "model.npz"]
+
+
+@pytest.mark.parametrize("name", ["model.npz", "config.json", "loss.png", "checkpoint.npz"])
+def test_force_refuses_an_output_name_taken_by_a_user_file(tmp_path, capsys, name):
+    r = tmp_path / "r"
+    _user_files_named_like_outputs(r)
+    (r / name).write_text("the user's")
+    before = _lsnapshot(r)
+    _refused(capsys, ["train", *RUN, "--plots", "png", "--out", str(r), "--force"],
+             f"{name} there was not written by bptt", "move it away")
+    assert _lsnapshot(r) == before
+
+
+def test_force_refuses_an_output_the_user_edited_and_keeps_what_it_does_not_write(tmp_path, capsys):
+    r = tmp_path / "r"
+    _ok(capsys, ["train", *RUN, "--plots", "svg", "--out", str(r)])
+    with open(r / "model.npz", "ab") as f:
+        f.write(b"edited")  # the user changed the run's model: it is not bptt's any more
+    (r / "loss.svg").write_text("<svg>the user's drawing</svg>")
+    before = _lsnapshot(r)
+    _refused(capsys, ["train", *RUN, "--out", str(r), "--force"], "model.npz there was changed since bptt wrote it")
+    assert _lsnapshot(r) == before
+    (r / "model.npz").rename(tmp_path / "kept.npz")  # what the message says to do
+    _ok(capsys, ["train", *RUN, "--out", str(r), "--force"])
+    after = _lsnapshot(r)
+    assert after["loss.svg"] == before["loss.svg"]  # edited, and not an output of this run: kept
+    assert "predictions.svg" not in after and "gradflow.svg" not in after  # unchanged earlier outputs: removed
+    assert (tmp_path / "kept.npz").read_bytes().endswith(b"edited")
+
+
+def test_force_rerun_replaces_its_own_previous_outputs(tmp_path, capsys):
+    r = tmp_path / "r"
+    _ok(capsys, ["train", *RUN, "--out", str(r), "--seed", "1"])
+    (r / "notes.txt").write_text("mine")
+    first = _lsnapshot(r)
+    _ok(capsys, ["train", *RUN, "--out", str(r), "--seed", "2", "--force"])
+    second = _lsnapshot(r)
+    assert sorted(second) == sorted(first)
+    assert second["notes.txt"] == first["notes.txt"]
+    assert json.loads((r / "config.json").read_text())["seed"] == 2
+    assert bptt.io.load_model(r)[1]["config"]["seed"] == 2
+    assert second["model.npz"] != first["model.npz"]
+
+
+def test_symlinked_out_is_refused_and_nothing_changes(tmp_path, capsys):
+    real = tmp_path / "real"
+    _ok(capsys, ["train", *RUN, "--out", str(real)])
+    _user_files_named_like_outputs(real)
+    link = tmp_path / "link"
+    link.symlink_to(real)
+    before = _lsnapshot(tmp_path)
+    for extra in (["--force"], [], ["--resume"]):
+        argv = ["train", "--resume", "--out", str(link)] if extra == ["--resume"] else ["train", *RUN, "--out", str(link), *extra]
+        _refused(capsys, argv, "is a symbolic link", "never writes or removes files through a link")
+        assert _lsnapshot(tmp_path) == before
+
+
+def test_a_symlink_or_fifo_where_an_output_goes_is_refused(tmp_path, capsys):
+    r = tmp_path / "r"
+    r.mkdir()
+    (tmp_path / "precious.npz").write_text("elsewhere")
+    (r / "model.npz").symlink_to(tmp_path / "precious.npz")
+    os.mkfifo(r / "metrics.json")
+    before = _lsnapshot(tmp_path)
+    _refused(capsys, ["train", *RUN, "--out", str(r), "--force"], "is a ", "not a file bptt wrote")
+    assert _lsnapshot(tmp_path) == before
+
+
+def test_out_dot_in_a_source_tree_writes_beside_it(tmp_path, capsys, monkeypatch):
+    src = tmp_path / "src"
+    _user_files_named_like_outputs(src)
+    (src / "loss.py").write_text("print('the user')\n")
+    monkeypatch.chdir(src)
+    before = _lsnapshot(src)
+    _refused(capsys, ["train", *RUN, "--out", "."], "exists and is not empty")
+    assert _lsnapshot(src) == before
+    for _ in range(2):  # the second --force replaces the first run's outputs, nothing of the user's
+        _ok(capsys, ["train", *RUN, "--out", ".", "--force", "--plots", "png"])
+        after = _lsnapshot(src)
+        assert {k: v for k, v in after.items() if k in before} == before
+        assert len(after) == len(before) + 8
+
+
+def test_out_at_root_or_a_home_folder_is_refused(tmp_path, capsys, monkeypatch):
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / "model.npz").write_text("the user's")
+    monkeypatch.setenv("HOME", str(home))
+    before = _lsnapshot(tmp_path)
+    _refused(capsys, ["train", *RUN, "--out", str(home), "--force"], "is a home folder")
+    _refused(capsys, ["train", *RUN, "--out", "/", "--force"], "is the root folder")
+    monkeypatch.chdir(home)
+    _refused(capsys, ["train", *RUN, "--out", ".", "--force"], "is a home folder")
+    assert _lsnapshot(tmp_path) == before
+
+
+def _special(path: Path, kind: str) -> None:
+    if kind == "fifo":
+        os.mkfifo(path)
+    else:
+        if os.geteuid() != 0:
+            pytest.skip("mknod of a character device needs root")
+        os.mknod(path, stat.S_IFCHR | 0o600, os.makedev(1, 3))  # what /dev/null is
+
+
+@pytest.mark.parametrize("kind", ["fifo", "char_device"])
+@pytest.mark.parametrize("command", ["explain", "gradflow", "train"])
+def test_force_never_replaces_a_fifo_or_device_given_as_out(tmp_path, capsys, kind, command):
+    node = tmp_path / ("n.png" if command == "gradflow" else "n")
+    _special(node, kind)
+    (tmp_path / "link.md").symlink_to(tmp_path / "a_target.md")
+    (tmp_path / "a_target.md").write_text("kept")
+    before = _lsnapshot(tmp_path)
+    argv = {"explain": ["explain"], "gradflow": ["gradflow", "--length", "4", "--hidden", "2"],
+            "train": ["train", *RUN]}[command]
+    what = "FIFO (named pipe)" if kind == "fifo" else "character device"
+    _refused(capsys, [*argv, "--out", str(node), "--force"], what)
+    if command == "explain":  # a link as --out FILE: refused too, neither the link nor its target replaced
+        _refused(capsys, ["explain", "--out", str(tmp_path / "link.md"), "--force"], "symbolic link")
+    assert _lsnapshot(tmp_path) == before
+
+
+def test_ensemble_members_files_of_the_user_stay(tmp_path, capsys):
+    r = tmp_path / "r"
+    ens = [*RUN, "--ensemble", "2"]
+    _ok(capsys, ["train", *ens, "--out", str(r)])
+    (r / "members" / "0" / "notes.txt").write_text("mine")
+    (r / "members" / "1" / "checkpoint.npz").write_bytes(b"the user's own checkpoint")
+    (r / "members" / "7").mkdir()
+    (r / "members" / "7" / "config.json").write_text("the user's")
+    before = _lsnapshot(r)
+    _refused(capsys, ["train", *ens, "--out", str(r), "--force"],
+             "members/1/checkpoint.npz there was changed since bptt wrote it")
+    assert _lsnapshot(r) == before
+    _ok(capsys, ["train", *RUN, "--out", str(r), "--force"])  # a single network: writes no members' files
+    after = _lsnapshot(r)
+    for kept in ("members/0/notes.txt", "members/1/checkpoint.npz", "members/7/config.json"):
+        assert after[kept] == before[kept]
+    assert "members/0/config.json" not in after and "members/1/config.json" not in after  # the run's own: removed
+    shutil.rmtree(r / "members")
+    (tmp_path / "elsewhere").mkdir()
+    (r / "members").symlink_to(tmp_path / "elsewhere")
+    before = _lsnapshot(tmp_path)
+    _refused(capsys, ["train", *ens, "--out", str(r), "--force"], "members there is a symbolic link")
+    assert _lsnapshot(tmp_path) == before
+
+
+def test_resume_rewrites_only_its_own_files(tmp_path, capsys):
+    r = tmp_path / "r"
+    _ok(capsys, ["train", *RUN, "--out", str(r)])
+    _ok(capsys, ["train", "--resume", "--plots", "none", "--no-progress", "--out", str(r)])  # finished: rewritten
+    (r / "metrics.json").write_text("the user's edit")
+    before = _lsnapshot(r)
+    _refused(capsys, ["train", "--resume", "--plots", "none", "--no-progress", "--out", str(r)],
+             "metrics.json there was changed since bptt wrote it")
+    assert _lsnapshot(r) == before

@@ -222,22 +222,153 @@ def test_run_folder_is_owned_by_one_run(tmp_path):
             pass
 
 
-def test_force_removes_the_previous_runs_outputs_only(tmp_path):
+def _tree(root: Path) -> dict[str, tuple[int, bytes]]:
+    """Every entry under root (links not followed): mode and bytes."""
+    return {str(p.relative_to(root)): (p.lstat().st_mode, p.read_bytes() if p.is_file() and not p.is_symlink() else b"")
+            for p in sorted(root.rglob("*"))}
+
+
+def _a_run(out: Path, names=("model.npz", "loss.png", "members/0/checkpoint.npz")) -> None:
+    """What a run writes: each file through atomic_write_bytes inside its RunFolder (recorded in the manifest)."""
+    with bio.RunFolder(out) as d:
+        for name in names:
+            (d / name).parent.mkdir(parents=True, exist_ok=True)
+            bio.atomic_write_bytes(d / name, f"bptt wrote {name}".encode())
+
+
+def test_force_removes_the_files_the_record_lists_unchanged_and_nothing_else(tmp_path):
+    out = tmp_path / "run"
+    _a_run(out)
+    m = bio.read_manifest(out)
+    assert sorted(m["files"]) == ["loss.png", "members/0/checkpoint.npz", "model.npz"]
+    assert m["dirs"] == ["members", "members/0"]
+    (out / "loss.png").write_bytes(b"the user's own edit")  # edited: no longer what bptt wrote
+    (out / "notes.txt").write_text("mine")
+    (out / "metrics.json").write_text("mine, named like an output")
+    with bio.RunFolder(out, force=True, outputs=("model.npz", "config.json")) as d:
+        assert sorted(p.name for p in d.iterdir()) == ["loss.png", "metrics.json", "notes.txt"]
+        assert (d / "loss.png").read_bytes() == b"the user's own edit"
+        assert (d / "metrics.json").read_text() == "mine, named like an output"
+    assert bio.read_manifest(out) is None  # nothing of bptt's is left there
+
+
+def test_force_never_removes_files_without_a_record(tmp_path):
+    """Names are not ownership: files named like a run's outputs, written by someone else, all stay."""
     out = tmp_path / "run"
     out.mkdir()
-    old = ["model.npz", "metrics.json", "config.json", "checkpoint.npz", "loss.png", "gradflow.svg", "predictions.pdf"]
+    old = ["model.npz", "metrics.json", "config.json", "checkpoint.npz", "loss.png", "gradflow.svg", "predictions.pdf",
+           "loss.csv", "predictions.xlsx", "gradflow.py"]
     for name in old + ["notes.txt"]:
         (out / name).write_text("old")
-    with bio.RunFolder(out, force=True) as d:
-        assert sorted(p.name for p in d.iterdir()) == ["notes.txt"]
+    before = _tree(out)
+    with bio.RunFolder(out, force=True, outputs=("model.npz.new",)) as d:  # writes beside them
+        assert _tree(d) == before
+    for name in ("model.npz", "loss.png", "gradflow.py"):
+        with pytest.raises(BPTTError, match=f"{name} there was not written by bptt .*move it away") as e:
+            with bio.RunFolder(out, force=True, outputs=(name,)):
+                pass
+        assert "\n" not in str(e.value)
+    assert _tree(out) == before
+
+
+@pytest.mark.parametrize("damage", ["not_json", "fifo", "symlink", "escapes", "huge"])
+def test_a_damaged_or_hostile_record_is_refused_and_nothing_removed(tmp_path, damage):
+    out = tmp_path / "run"
+    _a_run(out)
+    secret = tmp_path / "secret.txt"
+    secret.write_bytes(b"bptt wrote model.npz")  # the bytes of a run file: a forged record could match them
+    rec = out / bio.MANIFEST
+    if damage == "not_json":
+        rec.write_text("{ not json")
+    elif damage == "fifo":
+        rec.unlink()
+        os.mkfifo(rec)
+    elif damage == "symlink":
+        rec.unlink()
+        rec.symlink_to(secret)
+    elif damage == "escapes":
+        m = json.loads(rec.read_text())
+        m["files"]["../secret.txt"] = m["files"]["model.npz"]
+        rec.write_text(json.dumps(m))
+    else:
+        rec.write_bytes(b" " * (bio.MANIFEST_MAX_BYTES + 1))
+    before, secret_before = _tree(out), secret.read_bytes()
+    with pytest.raises(BPTTError, match="not bptt's record of the files its runs wrote there") as e:
+        with bio.RunFolder(out, force=True, outputs=("model.npz",)):
+            pass
+    assert "\n" not in str(e.value)
+    assert _tree(out) == before and secret.read_bytes() == secret_before
+
+
+def test_force_never_looks_through_a_members_link(tmp_path):
+    out = tmp_path / "run"
+    _a_run(out)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / "0").mkdir()
+    (elsewhere / "0" / "checkpoint.npz").write_bytes(b"bptt wrote members/0/checkpoint.npz")  # same bytes
+    for p in sorted((out / "members").rglob("*"), reverse=True):
+        p.rmdir() if p.is_dir() else p.unlink()
+    (out / "members").rmdir()
+    (out / "members").symlink_to(elsewhere)
+    before = _tree(tmp_path)
+    with pytest.raises(BPTTError, match="members there is a symbolic link, not a folder bptt made"):
+        with bio.RunFolder(out, force=True, outputs=("members/0/checkpoint.npz",)):
+            pass
+    assert _tree(tmp_path) == before
+    with bio.RunFolder(out, force=True, outputs=("model.npz",)):  # not an output of this run: left as it is
+        pass
+    assert (elsewhere / "0" / "checkpoint.npz").exists() and (out / "members").is_symlink()
+
+
+def test_a_write_inside_a_run_folder_never_replaces_what_the_run_did_not_write(tmp_path):
+    out = tmp_path / "run"
+    with bio.RunFolder(out) as d:
+        bio.atomic_write_bytes(d / "model.npz", b"one")
+        bio.atomic_write_bytes(d / "model.npz", b"two")  # its own file: replaced
+        (d / "loss.png").write_bytes(b"the user's, written during the run")
+        with pytest.raises(BPTTError, match="loss.png there was not written by bptt"):
+            bio.atomic_write_bytes(d / "loss.png", b"plot")
+        assert (d / "loss.png").read_bytes() == b"the user's, written during the run"
+    assert os.environ.get(bio.RUN_ENV) is None  # the run's folder is forgotten when it ends
+    bio.atomic_write_bytes(out / "loss.png", b"outside a run: the caller's choice")
+
+
+@pytest.mark.parametrize("kind", ["fifo", "symlink", "folder", "char_device"])
+def test_atomic_write_replaces_only_a_regular_file(tmp_path, kind):
+    path = tmp_path / "model.npz"
+    target = tmp_path / "target"
+    target.write_text("kept")
+    if kind == "fifo":
+        os.mkfifo(path)
+    elif kind == "symlink":
+        path.symlink_to(target)
+    elif kind == "folder":
+        path.mkdir()
+    else:
+        if os.geteuid() != 0:
+            pytest.skip("mknod of a character device needs root")
+        os.mknod(path, stat.S_IFCHR | 0o600, os.makedev(1, 3))
+    mode = path.lstat().st_mode
+    with pytest.raises(BPTTError, match="not a regular file; bptt replaces only regular files") as e:
+        bio.save_model(path, _model())
+    assert "\n" not in str(e.value)
+    assert path.lstat().st_mode == mode and target.read_text() == "kept"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model.npz", "target"]  # no temporary file left
 
 
 def test_resume_keeps_everything_and_a_failed_start_leaves_no_folder(tmp_path):
     out = tmp_path / "run"
     out.mkdir()
     (out / "checkpoint.npz").write_text("ckpt")
-    with bio.RunFolder(out, resume=True) as d:
+    (out / "loss.png").write_text("a plot nobody recorded")
+    with bio.RunFolder(out, resume=True, outputs=("checkpoint.npz", "model.npz")) as d:
         assert (d / "checkpoint.npz").read_text() == "ckpt"
+        bio.atomic_write_bytes(d / "checkpoint.npz", b"next")  # the run's state: --resume rewrites it
+    assert sorted(bio.read_manifest(out)["files"]) == ["checkpoint.npz"]
+    with pytest.raises(BPTTError, match="loss.png there was not written by bptt"):  # not the run's state
+        with bio.RunFolder(out, resume=True, outputs=("checkpoint.npz", "loss.png")):
+            pass
     new = tmp_path / "new"
     with pytest.raises(RuntimeError):
         with bio.RunFolder(new):

@@ -9,7 +9,15 @@ parameters and their description can never disagree.
 Every write goes to a temporary file in the target folder, is flushed and
 fsynced, then renamed over the target with ``os.replace`` (atomic on POSIX):
 a crash or an exception mid-write leaves the previous file as it was and no
-temporary file behind.
+temporary file behind.  Only a regular file is ever replaced: a symbolic link, FIFO, device,
+socket or folder in the target's place is refused (one BPTTError line).
+
+A `bptt train` run owns only what it wrote: every file it writes into --out is recorded, before
+it replaces anything, in --out/.bptt-run.json (``MANIFEST``: each file's path, size and sha256),
+and ``--force`` removes exactly the recorded files that still hold those bytes.  A file the user
+wrote, replaced or edited (whatever its name), a link or a special file is never removed or
+overwritten: a run that would have to is refused in one line before anything is written
+(``RunFolder``, ``plan_run_files``).
 
 An ensemble (``bptt train --ensemble K``, ``bptt.model.Ensemble``) is one model.npz too: the
 same five arrays, each with a leading member axis (K, ...), and ``"ensemble": K`` in the JSON;
@@ -23,10 +31,12 @@ parameters of the wrong shapes (or another number of members than it says) raise
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import math
 import os
+import stat
 import tempfile
 import zipfile
 from pathlib import Path
@@ -43,45 +53,368 @@ VERSION = 1
 META_KEY = "__bptt__"
 
 
-# ---------------------------------------------------------------- atomic writes
-# What `bptt train` writes into --out; --force removes exactly these (other files are the user's).
-RUN_FILES = ("model.npz", "metrics.json", "config.json", "checkpoint.npz", "loss.*", "predictions.*", "gradflow.*")
+# ---------------------------------------------------------------- what a run owns
+# What `bptt train` writes into --out (``run_outputs``): config.json, model.npz, metrics.json, checkpoint.npz
+# (an ensemble: members/<k>/config.json and checkpoint.npz instead) and the plots loss/predictions/gradflow.FMT.
+# Ownership, not names: every file a run writes is listed in --out/.bptt-run.json (``MANIFEST``) with its size and
+# sha256, and --force removes exactly the listed files that still hold what bptt wrote; a file of the same name
+# that the user wrote, replaced or edited is never removed or overwritten (the run is refused in one line).
+MANIFEST = ".bptt-run.json"
+MANIFEST_FORMAT = "bptt-run-files"
+MANIFEST_MAX_BYTES = 1 << 20  # a run of MAX_ENSEMBLE members lists ~140 files: a few tens of kB
+RUN_ENV = "BPTT_RUN_FOLDER"  # the --out folder of the run in progress (inherited by spawned data-parallel ranks)
 # An ensemble's members train in --out/members/<k>/ (k = 0, 1, ...), each writing these files there.
 MEMBERS_DIR = "members"
 MEMBER_FILES = ("config.json", "checkpoint.npz")
+RUN_STATE = ("config.json", "checkpoint.npz")  # what --resume reads (and then rewrites) in --out or members/<k>/
+RUN_PLOT_STEMS = ("loss", "predictions", "gradflow")
 MAX_ENSEMBLE = 64  # members of an ensemble, at most
 
 
-def remove_run_files(out: Path) -> None:
-    """Remove what a `bptt train` run writes into ``out`` (``RUN_FILES``, and its members' ``MEMBER_FILES``
-    in members/<k>/, then those folders if that left them empty); every other file stays."""
-    for pattern in RUN_FILES:
-        for p in out.glob(pattern):
-            if p.is_file():
-                p.unlink()
-    members = out / MEMBERS_DIR
-    if not members.is_dir() or members.is_symlink():
+def run_outputs(ensemble: int = 1, plot_format: str = "png") -> tuple[str, ...]:
+    """The files (relative to --out) a `bptt train` run with ``ensemble`` members and ``--plots plot_format`` writes."""
+    names = ["config.json", "model.npz", "metrics.json"]
+    if ensemble > 1:
+        names += [f"{MEMBERS_DIR}/{k}/{name}" for k in range(ensemble) for name in MEMBER_FILES]
+    else:
+        names.append("checkpoint.npz")
+    if plot_format != "none":
+        names += [f"{stem}.{plot_format}" for stem in RUN_PLOT_STEMS]
+    return tuple(names)
+
+
+_KINDS = ((stat.S_ISLNK, "symbolic link"), (stat.S_ISDIR, "folder"), (stat.S_ISFIFO, "FIFO (named pipe)"),
+          (stat.S_ISCHR, "character device"), (stat.S_ISBLK, "block device"), (stat.S_ISSOCK, "socket"),
+          (stat.S_ISREG, "regular file"))
+
+
+def file_kind(mode: int) -> str:
+    """'regular file', 'folder', 'symbolic link', 'FIFO (named pipe)', 'character device', ... of an lstat mode."""
+    return next((name for test, name in _KINDS if test(mode)), "special file")
+
+
+def _lstat(path: str | os.PathLike) -> os.stat_result | None:
+    """os.lstat, or None where nothing is (or a path component is not a folder)."""
+    try:
+        return os.lstat(path)
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+
+
+def _valid_name(name: str) -> bool:
+    return name not in ("", ".", "..", MANIFEST) and "/" not in name and "\0" not in name and "\\" not in name
+
+
+def _valid_rel(rel: str) -> bool:
+    """A run file's place relative to --out: NAME, or members/<k>/NAME (never '..', never absolute)."""
+    parts = rel.split("/")
+    if len(parts) == 1:
+        return _valid_name(parts[0])
+    return (len(parts) == 3 and parts[0] == MEMBERS_DIR and parts[1].isascii() and parts[1].isdigit()
+            and _valid_name(parts[2]))
+
+
+def _valid_dir(rel: str) -> bool:
+    parts = rel.split("/")
+    return parts[0] == MEMBERS_DIR and (len(parts) == 1 or
+                                        (len(parts) == 2 and parts[1].isascii() and parts[1].isdigit()))
+
+
+def _locate(root: Path, rel: str) -> tuple[Path, os.stat_result | None, str | None]:
+    """(root/rel, its lstat or None, None), or where a folder on the way is something else (a symbolic link, a
+    file): (root/rel, None, that folder relative to root).  Nothing is followed."""
+    parts = rel.split("/")
+    for i in range(1, len(parts)):
+        sub = "/".join(parts[:i])
+        st = _lstat(root / sub)
+        if st is None:
+            return root / rel, None, None
+        if not stat.S_ISDIR(st.st_mode):
+            return root / rel, None, sub
+    return root / rel, _lstat(root / rel), None
+
+
+def _sha256(path: Path) -> str | None:
+    """sha256 of a regular file, read without following a link or blocking on a FIFO; None if it is not one."""
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0))
+    except OSError:
+        return None
+    with os.fdopen(fd, "rb") as f:
+        if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
+            return None
+        h = hashlib.sha256()
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+        return h.hexdigest()
+
+
+def _version(size: int, digest: str, st: os.stat_result) -> dict[str, Any]:
+    return {"size": size, "sha256": digest, "ino": st.st_ino, "mtime_ns": st.st_mtime_ns}
+
+
+def _holds_ours(path: Path, st: os.stat_result | None, versions: list[dict[str, Any]],
+                verify: bool = True) -> dict | None:
+    """The version in ``versions`` (what bptt wrote to this place) that ``path`` still holds, or None: a regular file
+    of a recorded size and sha256 (``verify``), or while a run writes, also the very file it wrote (same inode,
+    size and modification time)."""
+    if st is None or not stat.S_ISREG(st.st_mode):
+        return None
+    same_size = [v for v in versions if v["size"] == st.st_size]
+    if not same_size:
+        return None
+    if not verify:
+        for v in same_size:
+            if v["ino"] == st.st_ino and v["mtime_ns"] == st.st_mtime_ns:
+                return v
+    digest = _sha256(path)
+    return next((v for v in same_size if v["sha256"] == digest), None)
+
+
+def _empty_manifest() -> dict[str, Any]:
+    return {"format": MANIFEST_FORMAT, "version": VERSION, "files": {}, "dirs": []}
+
+
+def read_manifest(out: str | os.PathLike) -> dict[str, Any] | None:
+    """The record of the files bptt wrote into the run folder ``out`` (``MANIFEST``), checked; None if there is none.
+    Anything else in its place (a link, a FIFO, a huge or damaged file) is one BPTTError line."""
+    p = Path(out) / MANIFEST
+    st = _lstat(p)
+    if st is None:
+        return None
+
+    def bad(what: str) -> BPTTError:
+        return BPTTError(f"{p}: {what}, not bptt's record of the files its runs wrote there; bptt will not guess "
+                         "which files are its own: move it away (then --force replaces no file it finds there), "
+                         "or give another --out")
+
+    if not stat.S_ISREG(st.st_mode):
+        raise bad(f"a {file_kind(st.st_mode)}")
+    if st.st_size > MANIFEST_MAX_BYTES:
+        raise bad(f"{st.st_size} bytes (a record holds at most {MANIFEST_MAX_BYTES})")
+    try:
+        fd = os.open(p, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0))
+        with os.fdopen(fd, "rb") as f:
+            raw = f.read(MANIFEST_MAX_BYTES + 1)
+        m = strict_json_loads(raw.decode("utf-8"))
+    except OSError as e:
+        raise BPTTError(f"{p}: cannot read it ({e.strerror or type(e).__name__}); check its permissions") from None
+    except (UnicodeDecodeError, ValueError, RecursionError):
+        raise bad("not JSON") from None
+    if not isinstance(m, dict) or m.get("format") != MANIFEST_FORMAT or m.get("version") != VERSION:
+        raise bad("not a bptt-run-files record of version 1")
+    files, dirs = m.get("files"), m.get("dirs")
+    if not isinstance(files, dict) or not isinstance(dirs, list):
+        raise bad("a record without its 'files' and 'dirs'")
+    for rel, versions in files.items():
+        if not _valid_rel(rel) or not isinstance(versions, list) or not 1 <= len(versions) <= 2:
+            raise bad(f"a record with an entry {rel!r} bptt never writes")
+        for v in versions:
+            if not (isinstance(v, dict) and set(v) == {"size", "sha256", "ino", "mtime_ns"}
+                    and all(type(v[k]) is int and v[k] >= 0 for k in ("size", "ino", "mtime_ns"))
+                    and isinstance(v["sha256"], str) and len(v["sha256"]) == 64):
+                raise bad(f"a record whose entry {rel!r} is damaged")
+    if not all(isinstance(d, str) and _valid_dir(d) for d in dirs):
+        raise bad("a record with a folder bptt never writes")
+    return m
+
+
+def _write_manifest(out: Path, m: dict[str, Any]) -> None:
+    """Write the record, or remove it when it lists nothing."""
+    p = out / MANIFEST
+    if not m["files"] and not m["dirs"]:
+        if _lstat(p) is not None:
+            p.unlink()
         return
-    for sub in members.iterdir():
-        if not (sub.name.isdigit() and sub.is_dir() and not sub.is_symlink()):
-            continue
-        for name in MEMBER_FILES:
-            if (sub / name).is_file():
-                (sub / name).unlink()
-        if not any(sub.iterdir()):
-            sub.rmdir()
-    if not any(members.iterdir()):
-        members.rmdir()
+    m["dirs"] = sorted(set(m["dirs"]))
+    _replace_atomically(p, (json.dumps(m, indent=1, sort_keys=True) + "\n").encode("utf-8"))
 
 
-def check_out_dir(out: str | os.PathLike, force: bool, can_resume: bool = False) -> Path:
-    """An --out folder that is new, empty, or may be written over (force); nothing is touched."""
+def _taken(out: Path, rel: str, st: os.stat_result | None, blocked: str | None, listed: bool) -> BPTTError:
+    """The refusal for an output name that holds something this run may not overwrite."""
+    fix = "move it away (or delete it yourself if you do not need it), or give another --out"
+    if blocked is not None:
+        kind = file_kind(os.lstat(out / blocked).st_mode)
+        return BPTTError(f"--out {out}: {blocked} there is a {kind}, not a folder bptt made, and this run writes "
+                         f"{rel} in it; bptt never writes through or over it: {fix}")
+    assert st is not None
+    if not stat.S_ISREG(st.st_mode):
+        return BPTTError(f"--out {out}: {rel} there is a {file_kind(st.st_mode)}, not a file bptt wrote, and this run "
+                         f"writes {rel}; bptt replaces only regular files it wrote itself: {fix}")
+    why = "was changed since bptt wrote it" if listed else "was not written by bptt (it is not in the folder's " \
+        f"record {MANIFEST})"
+    return BPTTError(f"--out {out}: {rel} there {why}, and this run writes {rel}; bptt overwrites only its own "
+                     f"files, even with --force: {fix}")
+
+
+def plan_run_files(out: str | os.PathLike, outputs: tuple[str, ...] | list[str] = (), resume: bool = False
+                   ) -> tuple[list[str], dict[str, Any] | None]:
+    """Check that this run may write ``outputs`` (paths relative to ``out``) into the existing folder ``out``;
+    nothing is touched.  Returns (the previous runs' files still holding what bptt wrote: what --force removes,
+    the folder's record or None).
+
+    An output's name must be free, or hold a file bptt wrote (listed in ``MANIFEST`` with its current size and
+    sha256); with ``resume`` the run's state (config.json, checkpoint.npz, members/<k>/...) is the run's own as
+    well.  Anything else (a user's file, an edited output, a link, a FIFO, a device) is one BPTTError line.
+    """
     out = Path(out)
-    if out.exists() and not out.is_dir():
-        raise BPTTError(f"{out} exists and is a file; --out must be a folder")
-    if out.is_dir() and any(out.iterdir()) and not force:
-        resume = ", or --resume to continue its run" if can_resume else ""
-        raise BPTTError(f"{out} exists and is not empty; give a new --out, or --force to write over it{resume}")
+    m = read_manifest(out)
+    files = m["files"] if m is not None else {}
+    owned = []
+    for rel, versions in files.items():
+        path, st, blocked = _locate(out, rel)
+        if blocked is None and _holds_ours(path, st, versions) is not None:
+            owned.append(rel)
+    for rel in outputs:
+        path, st, blocked = _locate(out, rel)
+        if blocked is None and (st is None or rel in owned):
+            continue
+        state = rel.rsplit("/", 1)[-1] in RUN_STATE
+        if resume and state and blocked is None and st is not None and stat.S_ISREG(st.st_mode):
+            continue  # --resume continues the run these files hold (they were read and checked as its state)
+        raise _taken(out, rel, st, blocked, rel in files)
+    return owned, m
+
+
+def remove_run_files(out: str | os.PathLike, owned: list[str], m: dict[str, Any] | None) -> None:
+    """Remove the previous runs' files ``owned`` (from ``plan_run_files``: each checked again just before it goes),
+    then the members' folders those runs wrote into if that left them empty, and the record of what it removed.
+    A file that is not bptt's (any more) stays, and so does every file the record does not list."""
+    out = Path(out)
+    if m is None:
+        return
+    for rel in owned:
+        path, st, blocked = _locate(out, rel)
+        if blocked is None and _holds_ours(path, st, m["files"][rel]) is not None:
+            try:
+                path.unlink()
+            except FileNotFoundError:
+                pass
+            except OSError as e:
+                why = e.strerror or type(e).__name__
+                raise BPTTError(f"--out {out}: cannot remove the previous run's {rel} ({why}); check the folder's "
+                                "permissions") from None
+        del m["files"][rel]
+    for d in sorted(m["dirs"], key=lambda d: -d.count("/")):  # members/<k> before members
+        _, st, blocked = _locate(out, d)  # never through a link
+        if blocked is None and st is not None and stat.S_ISDIR(st.st_mode):
+            try:
+                os.rmdir(out / d)
+            except OSError:
+                pass  # not empty: what is left in it is not the run's
+    m["files"] = {}  # what is still listed no longer holds what bptt wrote: it is not the run's any more
+    m["dirs"] = []
+    _write_manifest(out, m)
+
+
+def adopt_run_state(out: str | os.PathLike, outputs: tuple[str, ...] | list[str]) -> None:
+    """--resume: record the run's state files that are there (``RUN_STATE`` among ``outputs``) as the run's own,
+    so that this run may rewrite them (a folder written before the record existed, or by the library)."""
+    out = Path(out)
+    m = read_manifest(out) or _empty_manifest()
+    changed = False
+    for rel in outputs:
+        if rel.rsplit("/", 1)[-1] not in RUN_STATE:
+            continue
+        path, st, blocked = _locate(out, rel)
+        if blocked is not None or st is None or not stat.S_ISREG(st.st_mode):
+            continue
+        if _holds_ours(path, st, m["files"].get(rel, []), verify=False) is None:
+            digest = _sha256(path)
+            if digest is not None:
+                m["files"][rel] = [_version(st.st_size, digest, st)]
+                changed = True
+    if changed:
+        _write_manifest(out, m)
+
+
+def _run_place(path: Path) -> tuple[Path, str] | None:
+    """(run folder, path relative to it) when ``path`` is a run file of the run in progress in this process (or the
+    process that started it); else None."""
+    root = os.environ.get(RUN_ENV)
+    if not root:
+        return None
+    parent = os.path.realpath(path.parent)
+    try:
+        rel_parent = os.path.relpath(parent, root)
+    except ValueError:
+        return None
+    if rel_parent == os.pardir or rel_parent.startswith(os.pardir + os.sep):
+        return None
+    rel = path.name if rel_parent == os.curdir else f"{Path(rel_parent).as_posix()}/{path.name}"
+    return (Path(root), rel) if _valid_rel(rel) else None
+
+
+def _record_write(root: Path, rel: str, path: Path, size: int, digest: str, st_new: os.stat_result) -> None:
+    """Before ``path`` (root/rel) is replaced by the new file: refuse if what is there is not this run's; record
+    the new version beside the one there (a crash between the two writes leaves either, both listed)."""
+    m = read_manifest(root) or _empty_manifest()
+    versions = m["files"].get(rel, [])
+    _, st, blocked = _locate(root, rel)
+    if blocked is not None or st is not None:
+        there = None if blocked is not None else _holds_ours(path, st, versions, verify=False)
+        if there is None:
+            raise _taken(root, rel, st, blocked, rel in m["files"])
+        versions = [there]
+    else:
+        versions = []
+    m["files"][rel] = versions + [_version(size, digest, st_new)]
+    parts = rel.split("/")
+    m["dirs"] = list(m["dirs"]) + ["/".join(parts[:i]) for i in range(1, len(parts))]
+    _write_manifest(root, m)
+
+
+def _home_dirs() -> set[str]:
+    """The home folders of this machine's people (and root's), resolved."""
+    homes = {os.path.realpath(os.path.expanduser("~"))}
+    try:
+        import pwd
+
+        homes |= {os.path.realpath(p.pw_dir) for p in pwd.getpwall()
+                  if p.pw_dir and (p.pw_uid == 0 or 1000 <= p.pw_uid < 65534)}
+    except (ImportError, OSError):
+        pass
+    return homes - {os.path.realpath("/")}
+
+
+def check_out_path(out: str | os.PathLike) -> Path:
+    """An --out folder that is not a symbolic link, the root folder or a home folder (refused whatever the options)."""
+    out = Path(out)
+    try:
+        st = _lstat(out)
+    except OSError:
+        st = None  # creating it will say what is wrong
+    if st is not None and stat.S_ISLNK(st.st_mode):
+        try:
+            target = os.readlink(out)
+        except OSError:
+            target = "?"
+        raise BPTTError(f"--out {out} is a symbolic link (to {target}); bptt never writes or removes files through a "
+                        "link: give the folder itself, or another --out")
+    real = os.path.realpath(out)
+    if real == os.path.realpath("/"):
+        raise BPTTError(f"--out {out} is the root folder {real}; a run needs a folder of its own: give e.g. "
+                        "--out runs/NAME")
+    if real in _home_dirs():
+        raise BPTTError(f"--out {out} is a home folder ({real}); a run needs a folder of its own: give e.g. "
+                        f"--out {os.path.join(real, 'runs', 'NAME')}")
+    return out
+
+
+def check_out_dir(out: str | os.PathLike, force: bool, can_resume: bool = False,
+                  outputs: tuple[str, ...] | list[str] = ()) -> Path:
+    """An --out folder that is new, empty, or (``force``) where this run's ``outputs`` are free or were written by
+    bptt (``plan_run_files``); nothing is touched."""
+    out = check_out_path(out)
+    st = _lstat(out)
+    if st is not None and not stat.S_ISDIR(st.st_mode):
+        raise BPTTError(f"{out} exists and is a {file_kind(st.st_mode)}; --out must be a folder")
+    if st is not None and any(out.iterdir()):
+        if not force:
+            resume = ", or --resume to continue its run" if can_resume else ""
+            raise BPTTError(f"{out} exists and is not empty; give a new --out, or --force to write beside what is there "
+                            f"(it replaces only files an earlier bptt run wrote){resume}")
+        plan_run_files(out, outputs)
     return out
 
 
@@ -100,34 +433,50 @@ def lock_owner(folder: Path) -> str:
 
 
 class RunFolder:
-    """``with RunFolder(out, force, resume):`` the --out folder, owned by this run alone.
+    """``with RunFolder(out, force, resume, outputs):`` the --out folder, owned by this run alone.
 
+    - ``out`` is never a symbolic link, the root folder or a home folder (``check_out_path``).
     - A lock (``fcntl.flock`` on the folder itself, released by the kernel even on SIGKILL, and
       leaving no file behind) refuses a second run into the same folder, naming the process
       that holds it.
-    - The emptiness check runs under the lock, so two runs racing for one new folder cannot
-      both pass it.
-    - ``force``: the previous run's outputs (``RUN_FILES``, an ensemble's members/<k>/ files) are removed before this run writes,
-      so the folder never mixes two runs (a run killed midway leaves no stale model beside the
-      new config); other files in the folder are left alone.
+    - The checks run again under the lock, so two runs racing for one new folder cannot both pass them.
+    - A non-empty folder needs ``force`` (or ``resume``), and then each of this run's ``outputs`` (paths
+      relative to ``out``, ``run_outputs``) must be free or hold a file bptt wrote (``plan_run_files``):
+      anything else refuses the run before anything is written or removed.
+    - ``force``: the previous runs' files that still hold what bptt wrote (listed in ``MANIFEST``) are removed
+      before this run writes, so the folder never mixes two runs (a run killed midway leaves no stale model
+      beside the new config); every other file in the folder is left alone.
+    - ``resume``: the run's state files there (config.json, checkpoint.npz) are its own (``adopt_run_state``).
+    - While the run is in progress (``RUN_ENV``, inherited by spawned ranks), every ``atomic_write_bytes`` into the
+      folder is recorded in ``MANIFEST`` before it replaces a file, and refused if what is there is not the run's.
     - A run that fails before writing anything removes the folder if it created it.
     """
 
-    def __init__(self, out: str | os.PathLike, force: bool = False, resume: bool = False):
-        self.out, self.force, self.resume = Path(out), force, resume
+    def __init__(self, out: str | os.PathLike, force: bool = False, resume: bool = False,
+                 outputs: tuple[str, ...] | list[str] = ()):
+        self.out, self.force, self.resume, self.outputs = Path(out), force, resume, tuple(outputs)
         self._lock_fd: int | None = None
         self._created = False
+        self._env: tuple[str | None] | None = None
+
+    def _check(self) -> tuple[list[str], dict[str, Any] | None]:
+        if self.resume:
+            check_out_path(self.out)
+            return plan_run_files(self.out, self.outputs, resume=True)
+        check_out_dir(self.out, self.force, can_resume=True, outputs=self.outputs)
+        if _lstat(self.out) is None or not any(self.out.iterdir()):
+            return [], None
+        return plan_run_files(self.out, self.outputs)
 
     def __enter__(self) -> Path:
         import fcntl
 
         out = self.out
-        if not self.resume:
-            check_out_dir(out, self.force, can_resume=True)  # before anything is created
+        self._check()  # before anything is created
         try:
-            self._created = not out.exists()
+            self._created = _lstat(out) is None
             out.mkdir(parents=True, exist_ok=True)
-            fd = os.open(out, os.O_RDONLY | os.O_DIRECTORY)
+            fd = os.open(out, os.O_RDONLY | os.O_DIRECTORY | getattr(os, "O_NOFOLLOW", 0))
         except OSError as e:
             raise BPTTError(f"--out {out}: cannot create it ({e.strerror or type(e).__name__}); "
                             "give a folder you can write to") from None
@@ -139,10 +488,13 @@ class RunFolder:
                             "or give another --out") from None
         self._lock_fd = fd
         try:
-            if not self.resume:
-                check_out_dir(out, self.force, can_resume=True)  # again, now that no other run can write
-                if self.force:
-                    remove_run_files(out)
+            owned, manifest = self._check()  # again, now that no other run can write
+            if self.resume:
+                adopt_run_state(out, self.outputs)
+            elif self.force:
+                remove_run_files(out, owned, manifest)
+            self._env = (os.environ.get(RUN_ENV),)
+            os.environ[RUN_ENV] = os.path.realpath(out)
         except BaseException:
             self.__exit__(None, None, None)
             raise
@@ -151,6 +503,13 @@ class RunFolder:
     def __exit__(self, exc_type, exc, tb) -> None:
         import fcntl
 
+        if self._env is not None:
+            previous = self._env[0]
+            if previous is None:
+                os.environ.pop(RUN_ENV, None)
+            else:
+                os.environ[RUN_ENV] = previous
+            self._env = None
         if self._lock_fd is None:
             return
         if exc_type is not None and self._created and not any(self.out.iterdir()):
@@ -160,6 +519,7 @@ class RunFolder:
         self._lock_fd = None
 
 
+# ---------------------------------------------------------------- atomic writes
 def current_umask() -> int:
     """The process's umask (read by setting and restoring it: Python has no getter)."""
     mask = os.umask(0o022)
@@ -167,15 +527,8 @@ def current_umask() -> int:
     return mask
 
 
-def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
-    """Write ``data`` to ``path`` via temp file + fsync + os.replace.
-
-    The file gets the mode a plain ``open(path, "w")`` would give (0666 minus the umask), also
-    when it replaces an existing file; mkstemp's private 0600 would hide results from colleagues.
-    Any OSError (no such folder, a file where a folder should be, read-only, full disk) becomes one
-    BPTTError line, and whatever was at ``path`` before is left as it was.
-    """
-    path = Path(path)
+def _replace_atomically(path: Path, data: bytes, before_replace=None) -> None:
+    """Temp file in path's folder + fsync + os.replace; ``before_replace(stat of the new file)`` may refuse."""
     tmp = None
     try:
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
@@ -184,6 +537,9 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
+            st = os.fstat(f.fileno())  # inode, size and mtime survive the rename
+        if before_replace is not None:
+            before_replace(st)
         os.replace(tmp, path)
     except OSError as e:
         raise BPTTError(f"{path}: cannot write it ({e.strerror or type(e).__name__}); "
@@ -191,6 +547,35 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
     finally:
         if tmp is not None and os.path.exists(tmp):
             os.unlink(tmp)
+
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
+    """Write ``data`` to ``path`` via temp file + fsync + os.replace.
+
+    The file gets the mode a plain ``open(path, "w")`` would give (0666 minus the umask), also
+    when it replaces an existing file; mkstemp's private 0600 would hide results from colleagues.
+    Only a regular file is ever replaced: a symbolic link, FIFO, device, socket or folder at ``path`` is one
+    BPTTError line (``os.replace`` would put a file in its place).  Inside a run folder in use
+    (``RunFolder``) the write is recorded in its ``MANIFEST`` first, and refused if ``path`` holds a
+    file that run did not write.  Any OSError (no such folder, a file where a folder should be,
+    read-only, full disk) becomes one BPTTError line, and whatever was at ``path`` before is left as it was.
+    """
+    path = Path(path)
+    try:
+        st = _lstat(path)
+    except OSError as e:
+        raise BPTTError(f"{path}: cannot write it ({e.strerror or type(e).__name__}); "
+                        "check that the folder exists, is writable and has space") from None
+    if st is not None and not stat.S_ISREG(st.st_mode):
+        raise BPTTError(f"{path} is a {file_kind(st.st_mode)}, not a regular file; bptt replaces only regular files: "
+                        "give another path")
+    place = _run_place(path)
+    if place is None:
+        _replace_atomically(path, data)
+        return
+    root, rel = place
+    size, digest = len(data), hashlib.sha256(data).hexdigest()
+    _replace_atomically(path, data, lambda st_new: _record_write(root, rel, path, size, digest, st_new))
 
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:

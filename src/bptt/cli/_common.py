@@ -7,6 +7,7 @@ import codecs
 import math
 import os
 import re
+import stat
 import sys
 from typing import Any, TextIO
 
@@ -170,21 +171,41 @@ def sequence_from_args(args: argparse.Namespace) -> tuple[list[float], list[floa
     if len(x) != len(y):
         raise BPTTError(f"--x has {len(x)} steps but --y has {len(y)}; give one target per input step")
     return x, y, number(args.h0, "--h0")
+def check_out_file(path: str | os.PathLike, force: bool) -> None:
+    """An --out FILE that may be written: new in an existing folder, or (``force``) an existing regular file.
+
+    Checked with os.lstat before anything is written: a symbolic link, folder, FIFO, device or socket is
+    refused even with --force (an atomic write would put a file in its place: ``--out /dev/null --force``
+    must never replace /dev/null).
+    """
+    from ..io import file_kind
+
+    path = os.fspath(path)
+    try:
+        st = os.lstat(path)
+    except OSError:
+        st = None
+    if st is None:
+        parent = os.path.dirname(os.path.abspath(path))
+        if not os.path.isdir(parent):
+            raise BPTTError(f"--out {path}: the folder {parent} does not exist; create it or choose another path")
+        return
+    if stat.S_ISDIR(st.st_mode):
+        raise BPTTError(f"--out {path}: is a directory; give a file name")
+    if not stat.S_ISREG(st.st_mode):
+        raise BPTTError(f"--out {path}: is a {file_kind(st.st_mode)}, not a regular file; bptt writes and overwrites "
+                        "only regular files, even with --force: give another name")
+    if not force:
+        raise BPTTError(f"--out {path}: the file exists; add --force to overwrite it or choose another name")
+
+
 def write_out(path: str, text: str, force: bool) -> None:
-    """Atomic write that never overwrites an existing file unless asked."""
+    """Atomic write that never overwrites an existing file unless asked, and never anything but a regular file."""
     from ..io import atomic_write_text
 
-    parent = os.path.dirname(os.path.abspath(path))
-    if not os.path.isdir(parent):
-        raise BPTTError(f"--out {path}: the folder {parent} does not exist; create it or choose another path")
-    if os.path.isdir(path):
-        raise BPTTError(f"--out {path}: is a directory; give a file name")
-    if os.path.exists(path) and not force:
-        raise BPTTError(f"--out {path}: the file exists; add --force to overwrite it or choose another name")
-    try:
-        atomic_write_text(path, text)
-    except OSError as e:
-        raise BPTTError(f"--out {path}: cannot write it ({e.strerror or e}); check the path and permissions") from None
+    check_out_file(path, force)
+    atomic_write_text(path, text)
+
 
 def ints(text: str, option: str) -> list[int]:
     out = []

@@ -32,7 +32,8 @@ def add(sub) -> None:
                         "written out, the document grows as T^3; at 8 steps it is 77 kB of Markdown, a 0.8 MB page "
                         "that typesets in about 3 s); longer sequences name the repeated factors once")
     p.add_argument("--out", default=None, metavar="FILE", help="write the document to FILE instead of standard output")
-    p.add_argument("--force", action="store_true", help="with --out: overwrite FILE if it exists")
+    p.add_argument("--force", action="store_true", help="with --out: overwrite FILE if it is an existing regular "
+                   "file (never a link, FIFO or device)")
     p.set_defaults(run=run)
 
 

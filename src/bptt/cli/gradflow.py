@@ -15,7 +15,7 @@ from ..gradflow import MAX_MAP_STEPS, SAMPLINGS, choose_steps, describe_sequence
 from ..model import RNN
 from ..train import TrainConfig, load_task
 from ..validation import MAX_SIZE, BPTTError, check_int, check_number
-from ._common import steps
+from ._common import check_out_file, steps
 
 
 # Where `bptt --help` lists this command; whether its first run on a machine compiles the numba kernels.
@@ -34,7 +34,8 @@ def add(sub) -> None:
                        "--max-steps steps (or steps spread evenly with --sample even), so any length fits in memory.")
     p.add_argument("--out", required=True, metavar="FILE", help="the image to write: .png, .svg or .pdf, "
                    "the format its ending names (refuses an existing file unless --force)")
-    p.add_argument("--force", action="store_true", help="overwrite --out")
+    p.add_argument("--force", action="store_true", help="overwrite --out if it is an existing regular file "
+                   "(never a link, FIFO or device)")
     p.add_argument("--model", default=None, metavar="DIR", help="a model written by `bptt train`")
     p.add_argument("--index", type=int, default=0, help="with --model: which test sequence (default 0)")
     p.add_argument("--x", default=None, metavar="V1,V2,...", help="with --model: your own input sequence instead "
@@ -75,11 +76,8 @@ def gradflow_cli(out: str | Path, force: bool = False, model: str | None = None,
 
     out = Path(out)
     plots.plot_format(out)
-    if out.exists() and not force:
-        raise BPTTError(f"{out} exists; give another --out or --force to overwrite it")
+    check_out_file(out, force)  # a new file, or with --force an existing regular file: never a link, FIFO or device
     check_int("--max-steps", max_steps, 1)
-    if not out.parent.is_dir():
-        raise BPTTError(f"--out {out}: folder {out.parent} does not exist")
     if (x is not None or y is not None) and model is None:
         raise BPTTError("--x/--y need --model (without it, gradflow draws random networks on random data)")
     if model is not None and x is not None:

@@ -34,7 +34,8 @@ def add(sub) -> None:
                        "and checkpoints in --out/members/k/ instead of checkpoint.npz). Options left out take the task's defaults.")
     p.add_argument("--task", default=None, metavar=_choices(tasks.TASKS), help=_task_help())
     p.add_argument("--out", required=True, metavar="DIR", help="output folder (must be new or empty unless --force or --resume)")
-    p.add_argument("--force", action="store_true", help="write into an existing non-empty --out")
+    p.add_argument("--force", action="store_true", help="write into an existing non-empty --out: replaces only the files "
+                   f"an earlier bptt run wrote there (listed in {bio.MANIFEST}, unchanged since), never anyone else's")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint (its own settings; other options are ignored)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--json", action="store_true", help="print the final test metrics, files and warnings as one JSON "
@@ -233,20 +234,22 @@ def run_cli(cfg: TrainConfig | None, out: str | Path, force: bool = False, resum
 
     Every check (folder, settings, task data) happens before anything is written.
     """
-    out = Path(out)
+    out = bio.check_out_path(out)  # never a symbolic link, / or a home folder
     if resume:
         if not out.is_dir():
             raise BPTTError(f"{out}: no such folder to resume; give the --out folder of the run to continue")
         cfg = run_config(out)  # the checkpoint's, or an ensemble's config.json
-    else:
-        assert cfg is not None
-        bio.check_out_dir(out, force, can_resume=True)
+    assert cfg is not None
     cfg.validate()
+    outputs = bio.run_outputs(cfg.ensemble, plot_format)  # every file this run writes: free, or written by bptt
+    if not resume:
+        bio.check_out_dir(out, force, can_resume=True, outputs=outputs)
     data = load_task(cfg)  # bad task input fails here, before the folder is touched
     if not ddp.is_rank0():  # torchrun's other ranks: train, write and print nothing
         ddp.launch(cfg, out, resume=resume, data=data)
         return 0
-    with bio.RunFolder(out, force=force, resume=resume):  # this run alone writes here; --force clears the old run
+    # this run alone writes here; --force removes the earlier runs' files that still hold what bptt wrote
+    with bio.RunFolder(out, force=force, resume=resume, outputs=outputs):
         return _train_and_report(cfg, data, out, resume, progress and not as_json, plot_format, as_json)
 
 
