@@ -107,7 +107,8 @@ EVERY_OPTION = ["--task", "sine", "--length", "12", "--n-train", "6", "--n-val",
                 "--epochs", "5", "--batch-size", "4", "--chunk", "5", "--truncate", "3", "--optimizer", "sgd",
                 "--momentum", "0.9", "--nesterov", "--lr", "0.1", "--schedule", "cosine", "--min-lr", "0.01",
                 "--clip", "0.5", "--patience", "4", "--checkpoint-every", "2", "--seed", "2", "--no-progress"]
-FILES = ["checkpoint.npz", "config.json", "gradflow.png", "loss.png", "metrics.json", "model.npz", "predictions.png"]
+FILES = [".bptt-run.json", "checkpoint.npz", "config.json", "gradflow.png", "loss.png", "metrics.json", "model.npz",
+         "predictions.png"]  # .bptt-run.json: bptt train's record of the files it wrote (io.MANIFEST)
 
 
 def _params(folder: Path) -> dict[str, np.ndarray]:

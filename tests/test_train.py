@@ -462,7 +462,8 @@ def test_train_json_is_one_object_and_a_loss_to_persistence_is_a_warning(tmp_pat
     assert obj["test"]["test_mse"] > obj["test"]["persistence_mse"]
     assert len(obj["warnings"]) == 1 and "worse than persistence" in obj["warnings"][0]
     assert err.startswith("warning: the RNN's test MSE") and err.count("\n") == 1
-    assert sorted(os.listdir(tmp_path / "run")) == ["checkpoint.npz", "config.json", "metrics.json", "model.npz"]
+    assert sorted(os.listdir(tmp_path / "run")) == [".bptt-run.json", "checkpoint.npz", "config.json", "metrics.json",
+                                                   "model.npz"]  # .bptt-run.json: the record of what the run wrote
 
 
 def test_a_new_optimizer_is_one_record(monkeypatch, tmp_path, capsys):
