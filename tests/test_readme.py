@@ -16,14 +16,15 @@ ROOT = Path(__file__).resolve().parents[1]
 README = (ROOT / "README.md").read_text(encoding="utf-8")
 
 
-def _results():
-    spec = importlib.util.spec_from_file_location("readme_results", ROOT / "examples" / "readme_results.py")
+def _example(name: str):
+    """examples/<name>.py as a module."""
+    spec = importlib.util.spec_from_file_location(name, ROOT / "examples" / f"{name}.py")
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
     return mod
 
 
-R = _results()
+R = _example("readme_results")
 
 
 def _section(title: str) -> str:
@@ -179,13 +180,6 @@ def test_hf_sunspots_ensemble_table_is_one_bptt_train_command_per_seed(tmp_path)
     assert f"Mean test MSE {sum(tests) / len(tests):.1f} = {ratio:.2f} × AR(9)" in text
 
 
-def _hf_results():
-    spec = importlib.util.spec_from_file_location("hf_results", ROOT / "examples" / "hf_results.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
-
 @pytest.mark.slow
 @pytest.mark.parametrize("length,seed", [(50, 0), (50, 1), (50, 2), (100, 0)])
 def test_hf_adding_table_row(length, seed):
@@ -193,7 +187,7 @@ def test_hf_adding_table_row(length, seed):
     from bptt import tasks
     from bptt.train import config_for
 
-    H = _hf_results()
+    H = _example("hf_results")
     rows = {(int(r[0]), int(r[1])): r[2:5] for r in _table("| T | seed | HF test mse_ratio |")}
     data = tasks.load("adding", seed=seed, length=length)
     m, curve, _ = H.timed_run(config_for("adding", {"length": length}, optimizer="hf", seed=seed), data,
@@ -206,7 +200,7 @@ def test_hf_adding_table_row(length, seed):
 @pytest.mark.slow
 def test_hf_sunspots_sweep_table():
     """The validation numbers that chose the sunspots setup (examples/hf_results.py sunspots-sweep), every row."""
-    H = _hf_results()
+    H = _example("hf_results")
     rows = {r[0].strip("*"): r[1:] for r in _table("| setup (HF: 60 iterations, curvature on the whole batch) |")}
     assert list(rows) == [name for name, *_ in H.SUN_SWEEP]
     best = min(H.SUN_SWEEP, key=lambda s: float(rows[s[0]][0].strip("*")))

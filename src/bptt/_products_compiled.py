@@ -62,6 +62,20 @@ def _lane_pointers(context, builder, arrty, arr, r, c, width):
     return ptrs
 
 
+def _row_args(context, builder, sig, args):
+    """(array type, array, r, c as intp) of a (arr, r, c, vector) intrinsic call."""
+    arrty, rty, cty, _ = sig.args
+    arr_v, r_v, c_v, _ = args
+    return arrty, arr_v, context.cast(builder, r_v, rty, types.intp), context.cast(builder, c_v, cty, types.intp)
+
+
+def _row_pointer(context, builder, arrty, arr_v, r_v, c_v, vty):
+    """&arr[r, c] as a pointer to a whole vector (arr C-contiguous: the row's next lanes follow it)."""
+    ary = make_array(arrty)(context, builder, arr_v)
+    ptr = cgutils.get_item_pointer(context, builder, arrty, ary, [r_v, c_v], wraparound=False)
+    return builder.bitcast(ptr, vty.as_pointer())
+
+
 @intrinsic
 def _vzero(typingctx, arr, nbytes):
     """A vector of nbytes // itemsize (+0.0) lanes of arr's dtype (nbytes a constant)."""
@@ -96,16 +110,11 @@ def _vload(typingctx, arr, r, c, like):
         return None
 
     def codegen(context, builder, sig, args):
-        arrty, rty, cty, _ = sig.args
-        arr_v, r_v, c_v, _ = args
-        r_v = context.cast(builder, r_v, rty, types.intp)
-        c_v = context.cast(builder, c_v, cty, types.intp)
+        arrty, arr_v, r_v, c_v = _row_args(context, builder, sig, args)
         vty = context.get_value_type(like)
         itemsize = context.get_abi_sizeof(context.get_value_type(like.dtype))
         if arrty.layout == "C":  # contiguous row: one (unaligned) vector load
-            ary = make_array(arrty)(context, builder, arr_v)
-            ptr = cgutils.get_item_pointer(context, builder, arrty, ary, [r_v, c_v], wraparound=False)
-            return builder.load(builder.bitcast(ptr, vty.as_pointer()), align=itemsize)
+            return builder.load(_row_pointer(context, builder, arrty, arr_v, r_v, c_v, vty), align=itemsize)
         vec = ir.Constant(vty, ir.Undefined)  # any other layout: lane by lane
         for lane, ptr in enumerate(_lane_pointers(context, builder, arrty, arr_v, r_v, c_v, like.width)):
             vec = builder.insert_element(vec, builder.load(ptr), ir.Constant(ir.IntType(32), lane))
@@ -123,16 +132,12 @@ def _vstore(typingctx, arr, r, c, vec):
         return None
 
     def codegen(context, builder, sig, args):
-        arrty, rty, cty, _ = sig.args
-        arr_v, r_v, c_v, vec_v = args
-        r_v = context.cast(builder, r_v, rty, types.intp)
-        c_v = context.cast(builder, c_v, cty, types.intp)
+        arrty, arr_v, r_v, c_v = _row_args(context, builder, sig, args)
+        vec_v = args[3]
         vty = context.get_value_type(vec)
         itemsize = context.get_abi_sizeof(context.get_value_type(vec.dtype))
         if arrty.layout == "C":
-            ary = make_array(arrty)(context, builder, arr_v)
-            ptr = cgutils.get_item_pointer(context, builder, arrty, ary, [r_v, c_v], wraparound=False)
-            builder.store(vec_v, builder.bitcast(ptr, vty.as_pointer()), align=itemsize)
+            builder.store(vec_v, _row_pointer(context, builder, arrty, arr_v, r_v, c_v, vty), align=itemsize)
         else:
             for lane, ptr in enumerate(_lane_pointers(context, builder, arrty, arr_v, r_v, c_v, vec.width)):
                 builder.store(builder.extract_element(vec_v, ir.Constant(ir.IntType(32), lane)), ptr)

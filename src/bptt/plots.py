@@ -66,8 +66,6 @@ def loss_curves(history: dict[str, list[float]], path: str | Path, title: str = 
     best_epoch: the epoch whose model was kept (lowest validation loss), marked with a dotted line.
     """
     plot_format(path)
-    from matplotlib.ticker import MaxNLocator
-
     fig = _figure(7.0, 4.0)
     ax = fig.add_subplot()
     for key, label in (("train_loss", "train"), ("val_loss", "validation")):
@@ -76,23 +74,13 @@ def loss_curves(history: dict[str, list[float]], path: str | Path, title: str = 
             ax.plot(np.arange(1, v.size + 1), v, "-" if v.size > 1 else "o", label=label)
     if best_epoch:
         ax.axvline(best_epoch, color="0.4", ls=":", lw=1, label=f"kept: epoch {best_epoch}")
-    ax.set_yscale("log")
-    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    ax.set_xlabel("epoch")
-    units = "targets scaled to [0, 1]" if scaled else "targets in the task's own units"
-    ax.set_ylabel(f"loss = mean of ½ (y − y')²\n({units})")
-    ax.set_title(title)
-    ax.grid(True, which="both", alpha=0.3)
-    ax.legend(**_LEGEND_OUTSIDE)
-    return _save(fig, path)
+    return _save_loss_axes(fig, ax, path, "epoch", title, scaled)
 
 
 def member_loss_curves(histories: list[dict[str, list[float]]], path: str | Path, title: str = "loss per epoch",
                        scaled: bool = False, best_epochs: list[int] | None = None) -> Path:
     """An ensemble's members' losses: one colour per member, train solid, validation dashed, kept epoch dotted."""
     plot_format(path)
-    from matplotlib.ticker import MaxNLocator
-
     fig = _figure(7.0, 4.0)
     ax = fig.add_subplot()
     labelled = len(histories) <= 10  # a legend entry per member while the legend stays readable
@@ -105,9 +93,16 @@ def member_loss_curves(histories: list[dict[str, list[float]]], path: str | Path
                 ax.plot(np.arange(1, v.size + 1), v, style if v.size > 1 else "o", color=colour, lw=1, label=label)
         if best_epochs and best_epochs[k]:
             ax.axvline(best_epochs[k], color=colour, ls=":", lw=0.8)
+    return _save_loss_axes(fig, ax, path, "epoch (dotted: each member's kept epoch)", title, scaled)
+
+
+def _save_loss_axes(fig, ax, path: str | Path, x_label: str, title: str, scaled: bool) -> Path:
+    """The loss plots' axes (log loss over whole epochs, units named, legend outside), then the file."""
+    from matplotlib.ticker import MaxNLocator
+
     ax.set_yscale("log")
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    ax.set_xlabel("epoch (dotted: each member's kept epoch)")
+    ax.set_xlabel(x_label)
     units = "targets scaled to [0, 1]" if scaled else "targets in the task's own units"
     ax.set_ylabel(f"loss = mean of ½ (y − y')²\n({units})")
     ax.set_title(title)
