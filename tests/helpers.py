@@ -48,8 +48,8 @@ def torch_loss_and_grads(m, x, y, h0=None, reduction="mean"):
     loss = 0.0
     for t in range(T):
         h = f(xt[t] @ P["w_x"].T + h @ P["w_h"].T + P["b1"])
-        yp = g(h @ P["w"].T + P["b2"])
-        loss = loss + 0.5 * ((yt[t] - yp) ** 2).sum()
+        u = h @ P["w"].T + P["b2"]
+        loss = loss + m.criterion.torch_value(u, g(u), yt[t]).sum()  # the loss table's torch form
     if reduction == "mean":
         loss = loss / (T * B)
     loss.backward()

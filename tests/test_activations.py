@@ -9,17 +9,41 @@ from hypothesis import strategies as st
 import bptt
 from bptt import BPTTError, activations, dispatch, engine
 from bptt.activations import ACTIVATIONS, BACKENDS, HIDDEN_ACTIVATIONS, OUTPUT_ACTIVATIONS, Activation, get
+from bptt.losses import LOSSES
 
 from helpers import finite_difference_grads
 
 
-@pytest.mark.parametrize("name", list(ACTIVATIONS))
+@pytest.mark.parametrize("name", [n for n, a in ACTIVATIONS.items() if a.elementwise])
 @given(z=st.floats(-30, 30).filter(lambda v: abs(v) > 1e-3))
 def test_derivative_from_output_matches_finite_difference(name, z):
     a = ACTIVATIONS[name]
     eps = 1e-6
     numeric = (a.value(np.array(z + eps)) - a.value(np.array(z - eps))) / (2 * eps)
     assert a.deriv(a.value(np.array(z))) == pytest.approx(float(numeric), rel=1e-5, abs=1e-9)
+
+
+@pytest.mark.parametrize("name", list(ACTIVATIONS))
+@given(data=st.data())
+def test_jvp_from_output_matches_finite_differences_and_torch(name, data):
+    """Activation.jvp (J v from the output a = f(z)) for vectors, every activation, elementwise or not."""
+    import torch
+
+    a = ACTIVATIONS[name]
+    n = data.draw(st.integers(1, 5))
+    rng = np.random.default_rng(data.draw(st.integers(0, 2**16)))
+    z, v = 3 * rng.standard_normal((2, n)), rng.standard_normal(n)
+    z = z + (z[0] == 0) * 0.5  # relu's kink
+    eps = 1e-6
+    numeric = (a.value(z[0] + eps * v) - a.value(z[0] - eps * v)) / (2 * eps)
+    got = a.jvp(a.value(z[0]), v)
+    np.testing.assert_allclose(got, numeric, rtol=1e-6, atol=1e-8)
+    if "torch" in a.backends:
+        zt = torch.tensor(z[0])
+        want = torch.func.jvp(lambda t: a.torch_value(t), (zt,), (torch.tensor(v),))[1].numpy()
+        np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-14)
+        np.testing.assert_allclose(a.torch_jvp(a.torch_value(zt), torch.tensor(v)).numpy(), want, rtol=1e-12,
+                                   atol=1e-14)
 
 
 @pytest.mark.parametrize("name", [n for n, a in ACTIVATIONS.items() if "sympy" in a.backends])
@@ -139,7 +163,7 @@ def test_new_activation_is_refused_by_the_compiled_kernels(softsign, hidden, out
     p = engine.Params(**m.params())
     for kernel in ("loop", "parallel"):  # every runner refuses before any kernel runs
         with pytest.raises(BPTTError, match=msg):
-            dispatch.loss_and_grad(p, x, y, np.zeros((2, 3)), f, g, "mean", None, None, kernel)
+            dispatch.loss_and_grad(p, x, y, np.zeros((2, 3)), f, g, LOSSES["squared_error"], "mean", None, None, kernel)
 
 
 def test_new_activation_is_refused_by_the_torch_layer(softsign):

@@ -11,6 +11,9 @@ from hypothesis import strategies as st
 import bptt
 from bptt import BPTTError, activations, engine
 from bptt import dispatch
+from bptt.losses import LOSSES
+
+SE = LOSSES["squared_error"]
 
 HIDDEN = activations.HIDDEN_ACTIVATIONS
 OUTPUT = activations.OUTPUT_ACTIVATIONS
@@ -56,8 +59,8 @@ def test_every_kernel_checkpointed_equals_reference(kernel, k):
     p = engine.Params(*(0.8 * rng.standard_normal(s) for s in [(O, H), (H, D), (H, H), (H,), (O,)]))
     x, y, h0 = rng.standard_normal((20, B, D)), rng.random((20, B, O)), rng.standard_normal((B, H))
     f, g = activations.ACTIVATIONS["tanh"], activations.ACTIVATIONS["sigmoid"]
-    l0, g0, d0 = dispatch.loss_and_grad(p, x, y, h0, f, g, "mean", None, None, "numpy")
-    l1, g1, d1 = dispatch.loss_and_grad(p, x, y, h0, f, g, "mean", None, k, kernel)
+    l0, g0, d0 = dispatch.loss_and_grad(p, x, y, h0, f, g, SE, "mean", None, None, "numpy")
+    l1, g1, d1 = dispatch.loss_and_grad(p, x, y, h0, f, g, SE, "mean", None, k, kernel)
     assert l1 == pytest.approx(l0, rel=1e-12)
     for name in engine.PARAM_NAMES:
         np.testing.assert_allclose(g1[name], g0[name], rtol=1e-10, atol=1e-14, err_msg=name)

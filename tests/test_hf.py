@@ -40,7 +40,7 @@ def problems(draw, max_T=6):
     y = rng.uniform(0, 1, (T, B, O))  # (T, B, O)
     mask = rng.uniform(size=(T, B)) < 0.6  # (T, B)
     mask[-1, 0] = True
-    net = hf.Net(m.hidden_act, m.output_act)
+    net = hf.Net(m.hidden_act, m.output_act, m.criterion)
     return net, m.engine_params(), hf.Batch(x, y, mask), rng
 
 
@@ -100,16 +100,15 @@ def test_backward_residual_is_the_vjp_and_backward_is_its_special_case(problem):
     fwd = net.forward(p, b)
     r_y = rng.standard_normal(fwd.y_pred.shape)  # (T, B, O)
     r_h = rng.standard_normal(fwd.h[1:].shape)  # (T, B, H)
-    got = engine.backward_residual(p, b.x, fwd, net.f, net.g, r_y, r_h)
+    got = engine.backward_residual(p, b.x, fwd, net.f, net.g.jvp(fwd.y_pred, r_y), r_h)  # r_u = g'(u)^T r_y
     _, vjp = torch.func.vjp(torch_states(net, b), *as_torch(p))
     want = vjp((torch.tensor(r_y), torch.tensor(r_h)))
     for k, w in zip(PARAM_NAMES, want):
         assert close(got[k], w.numpy(), 1e-10, 1e-13), k
 
-    # engine.backward is the same pass with r_y = c (y' - y): the residual replaced, nothing else
-    c = engine.loss_scale(b.x.shape[0], b.x.shape[1], "mean")
-    grads, _ = engine.backward(p, b.x, fwd, b.y, net.f, net.g, "mean")
-    again = engine.backward_residual(p, b.x, fwd, net.f, net.g, c * (fwd.y_pred - b.y))
+    # engine.backward is the same pass with r_u = c dE/du: the residual replaced, nothing else
+    grads, _ = engine.backward(p, b.x, fwd, b.y, net.f, net.g, net.criterion, "mean")
+    again = engine.backward_residual(p, b.x, fwd, net.f, engine.output_delta(fwd, b.y, net.g, net.criterion, "mean"))
     for k in PARAM_NAMES:
         np.testing.assert_allclose(again[k], grads[k], rtol=1e-12, atol=1e-15)
 
@@ -169,7 +168,7 @@ def test_gauss_newton_is_the_hessian_at_zero_residual_so_g_prime_enters_twice(f,
     A G with g'(u) once (the matching-loss form) would not, for a sigmoid output."""
     rng = np.random.default_rng(1)
     m = random_model(rng, 2, 3, 2, f, g)
-    net = hf.Net(m.hidden_act, m.output_act)
+    net = hf.Net(m.hidden_act, m.output_act, m.criterion)
     p = m.engine_params()
     x = rng.standard_normal((4, 3, 2))  # (T, B, D)
     mask = rng.uniform(size=(4, 3)) < 0.7
@@ -199,7 +198,7 @@ def test_gauss_newton_is_the_hessian_at_zero_residual_so_g_prime_enters_twice(f,
 
 def test_damped_product_adds_lambda_l2_and_structural_term(rng):
     m = random_model(rng, 2, 3, 1, "sigmoid", "sigmoid")
-    net = hf.Net(m.hidden_act, m.output_act)
+    net = hf.Net(m.hidden_act, m.output_act, m.criterion)
     p = m.engine_params()
     b = hf.Batch.of(rng.standard_normal((5, 4, 2)), rng.uniform(size=(5, 4, 1)), None)
     curv = hf.Curvature.at(net, p, b)

@@ -9,6 +9,7 @@ import bptt
 from bptt import BPTTError, activations, engine
 from bptt import dispatch
 from bptt import kernels
+from bptt.losses import LOSSES
 from helpers import finite_difference_grads, random_model
 
 # the table's activations that have a compiled version (the others are refused: test_activations.py)
@@ -59,10 +60,10 @@ def test_every_kernel_matches_the_reference(T, B, D, H, O, f, g, reduction, trun
     rng = np.random.default_rng(seed)
     p, x, y, h0 = _problem(rng, T, B, D, H, O, dtype)
     fa, ga = activations.ACTIVATIONS[f], activations.ACTIVATIONS[g]
-    ref = dispatch.loss_and_grad(p, x, y, h0, fa, ga, reduction, trunc, None, "numpy")
+    ref = dispatch.loss_and_grad(p, x, y, h0, fa, ga, LOSSES["squared_error"], reduction, trunc, None, "numpy")
     names = ["loop", "parallel"] + (["scalar"] if (B, D, H, O) == (1, 1, 1, 1) else [])
     for name in names:
-        _assert_close(dispatch.loss_and_grad(p, x, y, h0, fa, ga, reduction, trunc, None, name), ref, dtype)
+        _assert_close(dispatch.loss_and_grad(p, x, y, h0, fa, ga, LOSSES["squared_error"], reduction, trunc, None, name), ref, dtype)
 
 
 @settings(max_examples=15, deadline=None)
@@ -81,7 +82,7 @@ def test_scalar_fast_path_matches_numpy_backend(T, f, g, reduction, h0, dtype, s
     m = bptt.RNN.scalar(*rng.standard_normal(5), hidden_activation=f, output_activation=g, dtype=dtype)
     x = rng.standard_normal(T).astype(dtype)
     y = rng.random(T).astype(dtype)
-    assert kernels.try_fast(m.params(), m.hidden_act, m.output_act, x, y, h0, reduction, None) is not None  # the fast path
+    assert kernels.try_fast(m.params(), m.hidden_act, m.output_act, m.criterion, x, y, h0, reduction, None) is not None  # the fast path
     l1, g1 = m.loss_and_grad(x, y, h0=h0, reduction=reduction)
     l0, g0 = m.loss_and_grad(x, y, h0=h0, reduction=reduction, backend="numpy")
     rtol = 1e-10 if dtype == np.float64 else 2e-3
@@ -281,7 +282,7 @@ def test_the_fast_door_takes_every_input_form_and_equals_the_reference(T, B, D, 
             h0 = h0[0]
     elif form == "fortran":
         xs, ys = np.asfortranarray(x), np.asfortranarray(y)
-    fast = kernels.try_fast(m.params(), m.hidden_act, m.output_act, xs, ys, h0, reduction, trunc)
+    fast = kernels.try_fast(m.params(), m.hidden_act, m.output_act, m.criterion, xs, ys, h0, reduction, trunc)
     assert fast is not None  # every form takes the compiled door at these sizes
     ref_loss, ref = m.loss_and_grad(x.astype(dtype), y.astype(dtype), h0=h0, reduction=reduction, truncate=trunc,
                                     backend="numpy")
@@ -311,7 +312,7 @@ def test_the_fast_door_leaves_bad_input_to_the_checked_path(bad):
         x = [[[1.0, 2.0]], [[1.0]]]
     elif bad == "wrong_y":
         y = np.full((4, 1, 2), 0.5)  # same size as (4, 2, 1), other shape
-    assert kernels.try_fast(m.params(), m.hidden_act, m.output_act, x, y, h0, "mean", None) is None
+    assert kernels.try_fast(m.params(), m.hidden_act, m.output_act, m.criterion, x, y, h0, "mean", None) is None
     with pytest.raises(BPTTError) as e:
         m.loss_and_grad(x, y, h0=h0)
     assert "\n" not in str(e.value)
@@ -339,7 +340,7 @@ def test_the_lanes_kernel_equals_the_reference(T, B, D, H, O, f, g, trunc, h0_fo
     x = rng.standard_normal((T, B, D)).astype(dtype)  # (T, B, D)
     y = rng.random((T, B, O)).astype(dtype)  # (T, B, O)
     h0 = {"none": None, "vector": rng.standard_normal(H), "matrix": rng.standard_normal((B, H))}[h0_form]
-    assert kernels.try_fast(m.params(), m.hidden_act, m.output_act, x, y, h0, "mean", trunc) is not None
+    assert kernels.try_fast(m.params(), m.hidden_act, m.output_act, m.criterion, x, y, h0, "mean", trunc) is not None
     ref_loss, ref = m.loss_and_grad(x, y, h0=h0, truncate=trunc, backend="numpy")
     if dtype == np.float32:  # the public call takes it
         loss, grads = m.loss_and_grad(x, y, h0=h0, truncate=trunc)
@@ -363,7 +364,7 @@ def test_the_fast_door_covers_mid_sizes():
     assert kernels.fast_kernel(2, 40) == "loop" and kernels.fast_kernel(32, 8, lanes=False) == "loop"
     rng = np.random.default_rng(1)
     x, y = rng.standard_normal((5, 2, 3)), rng.random((5, 2, 2))
-    fast = kernels.try_fast(m.params(), m.hidden_act, m.output_act, x, y, None, "sum", None)
+    fast = kernels.try_fast(m.params(), m.hidden_act, m.output_act, m.criterion, x, y, None, "sum", None)
     assert fast is not None
     ref_loss, ref = m.loss_and_grad(x, y, reduction="sum", backend="numpy")
     assert fast[0] == pytest.approx(ref_loss, rel=1e-12)

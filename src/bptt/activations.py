@@ -17,6 +17,12 @@ Every derivative is written in terms of the activation's *output* a = f(z),
 as the seed writes it: sgm'(z) = sgm(z)(1 - sgm(z)). That lets the backward
 pass use the stored h_t and y'_t instead of the pre-activations.
 
+Softmax is the one *vector* activation (an output only): its Jacobian
+diag(a) - a a^T is not elementwise, so its record has no ``deriv`` but a
+``vector_jvp(a, v)`` = J v (J is symmetric, so J^T v is the same).  Every caller
+goes through ``Activation.jvp`` (dy' = g'(u) du for an elementwise g), which
+serves both kinds.  The loss table (``losses.py``) pairs it with cross-entropy.
+
 Adding an activation: one record in ``_TABLE`` below (its numpy, sympy and torch
 parts).  To run it compiled too, give it the next free ``code`` and add that
 branch to ``kernels._f`` and ``kernels._df``; ``tests/test_kernels.py`` checks
@@ -54,6 +60,17 @@ def _relu(z: np.ndarray) -> np.ndarray:
 
 def _identity(z: np.ndarray) -> np.ndarray:
     return z
+
+
+def _softmax(z: np.ndarray) -> np.ndarray:
+    """exp(z_o) / sum_k exp(z_k) over the last axis, shifted by the maximum (no overflow)."""
+    e = np.exp(z - np.max(z, axis=-1, keepdims=True))
+    return e / np.sum(e, axis=-1, keepdims=True)
+
+
+def _softmax_jvp(a, v):
+    """J v for J = diag(a) - a a^T, a = softmax(z): a * (v - <a, v>) over the last axis (numpy or torch)."""
+    return a * (v - (a * v).sum(-1, keepdims=True))
 
 
 # Derivatives from the output a = f(z).  Plain arithmetic, so sigmoid's and tanh's serve
@@ -132,6 +149,12 @@ def _torch_identity(z, out=None):
     return z.clone() if out is None else out.copy_(z)
 
 
+def _torch_softmax(z, out=None):
+    import torch
+
+    return torch.softmax(z, dim=-1) if out is None else out.copy_(torch.softmax(z, dim=-1))
+
+
 def _torch_d_relu(a):
     return (a > 0).to(a.dtype)  # the numpy [a > 0]
 
@@ -146,11 +169,14 @@ class Activation:
     """One activation f with what every backend needs (see the module docstring).
 
     name, roles          'sigmoid'; where a model may use it: ('hidden',), ('output',) or both
-    value(z), deriv(a)   numpy, elementwise; deriv is f'(z) given a = f(z)        (required)
+    value(z), deriv(a)   numpy, elementwise; deriv is f'(z) given a = f(z)        (required, but see
+                         vector_jvp: a vector activation has deriv None)
     symbol, deriv_text   how a derivation names it ('sgm') and writes f'(z), with {a} for f(z)
     sym_value, sym_deriv the same as sympy expressions                        (None: no sympy)
     torch_value(z, out=None), torch_deriv(a)   the same on tensors            (None: no torch)
     code                 the kernels' branch for it                           (None: no numba)
+    vector_jvp(a, v)     for an activation over the last axis (softmax): J v given a = f(z), on
+                         numpy arrays and tensors alike; None for an elementwise one
     """
 
     name: str
@@ -164,14 +190,32 @@ class Activation:
     torch_value: Callable[..., Any] | None = None
     torch_deriv: Callable[[Any], Any] | None = None
     code: int | None = None
+    vector_jvp: Callable[[Any, Any], Any] | None = None
+
+    @property
+    def elementwise(self) -> bool:
+        """Whether f acts on each number alone (every activation but softmax)."""
+        return self.vector_jvp is None
+
+    def jvp(self, a, v):
+        """f'(z) v given a = f(z): the tangent of the output for a tangent v of z (numpy or torch).
+
+        Every activation's Jacobian is symmetric, so this is also the vector-Jacobian product.
+        """
+        return self.deriv(a) * v if self.vector_jvp is None else self.vector_jvp(a, v)
+
+    def torch_jvp(self, a, v):
+        """``jvp`` on tensors, from the record's torch parts."""
+        return self.torch_deriv(a) * v if self.vector_jvp is None else self.vector_jvp(a, v)
 
     @property
     def backends(self) -> tuple[str, ...]:
         """The backends that can run this activation, in ``BACKENDS`` order."""
+        elementwise = self.vector_jvp is None
         has = {
             "numpy": True,
             "numba": self.code is not None,
-            "torch": self.torch_value is not None and self.torch_deriv is not None,
+            "torch": self.torch_value is not None and (self.torch_deriv is not None or not elementwise),
             "sympy": self.sym_value is not None and self.sym_deriv is not None,
         }
         return tuple(b for b in BACKENDS if has[b])
@@ -188,6 +232,8 @@ _TABLE = [
                _sym_relu, _sym_d_relu, _torch_relu, _torch_d_relu, code=2),
     Activation("identity", ("output",), _identity, _d_identity, "id", "1",
                _sym_identity, _sym_d_identity, _torch_identity, _torch_d_identity, code=3),
+    Activation("softmax", ("output",), _softmax, None, "softmax", "(diag({a}) - {a} {a}^T)",
+               torch_value=_torch_softmax, vector_jvp=_softmax_jvp),
 ]
 
 ACTIVATIONS: dict[str, Activation] = {a.name: a for a in _TABLE}
@@ -199,7 +245,7 @@ def names(role: str) -> tuple[str, ...]:
 
 
 HIDDEN_ACTIVATIONS = names("hidden")  # ('sigmoid', 'tanh', 'relu')
-OUTPUT_ACTIVATIONS = names("output")  # ('sigmoid', 'identity')
+OUTPUT_ACTIVATIONS = names("output")  # ('sigmoid', 'identity', 'softmax')
 
 
 def get(name: str, allowed: tuple[str, ...] | None = None, role: str = "activation") -> Activation:

@@ -218,6 +218,8 @@ class Derivation:
         self.T = int(T)
         self.f: Activation = activations.get(hidden_activation, activations.HIDDEN_ACTIVATIONS, "hidden_activation")
         self.g: Activation = activations.get(output_activation, activations.OUTPUT_ACTIVATIONS, "output_activation")
+        activations.require(self.f, "sympy", "hidden_activation")
+        activations.require(self.g, "sympy", "output_activation")  # softmax: a vector output, not the scalar network's
         self.reduction = reduction
         sp = _sympy()
         self.theta = {name: sp.Symbol(TEX[name]) for name in PARAM_NAMES}

@@ -33,7 +33,9 @@ import numpy as np
 
 from . import engine
 from .products import matmul as mm
+from . import losses
 from .activations import Activation, require, supports
+from .losses import Loss
 from .validation import BPTTError, check_checkpoint, check_choice
 
 BACKENDS = ("auto", "numpy", "numba")
@@ -61,18 +63,20 @@ def check_options(backend: Any, checkpoint: Any, truncate: Any) -> Any:
     return check_checkpoint(checkpoint, truncate)
 
 
-def choose_backend(backend: str, hidden_act: Activation, output_act: Activation) -> str:
-    """The backend that runs these activations: 'numpy' or 'numba'.
+def choose_backend(backend: str, hidden_act: Activation, output_act: Activation, criterion: Loss) -> str:
+    """The backend that runs these activations and this loss: 'numpy' or 'numba'.
 
-    "auto" is "numba" when the activation table gives both activations a compiled version, else
-    "numpy" (same results, reference speed); "numba" refuses an activation without one (BPTTError).
+    "auto" is "numba" when the tables give both activations and the loss a compiled version, else
+    "numpy" (same results, reference speed); "numba" refuses one without (BPTTError).
     """
     if backend == "numpy":
         return "numpy"
-    if backend == "auto" and not (supports(hidden_act, "numba") and supports(output_act, "numba")):
+    compiled = supports(hidden_act, "numba") and supports(output_act, "numba") and "numba" in criterion.backends
+    if backend == "auto" and not compiled:
         return "numpy"
     require(hidden_act, "numba", "hidden_activation")
     require(output_act, "numba", "output_activation")
+    losses.require(criterion, "numba")
     return "numba"
 
 
@@ -91,18 +95,18 @@ class NumpyRunner:
     kernel = "numpy"
     nonfinite = False
 
-    def __init__(self, p, hidden_act: Activation, output_act: Activation, c: float, trunc: int, seg_len: int,
-                 B: int, dtype):
+    def __init__(self, p, hidden_act: Activation, output_act: Activation, criterion: Loss, c: float, trunc: int,
+                 seg_len: int, B: int, dtype):
         self.p, self.hidden_act, self.output_act, self.c, self.dtype = p, hidden_act, output_act, c, dtype
+        self.criterion = criterion
         self.grad_sum = {k: np.zeros(v.shape, dtype) for k, v in p._asdict().items()}
 
     def segment(self, x, y, h_start, carry, need_grad: bool):
-        p, f, g = self.p, self.hidden_act, self.output_act
+        p, f, g, E = self.p, self.hidden_act, self.output_act, self.criterion
         fwd = engine.forward(p, x, h_start, f, g)
-        r = fwd.y_pred - y  # (L, B, O)
-        loss = float(0.5 * self.c * np.sum(r * r))
+        loss = float(self.c * np.sum(E.value(fwd.u, fwd.y_pred, y)))
         if need_grad:
-            du = (self.c * r * g.deriv(fwd.y_pred)).astype(self.dtype)  # (L, B, O)
+            du = E.delta(fwd.u, fwd.y_pred, y, g, self.c).astype(self.dtype)  # (L, B, O)
             dh_direct = mm(du, p.w)  # (L, B, H)
             dh_direct[-1] += carry.astype(self.dtype)  # dLoss/dh_L from the later segments
             dz = engine.bptt_full(p.w_h, dh_direct, f.deriv(fwd.h[1:]))  # (L, B, H)
@@ -115,20 +119,21 @@ class NumpyRunner:
         return {k: v.copy() for k, v in self.grad_sum.items()}
 
 
-def loss_and_grad(p, x, y, h0, f: Activation, g: Activation, reduction: str = "mean", truncate: int | None = None,
-                  checkpoint: Any = None, kernel: str = "numpy"):
+def loss_and_grad(p, x, y, h0, f: Activation, g: Activation, criterion: Loss, reduction: str = "mean",
+                  truncate: int | None = None, checkpoint: Any = None, kernel: str = "numpy"):
     """(loss, gradients, dLoss/dh_0) by the named kernel, checkpointed or not.
 
     p engine.Params; x (T, B, D), y (T, B, O), h0 (B, H), all validated, in one dtype; f, g the
-    hidden and output activations.  kernel: 'numpy' or one of kernels.KERNELS (a compiled kernel
-    refuses an activation without a compiled version).  Raises BPTTError if the result is not finite.
+    hidden and output activations, criterion the loss (losses.py).  kernel: 'numpy' or one of
+    kernels.KERNELS (a compiled kernel refuses an activation or loss without a compiled version).
+    Raises BPTTError if the result is not finite.
     """
     T, B, _ = x.shape
     dtype = x.dtype
     if kernel == "numpy" and checkpoint is None:
         fwd = engine.forward(p, x, h0, f, g)
-        loss = engine.loss(fwd, y, reduction)
-        grads, dh0 = engine.backward(p, x, fwd, y, f, g, reduction, truncate)
+        loss = engine.loss(fwd, y, criterion, reduction)
+        grads, dh0 = engine.backward(p, x, fwd, y, f, g, criterion, reduction, truncate)
         return loss, grads, dh0
     if kernel == "numpy":
         runner_cls = NumpyRunner
@@ -142,7 +147,7 @@ def loss_and_grad(p, x, y, h0, f: Activation, g: Activation, reduction: str = "m
     c = engine.loss_scale(T, B, reduction)
     k = segment_length(T, checkpoint)
     trunc = T if truncate is None else int(truncate)
-    run = runner_cls(p, f, g, c, trunc, k, B, dtype)
+    run = runner_cls(p, f, g, criterion, c, trunc, k, B, dtype)
     H = p.w_h.shape[0]
     carry = np.zeros((B, H))  # (B, H) float64: dLoss/dh at the segment's end, from later steps
     if k >= T:

@@ -7,14 +7,18 @@ The network (the seed's, generalised from scalars to matrices):
     u_t  = w h_t + b2                        (output pre-activation)
     y'_t = g(u_t)
 
-    E_t  = 1/2 * sum_o (y_t - y'_t)^2        (per step; mean or sum over the batch)
+    E_t  = E(y'_t, y_t)                      (per step; mean or sum over the batch)
     Loss = (1/T) sum_t E_t   (reduction="mean", the seed's 1/2 sum_{t=1}^{2})
          =       sum_t E_t   (reduction="sum")
 
-Backward (BPTT), with c the reduction's scale (1/(T B) or 1) and
-dE/dy' = (y' - y) (the seed drops this minus sign):
+E is a record of the loss table (``losses.py``): the seed's E = 1/2 sum_o (y - y')^2,
+binary cross-entropy with a sigmoid g, cross-entropy with a softmax g.  The loss
+record gives the output pre-activation's error dE/du_t (for the seed's loss
+g'(u_t) (y'_t - y_t); the seed drops the minus sign of dE/dy' = -(y - y')).
 
-    du_t     = c (y'_t - y_t) * g'(u_t)
+Backward (BPTT), with c the reduction's scale (1/(T B) or 1):
+
+    du_t     = c dE/du_t
     dh_t     = du_t w + dz_{t+1} w_h          (dz_{T+1} = 0)
     dz_t     = dh_t * f'(z_t)
     dLoss/dw   = sum_t du_t^T h_t      dLoss/db2 = sum_t du_t
@@ -82,6 +86,7 @@ from typing import NamedTuple
 import numpy as np
 
 from .activations import Activation
+from .losses import Loss
 from .products import matmul as mm  # a @ b in one fixed order of summation (numba loads on the first product)
 
 PARAM_NAMES = ("w", "w_x", "w_h", "b1", "b2")
@@ -142,21 +147,20 @@ def output_tangent(p: Params, x: np.ndarray, fwd: Forward, f: Activation, g: Act
 
 
 def loss_scale(T: int, B: int, reduction: str) -> float:
-    """c in Loss = c * sum_{t,b} 1/2 ||y - y'||^2."""
+    """c in Loss = c * sum_{t,b} E(y'_tb, y_tb)."""
     return 1.0 / (T * B) if reduction == "mean" else 1.0
 
 
-def loss(fwd: Forward, y: np.ndarray, reduction: str) -> float:
-    """Loss = c * sum_{t,b,o} 1/2 (y - y')^2.  y (T, B, O)."""
+def loss(fwd: Forward, y: np.ndarray, criterion: Loss, reduction: str) -> float:
+    """Loss = c * sum_{t,b} E(y'_tb, y_tb).  y (T, B, O)."""
     T, B, _ = y.shape
-    r = fwd.y_pred - y  # (T, B, O)
-    return float(0.5 * loss_scale(T, B, reduction) * np.sum(r * r))
+    return float(loss_scale(T, B, reduction) * np.sum(criterion.value(fwd.u, fwd.y_pred, y)))
 
 
-def output_delta(fwd: Forward, y: np.ndarray, g: Activation, reduction: str) -> np.ndarray:
-    """du_t = c (y'_t - y_t) g'(u_t).  Returns (T, B, O)."""
+def output_delta(fwd: Forward, y: np.ndarray, g: Activation, criterion: Loss, reduction: str) -> np.ndarray:
+    """du_t = c dE/du_t (the seed's loss: c (y'_t - y_t) g'(u_t)).  Returns (T, B, O)."""
     T, B, _ = y.shape
-    return loss_scale(T, B, reduction) * (fwd.y_pred - y) * g.deriv(fwd.y_pred)
+    return criterion.delta(fwd.u, fwd.y_pred, y, g, loss_scale(T, B, reduction))
 
 
 def backward(
@@ -166,6 +170,7 @@ def backward(
     y: np.ndarray,
     f: Activation,
     g: Activation,
+    criterion: Loss,
     reduction: str = "mean",
     truncate: int | None = None,
 ) -> tuple[dict[str, np.ndarray], np.ndarray]:
@@ -175,7 +180,7 @@ def backward(
     seed's sum over paths keeps only k in t-k+1..t (k=1 keeps dh_t/dθ alone).
     """
     T = x.shape[0]
-    du = output_delta(fwd, y, g, reduction)  # (T, B, O)
+    du = output_delta(fwd, y, g, criterion, reduction)  # (T, B, O)
     dh_direct = mm(du, p.w)  # (T, B, H): dE_t/dh_t
     fprime = f.deriv(fwd.h[1:])  # (T, B, H): f'(z_t)
     if truncate is None or truncate >= T:
@@ -245,7 +250,7 @@ class Decomposition:
           without passing through any h, the single term sits at k = i.
       terms[θ] (T, *θ.shape) = paths[θ].sum(axis=1) = dE_i/dθ.
     Loss = weight * sum_i E_i, so weight * terms[θ].sum(0) = dLoss/dθ.
-    E_i here is 1/2 ||y_i - y'_i||^2 averaged (mean) or summed (sum) over the batch.
+    E_i here is the loss of step i, averaged (mean) or summed (sum) over the batch.
     """
 
     terms: dict[str, np.ndarray]
@@ -254,14 +259,15 @@ class Decomposition:
 
 
 def decompose(
-    p: Params, x: np.ndarray, fwd: Forward, y: np.ndarray, f: Activation, g: Activation, reduction: str = "mean"
+    p: Params, x: np.ndarray, fwd: Forward, y: np.ndarray, f: Activation, g: Activation, criterion: Loss,
+    reduction: str = "mean",
 ) -> Decomposition:
     """Per-error-term, per-path gradients.  O(T^2) memory and time: for teaching-size problems."""
     T, B, D = x.shape
     H = p.w_h.shape[0]
     O = p.w.shape[0]
     batch_scale = 1.0 / B if reduction == "mean" else 1.0
-    du = batch_scale * (fwd.y_pred - y) * g.deriv(fwd.y_pred)  # (T, B, O): dE_i/du_i
+    du = criterion.delta(fwd.u, fwd.y_pred, y, g, batch_scale)  # (T, B, O): dE_i/du_i
     fprime = f.deriv(fwd.h[1:])  # (T, B, H)
     paths = {
         "w": np.zeros((T, T, O, H), x.dtype),
@@ -296,14 +302,13 @@ def output_tangent_from_state(p: Params, fwd: Forward, f: Activation, g: Activat
     """
     T = fwd.u.shape[0]
     fprime = f.deriv(fwd.h[1:])  # (T, B, H)
-    gprime = g.deriv(fwd.y_pred)  # (T, B, O)
-    dy = np.zeros_like(fwd.y_pred)  # (T, B, O)
+    du = np.zeros_like(fwd.y_pred)  # (T, B, O)
     if k >= 1:
-        dy[k - 1] = gprime[k - 1] * mm(dh, p.w.T)
+        du[k - 1] = mm(dh, p.w.T)
     for t in range(k, T):  # 0-based t is step t + 1
         dh = fprime[t] * mm(dh, p.w_h.T)  # (B, H)
-        dy[t] = gprime[t] * mm(dh, p.w.T)  # (B, O)
-    return dy
+        du[t] = mm(dh, p.w.T)  # (B, O)
+    return g.jvp(fwd.y_pred, du)  # (T, B, O): dy' = g'(u) du
 
 
 # ---------------------------------------------------------------- Gauss-Newton building blocks (bptt.hf)
@@ -319,36 +324,47 @@ def state_tangent(
     The recurrence of ``output_tangent``, also returning the dh_t it carries.
     Returns dh (T, B, H) for h_1..h_T and dy' (T, B, O).
     """
+    dh, du = pre_output_tangent(p, x, fwd, f, dp)
+    return dh, g.jvp(fwd.y_pred, du)  # (T, B, O): dy' = g'(u) du
+
+
+def pre_output_tangent(
+    p: Params, x: np.ndarray, fwd: Forward, f: Activation, dp: Params
+) -> tuple[np.ndarray, np.ndarray]:
+    """(J_h dp, J_u dp): ``state_tangent`` stopped before g, du_t = dw h_t + w dh_t + db2.
+
+    Returns dh (T, B, H) and du (T, B, O); bptt.hf's Gauss-Newton products J_u^T M J_u for any loss.
+    """
     T = x.shape[0]
     fprime = f.deriv(fwd.h[1:])  # (T, B, H)
-    gprime = g.deriv(fwd.y_pred)  # (T, B, O)
     direct = mm(x, dp.w_x.T) + mm(fwd.h[:-1], dp.w_h.T) + dp.b1  # (T, B, H)
     dh = np.empty_like(fwd.h[1:])  # (T, B, H)
     prev = np.zeros_like(fwd.h[0])  # (B, H): dh_0 = 0
     for t in range(T):
         prev = fprime[t] * (direct[t] + mm(prev, p.w_h.T))  # (B, H)
         dh[t] = prev
-    dy = gprime * (mm(fwd.h[1:], dp.w.T) + mm(dh, p.w.T) + dp.b2)  # (T, B, O)
-    return dh, dy
+    du = mm(fwd.h[1:], dp.w.T) + mm(dh, p.w.T) + dp.b2  # (T, B, O)
+    return dh, du
 
 
 def backward_residual(
-    p: Params, x: np.ndarray, fwd: Forward, f: Activation, g: Activation,
-    r_y: np.ndarray, r_h: np.ndarray | None = None,
+    p: Params, x: np.ndarray, fwd: Forward, f: Activation,
+    r_u: np.ndarray, r_h: np.ndarray | None = None,
 ) -> dict[str, np.ndarray]:
-    """J_y^T r_y + J_h^T r_h: the backward pass of the network linearised at ``fwd``.
+    """J_u^T r_u + J_h^T r_h: the backward pass of the network linearised at ``fwd``.
 
-    r_y (T, B, O) takes the place of dLoss/dy'_t = c (y'_t - y_t) in ``backward``, and
+    r_u (T, B, O) takes the place of dLoss/du_t = c dE/du_t in ``backward``, and
     r_h (T, B, H) (optional) is added to dLoss/dh_t directly:
 
-        du_t = r_y,t * g'(u_t)
+        du_t = r_u,t
         dh_t = du_t w + r_h,t + dz_{t+1} w_h
         dz_t = dh_t * f'(z_t)
 
-    and the five sums of ``weight_grads``.  With r_y = c (y' - y) and r_h = None this is
-    ``backward`` exactly; with r_y = c J_y v it is the Gauss-Newton product J_y^T (c I) J_y v.
+    and the five sums of ``weight_grads``.  With r_u = ``output_delta`` and r_h = None this is
+    ``backward`` exactly; with r_u = c M J_u v (M the loss's curvature in u) it is the
+    Gauss-Newton product J_u^T (c M) J_u v.
     """
-    du = r_y * g.deriv(fwd.y_pred)  # (T, B, O)
+    du = r_u  # (T, B, O)
     dh_direct = mm(du, p.w)  # (T, B, H)
     if r_h is not None:
         dh_direct = dh_direct + r_h  # (T, B, H)

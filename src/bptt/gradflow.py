@@ -20,10 +20,10 @@ from .validation import BPTTError, check_choice, check_int
 
 
 def gradient_flow(model: RNN, x: Any, y: Any, h0: Any = None) -> np.ndarray:
-    """G[t, k] = ||∂E_t/∂h_k||, E_t = 1/2 ||y_t - y'_t||^2, for one sequence.  Returns (T, T), NaN for k > t.
+    """G[t, k] = ||∂E_t/∂h_k||, E_t the model's loss at step t, for one sequence.  Returns (T, T), NaN for k > t.
 
     x (T, D), y (T, O).  Indices are 0-based: row t is E_{t+1}, column k is h_{k+1}.
-    ∂E_t/∂h_t = (y'_t - y_t) g'(u_t) w, and ∂E_t/∂h_{k-1} = (∂E_t/∂h_k * f'(z_k)) w_h:
+    ∂E_t/∂h_t = (∂E_t/∂u_t) w (the seed's loss: (y'_t - y_t) g'(u_t) w), and ∂E_t/∂h_{k-1} = (∂E_t/∂h_k * f'(z_k)) w_h:
     the seed's dh_i/dh_k factor, one step at a time.
     """
     fwd = model.forward(x, h0=h0)  # unbatched: h (T+1, H), y_pred (T, O)
@@ -31,7 +31,7 @@ def gradient_flow(model: RNN, x: Any, y: Any, h0: Any = None) -> np.ndarray:
     f = model.hidden_act
     g = model.output_act
     Tn = fwd.y_pred.shape[0]
-    du = (fwd.y_pred - yv) * g.deriv(fwd.y_pred)  # (T, O)
+    du = model.criterion.delta(fwd.u, fwd.y_pred, yv, g, 1.0)  # (T, O): ∂E_t/∂u_t
     fprime = f.deriv(fwd.h[1:])  # (T, H)
     G = np.full((Tn, Tn), np.nan)
     for t in range(Tn):
@@ -180,7 +180,7 @@ def flow_map(model: RNN, x: Any, y: Any, h0: Any = None, *, normalise: bool = Tr
     yv = np.asarray(y, dtype=np.float64).reshape(fwd.y_pred.shape)  # (T, O)
     scored = ~np.isnan(yv).any(axis=1)  # (T,)
     g = activations.get(model.output_activation)
-    du = np.where(scored[:, None], (fwd.y_pred - np.nan_to_num(yv)) * g.deriv(fwd.y_pred), 0.0)  # (T, O)
+    du = np.where(scored[:, None], model.criterion.delta(fwd.u, fwd.y_pred, np.nan_to_num(yv), g, 1.0), 0.0)  # (T, O)
     fprime = activations.get(model.hidden_activation).deriv(fwd.h[1:])  # (T, H): f'(z_k)
     L, lag_logs = _log_flow(mm(du, model.w), fprime, model.w_h, steps, lags)  # (n, n), (n, len(lags))
     rows_ok = scored[steps]  # (n,)

@@ -4,22 +4,24 @@ Everything here is built on bptt's own engine: the forward pass, the forward-mod
 (``engine.state_tangent``, the R-operator) and the backward pass of the linearised network
 (``engine.backward_residual``).  Vectors are flat: θ, δ, v (P,) in ``PARAM_NAMES`` order.
 
-The objective on a batch (S: its scored (t, b) pairs, n = |S|; κ: ``l2``):
+The objective on a batch (S: its scored (t, b) pairs, n = |S|; κ: ``l2``; E the loss, a record of
+``losses.py``):
 
-    L(θ) = (1/n) Σ_{(t,b)∈S} 1/2 ||y_tb - y'_tb(θ)||² + κ/2 ||θ||²
+    L(θ) = (1/n) Σ_{(t,b)∈S} E(y'_tb(θ), y_tb) + κ/2 ||θ||²
 
-Gauss-Newton curvature.  L = ℓ(y'(θ)) with ℓ(y') = (1/n) Σ_S 1/2 ||y - y'||², so
+Gauss-Newton curvature.  Write L = ℓ(u(θ)) with u_tb = w h_tb + b2 the output pre-activations and
+ℓ(u) = (1/n) Σ_S E(g(u_tb), y_tb).  Then
 
-    ∇²L = J^T ∇²ℓ J + Σ_S (∂ℓ/∂y'_tb) ∇²y'_tb + κI,      J = dy'/dθ   ((T B O) × P)
+    ∇²L = J_u^T ∇²ℓ J_u + Σ_S (∂ℓ/∂u_tb) ∇²u_tb + κI,      J_u = du/dθ   ((T B O) × P)
 
-and the Gauss-Newton matrix drops the middle term: G = J^T H_L J + κI with H_L = (1/n) diag(mask)
-(positive semi-definite, unlike ∇²L).  The output activation g sits inside J:
-(J v)_t = g'(u_t) (dw h_t + w dh_t + db2), and J^T r = ``backward_residual(r_y = r)``, whose first
-line du_t = r_t g'(u_t) multiplies by g'(u_t) once more.  So G v carries g'(u)², the Gauss-Newton
-matrix of the squared error of y' (what the seed's loss is), and it is exactly ``engine.backward``
-with the residual c (y' - y) replaced by c · mask · J v.  (The "matching loss" form J_u^T H J_u with
-J_u = du/dθ and one g' belongs to a loss matched to g, e.g. cross-entropy for a sigmoid g; it is not
-the Gauss-Newton matrix of this loss unless g is the identity, where the two coincide.)
+and the Gauss-Newton matrix drops the middle term: G = J_u^T (1/n) mask M J_u + κI, where M is the
+loss record's ``curvature`` (positive semi-definite): for the seed's squared error
+M = g'(u)^T g'(u), the Gauss-Newton matrix of the squared error of y' (g' enters twice, g'' is
+dropped); for the matching pairs (sigmoid + binary cross-entropy, softmax + cross-entropy) M is
+∇²_u E itself, E being convex in u (Schraudolph 2002; Martens & Sutskever 2011, section 7).
+G v is one tangent pass (``engine.pre_output_tangent``: J_u v) and one backward pass
+(``engine.backward_residual`` with r_u = (1/n) mask M J_u v); ``engine.backward`` is the same pass
+with r_u = (1/n) mask dE/du.
 
 Damping (Levenberg-Marquardt, plus structural damping on the hidden states):
 
@@ -52,8 +54,9 @@ from typing import Any, Callable
 
 import numpy as np
 
-from . import activations, engine
+from . import activations, engine, losses
 from .activations import Activation
+from .losses import Loss
 from .engine import PARAM_NAMES, Params
 from .products import dot
 from .validation import BPTTError, check_int, check_number
@@ -107,38 +110,40 @@ class Batch:
 
 @dataclass(frozen=True)
 class Net:
-    """The activations: hidden f, output g."""
+    """The activations (hidden f, output g) and the loss E."""
 
     f: Activation
     g: Activation
+    criterion: Loss
 
     @classmethod
-    def named(cls, hidden: str, output: str) -> "Net":
-        return cls(activations.get(hidden), activations.get(output))
+    def named(cls, hidden: str, output: str, loss: str) -> "Net":
+        g = activations.get(output)
+        return cls(activations.get(hidden), g, losses.pair(losses.get(loss), g))
 
     def forward(self, p: Params, b: Batch) -> engine.Forward:
         h0 = np.zeros((b.x.shape[1], p.w_h.shape[0]), dtype=b.x.dtype)  # (B, H)
         return engine.forward(p, b.x, h0, self.f, self.g)
 
 
-def residual(fwd: engine.Forward, b: Batch) -> np.ndarray:
-    """mask · (y' - y): zero at unscored steps.  (T, B, O)"""
-    return (fwd.y_pred - b.y) * b.mask[..., None]  # (T, B, O)
+def data_loss(net: Net, fwd: engine.Forward, b: Batch) -> float:
+    """(1/n) Σ_S E(y'_tb, y_tb): the loss of the scored steps."""
+    e = net.criterion.value(fwd.u, fwd.y_pred, b.y)  # (T, B)
+    return float(np.sum(np.where(b.mask, e, 0.0)) / max(b.n, 1))
 
 
 def loss(net: Net, p: Params, b: Batch, l2: float = 0.0) -> float:
-    """L(θ) = (1/n) Σ_S 1/2 ||y - y'||² + l2/2 ||θ||²."""
-    r = residual(net.forward(p, b), b)  # (T, B, O)
+    """L(θ) = (1/n) Σ_S E(y'_tb, y_tb) + l2/2 ||θ||²."""
     reg = 0.5 * l2 * float(sum(np.sum(a * a) for a in p)) if l2 else 0.0
-    return float(0.5 * np.sum(r * r) / max(b.n, 1)) + reg
+    return data_loss(net, net.forward(p, b), b) + reg
 
 
 def loss_and_grad(net: Net, p: Params, b: Batch, l2: float = 0.0) -> tuple[float, np.ndarray]:
-    """(L(θ), ∇L (P,)): ∇L = J^T (1/n) mask (y' - y) + l2 θ, by ``backward_residual``."""
+    """(L(θ), ∇L (P,)): ∇L = J_u^T (1/n) mask dE/du + l2 θ, by ``backward_residual``."""
     fwd = net.forward(p, b)
-    r = residual(fwd, b) / max(b.n, 1)  # (T, B, O): dL/dy'
-    grad = flatten(engine.backward_residual(p, b.x, fwd, net.f, net.g, r))  # (P,)
-    value = float(0.5 * max(b.n, 1) * np.sum(r * r))
+    r_u = net.criterion.delta(fwd.u, fwd.y_pred, b.y, net.g, b.mask[..., None] / max(b.n, 1))  # (T, B, O): dL/du
+    grad = flatten(engine.backward_residual(p, b.x, fwd, net.f, r_u))  # (P,)
+    value = data_loss(net, fwd, b)
     if l2:
         theta = flatten(p)  # (P,)
         value += 0.5 * l2 * dot(theta, theta)
@@ -163,14 +168,15 @@ class Curvature:
     def products(self, v: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(G v without κ, J_h^T (1/B) J_h v), both (P,), from one tangent pass and one backward pass.
 
-        G v = J^T (1/n) mask J v;  the structural part S v = J_h^T (1/B) J_h v.
+        G v = J_u^T (1/n) mask M J_u v;  the structural part S v = J_h^T (1/B) J_h v.
         """
         dp = unflatten(v, shapes_of(self.p))
-        dh, dy = engine.state_tangent(self.p, self.batch.x, self.fwd, self.net.f, self.net.g, dp)  # (T, B, H), (T, B, O)
-        r_y = dy * self.batch.mask[..., None] / max(self.batch.n, 1)  # (T, B, O)
-        gv = flatten(engine.backward_residual(self.p, self.batch.x, self.fwd, self.net.f, self.net.g, r_y))
-        sv = flatten(engine.backward_residual(self.p, self.batch.x, self.fwd, self.net.f, self.net.g,
-                                              np.zeros_like(dy), dh / self.batch.x.shape[1]))
+        dh, du = engine.pre_output_tangent(self.p, self.batch.x, self.fwd, self.net.f, dp)  # (T, B, H), (T, B, O)
+        m_du = self.net.criterion.curvature(self.fwd.y_pred, du, self.net.g)  # (T, B, O): M J_u v
+        r_u = m_du * (self.batch.mask[..., None] / max(self.batch.n, 1))  # (T, B, O)
+        gv = flatten(engine.backward_residual(self.p, self.batch.x, self.fwd, self.net.f, r_u))
+        sv = flatten(engine.backward_residual(self.p, self.batch.x, self.fwd, self.net.f,
+                                              np.zeros_like(du), dh / self.batch.x.shape[1]))
         return gv, sv
 
     def gn(self, v: np.ndarray) -> np.ndarray:
@@ -372,7 +378,7 @@ class HessianFree:
 
     @classmethod
     def from_config(cls, cfg: Any, params: dict[str, np.ndarray]) -> "HessianFree":
-        return cls.create(params, Net.named(cfg.hidden_activation, cfg.output_activation), HFSettings.from_config(cfg))
+        return cls.create(params, Net.named(cfg.hidden_activation, cfg.output_activation, cfg.loss), HFSettings.from_config(cfg))
 
     @property
     def out_of_time(self) -> bool:

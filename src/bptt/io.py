@@ -657,6 +657,7 @@ def save_model(path: str | os.PathLike, model, info: dict[str, Any] | None = Non
         "hidden_activation": model.hidden_activation,
         "output_activation": model.output_activation,
         "dtype": model.dtype.name,
+        "loss": model.loss_name,
         "info": info or {},
     }
     if members is None:
@@ -675,6 +676,7 @@ def model_path(path: str | os.PathLike) -> Path:
 def check_model_meta(meta: dict[str, Any], path: Path) -> dict[str, Any]:
     """The architecture and ``info`` of a model file, checked field by field (one-line errors naming the field)."""
     from .activations import HIDDEN_ACTIVATIONS, OUTPUT_ACTIVATIONS
+    from .losses import LOSSES
 
     def field(name: str, check) -> Any:
         if name not in meta:
@@ -691,6 +693,8 @@ def check_model_meta(meta: dict[str, Any], path: Path) -> dict[str, Any]:
         "hidden_activation": field("hidden_activation", lambda v: check_choice("hidden_activation", v, HIDDEN_ACTIVATIONS)),
         "output_activation": field("output_activation", lambda v: check_choice("output_activation", v, OUTPUT_ACTIVATIONS)),
         "dtype": field("dtype", lambda v: check_dtype(v)),
+        # files written before the loss table have no "loss": they were trained on the squared error
+        "loss": field("loss", lambda v: check_choice("loss", v, tuple(LOSSES))) if "loss" in meta else "squared_error",
     }
     info = meta.get("info", {})
     if not isinstance(info, dict):
@@ -771,9 +775,9 @@ def _network(p: Path, arch: dict[str, Any], params: dict[str, np.ndarray]):
     """The RNN of ``arch`` with ``params``, or one line saying the file is inconsistent."""
     from .model import RNN
 
-    m = RNN(*arch["sizes"], hidden_activation=arch["hidden_activation"], output_activation=arch["output_activation"],
-            dtype=arch["dtype"])
     try:
+        m = RNN(*arch["sizes"], hidden_activation=arch["hidden_activation"], output_activation=arch["output_activation"],
+                dtype=arch["dtype"], loss=arch["loss"])
         m.set_params(**params)
     except BPTTError as e:
         raise BPTTError(f"{p}: model file is inconsistent ({e}); re-train or re-save it") from None

@@ -57,10 +57,12 @@ from llvmlite import ir
 from numba import njit, types
 from numba.extending import intrinsic, overload
 
+from . import losses
 from .activations import Activation, require
+from .losses import Loss
 from ._products_compiled import matmul_into, matmul_parallel
 from .engine import PARAM_NAMES, bptt_truncated
-from .validation import MAX_INT
+from .validation import MAX_INT, BPTTError
 
 KERNELS = ("scalar", "loop", "parallel")
 # B H^2 multiply-adds per step from which the "parallel" kernel (products shared between threads)
@@ -168,6 +170,14 @@ def _df(a, code, one):
     if code == 3:  # identity
         return one
     raise ValueError(_NO_BRANCH)
+
+
+def loss_code(criterion: Loss) -> int:
+    """The kernels' code for the loss; a one-line BPTTError if it has no compiled version."""
+    losses.require(criterion, "numba")
+    if criterion.code != 0:
+        raise BPTTError(f"loss {criterion.name!r} has code {criterion.code} but the kernels have no branch for it")
+    return criterion.code
 
 
 def activation_codes(hidden_act: Activation, output_act: Activation) -> tuple[int, int]:
@@ -460,7 +470,7 @@ def _dz_rows(dz, carry, h, code):
 
 
 # ---------------------------------------------------------------- Python side: one runner per kernel
-# Every runner: Runner(p, hidden_act, output_act, c, trunc, seg_len, B, dtype), then segment(...) per
+# Every runner: Runner(p, hidden_act, output_act, criterion, c, trunc, seg_len, B, dtype), then segment(...) per
 # segment (dispatch.py), then grads().  Constructing one refuses an activation without a compiled version.
 class ScalarRunner:
     """Runs ``scalar_kernel`` segment by segment; x, y are (L,) views of the (T, 1, 1) input."""
@@ -468,8 +478,9 @@ class ScalarRunner:
     kernel = "scalar"
     nonfinite = False
 
-    def __init__(self, p, hidden_act: Activation, output_act: Activation, c: float, trunc: int, seg_len: int,
-                 B: int, dtype):
+    def __init__(self, p, hidden_act: Activation, output_act: Activation, criterion: Loss, c: float, trunc: int,
+                 seg_len: int, B: int, dtype):
+        loss_code(criterion)
         self.codes = activation_codes(hidden_act, output_act)
         self.pvec = np.array([p.w[0, 0], p.w_x[0, 0], p.w_h[0, 0], p.b1[0], p.b2[0], 0.0, c, 0.0])
         self.trunc = trunc
@@ -510,8 +521,9 @@ class LoopRunner:
     kernel = "loop"
     nonfinite = False
 
-    def __init__(self, p, hidden_act: Activation, output_act: Activation, c: float, trunc: int, seg_len: int,
-                 B: int, dtype):
+    def __init__(self, p, hidden_act: Activation, output_act: Activation, criterion: Loss, c: float, trunc: int,
+                 seg_len: int, B: int, dtype):
+        loss_code(criterion)
         self.codes = activation_codes(hidden_act, output_act)
         self.weights = (p.w, np.ascontiguousarray(p.w_x.T), p.w_h, np.ascontiguousarray(p.w_h.T))  # w, w_x^T, w_h, w_h^T
         self.biases = (p.b1, p.b2)
@@ -545,8 +557,9 @@ class ParallelRunner:
     kernel = "parallel"
     nonfinite = False
 
-    def __init__(self, p, hidden_act: Activation, output_act: Activation, c: float, trunc: int, seg_len: int,
-                 B: int, dtype):
+    def __init__(self, p, hidden_act: Activation, output_act: Activation, criterion: Loss, c: float, trunc: int,
+                 seg_len: int, B: int, dtype):
+        loss_code(criterion)
         self.fcode, _ = activation_codes(hidden_act, output_act)
         self.p, self.hidden_act, self.output_act = p, hidden_act, output_act
         self.c, self.trunc, self.dtype = c, trunc, dtype
@@ -734,7 +747,7 @@ _SUM = "sum"
 _MEAN = "mean"
 
 
-def try_fast(params, hidden_act: Activation, output_act: Activation, x, y, h0, reduction, truncate):
+def try_fast(params, hidden_act: Activation, output_act: Activation, criterion: Loss, x, y, h0, reduction, truncate):
     """(loss, grads) straight from one compiled call, for every input form of a small network; None otherwise.
 
     Forms: Python lists, 1-D (D = 1), (T, D) and (T, B, D) arrays of any real dtype; h0 None, a number,
@@ -748,7 +761,7 @@ def try_fast(params, hidden_act: Activation, output_act: Activation, x, y, h0, r
     """
     fcode = hidden_act.code
     gcode = output_act.code
-    if fcode is None or gcode is None:
+    if fcode is None or gcode is None or criterion.code != 0:
         return None
     if reduction == _MEAN:
         mean = True

@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from . import activations, engine
+from . import activations, engine, losses
 from .validation import (BPTTError, check_dtype, check_float_array, check_reduction, check_seed, check_sizes,
                          check_truncate)
 from .engine import PARAM_NAMES
@@ -37,11 +37,15 @@ class RNN:
     """The seed's recurrent network, any size.
 
         h_t  = f(w_x x_t + w_h h_{t-1} + b1)     f: hidden_activation (sigmoid, tanh, relu)
-        y'_t = g(w h_t + b2)                     g: output_activation (sigmoid, identity)
+        y'_t = g(w h_t + b2)                     g: output_activation (sigmoid, identity, softmax)
+        E_t  = E(y'_t, y_t)                      E: loss (squared_error = the seed's 1/2 (y - y')^2,
+                                                    bce with a sigmoid g, cross_entropy with softmax)
 
     Parameters (attributes, settable, shape-checked): w_x (H, D), w_h (H, H),
     b1 (H,), w (O, H), b2 (O,).  Inputs x are (T, D) or batched (T, B, D);
-    for a model with D = 1 a 1-D x of length T is accepted too.
+    for a model with D = 1 a 1-D x of length T is accepted too.  Targets y are
+    shaped like the outputs; for cross_entropy also integer class labels, (T,) or
+    (T, B).
     """
 
     def __init__(
@@ -53,10 +57,12 @@ class RNN:
         output_activation: str = "sigmoid",
         dtype: Any = np.float64,
         seed: int | None = None,
+        loss: str = losses.DEFAULT,
     ):
         self.input_size, self.hidden_size, self.output_size = check_sizes(input_size, hidden_size, output_size)
         self._f = activations.get(hidden_activation, activations.names("hidden"), "hidden_activation")
         self._g = activations.get(output_activation, activations.names("output"), "output_activation")
+        self._criterion = losses.pair(losses.get(loss), self._g)
         dt = self.dtype = check_dtype(dtype)
         seed = check_seed(seed)
         # Uniform(-1/sqrt(H), 1/sqrt(H)), as PyTorch's RNN initialises.
@@ -79,9 +85,10 @@ class RNN:
         hidden_activation: str = "sigmoid",
         output_activation: str = "sigmoid",
         dtype: Any = np.float64,
+        loss: str = losses.DEFAULT,
     ) -> "RNN":
         """The seed's one-unit network (D = H = O = 1), in the seed's notation."""
-        m = cls(1, 1, 1, hidden_activation, output_activation, dtype)
+        m = cls(1, 1, 1, hidden_activation, output_activation, dtype, loss=loss)
         for name, v in (("w", w), ("w_x", w_x), ("w_h", w_h), ("b1", b1), ("b2", b2)):
             setattr(m, name, np.full(m.param_shapes()[name], _scalar(name, v)))
         return m
@@ -97,6 +104,16 @@ class RNN:
     @property
     def output_activation(self) -> str:
         return self._g.name
+
+    @property
+    def loss_name(self) -> str:
+        """The loss's name in the loss table ('squared_error', 'bce', 'cross_entropy')."""
+        return self._criterion.name
+
+    @property
+    def criterion(self) -> losses.Loss:
+        """E's record in the loss table (value, dE/du, curvature, other backends)."""
+        return self._criterion
 
     @property
     def hidden_act(self) -> activations.Activation:
@@ -150,7 +167,7 @@ class RNN:
         return (
             f"RNN(input_size={self.input_size}, hidden_size={self.hidden_size}, output_size={self.output_size}, "
             f"hidden_activation={self.hidden_activation!r}, output_activation={self.output_activation!r}, "
-            f"dtype={self.dtype.name})"
+            f"dtype={self.dtype.name}, loss={self.loss_name!r})"
         )
 
     # ---------------------------------------------------------------- compute
@@ -167,12 +184,12 @@ class RNN:
         return self.forward(x, h0).y_pred
 
     def loss(self, x: Any, y: Any, h0: Any = None, reduction: str = "mean") -> float:
-        xb, h0b, _ = self._inputs(x, h0)
-        yb = self._targets(y, xb)
+        xb, h0b, batched = self._inputs(x, h0)
+        yb = self._targets(y, xb, batched)
         check_reduction(reduction)
         with _quiet_overflow():
             fwd = engine.forward(self.engine_params(), xb, h0b, self._f, self._g)
-            value = engine.loss(fwd, yb, reduction)
+            value = engine.loss(fwd, yb, self._criterion, reduction)
         _check_finite_result(np.asarray(value), "the loss")
         return value
 
@@ -200,7 +217,8 @@ class RNN:
         """
         if (backend == "auto" or backend == "numba") and checkpoint is None:
             # small networks: one compiled call with O(1) Python work (None: the checked path below)
-            fast = (_kernels or _import_kernels()).try_fast(self._params, self._f, self._g, x, y, h0, reduction, truncate)
+            fast = (_kernels or _import_kernels()).try_fast(self._params, self._f, self._g, self._criterion, x, y, h0,
+                                                            reduction, truncate)
             if fast is not None:
                 return fast
         loss, grads, _ = self._loss_grad_h0(x, y, h0, reduction, truncate, backend=backend, checkpoint=checkpoint)
@@ -210,28 +228,29 @@ class RNN:
         from . import dispatch  # numpy only until a compiled kernel is asked for
 
         xb, h0b, batched = self._inputs(x, h0)
-        yb = self._targets(y, xb)
+        yb = self._targets(y, xb, batched)
         check_reduction(reduction)
         check_truncate(truncate)
         checkpoint = dispatch.check_options(backend, checkpoint, truncate)
         p = self.engine_params()
         T, B, D = xb.shape
-        runs_on = dispatch.choose_backend(backend, self._f, self._g)
+        runs_on = dispatch.choose_backend(backend, self._f, self._g, self._criterion)
         kernel = dispatch.resolve_kernel(runs_on, T, B, D, self.hidden_size, self.output_size)
         with _quiet_overflow():
-            loss, grads, dh0 = dispatch.loss_and_grad(p, xb, yb, h0b, self._f, self._g, reduction, truncate, checkpoint, kernel)
+            loss, grads, dh0 = dispatch.loss_and_grad(p, xb, yb, h0b, self._f, self._g, self._criterion, reduction,
+                                                      truncate, checkpoint, kernel)
         _check_finite_result(np.asarray([loss, *[np.sum(g) for g in grads.values()]]), "the loss or its gradients")
         return loss, grads, (dh0 if batched else dh0[0])
 
     def decompose(self, x: Any, y: Any, h0: Any = None, reduction: str = "mean") -> engine.Decomposition:
         """The seed's decomposition: dE_i/dθ per error term and per path k.  See ``engine.Decomposition``."""
-        xb, h0b, _ = self._inputs(x, h0)
-        yb = self._targets(y, xb)
+        xb, h0b, batched = self._inputs(x, h0)
+        yb = self._targets(y, xb, batched)
         check_reduction(reduction)
         p = self.engine_params()
         with _quiet_overflow():
             fwd = engine.forward(p, xb, h0b, self._f, self._g)
-            return engine.decompose(p, xb, fwd, yb, self._f, self._g, reduction)
+            return engine.decompose(p, xb, fwd, yb, self._f, self._g, self._criterion, reduction)
 
     # ---------------------------------------------------------------- validation
     def _inputs(self, x: Any, h0: Any) -> tuple[np.ndarray, np.ndarray, bool]:
@@ -264,11 +283,20 @@ class RNN:
                 raise BPTTError(f"h0 must be a number, shape ({H},) or ({B}, {H}), got shape {hb.shape}")
         return a, hb, batched
 
-    def _targets(self, y: Any, xb: np.ndarray) -> np.ndarray:
-        t = check_float_array(y, "y", self.dtype)
-        given = t.shape
+    def _targets(self, y: Any, xb: np.ndarray, batched: bool) -> np.ndarray:
         T, B, _ = xb.shape
         O = self.output_size
+        if self._criterion.class_labels:
+            labels = np.asarray(y) if isinstance(y, (list, tuple)) else y
+            if isinstance(labels, np.ndarray) and labels.dtype.kind in "iu" and labels.shape == ((T, B) if batched else (T,)):
+                y = losses.one_hot(labels if batched else labels[:, None], O, self.dtype)  # (T, B, O)
+        t = self._target_array(y, T, B, O)
+        self._criterion.check_targets(t)
+        return t
+
+    def _target_array(self, y: Any, T: int, B: int, O: int) -> np.ndarray:
+        t = check_float_array(y, "y", self.dtype)
+        given = t.shape
         if t.ndim == 1 and O == 1 and B == 1:
             t = t[:, None]
         if t.ndim == 2 and B == 1:
@@ -333,14 +361,16 @@ class Ensemble:
             raise BPTTError("an ensemble needs a non-empty list of bptt.RNN members")
         first = members[0]
         arch = (first.input_size, first.hidden_size, first.output_size, first.hidden_activation,
-                first.output_activation, first.dtype)
+                first.output_activation, first.dtype, first.loss_name)
         for i, m in enumerate(members[1:], 1):
-            if (m.input_size, m.hidden_size, m.output_size, m.hidden_activation, m.output_activation, m.dtype) != arch:
+            if (m.input_size, m.hidden_size, m.output_size, m.hidden_activation, m.output_activation, m.dtype,
+                    m.loss_name) != arch:
                 raise BPTTError(f"ensemble member {i} has another architecture than member 0; members differ only in "
                                 "their parameters")
         self.members = members
+        self.criterion = first.criterion
         (self.input_size, self.hidden_size, self.output_size, self.hidden_activation, self.output_activation,
-         self.dtype) = arch
+         self.dtype, self.loss_name) = arch
 
     def __len__(self) -> int:
         return len(self.members)

@@ -145,7 +145,7 @@ class _BPTT(torch.autograd.Function):
         H = w_h.shape[0]
         if gy is None:
             gy = torch.zeros_like(y)
-        du = gy * g.torch_deriv(y)  # (T, B, O): du_t = G_t g'(u_t)
+        du = g.torch_jvp(y, gy)  # (T, B, O): du_t = g'(u_t)^T G_t
         need = ctx.needs_input_grad
         if truncate is not None and truncate < T:
             h = stored  # (T+1, B, H): truncate excludes checkpointing

@@ -53,7 +53,8 @@ import numpy as np
 
 from . import hf
 from . import io as bio
-from . import tasks
+from . import losses, tasks
+from . import activations
 from .activations import HIDDEN_ACTIVATIONS, OUTPUT_ACTIVATIONS
 from .validation import (BPTTError, check_checkpoint, check_choice, check_dtype, check_int, check_number, check_seed,
                          check_sizes, short_repr)
@@ -75,6 +76,7 @@ class TrainConfig:
     hidden_size: int = 16
     hidden_activation: str = "sigmoid"
     output_activation: str = "sigmoid"
+    loss: str = losses.DEFAULT  # a name in bptt.losses.LOSSES, defined with output_activation
     dtype: str = "float64"
     optimizer: str = "adam"  # sgd | adam
     lr: float = 0.01
@@ -122,6 +124,7 @@ class TrainConfig:
         check_dtype(self.dtype)
         check_choice("hidden_activation", self.hidden_activation, HIDDEN_ACTIVATIONS)
         check_choice("output_activation", self.output_activation, OUTPUT_ACTIVATIONS)
+        losses.pair(losses.get(self.loss), activations.get(self.output_activation))
         check_sizes(1, self.hidden_size, 1)
         for name in ("epochs", "batch_size"):
             check_int(name, getattr(self, name))
@@ -163,7 +166,7 @@ class TrainConfig:
 
 
 # Settings left out of config.json, checkpoints and model files while they have these values.
-UNWRITTEN_DEFAULTS = {"ensemble": 1, "data_seed": None}
+UNWRITTEN_DEFAULTS = {"ensemble": 1, "data_seed": None, "loss": losses.DEFAULT}
 
 
 def check_ensemble(cfg: TrainConfig) -> None:
@@ -205,7 +208,7 @@ def load_task(cfg: TrainConfig) -> tasks.TaskData:
 
 # ---------------------------------------------------------------- losses
 def masked_loss_and_grad(model: RNN, x, y, mask, h0, truncate, need_state: bool = True, checkpoint: Any = None):
-    """The seed's loss over scored steps only, its gradients, and the final hidden state.
+    """The model's loss over scored steps only, its gradients, and the final hidden state.
 
     x (T, B, D), y (T, B, O), mask (T, B) or None, h0 (B, H).
     Returns (loss, grads, h_T (B, H), number of scored (t, b) pairs).  need_state=False
@@ -225,20 +228,27 @@ def masked_loss_and_grad(model: RNN, x, y, mask, h0, truncate, need_state: bool 
     n = int(mask.sum())
     if n == 0:
         return 0.0, None, h_last, 0
-    # an unscored step's target is the output itself: zero error, zero gradient
+    # an unscored step's target is the output itself: dE/du = 0 there for every loss of the table
+    # (tests/test_losses.py), so zero gradient; its E(y', y') need not be 0 (cross-entropy), so the
+    # loss is summed over the scored steps alone
     y_eff = np.where(mask[..., None], y, fwd.y_pred)  # (T, B, O)
-    loss, grads = model.loss_and_grad(x, y_eff, h0=h0, **kw)
+    _, grads = model.loss_and_grad(x, y_eff, h0=h0, **kw)
     scale = Tn * B / n  # from 1/(T B) to 1/n
-    return loss * scale, {k: g * scale for k, g in grads.items()}, h_last, n
+    e = model.criterion.value(fwd.u, fwd.y_pred, y)  # (T, B)
+    return float(np.sum(e[mask])) / n, {k: g * scale for k, g in grads.items()}, h_last, n
 
 
 def evaluate(model: RNN, split: tasks.Split, batch: int = 4096) -> float:
-    """The seed's loss (mean of 1/2 ||y - y'||^2 over scored steps) on a whole split, full sequences."""
+    """The model's loss (mean of E(y', y) over scored steps) on a whole split, full sequences."""
     total, count = 0.0, 0
     for lo in range(0, split.n, batch):
         x = split.x[:, lo : lo + batch].astype(model.dtype)  # (T, b, D)
         y = split.y[:, lo : lo + batch]  # (T, b, O)
-        r2 = 0.5 * np.sum((model.predict(x) - y) ** 2, axis=-1)  # (T, b)
+        if isinstance(model, RNN):
+            fwd = model.forward(x)
+            r2 = model.criterion.value(fwd.u, fwd.y_pred, y)  # (T, b)
+        else:  # an ensemble: the loss of the members' mean prediction, from y' alone
+            r2 = model.criterion.value(None, model.predict(x), y)  # (T, b)
         if split.mask is None:
             total += float(r2.sum())
             count += r2.size
@@ -281,7 +291,7 @@ class EngineBackend:
 
     def __init__(self, cfg: TrainConfig, input_size: int, output_size: int):
         self.model = RNN(input_size, cfg.hidden_size, output_size, cfg.hidden_activation, cfg.output_activation,
-                         np.dtype(cfg.dtype))
+                         np.dtype(cfg.dtype), loss=cfg.loss)
         self.truncate, self.checkpoint = cfg.truncate, cfg.grad_checkpoint
 
     def loss_and_grad(self, params, x, y, mask, h0, need_state):
@@ -310,7 +320,8 @@ class CompiledBackend(EngineBackend):
         self.kernels = None  # bptt.kernels, imported at the first step (it imports numba)
         m = self.model
         self.supported = (cfg.grad_checkpoint is None and m.hidden_act.code is not None
-                          and m.output_act.code is not None and cfg.optimizer in ("adam", "sgd"))
+                          and m.output_act.code is not None and m.criterion.code == 0
+                          and cfg.optimizer in ("adam", "sgd"))
         self.grads: tuple | None = None
 
     def fused_step(self, params, opt, x, y, mask, h0, need_state, lr):
@@ -379,6 +390,8 @@ class TorchBackend:
                             "start data-parallel runs with bptt.ddp (bptt train --backend torch --nproc N, or torchrun)")
         self.hidden_size, self.dtype = cfg.hidden_size, np.dtype(cfg.dtype)
         self.acts = (cfg.hidden_activation, cfg.output_activation)
+        self.criterion = losses.require(losses.pair(losses.get(cfg.loss), activations.get(cfg.output_activation)),
+                                        "torch")
         self.truncate, self.checkpoint = cfg.truncate, cfg.grad_checkpoint
 
     def share(self, B: int) -> np.ndarray:
@@ -396,7 +409,7 @@ class TorchBackend:
         h0t = None if h0 is None else torch.from_numpy(np.ascontiguousarray(h0))  # (b, H)
         y_pred, h_T = self.sigmoid_rnn(xt, h0t, p["w_x"], p["w_h"], p["b1"], p["w"], p["b2"], *self.acts,
                                        checkpoint=self.checkpoint, truncate=self.truncate)  # (T, b, O), (b, H)
-        r2 = 0.5 * ((y_pred - torch.from_numpy(np.ascontiguousarray(y))) ** 2).sum(-1)  # (T, b)
+        r2 = self.criterion.torch_value(None, y_pred, torch.from_numpy(np.ascontiguousarray(y)))  # (T, b)
         if mask is not None:
             r2 = r2 * torch.from_numpy(np.ascontiguousarray(mask)).to(r2.dtype)  # unscored steps: zero error
         total = r2.sum()
@@ -422,7 +435,7 @@ class TorchBackend:
         """h_T (b, H) of the share, no gradient."""
         if x.shape[1] == 0:
             return np.zeros((0, self.hidden_size), dtype=self.dtype)
-        m = RNN(x.shape[2], self.hidden_size, params["w"].shape[0], *self.acts, self.dtype)
+        m = RNN(x.shape[2], self.hidden_size, params["w"].shape[0], *self.acts, self.dtype, loss=self.criterion.name)
         m.set_params(**params)
         return m.forward(x, h0=h0).h[-1]  # (b, H)
 
@@ -565,7 +578,7 @@ class TrainResult:
 def init_model(cfg: TrainConfig, data: tasks.TaskData) -> RNN:
     """The numpy network, initialised from cfg.seed: the start of every backend's run."""
     return RNN(data.input_size, cfg.hidden_size, data.output_size, cfg.hidden_activation, cfg.output_activation,
-               np.dtype(cfg.dtype), seed=cfg.seed)
+               np.dtype(cfg.dtype), seed=cfg.seed, loss=cfg.loss)
 
 
 def train(
@@ -704,7 +717,7 @@ def train(
 def train_result(cfg: TrainConfig, data: tasks.TaskData, state: dict[str, Any], best: dict[str, np.ndarray]) -> TrainResult:
     """The result of a finished run from its state and best parameters (as the final checkpoint holds them)."""
     final = RNN(data.input_size, cfg.hidden_size, data.output_size, cfg.hidden_activation, cfg.output_activation,
-                np.dtype(cfg.dtype))
+                np.dtype(cfg.dtype), loss=cfg.loss)
     final.set_params(**best)
     history = {"train_loss": list(state["train_loss"]), "val_loss": list(state["val_loss"])}
     m = tasks.metrics(data, final)
