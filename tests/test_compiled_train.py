@@ -1,4 +1,4 @@
-"""The compiled training step (train.CompiledBackend.fused_step, kernels.train_step) equals the numpy loop."""
+"""The compiled training step (backends.CompiledBackend.fused_step, kernels.train_step) equals the numpy loop."""
 
 from __future__ import annotations
 
@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from bptt.engine import PARAM_NAMES
-from bptt.train import CompiledBackend, Diverged, EngineBackend, config_for, load_task, train
+from bptt.backends import CompiledBackend, EngineBackend
+from bptt.train import Diverged, config_for, load_task, train
 
 
 def _both(settings: dict, task: str = "binary-addition", options: dict | None = None):

@@ -90,7 +90,7 @@ def test_curvature_is_the_gauss_newton_matrix_in_u(g_name, loss, data):
 
 @pytest.mark.parametrize("loss", list(LOSSES))
 def test_delta_vanishes_where_the_output_is_the_target(loss):
-    """The training loop masks a step by giving it the target y = y' (train.masked_loss_and_grad)."""
+    """The training loop masks a step by giving it the target y = y' (backends.masked_loss_and_grad)."""
     rec = LOSSES[loss]
     rng = np.random.default_rng(0)
     for g_name in OUTPUT_ACTIVATIONS:

@@ -71,7 +71,7 @@ the test that pins it to this one (or to finite differences / torch autograd):
     symbolic                 derive.py (sympy: the seed's chain-rule derivation for any T)
                              tests/test_derive.py::test_symbolic_terms_equal_engine,
                              ::test_chain_rule_form_equals_sympy_diff_of_unrolled_loss
-    training                 train.py (masked loss over scored steps, chunks with a carried state)
+    training                 backends.py (masked loss over scored steps, chunks with a carried state)
                              tests/test_train.py::test_masked_loss_and_grad_matches_finite_differences
 
 ``tests/test_structure.py::test_engine_docstring_names_real_tests`` checks that every test
@@ -90,6 +90,12 @@ from .losses import Loss
 from .products import matmul as mm  # a @ b in one fixed order of summation (numba loads on the first product)
 
 PARAM_NAMES = ("w", "w_x", "w_h", "b1", "b2")
+
+
+def param_shapes(input_size: int, hidden_size: int, output_size: int) -> dict[str, tuple[int, ...]]:
+    """The one rule for the parameters' shapes: w (O, H), w_x (H, D), w_h (H, H), b1 (H,), b2 (O,)."""
+    D, H, O = input_size, hidden_size, output_size
+    return {"w": (O, H), "w_x": (H, D), "w_h": (H, H), "b1": (H,), "b2": (O,)}
 
 
 class Params(NamedTuple):

@@ -94,8 +94,7 @@ class RNN:
         return m
 
     def param_shapes(self) -> dict[str, tuple[int, ...]]:
-        H, D, O = self.hidden_size, self.input_size, self.output_size
-        return {"w": (O, H), "w_x": (H, D), "w_h": (H, H), "b1": (H,), "b2": (O,)}
+        return engine.param_shapes(self.input_size, self.hidden_size, self.output_size)
 
     @property
     def hidden_activation(self) -> str:
