@@ -10,16 +10,18 @@ step (so the replicas stay bit-identical).  This module only sets the group up:
                                        127.0.0.1; the rendezvous store is bound and held by this process;
                        under torchrun: joins torchrun's group (env://), one rank per process.
 
-Loss (the seed's, over scored steps): for a global batch G with n scored steps,
-Loss = (1/n) sum_{b in G} sum_{t scored} 1/2 ||y_tb - y'_tb||^2; rank r sums over its part G_r,
+Loss (the model's, ``losses.py``, over scored steps): for a global batch G with n scored steps,
+Loss = (1/n) sum_{b in G} sum_{t scored} E(y'_tb, y_tb); rank r sums over its part G_r,
 scales by 1/n, and the all-reduce (sum over ranks) gives dLoss exactly as one process computes it
 (up to the rounding of the sum).
 
 From the command line, with every option and default of ``bptt train``:
 
     bptt train --task sine --backend torch --nproc 2 --out run/
-    python -m bptt.ddp --task sine --nproc 2 --out run/                  (the same: bptt train --backend torch)
-    torchrun --standalone --nproc-per-node 2 -m bptt.ddp --task sine --out run/
+    torchrun --standalone --nproc-per-node 2 -m bptt train --backend torch --task sine --out run/
+
+(The command line sits above this module: ``python -m bptt`` is ``bptt``, and this module imports
+nothing of it.)
 
 Rank 0 writes --out (model.npz, metrics.json, config.json, checkpoint.npz, plots), as
 ``bptt train`` does; ``--resume`` continues a run with its own settings and process count.
@@ -28,7 +30,6 @@ Rank 0 writes --out (model.npz, metrics.json, config.json, checkpoint.npz, plots
 from __future__ import annotations
 
 import os
-import sys
 import tempfile
 from pathlib import Path
 from typing import Any, Callable
@@ -138,8 +139,3 @@ def _worker(rank: int, world: int, port: int, cfg: TrainConfig, out: str, resume
     finally:
         dist.destroy_process_group()
 
-
-if __name__ == "__main__":  # python -m bptt.ddp / torchrun -m bptt.ddp: `bptt train --backend torch ...`
-    from bptt.cli import main
-
-    sys.exit(main(["train", "--backend", "torch", *sys.argv[1:]]))
