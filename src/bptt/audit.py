@@ -146,15 +146,17 @@ def affine_in_targets(grad_at, n_targets: int) -> tuple[np.ndarray, np.ndarray]:
     return c, J
 
 
-def min_misfit(A: np.ndarray, b: np.ndarray, half: np.ndarray) -> tuple[float, np.ndarray]:
-    """min over y of max_i |A_i y - b_i| / half_i, and the y attaining it.
+def min_misfit(A: np.ndarray, b: np.ndarray, half: np.ndarray, A_eq: np.ndarray | None = None,
+               b_eq: np.ndarray | None = None, bounds: tuple[float, float] | None = None) -> tuple[float, np.ndarray]:
+    """min over y of max_i |A_i y - b_i| / half_i, and the y attaining it; optionally with A_eq y = b_eq
+    (cross-entropy targets summing to 1) and every y_j within ``bounds`` (targets of a probability).
 
     A misfit <= 1 means one choice of y reproduces every claim to its printed digits.
     """
     from scipy.optimize import linprog
 
     n, m = A.shape
-    if n == 0:
+    if n == 0 and A_eq is None and bounds is None:
         return 0.0, np.zeros(m)
     # variables (y, t): minimise t subject to +-(A y - b) / half <= t; each row in units of its own
     # rounding, so the solver's absolute feasibility tolerance (1e-7) is 1e-7 of a rounding unit
@@ -164,16 +166,28 @@ def min_misfit(A: np.ndarray, b: np.ndarray, half: np.ndarray) -> tuple[float, n
     b_ub = np.concatenate([bs, -bs])
     cost = np.zeros(m + 1)
     cost[-1] = 1.0
-    res = linprog(cost, A_ub=A_ub, b_ub=b_ub, bounds=[(None, None)] * m + [(0, None)], method="highs")
+    eq = {} if A_eq is None or not len(A_eq) else {"A_eq": np.hstack([A_eq, np.zeros((len(A_eq), 1))]), "b_eq": b_eq}
+    box = bounds or (None, None)
+    res = linprog(cost, A_ub=A_ub if n else None, b_ub=b_ub if n else None, bounds=[box] * m + [(0, None)],
+                  method="highs", **eq)
     if not res.success:  # pragma: no cover - the problem is always feasible for t large
         raise RuntimeError(f"linear programme failed: {res.message}")
     return float(res.x[-1]), res.x[:m]
 
 
-def least_squares_targets(A: np.ndarray, b: np.ndarray, half: np.ndarray) -> np.ndarray:
-    """y minimising sum_i ((A_i y - b_i) / half_i)^2 (minimum-norm where under-determined)."""
-    y, *_ = np.linalg.lstsq(A / half[:, None], b / half, rcond=None)
-    return y
+def least_squares_targets(A: np.ndarray, b: np.ndarray, half: np.ndarray, A_eq: np.ndarray | None = None,
+                          b_eq: np.ndarray | None = None) -> np.ndarray:
+    """y minimising sum_i ((A_i y - b_i) / half_i)^2 (minimum-norm where under-determined), optionally
+    subject to A_eq y = b_eq exactly: y = y0 + N z over the null space N of A_eq."""
+    As, bs = A / half[:, None], b / half
+    if A_eq is None or not len(A_eq):
+        y, *_ = np.linalg.lstsq(As, bs, rcond=None)
+        return y
+    y0, *_ = np.linalg.lstsq(A_eq, b_eq, rcond=None)
+    _, sv, vt = np.linalg.svd(A_eq)
+    N = vt[int(np.sum(sv > 1e-12 * sv.max())):].T  # (m, m - rank)
+    z, *_ = np.linalg.lstsq(As @ N, bs - As @ y0, rcond=None)
+    return y0 + N @ z
 
 
 

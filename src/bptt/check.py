@@ -6,8 +6,8 @@ convention and the claimed numbers, each as the person wrote it:
     title = "..."                 # optional
     [model]                       # required: w, w_x, w_h, b1, b2 (numbers or nested lists);
     w = 1                         # optional: h0 (0), hidden_activation (sigmoid: sigmoid, tanh, relu),
-    w_x = 1                       # output_activation (sigmoid: sigmoid, identity), reduction (mean)
-    ...
+    w_x = 1                       # output_activation (sigmoid: sigmoid, identity, softmax), reduction (mean),
+    ...                           # loss (squared_error; bce with a sigmoid output, cross_entropy with softmax)
     [loss]                        # optional, the published loss as printed (defaults shown):
     half = true                   #   E_t = 1/2 sum_o (y_t - y'_t)^2 ; false: no 1/2
     reduction = "mean"            #   Loss = 1/|S| sum_{t in S} E_t ; "sum": no 1/|S| ;
@@ -20,6 +20,13 @@ convention and the claimed numbers, each as the person wrote it:
     "h_1" = 0.88
     "dLoss/dw_h" = [[0.1, 0.2], [0.3, 0.4]]   # an array claim is judged element by element
 
+model.loss names E from the loss table (``bptt.losses``; ``bptt check --loss`` sets it): the seed's
+squared error above (loss.half: with or without the 1/2), "bce" (E_t = -sum_o (y log y' + (1 - y)
+log(1 - y')), targets in [0, 1]) or "cross_entropy" (E_t = -sum_o y_o log y'_o; targets class labels
+0..O-1 or rows summing to 1). With those two, dE_t/du_t = y'_t - y_t, and Loss and E_i are affine
+in the targets like the gradients, so the linear machinery below infers targets for them too (for
+cross_entropy with each inferred row held to sum 1, and every inferred target in [0, 1]).
+
 Sizes come from the parameters: H from w_h (H x H), O from b2, D from x; a parameter may be
 written with its size-1 axes dropped (w_x = [0.5, -0.3] for H = 2, D = 1). Claimed quantities
 (t, i, k are steps 1..T; h_0 too where a state is meant; θ is w, w_x, w_h, b1 or b2):
@@ -27,7 +34,7 @@ written with its size-1 axes dropped (w_x = [0.5, -0.3] for H = 2, D = 1). Claim
     forward      h_t, z_t, u_t, y'_t (also ŷ_t), 1 - h_t, f'(z_t) = dh_t/dz_t, g'(u_t) = dy'_t/du_t,
                  sgm'(z_t), tanh'(z_t), relu'(z_t), sgm'(u_t) (that function's derivative at z_t or
                  u_t, whatever the model's f), 1 - h_t^2, h_t(1 - h_t), y'_t(1 - y'_t), dh_i/dh_k
-    loss         Loss (L), E_i                                   quadratic in the targets
+    loss         Loss (L), E_i                      quadratic in the targets (affine: bce, cross_entropy)
     per term     dE_i/dy'_i, dE_i/du_i, dE_i/dh_k, dE_i/dz_k, dE_i/dθ       affine in the targets
     per path     dE_i/dθ [k=2]: the contribution of path k (∂h_k/∂θ, or for w, b2 the term k = i)
     total        dLoss/dθ, dLoss/dh_t, dLoss/dz_t, dLoss/du_t, dLoss/dy'_t  affine in the targets
@@ -55,6 +62,7 @@ y_t >= y'_t). Last, every target is refitted to the kept affine and the quadrati
 
 from __future__ import annotations
 
+import functools
 import itertools
 import json
 import math
@@ -65,13 +73,13 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from . import activations, engine
+from . import activations, engine, losses
 from .audit import (Printed, Verdict, judge, least_squares_targets, min_misfit, nonlinear_least_squares)
 from .engine import PARAM_NAMES
 from .products import matmul as mm
 from .validation import REDUCTIONS, BPTTError, check_choice, check_float_array, short_repr
 
-MODEL_KEYS = ("w", "w_x", "w_h", "b1", "b2", "h0", "hidden_activation", "output_activation", "reduction")
+MODEL_KEYS = ("w", "w_x", "w_h", "b1", "b2", "h0", "hidden_activation", "output_activation", "reduction", "loss")
 SEQUENCE_KEYS = ("x", "y")
 LOSS_KEYS = ("half", "reduction", "scored")
 LOSS_REDUCTIONS = ("mean", "sum", "mean_all")
@@ -99,13 +107,26 @@ class _Raw(str):
 # ------------------------------------------------------------------ the file's parts
 @dataclass(frozen=True)
 class LossSpec:
-    """The declared loss: E_t = c sum_o (y_t - y'_t)^2 (c = 1/2 with half, else 1) and
-    Loss = s sum_{t in scored} E_t, s = 1/|S| (mean), 1 (sum) or 1/(|S| O) (mean_all)."""
+    """The declared loss: E_t = kappa * (the loss record's E of step t) and
+    Loss = s sum_{t in scored} E_t, s = 1/|S| (mean), 1 (sum) or 1/(|S| O) (mean_all).
+
+    The squared error: E_t = c sum_o (y_t - y'_t)^2, c = 1/2 with half (the record's), else 1 (kappa = 2).
+    bce and cross_entropy have no 1/2 (half False, kappa 1)."""
 
     half: bool = True
     reduction: str = "mean"
     scored: tuple[int, ...] = ()  # 1-based steps
     declared: bool = False  # the file has a [loss] section
+    name: str = losses.DEFAULT  # the loss table's record
+
+    @property
+    def record(self) -> losses.Loss:
+        return losses.get(self.name)
+
+    @property
+    def squared(self) -> bool:
+        """E quadratic in the targets (the squared error); else affine (bce, cross_entropy)."""
+        return self.name == "squared_error"
 
     @property
     def c(self) -> float:
@@ -113,8 +134,8 @@ class LossSpec:
 
     @property
     def kappa(self) -> float:
-        """dE_t/dy'_t = kappa (y'_t - y_t)."""
-        return 1.0 if self.half else 2.0
+        """E_t = kappa * record.value; for the squared error dE_t/dy'_t = kappa (y'_t - y_t)."""
+        return (1.0 if self.half else 2.0) if self.squared else 1.0
 
     def weights(self, T: int, O: int) -> np.ndarray:
         """w_t with Loss = sum_t w_t E_t, (T,)."""
@@ -132,6 +153,11 @@ class LossSpec:
         scale = {"mean": f"1/{n} " if n > 1 else "", "sum": "", "mean_all": f"1/{n * O} " if n * O > 1 else ""}
         wrap = f"({terms})" if scale[self.reduction] and len(self.scored) > 1 else terms
         err = ("1/2 " if self.half else "") + ("(y_t - y'_t)^2" if O == 1 else "||y_t - y'_t||^2")
+        if self.name == "bce":
+            err = ("-(y_t log y'_t + (1 - y_t) log(1 - y'_t))" if O == 1 else
+                   "-sum_o (y_t,o log y'_t,o + (1 - y_t,o) log(1 - y'_t,o))")
+        elif self.name == "cross_entropy":
+            err = "-sum_o y_t,o log y'_t,o"
         return f"Loss = {scale[self.reduction]}{wrap}, E_t = {err}"
 
 
@@ -154,12 +180,13 @@ class Claim:
     act: tuple[str, str] | None = None
     index: tuple[int, ...] = ()
     name: str = ""
+    affine_value: bool = False  # Loss and E_i are affine in the targets (bce, cross_entropy)
 
     @property
     def dependence(self) -> str:
         """NONE, AFFINE or QUADRATIC: how the exact value depends on the targets."""
         if self.kind in QUADRATIC_KINDS:
-            return QUADRATIC
+            return AFFINE if self.affine_value else QUADRATIC
         return AFFINE if self.kind in TERM_KINDS or self.kind in LOSS_KINDS else NONE
 
     @property
@@ -213,8 +240,10 @@ class ClaimsFile:
 
 
 # ------------------------------------------------------------------ reading the file
-def load(path: str | Path) -> ClaimsFile:
-    """Read and validate a claims file; any problem raises a one-line BPTTError naming the field."""
+def load(path: str | Path, loss: str | None = None) -> ClaimsFile:
+    """Read and validate a claims file; any problem raises a one-line BPTTError naming the field.
+
+    loss: a loss table name that replaces the file's model.loss (``bptt check --loss``)."""
     p = Path(path)
     ext = p.suffix.lower()
     if p.is_dir():
@@ -229,12 +258,12 @@ def load(path: str | Path) -> ClaimsFile:
         raise BPTTError(f"{p}: is a directory, not a claims file") from None
     except (OSError, UnicodeDecodeError) as e:
         raise BPTTError(f"{p}: cannot read it ({type(e).__name__}: {e}); check the path and permissions") from None
-    return from_text(text, ext[1:], str(p))
+    return from_text(text, ext[1:], str(p), loss)
 
 
-def from_text(text: str, fmt: str, where: str = "claims file") -> ClaimsFile:
+def from_text(text: str, fmt: str, where: str = "claims file", loss: str | None = None) -> ClaimsFile:
     """A claims file's text (fmt 'toml' or 'json') -> ClaimsFile; ``where`` names it in messages."""
-    return from_dict(parse(text, fmt, where), where)
+    return from_dict(parse(text, fmt, where), where, loss)
 
 
 def parse(text: str, fmt: str, where: str = "claims file") -> dict:
@@ -328,8 +357,8 @@ def _known_keys(table: dict, known: tuple[str, ...], what: str) -> None:
             raise BPTTError(f"{what.format(k=k)}; the fields are {', '.join(known)}")
 
 
-def from_dict(data: dict, where: str = "claims file") -> ClaimsFile:
-    """Validate parsed data (numbers as ``_Raw`` text or numbers) into a ClaimsFile."""
+def from_dict(data: dict, where: str = "claims file", loss: str | None = None) -> ClaimsFile:
+    """Validate parsed data (numbers as ``_Raw`` text or numbers) into a ClaimsFile (loss: as ``load``)."""
     for k in data:
         if k not in TOP_KEYS:
             raise BPTTError(f"{where}: unknown section {k!r}; the sections are model, sequence, loss, claims "
@@ -339,13 +368,20 @@ def from_dict(data: dict, where: str = "claims file") -> ClaimsFile:
     x = _inputs(_table(data, "sequence", where), where)
     model = _model(model_table, raw, x.shape[1])
     O = model["params"]["b2"].shape[0]
-    y = _targets_field(_table(data, "sequence", where), x.shape[0], O)
-    loss = _loss(_table(data, "loss", where, required=False), model_table, x.shape[0], "loss" in data)
+    criterion = _criterion(model_table, model["output"], loss)
+    y = _targets_field(_table(data, "sequence", where), x.shape[0], O, criterion)
+    loss = _loss(_table(data, "loss", where, required=False), model_table, x.shape[0], "loss" in data,
+                 criterion.name)
     raw_claims = _table(data, "claims", where)
     if not raw_claims:
         raise BPTTError(f"{where}: [claims] is empty; add claimed numbers such as \"dLoss/dw\" = 0.015")
     shapes = _shapes(model["params"])
-    claims = [c for k, v in raw_claims.items() for c in _claims(k, v, x.shape[0], shapes)]
+    claims = [c for k, v in raw_claims.items() for c in _claims(k, v, x.shape[0], shapes, not loss.squared)]
+    if not activations.get(model["output"]).elementwise:
+        bad = next((c.name for c in claims if c.kind == "g'"), None)
+        if bad is not None:
+            raise BPTTError(f"claims.{bad!r}: g'(u_t) of a {model['output']} output is an O x O Jacobian "
+                            f"(diag(y'_t) - y'_t y'_t^T), not one number per output; claim y'_t or dE_t/du_t instead")
     title = data.get("title")
     if title is not None:
         title = _string(title, "title")
@@ -370,7 +406,7 @@ def _model(model: dict, raw: dict[str, np.ndarray], D: int) -> dict[str, Any]:
     if O < 1:
         raise BPTTError(f"model.b2: expected a number or a list of O numbers (one per output), got shape "
                         f"{raw['b2'].shape}")
-    shapes = {"w": (O, H), "w_x": (H, D), "w_h": (H, H), "b1": (H,), "b2": (O,)}
+    shapes = engine.param_shapes(D, H, O)
     why = f"H = {H} from model.w_h, O = {O} from model.b2, D = {D} from sequence.x"
     params = {k: _fit_shape(raw[k], shapes[k], f"model.{k}", why) for k in PARAM_NAMES}
     hidden = _string(model.get("hidden_activation", "sigmoid"), "model.hidden_activation")
@@ -414,24 +450,60 @@ def _inputs(seq: dict, where: str) -> np.ndarray:
     return x[:, None] if x.ndim == 1 else x
 
 
-def _targets_field(seq: dict, T: int, O: int) -> np.ndarray | None:
-    """sequence.y: T numbers (O = 1) or T lists of O numbers -> (T, O); None when absent."""
+def _criterion(model: dict, output: str, override: str | None) -> losses.Loss:
+    """The loss record: ``override`` (--loss), else model.loss, else the squared error; paired with g."""
+    if override is not None:
+        rec = losses.get(override)
+    else:
+        name = _string(model.get("loss", losses.DEFAULT), "model.loss")
+        rec = losses.LOSSES[check_choice("model.loss", name, tuple(losses.LOSSES))]
+    return losses.pair(rec, activations.get(output))
+
+
+def _targets_field(seq: dict, T: int, O: int, criterion: losses.Loss) -> np.ndarray | None:
+    """sequence.y: T numbers (O = 1), T class labels (cross_entropy) or T lists of O numbers -> (T, O);
+    None when absent."""
     if "y" not in seq:
         return None
     y = _array(seq["y"], "sequence.y") if isinstance(seq["y"], list) else None
     if y is None or y.ndim not in (1, 2):
         raise BPTTError(f"sequence.y: expected a list of targets, one per step, got {short_repr(seq['y'])}")
+    if y.ndim == 1 and criterion.class_labels and y.shape == (T,):
+        return _labels(y, O, "sequence.y")
     y = y[:, None] if y.ndim == 1 else y
     if y.shape != (T, O):
         raise BPTTError(f"sequence.y has shape {y.shape} but the sequence has T = {T} steps and the model O = {O} "
                         "outputs; give one target per step (a list of O per step when O > 1)")
+    return _valid_targets(y, criterion, "sequence.y")
+
+
+def _labels(y: np.ndarray, O: int, where: str) -> np.ndarray:
+    """T class labels 0..O-1 (whole numbers) -> one-hot rows (T, O)."""
+    if np.any(y != np.round(y)):
+        bad = y[y != np.round(y)][0]
+        raise BPTTError(f"{where}: {float(bad)!r} is not a class label; cross-entropy targets are whole numbers "
+                        f"0..{O - 1} (one per step) or one-hot rows of {O} numbers")
+    try:
+        return losses.one_hot(y.astype(np.int64), O, np.float64)
+    except BPTTError as e:
+        raise BPTTError(f"{where}: {e}") from None
+
+
+def _valid_targets(y: np.ndarray, criterion: losses.Loss, where: str) -> np.ndarray:
+    try:
+        criterion.check_targets(y)
+    except BPTTError as e:
+        raise BPTTError(f"{where}: {e}") from None
     return y
 
 
-def _loss(table: dict, model: dict, T: int, declared: bool) -> LossSpec:
+def _loss(table: dict, model: dict, T: int, declared: bool, name: str = losses.DEFAULT) -> LossSpec:
     """[loss] (half, reduction, scored), with model.reduction as the older spelling of loss.reduction."""
     _known_keys(table, LOSS_KEYS, "loss.{k} is not a loss field")
-    half = table.get("half", True)
+    if name != "squared_error" and "half" in table:
+        raise BPTTError(f"loss.half is the 1/2 of the squared error; the {name} loss has none: remove loss.half "
+                        "(or use loss squared_error)")
+    half = table.get("half", name == "squared_error")
     if not isinstance(half, bool):
         raise BPTTError(f"loss.half: expected true or false, got {short_repr(half)}; false: E_t = (y_t - y'_t)^2")
     if "reduction" in table and "reduction" in model:
@@ -439,7 +511,7 @@ def _loss(table: dict, model: dict, T: int, declared: bool) -> LossSpec:
     red = table.get("reduction", model.get("reduction", "mean"))
     where = "loss.reduction" if "reduction" in table else "model.reduction"
     reduction = check_choice(where, _string(red, where), LOSS_REDUCTIONS if "reduction" in table else REDUCTIONS)
-    return LossSpec(half, reduction, _scored(table.get("scored", "all"), T), declared)
+    return LossSpec(half, reduction, _scored(table.get("scored", "all"), T), declared, name)
 
 
 def _scored(v: Any, T: int) -> tuple[int, ...]:
@@ -587,8 +659,8 @@ def _check_steps(spec: dict, T: int, where: str) -> None:
 
 
 def _shapes(params: dict[str, np.ndarray]) -> dict[str, tuple[int, ...]]:
-    H, O = params["w_h"].shape[0], params["b2"].shape[0]
-    return {"H": (H,), "O": (O,), "HH": (H, H), **{k: v.shape for k, v in params.items()}}
+    D, H, O = params["w_x"].shape[1], params["w_h"].shape[0], params["b2"].shape[0]
+    return {"H": (H,), "O": (O,), "HH": (H, H), **engine.param_shapes(D, H, O)}
 
 
 def quantity_shape(spec: dict, shapes: dict[str, tuple[int, ...]]) -> tuple[int, ...]:
@@ -606,7 +678,7 @@ def quantity_shape(spec: dict, shapes: dict[str, tuple[int, ...]]) -> tuple[int,
     return shapes["O"] if kind in outputs else shapes["H"]
 
 
-def _claims(key: str, value: Any, T: int, shapes: dict) -> list[Claim]:
+def _claims(key: str, value: Any, T: int, shapes: dict, affine_value: bool = False) -> list[Claim]:
     """One file claim -> its elements (one Claim for a number; one per element for an array)."""
     where = f"claims.{key!r}" if not re.fullmatch(r"[A-Za-z0-9_]+", key) else f"claims.{key}"
     spec = _claim_name(key, T, where)
@@ -619,7 +691,7 @@ def _claims(key: str, value: Any, T: int, shapes: dict) -> list[Claim]:
     for idx in np.ndindex(shape):
         name = key if one else f"{key}[{','.join(str(i + 1) for i in idx)}]"
         out.append(Claim(name, spec["kind"], spec.get("t"), spec.get("theta"), printed[idx], spec.get("k"),
-                         spec.get("act"), idx, key))
+                         spec.get("act"), idx, key, affine_value))
     return out
 
 
@@ -657,9 +729,32 @@ class Net:
             raise BPTTError("the forward pass overflowed to a non-finite value; check the model's weights and inputs")
         self.h = self.fwd.h[:, 0]  # (T+1, H)
         self.fprime = self.f.deriv(self.fwd.h[1:])  # (T, 1, H)
-        self.gprime = self.g.deriv(self.fwd.y_pred)  # (T, 1, O)
+        self.gprime = self.g.deriv(self.fwd.y_pred) if self.g.elementwise else None  # (T, 1, O); softmax: none
+        self.criterion = losses.pair(cf.loss.record, self.g)
         self.weights = cf.loss.weights(cf.T, cf.O)  # (T,): Loss = sum_t w_t E_t
-        self.coef = self.weights * cf.loss.kappa  # (T,): dLoss/dy'_t = coef_t (y'_t - y_t)
+        self.coef = self.weights * cf.loss.kappa  # (T,): Loss = sum_t coef_t E(y'_t, y_t) (the record's E)
+        self._delta_map: np.ndarray | None = None
+
+    def step_values(self, y: np.ndarray) -> np.ndarray:
+        """E_t (T, O) per output where E is a sum over the outputs (squared error, bce; as engine.loss
+        sums them), else (T, 1) per step (cross_entropy: log-sum-exp couples the outputs)."""
+        u, yp, kappa, rec = self.fwd.u[:, 0], self.fwd.y_pred[:, 0], self.cf.loss.kappa, self.criterion
+        if self.g.elementwise or rec.outputs is None:
+            return kappa * rec.value(u[..., None], yp[..., None], y[..., None])
+        return kappa * rec.value(u, yp, y)[:, None]
+
+    def output_delta(self, y: np.ndarray, c) -> np.ndarray:
+        """c dE/du_t (T, 1, O) from the loss record (c: a number or (T, 1, 1)), as engine.output_delta."""
+        return self.criterion.delta(self.fwd.u, self.fwd.y_pred, y[:, None, :], self.g, c)
+
+    def delta_map(self) -> np.ndarray:
+        """(T, O, O): [t, o] = d(dE_t/du_t)/dy_{t,o}, the record's delta being affine in the targets."""
+        if self._delta_map is None:
+            T, O = self.cf.T, self.cf.O
+            base = self.output_delta(np.zeros((T, O)), self.cf.loss.kappa)[:, 0]
+            self._delta_map = np.stack([self.output_delta(np.tile(np.eye(O)[o], (T, 1)), self.cf.loss.kappa)[:, 0]
+                                        - base for o in range(O)], axis=1)
+        return self._delta_map
 
     def forward_value(self, cl: Claim) -> np.ndarray:
         """A target-free quantity."""
@@ -729,6 +824,7 @@ class Exact:
         self.cache: dict[tuple, np.ndarray] = {}
         self.loss_bp: Backprop | None = None
         self.term_bp: dict[int, Backprop] = {}
+        self.values: np.ndarray | None = None
 
     def value(self, cl: Claim) -> float:
         key = (cl.kind, cl.t, cl.k, cl.theta, cl.act)
@@ -744,32 +840,41 @@ class Exact:
         return self.term(cl) if cl.kind in TERM_KINDS else self.total(cl)
 
     def quadratic(self, cl: Claim) -> float:
-        spec, rr = self.net.cf.loss, self.r * self.r
+        """Loss or E_i: the loss record's E (times kappa), summed as engine.loss sums it."""
+        spec = self.net.cf.loss
+        if self.values is None:
+            self.values = self.net.step_values(self.y)  # (T, O) or (T, 1)
         if cl.kind == "E":
-            return spec.c * float(np.sum(rr[cl.t - 1]))
+            return float(np.sum(self.values[cl.t - 1]))
         s = self.net.weights[spec.scored[0] - 1]
-        scored = rr if len(spec.scored) == self.net.cf.T else rr[[t - 1 for t in spec.scored]]
-        return float(spec.c * s * np.sum(scored))  # as engine.loss: 0.5 * scale * sum(r * r)
+        scored = self.values if len(spec.scored) == self.net.cf.T else self.values[[t - 1 for t in spec.scored]]
+        return float(s * np.sum(scored))
+
+    def dE_dpred(self, t: int) -> np.ndarray:
+        """dE_t/dy'_t (O,): kappa (y'_t - y_t) for the squared error, else from the record's sympy form."""
+        if self.net.cf.loss.squared:
+            return self.net.cf.loss.kappa * self.r[t - 1]
+        return _dvalue_dpred(self.net.criterion.name)(self.net.fwd.y_pred[t - 1, 0], self.y[t - 1])
 
     def total(self, cl: Claim) -> np.ndarray:
         """dLoss/d·: one backward pass of the declared loss."""
         if self.loss_bp is None:
-            du = self.net.coef[:, None, None] * self.r[:, None, :] * self.net.gprime  # as engine.output_delta
-            self.loss_bp = self.net.backprop(du)
+            self.loss_bp = self.net.backprop(self.net.output_delta(self.y, self.net.coef[:, None, None]))
         bp, t = self.loss_bp, cl.t
         get = {"dLoss": lambda: bp.grads[cl.theta], "dLoss[t]": lambda: bp.step(self.net, cl.k)[cl.theta],
                "dLoss/dh": lambda: bp.state(t), "dLoss/dz": lambda: bp.pre(t), "dLoss/du": lambda: bp.du[t - 1, 0],
-               "dLoss/dy'": lambda: self.net.coef[t - 1] * self.r[t - 1]}
+               "dLoss/dy'": lambda: self.net.weights[t - 1] * self.dE_dpred(t) if not self.net.cf.loss.squared
+               else self.net.coef[t - 1] * self.r[t - 1]}
         return get[cl.kind]()
 
     def term(self, cl: Claim) -> np.ndarray:
         """dE_i/d·: a backward pass from step i alone (E_i as the loss declares it, unweighted)."""
         i, kappa = cl.t, self.net.cf.loss.kappa
         if cl.kind == "dE/dy'":
-            return kappa * self.r[i - 1]
+            return self.dE_dpred(i)
         if i not in self.term_bp:
             du = np.zeros((i, 1, self.net.cf.O))
-            du[i - 1, 0] = kappa * self.r[i - 1] * self.net.gprime[i - 1, 0]
+            du[i - 1] = self.net.output_delta(self.y, kappa)[i - 1]
             self.term_bp[i] = self.net.backprop(du)
         bp = self.term_bp[i]
         get = {"dE/du": lambda: bp.du[i - 1, 0], "dE": lambda: bp.grads[cl.theta],
@@ -785,15 +890,27 @@ def exact_values(cf: ClaimsFile, y: np.ndarray | None, net: Net | None = None) -
     return np.array([ex.value(cl) if y is not None or cl.dependence == NONE else math.nan for cl in cf.claims])
 
 
+@functools.lru_cache(maxsize=None)
+def _dvalue_dpred(name: str):
+    """dE/dy' for one output, (y', y) -> number, differentiated from the loss record's sympy form."""
+    import sympy as sp
+
+    yp, y = sp.symbols("yp y")
+    return sp.lambdify((yp, y), sp.diff(losses.get(name).sym_value(yp, y), yp), "numpy")
+
+
 # ------------------------------------------------------------------ the target map of the affine claims
 def exact_affine(cf: ClaimsFile, net: Net | None = None, rows: Sequence[int] | None = None
                  ) -> tuple[np.ndarray, np.ndarray]:
     """(c, J) with exact value of claim j = c[j] + J[j] @ y.ravel() for the affine claims (rows: which).
 
     c is the exact value at y = 0. A dE_i claim depends on y_i alone: its row is two exact evaluations
-    per output. A dLoss claim is sum_t coef_t (y'_t - y_t) . (dy'_t/d·): its row is -coef_t dy'_t/d·, the
-    outputs' tangent in the claim's direction (forward mode, ``engine.output_tangent`` or
-    ``engine.output_tangent_from_state``: O(T) each, not T + 1 gradient runs).
+    per output. A dLoss claim is sum_t coef_t dE_t/du_t . (du_t/d·), dE_t/du_t affine in y_t: its row is
+    coef_t (d(dE_t/du_t)/dy_t)^T du_t/d·, with du_t/d· the output pre-activations' tangent in the claim's
+    direction (forward mode, ``engine.output_tangent`` or ``engine.output_tangent_from_state``: O(T)
+    each, not T + 1 gradient runs); for the squared error that is -coef_t dy'_t/d·. With bce and
+    cross_entropy, E_i and Loss are affine too: their rows are E_t's change per unit target, O
+    evaluations of the record's E.
     """
     net = net or Net(cf)
     rows = [j for j, cl in enumerate(cf.claims) if cl.dependence == AFFINE] if rows is None else list(rows)
@@ -801,20 +918,45 @@ def exact_affine(cf: ClaimsFile, net: Net | None = None, rows: Sequence[int] | N
     zero = Exact(net, np.zeros((T, O)))
     units: dict[tuple[int, int], Exact] = {}
     tangents: dict[tuple, np.ndarray] = {}
+    one_step = TERM_KINDS if cf.loss.squared else TERM_KINDS + ("dLoss/dy'",)  # depend on y_t alone
+    value_map = _value_map(net) if any(cf.claims[j].kind in QUADRATIC_KINDS for j in rows) else None
     c, J = np.zeros(len(rows)), np.zeros((len(rows), T * O))
     for n, j in enumerate(rows):
         cl = cf.claims[j]
         c[n] = zero.value(cl)
-        if cl.kind in TERM_KINDS:
+        if cl.kind in one_step:
             for o in range(O):
                 unit = units.setdefault((cl.t, o), Exact(net, _unit(T, O, cl.t, o)))
                 J[n, (cl.t - 1) * O + o] = unit.value(cl) - c[n]
+        elif cl.kind == "E":
+            J[n, (cl.t - 1) * O: cl.t * O] = value_map[cl.t - 1]
+        elif cl.kind == "Loss":
+            J[n] = (net.weights[:, None] * value_map).ravel()
         else:
             key = (cl.kind, cl.t, cl.k, cl.theta, cl.index)
             if key not in tangents:
-                tangents[key] = -(net.coef[:, None] * _output_tangent(net, cl)).ravel()
+                tangents[key] = _target_row(net, cl)
             J[n] = tangents[key]
     return c, J
+
+
+def _value_map(net: Net) -> np.ndarray:
+    """(T, O): dE_t/dy_{t,o} of E_t affine in y_t (bce, cross_entropy): E_t at y_t = e_o less at y_t = 0."""
+    T, O = net.cf.T, net.cf.O
+    base = net.step_values(np.zeros((T, O))).sum(axis=1)
+    return np.stack([net.step_values(np.tile(np.eye(O)[o], (T, 1))).sum(axis=1) - base for o in range(O)], axis=1)
+
+
+def _target_row(net: Net, cl: Claim) -> np.ndarray:
+    """The row of a dLoss claim (dLoss/dθ, dθ[t], dh_t, dz_t, du_t) in J, (T O,)."""
+    if cl.kind == "dLoss/dy'":  # squared error (the others' is one step's): coef_t (y'_t - y_t)
+        dy = np.zeros((net.cf.T, net.cf.O))
+        dy[cl.t - 1, cl.index[0]] = 1.0
+        return -(net.coef[:, None] * dy).ravel()
+    du = _pre_output_tangent(net, cl)  # (T, O): du_t in the claim's direction
+    if net.cf.loss.squared:  # d(dE_t/du_t)/dy_t = -kappa g'(u_t): the outputs' tangent, as the seed writes it
+        return -(net.coef[:, None] * net.g.jvp(net.fwd.y_pred[:, 0], du)).ravel()
+    return (net.weights[:, None] * np.einsum("top,tp->to", net.delta_map(), du)).ravel()
 
 
 def _unit(T: int, O: int, t: int, o: int) -> np.ndarray:
@@ -823,21 +965,25 @@ def _unit(T: int, O: int, t: int, o: int) -> np.ndarray:
     return y
 
 
-def _output_tangent(net: Net, cl: Claim) -> np.ndarray:
-    """dy'/d· (T, O) in the direction of one element of a dLoss claim."""
+# The output tangent through an identity output is du_t itself (identity's jvp is 1 * v, exact).
+_IDENTITY = activations.get("identity")
+
+
+def _pre_output_tangent(net: Net, cl: Claim) -> np.ndarray:
+    """du/d· (T, O) in the direction of one element of a dLoss claim."""
     T, O, H = net.cf.T, net.cf.O, net.cf.H
-    if cl.kind in ("dLoss/du", "dLoss/dy'"):
-        dy = np.zeros((T, O))
-        dy[cl.t - 1, cl.index[0]] = net.gprime[cl.t - 1, 0, cl.index[0]] if cl.kind == "dLoss/du" else 1.0
-        return dy
+    if cl.kind == "dLoss/du":
+        du = np.zeros((T, O))
+        du[cl.t - 1, cl.index[0]] = 1.0
+        return du
     if cl.kind in ("dLoss/dh", "dLoss/dz"):
         dh = np.zeros((1, H))
         dh[0, cl.index[0]] = 1.0 if cl.kind == "dLoss/dh" or cl.t == 0 else net.fprime[cl.t - 1, 0, cl.index[0]]
-        return engine.output_tangent_from_state(net.p, net.fwd, net.f, net.g, cl.t, dh)[:, 0]
+        return engine.output_tangent_from_state(net.p, net.fwd, net.f, _IDENTITY, cl.t, dh)[:, 0]
     dp = engine.Params(*(_unit_param(v, cl.index) if name == cl.theta else np.zeros_like(v)
                          for name, v in net.p._asdict().items()))
     if cl.kind == "dLoss":
-        return engine.output_tangent(net.p, net.xb, net.fwd, net.f, net.g, dp)[:, 0]
+        return engine.output_tangent(net.p, net.xb, net.fwd, net.f, _IDENTITY, dp)[:, 0]
     return _step_tangent(net, dp, cl.k)
 
 
@@ -848,13 +994,13 @@ def _unit_param(v: np.ndarray, index: tuple[int, ...]) -> np.ndarray:
 
 
 def _step_tangent(net: Net, dp: engine.Params, k: int) -> np.ndarray:
-    """dy'/dθ_k (T, O): the copies of the parameters used at step k alone, moved by dp."""
-    if dp.w.any() or dp.b2.any():  # u_k = w_k h_k + b2_k: only y'_k moves
-        dy = np.zeros((net.cf.T, net.cf.O))
-        dy[k - 1] = net.gprime[k - 1, 0] * (mm(net.fwd.h[k], dp.w.T) + dp.b2)[0]
-        return dy
+    """du/dθ_k (T, O): the copies of the parameters used at step k alone, moved by dp."""
+    if dp.w.any() or dp.b2.any():  # u_k = w_k h_k + b2_k: only u_k moves
+        du = np.zeros((net.cf.T, net.cf.O))
+        du[k - 1] = (mm(net.fwd.h[k], dp.w.T) + dp.b2)[0]
+        return du
     dz = mm(net.xb[k - 1], dp.w_x.T) + mm(net.fwd.h[k - 1], dp.w_h.T) + dp.b1  # (1, H): z_k moved
-    return engine.output_tangent_from_state(net.p, net.fwd, net.f, net.g, k, net.fprime[k - 1] * dz)[:, 0]
+    return engine.output_tangent_from_state(net.p, net.fwd, net.f, _IDENTITY, k, net.fprime[k - 1] * dz)[:, 0]
 
 
 # ------------------------------------------------------------------ checking
@@ -930,7 +1076,7 @@ class Report:
 def check(cf: ClaimsFile, y: Sequence | None = None) -> Report:
     """Compare every claim with the exact value, at targets y, else the file's, else inferred ones."""
     net = Net(cf)
-    targets = _targets(y, cf.T, cf.O) if y is not None else cf.y
+    targets = _targets(y, cf.T, cf.O, net.criterion) if y is not None else cf.y
     analysis = infer_targets(cf, net) if targets is None else None
     fitted = analysis is not None
     if fitted and analysis.targets is not None:
@@ -940,21 +1086,25 @@ def check(cf: ClaimsFile, y: Sequence | None = None) -> Report:
             for cl, e in zip(cf.claims, exact)]
     report = Report(cf, rows, targets, fitted, analysis)
     if not fitted:
-        grads = [i for i, cl in enumerate(cf.claims) if cl.dependence == AFFINE]
+        grads = [i for i, cl in enumerate(cf.claims) if cl.dependence == AFFINE and cl.kind not in QUADRATIC_KINDS]
         report.plain_holds = sum(rows[i].holds for i in grads)
         report.negated_holds = sum(cf.claims[i].printed.holds(-exact[i]) for i in grads)
     return report
 
 
-def _targets(y: Sequence, T: int, O: int) -> np.ndarray:
-    """Targets given to ``check``: T numbers (O = 1) or (T, O), finite."""
+def _targets(y: Sequence, T: int, O: int, criterion: losses.Loss | None = None) -> np.ndarray:
+    """Targets given to ``check``: T numbers (O = 1), T class labels (cross_entropy) or (T, O), finite,
+    and what the loss is defined for."""
+    criterion = criterion or losses.get(losses.DEFAULT)
     a = check_float_array(y, "targets", np.dtype(np.float64))
+    if a.shape == (T,) and criterion.class_labels:
+        return _labels(a, O, "targets")
     if a.shape == (T,) and O == 1:
         a = a[:, None]
     if a.shape != (T, O):
         raise BPTTError(f"targets: expected {T} numbers, one per step{f' ({T}, {O})' if O > 1 else ''}, "
                         f"got shape {a.shape}")
-    return a
+    return _valid_targets(a, criterion, "targets")
 
 
 def analyse_targets(cf: ClaimsFile) -> TargetAnalysis:
@@ -1001,12 +1151,13 @@ def _affine_analysis(cf: ClaimsFile, dep: list[int], c: np.ndarray, J: np.ndarra
     b = np.array([cf.claims[i].printed.value for i in dep]) - c
     half = np.array([cf.claims[i].printed.tolerance for i in dep])
     names = [cf.claims[i].key for i in dep]
+    eq, bounds = _target_constraints(cf)
 
     def misfit(idx) -> tuple[float, np.ndarray]:
         idx = list(idx)
-        return min_misfit(A[idx], b[idx], half[idx])
+        return min_misfit(A[idx], b[idx], half[idx], *eq, bounds=bounds)
 
-    a = TargetAnalysis(targets=None, lsq_targets=[float(v) for v in least_squares_targets(A, b, half)])
+    a = TargetAnalysis(targets=None, lsq_targets=[float(v) for v in least_squares_targets(A, b, half, *eq)])
     # a claim whose row is zero does not depend on the targets after all (e.g. x_k = 0 kills every path)
     a.unexplainable_alone = [names[j] for j in range(len(dep)) if misfit([j])[0] > 1.0]
     a.misfit_all = misfit(range(len(dep)))[0]
@@ -1014,7 +1165,19 @@ def _affine_analysis(cf: ClaimsFile, dep: list[int], c: np.ndarray, J: np.ndarra
         _flag_unexplainable(a, names, misfit)
     kept = [j for j in range(len(dep)) if names[j] not in a.unexplainable]
     a.kept = [names[j] for j in kept]
-    return a, _fit(A[kept], b[kept], half[kept], n_y)
+    return a, _fit(A[kept], b[kept], half[kept], n_y, eq, bounds)
+
+
+def _target_constraints(cf: ClaimsFile) -> tuple[tuple, tuple[float, float] | None]:
+    """What inferred targets must satisfy: ((A_eq, b_eq) or (), bounds): cross_entropy's rows sum to 1
+    (its gradients cannot see a shift of y_t along y'_t, so without this the sum is arbitrary), and
+    bce's and cross_entropy's targets lie in [0, 1] (the linear programme only)."""
+    if cf.loss.squared:
+        return (), None
+    if cf.loss.name != "cross_entropy":
+        return (), (0.0, 1.0)
+    A_eq = np.kron(np.eye(cf.T), np.ones((1, cf.O)))  # (T, T O): sum_o y_t,o
+    return (A_eq, np.ones(cf.T)), (0.0, 1.0)
 
 
 def _quadratic_sees(cf: ClaimsFile, quad: list[int], t: int) -> bool:
@@ -1133,14 +1296,17 @@ def _flag_unexplainable(a: TargetAnalysis, names: list[str], misfit) -> None:
     a.unexplainable = flagged + [c for c in a.unexplainable_alone if c not in flagged]
 
 
-def _fit(A: np.ndarray, b: np.ndarray, half: np.ndarray, n_y: int) -> np.ndarray:
-    """Weighted least squares; where it misses a claim that some targets do reproduce, the LP's targets."""
+def _fit(A: np.ndarray, b: np.ndarray, half: np.ndarray, n_y: int, eq: tuple = (),
+         bounds: tuple[float, float] | None = None) -> np.ndarray:
+    """Weighted least squares; where it misses a claim that some targets do reproduce, or leaves the
+    bounds, the LP's targets."""
     if len(b) == 0:
         return np.zeros(n_y)
-    y = least_squares_targets(A, b, half)
-    t_lp, y_lp = min_misfit(A, b, half)
+    y = least_squares_targets(A, b, half, *eq)
+    t_lp, y_lp = min_misfit(A, b, half, *eq, bounds=bounds)
     worst_ls = float(np.max(np.abs(A @ y - b) / half))
-    return y_lp if t_lp <= 1.0 < worst_ls else y
+    outside = bounds is not None and bool(np.any((y < bounds[0] - 1e-9) | (y > bounds[1] + 1e-9)))
+    return y_lp if t_lp <= 1.0 and (worst_ls > 1.0 or outside) else y
 
 
 def _largest_sets(n: int, misfit, names: list[str]) -> tuple[list[ConsistentSet], bool]:

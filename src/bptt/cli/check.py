@@ -29,6 +29,9 @@ def add(sub) -> None:
                                    "say which claims no targets can explain. Exit status: 0 all hold, 1 some claim "
                                    "is wrong, 2 the file is unusable. See examples/*.toml.")
     p.add_argument("file", metavar="FILE", help="claims file, .toml or .json")
+    p.add_argument("--loss", metavar="NAME", default=None,
+                   help="the loss E, replacing the file's model.loss: squared_error (any output), bce (sigmoid "
+                        "output) or cross_entropy (softmax output)")
     p.add_argument("--json", action="store_true",
                    help="print the report as one JSON object (layout in the README) instead of the table")
     p.set_defaults(run=run)
@@ -39,7 +42,7 @@ def run(args: argparse.Namespace) -> int:
 
     from .. import check
 
-    report = check.check(check.load(args.file))
+    report = check.check(check.load(args.file, loss=args.loss))
     status = 0 if report.all_hold else 1
     if args.json:
         print(json.dumps(check.report_dict(report, status), indent=2, ensure_ascii=False))
@@ -119,15 +122,16 @@ def print_report(report: "Report", con) -> None:
         say("* at the fitted targets")
     n_bad = sum(not r.holds for r in report.rows)
     say(f"{len(report.rows) - n_bad} of {len(report.rows)} claims hold at the precision written.")
-    if any(r.claim.dependence == "affine" for r in report.rows):
+    if any(r.claim.dependence == "affine" and r.claim.kind not in ("Loss", "E") for r in report.rows):
         de = "y'_i - y_i" if cf.loss.half else "2 (y'_i - y_i)"
-        say(f"Gradients are compared with the true sign, dE_i/dy'_i = {de} (the seed, and others, write the "
+        de = f"dE_i/dy'_i = {de}" if cf.loss.squared else "dE_i/du_i = y'_i - y_i"
+        say(f"Gradients are compared with the true sign, {de} (the seed, and others, write the "
             "opposite sign).")
     if not report.targets_fitted and report.negated_holds is not None and report.negated_holds > (report.plain_holds or 0):
         say(f"With every gradient claim negated, {report.negated_holds} of them would hold instead of "
             f"{report.plain_holds}: the file may use the seed's sign, (y_i - y'_i).")
     if report.analysis is not None:
-        print_target_analysis(report.analysis, con, cf.O)
+        print_target_analysis(report.analysis, con, cf.O, cf.loss.name)
 
 
 def _model_text(cf) -> str:
@@ -159,25 +163,31 @@ def _print_targets(report: "Report", say) -> None:
                if undetermined else ""))
 
 
-def print_target_analysis(a: "TargetAnalysis", con, O: int = 1) -> None:
+def print_target_analysis(a: "TargetAnalysis", con, O: int = 1, loss: str = "squared_error") -> None:
     say = _say(con)
     if a.lsq_targets is None and not a.quadratic:
         say("No claim depends on the targets, so none were fitted.")
         return
     if a.lsq_targets is not None:
-        _print_affine_analysis(a, say, O)
+        _print_affine_analysis(a, say, O, loss)
     if a.quadratic:
         _print_quadratic_analysis(a, say)
 
 
-def _print_affine_analysis(a: "TargetAnalysis", say, O: int) -> None:
-    say("\nTargets not given: every gradient is affine in them, so they are inferred.")
-    say("With unknown targets the sign convention does not matter: negating every gradient claim is the same "
-        "as replacing y_t by 2 y'_t - y_t.")
+def _print_affine_analysis(a: "TargetAnalysis", say, O: int, loss: str = "squared_error") -> None:
+    if loss == "squared_error":
+        say("\nTargets not given: every gradient is affine in them, so they are inferred.")
+        say("With unknown targets the sign convention does not matter: negating every gradient claim is the same "
+            "as replacing y_t by 2 y'_t - y_t.")
+    else:
+        held = " (each step's summing to 1)" if loss == "cross_entropy" else ""
+        say(f"\nTargets not given: with {loss} every gradient and the loss itself are affine in them, so they are "
+            f"inferred, in [0, 1]{held}.")
     say(f"- Weighted least squares over all {len(a.kept) + len(a.unexplainable)} target-dependent "
-        f"gradient claims: y = ({targets_text(a.lsq_targets, O)}).")
+        f"{'gradient ' if loss == 'squared_error' else ''}claims: y = ({targets_text(a.lsq_targets, O)}).")
     if a.misfit_all is not None and a.misfit_all <= 1.0:
-        say(f"- One choice of targets reproduces every target-dependent gradient claim to its written digits "
+        say(f"- One choice of targets reproduces every target-dependent {'gradient ' if loss == 'squared_error' else ''}"
+            f"claim to its written digits "
             f"(worst miss {a.misfit_all:.2f}x the rounding, by linear programming).")
         return
     say(f"- No targets reproduce all of them: the best targets still miss by {a.misfit_all:.1f}x the "
