@@ -137,10 +137,35 @@ def test_the_packaged_claims_are_the_example_file():
 
 
 def test_errata_cover_the_issue_kinds():
-    text = " ".join(" ".join(e) for e in seed.ERRATA)
+    text = " ".join(f"{e.what} {e.printed} {e.correct}" for e in seed.ERRATA)
     for needle in ("1/(1 + e^{-x})", "(y'_i - y_i)", "dE_i/dw_x", "dE_i/dw_h", "dE_2/db_1", "predictions y'_1"):
         assert needle in text
     assert len(seed.ERRATA) == 13 and len(seed.audit().errata) == 13
+
+
+def test_the_derivation_writes_its_differences_from_the_one_errata_list(monkeypatch):
+    """`bptt explain`'s "Differences" bullets are seed.ERRATA's document texts, in order: change one there and
+    the document follows (no second copy in derive.py)."""
+    from bptt import derive
+
+    bullets = [e.document for e in seed.ERRATA if e.document]
+    assert len(bullets) == 6
+    doc = derive.explain({k: 1.0 for k in bptt.PARAM_NAMES}, [1.0, 0.0], fmt="md")
+    tail = doc.split("## Differences from the seed's hand derivation")[1]
+    assert [ln.split(". ", 1)[1] for ln in tail.strip().splitlines()] == bullets
+    changed = [seed.ERRATA[0]._replace(document="A changed bullet.")] + seed.ERRATA[1:]
+    monkeypatch.setattr(seed, "ERRATA", changed)
+    doc = derive.explain({k: 1.0 for k in bptt.PARAM_NAMES}, [1.0, 0.0], fmt="md")
+    assert "1. A changed bullet." in doc and "the seed prints $1/(1 - e^{-x})$" not in doc
+
+
+def test_a_squared_error_erratum_is_said_to_be_about_the_seeds_loss():
+    """With bce the sign bullet cannot claim dE_i/dy'_i = (y'_i - y_i) for the document's own loss."""
+    from bptt import derive
+
+    doc = derive.explain({k: 1.0 for k in bptt.PARAM_NAMES}, [1.0, 0.0], fmt="text", loss="bce")
+    tail = " ".join(doc.split("Differences from the seed's hand derivation")[1].split())
+    assert "With the seed's loss E_i = 1/2 (y_i - y'_i)^2: dE_i/dy'_i = (y'_i - y_i)" in tail
 
 
 def test_seed_model_is_the_seeds_setup():

@@ -3,16 +3,22 @@ r"""The seed's derivation, generated: BPTT for the scalar network, symbolically,
 For the one-unit network (D = H = O = 1)
 
     z_t = w_x x_t + w_h h_{t-1} + b_1,   h_t = f(z_t),   u_t = w h_t + b_2,   y'_t = g(u_t)
-    E_i = 1/2 (y_i - y'_i)^2,            Loss = c sum_i E_i   (c = 1/T "mean", 1 "sum")
+    E_i = E(y'_i, y_i),                  Loss = c sum_i E_i   (c = 1/T "mean", 1 "sum")
+
+with E from the loss table (``losses``: the seed's 1/2 (y_i - y'_i)^2 by default, or binary
+cross-entropy with a sigmoid output)
 
 every error term's gradient is written in the seed's chain-rule form
 
     dE_i/dθ = sum_{k=1}^{i} (dE_i/dy'_i) (dy'_i/dh_i) (dh_i/dh_k) (∂h_k/∂θ)      θ in {w_x, w_h, b_1}
-            = (y'_i - y_i) g'(u_i) w  sum_k [prod_{j=k+1}^{i} f'(z_j) w_h] f'(z_k) ∂z_k/∂θ
-    dE_i/dw  = (y'_i - y_i) g'(u_i) h_i,      dE_i/db_2 = (y'_i - y_i) g'(u_i) * 1
+            = E'_i g'(u_i) w  sum_k [prod_{j=k+1}^{i} f'(z_j) w_h] f'(z_k) ∂z_k/∂θ
+    dE_i/dw  = E'_i g'(u_i) h_i,      dE_i/db_2 = E'_i g'(u_i) * 1
 
 with ∂z_k/∂w_x = x_k, ∂z_k/∂w_h = h_{k-1}, ∂z_k/∂b_1 = 1, and dLoss/dθ = c sum_i dE_i/dθ.
-The sign is the true one, dE_i/dy'_i = (y'_i - y_i); the seed writes (y_i - y'_i).
+E'_i = dE_i/dy'_i is sympy's derivative of the loss's ``sym_value``; it is (y'_i - y_i) times a
+function of y'_i alone (1 for the squared error, 1/(y'(1 - y')) for cross-entropy), which keeps
+every gradient affine in the targets. For the squared error the sign is the true one,
+(y'_i - y_i); the seed writes (y_i - y'_i).
 
 Each factor is a ``Factor``: a sympy expression (in the symbols w, w_x, w_h, b_1, b_2,
 x_t, y_t and the hidden states h_t) together with its LaTeX. The local derivatives
@@ -29,13 +35,14 @@ sympy is imported lazily: ``import bptt`` stays light.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from functools import cached_property, lru_cache
 from typing import Any, Sequence
 
 import numpy as np
 
-from . import activations
+from . import activations, losses
 from .validation import BPTTError, check_choice, check_int
 from .activations import Activation
 from .engine import PARAM_NAMES
@@ -132,6 +139,8 @@ class Numbers:
     h0: h_0.   params: the five parameters by name.   y: (T,) targets, or None when they stay symbolic.
     R[θ] (T, T): R[θ][i, k] = the path's product without the factor (y'_i - y_i), so
         the path's contribution is (y'_i - y_i) R[θ][i, k]  (0-based i, k; 0 for k > i).
+        The rest of dE_i/dy'_i, kappa_i, is in R.
+    kappa (T,): dE_t/dy'_t / (y'_t - y_t) at y'_t, a function of y'_t alone; None where it is 1 (squared error).
     weight: c in Loss = c sum_i E_i.
     Everything is affine in the targets; ``*_affine`` give [constant, coefficient of y_1, ..., y_T].
     """
@@ -148,6 +157,7 @@ class Numbers:
     weight: float
     params: dict[str, float]
     y: np.ndarray | None = None
+    kappa: np.ndarray | None = None
 
     @property
     def T(self) -> int:
@@ -187,7 +197,7 @@ class Numbers:
 
 
 def _paths_of_term(pre: float, fp: np.ndarray, dz: np.ndarray, w_h: float) -> np.ndarray:
-    """(i,) for k = 1..i: pre * [prod_{j=k+1}^{i} f'(z_j) w_h] * f'(z_k) * dz_k, pre = g'(u_i) w.
+    """(i,) for k = 1..i: pre * [prod_{j=k+1}^{i} f'(z_j) w_h] * f'(z_k) * dz_k, pre = kappa_i g'(u_i) w.
 
     The chain dh_i/dh_k is accumulated from k = i down (np.cumprod multiplies in order, as a loop
     would), so all paths of a term cost O(i), not O(i^2)."""
@@ -197,11 +207,62 @@ def _paths_of_term(pre: float, fp: np.ndarray, dz: np.ndarray, w_h: float) -> np
     return pre * chain * fp * dz
 
 
+# ------------------------------------------------------------------ the loss
+# How the document writes dE/dy' ({p}: the prediction y', {y}: the target). The expression itself is
+# sympy's derivative of the loss table's sym_value; tests/test_derive.py pins each text to it.
+# A loss not listed is written from sympy's LaTeX.
+ERR_TEX = {"squared_error": "({p} - {y})", "bce": r"\frac{{p} - {y}}{{p}(1 - {p})}"}
+# What E_i is, in words, for the document.
+LOSS_WORDS = {"squared_error": "half the squared error", "bce": "the binary cross-entropy"}
+
+
+def _scalar_outputs(loss: losses.Loss) -> bool:
+    """Whether a one-output network can have this loss: it takes an elementwise output (not only softmax)."""
+    return loss.outputs is None or any(activations.ACTIVATIONS[o].elementwise for o in loss.outputs)
+
+
+SCALAR_LOSSES = tuple(n for n, r in losses.LOSSES.items() if _scalar_outputs(r))  # what --loss offers
+
+
+def scalar_loss(name: str, output_activation: "str | Activation") -> losses.Loss:
+    """The loss table's record for the scalar network with this output; one BPTTError line for a name not
+    in the table, a loss of vector outputs (cross-entropy: a softmax over classes), or a mismatched pair."""
+    loss = losses.get(name)
+    if not _scalar_outputs(loss):
+        raise BPTTError(f"loss {name!r} needs a {' or '.join(loss.outputs or ())} output over several classes, but "
+                        f"the scalar network has one output; use loss {' or '.join(map(repr, SCALAR_LOSSES))} here, or "
+                        f"bptt.RNN with several outputs for {name}")
+    g = output_activation if isinstance(output_activation, Activation) else activations.get(
+        output_activation, activations.OUTPUT_ACTIVATIONS, "output_activation")
+    return losses.pair(loss, g)
+
+
+def _err_scale(loss: losses.Loss):
+    """(kappa, p): dE/dy' = (y' - y) kappa(p) at p = y', kappa free of the target y (else refused: the
+    derivation keeps (y' - y) apart so that unknown targets stay exact and every gradient affine in them)."""
+    sp = _sympy()
+    p, y = sp.Symbol("p"), sp.Symbol("y")
+    dE = sp.diff(loss.sym_value(p, y), p)
+    kappa = sp.simplify(dE / (p - y))
+    if kappa.has(y):
+        raise BPTTError(f"loss {loss.name!r} has dE/dy' = {dE}, not (y' - y) times a function of y' alone; "
+                        "bptt explain writes only such losses (squared_error, bce): use one of them")
+    return kappa, p
+
+
+def _formula_tex(formula: str, i: str) -> str:
+    """A loss record's formula text as LaTeX for step i: '1/2 (y - y')^2' -> '\\frac{1}{2} (y_i - y'_i)^2'."""
+    tex = re.sub(r"\by'", f"y'_{i}", formula.replace("1/2", r"\frac{1}{2}"))
+    tex = re.sub(r"\by\b(?!')", f"y_{i}", tex)
+    return re.sub(r"\blog\b", r"\\log", tex)
+
+
 # ------------------------------------------------------------------ the derivation
 class Derivation:
     """The chain-rule terms of the scalar network over T steps, symbolically.
 
-    d = Derivation(2)                        # the seed: sigmoid, sigmoid, mean
+    d = Derivation(2)                        # the seed: sigmoid, sigmoid, mean, squared error
+    Derivation(2, loss="bce")                # binary cross-entropy (sigmoid output)
     d.term("w_x", 2).expr()                  # sympy: dE_2/dw_x in the seed's form
     d.total_expr("w_x")                      # dLoss/dw_x
     n = d.evaluate(params, x, h0, y=None)    # numbers (affine in y when y is None)
@@ -209,7 +270,7 @@ class Derivation:
     """
 
     def __init__(self, T: int, hidden_activation: str = "sigmoid", output_activation: str = "sigmoid",
-                 reduction: str = "mean"):
+                 reduction: str = "mean", loss: str = losses.DEFAULT):
         if isinstance(T, bool) or not isinstance(T, (int, np.integer)) or not 1 <= T <= MAX_T:
             raise BPTTError(f"T must be an integer from 1 to {MAX_T} for a derivation, got {T!r}; "
                             "the document is for teaching-size sequences")
@@ -220,6 +281,7 @@ class Derivation:
         self.g: Activation = activations.get(output_activation, activations.OUTPUT_ACTIVATIONS, "output_activation")
         activations.require(self.f, "sympy", "hidden_activation")
         activations.require(self.g, "sympy", "output_activation")  # softmax: a vector output, not the scalar network's
+        self.loss: losses.Loss = losses.require(scalar_loss(loss, self.g), "sympy")
         self.reduction = reduction
         sp = _sympy()
         self.theta = {name: sp.Symbol(TEX[name]) for name in PARAM_NAMES}
@@ -231,6 +293,7 @@ class Derivation:
         self.z = [None] + [w_x * self.x[t] + w_h * self.h[t - 1] + b1 for t in range(1, T + 1)]
         self.u = [None] + [w * self.h[t] + b2 for t in range(1, T + 1)]
         self.weight = sp.Rational(1, T) if reduction == "mean" else sp.Integer(1)
+        self._kappa, self._p = _err_scale(self.loss)  # first: a loss it cannot write is refused before any work
 
     @cached_property
     def y_pred(self) -> list:
@@ -259,6 +322,42 @@ class Derivation:
             return a.deriv_text
         return f"{self.op(a)}'({arg})"
 
+    # ---------------------------------------------------------------- the loss
+    def err_expr(self, y_pred, y):
+        """dE/dy' at (y_pred, y): sympy's derivative of the loss table's E."""
+        sp = _sympy()
+        p, t = self._p, sp.Symbol("t")
+        return sp.diff(self.loss.sym_value(p, t), p).xreplace({p: y_pred, t: y})
+
+    def kappa(self, y_pred):
+        """dE/dy' / (y' - y) at y_pred (free of the target): 1 for the squared error."""
+        return self._kappa.xreplace({self._p: y_pred})
+
+    @property
+    def squared_error_form(self) -> bool:
+        """dE/dy' is (y' - y) itself (the seed's loss): the document writes it as the seed does."""
+        return self._kappa == 1
+
+    def err_tex(self, p: str, y: str) -> str:
+        """dE/dy' as LaTeX, prediction p and target y: the table below, or sympy's for a loss not in it."""
+        if self.loss.name in ERR_TEX:
+            return ERR_TEX[self.loss.name].replace("{p}", p).replace("{y}", y)
+        sp = _sympy()
+        den = sp.latex(sp.factor(1 / self._kappa).xreplace({self._p: sp.Symbol(p)}))
+        return rf"\frac{{{p} - {y}}}{{{den}}}"
+
+    def loss_tex(self, i: str) -> str:
+        """E_i as LaTeX, from the loss record's formula text ('1/2 (y - y')^2' -> \frac{1}{2} (y_i - y'_i)^2)."""
+        return _formula_tex(self.loss.formula, i)
+
+    @cached_property
+    def cancels(self) -> bool:
+        """dE/dy' * g'(u) is exactly (y' - y) though neither factor is: a matching pair (sigmoid + bce)."""
+        sp = _sympy()
+        if self.squared_error_form:
+            return False
+        return sp.simplify(self._kappa * self.g.sym_deriv(self._p)) == 1
+
     @staticmethod
     def z_full(k: int) -> str:
         return f"w_x x_{{{k}}} + w_h h_{{{k - 1}}} + b_1"
@@ -271,8 +370,9 @@ class Derivation:
     @lru_cache(maxsize=None)
     def factor(self, kind: str, t: int = 0, theta: str = "") -> Factor:
         sp = _sympy()
-        if kind == "err":  # dE_t/dy'_t = (y'_t - y_t): the true sign
-            return Factor(self.y_pred[t] - self.y[t], f"(y'_{{{t}}} - y_{{{t}}})", f"(y'_{{{t}}} - y_{{{t}}})", kind, t)
+        if kind == "err":  # dE_t/dy'_t: sympy's derivative of the loss (squared error: y'_t - y_t, the true sign)
+            tex = self.err_tex(f"y'_{{{t}}}", f"y_{{{t}}}")
+            return Factor(self.err_expr(self.y_pred[t], self.y[t]), tex, tex, kind, t)
         if kind == "g'":  # dy'_t/du_t = g'(u_t), written from y'_t = g(u_t)
             full = self.deriv_tex(self.g, self.apply(self.g, self.u_full(t)))
             return Factor(self.g.sym_deriv(self.y_pred[t]), full, self.deriv_short(self.g, f"u_{{{t}}}"), kind, t)
@@ -335,10 +435,8 @@ class Derivation:
         h = [self.h[0]]
         for t in range(1, self.T + 1):
             h.append(self.f.sym_value(p("w_x", t) * self.x[t] + p("w_h", t) * h[t - 1] + p("b1", t)))
-        E = [None] + [
-            sp.Rational(1, 2) * (self.y[t] - self.g.sym_value(p("w", t) * h[t] + p("b2", t))) ** 2
-            for t in range(1, self.T + 1)
-        ]
+        E = [None] + [self.loss.sym_value(self.g.sym_value(p("w", t) * h[t] + p("b2", t)), self.y[t])
+                      for t in range(1, self.T + 1)]
         return E, copies
 
     # ---------------------------------------------------------------- numbers
@@ -386,21 +484,31 @@ class Derivation:
         zs, us, fps, gps = self.step_numbers(vals)
         z, u, fp, gp = (np.array([float(v) for v in a[1:]]) for a in (zs, us, fps, gps))  # (T,) each
         h1 = np.array([float(vals[self.h[t]]) for t in range(1, T + 1)])  # (T,)
-        yp = np.array([float(self.g.sym_value(us[t])) for t in range(1, T + 1)])  # (T,)
+        yps = [None] + [self.g.sym_value(us[t]) for t in range(1, T + 1)]
+        yp = np.array([float(v) for v in yps[1:]])  # (T,)
+        kappa = eg = None
+        if self.squared_error_form:
+            eg = gp  # dE/dy' = (y' - y) exactly: kappa = 1
+        else:  # kappa g' multiplied at 30 digits: for bce 1/(y'(1 - y')) times y'(1 - y'), finite however saturated
+            kappa = np.array([float(self.kappa(yps[t])) for t in range(1, T + 1)])
+            eg = np.array([float(self.kappa(yps[t]) * gps[t]) for t in range(1, T + 1)])
         w, w_h = num(F("param", 0, "w")), num(F("param", 0, "w_h"))
         R = {k: np.zeros((T, T)) for k in PARAM_NAMES}
         for i in range(T):  # 0-based
-            R["w"][i, i] = gp[i] * num(F("h", i + 1, "w"))
-            R["b2"][i, i] = gp[i] * num(F("h", i + 1, "b2"))
+            R["w"][i, i] = eg[i] * num(F("h", i + 1, "w"))
+            R["b2"][i, i] = eg[i] * num(F("h", i + 1, "b2"))
         for theta in RECURRENT:
             dz = np.array([num(F("dz", t, theta)) for t in range(1, T + 1)])  # (T,)
             for i in range(T):
-                R[theta][i, : i + 1] = _paths_of_term(gp[i] * w, fp[: i + 1], dz[: i + 1], w_h)
+                R[theta][i, : i + 1] = _paths_of_term(eg[i] * w, fp[: i + 1], dz[: i + 1], w_h)
         yv = None if y is None else np.asarray([float(v) for v in y], dtype=np.float64)
         if yv is not None and yv.shape != (T,):
             raise BPTTError(f"y has {yv.size} steps but this derivation has T = {T}; give one target per step")
+        if yv is not None:
+            self.loss.check_targets(yv)  # bce: targets in [0, 1]
         return Numbers(x=np.array(x), h0=float(h0), z=z, h1=h1, u=u, y_pred=yp, fprime=fp, gprime=gp, R=R,
-                       weight=float(self.weight), params={k: float(params[k]) for k in PARAM_NAMES}, y=yv)
+                       weight=float(self.weight), params={k: float(params[k]) for k in PARAM_NAMES}, y=yv,
+                       kappa=kappa)
 
     # ---------------------------------------------------------------- the document
     def document(self, n: Numbers, expand: int = EXPAND_DEFAULT, check: "Check | None" = None) -> Document:
@@ -488,7 +596,7 @@ def check_against(d: Derivation, n: Numbers, sympy_up_to: int = 4) -> Check:
 def _scalar_model(d: Derivation, params: dict[str, float]):
     from .model import RNN
 
-    return RNN.scalar(**params, hidden_activation=d.f.name, output_activation=d.g.name)
+    return RNN.scalar(**params, hidden_activation=d.f.name, output_activation=d.g.name, loss=d.loss.name)
 
 
 def _engine_diff(engine, ours, n: Numbers) -> tuple[float, float]:
@@ -535,20 +643,20 @@ def _finite_difference_diff(d: Derivation, n: Numbers, yv: np.ndarray, eps: floa
 
 
 def derive(params: dict[str, float], x: Sequence[float], h0: float = 0.0, y: Sequence[float] | None = None,
-           hidden_activation: str = "sigmoid", output_activation: str = "sigmoid", reduction: str = "mean"
-           ) -> tuple[Derivation, Numbers]:
+           hidden_activation: str = "sigmoid", output_activation: str = "sigmoid", reduction: str = "mean",
+           loss: str = losses.DEFAULT) -> tuple[Derivation, Numbers]:
     """Build the derivation for this model and sequence, and evaluate it."""
-    d = Derivation(len(x), hidden_activation, output_activation, reduction)
+    d = Derivation(len(x), hidden_activation, output_activation, reduction, loss)
     return d, d.evaluate(params, x, h0, y)
 
 
 def explain(params: dict[str, float], x: Sequence[float], h0: float = 0.0, y: Sequence[float] | None = None,
             hidden_activation: str = "sigmoid", output_activation: str = "sigmoid", reduction: str = "mean",
-            fmt: str = "md", expand: int = EXPAND_DEFAULT) -> str:
+            fmt: str = "md", expand: int = EXPAND_DEFAULT, loss: str = losses.DEFAULT) -> str:
     """The whole document for one model and sequence, checked against the engine."""
     fmt = check_choice("format", fmt, FORMATS)
     check_int("expand", expand, 0, EXPAND_MAX, what=EXPAND_WHAT)
-    d, n = derive(params, x, h0, y, hidden_activation, output_activation, reduction)
+    d, n = derive(params, x, h0, y, hidden_activation, output_activation, reduction, loss)
     return d.render(n, fmt, expand=expand, check=check_against(d, n))
 
 
@@ -616,7 +724,7 @@ def _write(doc: Document, d: Derivation, n: Numbers, expand: int, check: Check |
     _write_building_blocks(doc, d, n, full, sec)
     _write_numbers_in(doc, d, n, full, sec + 1)
     _write_results(doc, d, n, expand, check, sec + 2)
-    _write_differences(doc)
+    _write_differences(doc, d)
 
 
 def _loss_factor(d: Derivation) -> str:
@@ -625,7 +733,8 @@ def _loss_factor(d: Derivation) -> str:
 
 
 def _write_title(doc: Document, d: Derivation) -> None:
-    doc.h1(f"BPTT derivation: T = {d.T}, hidden {d.f.name}, output {d.g.name}, reduction {d.reduction}")
+    loss = "" if d.loss.name == losses.DEFAULT else f", loss {d.loss.name}"  # the seed's loss goes unsaid
+    doc.h1(f"BPTT derivation: T = {d.T}, hidden {d.f.name}, output {d.g.name}, reduction {d.reduction}{loss}")
     doc.p("Generated by `bptt explain´. Every formula below is a product of chain-rule factors that the "
           "program also evaluates; the numbers are those factors multiplied out, and they are checked "
           "against the numeric BPTT engine at the end.")
@@ -651,13 +760,31 @@ def _write_notation(doc: Document, d: Derivation, full: bool) -> None:
     doc.eq(
         rf"z_t &= w_x x_t + w_h h_{{t-1}} + b_1, \qquad h_t = {d.apply(f, 'z_t') if fop else 'z_t'}",
         rf"u_t &= w h_t + b_2, \qquad y'_t = {d.apply(g, 'u_t') if gop else 'u_t'}",
-        rf"E_i &= \frac{{1}}{{2}} (y_i - y'_i)^2, \qquad \mathrm{{Loss}} = {c_tex} \sum_{{i=1}}^{{{T}}} E_i",
+        rf"E_i &= {d.loss_tex('i')}, \qquad \mathrm{{Loss}} = {c_tex} \sum_{{i=1}}^{{{T}}} E_i",
     )
-    doc.p("$E_i$ is half the squared error of step $i$ (not an MSE); $y'_t$ is the prediction and $y_t$ the target. "
-          + ("The Loss is the mean over the steps, so $\\mathrm{Loss} = \\frac{1}{" + str(T) + "} \\sum_i E_i$."
-             if d.reduction == "mean" else "The Loss is the sum over the steps."))
-    doc.p("Sign: $\\frac{dE_i}{dy'_i} = (y'_i - y_i)$. The seed writes $(y_i - y'_i)$, which is the negative of "
-          "the true derivative; every gradient here has the true sign.")
+    mean = ("The Loss is the mean over the steps, so $\\mathrm{Loss} = \\frac{1}{" + str(T) + "} \\sum_i E_i$."
+            if d.reduction == "mean" else "The Loss is the sum over the steps.")
+    err = d.err_tex("y'_i", "y_i")
+    if d.squared_error_form:
+        doc.p("$E_i$ is half the squared error of step $i$ (not an MSE); $y'_t$ is the prediction and $y_t$ the "
+              "target. " + mean)
+        doc.p("Sign: $\\frac{dE_i}{dy'_i} = (y'_i - y_i)$. The seed writes $(y_i - y'_i)$, which is the negative of "
+              "the true derivative; every gradient here has the true sign.")
+    else:
+        words = LOSS_WORDS.get(d.loss.name, f"the loss {d.loss.name}")
+        seeds = _formula_tex(losses.get(losses.DEFAULT).formula, "i")
+        doc.p(f"$E_i$ is {words} of step $i$ (`--loss {d.loss.name}´; the seed's loss is ${seeds}$); $y'_t$ is "
+              "the prediction and $y_t$ the target. " + mean)
+        doc.p(f"Its derivative (sympy's, of $E_i$ above): $\\frac{{dE_i}}{{dy'_i}} = {err}$, which is $(y'_i - y_i)$ "
+              "times a function of $y'_i$ alone: every gradient stays affine in the targets.")
+        if d.cancels:
+            doc.p(f"For the matching pair ({g.name} output, {d.loss.name}) the output's derivative cancels it:")
+            gp = d.deriv_tex(g, "y'_i")
+            doc.eq(rf"\frac{{dE_i}}{{du_i}} = \frac{{dE_i}}{{dy'_i}} \cdot \frac{{dy'_i}}{{du_i}} &= {err} \cdot "
+                   rf"{gp} = (y'_i - y_i),")
+            doc.p("the error the engine propagates (`bptt.losses´): no factor $" + d.deriv_short(g, "u_i")
+                  + "$ to vanish when the output saturates. The formulas below keep the two factors apart, "
+                  "as the chain rule writes them.")
     doc.p("The general formula: each parameter reaches $E_i$ through every earlier state $h_k$, so")
     doc.eq(
         r"\frac{dE_i}{d\theta} &= \sum_{k=1}^{i} \frac{dE_i}{dy'_i} \cdot \frac{dy'_i}{dh_i} \cdot "
@@ -668,8 +795,8 @@ def _write_notation(doc: Document, d: Derivation, full: bool) -> None:
         rf"\frac{{\partial h_k}}{{\partial \theta}} &= {d.deriv_short(f, 'z_k')} \cdot "
         r"\frac{\partial z_k}{\partial \theta}, \qquad \frac{\partial z_k}{\partial w_x} = x_k, \quad "
         r"\frac{\partial z_k}{\partial w_h} = h_{k-1}, \quad \frac{\partial z_k}{\partial b_1} = 1",
-        rf"\frac{{dE_i}}{{dw}} &= (y'_i - y_i) \cdot {d.deriv_short(g, 'u_i')} \cdot h_i, \qquad "
-        rf"\frac{{dE_i}}{{db_2}} = (y'_i - y_i) \cdot {d.deriv_short(g, 'u_i')} \cdot 1",
+        rf"\frac{{dE_i}}{{dw}} &= {err} \cdot {d.deriv_short(g, 'u_i')} \cdot h_i, \qquad "
+        rf"\frac{{dE_i}}{{db_2}} = {err} \cdot {d.deriv_short(g, 'u_i')} \cdot 1",
         _dL(r"\theta") + rf" &= {c_tex} \sum_{{i=1}}^{{{T}}} \frac{{dE_i}}{{d\theta}}",
     )
     doc.p("$\\frac{\\partial h_k}{\\partial \\theta}$ is the immediate partial derivative ($h_{k-1}$ held fixed); "
@@ -685,10 +812,11 @@ def _write_notation(doc: Document, d: Derivation, full: bool) -> None:
 def _write_named_factors(doc: Document, d: Derivation) -> None:
     """For long sequences: δ_i and P_{i,k}, the factors the written-out form would repeat O(T^2) times."""
     T, f, g = d.T, d.f, d.g
+    err = d.err_tex("y'_i", "y_i")
     doc.p(f"With T = {T} the written-out form would repeat every factor $O(T^2)$ times, so the repeated "
           "factors are named once. Write")
     doc.eq(
-        rf"\delta_i &= \frac{{dE_i}}{{dy'_i}} \cdot \frac{{dy'_i}}{{dh_i}} = (y'_i - y_i) \cdot "
+        rf"\delta_i &= \frac{{dE_i}}{{dy'_i}} \cdot \frac{{dy'_i}}{{dh_i}} = {err} \cdot "
         rf"{d.deriv_short(g, 'u_i')} \cdot w",
         rf"P_{{i,k}} &= \frac{{dh_i}}{{dh_k}} = \prod_{{j=k+1}}^{{i}} {d.deriv_short(f, 'z_j')} \cdot w_h "
         r"= P_{i,k+1} \cdot " + d.deriv_short(f, "z_{k+1}") + r" \cdot w_h, \qquad P_{i,i} = 1",
@@ -714,7 +842,8 @@ def _write_formulas(doc: Document, d: Derivation, full: bool) -> None:
                 dzk = {"w_x": "x_k", "w_h": "h_{k-1}", "b1": "1"}[theta]
                 body = rf"\delta_i \sum_{{k=1}}^{{i}} P_{{i,k}} \cdot {d.deriv_short(d.f, 'z_k')} \cdot {dzk}"
             else:
-                body = rf"(y'_i - y_i) \cdot {d.deriv_short(d.g, 'u_i')} \cdot " + ("h_i" if theta == "w" else "1")
+                err = d.err_tex("y'_i", "y_i")
+                body = rf"{err} \cdot {d.deriv_short(d.g, 'u_i')} \cdot " + ("h_i" if theta == "w" else "1")
             doc.eq(rf"{_dE('i', tt)} &= {body}", rf"{_dL(tt)} &= {c_tex} \sum_{{i=1}}^{{{T}}} {_dE('i', tt)}")
 
 
@@ -875,19 +1004,13 @@ def _result_line(d: Derivation, n: Numbers, theta: str, short: bool) -> str:
     return rf"{_dL(tt)} &= {pre} = {total}"
 
 
-def _write_differences(doc: Document) -> None:
+def _write_differences(doc: Document, d: Derivation) -> None:
+    """The seed's errata that a derivation reader meets, from the one list (``seed.ERRATA``)."""
+    from .seed import ERRATA
+
     doc.h2("Differences from the seed's hand derivation")
-    doc.bullets([
-        "$\\operatorname{sgm}(x) = 1/(1 + e^{-x})$; the seed prints $1/(1 - e^{-x})$.",
-        "$\\frac{dE_i}{dy'_i} = (y'_i - y_i)$; the seed writes $(y_i - y'_i)$, the opposite sign.",
-        "The last factor of the general formula is the immediate partial $\\frac{\\partial h_k}{\\partial \\theta}$; "
-        "$w$ and $b_2$ have no sum over $k$.",
-        "Each total is $\\frac{d\\mathrm{Loss}}{d\\theta}$ of its own parameter (the seed labels the $w_x$ and "
-        "$w_h$ totals with $dE_i/dw$, and its section on $b_1$ labels $\\frac{dE_2}{db_1}$ as $\\frac{dE_2}{dw_h}$); "
-        "the totals for $b_2$ and $b_1$ are stated.",
-        "$y'_i$ (prediction) and $y_i$ (target) are kept apart; the seed calls the predictions $y_1, y_2$.",
-        "Numbers are rounded, not truncated (the seed's $y'_1 = 0.867$ is $0.86770$, which rounds to $0.868$).",
-    ])
+    seeds = "" if d.squared_error_form else rf"With the seed's loss $E_i = {_formula_tex(losses.get(losses.DEFAULT).formula, 'i')}$: "
+    doc.bullets([(seeds if e.squared_error else "") + e.document for e in ERRATA if e.document])
 
 
 def _prod(factors: Sequence[Factor], form: str) -> str:
@@ -929,7 +1052,10 @@ def _factor_value(fac: Factor, n: Numbers, vals: dict) -> str:
     """One factor's value as LaTeX: (y'_i - y_i) with y_i a symbol or a number, else a number."""
     if fac.kind == "err":
         yv = f"y_{{{fac.t}}}" if n.y is None else fpar(n.y[fac.t - 1])
-        return f"({fnum(n.y_pred[fac.t - 1])} - {yv})"
+        if n.kappa is None:
+            return f"({fnum(n.y_pred[fac.t - 1])} - {yv})"
+        # (y' - y) kappa written as a fraction: for bce its denominator y'(1 - y') is the g' beside it
+        return rf"\frac{{{fnum(n.y_pred[fac.t - 1])} - {yv}}}{{{fnum(1 / n.kappa[fac.t - 1])}}}"
     if fac.kind == "g'":
         return fpar(n.gprime[fac.t - 1])
     if fac.kind == "f'":

@@ -13,9 +13,11 @@ from typing import Any, TextIO
 
 import numpy as np
 
+from .. import losses
 from ..activations import HIDDEN_ACTIVATIONS, OUTPUT_ACTIVATIONS
+from ..derive import SCALAR_LOSSES
 from ..engine import PARAM_NAMES
-from ..validation import BPTTError
+from ..validation import BPTTError, check_choice
 
 EXIT_BAD_INPUT = 2
 
@@ -156,13 +158,25 @@ def add_model_options(p: argparse.ArgumentParser, defaults: bool = True) -> None
     g.add_argument("--hidden-activation", default="sigmoid", metavar="{" + ",".join(HIDDEN_ACTIVATIONS) + "}", help=f"one of {', '.join(HIDDEN_ACTIVATIONS)} (default sigmoid)")
     g.add_argument("--output-activation", default="sigmoid", metavar="{" + ",".join(OUTPUT_ACTIVATIONS) + "}", help=f"one of {', '.join(OUTPUT_ACTIVATIONS)} (default sigmoid)")
     g.add_argument("--reduction", default="mean", metavar="{mean,sum}", help="mean (Loss = 1/T sum E_t, the seed's) or sum")
+    g.add_argument("--loss", default=losses.DEFAULT, metavar="{" + ",".join(SCALAR_LOSSES) + "}",
+                   help="E_t from the loss table (bptt.losses): " + "; ".join(
+                       f"{n}: {losses.LOSSES[n].formula}" + ("" if losses.LOSSES[n].outputs is None else
+                                                           f" (with a {' or '.join(losses.LOSSES[n].outputs)} output)")
+                       for n in SCALAR_LOSSES) + f" (default {losses.DEFAULT}, the seed's)")
 
 
 def model_from_args(args: argparse.Namespace):
+    from ..derive import scalar_loss
     from ..model import RNN
 
     values = {name: number(getattr(args, name), f"--{name.replace('_', '-')}") for name in PARAM_NAMES}
-    return RNN.scalar(**values, hidden_activation=args.hidden_activation, output_activation=args.output_activation)
+    loss = getattr(args, "loss", losses.DEFAULT)
+    if loss not in losses.LOSSES:
+        check_choice("--loss", loss, SCALAR_LOSSES)
+    if args.output_activation in OUTPUT_ACTIVATIONS:  # else RNN.scalar names the activation that is wrong
+        scalar_loss(loss, args.output_activation)  # cross_entropy: one line on what the scalar network takes
+    return RNN.scalar(**values, hidden_activation=args.hidden_activation, output_activation=args.output_activation,
+                      loss=loss)
 
 
 def sequence_from_args(args: argparse.Namespace) -> tuple[list[float], list[float], float]:

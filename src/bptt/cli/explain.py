@@ -55,7 +55,8 @@ def run(args: argparse.Namespace) -> int:
         raise BPTTError(f"--x has {len(x)} steps; bptt explain writes documents up to {derive.MAX_T} steps")
     params = {k: float(v.ravel()[0]) for k, v in m.params().items()}
     doc = derive.explain(params, x, h0=number(args.h0, "--h0"), y=y, hidden_activation=m.hidden_activation,
-                         output_activation=m.output_activation, reduction=args.reduction, fmt=fmt, expand=expand)
+                         output_activation=m.output_activation, reduction=args.reduction, fmt=fmt, expand=expand,
+                         loss=m.loss_name)
     if args.out is None:
         stdout().write(doc)  # an ASCII terminal gets 'theta' for θ
     else:

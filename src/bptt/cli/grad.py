@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
+from .. import losses
 from ..engine import PARAM_NAMES
 from ._common import add_model_options, console, fmt, model_from_args, sequence_from_args
 
@@ -48,12 +49,16 @@ def run(args: argparse.Namespace) -> int:
     for i in range(len(x)):
         t.add_row(str(i + 1), fmt(x[i]), fmt(h[i + 1]), fmt(y_pred[i]), fmt(y[i]))
     con.print(t)
-    t = Table(title=f"Loss = {fmt(loss, 10)}  (reduction={args.reduction}"
+    named = "" if m.loss_name == losses.DEFAULT else f"loss={m.loss_name}, "  # the seed's loss goes unsaid
+    t = Table(title=f"Loss = {fmt(loss, 10)}  ({named}reduction={args.reduction}"
               + (f", truncated to {args.truncate} steps" if args.truncate else "") + ")", title_justify="left")
     t.add_column("θ")
     t.add_column("dLoss/dθ", justify="right")
     for k in PARAM_NAMES:
         t.add_row(k, fmt(g[k], 10))
     con.print(t)
-    con.print("dE_t/dy'_t = (y'_t - y_t): the true sign (the seed writes y_t - y'_t).")
+    if m.loss_name == losses.DEFAULT:
+        con.print("dE_t/dy'_t = (y'_t - y_t): the true sign (the seed writes y_t - y'_t).")
+    else:  # the table's formula; `bptt explain --loss` derives dE_t/dy'_t from it
+        con.print(f"E_t = {m.criterion.formula}  (--loss {m.loss_name}; the seed's is 1/2 (y - y')^2)")
     return 0

@@ -57,7 +57,7 @@ def seed_dict(a: "SeedAudit") -> dict:
     return {"check": check.report_dict(a.report), "h_2": a.h_2, "terms": {k: list(v) for k, v in a.terms.items()},
             "identity": {"lhs": a.identity.lhs, "rhs": a.identity.rhs,
                          "says": "dLoss/dw_h = h_1 (dLoss/db_1 - dLoss/dw_x) for every y, at x = (1, 0), h_0 = 0"},
-            "errata": [{"what": w, "printed": p, "correct": c} for w, p, c in a.errata]}
+            "errata": [{"what": e.what, "printed": e.printed, "correct": e.correct} for e in a.errata]}
 
 
 def _targets(text: str | None) -> list[float] | None:
@@ -162,8 +162,8 @@ def _print_analysis(con, a: "SeedAudit") -> None:
 
 def _print_errata(con, a: "SeedAudit") -> None:
     con.print("\n[bold]Errata[/bold] (everything wrong or inconsistent in the seed, with the correction)")
-    for i, (what, printed, correct) in enumerate(a.errata, 1):
-        _say(con, f"{i:2d}. {what}: the seed has  {printed}\n    correct: {correct}")
+    for i, e in enumerate(a.errata, 1):
+        _say(con, f"{i:2d}. {e.what}: the seed has  {e.printed}\n    correct: {e.correct}")
     flagged = ", ".join(a.analysis.unexplainable) or "?"
     _say(con, f"{len(a.errata) + 1:2d}. printed gradients: see the analysis above; {flagged} "
               "matches no targets together with the rest.")
