@@ -103,7 +103,7 @@ def test_sunspots_ensemble_equals_hf_results_sunspots_ensemble(tmp_path, capsys)
     assert got["test_mse"] == pytest.approx(test, rel=1e-12) and got["val_mse"] == pytest.approx(val, rel=1e-12)
     assert got["member_seeds"] == [10, 11, 12, 13, 14]
     cfg = json.loads((out / "config.json").read_text())
-    assert cfg["hf_curvature_batch"] is None and cfg["ensemble"] == 5
+    assert cfg["hf"]["curvature_batch"] is None and cfg["ensemble"] == 5
     assert main(["train", "--task", "sunspots", "--hf-curvature-batch", "most", "--out", str(tmp_path / "x")]) == 2
     assert "--hf-curvature-batch must be a positive integer or 'all', got 'most'" in _one_error_line(capsys)
 

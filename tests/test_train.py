@@ -493,9 +493,26 @@ def test_hf_settings_on_the_command_line_reach_the_config(tmp_path):
                  "--hidden", "3", "--epochs", "2", "--optimizer", "hf", "--hf-damping", "2", "--hf-structural", "0.1",
                  "--hf-max-cg", "7", "--hf-l2", "1e-6", "--hf-curvature-batch", "10", "--plots", "none",
                  "--no-progress", "--out", str(out)]) == 0
-    cfg = json.loads((out / "config.json").read_text())
-    assert (cfg["hf_damping"], cfg["hf_structural"], cfg["hf_max_cg"], cfg["hf_l2"], cfg["hf_curvature_batch"]) == \
-        (2.0, 0.1, 7, 1e-6, 10)
+    cfg = json.loads((out / "config.json").read_text())["hf"]  # HF's settings nested under their owner
+    assert (cfg["damping"], cfg["structural"], cfg["max_cg"], cfg["l2"], cfg["curvature_batch"]) == (2.0, 0.1, 7, 1e-6, 10)
+
+
+def test_hf_flags_are_generated_from_its_settings_and_old_flat_configs_still_read():
+    """One flag per HFSettings field (adding a field adds its flag); a config.json of the flat form loads."""
+    import dataclasses
+
+    from bptt.cli import build_parser
+    from bptt.hf import HFSettings
+
+    help_text = build_parser()._subparsers._group_actions[0].choices["train"].format_help()
+    for f in dataclasses.fields(HFSettings):
+        assert "--hf-" + f.name.replace("_", "-") in help_text
+    old = tr.config_for("adding", {"length": 6}, optimizer="hf").to_json()
+    flat = {k: v for k, v in old.items() if k != "hf"}
+    flat.update({"hf_" + k: v for k, v in old["hf"].items()})
+    assert tr.TrainConfig.from_json(flat) == tr.TrainConfig.from_json(old)
+    with pytest.raises(BPTTError, match="unknown Hessian-free setting.*damp; the settings are"):
+        tr.TrainConfig.from_json({**old, "hf": {"damp": 1}})
 
 
 def test_a_task_has_defaults_per_optimizer():
@@ -505,7 +522,7 @@ def test_a_task_has_defaults_per_optimizer():
 
     hf = tasks.get("adding").defaults.hf
     assert config_for("adding", {"length": 100}, optimizer="hf").epochs == hf["epochs"] == 100
-    assert config_for("adding", {"length": 100}, optimizer="hf").hf_time_limit is None
+    assert config_for("adding", {"length": 100}, optimizer="hf").hf.time_limit is None
     assert config_for("adding", {"length": 100}).epochs == tasks.get("adding").defaults.epochs == 30
     assert config_for("adding", {}, optimizer="hf", epochs=7).epochs == 7
     assert config_for("sunspots", {}, optimizer="hf").epochs == config_for("sunspots", {}).epochs

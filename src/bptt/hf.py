@@ -299,39 +299,43 @@ def adjust_damping(lam: float, rho: float) -> float:
 
 
 # ---------------------------------------------------------------- settings and the optimizer
+def _setting(default: Any, help: str, all_is_none: bool = False) -> Any:
+    """A field of HFSettings with its command-line help (``bptt train --hf-<name>``, generated from these)."""
+    return field(default=default, metadata={"help": help, "all_is_none": all_is_none})
+
+
 @dataclass(frozen=True)
 class HFSettings:
-    """damping: initial λ; structural: μ; max_cg: CG iterations per HF iteration; cg_decay: the
-    previous solution's factor in CG's start; batch: sequences for the gradient (None: all);
-    curvature_batch: sequences for G's products, the first of the gradient batch (None: all of it);
-    l2: κ; time_limit: seconds of HF iterations after which training stops (None: no limit)."""
+    """Hessian-free's own settings: ``TrainConfig.hf``; ``bptt train``'s ``--hf-<name>`` flags are generated
+    from these fields (their ``help``; ``all_is_none``: the flag takes an integer or 'all', None here)."""
 
-    damping: float = 1.0
-    structural: float = 0.0
-    max_cg: int = 100
-    cg_decay: float = 0.95
-    batch: int | None = None
-    curvature_batch: int | None = 500
-    l2: float = 0.0
-    time_limit: float | None = None
+    damping: float = _setting(1.0, "initial Levenberg-Marquardt damping λ (default 1)")
+    structural: float = _setting(0.0, "structural damping μ on the hidden states (default 0)")
+    max_cg: int = _setting(100, "conjugate-gradient iterations per HF iteration, at most (default 100)")
+    cg_decay: float = _setting(0.95, "CG starts from this times the previous solution (default 0.95)")
+    batch: int | None = _setting(None, "sequences for the gradient (default: the whole training split)")
+    curvature_batch: int | None = _setting(500, "sequences for the Gauss-Newton products, the first of the gradient "
+                                           "batch (default 500; 'all': the whole gradient batch)", all_is_none=True)
+    l2: float = _setting(0.0, "weight decay l2/2 ||θ||² added to the objective (default 0)")
+    time_limit: float | None = _setting(None, "seconds of HF iterations, then stop (default: no limit)")
 
-    @classmethod
-    def from_config(cls, cfg: Any) -> "HFSettings":
-        """From a TrainConfig's ``hf_*`` fields."""
-        return cls(cfg.hf_damping, cfg.hf_structural, cfg.hf_max_cg, cfg.hf_cg_decay, cfg.hf_batch,
-                   cfg.hf_curvature_batch, cfg.hf_l2, cfg.hf_time_limit)
+    def validate(self) -> None:
+        """One-line BPTTError for a bad setting (named as its flag's words: hf_damping)."""
+        check_number("hf_damping", self.damping, 0, low_open=True)
+        check_number("hf_structural", self.structural, 0)
+        check_int("hf_max_cg", self.max_cg)
+        check_number("hf_cg_decay", self.cg_decay, 0, 1)
+        check_int("hf_batch", self.batch, none_ok=True)
+        check_int("hf_curvature_batch", self.curvature_batch, none_ok=True)
+        check_number("hf_l2", self.l2, 0)
+        check_number("hf_time_limit", self.time_limit, 0, low_open=True, none_ok=True)
 
 
 def check_settings(cfg: Any) -> None:
-    """One-line BPTTError for a bad ``hf_*`` field of a TrainConfig, or HF with an option it cannot honour."""
-    check_number("hf_damping", cfg.hf_damping, 0, low_open=True)
-    check_number("hf_structural", cfg.hf_structural, 0)
-    check_int("hf_max_cg", cfg.hf_max_cg)
-    check_number("hf_cg_decay", cfg.hf_cg_decay, 0, 1)
-    check_int("hf_batch", cfg.hf_batch, none_ok=True)
-    check_int("hf_curvature_batch", cfg.hf_curvature_batch, none_ok=True)
-    check_number("hf_l2", cfg.hf_l2, 0)
-    check_number("hf_time_limit", cfg.hf_time_limit, 0, low_open=True, none_ok=True)
+    """cfg.hf checked, and HF with an option of the training loop it cannot honour refused (one line)."""
+    if not isinstance(cfg.hf, HFSettings):
+        raise BPTTError(f"hf settings must be a bptt.hf.HFSettings, got {type(cfg.hf).__name__}")
+    cfg.hf.validate()
     if cfg.optimizer == "hf":
         for name, default in (("chunk", None), ("truncate", None), ("grad_checkpoint", None), ("backend", "numpy"),
                               ("nproc", 1)):
@@ -356,10 +360,9 @@ class HFInfo:
 
 @dataclass
 class HessianFree:
-    """The HF optimizer: its state is λ, CG's last solution and the seconds spent (for checkpoints).
-
-    ``iterate`` takes one whole HF iteration; ``step`` (the first-order optimizers' interface)
-    is refused, because HF needs the data, not a gradient.
+    """HF training as an epoch runner: one ``run_epoch`` is one whole HF iteration on the training data
+    (it needs the data, not a mini-batch's gradient, so it has no ``step``).  Its state is λ, CG's
+    last solution and the seconds spent (for checkpoints); ``out_of_time`` stops the loop.
     """
 
     shapes: dict[str, tuple[int, ...]]
@@ -378,14 +381,17 @@ class HessianFree:
 
     @classmethod
     def from_config(cls, cfg: Any, params: dict[str, np.ndarray]) -> "HessianFree":
-        return cls.create(params, Net.named(cfg.hidden_activation, cfg.output_activation, cfg.loss), HFSettings.from_config(cfg))
+        """From a TrainConfig: its activations and loss, and its ``hf`` settings."""
+        return cls.create(params, Net.named(cfg.hidden_activation, cfg.output_activation, cfg.loss), cfg.hf)
 
     @property
     def out_of_time(self) -> bool:
         return self.settings.time_limit is not None and self.elapsed >= self.settings.time_limit
 
-    def step(self, params: dict[str, np.ndarray], grads: dict[str, np.ndarray], lr: float) -> None:
-        raise BPTTError("optimizer hf takes whole HF iterations (HessianFree.iterate), not gradient steps")
+    def run_epoch(self, params: dict[str, np.ndarray], x: np.ndarray, y: np.ndarray, mask: np.ndarray | None,
+                  order: np.ndarray) -> tuple[float, int]:
+        """The training loop's epoch: one HF iteration (``iterate``).  Returns (loss sum, count) = (L(θ), 1)."""
+        return self.iterate(params, x, y, mask, order), 1
 
     def state(self) -> dict[str, np.ndarray]:
         return {"damping": np.array([self.lam]), "delta": self.delta.copy(), "elapsed": np.array([self.elapsed])}

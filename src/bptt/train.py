@@ -91,14 +91,7 @@ class TrainConfig:
     backend: str = "numpy"  # where gradients come from: numpy (bptt's engine) | torch (bptt.torch.sigmoid_rnn)
     nproc: int = 1  # torch: data-parallel processes (ranks); the batch is global, split among them
     # optimizer "hf" (Hessian-free, bptt.hf): one HF iteration per epoch; lr, clip, schedule unused
-    hf_damping: float = 1.0  # initial Levenberg-Marquardt λ
-    hf_structural: float = 0.0  # structural damping μ (on the hidden states)
-    hf_max_cg: int = 100  # CG iterations per HF iteration, at most
-    hf_cg_decay: float = 0.95  # CG starts from this times the previous solution
-    hf_batch: int | None = None  # sequences for the gradient (None: the whole training split)
-    hf_curvature_batch: int | None = 500  # sequences for the Gauss-Newton products (None: the gradient batch)
-    hf_l2: float = 0.0  # weight decay: l2/2 ||θ||² added to the objective
-    hf_time_limit: float | None = None  # seconds of HF iterations, then stop (None: no limit)
+    hf: hf.HFSettings = field(default_factory=hf.HFSettings)
     # an ensemble of K networks, predictions averaged (``train_ensemble``): member k is this config with
     # ensemble 1 and seed 10 seed + k (K > 1)
     ensemble: int = 1
@@ -139,7 +132,7 @@ class TrainConfig:
             check_number("adam beta", b, 0, 1, high_open=True)
 
     def to_json(self) -> dict[str, Any]:
-        d = dataclasses.asdict(self)
+        d = dataclasses.asdict(self)  # nested: {"hf": {"damping": ...}}
         d["betas"] = list(self.betas)
         for name, default in UNWRITTEN_DEFAULTS.items():  # a single network's files are as before ensembles existed
             if d[name] == default:
@@ -148,14 +141,45 @@ class TrainConfig:
 
     @classmethod
     def from_json(cls, d: dict[str, Any]) -> "TrainConfig":
+        d = nest_settings(d)  # run folders written before the nesting hold flat hf_* keys
         names = {f.name for f in dataclasses.fields(cls)}
         unknown = set(d) - names
         if unknown:
             raise BPTTError(f"unknown training settings {sorted(unknown)}; this config was written by another bptt version")
-        d = dict(d)
         if "betas" in d:
             d["betas"] = tuple(d["betas"])
+        if "hf" in d:
+            d["hf"] = hf_settings(d["hf"])
         return cls(**d)
+
+
+HF_PREFIX = "hf_"  # flat keywords (config_for, old config.json files) for the fields of TrainConfig.hf
+
+
+def nest_settings(settings: dict[str, Any]) -> dict[str, Any]:
+    """``settings`` with every flat ``hf_<name>`` folded into ``settings["hf"]`` (a dict or HFSettings)."""
+    flat = {k[len(HF_PREFIX):]: v for k, v in settings.items() if k.startswith(HF_PREFIX)}
+    if not flat:
+        return dict(settings)
+    out = {k: v for k, v in settings.items() if not k.startswith(HF_PREFIX)}
+    base = out.get("hf", {})
+    base = dataclasses.asdict(base) if isinstance(base, hf.HFSettings) else dict(base)
+    out["hf"] = {**base, **flat}
+    return out
+
+
+def hf_settings(value: Any) -> hf.HFSettings:
+    """HFSettings from itself or a dict of its fields (an unknown field: one line naming the known ones)."""
+    if isinstance(value, hf.HFSettings):
+        return value
+    if not isinstance(value, dict):
+        raise BPTTError(f"hf settings must be an object of HF settings, got {short_repr(value)}")
+    known = {f.name for f in dataclasses.fields(hf.HFSettings)}
+    unknown = sorted(set(value) - known)
+    if unknown:
+        raise BPTTError(f"unknown Hessian-free setting(s) {', '.join(unknown)}; the settings are "
+                        f"{', '.join(sorted(known))} (flags --hf-<name>)")
+    return hf.HFSettings(**value)
 
 
 # Settings left out of config.json, checkpoints and model files while they have these values.
@@ -182,13 +206,21 @@ def check_ensemble(cfg: TrainConfig) -> None:
 def config_for(task: str, task_options: dict[str, Any] | None = None, **settings: Any) -> TrainConfig:
     """TrainConfig for ``task``: TrainConfig's defaults, then the task record's defaults for the chosen
     optimizer (``tasks.get(task).defaults.settings(optimizer)``), then ``settings``.  ``task_options``
-    go to ``tasks.load``."""
+    go to ``tasks.load``.  HF's settings: ``hf=HFSettings(...)`` or a dict of its fields, or flat
+    ``hf_<name>=`` keywords (as the flags --hf-<name> read)."""
     record = tasks.check_options(task, dict(task_options or {}))
     fields = {f.name for f in dataclasses.fields(TrainConfig)}
-    for k in settings:
+    merged = nest_settings(record.defaults.settings(settings.get("optimizer")))
+    given = nest_settings(settings)
+    for k in given:
         if k not in fields:
             raise BPTTError(f"unknown training setting {k!r}; the settings are {', '.join(sorted(fields))}")
-    cfg = TrainConfig(task=task, task_options=dict(task_options or {}), **{**record.defaults.settings(settings.get("optimizer")), **settings})
+    if "hf" in merged and "hf" in given:  # the given HF settings over the task's, field by field
+        given["hf"] = {**dataclasses.asdict(hf_settings(merged["hf"])), **dataclasses.asdict(hf_settings(given["hf"]))}
+    merged.update(given)
+    if "hf" in merged:
+        merged["hf"] = hf_settings(merged["hf"])
+    cfg = TrainConfig(task=task, task_options=dict(task_options or {}), **merged)
     cfg.validate()
     return cfg
 
@@ -389,15 +421,16 @@ def train(
     kill_spec = os.environ.get(KILL_ENV, "")
     kill_after = int(kill_spec) if kill_spec.isdigit() else 0  # "K:E" is train_ensemble's
     fused_step = getattr(backend, "fused_step", None)
+    run_epoch = getattr(opt, "run_epoch", None)  # gradient-step optimizers have step(), epoch runners run_epoch()
     while state["epoch"] < cfg.epochs and not state["stopped_early"]:
         epoch = state["epoch"] + 1
         perm = np.random.default_rng([cfg.seed, epoch]).permutation(N)  # (N,): this epoch's order
         loss_sum, loss_n = 0.0, 0
-        if cfg.optimizer == "hf":  # Hessian-free (bptt.hf): one HF iteration per epoch, in place of the mini-batches
-            loss_sum, loss_n = opt.iterate(params, xs, ys, data.train.mask, perm), 1
+        if run_epoch is not None:  # an epoch runner (Hessian-free, bptt.hf): the epoch in one call, no mini-batches
+            loss_sum, loss_n = run_epoch(params, xs, ys, data.train.mask, perm)
             state["step"] += 1
-            state["stopped_early"] = opt.out_of_time  # hf_time_limit reached: this epoch is the last
-        for bi in range(batches if cfg.optimizer != "hf" else 0):
+            state["stopped_early"] = opt.out_of_time  # its time limit reached: this epoch is the last
+        for bi in range(batches if run_epoch is None else 0):
             idx = perm[bi * cfg.batch_size : (bi + 1) * cfg.batch_size]
             xb, yb = xs[:, idx], ys[:, idx]  # (T, B, D), (T, B, O)
             mb = None if data.train.mask is None else data.train.mask[:, idx]  # (T, B)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import math
 import sys
@@ -16,6 +17,8 @@ from ..io import json_safe
 from .. import plots
 from .. import tasks
 from ..activations import HIDDEN_ACTIVATIONS, OUTPUT_ACTIVATIONS
+from ..hf import HFSettings
+from ..losses import LOSSES
 from ..optim import OPTIMIZERS, SCHEDULES
 from ..train import BACKENDS, TrainConfig, config_for, load_task, run_config, train, write_outputs
 from ..validation import DTYPES, BPTTError
@@ -50,6 +53,9 @@ def add(sub) -> None:
     g.add_argument("--hidden", type=int, default=None, metavar="H", help=f"hidden units ({_per_task('hidden_size')})")
     g.add_argument("--hidden-activation", default=None, metavar=_choices(HIDDEN_ACTIVATIONS), help=f"one of {', '.join(HIDDEN_ACTIVATIONS)} (default sigmoid)")
     g.add_argument("--output-activation", default=None, metavar=_choices(OUTPUT_ACTIVATIONS), help=f"one of {', '.join(OUTPUT_ACTIVATIONS)} (default sigmoid)")
+    g.add_argument("--loss", default=None, metavar=_choices(LOSSES), help="the loss table's (bptt.losses): "
+                   + "; ".join(f"{n}: {r.formula}" + ("" if r.outputs is None else f" (with {' or '.join(r.outputs)} output)")
+                               for n, r in LOSSES.items()) + " (default per task; squared_error, the seed's)")
     g.add_argument("--dtype", default=None, metavar=_choices(DTYPES), help="float64 (default) or float32")
     g = p.add_argument_group("optimisation")
     g.add_argument("--optimizer", default=None, metavar=_choices(OPTIMIZERS), help=f"one of {', '.join(OPTIMIZERS)} (default adam)")
@@ -74,27 +80,26 @@ def add(sub) -> None:
                    "and average their predictions; "
                    "one model.npz, each member's checkpoints in --out/members/k/ (--resume continues them)")
     g = p.add_argument_group("Hessian-free (--optimizer hf; README '### Hessian-free training')")
-    for flag, typ, hlp in HF_OPTIONS:
-        if typ == "all":  # an integer, or 'all' (None in the config), read by train_config_from_args
-            g.add_argument(flag, default=None, metavar="N", help=hlp)
+    for f in dataclasses.fields(HFSettings):  # one flag per setting of bptt.hf.HFSettings, its help beside the field
+        if f.metadata["all_is_none"]:  # an integer, or 'all' (None in the settings), read by train_config_from_args
+            g.add_argument(_hf_flag(f), dest=_hf_dest(f), default=None, metavar="N", help=f.metadata["help"])
         else:
-            g.add_argument(flag, type=typ, default=None, help=hlp)
+            g.add_argument(_hf_flag(f), dest=_hf_dest(f), type=_hf_type(f), default=None, help=f.metadata["help"])
     _add_task_options(p)
     p.set_defaults(run=run)
 
 
-# --optimizer hf's settings: (flag, type, help); each is the TrainConfig field of the same name.
-# Type "all": an integer or 'all' (the field's None), as --clip takes 'none'.
-HF_OPTIONS = (
-    ("--hf-damping", float, "initial Levenberg-Marquardt damping λ (default 1)"),
-    ("--hf-structural", float, "structural damping μ on the hidden states (default 0)"),
-    ("--hf-max-cg", int, "conjugate-gradient iterations per HF iteration, at most (default 100)"),
-    ("--hf-cg-decay", float, "CG starts from this times the previous solution (default 0.95)"),
-    ("--hf-batch", int, "sequences for the gradient (default: the whole training split)"),
-    ("--hf-curvature-batch", "all", "sequences for the Gauss-Newton products (default 500; 'all': the whole gradient batch)"),
-    ("--hf-l2", float, "weight decay l2/2 ||θ||² added to the objective (default 0)"),
-    ("--hf-time-limit", float, "seconds of HF iterations, then stop (default: no limit)"),
-)
+def _hf_flag(f: dataclasses.Field) -> str:
+    return "--hf-" + f.name.replace("_", "-")
+
+
+def _hf_dest(f: dataclasses.Field) -> str:
+    return "hf_" + f.name
+
+
+def _hf_type(f: dataclasses.Field):
+    """int or float, from the field's annotation ('int | None' -> int)."""
+    return int if str(f.type).startswith("int") else float
 
 
 def _choices(names) -> str:
@@ -154,6 +159,7 @@ def train_config_from_args(args: argparse.Namespace):
         clip = None if str(args.clip).lower() == "none" else number(args.clip, "--clip")
     given = {
         "hidden_size": args.hidden, "hidden_activation": args.hidden_activation, "output_activation": args.output_activation,
+        "loss": args.loss,
         "dtype": args.dtype, "optimizer": args.optimizer, "lr": args.lr, "momentum": args.momentum, "nesterov": args.nesterov,
         "schedule": args.schedule, "min_lr": args.min_lr, "epochs": args.epochs, "batch_size": args.batch_size,
         "chunk": args.chunk, "truncate": args.truncate, "patience": args.patience, "seed": args.seed,
@@ -161,17 +167,17 @@ def train_config_from_args(args: argparse.Namespace):
         "backend": args.backend, "nproc": _nproc(args.nproc),
     }
     given["ensemble"] = _ensemble(args.ensemble)
-    every: dict[str, Any] = {}  # the "all" options given as 'all': None in the config
-    for flag, typ, _ in HF_OPTIONS:
-        field = flag[2:].replace("-", "_")
-        value = getattr(args, field)
-        if typ == "all" and value is not None:
-            value = _int_or_all(value, flag)
-            if value is None:
-                every[field] = None
-        given[field] = value
+    hf_given: dict[str, Any] = {}
+    for f in dataclasses.fields(HFSettings):
+        value = getattr(args, _hf_dest(f))
+        if value is not None and f.metadata["all_is_none"]:
+            value = _int_or_all(value, _hf_flag(f))
+            hf_given[f.name] = value  # 'all' is None, and still given
+        elif value is not None:
+            hf_given[f.name] = value
     settings = {k: v for k, v in given.items() if v is not None}
-    settings.update(every)
+    if hf_given:
+        settings["hf"] = hf_given
     if args.clip is not None:
         settings["clip"] = clip
     given_options = {name: getattr(args, _option_dest(name), None) for name in tasks.options_by_name()}
