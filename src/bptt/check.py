@@ -376,12 +376,8 @@ def from_dict(data: dict, where: str = "claims file", loss: str | None = None) -
     if not raw_claims:
         raise BPTTError(f"{where}: [claims] is empty; add claimed numbers such as \"dLoss/dw\" = 0.015")
     shapes = _shapes(model["params"])
-    claims = [c for k, v in raw_claims.items() for c in _claims(k, v, x.shape[0], shapes, not loss.squared)]
-    if not activations.get(model["output"]).elementwise:
-        bad = next((c.name for c in claims if c.kind == "g'"), None)
-        if bad is not None:
-            raise BPTTError(f"claims.{bad!r}: g'(u_t) of a {model['output']} output is an O x O Jacobian "
-                            f"(diag(y'_t) - y'_t y'_t^T), not one number per output; claim y'_t or dE_t/du_t instead")
+    vector = None if activations.get(model["output"]).elementwise else model["output"]
+    claims = [c for k, v in raw_claims.items() for c in _claims(k, v, x.shape[0], shapes, not loss.squared, vector)]
     title = data.get("title")
     if title is not None:
         title = _string(title, "title")
@@ -472,8 +468,9 @@ def _targets_field(seq: dict, T: int, O: int, criterion: losses.Loss) -> np.ndar
         return _labels(y, O, "sequence.y")
     y = y[:, None] if y.ndim == 1 else y
     if y.shape != (T, O):
+        labels = " (T class labels need loss = \"cross_entropy\")" if y.shape == (T, 1) and O > 1 else ""
         raise BPTTError(f"sequence.y has shape {y.shape} but the sequence has T = {T} steps and the model O = {O} "
-                        "outputs; give one target per step (a list of O per step when O > 1)")
+                        f"outputs; give one target per step (a list of O per step when O > 1){labels}")
     return _valid_targets(y, criterion, "sequence.y")
 
 
@@ -678,10 +675,15 @@ def quantity_shape(spec: dict, shapes: dict[str, tuple[int, ...]]) -> tuple[int,
     return shapes["O"] if kind in outputs else shapes["H"]
 
 
-def _claims(key: str, value: Any, T: int, shapes: dict, affine_value: bool = False) -> list[Claim]:
-    """One file claim -> its elements (one Claim for a number; one per element for an array)."""
+def _claims(key: str, value: Any, T: int, shapes: dict, affine_value: bool = False,
+            vector_output: str | None = None) -> list[Claim]:
+    """One file claim -> its elements (one Claim for a number; one per element for an array).
+    affine_value: Loss and E_i are affine in the targets; vector_output: g's name where g is softmax."""
     where = f"claims.{key!r}" if not re.fullmatch(r"[A-Za-z0-9_]+", key) else f"claims.{key}"
     spec = _claim_name(key, T, where)
+    if spec["kind"] == "g'" and vector_output:
+        raise BPTTError(f"{where}: g'(u_t) of a {vector_output} output is an O x O Jacobian (diag(y'_t) - y'_t "
+                        "y'_t^T), not one number per output; claim y'_t or dE_t/du_t instead")
     shape = quantity_shape(spec, shapes)
     printed = _claim_values(value, where)
     if printed.shape != shape:
