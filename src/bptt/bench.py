@@ -40,7 +40,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-PARAMS = ("w", "w_x", "w_h", "b1", "b2")
+from .engine import PARAM_NAMES as PARAMS, param_shapes
 
 
 @dataclass(frozen=True)
@@ -83,7 +83,7 @@ def make_problem(s: Size, seed: int = 0) -> dict[str, Any]:
     """Parameters ~ U(-1/sqrt(H), 1/sqrt(H)) (PyTorch's RNN init), x ~ U(-1, 1), y ~ U(0, 1); float32."""
     rng = np.random.default_rng(seed)
     k = 1.0 / math.sqrt(s.H)
-    shapes = {"w": (s.O, s.H), "w_x": (s.H, s.D), "w_h": (s.H, s.H), "b1": (s.H,), "b2": (s.O,)}
+    shapes = param_shapes(s.D, s.H, s.O)  # w, w_x, w_h, b1, b2: the draws' order
     p = {n: rng.uniform(-k, k, shp).astype(np.float32) for n, shp in shapes.items()}
     x = rng.uniform(-1, 1, (s.T, s.B, s.D)).astype(np.float32)  # (T, B, D)
     y = rng.uniform(0, 1, (s.T, s.B, s.O)).astype(np.float32)  # (T, B, O)

@@ -47,7 +47,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from . import activations
+from . import activations, engine
 from .activations import Activation
 from .dispatch import segment_length
 from .validation import BPTTError, check_checkpoint, check_sizes, check_truncate, short_repr
@@ -286,8 +286,7 @@ def sigmoid_rnn(
             raise BPTTError(f"{name} has dtype {t.dtype} but w_h is {w_h.dtype}; give all parameters one floating dtype")
         if t.device != w_h.device:
             raise BPTTError(f"{name} is on {t.device} but w_h is on {w_h.device}; put all parameters on one device")
-    H, D, O = w_x.shape[0], w_x.shape[1], w.shape[0]
-    want = {"w_x": (H, D), "w_h": (H, H), "b1": (H,), "w": (O, H), "b2": (O,)}
+    want = engine.param_shapes(w_x.shape[1], w_x.shape[0], w.shape[0])  # D, H, O
     for name, shape in want.items():
         if tuple(params[name].shape) != shape:
             raise BPTTError(f"{name} must have shape {shape}, got {tuple(params[name].shape)}")
