@@ -32,6 +32,25 @@ def test_grad_json_matches_the_api(capsys):
     assert len(data["h"]) == 4 and data["h"][0] == 0.2 and len(data["y_pred"]) == 3
 
 
+def test_grad_loss_bce_is_the_api_with_bce(capsys):
+    """`bptt grad --loss bce` prints RNN.scalar(..., loss="bce")'s loss and gradients, not squared error's."""
+    argv = ["grad", "--w", "0.5", "--w-x", "-1", "--w-h", "2", "--b1", "0.1", "--b2", "-0.3", "--h0", "0.2",
+            "--x", "1,0,0.5", "--y", "1,0,0.25", "--loss", "bce"]
+    code, out, _ = run(capsys, *argv, "--json")
+    assert code == 0
+    data = json.loads(out)
+    m = bptt.RNN.scalar(w=0.5, w_x=-1, w_h=2, b1=0.1, b2=-0.3, loss="bce")
+    loss, grads = m.loss_and_grad([1, 0, 0.5], [1, 0, 0.25], h0=0.2)
+    assert data["loss"] == pytest.approx(loss, rel=1e-15)
+    for k in grads:
+        assert data["grads"][k] == pytest.approx(float(grads[k].ravel()[0]), rel=1e-15)
+    se_loss, _ = bptt.RNN.scalar(w=0.5, w_x=-1, w_h=2, b1=0.1, b2=-0.3).loss_and_grad([1, 0, 0.5], [1, 0, 0.25], h0=0.2)
+    assert abs(data["loss"] - se_loss) > 0.1  # the two losses differ here: the test tells them apart
+    code, out, _ = run(capsys, *argv)
+    assert code == 0 and "loss=bce, reduction=mean" in out and "E_t = -(y log y' + (1 - y) log(1 - y'))" in out
+    assert f"{float(grads['w_h'].ravel()[0]):.10g}" in out
+
+
 def test_grad_table(capsys):
     code, out, _ = run(capsys, "grad", "--x", "1,0", "--y", "0.5,0.5")
     assert code == 0 and "dLoss/dθ" in out and "w_x" in out

@@ -12,7 +12,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from bptt import activations, derive
+from bptt import activations, derive, losses
 from bptt.cli import main
 from bptt.engine import PARAM_NAMES
 from bptt.model import RNN
@@ -22,21 +22,30 @@ SEED = {"w": 1.0, "w_x": 1.0, "w_h": 1.0, "b1": 1.0, "b2": 1.0}
 small = st.floats(-1.5, 1.5, allow_nan=False, allow_infinity=False)
 
 
+# Every (output activation, loss) pair the derivation can write: sympy parts, and a one-output network.
+PAIRS = [(g, name) for g in activations.OUTPUT_ACTIVATIONS if "sympy" in activations.ACTIVATIONS[g].backends
+         for name, rec in losses.LOSSES.items() if rec.outputs is None or g in rec.outputs]
+
+
+def test_the_pairs_are_the_scalar_ones():
+    assert sorted(PAIRS) == [("identity", "squared_error"), ("sigmoid", "bce"), ("sigmoid", "squared_error")]
+
+
 @st.composite
 def problems(draw, max_T=6):
     T = draw(st.integers(1, max_T))
     params = {k: draw(small) for k in PARAM_NAMES}
     x = [draw(small) for _ in range(T)]
-    y = [draw(st.floats(-1, 1)) for _ in range(T)]
+    output, loss = draw(st.sampled_from(PAIRS))
+    lo = 0 if loss == "bce" else -1  # bce's targets are probabilities
+    y = [draw(st.floats(lo, 1)) for _ in range(T)]
     return dict(T=T, params=params, x=x, y=y, h0=draw(small),
-                hidden=draw(st.sampled_from(activations.HIDDEN_ACTIVATIONS)),
-                output=draw(st.sampled_from([g for g in activations.OUTPUT_ACTIVATIONS
-                                                if "sympy" in activations.ACTIVATIONS[g].backends])),
+                hidden=draw(st.sampled_from(activations.HIDDEN_ACTIVATIONS)), output=output, loss=loss,
                 reduction=draw(st.sampled_from(["mean", "sum"])))
 
 
 def _engine(pb):
-    m = RNN.scalar(**pb["params"], hidden_activation=pb["hidden"], output_activation=pb["output"])
+    m = RNN.scalar(**pb["params"], hidden_activation=pb["hidden"], output_activation=pb["output"], loss=pb["loss"])
     x, y = np.array(pb["x"]), np.array(pb["y"])
     _, g = m.loss_and_grad(x, y, h0=pb["h0"], reduction=pb["reduction"], backend="numpy")
     dec = m.decompose(x, y, h0=pb["h0"], reduction=pb["reduction"])
@@ -57,7 +66,7 @@ def _subs(d: derive.Derivation, pb) -> dict:
 @given(problems())
 def test_symbolic_terms_equal_engine(pb):
     """Every sympy expression (totals, terms, paths), evaluated at the numbers, equals RNN.loss_and_grad/decompose."""
-    d = derive.Derivation(pb["T"], pb["hidden"], pb["output"], pb["reduction"])
+    d = derive.Derivation(pb["T"], pb["hidden"], pb["output"], pb["reduction"], pb["loss"])
     vals = _subs(d, pb)
     g, dec, fwd = _engine(pb)
     T = pb["T"]
@@ -78,7 +87,7 @@ def test_symbolic_terms_equal_engine(pb):
 @given(problems())
 def test_numbers_equal_engine(pb):
     """The document's numbers (factors multiplied out, y kept apart) equal the engine, with y given and as affine forms."""
-    d, n = derive.derive(pb["params"], pb["x"], pb["h0"], None, pb["hidden"], pb["output"], pb["reduction"])
+    d, n = derive.derive(pb["params"], pb["x"], pb["h0"], None, pb["hidden"], pb["output"], pb["reduction"], pb["loss"])
     g, dec, fwd = _engine(pb)
     y = np.array(pb["y"])
     for k in PARAM_NAMES:
@@ -92,11 +101,30 @@ def test_numbers_equal_engine(pb):
 @given(problems(max_T=3))
 def test_chain_rule_form_equals_sympy_diff_of_unrolled_loss(pb):
     """Independent of the engine: sympy.diff of the fully unrolled E_i, and per-step parameter copies for paths."""
+    _chain_rule_equals_sympy_diff(pb)
+
+
+@pytest.mark.parametrize("output, loss", PAIRS)
+def test_chain_rule_form_equals_sympy_diff_for_each_loss(output, loss):
+    """The same, for every pair at a fixed random point: hypothesis may not draw each loss."""
+    rng = np.random.default_rng(7)
+    pb = dict(T=3, params=dict(zip(PARAM_NAMES, rng.uniform(-1.5, 1.5, 5))), x=list(rng.uniform(-1, 1, 3)),
+              y=list(rng.uniform(0, 1, 3)), h0=0.3, hidden="tanh", output=output, loss=loss, reduction="mean")
+    _chain_rule_equals_sympy_diff(pb)
+
+
+def _chain_rule_equals_sympy_diff(pb):
     import sympy as sp
 
-    d = derive.Derivation(pb["T"], pb["hidden"], pb["output"], pb["reduction"])
+    d = derive.Derivation(pb["T"], pb["hidden"], pb["output"], pb["reduction"], pb["loss"])
     vals = _subs(d, pb)
+    # the loss is the table's: E_i at the numbers is its numpy value (independent of sympy)
     E, _ = d.unrolled_errors()
+    fwd = _engine(pb)[2]
+    rec = losses.get(pb["loss"])
+    for i in range(1, d.T + 1):
+        want = rec.value(None, fwd.y_pred[i - 1], np.array([pb["y"][i - 1]]))
+        assert abs(float(E[i].xreplace(vals)) - float(want)) <= 1e-12
     Es, copies = d.unrolled_errors(split=True)
     split_vals = dict(vals)
     for (name, _t), s in copies.items():
@@ -357,3 +385,114 @@ def test_figure_paths_run_along_the_chain_rule(T):
     assert len(seen) == 2 * T + 3 * T * (T + 1) // 2  # w, b_2: one path per term; w_x, w_h, b_1: i paths
     short = next(b.data for b in d.document(n, expand=T - 1).blocks if b.kind == "figure")
     assert short.paths == () and len(short.nodes) == 3 * T + 1  # beyond --expand: the states only
+
+
+# ------------------------------------------------------------------ the loss, from the loss table
+def _parse(text: str, p: str, y: str):
+    """Plain text such as "(y'_1 - y_1)/(y'_1(1 - y'_1))" as a sympy expression in the symbols p (y') and y."""
+    import sympy as sp
+    from sympy.parsing.sympy_parser import (convert_xor, implicit_multiplication_application, parse_expr,
+                                            standard_transformations)
+
+    text = text.replace(p, " P ").replace(y, " Y ")
+    tr = standard_transformations + (implicit_multiplication_application, convert_xor)
+    return parse_expr(text, transformations=tr, local_dict={"P": sp.Symbol("P"), "Y": sp.Symbol("Y"), "log": sp.log})
+
+
+@pytest.mark.parametrize("output, loss", PAIRS)
+def test_what_the_document_writes_for_the_loss_is_its_sympy_form(output, loss):
+    """The texts of E_i and dE_i/dy'_i, read back as formulas, equal the table's sym_value and its derivative."""
+    import sympy as sp
+
+    d = derive.Derivation(2, "sigmoid", output, "mean", loss)
+    P, Y = sp.Symbol("P"), sp.Symbol("Y")
+    E = losses.get(loss).sym_value(P, Y)
+    assert sp.simplify(_parse(derive.tex_to_text(d.loss_tex("i")), "y'_i", "y_i") - E) == 0
+    err = _parse(derive.tex_to_text(d.err_tex("y'_1", "y_1")), "y'_1", "y_1")
+    assert sp.simplify(err - sp.diff(E, P)) == 0
+    fac = d.factor("err", 1)  # the factor's expression is that derivative at y'_1 = g(u_1)
+    assert sp.simplify(fac.expr - sp.diff(E, P).xreplace({P: d.y_pred[1], Y: d.y[1]})) == 0
+
+
+@pytest.mark.parametrize("output, loss, cancels", [("sigmoid", "bce", True), ("sigmoid", "squared_error", False),
+                                                   ("identity", "squared_error", False)])
+def test_the_matching_pair_shows_the_cancellation(output, loss, cancels):
+    d, n = derive.derive(SEED, [1.0, 0.0], output_activation=output, loss=loss)
+    assert d.cancels == cancels
+    doc = " ".join(d.render(n, "text").split())
+    shown = "dE_i/du_i = dE_i/dy'_i · dy'_i/du_i = (y'_i - y_i)/(y'_i(1 - y'_i)) · y'_i(1 - y'_i) = (y'_i - y_i)"
+    assert (shown in doc) == cancels
+    assert ("matching pair (sigmoid output, bce)" in doc) == cancels
+
+
+def test_bce_document_numbers_by_hand():
+    """bce with the seed's network: dE_i/db_2 = (y'_i - y_i) exactly, so dLoss/db_2 = 1/2 sum_i (y'_i - y_i);
+    dE_i/dw = (y'_i - y_i) h_i. Expected values from math alone."""
+    doc = derive.explain(SEED, [1.0, 0.0], fmt="md", loss="bce")
+    h1 = _sig(2.0)
+    h2 = _sig(h1 + 1)
+    y1, y2 = _sig(h1 + 1), _sig(h2 + 1)
+    assert doc.startswith("# BPTT derivation: T = 2, hidden sigmoid, output sigmoid, reduction mean, loss bce")
+    assert r"E_i &= -(y_i \log y'_i + (1 - y_i) \log(1 - y'_i))" in doc
+    assert rf"\frac{{d\mathrm{{Loss}}}}{{db_2}} &= {0.5 * (y1 + y2):.6g} - 0.5\, y_{{1}} - 0.5\, y_{{2}}" in doc
+    assert rf"\frac{{d\mathrm{{Loss}}}}{{dw}} &= {0.5 * (y1 * h1 + y2 * h2):.6g} - {0.5 * h1:.6g}\, y_{{1}}" in doc
+    # the numbers-in line shows kappa's denominator y'(1 - y') beside g'(u) = the same number
+    assert rf"\frac{{dE_{{1}}}}{{db_2}} &= \frac{{{y1:.6g} - y_{{1}}}}{{{y1 * (1 - y1):.6g}}} \cdot {y1 * (1 - y1):.6g} \cdot 1" in doc
+    assert "Check: these numbers equal the numeric BPTT engine" in doc and "Check FAILED" not in doc
+    assert r"\frac{1}{2} (y_i - y'_i)^2" in doc  # named as the seed's loss, not this document's
+
+
+def test_bce_with_a_saturated_output_stays_finite_and_equals_the_engine():
+    """u = 60: y' rounds to 1 in float64, so 1/(y'(1 - y')) overflows there; the derivation multiplies
+    kappa by g'(u) at 30 digits and gets (y' - y) like the engine."""
+    params = dict(SEED, w=30.0, b2=30.0)
+    d, n = derive.derive(params, [1.0, 0.0], y=[0.0, 1.0], loss="bce")
+    _, g = RNN.scalar(**params, loss="bce").loss_and_grad([1.0, 0.0], [0.0, 1.0], backend="numpy")
+    for k in PARAM_NAMES:
+        assert np.isfinite(n.grads()[k]) and abs(n.grads()[k] - g[k].ravel()[0]) <= 1e-12
+    assert derive.check_against(d, n).engine_agrees
+
+
+@pytest.mark.parametrize("call, words", [
+    (lambda: derive.Derivation(2, loss="cross_entropy"), ["cross_entropy", "one output", "'squared_error' or 'bce'"]),
+    (lambda: derive.Derivation(2, output_activation="identity", loss="bce"), ["bce", "sigmoid", "squared_error"]),
+    (lambda: derive.Derivation(2, loss="mse"), ["mse", "squared_error"]),
+    (lambda: derive.derive(SEED, [1.0, 0.0], y=[1.5, 0.0], loss="bce"), ["[0, 1]", "1.5"]),
+])
+def test_a_loss_the_derivation_cannot_write_is_refused_in_one_line(call, words):
+    with pytest.raises(derive.BPTTError) as e:
+        call()
+    msg = str(e.value)
+    assert "\n" not in msg and all(w in msg for w in words), msg
+
+
+def test_a_loss_whose_derivative_is_not_affine_in_the_target_is_refused(monkeypatch):
+    """A loss with dE/dy' = (y' - y)^3 cannot keep (y'_i - y_i) apart: refused, never written as another loss."""
+    fake = dataclasses.replace(losses.LOSSES["squared_error"], name="quartic", sym_value=lambda p, y: (p - y) ** 4 / 4)
+    monkeypatch.setitem(losses.LOSSES, "quartic", fake)
+    with pytest.raises(derive.BPTTError, match="'quartic' has dE/dy' = .*not \\(y' - y\\) times a function of y'"):
+        derive.Derivation(2, loss="quartic")
+
+
+@pytest.mark.parametrize("fmt", ["md", "tex", "text", "html"])
+def test_cli_explain_loss_in_every_format(fmt, capsys):
+    assert main(["explain", "--loss", "bce", "--format", fmt, "--y", "1,0"]) == 0
+    out = capsys.readouterr().out
+    assert "loss bce" in out and "Check: these numbers equal" in out and "Check FAILED" not in out
+
+
+@pytest.mark.parametrize("argv, words", [
+    (["--loss", "mse"], ["--loss 'mse'", "squared_error, bce"]),
+    (["--loss", "cross_entropy"], ["cross_entropy", "one output", "'squared_error' or 'bce'"]),
+    (["--loss", "cross_entropy", "--output-activation", "softmax"], ["cross_entropy", "one output"]),
+    (["--loss", "bce", "--output-activation", "identity"], ["bce", "sigmoid"]),
+    (["--loss", "bce", "--y", "2,0"], ["[0, 1]", "--loss squared_error"]),
+])
+@pytest.mark.parametrize("command", ["grad", "explain"])
+def test_cli_loss_refusals_are_one_line_exit_2(command, argv, words, capsys):
+    extra = ["--x", "1,0", "--y", "1,0"] if command == "grad" and "--y" not in argv else ["--x", "1,0"]
+    assert main([command, *extra, *argv]) == 2
+    out, err = capsys.readouterr()
+    err = err.strip()
+    assert out == "" and err.startswith("error:") and "\n" not in err and "Traceback" not in err
+    assert all(w in err for w in words), err

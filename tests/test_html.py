@@ -207,3 +207,27 @@ def test_long_sequence_page(open_page, tmp_path):
     x = list(np.round(np.sin(np.arange(40)), 3))
     o = open_page(_page(tmp_path, "t40.html", "--x", ",".join(map(str, x)), "--hidden-activation", "tanh"))
     _check_page(o, 40, _math_count(x, hidden_activation="tanh"))
+
+
+def _sig(v: float) -> float:
+    return 1 / (1 + np.exp(-v))
+
+
+def test_bce_page_without_a_browser(tmp_path):
+    """--loss bce: the page is the bce document (title, E_i, dE_i/dy'_i), with every path still marked."""
+    text = _page(tmp_path, "bce.html", "--loss", "bce").read_text(encoding="ascii")
+    assert "loss bce</h1>" in text and "\\htmlData{path=E2-wx-k1}{" in text
+    assert "E_i &amp;= -(y_i \\log y&#x27;_i + (1 - y_i) \\log(1 - y&#x27;_i))" in text  # HTML-escaped TeX
+
+
+def test_bce_page(open_page, tmp_path):
+    """--loss bce in the browser: its formulas typeset (E_i, dE_i/dy'_i, the sigmoid + bce cancellation), every
+    path lights its edges, and the totals are bce's: dLoss/db_2 = 1/2 sum_i (y'_i - y_i), computed here by hand."""
+    o = open_page(_page(tmp_path, "bce.html", "--loss", "bce", "--y", "1,0"))
+    _check_page(o, 2, _math_count([1.0, 0.0], y=[1.0, 0.0], loss="bce"))
+    text = o.page.locator("main").inner_text()
+    assert "binary cross-entropy" in text and "matching pair (sigmoid output, bce)" in text
+    h1 = _sig(2.0)
+    y1, y2 = _sig(h1 + 1), _sig(_sig(h1 + 1) + 1)
+    assert f"{0.5 * ((y1 - 1) + y2):.10g}" in text
+    _hover_each(o, _all_tags(2), ".katex")
