@@ -186,8 +186,8 @@ def _print_affine_analysis(a: "TargetAnalysis", say, O: int, loss: str = "square
     say(f"- Weighted least squares over all {len(a.kept) + len(a.unexplainable)} target-dependent "
         f"{'gradient ' if loss == 'squared_error' else ''}claims: y = ({targets_text(a.lsq_targets, O)}).")
     if a.misfit_all is not None and a.misfit_all <= 1.0:
-        say(f"- One choice of targets reproduces every target-dependent {'gradient ' if loss == 'squared_error' else ''}"
-            f"claim to its written digits "
+        kind = "gradient " if loss == "squared_error" else ""
+        say(f"- One choice of targets reproduces every target-dependent {kind}claim to its written digits "
             f"(worst miss {a.misfit_all:.2f}x the rounding, by linear programming).")
         return
     say(f"- No targets reproduce all of them: the best targets still miss by {a.misfit_all:.1f}x the "
