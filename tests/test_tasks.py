@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import inspect
 import json
+import math
 import re
 
 import numpy as np
@@ -200,9 +201,9 @@ def _required_values(tmp_path) -> dict:
 
 
 def test_tasks_iterate_as_names_and_unknown_ones_are_one_line():
-    assert ", ".join(tasks.TASKS) == "binary-addition, sine, adding, sunspots, csv"
+    assert ", ".join(tasks.TASKS) == "binary-addition, sine, adding, sunspots, csv, chars"
     assert all(tasks.get(name).name == name for name in tasks.TASKS)
-    with pytest.raises(BPTTError, match=r"^unknown task 'nope'; choose one of binary-addition, sine, adding, sunspots, csv$"):
+    with pytest.raises(BPTTError, match=r"^unknown task 'nope'; choose one of binary-addition, sine, adding, sunspots, csv, chars$"):
         tasks.get("nope")
 
 
@@ -259,9 +260,10 @@ def test_help_shows_each_tasks_option_defaults(capsys):
     assert "--csv FILE csv: the CSV file (with a header row) (required)" in text
     assert "--n-val N_VAL binary-addition: validation pairs (default 200); sine: validation sequences (default 50)" in text
     assert "csv: validation values (default 15 % of them)" in text
-    assert "--task {binary-addition,sine,adding,sunspots,csv} required (unless --resume); one of: binary-addition: " in text
+    assert "--task {binary-addition,sine,adding,sunspots,csv,chars} required (unless --resume); one of: binary-addition: " in text
     assert "--lr LR learning rate (default per task: binary-addition 0.05, sine 0.01, adding 0.01" in text
-    assert "--hidden H hidden units (default per task: binary-addition 8, sine 16, adding 16, sunspots 8, csv 8)" in text
+    assert "--hidden H hidden units (default per task: binary-addition 8, sine 16, adding 16, sunspots 8, csv 8, chars 64)" in text
+    assert "--length LENGTH sine: sequence length (default 100); adding: (default 50); chars: (default 25)" in text
     assert "(default per task: binary-addition none, sine 25," in text  # --chunk
 
 
@@ -274,6 +276,8 @@ def test_task_defaults_are_todays_settings():
         "adding": {"hidden_size": 16, "lr": 0.01, "epochs": 30, "batch_size": 32, "checkpoint_every": 5},
         "sunspots": {"hidden_size": 8, "lr": 0.01, "epochs": 200, "batch_size": 16, "checkpoint_every": 20},
         "csv": {"hidden_size": 8, "lr": 0.01, "epochs": 200, "batch_size": 16, "checkpoint_every": 20},
+        "chars": {"hidden_size": 64, "lr": 0.02, "epochs": 15, "batch_size": 32, "checkpoint_every": 5,
+                  "output_activation": "softmax", "loss": "cross_entropy"},
     }
     assert tr.config_for("sunspots").chunk is None and tr.config_for("sine", lr=0.5).lr == 0.5
 
@@ -338,8 +342,8 @@ def test_a_new_task_is_one_record(monkeypatch, tmp_path, capsys):
     text = _help(capsys)
     assert "echo: repeat a random bit a few steps later" in text
     assert "--lag LAG echo: steps between a bit and its echo (default 1)" in text
-    assert "adding: (default 50); echo: (default 6)" in text  # --length, shared with sine and adding
-    assert "csv 8, echo 3)" in text  # --hidden's per-task defaults
+    assert "adding: (default 50); chars: (default 25); echo: (default 6)" in text  # --length, shared
+    assert "csv 8, chars 64, echo 3)" in text  # --hidden's per-task defaults
 
     out = tmp_path / "run"
     assert main(["train", "--task", "echo", "--lag", "3", "--no-progress", "--out", str(out)]) == 0
@@ -347,3 +351,161 @@ def test_a_new_task_is_one_record(monkeypatch, tmp_path, capsys):
     assert saved["task_options"] == {"lag": 3} and saved["hidden_size"] == 3
     assert (out / "predictions.png").read_bytes()[:4] == b"\x89PNG"  # the default view: target against prediction
     assert "test_bit_accuracy" in json.loads((out / "metrics.json").read_text())["test"]
+
+
+# ---------------------------------------------------------------- chars: a character-level language model
+CHARS_SHA256 = "bebdffb9aab87b2bc2b9594362a0a988940d71b71d916207ac151595a102085c"
+CHARS_VOCAB = ('\n !"#%&\'()*+,-./0123456789:;<=>?@ABCDEFGHIKLMNOPQRSTUVWXYZ[]^_abcdefghijklmnopqrstuvwxyz{|}~'
+               '°–—‘’“”…')  # no J, backslash or backquote in this text
+
+
+def test_chars_text_is_the_shipped_bytes_with_its_licence():
+    import hashlib
+    from importlib import resources
+
+    data = resources.files("bptt") / "data"
+    raw = (data / "python_reference.txt").read_bytes()
+    assert hashlib.sha256(raw).hexdigest() == CHARS_SHA256 and len(raw.decode("utf-8")) == 130_992
+    assert tasks.chars_text() == raw.decode("utf-8") and b"\r" not in raw
+    source = (data / "CHARS_SOURCE.txt").read_text(encoding="utf-8")
+    assert CHARS_SHA256 in source and "PSF License Agreement" in source and "PYTHON_LICENSE.txt" in source
+    licence = (data / "PYTHON_LICENSE.txt").read_text(encoding="utf-8")
+    assert "PYTHON SOFTWARE FOUNDATION LICENSE VERSION 2" in licence and "Python Software Foundation;\nAll Rights Reserved" in licence
+
+
+def _decode(onehot: np.ndarray, vocab: str) -> list[str]:
+    """(T, N, V) one-hot -> N strings, by a plain loop (each row must hold exactly one 1)."""
+    T, N, V = onehot.shape
+    out = []
+    for n in range(N):
+        chars = []
+        for t in range(T):
+            row = onehot[t, n]
+            assert row.sum() == 1.0 and set(np.unique(row)) <= {0.0, 1.0}
+            chars.append(vocab[int(np.flatnonzero(row)[0])])
+        out.append("".join(chars))
+    return out
+
+
+def test_chars_splits_are_the_texts_contiguous_parts_in_order():
+    d = tasks.load("chars", length=25)
+    text, vocab = tasks.chars_text(), d.info["vocab"]
+    n = len(text)
+    a, b = int(0.8 * n), int(0.9 * n)  # 80 % / 10 % / 10 %, by position
+    assert vocab == CHARS_VOCAB == "".join(sorted(set(text[:a])))  # sorted, from the training part, fixed
+    assert set(text) == set(vocab) and d.input_size == d.output_size == len(vocab) == 100
+    assert d.info["characters"] == {"train": a, "val": b - a, "test": n - b}
+    covered = []
+    for split, lo, hi in ((d.train, 0, a), (d.val, a, b), (d.test, b, n)):
+        N = (hi - lo - 1) // 25
+        assert split.x.shape == (25, N, 100) and split.y.shape == (25, N, 100) and split.mask is None
+        assert _decode(split.x, vocab) == [text[lo + 25 * i: lo + 25 * i + 25] for i in range(N)]
+        assert _decode(split.y, vocab) == [text[lo + 25 * i + 1: lo + 25 * i + 26] for i in range(N)]
+        assert lo + 25 * N + 1 <= hi  # every target inside its own part
+        covered.append(set(range(lo, lo + 25 * N + 1)))
+    assert not (covered[0] & covered[1]) and not (covered[1] & covered[2]) and not (covered[0] & covered[2])
+    assert d.info["sequences"] == {"train": 4191, "val": 523, "test": 523}
+
+
+def test_char_task_refuses_bad_text_or_length_in_one_line():
+    with pytest.raises(BPTTError, match=r"^the text's validation/test parts hold 1 character\(s\) absent from its "
+                                        r"training part \(first 'z'\); every character") as e:
+        tasks.char_task("ab" * 40 + "z" + "ab" * 9)
+    assert "\n" not in str(e.value)
+    with pytest.raises(BPTTError, match=r"^--length 30 is longer than a split of the text \(10 characters\); give --length below 10$"):
+        tasks.char_task("abcde" * 20, length=30)
+    with pytest.raises(BPTTError, match="^length must be an integer >= 1, got 0"):
+        tasks.load("chars", length=0)
+
+
+def _ngram_bits_by_hand(d: tasks.TaskData, text: str) -> tuple[float, float]:
+    """The add-one unigram and bigram bits per test character, by counting in plain Python."""
+    V, L = d.output_size, d.info["length"]
+    a, b = d.info["characters"]["train"], d.info["characters"]["train"] + d.info["characters"]["val"]
+    n_tr, n_te = d.train.n * L, d.test.n * L  # targets of the training and test sequences
+    uni: dict[str, int] = {}
+    pair: dict[tuple[str, str], int] = {}
+    after: dict[str, int] = {}
+    for i in range(n_tr):  # training pair (text[i], text[i + 1])
+        prev, nxt = text[i], text[i + 1]
+        uni[nxt] = uni.get(nxt, 0) + 1
+        pair[prev, nxt] = pair.get((prev, nxt), 0) + 1
+        after[prev] = after.get(prev, 0) + 1
+    u_bits = b_bits = 0.0
+    for i in range(b, b + n_te):  # test target text[i + 1] after text[i]
+        prev, nxt = text[i], text[i + 1]
+        u_bits -= math.log2((uni.get(nxt, 0) + 1) / (n_tr + V))
+        b_bits -= math.log2((pair.get((prev, nxt), 0) + 1) / (after.get(prev, 0) + V))
+    assert a < b
+    return u_bits / n_te, b_bits / n_te
+
+
+def test_chars_baselines_match_counting_by_hand():
+    d = tasks.load("chars", length=25)
+    m = tasks.char_metrics(d, np.full(d.test.y.shape, 1.0 / d.output_size))
+    uni, bi = _ngram_bits_by_hand(d, tasks.chars_text())
+    assert m["unigram_bpc"] == pytest.approx(uni, rel=1e-12) and m["bigram_bpc"] == pytest.approx(bi, rel=1e-12)
+    assert m["uniform_bpc"] == math.log2(100) and m["test_bpc"] == pytest.approx(math.log2(100), rel=1e-12)
+    assert m["test_characters"] == 523 * 25
+    assert 4.5 < uni < 4.7 and 3.6 < bi < 3.8  # the README's figures: 4.622, 3.691
+    text = "the cat; sat on the mat. " * 12 + "a cat; the hat."
+    small = tasks.char_task(text, length=7)
+    ms = tasks.char_metrics(small, np.full(small.test.y.shape, 0.5))
+    uni_s, bi_s = _ngram_bits_by_hand(small, text)
+    assert ms["unigram_bpc"] == pytest.approx(uni_s, rel=1e-12) and ms["bigram_bpc"] == pytest.approx(bi_s, rel=1e-12)
+
+
+def test_chars_bits_of_known_models():
+    """A network whose output ignores its input: all zeros gives the uniform distribution (log2 V bits);
+    output bias b2 = log of the add-one unigram gives exactly the unigram baseline."""
+    d = tasks.load("chars", length=25)
+    V = d.output_size
+    m = RNN(V, 4, V, output_activation="softmax", loss="cross_entropy", seed=0)
+    m.set_params(w_x=np.zeros((4, V)), w_h=np.zeros((4, 4)), b1=np.zeros(4), w=np.zeros((V, 4)), b2=np.zeros(V))
+    got = tasks.metrics(d, m)
+    assert got["test_bpc"] == pytest.approx(math.log2(V), rel=1e-12)
+    counts = np.zeros(V)
+    for c in tasks.chars_text()[1: d.train.n * 25 + 1]:  # the training targets
+        counts[CHARS_VOCAB.index(c)] += 1
+    m.set_params(b2=np.log((counts + 1) / (counts.sum() + V)))
+    got = tasks.metrics(d, m)
+    assert got["test_bpc"] == pytest.approx(got["unigram_bpc"], rel=1e-12)
+    most = int(np.argmax(counts))  # the unigram's guess, the same for every step: accuracy = its share of the test
+    share = sum(c == CHARS_VOCAB[most] for s in _decode(d.test.y, CHARS_VOCAB) for c in s) / got["test_characters"]
+    assert got["test_accuracy"] == pytest.approx(share, rel=1e-12) and CHARS_VOCAB[most] == " "
+
+
+def test_chars_defaults_reach_training_and_one_epoch_beats_the_unigram():
+    cfg = tr.config_for("chars", epochs=1)
+    assert (cfg.output_activation, cfg.loss, cfg.hidden_activation, cfg.hidden_size) == ("softmax", "cross_entropy",
+                                                                                          "sigmoid", 64)
+    res = tr.train(cfg)
+    m = res.metrics
+    assert res.model.loss_name == "cross_entropy" and res.model.output_activation == "softmax"
+    # the validation loss is the mean cross-entropy in nats; the test bpc the same in bits
+    assert m["best_val_loss"] / math.log(2) < m["unigram_bpc"] and m["test_bpc"] < m["unigram_bpc"] - 0.8
+    assert m["test_bpc"] < m["bigram_bpc"]
+
+
+@pytest.mark.slow
+def test_chars_readme_run_seed_0():
+    """`bptt train --task chars --seed 0`: the task's defaults (15 epochs, about a minute and a half alone on 2 cores)."""
+    m = tr.train(tr.config_for("chars", seed=0)).metrics
+    assert round(m["test_bpc"], 3) == CHARS_README[0]
+    assert (round(m["unigram_bpc"], 3), round(m["bigram_bpc"], 3)) == (4.622, 3.691)
+
+
+CHARS_README = {0: None}  # filled from the measured runs
+
+
+# ---------------------------------------------------------------- binary addition with the binary cross-entropy
+def test_binary_addition_learns_with_bce():
+    """Its outputs are bits: --loss bce (the task's default stays the squared error, so README numbers hold)."""
+    assert tr.config_for("binary-addition").loss == "squared_error"
+    res = tr.train(tr.config_for("binary-addition", loss="bce", seed=0))
+    assert res.model.loss_name == "bce" and res.config.output_activation == "sigmoid"
+    assert res.metrics["test_pairs_exact"] == res.metrics["test_pairs"] == 1000
+    se = tr.train(tr.config_for("binary-addition", seed=0, epochs=1))
+    bce = tr.train(tr.config_for("binary-addition", loss="bce", seed=0, epochs=1))
+    # the same first epoch measured by the two losses: BCE's ln 2-sized values, not the squared error's
+    assert bce.history["train_loss"][0] > 0.6 > 0.2 > se.history["train_loss"][0]

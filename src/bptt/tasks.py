@@ -15,7 +15,7 @@ adding one record (and its tests); ``bptt train``, ``train.config_for``/``load_t
 Every split holds time-major arrays, as the engine wants them:
 
     x     (T, N, D)   inputs, N sequences of T steps
-    y     (T, N, O)   targets, in [0, 1] for the sigmoid output
+    y     (T, N, O)   targets, in [0, 1] for the sigmoid output; one-hot rows for the softmax
     mask  (T, N)      which steps are scored (None: every step)
 
 The tasks:
@@ -38,6 +38,13 @@ sunspots          yearly sunspot numbers 1700-2008 (``data/sunspots.csv``, from 
                   them the validation targets; val/test score only each window's
                   last step.  Scaled to [0, 1] by the training years' min and max.
 csv               the same for any numeric column of a CSV file with a header row.
+chars             a character-level language model in the style of Karpathy's min-char-rnn:
+                  130,992 characters of Python's language reference (``data/python_reference.txt``,
+                  PSF licence; see ``data/CHARS_SOURCE.txt``), cut into train/val/test parts
+                  (80/10/10 %, contiguous, in order) and each part into sequences of `length`
+                  characters: x_t one-hot c_i, y_t one-hot c_{i+1}; a softmax output and the
+                  cross-entropy.  Test metric: bits per character, beside unigram and bigram
+                  models of the training split.  `bptt predict` samples text from it.
 """
 
 from __future__ import annotations
@@ -52,7 +59,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from .validation import BPTTError, check_int, check_number
+from .validation import BPTTError, check_int, check_number, short_repr
 
 @dataclass(frozen=True)
 class Split:
@@ -131,6 +138,9 @@ class TrainDefaults:
     batch_size: int
     checkpoint_every: int
     chunk: int | None = None  # None: whole sequences (TrainConfig's default)
+    # None: TrainConfig's (a sigmoid output, the squared error); a loss needs its output (bptt.losses.pair)
+    output_activation: str | None = None
+    loss: str | None = None
     # what --optimizer hf changes (TrainConfig fields): one epoch is one HF iteration, so its budget differs
     hf: dict[str, Any] = field(default_factory=dict)
 
@@ -422,6 +432,85 @@ def csv_task(path: str | Path | None = None, column: str | None = None, window: 
     return TaskData(d.name, d.train, d.val, d.test, 1, 1, d.scaling, info, d.series)
 
 
+# ---------------------------------------------------------------- characters (min-char-rnn)
+CHARS_FILE = "python_reference.txt"  # in bptt/data; provenance and licence: data/CHARS_SOURCE.txt
+CHARS_SPLIT = (8, 9)  # tenths of the text where validation and test begin: 80 % / 10 % / 10 %
+
+
+def chars_text() -> str:
+    """The shipped text (130,992 characters of Python's language reference, UTF-8)."""
+    return (resources.files("bptt") / "data" / CHARS_FILE).read_bytes().decode("utf-8")
+
+
+def char_task(text: str, length: int = 25, name: str = "chars", source: str = "") -> TaskData:
+    """Next-character prediction over ``text``: one-hot characters in, the next character's one-hot out.
+
+    The text is cut into three contiguous parts, in order (train 80 %, validation 10 %, test 10 %);
+    each part into non-overlapping sequences of ``length`` steps, x_t = c_i, y_t = c_{i+1}, both within
+    the part (the tail shorter than a sequence is unused).  The vocabulary is the training part's
+    characters, sorted by code point; every character of the other parts must be in it.
+    """
+    length = _positive_int("length", length)
+    n = len(text)
+    a, b = n * CHARS_SPLIT[0] // 10, n * CHARS_SPLIT[1] // 10
+    vocab = "".join(sorted(set(text[:a])))
+    unseen = sorted(set(text[a:]) - set(vocab))
+    if unseen:
+        raise BPTTError(f"the text's validation/test parts hold {len(unseen)} character(s) absent from its training part "
+                        f"(first {unseen[0]!r}); every character must occur in the first 80 % of the text")
+    index = {c: i for i, c in enumerate(vocab)}
+    codes = np.fromiter((index[c] for c in text), dtype=np.int64, count=n)  # (n,)
+    eye = np.eye(len(vocab))  # (V, V): row i is character i's one-hot
+
+    def split(lo: int, hi: int) -> Split:
+        count = (hi - lo - 1) // length  # sequences whose targets all lie in [lo, hi)
+        if count < 1:
+            raise BPTTError(f"--length {length} is longer than a split of the text ({hi - lo} characters); "
+                            f"give --length below {hi - lo}")
+        idx = lo + np.arange(count)[None, :] * length + np.arange(length)[:, None]  # (T, N)
+        return Split(eye[codes[idx]], eye[codes[idx + 1]])  # (T, N, V) each
+
+    parts = (split(0, a), split(a, b), split(b, n))
+    return TaskData(
+        name, *parts, input_size=len(vocab), output_size=len(vocab),
+        info={"length": length, "vocab": vocab,
+              "characters": {"train": a, "val": b - a, "test": n - b},
+              "sequences": {k: p.n for k, p in zip(("train", "val", "test"), parts)},
+              **({"source": source} if source else {})},
+    )
+
+
+def chars(length: int = 25) -> TaskData:
+    """The shipped text (``chars_text``) as a character-level language-modelling task (``char_task``)."""
+    return char_task(chars_text(), length, "chars", "data/CHARS_SOURCE.txt")
+
+
+def char_codes(onehot: np.ndarray) -> np.ndarray:
+    """One-hot rows (..., V) -> character indices (...)."""
+    return np.argmax(onehot, axis=-1)
+
+
+def char_ngram_bits(data: TaskData) -> tuple[np.ndarray, np.ndarray]:
+    """Bits of each test target (T, N) under the unigram and the bigram models of the training split,
+    both with add-one (Laplace) smoothing.  Unigram: counts of the training targets; bigram: counts of
+    the training (input, target) pairs, p(c | b) = (n(b, c) + 1) / (n(b, .) + V)."""
+    V = data.output_size
+    x_tr, y_tr = char_codes(data.train.x).ravel(), char_codes(data.train.y).ravel()  # (T N_train,) each
+    uni = np.bincount(y_tr, minlength=V).astype(np.float64)  # (V,)
+    pair = np.zeros((V, V))  # (previous, next)
+    np.add.at(pair, (x_tr, y_tr), 1.0)
+    x_te, y_te = char_codes(data.test.x), char_codes(data.test.y)  # (T, N) each
+    p_uni = (uni + 1) / (uni.sum() + V)  # (V,)
+    p_bi = (pair + 1) / (pair.sum(axis=1, keepdims=True) + V)  # (V, V): each row sums to 1
+    return -np.log2(p_uni[y_te]), -np.log2(p_bi[x_te, y_te])
+
+
+def char_bits(data: TaskData, pred: np.ndarray) -> np.ndarray:
+    """Bits the model spends on each test target, -log2 y'(next character): (T, N).  pred (T, N, V)."""
+    p = np.take_along_axis(pred, char_codes(data.test.y)[..., None], axis=-1)[..., 0]  # (T, N)
+    return -np.log2(np.maximum(p, np.finfo(np.float64).tiny))  # a float32 probability may underflow to 0
+
+
 # ---------------------------------------------------------------- metrics and baselines
 def masked_mse(pred: np.ndarray, y: np.ndarray, mask: np.ndarray | None) -> float:
     """Mean of (y' - y)^2 over scored steps, sequences and outputs.  pred, y (T, N, O)."""
@@ -529,6 +618,21 @@ def series_metrics(data: TaskData, pred: np.ndarray) -> dict[str, Any]:
     return out
 
 
+def char_metrics(data: TaskData, pred: np.ndarray) -> dict[str, Any]:
+    """Test bits per character beside the unigram and bigram models of the training split.  pred (T, N, V)."""
+    bits = char_bits(data, pred)  # (T, N)
+    uni, bi = char_ngram_bits(data)  # (T, N) each
+    return {
+        "test_bpc": float(bits.mean()),
+        "unigram_bpc": float(uni.mean()),
+        "bigram_bpc": float(bi.mean()),
+        "uniform_bpc": math.log2(data.output_size),
+        "baseline": "unigram/bigram: character (pair) frequencies of the training split, add-one smoothing",
+        "test_accuracy": float(np.mean(np.argmax(pred, axis=-1) == char_codes(data.test.y))),
+        "test_characters": int(bits.size),
+    }
+
+
 # ---------------------------------------------------------------- what the predictions plot shows
 def scored_view(data: TaskData, model, metrics: dict[str, Any]) -> PredictionView:
     """Target against prediction at every scored test step (first output); the adding problem's last step."""
@@ -609,10 +713,190 @@ def csv_view(data: TaskData, model, metrics: dict[str, Any]) -> PredictionView:
                        f"{column}: one-step-ahead forecasts of the test values t = {first}..{len(data.series)}")
 
 
+def chars_view(data: TaskData, model, metrics: dict[str, Any]) -> PredictionView:
+    """Bits per character at each step t of the test sequences (the RNN's context grows with t) beside
+    the bigram and unigram models, which see one character or none."""
+    te = data.test
+    pred = model.predict(te.x.astype(model.dtype)).astype(np.float64)  # (T, N, V)
+    uni, bi = char_ngram_bits(data)  # (T, N) each
+    t = np.arange(1, te.x.shape[0] + 1)  # (T,)
+    return PredictionView(
+        (Curve(t, char_bits(data, pred).mean(axis=1), "-o", "RNN"),
+         Curve(t, bi.mean(axis=1), "--", "bigram (training split)"),
+         Curve(t, uni.mean(axis=1), ":", "unigram (training split)")),
+        "t (step of the sequence: characters of context seen)", "bits per character (mean over the test sequences)",
+        title=f"{data.name}: {te.n} test sequences of {te.x.shape[0]} characters", integer_x=True)
+
+
 def sunspots_last_window(task_info: dict[str, Any]) -> np.ndarray:
     """The last `window` years of the shipped series (window, 1): the input that forecasts the year after."""
     _, series = sunspots_series()
     return series[-int(task_info["window"]):, None]  # (W, 1)
+
+
+# ---------------------------------------------------------------- what `bptt predict` asks of a task
+@dataclass(frozen=True)
+class Predictor:
+    """A task's own `bptt predict` answer, beside the one-step predictions of --x/--csv steps.
+
+    ``options``: its command-line flags (the CLI passes each given one as text; ``run`` converts and
+    checks it, so a bad value is one BPTTError line naming the flag).  ``run(model, task_info, given)``
+    returns a JSON-able answer (a list of rows or one object); ``show(answer)`` is its text for the
+    terminal; ``default``: it runs when no input at all is given (else the input is required)."""
+
+    options: tuple[Option, ...]
+    run: Callable[[Any, dict[str, Any], dict[str, str]], Any]
+    show: Callable[[Any], str]
+    default: bool = False
+
+
+def int_list(text: str, flag: str) -> list[int]:
+    """'12,200' -> [12, 200]; one line naming ``flag`` for anything else."""
+    out = []
+    for part in str(text).split(","):
+        try:
+            out.append(int(part.strip()))
+        except ValueError:
+            raise BPTTError(f"{flag}: {part.strip()!r} is not an integer; write e.g. {flag} 12,200") from None
+    return out
+
+
+def _int_option(text: str, flag: str, lo: int, hi: int, example: str) -> int:
+    try:
+        v = int(str(text).strip())
+    except ValueError:
+        v = None
+    if v is None or not lo <= v <= hi:
+        raise BPTTError(f"{flag} must be an integer from {lo} to {hi}, got {text!r}; write e.g. {flag} {example}")
+    return v
+
+
+def addition_answers(model, task_info: dict[str, Any], given: dict[str, str]) -> list[dict[str, Any]]:
+    """--a A1,A2,... --b B1,B2,...: the network's sums, each beside the true one."""
+    if given.get("a") is None or given.get("b") is None:
+        raise BPTTError("give both --a and --b (comma-separated integers of equal count)")
+    A, B = int_list(given["a"], "--a"), int_list(given["b"], "--b")
+    if len(A) != len(B):
+        raise BPTTError(f"--a has {len(A)} numbers but --b has {len(B)}; give them in pairs")
+    bits = int(task_info["bits"])
+    for v, flag in [(v, "--a") for v in A] + [(v, "--b") for v in B]:
+        if not 0 <= v < (1 << bits):
+            raise BPTTError(f"{flag}: {v} does not fit in {bits} bits; give integers in 0..{(1 << bits) - 1}")
+    xs, _ = addition_sequences(A, B, bits)
+    got = bits_to_int(model.predict(xs.astype(model.dtype))[..., 0] > 0.5)  # (N,)
+    return [{"a": p, "b": q, "network": int(g), "true": p + q, "exact": int(g) == p + q} for p, q, g in zip(A, B, got)]
+
+
+def addition_text(rows: list[dict[str, Any]]) -> str:
+    return "\n".join(f"{r['a']} + {r['b']} = {r['network']}  ({'exact' if r['exact'] else 'WRONG, true ' + str(r['true'])})"
+                     for r in rows)
+
+
+MAX_SAMPLE = 100_000  # characters one `bptt predict --sample` writes
+
+
+def _tempered(p: np.ndarray, temperature: float) -> np.ndarray:
+    """p^(1/τ), normalised: softmax(u / τ) for p = softmax(u) (τ < 1 sharper, τ > 1 flatter).  p (V,)."""
+    with np.errstate(divide="ignore"):
+        logits = np.log(p) / temperature  # (V,): a probability of 0 stays 0
+    q = np.exp(logits - logits.max())
+    return q / q.sum()
+
+
+def sample_chars(model, task_info: dict[str, Any], given: dict[str, str]) -> dict[str, Any]:
+    """--sample N characters drawn one at a time from the model's next-character distribution (at
+    --temperature), each fed back as the next input, after --prime (default: a newline); --seed fixes
+    the draws, so the same model and options give the same text."""
+    vocab = task_info["vocab"]
+    V = len(vocab)
+    if (model.input_size, model.output_size) != (V, V):
+        raise BPTTError(f"the model has {model.input_size} inputs and {model.output_size} outputs but its vocabulary "
+                        f"holds {V} characters; the model file is inconsistent, re-train it")
+    n = _int_option(given.get("sample", "200"), "--sample", 1, MAX_SAMPLE, "200")
+    seed = _int_option(given.get("seed", "0"), "--seed", 0, 2**63 - 1, "0")
+    t_text = given.get("temperature", "1")
+    try:
+        temperature = float(t_text)
+    except ValueError:
+        temperature = math.nan
+    if not (math.isfinite(temperature) and 0.01 <= temperature <= 100):
+        raise BPTTError(f"--temperature must be a number from 0.01 to 100 (1: the model's own distribution, lower: "
+                        f"more likely characters), got {t_text!r}; write e.g. --temperature 0.8")
+    prime = given.get("prime")
+    if prime is not None:
+        if prime == "":
+            raise BPTTError("--prime is empty; give the text to continue, or leave --prime out")
+        bad = next((i for i, c in enumerate(prime) if c not in vocab), None)
+        if bad is not None:
+            raise BPTTError(f"--prime: character {prime[bad]!r} (position {bad + 1}) is not in the model's vocabulary "
+                            f"of {V} characters (those of its training text); remove or replace it")
+    start = prime if prime is not None else ("\n" if "\n" in vocab else vocab[0])
+    index = {c: i for i, c in enumerate(vocab)}
+    eye = np.eye(V, dtype=model.dtype)  # (V, V)
+    nets = list(getattr(model, "members", None) or [model])  # an ensemble: the mean of its members' distributions
+    hs: list[Any] = [None] * len(nets)
+
+    def feed(codes: list[int]) -> np.ndarray:
+        """Run every network over ``codes`` from its carried state; the next character's distribution (V,)."""
+        ps = []
+        for k, net in enumerate(nets):
+            fwd = net.forward(eye[codes], hs[k])  # x (T, V) -> y_pred (T, V), h (T+1, H)
+            hs[k] = fwd.h[-1]
+            ps.append(fwd.y_pred[-1].astype(np.float64))
+        return np.mean(ps, axis=0) if len(ps) > 1 else ps[0]
+
+    rng = np.random.default_rng(seed)
+    p = feed([index[c] for c in start])
+    out = []
+    for _ in range(n):
+        cdf = np.cumsum(_tempered(p, temperature))  # (V,)
+        c = min(int(np.searchsorted(cdf, rng.random() * cdf[-1], side="right")), V - 1)
+        out.append(vocab[c])
+        p = feed([c])
+    return {"prime": prime, "text": "".join(out), "characters": n, "temperature": temperature, "seed": seed,
+            "units": f"characters of the model's vocabulary ({V})"}
+
+
+def chars_text_answer(answer: dict[str, Any]) -> str:
+    return (answer["prime"] or "") + answer["text"]
+
+
+def vocab_field(name: str, v: Any) -> str:
+    """A model file's vocabulary: a non-empty string of distinct characters."""
+    if not isinstance(v, str) or not v or len(set(v)) != len(v):
+        raise BPTTError(f"{name} must be a non-empty string of distinct characters, got {short_repr(v)}")
+    return v
+
+
+def window_field(name: str, v: Any) -> int:
+    return check_int(name, v, 1)  # type: ignore[return-value]
+
+
+def bits_field(name: str, v: Any) -> int:
+    return check_int(name, v, 1, 20)  # type: ignore[return-value]  (binary_addition's own limit)
+
+
+def own_units(task_info: dict[str, Any]) -> tuple[str, str]:
+    """(after a forecast's number, in words): a task that says nothing answers in the data's own units."""
+    return "", "the data's own units"
+
+
+def sunspots_units(task_info: dict[str, Any]) -> tuple[str, str]:
+    return "sunspots", "yearly mean sunspot number"
+
+
+def sine_units(task_info: dict[str, Any]) -> tuple[str, str]:
+    return "", "the sine's value, unscaled"
+
+
+def csv_units(task_info: dict[str, Any]) -> tuple[str, str]:
+    return "", f"{task_info.get('column', 'the column')}, in the CSV file's units"
+
+
+def sunspots_years(task_info: dict[str, Any], T: int) -> tuple[str, list[int]]:
+    """("year", the years of the last T values): labels of sunspots' own last window."""
+    years, _ = sunspots_series()
+    return "year", [int(v) for v in years[-T:]]
 
 
 # ---------------------------------------------------------------- the registry
@@ -631,8 +915,12 @@ def _sizes(what: str, train: int | None, val: int | None, test: int | None, note
 class Task:
     """Everything about one task.  ``loader(**options[, seed=])`` returns its TaskData;
     ``metrics(data, pred (T, N, O))`` its own test metrics; ``view(data, model, metrics)`` what its
-    predictions plot shows; ``default_input(task_info)`` the input (T, D), in the data's units, that
-    ``bptt predict`` uses when given none (None: the input is required)."""
+    predictions plot shows.  What `bptt predict` needs (it never branches on a task's name):
+    ``default_input(task_info)`` the input (T, D), in the data's units, used when none is given (None:
+    the input is required), ``default_index(task_info, T)`` that input's step labels (None: t = 1..T),
+    ``units(task_info)`` (a word after a forecast, the units in words), ``predictor`` the task's own
+    answer beside one-step predictions, ``info_fields`` what a model file's task_info must hold (each
+    with its check)."""
 
     name: str
     description: str
@@ -644,7 +932,10 @@ class Task:
     seeded: bool = True  # the loader takes seed= (random data)
     default_input: Callable[[dict[str, Any]], np.ndarray] | None = None
     scaled: bool = False  # the data is scaled to [0, 1]: a model file must carry the scaling back
-    info_fields: tuple[str, ...] = ()  # what a model file's task_info must hold for `bptt predict`
+    info_fields: dict[str, Callable[[str, Any], Any]] = field(default_factory=dict)  # name -> check(name, value)
+    default_index: Callable[[dict[str, Any], int], tuple[str, list[int]]] | None = None
+    units: Callable[[dict[str, Any]], tuple[str, str]] = own_units
+    predictor: Predictor | None = None
 
     def option(self, name: str) -> Option | None:
         return next((o for o in self.options if o.name == name), None)
@@ -659,13 +950,16 @@ TASKS: dict[str, Task] = {t.name: t for t in (
          loader=binary_addition,
          options=(Option("bits", int, 8, "operand bits, so T = bits + 1"),) + _sizes("pairs", 1000, 200, 1000),
          defaults=TrainDefaults(hidden_size=8, lr=0.05, epochs=30, batch_size=32, checkpoint_every=5),
-         metrics=addition_metrics, view=addition_view, info_fields=("bits",)),
+         metrics=addition_metrics, view=addition_view, info_fields={"bits": bits_field},
+         predictor=Predictor((Option("a", str, None, "first operands", metavar="A1,A2,..."),
+                              Option("b", str, None, "second operands", metavar="B1,B2,...")),
+                             addition_answers, addition_text)),
     Task(name="sine", description="predict the next value of noisy sine waves",
          loader=sine,
          options=(Option("length", int, 100, "sequence length"),) + _sizes("sequences", 200, 50, 50)
          + (Option("noise", float, 0.05, "noise standard deviation"),),
          defaults=TrainDefaults(hidden_size=16, lr=0.01, epochs=30, batch_size=16, checkpoint_every=5, chunk=25),
-         metrics=sine_metrics, view=sine_view, scaled=True),
+         metrics=sine_metrics, view=sine_view, scaled=True, units=sine_units),
     Task(name="adding", description="the adding problem: the mean of two marked values, answered at the last step",
          loader=adding,
          options=(Option("length", int, 50, "sequence length"),) + _sizes("sequences", 2000, 500, 1000),
@@ -677,7 +971,7 @@ TASKS: dict[str, Task] = {t.name: t for t in (
          options=(Option("window", int, 20, "window length in years"),) + _sizes("years", None, 20, 30),
          defaults=TrainDefaults(hidden_size=8, lr=0.01, epochs=200, batch_size=16, checkpoint_every=20),
          metrics=series_metrics, view=sunspots_view, default_input=sunspots_last_window, scaled=True,
-         info_fields=("window",)),
+         info_fields={"window": window_field}, default_index=sunspots_years, units=sunspots_units),
     Task(name="csv", description="forecast the next value of a numeric column of a CSV file",
          loader=csv_task, seeded=False,
          options=(Option("path", _resolved_path, None, "the CSV file (with a header row)", "--csv", "FILE", required=True),
@@ -685,7 +979,20 @@ TASKS: dict[str, Task] = {t.name: t for t in (
                   Option("window", int, 20, "window length"))
          + _sizes("values", None, None, None, " (default 15 % of them)"),
          defaults=TrainDefaults(hidden_size=8, lr=0.01, epochs=200, batch_size=16, checkpoint_every=20),
-         metrics=series_metrics, view=csv_view, scaled=True, info_fields=("window",)),
+         metrics=series_metrics, view=csv_view, scaled=True, info_fields={"window": window_field}, units=csv_units),
+    Task(name="chars", description="character-level language model (min-char-rnn) of a shipped English text",
+         loader=chars, seeded=False,
+         options=(Option("length", int, 25, "sequence length"),),
+         # the seed's sigmoid hidden units: at lr 0.02 they learn faster than tanh (README)
+         defaults=TrainDefaults(hidden_size=64, lr=0.02, epochs=15, batch_size=32, checkpoint_every=5,
+                                output_activation="softmax", loss="cross_entropy"),
+         metrics=char_metrics, view=chars_view, info_fields={"vocab": vocab_field},
+         predictor=Predictor((Option("sample", str, None, "characters to sample (default 200)", metavar="N"),
+                              Option("temperature", str, None, "sampling temperature (default 1)", metavar="T"),
+                              Option("seed", str, None, "seed of the draws (default 0)", metavar="S"),
+                              Option("prime", str, None, "text to continue (default: after a newline)",
+                                     metavar="TEXT")),
+                             sample_chars, chars_text_answer, default=True)),
 )}
 
 

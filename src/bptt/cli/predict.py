@@ -1,7 +1,9 @@
-"""`bptt predict`: binary sums, or one-step-ahead predictions in the data's own units.
+"""`bptt predict`: one-step-ahead predictions in the data's own units, or a task's own answer.
 
-With --json a binary-addition model prints a list of {"a", "b", "network", "true", "exact"};
-any other model prints one object with these keys (stable; new keys may be added):
+A task's own answer is its record's ``predictor`` (``bptt.tasks.Predictor``): binary-addition's
+--a/--b sums (with --json a list of {"a", "b", "network", "true", "exact"}), chars' --sample text
+(with --json one object: prime, text, characters, temperature, seed, units).  Every other answer
+is one-step-ahead predictions; with --json one object with these keys (stable; new keys may be added):
 
     task         the task the model was trained on
     units        what the values are in, e.g. "yearly mean sunspot number" ("model outputs": no scaling)
@@ -13,7 +15,9 @@ any other model prints one object with these keys (stable; new keys may be added
     next_index   series models: its year or t (T + 1)
     warnings     the warning lines also written to stderr (e.g. an input shorter than the training window)
     ensemble     only for an ensemble's model (`bptt train --ensemble K`): K; the predictions are the
-                 members' mean (binary-addition rows carry it too)
+                 members' mean (a task's own answer carries it too: each row, or the object)
+
+This module never branches on a task's name: what differs between tasks is on their records.
 """
 
 from __future__ import annotations
@@ -29,7 +33,7 @@ import numpy as np
 from .. import io as bio
 from .. import tasks
 from ..validation import BPTTError
-from ._common import ints, steps
+from ._common import steps
 
 
 # Where `bptt --help` lists this command; whether its first run on a machine compiles the numba kernels.
@@ -37,58 +41,79 @@ ORDER = 40
 COMPILES = False
 
 
+def _predictor_options() -> dict[str, tuple[tasks.Option, list[str]]]:
+    """Every predictor option in the registry -> (the option, the tasks that take it), in registry order."""
+    out: dict[str, tuple[tasks.Option, list[str]]] = {}
+    for t in tasks.TASKS.values():
+        for opt in t.predictor.options if t.predictor else ():
+            out.setdefault(opt.name, (opt, []))[1].append(t.name)
+    return out
+
+
+def _dest(name: str) -> str:
+    return f"task_predict_{name}"
+
+
 def add(sub) -> None:
     p = sub.add_parser("predict", help="run a trained model; series models answer in the data's own units",
                        description="Predict with a model written by `bptt train`. Series models (sunspots, csv, sine) take "
                        "values in the data's units and return one-step-ahead predictions in those units; the last one "
-                       "forecasts the next value. Without input, sunspots forecasts the year after its data.")
+                       "forecasts the next value. Without input, sunspots forecasts the year after its data and chars "
+                       "samples text.")
     p.add_argument("--model", required=True, metavar="DIR", help="the --out folder of `bptt train` (or its model.npz)")
     p.add_argument("--x", default=None, metavar="V1,V2,...",
                    help="input steps, comma-separated; a step with several inputs as a:b (e.g. 0.3:0,0.7:1)")
     p.add_argument("--csv", default=None, metavar="FILE", help="read the input series from a CSV file's --column")
     p.add_argument("--column", default=None, help="the CSV column")
-    p.add_argument("--a", default=None, metavar="A1,A2,...", help="binary-addition: first operands")
-    p.add_argument("--b", default=None, metavar="B1,B2,...", help="binary-addition: second operands")
+    for name, (opt, owners) in _predictor_options().items():  # each task's own options, from its record
+        p.add_argument(opt.flag, dest=_dest(name), default=None, metavar=opt.metavar,
+                       help=f"{', '.join(owners)}: {opt.help}".replace("%", "%%"))
     p.add_argument("--json", action="store_true", help="print JSON: for series models one object with task, units, "
                    "index_name, index, inputs, predictions, next, next_index, warnings (see the module's docstring)")
     p.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    return predict_cli(args.model, x=args.x, csv=args.csv, column=args.column, a=args.a, b=args.b, as_json=args.json)
+    given = {name: getattr(args, _dest(name)) for name in _predictor_options()}
+    return predict_cli(args.model, x=args.x, csv=args.csv, column=args.column, as_json=args.json,
+                       **{k: v for k, v in given.items() if v is not None})
 
 
 def predict_cli(model_dir: str | Path, x: str | None = None, csv: str | None = None, column: str | None = None,
-                a: str | None = None, b: str | None = None, as_json: bool = False) -> int:
-    """`bptt predict`: binary sums, or one-step-ahead predictions in the data's own units."""
+                as_json: bool = False, **given: str) -> int:
+    """`bptt predict`: one-step-ahead predictions in the data's own units, or the task's own answer
+    (``given``: its predictor's options as text, e.g. a="3,15", b="4,15" or sample="200")."""
     model, info = bio.load_model(model_dir)
     members = getattr(model, "members", None)  # an ensemble: model.predict is the members' mean
     ensemble = {} if members is None else {"ensemble": len(members)}
     if members is not None and not as_json:
         print(f"ensemble of {len(members)} networks: the mean of their predictions")
     task = info.get("task")
+    record = tasks.TASKS.get(task) if isinstance(task, str) else None  # None: a model file without a task
+    predictor = record.predictor if record is not None else None
     scaling = tasks.Scaling(**info["scaling"]) if info.get("scaling") else None
-    if a is not None or b is not None:
-        if task != "binary-addition":
-            raise BPTTError(f"--a/--b are for binary-addition models; this model was trained on {task!r}")
-        if a is None or b is None:
-            raise BPTTError("give both --a and --b (comma-separated integers of equal count)")
-        A, B = ints(a, "--a"), ints(b, "--b")
-        if len(A) != len(B):
-            raise BPTTError(f"--a has {len(A)} numbers but --b has {len(B)}; give them in pairs")
-        bits = int(info["task_info"]["bits"])
-        for v, opt in [(v, "--a") for v in A] + [(v, "--b") for v in B]:
-            if not 0 <= v < (1 << bits):
-                raise BPTTError(f"{opt}: {v} does not fit in {bits} bits; give integers in 0..{(1 << bits) - 1}")
-        xs, _ = tasks.addition_sequences(A, B, bits)
-        got = tasks.bits_to_int(model.predict(xs.astype(model.dtype))[..., 0] > 0.5)
-        rows = [{"a": p, "b": q, "network": int(g), "true": p + q, "exact": int(g) == p + q, **ensemble}
-                for p, q, g in zip(A, B, got)]
-        if as_json:
-            print(json.dumps(rows))
+    if given:
+        known = _predictor_options()
+        for name in given:
+            if name not in known:
+                raise BPTTError(f"predict has no option {name!r}; the tasks' own options are "
+                                f"{', '.join(o.flag for o, _ in known.values())}")
+        own = {o.name for o in predictor.options} if predictor else set()
+        foreign = [n for n in given if n not in own]
+        if foreign:
+            flags = "/".join(known[n][0].flag for n in foreign)
+            owners = sorted({t for n in foreign for t in known[n][1]})
+            raise BPTTError(f"{flags} {'is' if len(foreign) == 1 else 'are'} for {' or '.join(owners)} models; "
+                            f"this model was trained on {task!r}")
+    if (given or (predictor is not None and predictor.default and x is None and csv is None and column is None)):
+        if x is not None or csv is not None or column is not None:
+            raise BPTTError(f"give either --x/--csv steps or {'/'.join(o.flag for o in predictor.options)}, not both")
+        answer = predictor.run(model, info["task_info"], given)
+        if isinstance(answer, list):
+            answer = [{**row, **ensemble} for row in answer]
         else:
-            for r in rows:
-                print(f"{r['a']} + {r['b']} = {r['network']}  ({'exact' if r['exact'] else 'WRONG, true ' + str(r['true'])})")
+            answer = {"task": task, **answer, **ensemble}
+        print(json.dumps(answer) if as_json else predictor.show(answer))
         return 0
     if csv is not None or column is not None:
         if csv is None or column is None:
@@ -101,18 +126,24 @@ def predict_cli(model_dir: str | Path, x: str | None = None, csv: str | None = N
         xv = vals[:, None]  # (T, 1)
     elif x is not None:
         xv = steps(x, model.input_size)
-    elif (default_input := _default_input(task)) is not None:
-        xv = default_input(info["task_info"])  # (T, D): e.g. sunspots, the last window of its data
+    elif record is not None and record.default_input is not None:
+        xv = record.default_input(info["task_info"])  # (T, D): e.g. sunspots, the last window of its data
     else:
-        raise BPTTError("give the input: --x V1,V2,... (or --csv FILE --column NAME; --a/--b for binary-addition)")
+        own = f"; or {'/'.join(o.flag for o in predictor.options)}" if predictor else ""
+        raise BPTTError(f"give the input: --x V1,V2,... (or --csv FILE --column NAME{own})")
     if xv.shape[1] != model.input_size:
         raise BPTTError(f"the input has {xv.shape[1]} values per step but the model takes {model.input_size}; use --x with a:b steps")
     xin = scaling.to_unit(xv) if scaling else xv  # (T, D)
     pred = model.predict(xin.astype(model.dtype)).astype(np.float64)  # (T, O)
     pred_u = scaling.from_unit(pred) if scaling else pred  # (T, O)
     series_model = scaling is not None
-    index_name, index = _index(task, info["task_info"], len(xv), own_data=x is None and csv is None)
-    out: dict[str, Any] = {"task": task, "units": _units(task, info["task_info"], series_model),
+    own_data = x is None and csv is None
+    if own_data and record is not None and record.default_index is not None:
+        index_name, index = record.default_index(info["task_info"], len(xv))  # e.g. sunspots' years
+    else:
+        index_name, index = "t", list(range(1, len(xv) + 1))
+    short, units = record.units(info["task_info"]) if record is not None else tasks.own_units({})
+    out: dict[str, Any] = {"task": task, "units": units if series_model else "model outputs",
                            "index_name": index_name, "index": index, "inputs": xv.tolist(), "predictions": pred_u.tolist()}
     if series_model:
         out["next"] = float(pred_u[-1, 0])
@@ -124,29 +155,8 @@ def predict_cli(model_dir: str | Path, x: str | None = None, csv: str | None = N
     if as_json:
         print(json.dumps(out))
     else:
-        _print_series(out, series_model)
+        _print_series(out, series_model, short)
     return 0
-
-
-# What the values of a series task are in; a task not listed here answers in "the data's own units".
-_UNITS = {"sunspots": ("sunspots", "yearly mean sunspot number"), "sine": ("", "the sine's value, unscaled")}
-
-
-def _units(task: str | None, task_info: dict[str, Any], series_model: bool) -> str:
-    """The units of the inputs and predictions, in words."""
-    if not series_model:
-        return "model outputs"
-    if task == "csv":
-        return f"{task_info.get('column', 'the column')}, in the CSV file's units"
-    return _UNITS.get(task, ("", "the data's own units"))[1]
-
-
-def _index(task: str | None, task_info: dict[str, Any], T: int, own_data: bool) -> tuple[str, list[int]]:
-    """("year", the years) for sunspots' own last window; else ("t", [1..T])."""
-    if task == "sunspots" and own_data:
-        years, _ = tasks.sunspots_series()
-        return "year", [int(v) for v in years[-T:]]
-    return "t", list(range(1, T + 1))
 
 
 def _warnings(task_info: dict[str, Any], T: int, option: str) -> list[str]:
@@ -167,7 +177,7 @@ def _label(name: str, i: int) -> str:
     return str(i) if name == "year" else f"t = {i}"
 
 
-def _print_series(out: dict[str, Any], series_model: bool) -> None:
+def _print_series(out: dict[str, Any], series_model: bool, short: str) -> None:
     """One line per input step (its label, input, the prediction), then the forecast."""
     name, units = out["index_name"], out["units"]
     print(f"{'year' if name == 'year' else 'step':>10}  {'input':>12}  " + ("prediction of the next value" if series_model else "y'")
@@ -178,12 +188,5 @@ def _print_series(out: dict[str, Any], series_model: bool) -> None:
         nxt = f"{_label(name, i + 1)}: " if series_model else ""
         print(f"{_label(name, i):>10}  {x_text:>12}  {nxt}{p_text}")
     if series_model:
-        short = _UNITS.get(out["task"], ("", ""))[0]
         amount = f"{_value(out['next'])} {short}".rstrip()
         print(f"forecast for {_label(name, out['next_index'])}: {amount} ({units})")
-
-
-def _default_input(task: str | None):
-    """The task record's input for `bptt predict` given none (None: the model's task has none, or is unknown)."""
-    record = tasks.TASKS.get(task) if isinstance(task, str) else None
-    return record.default_input if record is not None else None
