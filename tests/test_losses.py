@@ -280,3 +280,21 @@ def test_table_records_are_complete():
     for rec in LOSSES.values():
         assert rec.backends[0] == "numpy"
         assert dataclasses.replace(rec).name == rec.name
+
+
+def test_readme_losses_example_runs_and_labels_equal_one_hot():
+    """The README's Losses block, executed; its claim that labels and one-hot targets give the same result."""
+    import re
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    section = readme[readme.index("### Losses"):]
+    code = re.search(r"```python\n(.*?)```", section, re.S).group(1)
+    scope: dict = {}
+    exec(code, scope)
+    clf, x, labels = scope["clf"], scope["x"], scope["labels"]
+    loss, grads = clf.loss_and_grad(x, np.eye(4)[labels])
+    assert loss == scope["loss"] and all(np.array_equal(grads[k], scope["grads"][k]) for k in PARAM_NAMES)
+    table = section[: section.index("```python")]
+    for name, rec in LOSSES.items():
+        assert f"`{name}`" in table
