@@ -1,11 +1,15 @@
 """`bptt predict`: series answers labelled by year or t, with units, a forecast line, a warning for
-inputs shorter than the training window, the documented --json object; binary sums unchanged."""
+inputs shorter than the training window, the documented --json object; binary sums unchanged; chars
+samples text deterministically per seed by the documented rule; a task's own options refused on other
+models; predict and io name no task (what differs is on the task records)."""
 
 from __future__ import annotations
 
 import json
 import math
+import re
 
+import numpy as np
 import pytest
 
 from bptt import tasks
@@ -95,3 +99,109 @@ def test_binary_addition_answers_unchanged(tmp_path_factory, capsys):
 def test_sunspots_years_match_the_data():
     years, values = tasks.sunspots_series()
     assert years[-1] == 2008 and values[-1] == pytest.approx(2.9)
+
+
+# ---------------------------------------------------------------- chars: sampling text
+@pytest.fixture(scope="module")
+def chars_run(tmp_path_factory):
+    out = _train(tmp_path_factory, "chars", "--task", "chars", "--plots", "none")
+    saved = json.loads((out / "config.json").read_text())
+    assert (saved["output_activation"], saved["loss"]) == ("softmax", "cross_entropy")  # the task's defaults, via the CLI
+    return out
+
+
+def _sample(capsys, run, *args: str) -> dict:
+    capsys.readouterr()
+    assert main(["predict", "--model", str(run), "--json", *args]) == 0
+    return json.loads(capsys.readouterr().out)
+
+
+def _draws_by_hand(model, vocab: str, start: str, n: int, temperature: float, seed: int) -> str:
+    """The documented rule, with each distribution from a fresh forward pass over the whole text so far (no carried
+    state): q = p^(1/τ) normalised, the character where the cumulative q first exceeds u ~ rng.random()."""
+    rng = np.random.default_rng(seed)
+    text = start
+    eye = np.eye(len(vocab))
+    for _ in range(n):
+        p = model.predict(eye[[vocab.index(c) for c in text]])[-1]  # (V,)
+        q = p ** (1 / temperature)
+        cdf = np.cumsum(q / q.sum())
+        text += vocab[min(int(np.searchsorted(cdf, rng.random() * cdf[-1], side="right")), len(vocab) - 1)]
+    return text[len(start):]
+
+
+def test_chars_sampling_is_deterministic_per_seed_and_follows_the_rule(chars_run, capsys):
+    from bptt import io as bio
+
+    model, info = bio.load_model(chars_run)
+    vocab = info["task_info"]["vocab"]
+    got = _sample(capsys, chars_run, "--sample", "40", "--seed", "7", "--prime", "The ")
+    assert set(got) == {"task", "prime", "text", "characters", "temperature", "seed", "units"}
+    assert (got["task"], got["prime"], got["characters"], got["seed"], got["temperature"]) == ("chars", "The ", 40, 7, 1.0)
+    assert len(got["text"]) == 40 and set(got["text"]) <= set(vocab)
+    assert got == _sample(capsys, chars_run, "--sample", "40", "--seed", "7", "--prime", "The ")  # same seed, same text
+    assert got["text"] != _sample(capsys, chars_run, "--sample", "40", "--seed", "8", "--prime", "The ")["text"]
+    assert got["text"] == _draws_by_hand(model, vocab, "The ", 40, 1.0, 7)
+    cold = _sample(capsys, chars_run, "--sample", "30", "--seed", "3", "--temperature", "0.5")
+    assert cold["prime"] is None and cold["text"] == _draws_by_hand(model, vocab, "\n", 30, 0.5, 3)  # starts after a newline
+    capsys.readouterr()
+    assert main(["predict", "--model", str(chars_run), "--sample", "40", "--seed", "7", "--prime", "The "]) == 0
+    assert capsys.readouterr().out == "The " + got["text"] + "\n"  # the text itself: the prime, then what follows
+    assert main(["predict", "--model", str(chars_run)]) == 0  # no input: 200 characters at temperature 1, seed 0
+    assert capsys.readouterr().out == _sample(capsys, chars_run)["text"] + "\n"
+    assert _sample(capsys, chars_run)["characters"] == 200
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--sample", "0"], r"--sample must be an integer from 1 to 100000, got '0'; write e.g. --sample 200"),
+    (["--sample", "ten"], r"--sample must be an integer from 1 to 100000, got 'ten'"),
+    (["--temperature", "0"], r"--temperature must be a number from 0.01 to 100 .*, got '0'; write e.g. --temperature 0.8"),
+    (["--temperature", "nan"], r"--temperature must be a number from 0.01 to 100"),
+    (["--seed", "-1"], r"--seed must be an integer from 0 to 9223372036854775807, got '-1'"),
+    (["--prime", "naïve"], r"--prime: character 'ï' \(position 3\) is not in the model's vocabulary of 100 characters"),
+    (["--prime", ""], r"--prime is empty; give the text to continue, or leave --prime out"),
+    (["--a", "3", "--b", "4"], r"--a/--b are for binary-addition models; this model was trained on 'chars'"),
+    (["--x", "1", "--sample", "5"], r"give either --x/--csv steps or --sample/--temperature/--seed/--prime, not both"),
+])
+def test_chars_predict_refuses_bad_input_in_one_line(chars_run, capsys, args, message):
+    capsys.readouterr()
+    assert main(["predict", "--model", str(chars_run), *args]) == 2
+    cap = capsys.readouterr()
+    assert cap.out == "" and len(cap.err.strip().splitlines()) == 1
+    assert re.match("error: " + message, cap.err.strip()), cap.err
+
+
+def test_a_tasks_own_options_are_refused_on_other_models(sun, capsys):
+    capsys.readouterr()
+    assert main(["predict", "--model", str(sun), "--sample", "5"]) == 2
+    assert capsys.readouterr().err.strip() == "error: --sample is for chars models; this model was trained on 'sunspots'"
+    assert main(["predict", "--model", str(sun), "--b", "5"]) == 2
+    assert capsys.readouterr().err.strip() == "error: --b is for binary-addition models; this model was trained on 'sunspots'"
+
+
+def test_predict_and_model_files_name_no_task():
+    """What differs between tasks is on their records (tasks.Task): predict and io never branch on a name."""
+    import inspect
+
+    from bptt import io as bio
+    from bptt.cli import predict as cli_predict
+
+    for module in (bio, cli_predict):
+        src = inspect.getsource(module)
+        assert not [name for name in tasks.TASKS if f'"{name}"' in src or f"'{name}'" in src], module.__name__
+        assert "task ==" not in src and "task !=" not in src
+
+
+def test_chars_sampling_from_an_ensemble_draws_from_the_members_mean(chars_run):
+    from bptt import RNN
+    from bptt import io as bio
+    from bptt.model import Ensemble
+
+    model, info = bio.load_model(chars_run)
+    other = RNN(model.input_size, model.hidden_size, model.output_size, output_activation="softmax", loss="cross_entropy",
+                seed=3)
+    ens = Ensemble([model, other])
+    vocab = info["task_info"]["vocab"]
+    got = tasks.sample_chars(ens, info["task_info"], {"sample": "25", "seed": "2", "prime": "def "})
+    assert got["text"] == _draws_by_hand(ens, vocab, "def ", 25, 1.0, 2)
+    assert got["text"] != tasks.sample_chars(model, info["task_info"], {"sample": "25", "seed": "2", "prime": "def "})["text"]
