@@ -439,7 +439,8 @@ CHARS_SPLIT = (8, 9)  # tenths of the text where validation and test begin: 80 %
 
 def chars_text() -> str:
     """The shipped text (130,992 characters of Python's language reference, UTF-8)."""
-    return (resources.files("bptt") / "data" / CHARS_FILE).read_bytes().decode("utf-8")
+    raw = (resources.files("bptt") / "data" / CHARS_FILE).read_bytes().decode("utf-8")
+    return raw.replace("\r\n", "\n")  # the same text from a checkout that converted line ends
 
 
 def char_task(text: str, length: int = 25, name: str = "chars", source: str = "") -> TaskData:
