@@ -218,3 +218,12 @@ def test_adam_at_t100_for_600_epochs_seed_1():
 
     m = train(config_for("adding", {"length": 100}, seed=1, epochs=600)).metrics
     assert f"{m['mse_ratio']:.4f}" == "0.0097" and "0.329, 0.0097 and 0.310" in " ".join(README.split())
+
+
+def test_chars_table_is_the_pinned_runs():
+    """The chars table's test bits per character are the ones tests/test_tasks.py::test_chars_readme_runs reruns."""
+    from test_tasks import CHARS_README
+
+    section = README[README.index("### Character-level language model"):]
+    rows = dict(re.findall(r"^\| (\d+) \| ([\d.]+) \|", section[: section.index("\n### ")], re.M))
+    assert {int(k): float(v) for k, v in rows.items()} == CHARS_README
