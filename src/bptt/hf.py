@@ -193,13 +193,6 @@ class Curvature:
         return apply
 
 
-def gn_product_dense(net: Net, p: Params, b: Batch) -> np.ndarray:
-    """G (P, P) column by column (for tests: small shapes only)."""
-    c = Curvature.at(net, p, b)
-    P = flatten(p).size
-    return np.stack([c.gn(e) for e in np.eye(P, dtype=b.x.dtype)], axis=1)  # (P, P)
-
-
 # ---------------------------------------------------------------- conjugate gradient
 @dataclass
 class CGResult:
