@@ -31,6 +31,9 @@ def _params(res) -> dict[str, np.ndarray]:
     {"epochs": 2, "optimizer": "sgd", "lr": 0.5},
     {"epochs": 2, "truncate": 3, "hidden_activation": "tanh"},
     {"epochs": 2, "hidden_size": 40, "batch_size": 4, "schedule": "cosine"},  # one-thread BLAS kernel
+    {"epochs": 3, "loss": "bce"},  # binary cross-entropy: lanes kernel
+    {"epochs": 2, "loss": "bce", "batch_size": 5, "clip": 0.1},  # loop kernel, clipped
+    {"epochs": 2, "loss": "bce", "optimizer": "sgd", "lr": 0.5, "momentum": 0.9, "truncate": 3},
 ])
 def test_fused_step_equals_the_numpy_loop_in_float64(settings):
     ref, got, _ = _both(settings, options={"n_train": 200})
@@ -39,6 +42,20 @@ def test_fused_step_equals_the_numpy_loop_in_float64(settings):
     for k, v in _params(ref).items():
         np.testing.assert_allclose(_params(got)[k], v, rtol=1e-12, atol=1e-14)
     assert got.metrics["updates"] == ref.metrics["updates"]
+
+
+@pytest.mark.parametrize("loss", ["squared_error", "bce"])
+def test_the_fused_step_covers_every_compiled_loss(loss):
+    cfg = config_for("binary-addition", {"n_train": 64}, epochs=1, loss=loss)
+    data = load_task(cfg)
+    b = CompiledBackend(cfg, data.input_size, data.output_size)
+    assert b.model.criterion.name == loss
+    params = b.model.params()
+    from bptt.optim import make_optimizer
+
+    x, y = data.train.x[:, :32].copy(), data.train.y[:, :32].copy()
+    out = b.fused_step(params, make_optimizer(cfg, params), x, y, None, None, False, 0.01)
+    assert out is not None and out[2] == x.shape[0] * 32
 
 
 def test_the_fused_step_is_taken_and_counts_optimizer_steps():

@@ -15,6 +15,9 @@ from helpers import finite_difference_grads, random_model
 # the table's activations that have a compiled version (the others are refused: test_activations.py)
 HIDDEN = tuple(n for n in activations.HIDDEN_ACTIVATIONS if activations.supports(activations.ACTIVATIONS[n], "numba"))
 OUTPUT = tuple(n for n in activations.OUTPUT_ACTIVATIONS if activations.supports(activations.ACTIVATIONS[n], "numba"))
+# every (output activation, loss) pair the kernels run: a compiled output with a compiled loss defined for it
+PAIRS = tuple((g, name) for g in OUTPUT for name, rec in LOSSES.items()
+              if rec.code is not None and (rec.outputs is None or g in rec.outputs))
 
 
 def _problem(rng, T, B, D, H, O, dtype, scale=0.8):
@@ -50,36 +53,38 @@ def _assert_close(got, ref, dtype):
     H=st.integers(1, 4),
     O=st.integers(1, 2),
     f=st.sampled_from(HIDDEN),
-    g=st.sampled_from(OUTPUT),
+    pair=st.sampled_from(PAIRS),
     reduction=st.sampled_from(["mean", "sum"]),
     trunc=st.one_of(st.none(), st.integers(1, 10)),
     dtype=st.sampled_from([np.float64, np.float32]),
     seed=st.integers(0, 2**16),
 )
-def test_every_kernel_matches_the_reference(T, B, D, H, O, f, g, reduction, trunc, dtype, seed):
+def test_every_kernel_matches_the_reference(T, B, D, H, O, f, pair, reduction, trunc, dtype, seed):
+    g, loss = pair
     rng = np.random.default_rng(seed)
-    p, x, y, h0 = _problem(rng, T, B, D, H, O, dtype)
-    fa, ga = activations.ACTIVATIONS[f], activations.ACTIVATIONS[g]
-    ref = dispatch.loss_and_grad(p, x, y, h0, fa, ga, LOSSES["squared_error"], reduction, trunc, None, "numpy")
+    p, x, y, h0 = _problem(rng, T, B, D, H, O, dtype, scale=0.8 if loss == "squared_error" else 3.0)
+    fa, ga, E = activations.ACTIVATIONS[f], activations.ACTIVATIONS[g], LOSSES[loss]
+    ref = dispatch.loss_and_grad(p, x, y, h0, fa, ga, E, reduction, trunc, None, "numpy")
     names = ["loop", "parallel"] + (["scalar"] if (B, D, H, O) == (1, 1, 1, 1) else [])
     for name in names:
-        _assert_close(dispatch.loss_and_grad(p, x, y, h0, fa, ga, LOSSES["squared_error"], reduction, trunc, None, name), ref, dtype)
+        _assert_close(dispatch.loss_and_grad(p, x, y, h0, fa, ga, E, reduction, trunc, None, name), ref, dtype)
 
 
 @settings(max_examples=15, deadline=None)
 @given(
     T=st.integers(1, 12),
     f=st.sampled_from(HIDDEN),
-    g=st.sampled_from(OUTPUT),
+    pair=st.sampled_from(PAIRS),
     reduction=st.sampled_from(["mean", "sum"]),
     h0=st.one_of(st.none(), st.floats(-2, 2)),
     dtype=st.sampled_from([np.float64, np.float32]),
     seed=st.integers(0, 2**16),
 )
-def test_scalar_fast_path_matches_numpy_backend(T, f, g, reduction, h0, dtype, seed):
+def test_scalar_fast_path_matches_numpy_backend(T, f, pair, reduction, h0, dtype, seed):
     """The seed's case through the public call: 1-D x and y, a number h0."""
+    g, loss = pair
     rng = np.random.default_rng(seed)
-    m = bptt.RNN.scalar(*rng.standard_normal(5), hidden_activation=f, output_activation=g, dtype=dtype)
+    m = bptt.RNN.scalar(*rng.standard_normal(5), hidden_activation=f, output_activation=g, dtype=dtype, loss=loss)
     x = rng.standard_normal(T).astype(dtype)
     y = rng.random(T).astype(dtype)
     assert kernels.try_fast(m.params(), m.hidden_act, m.output_act, m.criterion, x, y, h0, reduction, None) is not None  # the fast path
@@ -251,7 +256,7 @@ def test_codes_are_distinct():
     H=st.integers(1, 4),
     O=st.integers(1, 2),
     f=st.sampled_from(HIDDEN),
-    g=st.sampled_from(OUTPUT),
+    pair=st.sampled_from(PAIRS),
     reduction=st.sampled_from(["mean", "sum"]),
     trunc=st.sampled_from([None, 1, 2, 50]),
     h0_form=st.sampled_from(["none", "number", "vector", "matrix"]),
@@ -259,10 +264,11 @@ def test_codes_are_distinct():
     dtype=st.sampled_from([np.float64, np.float32]),
     seed=st.integers(0, 2**16),
 )
-def test_the_fast_door_takes_every_input_form_and_equals_the_reference(T, B, D, H, O, f, g, reduction, trunc, h0_form,
-                                                                       form, dtype, seed):
+def test_the_fast_door_takes_every_input_form_and_equals_the_reference(T, B, D, H, O, f, pair, reduction, trunc,
+                                                                       h0_form, form, dtype, seed):
+    g, loss = pair
     rng = np.random.default_rng(seed)
-    m = bptt.RNN(D, H, O, f, g, dtype=dtype, seed=seed)
+    m = bptt.RNN(D, H, O, f, g, dtype=dtype, seed=seed, loss=loss)
     if form == "unbatched":
         B = 1
     x = rng.standard_normal((T, B, D))  # (T, B, D) float64
@@ -326,17 +332,18 @@ def test_the_fast_door_leaves_bad_input_to_the_checked_path(bad):
     H=st.sampled_from([1, 3, 8, kernels.LANES_MAX_H]),
     O=st.integers(1, 2),
     f=st.sampled_from(HIDDEN),
-    g=st.sampled_from(OUTPUT),
+    pair=st.sampled_from(PAIRS),
     trunc=st.sampled_from([None, 1, 3]),
     h0_form=st.sampled_from(["none", "vector", "matrix"]),
     dtype=st.sampled_from([np.float64, np.float32]),
     seed=st.integers(0, 2**16),
 )
-def test_the_lanes_kernel_equals_the_reference(T, B, D, H, O, f, g, trunc, h0_form, dtype, seed):
-    """Batches of >= LANES_MIN_B sequences take lanes_kernel through the fast door (every activation, truncation)."""
+def test_the_lanes_kernel_equals_the_reference(T, B, D, H, O, f, pair, trunc, h0_form, dtype, seed):
+    """Batches of >= LANES_MIN_B sequences take lanes_kernel through the fast door (every activation, loss, truncation)."""
+    g, loss = pair
     assert kernels.fast_kernel(B, H) == "lanes"
     rng = np.random.default_rng(seed)
-    m = bptt.RNN(D, H, O, f, g, dtype=dtype, seed=seed)
+    m = bptt.RNN(D, H, O, f, g, dtype=dtype, seed=seed, loss=loss)
     x = rng.standard_normal((T, B, D)).astype(dtype)  # (T, B, D)
     y = rng.random((T, B, O)).astype(dtype)  # (T, B, O)
     h0 = {"none": None, "vector": rng.standard_normal(H), "matrix": rng.standard_normal((B, H))}[h0_form]
@@ -350,7 +357,7 @@ def test_the_lanes_kernel_equals_the_reference(T, B, D, H, O, f, g, trunc, h0_fo
         hb = np.zeros((B, H)) if h0 is None else np.ascontiguousarray(np.broadcast_to(h0, (B, H)))
         loss = kernels.lanes_kernel(x, y, hb, p["w"], p["w_x"], p["w_h"], p["b1"], p["b2"], 1.0 / (T * B),
                                     T if trunc is None else min(trunc, T), m.hidden_act.code, m.output_act.code,
-                                    *(grads[k] for k in engine.PARAM_NAMES))
+                                    m.criterion.code, *(grads[k] for k in engine.PARAM_NAMES))
     rtol, atol = (1e-10, 1e-12) if dtype == np.float64 else (2e-3, 2e-5)
     assert np.isclose(loss, ref_loss, rtol=rtol, atol=atol)
     for k in engine.PARAM_NAMES:
@@ -371,3 +378,68 @@ def test_the_fast_door_covers_mid_sizes():
     for k in engine.PARAM_NAMES:
         np.testing.assert_allclose(fast[1][k], ref[k], rtol=1e-10, atol=1e-13)
     assert kernels.fast_kernel(64, 64) is None  # B H^2 > FAST_MAX_MACS: the checked path
+
+
+# ---------------------------------------------------------------- the kernels' loss branches against the table
+_LOSS_CODED = [name for name, rec in LOSSES.items() if rec.code is not None]
+
+
+@pytest.mark.parametrize("name", _LOSS_CODED)
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_compiled_loss_branches_match_the_table(name, dtype):
+    """kernels._loss_term / _loss_delta for the record's code give twice its value and its c dE/du, for
+    every output activation it pairs with, at pre-activations where a naive log(y') would overflow."""
+    E = LOSSES[name]
+    big = 80.0 if dtype == np.float32 else 700.0
+    u = np.concatenate([np.linspace(-6, 6, 25), [-40.0, 40.0, -big, big]]).astype(dtype)  # (N,)
+    y = np.random.default_rng(0).random(u.size).astype(dtype)  # (N,) in [0, 1): every loss's targets
+    rtol = 1e-13 if dtype == np.float64 else 2e-6
+    one, c = dtype(1), 0.25
+    for g in (gn for gn in OUTPUT if E.outputs is None or gn in E.outputs):
+        act = activations.ACTIVATIONS[g]
+        if g == "identity":
+            u = np.clip(u, -6, 6)  # a finite squared error in float32
+        yp = act.value(u)
+        got = np.array([kernels._loss_term(E.code, 0.0, a, b, t) for a, b, t in zip(u, yp, y)])  # (N,)
+        want = 2 * E.value(u[:, None].astype(np.float64), yp[:, None].astype(np.float64), y[:, None].astype(np.float64))
+        np.testing.assert_allclose(got, want, rtol=rtol, atol=rtol, err_msg=g)
+        assert np.all(np.isfinite(got))
+        dgot = np.array([kernels._loss_delta(E.code, act.code, b, t, dtype(c), one) for b, t in zip(yp, y)])  # (N,)
+        dwant = E.delta(u[:, None], yp[:, None], y[:, None], act, c)[:, 0]  # (N,)
+        np.testing.assert_allclose(dgot, dwant, rtol=rtol, atol=rtol, err_msg=g)
+
+
+def test_a_loss_code_without_a_branch_raises():
+    """No default branch: an unknown loss code is an error in the kernel, and refused before any kernel runs."""
+    import dataclasses
+
+    with pytest.raises(ValueError, match="no compiled branch for this loss code"):
+        kernels._loss_term(99, 0.0, 0.5, 0.5, 0.5)
+    with pytest.raises(ValueError, match="no compiled branch for this loss code"):
+        kernels._loss_delta(99, 0, 0.5, 0.5, 1.0, 1.0)
+    fake = dataclasses.replace(LOSSES["squared_error"], name="fake", code=99)
+    with pytest.raises(BPTTError, match="no branch") as e:
+        kernels.loss_code(fake)
+    assert "\n" not in str(e.value)
+    sig = activations.ACTIVATIONS["sigmoid"]
+    p = bptt.RNN(2, 3, 1, seed=0).params()
+    assert kernels.try_fast(p, sig, sig, fake, np.ones((4, 2)), np.zeros((4, 1)), None, "mean", None) is None
+    for name in kernels.RUNNERS:
+        with pytest.raises(BPTTError, match="no branch"):
+            kernels.RUNNERS[name](bptt.RNN(1, 1, 1).engine_params(), sig, sig, fake, 1.0, 4, 4, 1, np.float64)
+
+
+def test_loss_codes_are_distinct_and_every_code_has_a_branch():
+    codes = [rec.code for rec in LOSSES.values() if rec.code is not None]
+    assert len(codes) == len(set(codes)) and set(codes) <= set(kernels.LOSS_CODES)
+
+
+@pytest.mark.parametrize("form", ["scalar", "batched", "lanes"])
+def test_bce_targets_outside_0_1_are_refused_on_the_compiled_path(form):
+    m = bptt.RNN(1, 1, 1, loss="bce", seed=0) if form == "scalar" else bptt.RNN(2, 3, 1, loss="bce", seed=0)
+    x = {"scalar": np.ones(4), "batched": np.ones((4, 2, 2)), "lanes": np.ones((4, 9, 2))}[form]
+    y = np.full(x.shape[:-1] + (1,) if form != "scalar" else x.shape, 0.5)
+    y.flat[1] = 1.5
+    with pytest.raises(BPTTError, match="binary cross-entropy needs targets in") as e:
+        m.loss_and_grad(x, y)
+    assert "\n" not in str(e.value)

@@ -122,7 +122,7 @@ class CompiledBackend(EngineBackend):
         self.kernels = None  # bptt.kernels, imported at the first step (it imports numba)
         m = self.model
         self.supported = (cfg.grad_checkpoint is None and m.hidden_act.code is not None
-                          and m.output_act.code is not None and m.criterion.code == 0
+                          and m.output_act.code is not None and m.criterion.code is not None
                           and cfg.optimizer in ("adam", "sgd"))
         self.grads: tuple | None = None
 
@@ -159,7 +159,7 @@ class CompiledBackend(EngineBackend):
                           T if cfg.truncate is None else min(cfg.truncate, T)])
         h = np.zeros((B, m.hidden_size), dt)  # (B, H)
         f, g = m.hidden_act.code, m.output_act.code
-        loss = k.train_step(x, y, h, ps, self.grads, s1, s2, hyper, f, g)
+        loss = k.train_step(x, y, h, ps, self.grads, s1, s2, hyper, f, g, k.loss_code(m.criterion))
         if loss != loss:
             opt.t -= 1  # nothing was updated
             raise BPTTError("the loss or its gradients overflowed to a non-finite value")

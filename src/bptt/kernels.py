@@ -3,7 +3,7 @@ r"""Compiled BPTT: the engine's forward and backward, fused, with numba.
 The same formulas as ``engine.py`` (read that file for the derivation):
 
     z_t = w_x x_t + w_h h_{t-1} + b1,  h_t = f(z_t),  u_t = w h_t + b2,  y'_t = g(u_t)
-    du_t = c (y'_t - y_t) g'(u_t)
+    du_t = c dE_t/du_t  (squared error: c (y'_t - y_t) g'(u_t); binary cross-entropy, sigmoid g: c (y'_t - y_t))
     dz_t = (du_t w + dz_{t+1} w_h) * f'(z_t)          (dz_{T+1} w_h = the carry, 0 for a whole sequence)
     dLoss/dw = sum du_t^T h_t,  dLoss/dw_x = sum dz_t^T x_t,  dLoss/dw_h = sum dz_t^T h_{t-1},
     dLoss/db1 = sum dz_t,  dLoss/db2 = sum du_t
@@ -28,7 +28,8 @@ same bits whatever the BLAS kernel, the thread count or the load.
 Activations come from ``activations.py``: a record's ``code`` picks its branch of ``_f`` /
 ``_df``.  A record without a code is refused when a runner is built (``activation_codes``,
 a one-line BPTTError); a code without a branch raises inside the kernel.  Nothing falls
-through to another activation.
+through to another activation.  Losses likewise: ``losses.py``'s ``code`` picks the branch of
+``_loss_term`` / ``_loss_delta`` (``loss_code`` refuses the others).
 
 Every kernel processes one *segment* of the sequence: it starts from h_start and
 a carry dLoss/dh_end coming from the steps after the segment, and returns the
@@ -172,11 +173,50 @@ def _df(a, code, one):
     raise ValueError(_NO_BRANCH)
 
 
+# ---------------------------------------------------------------- losses by code
+# losses.py's ``code`` column, as for the activations: a code without a branch raises (never another loss).
+_NO_LOSS = "bptt.kernels: no compiled branch for this loss code; add it to kernels._loss_term and kernels._loss_delta"
+LOSS_CODES = (0, 1)  # the codes with a branch below: squared error, binary cross-entropy
+
+
+# inline="always": inlined in numba's IR, so each kernel compiles them with its own fastmath flags, and the
+# sum's add sits beside the squared error's r * r (one basic block): the bits of the squared error as it
+# was written out in every kernel
+@njit(cache=True, error_model="numpy", inline="always")
+def _loss_term(lcode, acc, u, yp, y):
+    """acc + 2 E for one output (u the pre-activation, yp = g(u), y the target): twice E, so the squared
+    error's 1/2 stays one multiply after the sum, as it always was (doubling is exact)."""
+    if lcode == 0:  # squared error: (y' - y)^2
+        r = yp - y
+        return acc + r * r
+    if lcode == 1:  # binary cross-entropy with a sigmoid output: softplus(u) - y u, from u (exact for any u)
+        zero = u - u
+        a = u if u > zero else -u
+        e = (u if u > zero else zero) + math.log1p(_exp(-a)) - y * u
+        # acc - (-2e), not acc + 2e (the same number): with an add in both branches LLVM sinks the common
+        # add below them, away from r * r, and the squared error's fused multiply-add (its bits) is lost
+        return acc - (-e - e)
+    raise ValueError(_NO_LOSS)
+
+
+@njit(cache=True, error_model="numpy", inline="always")
+def _loss_delta(lcode, gcode, yp, y, cd, one):
+    """c dE/du for one output (cd = c in the dtype): the squared error's c (y' - y) g'(u), binary
+    cross-entropy's c (y' - y) (the sigmoid's g' cancels)."""
+    if lcode == 0:
+        r = yp - y
+        return cd * r * _df(yp, gcode, one)
+    if lcode == 1:
+        return cd * (yp - y)
+    raise ValueError(_NO_LOSS)
+
+
 def loss_code(criterion: Loss) -> int:
     """The kernels' code for the loss; a one-line BPTTError if it has no compiled version."""
     losses.require(criterion, "numba")
-    if criterion.code != 0:
-        raise BPTTError(f"loss {criterion.name!r} has code {criterion.code} but the kernels have no branch for it")
+    if criterion.code not in LOSS_CODES:
+        raise BPTTError(f"loss {criterion.name!r} has code {criterion.code} but the kernels have no branch for it; "
+                        "add it to kernels._loss_term and kernels._loss_delta, or set its code to None")
     return criterion.code
 
 
@@ -190,7 +230,7 @@ def activation_codes(hidden_act: Activation, output_act: Activation) -> tuple[in
 # ---------------------------------------------------------------- scalar kernel
 # fastmath "contract" only lets a*b + c become one fused multiply-add (shorter serial chains).
 @njit(cache=True, error_model="numpy", fastmath={"contract"})
-def scalar_kernel(x, y, p, fcode, gcode, trunc, need_grad, hbuf, dubuf, out):
+def scalar_kernel(x, y, p, fcode, gcode, lcode, trunc, need_grad, hbuf, dubuf, out):
     """One scalar sequence (D = H = O = 1, B = 1), in the dtype of x (float32 math for float32).
 
     x, y (L,); p float64[8] = (w, w_x, w_h, b1, b2, h_start, c, carry_in); hbuf (L+1,) and
@@ -212,9 +252,8 @@ def scalar_kernel(x, y, p, fcode, gcode, trunc, need_grad, hbuf, dubuf, out):
     for t in range(L):
         u = w * hbuf[t + 1] + b2
         yp = one / (one + _exp(-u)) if gcode == 0 else _f(u, gcode, one)
-        r = yp - y[t]
-        loss += r * r
-        dubuf[t] = c * r * _df(yp, gcode, one)  # du_t
+        loss = _loss_term(lcode, loss, u, yp, y[t])  # + 2 E_t
+        dubuf[t] = _loss_delta(lcode, gcode, yp, y[t], c, one)  # du_t
     loss *= 0.5 * p[6]
     out[0] = loss
     if not math.isfinite(loss):
@@ -305,8 +344,8 @@ def _hidden_states(x, h0, wxT, whT, b1, fcode, hbuf, zbuf):
 
 
 @njit(cache=True, error_model="numpy")
-def _output_deltas(hbuf, w, b2, y, gcode, c, ubuf):
-    """ubuf (L, B, O) <- du_t = c (y'_t - y_t) g'(u_t), u_t = h_t w^T + b2; returns the loss (float64).
+def _output_deltas(hbuf, w, b2, y, gcode, lcode, c, ubuf):
+    """ubuf (L, B, O) <- du_t = c dE_t/du_t, u_t = h_t w^T + b2; returns the loss (float64).
 
     hbuf (L+1, B, H), w (O, H), b2 (O,), y (L, B, O); c the loss scale (a float).
     """
@@ -322,10 +361,10 @@ def _output_deltas(hbuf, w, b2, y, gcode, c, ubuf):
     loss = 0.0
     for n in range(L * B):
         for o in range(O):
-            yp = _f(u2[n, o] + b2[o], gcode, one)
-            r = yp - y2[n, o]
-            loss += r * r
-            u2[n, o] = cd * r * _df(yp, gcode, one)  # du
+            u = u2[n, o] + b2[o]
+            yp = _f(u, gcode, one)
+            loss = _loss_term(lcode, loss, u, yp, y2[n, o])  # + 2 E
+            u2[n, o] = _loss_delta(lcode, gcode, yp, y2[n, o], cd, one)  # du
     return loss * 0.5 * c
 
 
@@ -412,7 +451,8 @@ def batched_kernel(x, y, h0, weights, biases, codes, c, trunc, need_grad, carry,
     """One segment, batched.  All arrays in one dtype, C-contiguous; math in that dtype.
 
     x (L, B, D), y (L, B, O), h0 (B, H).  weights = (w (O, H), w_x^T (D, H), w_h (H, H), w_h^T),
-    biases = (b1 (H,), b2 (O,)), codes = (f's, g's) from ``activation_codes``; c the loss scale.
+    biases = (b1 (H,), b2 (O,)), codes = (f's, g's, the loss's) from ``activation_codes`` and
+    ``loss_code``; c the loss scale.
     carry (B, H): in dLoss/dh_L, out dLoss/dh_start.  bufs = scratch (hbuf (L+1, B, H),
     zbuf (L, B, H), ubuf (L, B, O)).  grads = (g_w, g_wx, g_wh, g_b1, g_b2) shaped like the
     parameters: the segment's gradients are *added*.  Every product is ``matmul_into`` (the fixed
@@ -421,12 +461,12 @@ def batched_kernel(x, y, h0, weights, biases, codes, c, trunc, need_grad, carry,
     """
     w, wxT, wh, whT = weights
     b1, b2 = biases
-    fcode, gcode = codes
+    fcode, gcode, lcode = codes
     hbuf, zbuf, ubuf = bufs
     L, B, _ = x.shape
     O, H = w.shape
     _hidden_states(x, h0, wxT, whT, b1, fcode, hbuf, zbuf)
-    loss = _output_deltas(hbuf, w, b2, y, gcode, c, ubuf)  # ubuf now holds du
+    loss = _output_deltas(hbuf, w, b2, y, gcode, lcode, c, ubuf)  # ubuf now holds du
     if not need_grad:
         return loss
     matmul_into(ubuf.reshape(L * B, O), w, zbuf.reshape(L * B, H))  # (L B, H): zbuf <- dE_t/dh_t = du_t w
@@ -469,6 +509,22 @@ def _dz_rows(dz, carry, h, code):
             dz[b, i] = (dz[b, i] + carry[b, i]) * _df(h[b, i], code, one)
 
 
+@njit(cache=True, error_model="numpy")
+def _loss_rows(u2, b2, y2, gcode, lcode, c, du):
+    """du (N, O) <- c dE/du with u = u2 + b2, y' = g(u); returns sum 2 E (float64).  u2, y2 (N, O)."""
+    N, O = u2.shape
+    one = np.ones(1, u2.dtype)[0]
+    cd = _in_dtype(c, u2)
+    acc = 0.0
+    for n in range(N):
+        for o in range(O):
+            u = u2[n, o] + b2[o]
+            yp = _f(u, gcode, one)
+            acc = _loss_term(lcode, acc, u, yp, y2[n, o])
+            du[n, o] = _loss_delta(lcode, gcode, yp, y2[n, o], cd, one)
+    return acc
+
+
 # ---------------------------------------------------------------- Python side: one runner per kernel
 # Every runner: Runner(p, hidden_act, output_act, criterion, c, trunc, seg_len, B, dtype), then segment(...) per
 # segment (dispatch.py), then grads().  Constructing one refuses an activation without a compiled version.
@@ -480,8 +536,7 @@ class ScalarRunner:
 
     def __init__(self, p, hidden_act: Activation, output_act: Activation, criterion: Loss, c: float, trunc: int,
                  seg_len: int, B: int, dtype):
-        loss_code(criterion)
-        self.codes = activation_codes(hidden_act, output_act)
+        self.codes = activation_codes(hidden_act, output_act) + (loss_code(criterion),)
         self.pvec = np.array([p.w[0, 0], p.w_x[0, 0], p.w_h[0, 0], p.b1[0], p.b2[0], 0.0, c, 0.0])
         self.trunc = trunc
         self.hbuf = np.empty(seg_len + 1, dtype)  # (L+1,)
@@ -496,7 +551,7 @@ class ScalarRunner:
         pv = self.pvec
         pv[5] = h_start[0, 0]
         pv[7] = carry[0, 0]
-        status = scalar_kernel(x.reshape(L), y.reshape(L), pv, self.codes[0], self.codes[1], self.trunc, need_grad,
+        status = scalar_kernel(x.reshape(L), y.reshape(L), pv, *self.codes, self.trunc, need_grad,
                                self.hbuf[: L + 1], self.dubuf[:L], self.out)
         if status:
             self.nonfinite = True
@@ -523,8 +578,7 @@ class LoopRunner:
 
     def __init__(self, p, hidden_act: Activation, output_act: Activation, criterion: Loss, c: float, trunc: int,
                  seg_len: int, B: int, dtype):
-        loss_code(criterion)
-        self.codes = activation_codes(hidden_act, output_act)
+        self.codes = activation_codes(hidden_act, output_act) + (loss_code(criterion),)
         self.weights = (p.w, np.ascontiguousarray(p.w_x.T), p.w_h, np.ascontiguousarray(p.w_h.T))  # w, w_x^T, w_h, w_h^T
         self.biases = (p.b1, p.b2)
         self.c, self.trunc, self.dtype = c, trunc, dtype
@@ -559,8 +613,8 @@ class ParallelRunner:
 
     def __init__(self, p, hidden_act: Activation, output_act: Activation, criterion: Loss, c: float, trunc: int,
                  seg_len: int, B: int, dtype):
-        loss_code(criterion)
-        self.fcode, _ = activation_codes(hidden_act, output_act)
+        self.lcode = loss_code(criterion)
+        self.fcode, self.gcode = activation_codes(hidden_act, output_act)
         self.p, self.hidden_act, self.output_act = p, hidden_act, output_act
         self.c, self.trunc, self.dtype = c, trunc, dtype
         self.wxT = np.ascontiguousarray(p.w_x.T)  # (D, H)
@@ -589,12 +643,16 @@ class ParallelRunner:
         h2 = hb[1:].reshape(L * B, H)  # (L B, H)
         u = np.empty((L * B, O), self.dtype)  # (L B, O)
         matmul_parallel(h2, self.wT, u)
-        yp = g.value(u + p.b2)  # (L B, O)
-        r = yp - y.reshape(L * B, O)  # (L B, O)
-        loss = 0.5 * c * float(np.sum(np.square(r, dtype=np.float64)))
+        if self.lcode == 0:  # the squared error, as numpy writes it
+            yp = g.value(u + p.b2)  # (L B, O)
+            r = yp - y.reshape(L * B, O)  # (L B, O)
+            loss = 0.5 * c * float(np.sum(np.square(r, dtype=np.float64)))
+            du = c * r * g.deriv(yp)  # (L B, O)
+        else:  # any other loss through the kernels' branches
+            du = np.empty((L * B, O), self.dtype)  # (L B, O)
+            loss = 0.5 * c * _loss_rows(u, p.b2, y.reshape(L * B, O), self.gcode, self.lcode, c, du)
         if not need_grad:
             return loss, hb[L].copy()
-        du = c * r * g.deriv(yp)  # (L B, O)
         matmul_parallel(du, p.w, z2)  # zbuf: dE_t/dh_t
         if self.trunc >= L:
             cy = carry.astype(self.dtype)  # (B, H)
@@ -624,7 +682,7 @@ RUNNERS = {"scalar": ScalarRunner, "loop": LoopRunner, "parallel": ParallelRunne
 
 # ---------------------------------------------------------------- the scalar fast path
 @njit(cache=True, error_model="numpy")
-def scalar_fast(x, y, w, wx, wh, b1, b2, h0, c, fcode, gcode, gw, gwx, gwh, gb1, gb2):
+def scalar_fast(x, y, w, wx, wh, b1, b2, h0, c, fcode, gcode, lcode, gw, gwx, gwh, gb1, gb2):
     """The seed's case with the least call overhead: buffers made here, nothing returned but a float.
 
     x, y (T,); w, w_x, w_h (1, 1); b1, b2 (1,); h0, c floats; gw..gb2 (written: the gradients, shaped
@@ -641,7 +699,7 @@ def scalar_fast(x, y, w, wx, wh, b1, b2, h0, c, fcode, gcode, gw, gwx, gwh, gb1,
     p[6] = c
     p[7] = 0.0
     out = np.empty(7)
-    status = scalar_kernel(x, y, p, fcode, gcode, T, True, np.empty(T + 1, x.dtype), np.empty(T, x.dtype), out)
+    status = scalar_kernel(x, y, p, fcode, gcode, lcode, T, True, np.empty(T + 1, x.dtype), np.empty(T, x.dtype), out)
     gw[0, 0] = out[1]
     gwx[0, 0] = out[2]
     gwh[0, 0] = out[3]
@@ -651,7 +709,7 @@ def scalar_fast(x, y, w, wx, wh, b1, b2, h0, c, fcode, gcode, gw, gwx, gwh, gb1,
 
 
 @njit(cache=True, error_model="numpy")
-def batched_fast(x, y, h0, w, wx, wh, b1, b2, c, trunc, fcode, gcode, gw, gwx, gwh, gb1, gb2):
+def batched_fast(x, y, h0, w, wx, wh, b1, b2, c, trunc, fcode, gcode, lcode, gw, gwx, gwh, gb1, gb2):
     """One full (or truncated) gradient in one compiled call, buffers made here: ``batched_kernel``.
 
     x (T, B, D), y (T, B, O), h0 (B, H), the parameters and gw..gb2 (written: the gradients) in one
@@ -670,7 +728,7 @@ def batched_fast(x, y, h0, w, wx, wh, b1, b2, c, trunc, fcode, gcode, gw, gwx, g
     grads = (gw, gwx, gwh, gb1, gb2)
     carry = np.zeros((B, H), dt)  # (B, H): nothing comes after the last step
     loss = batched_kernel(x, y, h0, (w, np.ascontiguousarray(wx.T), wh, np.ascontiguousarray(wh.T)), (b1, b2),
-                          (fcode, gcode), c, trunc, True, carry, bufs, grads)
+                          (fcode, gcode, lcode), c, trunc, True, carry, bufs, grads)
     # non-finite anywhere makes the total non-finite (so does a sum overflowing: that is refused too)
     total = loss + np.sum(gw) + np.sum(gwx) + np.sum(gwh) + np.sum(gb1) + np.sum(gb2)
     return loss if math.isfinite(total) else math.nan
@@ -761,7 +819,8 @@ def try_fast(params, hidden_act: Activation, output_act: Activation, criterion: 
     """
     fcode = hidden_act.code
     gcode = output_act.code
-    if fcode is None or gcode is None or criterion.code != 0:
+    lcode = criterion.code
+    if fcode is None or gcode is None or lcode not in LOSS_CODES:
         return None
     if reduction == _MEAN:
         mean = True
@@ -772,7 +831,7 @@ def try_fast(params, hidden_act: Activation, output_act: Activation, criterion: 
     if type(truncate) is int and type(x) in (list, tuple, np.ndarray) and len(x) and len(x) <= truncate <= MAX_INT:
         truncate = None  # a window as long as the sequence is full BPTT: the same kernel, the same bits
     if truncate is None and params["w_h"].shape == _ONE and params["w"].shape == _ONE and params["w_x"].shape == _ONE:
-        fast = _scalar_door(params, x, y, h0, mean, fcode, gcode)
+        fast = _scalar_door(params, x, y, h0, mean, fcode, gcode, lcode, criterion)
         if fast is not _NOT_ONE:
             return fast
     dtype = params["w_h"].dtype
@@ -780,7 +839,7 @@ def try_fast(params, hidden_act: Activation, output_act: Activation, criterion: 
     ya = _as_data(y, dtype)
     if xa is None or ya is None:
         return None
-    return _batched_door(params, xa, ya, h0, mean, truncate, fcode, gcode, dtype)
+    return _batched_door(params, xa, ya, h0, mean, truncate, fcode, gcode, lcode, criterion, dtype)
 
 
 _ONE = (1, 1)
@@ -798,7 +857,7 @@ def _sequence(v, dtype):
     return a if a.ndim == 1 else a.reshape(a.shape[0])
 
 
-def _scalar_door(params, x, y, h0, mean, fcode, gcode):
+def _scalar_door(params, x, y, h0, mean, fcode, gcode, lcode, criterion):
     """The seed's network, full BPTT: (loss, grads) if x and y are one scalar sequence; None if unusual;
     _NOT_ONE if they are something else (a batch, say)."""
     wh = params["w_h"]
@@ -807,6 +866,8 @@ def _scalar_door(params, x, y, h0, mean, fcode, gcode):
     ya = _sequence(y, dtype)
     if xa is None or ya is None or xa.shape[0] != ya.shape[0]:
         return _NOT_ONE
+    if lcode:
+        criterion.check_targets(ya)  # the squared error takes any number
     if h0 is None:
         h = 0.0
     else:
@@ -816,13 +877,14 @@ def _scalar_door(params, x, y, h0, mean, fcode, gcode):
     g = {"w": np.empty(_ONE, dtype), "w_x": np.empty(_ONE, dtype), "w_h": np.empty(_ONE, dtype), "b1": np.empty(1, dtype),
          "b2": np.empty(1, dtype)}
     loss = scalar_fast(xa, ya, params["w"], params["w_x"], wh, params["b1"], params["b2"], h,
-                       1.0 / xa.shape[0] if mean else 1.0, fcode, gcode, g["w"], g["w_x"], g["w_h"], g["b1"], g["b2"])
+                       1.0 / xa.shape[0] if mean else 1.0, fcode, gcode, lcode, g["w"], g["w_x"], g["w_h"], g["b1"],
+                       g["b2"])
     if loss != loss:
         return None
     return loss, g
 
 
-def _batched_door(params, xa, ya, h0, mean, truncate, fcode, gcode, dtype):
+def _batched_door(params, xa, ya, h0, mean, truncate, fcode, gcode, lcode, criterion, dtype):
     w, wx, wh = params["w"], params["w_x"], params["w_h"]
     O, H = w.shape
     D = wx.shape[1]
@@ -837,6 +899,8 @@ def _batched_door(params, xa, ya, h0, mean, truncate, fcode, gcode, dtype):
         return None
     if T == 0 or B == 0 or ya.shape != _target_shape(ya.ndim, T, B, O):
         return None
+    if lcode:
+        criterion.check_targets(ya)
     if truncate is None:
         trunc = T
     elif type(truncate) is int and 1 <= truncate <= MAX_INT:  # the checked path's bound: one answer per input
@@ -852,7 +916,7 @@ def _batched_door(params, xa, ya, h0, mean, truncate, fcode, gcode, dtype):
     g = (np.empty_like(w), np.empty_like(wx), np.empty_like(wh), np.empty_like(params["b1"]),
          np.empty_like(params["b2"]))
     args = (xa.reshape(T, B, D), ya.reshape(T, B, O), hb, w, wx, wh, params["b1"], params["b2"],
-            1.0 / (T * B) if mean else 1.0, trunc, fcode, gcode)
+            1.0 / (T * B) if mean else 1.0, trunc, fcode, gcode, lcode)
     if kind == "lanes":
         loss = lanes_kernel(*args, *g)
     else:
@@ -879,9 +943,9 @@ def _target_shape(ndim: int, T: int, B: int, O: int) -> tuple[int, ...] | None:
 # sums are kept per lane ((H, H, B) accumulators, elementwise updates, no reductions) and summed
 # over the lanes once at the end.  No BLAS call, no allocation per step.
 @njit(cache=True, error_model="numpy", fastmath={"contract"})
-def _lanes_forward(xs, hs, w, wx, wh, b1, b2, y, fcode, gcode, cd, du):
-    """hs[1:] (T, H, B) <- h_1..h_T from hs[0]; du (T, O, B) <- c (y' - y) g'(u); returns the loss sum
-    of squares (float64, before the factor c / 2).  xs (T, D, B) the input, lanes over the batch; y (T, B, O)."""
+def _lanes_forward(xs, hs, w, wx, wh, b1, b2, y, fcode, gcode, lcode, cd, du):
+    """hs[1:] (T, H, B) <- h_1..h_T from hs[0]; du (T, O, B) <- c dE/du; returns sum 2 E (float64, before
+    the factor c / 2).  xs (T, D, B) the input, lanes over the batch; y (T, B, O)."""
     T, D, B = xs.shape
     H = wh.shape[0]
     O = w.shape[0]
@@ -889,7 +953,7 @@ def _lanes_forward(xs, hs, w, wx, wh, b1, b2, y, fcode, gcode, cd, du):
     one = np.ones(1, dt)[0]
     z = np.empty((H, B), dt)  # (H, B)
     u = np.empty(B, dt)  # (B,)
-    sq = np.zeros(B)  # (B,) float64: squared errors per lane
+    sq = np.zeros(B)  # (B,) float64: 2 E per lane
     for t in range(T):
         for i in range(H):
             bi = b1[i]
@@ -917,9 +981,8 @@ def _lanes_forward(xs, hs, w, wx, wh, b1, b2, y, fcode, gcode, cd, du):
                     yp = one / (one + _exp(-u[b]))
                 else:
                     yp = _f(u[b], gcode, one)
-                r = yp - y[t, b, o]
-                sq[b] += r * r
-                du[t, o, b] = cd * r * _df(yp, gcode, one)
+                sq[b] = _loss_term(lcode, sq[b], u[b], yp, y[t, b, o])
+                du[t, o, b] = _loss_delta(lcode, gcode, yp, y[t, b, o], cd, one)
     return np.sum(sq)
 
 
@@ -1021,7 +1084,7 @@ def _lanes_grads(xs, hs, dz, du, gw, gwx, gwh, gb1, gb2):
 
 
 @njit(cache=True, error_model="numpy")
-def lanes_kernel(x, y, h0, w, wx, wh, b1, b2, c, trunc, fcode, gcode, gw, gwx, gwh, gb1, gb2):
+def lanes_kernel(x, y, h0, w, wx, wh, b1, b2, c, trunc, fcode, gcode, lcode, gw, gwx, gwh, gb1, gb2):
     """One whole gradient of a small network, lanes over the batch.  Returns the loss (float64), NaN
     if it or any gradient is not finite (the caller then takes the checked path, which explains).
 
@@ -1043,7 +1106,7 @@ def lanes_kernel(x, y, h0, w, wx, wh, b1, b2, c, trunc, fcode, gcode, gw, gwx, g
     cv = np.empty(1, dt)
     cv[0] = c
     du = np.empty((T, O, B), dt)  # (T, O, B)
-    loss = 0.5 * c * _lanes_forward(xs, hs, w, wx, wh, b1, b2, y, fcode, gcode, cv[0], du)
+    loss = 0.5 * c * _lanes_forward(xs, hs, w, wx, wh, b1, b2, y, fcode, gcode, lcode, cv[0], du)
     dz = np.empty((T, H, B), dt)  # (T, H, B)
     _lanes_backward(hs, du, w, wh, fcode, trunc, dz)
     _lanes_grads(xs, hs, dz, du, gw, gwx, gwh, gb1, gb2)
@@ -1142,7 +1205,7 @@ def _all_finite(a):
 
 
 @njit(cache=True, error_model="numpy")
-def train_step(x, y, h0, params, grads, s1, s2, hyper, fcode, gcode):
+def train_step(x, y, h0, params, grads, s1, s2, hyper, fcode, gcode, lcode):
     """One mini-batch: gradient, clipping, update.  params, grads (scratch), s1 (Adam m / SGD v) and
     s2 (Adam v; unused by SGD) are tuples (w, w_x, w_h, b1, b2); x (T, B, D), y (T, B, O), h0 (B, H).
     Returns the loss; NaN (nothing updated) if the loss or a gradient is not finite; inf if the
@@ -1152,9 +1215,9 @@ def train_step(x, y, h0, params, grads, s1, s2, hyper, fcode, gcode):
     kern = int(hyper[0])
     c, trunc = hyper[11], int(hyper[12])
     if kern == 0:
-        loss = lanes_kernel(x, y, h0, w, wx, wh, b1, b2, c, trunc, fcode, gcode, gw, gwx, gwh, gb1, gb2)
+        loss = lanes_kernel(x, y, h0, w, wx, wh, b1, b2, c, trunc, fcode, gcode, lcode, gw, gwx, gwh, gb1, gb2)
     else:
-        loss = batched_fast(x, y, h0, w, wx, wh, b1, b2, c, trunc, fcode, gcode, gw, gwx, gwh, gb1, gb2)
+        loss = batched_fast(x, y, h0, w, wx, wh, b1, b2, c, trunc, fcode, gcode, lcode, gw, gwx, gwh, gb1, gb2)
     if loss != loss:
         return loss
     clip = hyper[10]

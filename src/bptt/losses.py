@@ -182,7 +182,7 @@ _TABLE = [
     Loss("squared_error", None, "1/2 (y - y')^2", _se_value, _se_delta, _se_curvature, _se_check,
          sym_value=_se_sym, torch_value=_torch_se, code=0),
     Loss("bce", ("sigmoid",), "-(y log y' + (1 - y) log(1 - y'))", _bce_value, _bce_delta, _bce_curvature,
-         _bce_check, sym_value=_bce_sym, torch_value=_torch_bce),
+         _bce_check, sym_value=_bce_sym, torch_value=_torch_bce, code=1),
     Loss("cross_entropy", ("softmax",), "-sum_o y_o log y'_o", _ce_value, _ce_delta, _ce_curvature, _ce_check,
          class_labels=True, sym_value=_ce_sym, torch_value=_torch_ce),
 ]
