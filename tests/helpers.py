@@ -87,3 +87,16 @@ def rel_err(a, b):
     a, b = np.ravel(a), np.ravel(b)
     return np.linalg.norm(a - b) / max(np.linalg.norm(b), 1e-12)
 
+
+
+CRASH_DIR = __import__("pathlib").Path(__file__).resolve().parent / "crash"
+
+
+def crash_env(spec: str) -> dict[str, str]:
+    """Environment for a subprocess that dies by SIGKILL after epoch E ("E") or member K's epoch E ("K:E"):
+    tests/crash/sitecustomize.py wraps bptt.train.train there (no hook lives in the package)."""
+    import os
+
+    path = os.environ.get("PYTHONPATH")
+    return {"BPTT_TEST_KILL_AFTER_EPOCH": spec,
+            "PYTHONPATH": str(CRASH_DIR) + ("" if not path else os.pathsep + path)}

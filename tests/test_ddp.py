@@ -25,6 +25,7 @@ from bptt import io as bio  # noqa: E402
 from bptt import train as tr  # noqa: E402
 from bptt.cli import build_parser, main  # noqa: E402
 from bptt.cli.train import train_config_from_args  # noqa: E402
+from helpers import crash_env  # noqa: E402
 
 pytestmark = pytest.mark.skipif(not (dist.is_available() and dist.is_gloo_available()), reason="torch without gloo")
 
@@ -131,14 +132,15 @@ def test_cli_torch_backend_every_option_resume_predict_gradflow(tmp_path, capsys
     assert {k: v for k, v in info_t.items() if k != "config"} == {k: v for k, v in info_n.items() if k != "config"}
 
     if nproc == 1:  # the kill hook kills this very process: run it in its own
-        r = _cli(["train", *EVERY_OPTION, *torch_args, "--out", str(killed)], env={tr.KILL_ENV: "3"})
+        r = _cli(["train", *EVERY_OPTION, *torch_args, "--out", str(killed)], env=crash_env("3"))
         assert r.returncode == -9, r.stderr[-2000:]
     else:  # it kills the ranks; the launcher says so
-        monkeypatch.setenv(tr.KILL_ENV, "3")
+        for k, v in crash_env("3").items():  # the spawned ranks load tests/crash/sitecustomize.py
+            monkeypatch.setenv(k, v)
         capsys.readouterr()
         assert main(["train", *EVERY_OPTION, *torch_args, "--out", str(killed)]) == 2
         assert "died (signal SIGKILL)" in capsys.readouterr().err
-        monkeypatch.delenv(tr.KILL_ENV)
+        monkeypatch.delenv("BPTT_TEST_KILL_AFTER_EPOCH")
     assert not (killed / "model.npz").exists()
     _, meta = bio.load_arrays(killed / "checkpoint.npz", bio.CHECKPOINT_FORMAT)
     assert meta["state"]["epoch"] == 2  # SIGKILL after epoch 3; the last checkpoint is epoch 2's

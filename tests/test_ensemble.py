@@ -24,6 +24,7 @@ from bptt import tasks
 from bptt import train as tr
 from bptt.cli import main
 from bptt.model import Ensemble
+from helpers import crash_env
 
 ROOT = Path(__file__).resolve().parents[1]
 SMALL = ["--task", "binary-addition", "--bits", "4", "--n-train", "40", "--n-val", "10", "--n-test", "10", "--hidden", "4",
@@ -113,7 +114,7 @@ def test_resume_after_sigkill_in_member_1_equals_uninterrupted_run(tmp_path):
     full, killed = tmp_path / "full", tmp_path / "killed"
     r = _cli([*args, "--out", str(full)])
     assert r.returncode == 0, r.stderr
-    r = _cli([*args, "--out", str(killed)], env={tr.KILL_ENV: "1:5"})  # member 1 dies after its epoch 5
+    r = _cli([*args, "--out", str(killed)], env=crash_env("1:5"))  # member 1 dies after its epoch 5
     assert r.returncode == -9, r.stderr
     assert not (killed / "model.npz").exists()
     epochs = [bio.load_arrays(killed / "members" / str(k) / "checkpoint.npz", bio.CHECKPOINT_FORMAT)[1]["state"]["epoch"]

@@ -18,7 +18,7 @@ from bptt.activations import HIDDEN_ACTIVATIONS, OUTPUT_ACTIVATIONS
 from bptt.engine import PARAM_NAMES, Params
 from bptt.validation import BPTTError
 
-from helpers import random_model, rel_err
+from helpers import random_model, rel_err, crash_env
 
 torch = pytest.importorskip("torch")
 
@@ -305,7 +305,7 @@ def test_hf_resume_after_sigkill_equals_uninterrupted_run(tmp_path):
             "--optimizer", "hf", "--epochs", "7", "--checkpoint-every", "2", "--seed", "3", "--plots", "none"]
     full, killed = tmp_path / "full", tmp_path / "killed"
     assert _cli(["train", *args, "--out", str(full)]).returncode == 0
-    assert _cli(["train", *args, "--out", str(killed)], env={tr.KILL_ENV: "5"}).returncode == -9
+    assert _cli(["train", *args, "--out", str(killed)], env=crash_env("5")).returncode == -9
     r = _cli(["train", "--resume", "--out", str(killed), "--plots", "none"])
     assert r.returncode == 0, r.stderr
     mk, mf = (bio.load_model(d)[0].params() for d in (killed, full))

@@ -20,6 +20,7 @@ from bptt import tasks
 from bptt import gradflow as gf
 from bptt import backends, train as tr
 from bptt.cli import main
+from helpers import crash_env
 
 torch = pytest.importorskip("torch")
 
@@ -222,7 +223,7 @@ def test_resume_after_sigkill_equals_uninterrupted_run(tmp_path, args):
     full, killed = tmp_path / "full", tmp_path / "killed"
     r = _cli(["train", *args, "--out", str(full)])
     assert r.returncode == 0, r.stderr
-    r = _cli(["train", *args, "--out", str(killed)], env={tr.KILL_ENV: "5"})
+    r = _cli(["train", *args, "--out", str(killed)], env=crash_env("5"))
     assert r.returncode == -9  # SIGKILL after epoch 5; the last checkpoint is epoch 4's
     assert not (killed / "model.npz").exists()
     _, meta = bio.load_arrays(killed / "checkpoint.npz", bio.CHECKPOINT_FORMAT)
@@ -410,7 +411,7 @@ def test_force_after_a_killed_run_leaves_no_stale_model(tmp_path):
     assert main(base + ["--epochs", "2"]) == 0
     assert (out / "model.npz").exists() and (out / "loss.png").exists()
     (out / "notes.txt").write_text("mine")
-    env = {**os.environ, tr.KILL_ENV: "1"}
+    env = {**os.environ, **crash_env("1")}
     p = subprocess.run([sys.executable, "-m", "bptt", *base, "--epochs", "5", "--seed", "1", "--force"], env=env,
                        capture_output=True, text=True, timeout=300)
     assert p.returncode == -9

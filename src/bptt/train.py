@@ -34,9 +34,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import os
-import signal
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -55,9 +52,6 @@ from .model import RNN, Ensemble
 from .backends import BACKENDS, Backend, make_backend
 from .optim import OPTIMIZERS, SCHEDULES, Adam, SGD, clip_global_norm, lr_at, make_optimizer  # noqa: F401 (re-exported)
 
-# Testing hook: after this epoch has finished (and any checkpoint written), the
-# process sends itself SIGKILL, as a crash or `kill -9` would.  "K:E": after epoch E of ensemble member K.
-KILL_ENV = "BPTT_KILL_AFTER_EPOCH"
 
 
 @dataclass
@@ -418,8 +412,6 @@ def train(
         save_checkpoint(out, cfg, params, opt, state, best)  # epoch 0: a run killed before its first checkpoint resumes
     backend.agree(0.0)  # every rank has read the checkpoint before rank 0 may write the next one
 
-    kill_spec = os.environ.get(KILL_ENV, "")
-    kill_after = int(kill_spec) if kill_spec.isdigit() else 0  # "K:E" is train_ensemble's
     fused_step = getattr(backend, "fused_step", None)
     run_epoch = getattr(opt, "run_epoch", None)  # gradient-step optimizers have step(), epoch runners run_epoch()
     while state["epoch"] < cfg.epochs and not state["stopped_early"]:
@@ -477,13 +469,10 @@ def train(
             state["bad_epochs"] += 1
             if cfg.patience is not None and state["bad_epochs"] >= cfg.patience:
                 state["stopped_early"] = True
-        if progress:
-            progress({"epoch": epoch, "train_loss": train_loss, "val_loss": val_loss, "done": True})
         if writes and cfg.checkpoint_every and epoch % cfg.checkpoint_every == 0:
             save_checkpoint(out, cfg, params, opt, state, best)
-        if kill_after and epoch == kill_after:
-            backend.agree(0.0)  # rank 0's checkpoint is written before any rank dies
-            os.kill(os.getpid(), signal.SIGKILL)  # testing hook: die like kill -9, no cleanup
+        if progress:  # after the epoch's checkpoint: a report of epoch e means a crash now resumes from e's state
+            progress({"epoch": epoch, "train_loss": train_loss, "val_loss": val_loss, "done": True})
     if backend.world > 1:
         state["max_rank_diff"] = backend.max_rank_diff({**params, **{f"best.{k}": v for k, v in best.items()}})
     if writes:
@@ -530,21 +519,6 @@ def member_folder(out: Path, k: int) -> Path:
     return Path(out) / bio.MEMBERS_DIR / str(k)
 
 
-@contextmanager
-def _kill_hook_for(k: int):
-    """KILL_ENV "K:E" (testing hook): member K's train sees "E", every other member none."""
-    spec = os.environ.get(KILL_ENV)
-    if spec is None or ":" not in spec:
-        yield
-        return
-    member, _, epoch = spec.partition(":")
-    os.environ[KILL_ENV] = epoch if member == str(k) else ""
-    try:
-        yield
-    finally:
-        os.environ[KILL_ENV] = spec
-
-
 def train_ensemble(
     cfg: TrainConfig,
     out: str | Path | None = None,
@@ -579,9 +553,8 @@ def train_ensemble(
         mout = None if out is None else member_folder(out, k)
         report = None if progress is None else (lambda info, k=k: progress({**info, "member": k, "members": K}))
         started = mout is not None and _checkpoint_path(mout).is_file()
-        with _kill_hook_for(k):
-            members.append(train(member_config(cfg, k), mout, resume=resume and started, progress=report, data=data,
-                                 backend=backend))
+        members.append(train(member_config(cfg, k), mout, resume=resume and started, progress=report, data=data,
+                             backend=backend))
     return ensemble_result(cfg, data, members)
 
 
