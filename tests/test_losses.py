@@ -298,3 +298,74 @@ def test_readme_losses_example_runs_and_labels_equal_one_hot():
     table = section[: section.index("```python")]
     for name, rec in LOSSES.items():
         assert f"`{name}`" in table
+
+
+# ---------------------------------------------------------------- JAX, an independent second reference
+def _jax_loss_and_grads(m, x, y, reduction):
+    """The network, its activations and its loss written in JAX from their textbook forms (not from the
+    tables), float64; jax.grad differentiates it."""
+    import jax
+    import jax.numpy as jnp
+
+    hidden = {"sigmoid": jax.nn.sigmoid, "tanh": jnp.tanh, "relu": jax.nn.relu}[m.hidden_activation]
+
+    def loss_of(p):
+        T, B, _ = x.shape
+        h = jnp.zeros((B, m.hidden_size))
+        total = 0.0
+        for t in range(T):
+            h = hidden(x[t] @ p["w_x"].T + h @ p["w_h"].T + p["b1"])
+            u = h @ p["w"].T + p["b2"]
+            if m.loss_name == "bce":
+                e = -(y[t] * jax.nn.log_sigmoid(u) + (1 - y[t]) * jax.nn.log_sigmoid(-u)).sum()
+            elif m.loss_name == "cross_entropy":
+                e = -(y[t] * jax.nn.log_softmax(u, axis=-1)).sum()
+            else:
+                y_pred = {"sigmoid": jax.nn.sigmoid, "identity": lambda v: v,
+                          "softmax": lambda v: jax.nn.softmax(v, axis=-1)}[m.output_activation](u)
+                e = 0.5 * ((y[t] - y_pred) ** 2).sum()
+            total = total + e
+        return total / (T * B) if reduction == "mean" else total
+
+    params = {k: jnp.asarray(v) for k, v in m.params().items()}
+    value, grads = jax.value_and_grad(loss_of)(params)
+    return float(value), {k: np.asarray(v) for k, v in grads.items()}
+
+
+@pytest.mark.parametrize("g_name, loss", PAIRS)
+@given(data=st.data())
+@settings(max_examples=6, deadline=None)
+def test_network_gradients_match_jax(g_name, loss, data):
+    """Every (output activation, loss) pair, every backend that runs it, against jax.grad to 1e-10."""
+    import jax
+
+    T, B = data.draw(st.integers(1, 4)), data.draw(st.integers(1, 3))
+    D, H, O = data.draw(st.integers(1, 3)), data.draw(st.integers(1, 4)), data.draw(st.integers(2, 3))
+    f = data.draw(st.sampled_from(activations.HIDDEN_ACTIVATIONS))
+    reduction = data.draw(st.sampled_from(["mean", "sum"]))
+    rng = np.random.default_rng(data.draw(st.integers(0, 2**31 - 1)))
+    m = bptt.RNN(D, H, O, f, g_name, loss=loss)
+    m.set_params(**{k: rng.standard_normal(s) for k, s in m.param_shapes().items()})
+    x = rng.standard_normal((T, B, D))
+    y = _targets(rng, loss, (T, B, O))
+    with jax.enable_x64(True):
+        ref_loss, ref = _jax_loss_and_grads(m, x, y, reduction)
+    for backend in ("numpy", "auto"):
+        value, grads = m.loss_and_grad(x, y, reduction=reduction, backend=backend)
+        assert value == pytest.approx(ref_loss, rel=1e-10, abs=1e-13)
+        for k in PARAM_NAMES:
+            np.testing.assert_allclose(grads[k], ref[k], rtol=1e-10, atol=1e-12, err_msg=f"{backend} {k}")
+
+
+def test_cross_entropy_training_on_the_torch_backend_equals_the_engine():
+    """The torch backend's loss (the table's torch form on the layer's outputs) trains the chars task as the
+    numpy engine does: the same parameters to rounding after a few updates."""
+    from bptt.train import config_for, train
+
+    common = dict(epochs=1, hidden_size=4, batch_size=1024, seed=0, lr=0.05)
+    ref = train(config_for("chars", {}, **common))
+    got = train(config_for("chars", {}, backend="torch", **common))
+    assert ref.config.loss == got.config.loss == "cross_entropy"
+    for k in PARAM_NAMES:
+        np.testing.assert_allclose(got.model.params()[k], ref.model.params()[k], rtol=1e-10, atol=1e-12)
+    assert got.history["train_loss"] == pytest.approx(ref.history["train_loss"], rel=1e-10)
