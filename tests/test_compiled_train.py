@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from bptt import optim
 from bptt.engine import PARAM_NAMES
 from bptt.backends import CompiledBackend, EngineBackend
 from bptt.train import Diverged, config_for, load_task, train
@@ -105,3 +106,86 @@ def test_divergence_is_the_same_one_line_error():
             train(cfg, data=data, backend=backend_cls(cfg, data.input_size, data.output_size))
         msgs.append(str(e.value))
     assert msgs[0] == msgs[1] and "\n" not in msgs[0]
+
+
+class _PlainSGD:
+    """A test-only optimizer: optim.SGD's step under another name, without a fused update."""
+
+    def __init__(self, params):
+        self.inner = optim.SGD(params)
+        self.t = 0
+        self.steps = 0
+
+    def step(self, params, grads, lr):
+        self.inner.step(params, grads, lr)
+        self.t = self.inner.t
+        self.steps += 1
+
+    def state(self):
+        return self.inner.state()
+
+    def load_state(self, arrays, t):
+        self.inner.load_state(arrays, t)
+        self.t = t
+
+
+def test_an_optimizer_without_a_fused_update_trains_through_the_loop(monkeypatch):
+    """An optimizer added to optim.OPTIMIZERS without ``fused_update``: the compiled backend's fused_step
+    declines it (None), and the loop trains it end to end with its own step, to plain SGD's result."""
+    made = []
+    monkeypatch.setitem(optim.OPTIMIZERS, "plain", lambda cfg, params: made.append(_PlainSGD(params)) or made[-1])
+    cfg = config_for("binary-addition", {"n_train": 64}, epochs=2, optimizer="plain", lr=0.5)
+    data = load_task(cfg)
+    fused = CompiledBackend(cfg, data.input_size, data.output_size)
+    got = train(cfg, data=data, backend=fused)
+    assert made and made[-1].steps == got.metrics["updates"] > 0  # every update by its numpy step
+    cfg_sgd = config_for("binary-addition", {"n_train": 64}, epochs=2, optimizer="sgd", lr=0.5)
+    ref = train(cfg_sgd, data=data, backend=CompiledBackend(cfg_sgd, data.input_size, data.output_size))
+    for k, v in _params(ref).items():
+        np.testing.assert_allclose(_params(got)[k], v, rtol=1e-12, atol=1e-14)
+    params = got.model.params()
+    x, y = data.train.x[:, :32].copy(), data.train.y[:, :32].copy()
+    assert fused.fused_step(params, _PlainSGD(params), x, y, None, None, False, 0.01) is None
+
+
+@pytest.mark.parametrize("base", [optim.SGD, optim.Adam])
+def test_a_subclass_with_its_own_step_has_no_fused_update(base):
+    """Its step is not the compiled twin's: fused_step declines it and the loop runs its step."""
+
+    class Signed(base):
+        def step(self, params, grads, lr):
+            super().step(params, {k: np.sign(g) for k, g in grads.items()}, lr)
+
+    class Same(base):  # the step inherited unchanged: the twin still applies
+        pass
+
+    params = {k: np.zeros(2) for k in PARAM_NAMES}
+    assert Signed(params).fused_update(0.1, 1) is None and Same(params).fused_update(0.1, 1) is not None
+    cfg = config_for("binary-addition", {"n_train": 64}, epochs=1)
+    data = load_task(cfg)
+    b = CompiledBackend(cfg, data.input_size, data.output_size)
+    p = b.model.params()
+    x, y = data.train.x[:, :32].copy(), data.train.y[:, :32].copy()
+    assert b.fused_step(p, Signed(p), x, y, None, None, False, 0.01) is None
+
+
+@pytest.mark.parametrize("name", ["adam", "sgd"])
+def test_each_fused_optimizer_declares_its_own_update(name):
+    """The update's code and state come from the optimizer's record, not from the backend."""
+    cfg = config_for("binary-addition", {"n_train": 64}, epochs=1, optimizer=name, momentum=0.9)
+    params = {k: np.zeros(2) for k in PARAM_NAMES}
+    opt = optim.make_optimizer(cfg, params)
+    fu = opt.fused_update(0.1, 3)
+    assert fu.code == {"adam": optim.FUSED_ADAM, "sgd": optim.FUSED_SGD}[name]
+    assert fu.s1 is (opt.m if name == "adam" else opt.v) and fu.s2 is opt.v
+    if name == "adam":
+        b1, b2 = cfg.betas
+        assert fu.numbers == (0.1, 1 - b1**3, 1 - b2**3, b1, b2, cfg.eps, 0.0, 0.0)
+
+
+def test_an_update_code_without_a_branch_raises():
+    from bptt import _optim_compiled
+
+    a = np.zeros(3)
+    with pytest.raises(ValueError, match="no compiled update"):
+        _optim_compiled.update(99, a, a.copy(), a.copy(), a.copy(), np.zeros(13))

@@ -111,10 +111,11 @@ class EngineBackend:
 
 class CompiledBackend(EngineBackend):
     """The numpy backend's gradients, plus ``fused_step``: the whole update of a mini-batch (gradient,
-    global-norm clipping, Adam or SGD) in one compiled call (``kernels.train_step``), equal in float64
-    to the loop's own clip_global_norm and optimizer step (tests/test_compiled_train.py).  It covers
-    whole sequences without a mask, without gradient checkpointing, for the fast door's sizes;
-    anything else returns None from ``fused_step`` and the loop takes the usual path."""
+    global-norm clipping, the optimizer's update) in one compiled call (``kernels.train_step``), equal in
+    float64 to the loop's own clip_global_norm and optimizer step (tests/test_compiled_train.py).  It
+    covers whole sequences without a mask, without gradient checkpointing, for the fast door's sizes,
+    with an optimizer that declares a compiled update (``fused_update``, optim.py: Adam, SGD); anything
+    else returns None from ``fused_step`` and the loop takes the usual path (the optimizer's ``step``)."""
 
     def __init__(self, cfg: Any, input_size: int, output_size: int):
         super().__init__(cfg, input_size, output_size)
@@ -122,13 +123,13 @@ class CompiledBackend(EngineBackend):
         self.kernels = None  # bptt.kernels, imported at the first step (it imports numba)
         m = self.model
         self.supported = (cfg.grad_checkpoint is None and m.hidden_act.code is not None
-                          and m.output_act.code is not None and m.criterion.code is not None
-                          and cfg.optimizer in ("adam", "sgd"))
+                          and m.output_act.code is not None and m.criterion.code is not None)
         self.grads: tuple | None = None
 
     def fused_step(self, params, opt, x, y, mask, h0, need_state, lr):
         """One compiled update of ``params`` and ``opt`` (in place); (loss, None, n) or None (not covered)."""
-        if not self.supported or mask is not None or h0 is not None or need_state:
+        fused_update = getattr(opt, "fused_update", None)  # None: the optimizer has no compiled update
+        if not self.supported or fused_update is None or mask is not None or h0 is not None or need_state:
             return None
         k = self.kernels
         if k is None:
@@ -146,17 +147,13 @@ class CompiledBackend(EngineBackend):
         ps = tuple(params[n] for n in PARAM_NAMES)
         if self.grads is None:
             self.grads = tuple(np.empty_like(a) for a in ps)
+        fu = fused_update(lr, opt.t + 1)
+        if fu is None:
+            return None
+        s1, s2 = tuple(fu.s1[n] for n in PARAM_NAMES), tuple(fu.s2[n] for n in PARAM_NAMES)
+        hyper = np.array([k.STEP_KERNELS[kind], fu.code, *fu.numbers, -1.0 if cfg.clip is None else cfg.clip,
+                          1.0 / (T * B), T if cfg.truncate is None else min(cfg.truncate, T)])  # kernels.STEP_FIELDS
         opt.t += 1
-        if cfg.optimizer == "adam":
-            s1, s2 = tuple(opt.m[n] for n in PARAM_NAMES), tuple(opt.v[n] for n in PARAM_NAMES)
-            c1, c2 = 1 - opt.b1**opt.t, 1 - opt.b2**opt.t
-        else:
-            s1 = s2 = tuple(opt.v[n] for n in PARAM_NAMES)
-            c1 = c2 = 1.0
-        b1, b2 = cfg.betas
-        hyper = np.array([k.STEP_KERNELS[kind], k.STEP_OPTIMIZERS[cfg.optimizer], lr, c1, c2, b1, b2, cfg.eps,
-                          cfg.momentum, float(cfg.nesterov), -1.0 if cfg.clip is None else cfg.clip, 1.0 / (T * B),
-                          T if cfg.truncate is None else min(cfg.truncate, T)])
         h = np.zeros((B, m.hidden_size), dt)  # (B, H)
         f, g = m.hidden_act.code, m.output_act.code
         loss = k.train_step(x, y, h, ps, self.grads, s1, s2, hyper, f, g, k.loss_code(m.criterion))

@@ -61,6 +61,7 @@ from numba.extending import intrinsic, overload
 from . import losses
 from .activations import Activation, require
 from .losses import Loss
+from ._optim_compiled import in_dtype, update
 from ._products_compiled import matmul_into, matmul_parallel
 from .engine import PARAM_NAMES, bptt_truncated
 from .validation import MAX_INT, BPTTError
@@ -514,7 +515,7 @@ def _loss_rows(u2, b2, y2, gcode, lcode, c, du):
     """du (N, O) <- c dE/du with u = u2 + b2, y' = g(u); returns sum 2 E (float64).  u2, y2 (N, O)."""
     N, O = u2.shape
     one = np.ones(1, u2.dtype)[0]
-    cd = _in_dtype(c, u2)
+    cd = in_dtype(c, u2)
     acc = 0.0
     for n in range(N):
         for o in range(O):
@@ -1116,23 +1117,15 @@ def lanes_kernel(x, y, h0, w, wx, wh, b1, b2, c, trunc, fcode, gcode, lcode, gw,
 
 # ---------------------------------------------------------------- the compiled training step
 # One call per mini-batch: the gradient (the fast door's kernels), global-norm clipping and the
-# optimizer update, written in the order of optim.py's numpy code (clip_global_norm, Adam.step,
-# SGD.step) so that float64 training equals the numpy loop to rounding (the squared norm is
-# summed sequentially here, pairwise by numpy: the last bits of the norm may differ).
-# hyper (float64): see STEP_FIELDS; every number is cast to the arrays' dtype before it meets
-# them, as numpy does with a Python float and a float32 array.
+# optimizer's own compiled update (_optim_compiled.update, the code its fused_update declares), in the
+# order of optim.py's numpy code so that float64 training equals the numpy loop to rounding (the
+# squared norm is summed sequentially here, pairwise by numpy: the last bits of the norm may differ).
+# hyper (float64): see STEP_FIELDS ("optimizer" is the update's code, lr..nesterov its numbers); every
+# number is cast to the arrays' dtype before it meets them, as numpy does with a Python float and a
+# float32 array.
 STEP_FIELDS = ("kernel", "optimizer", "lr", "c1", "c2", "beta1", "beta2", "eps", "momentum", "nesterov", "clip",
                "c", "trunc")
 STEP_KERNELS = {"lanes": 0, "loop": 1}
-STEP_OPTIMIZERS = {"adam": 0, "sgd": 1}
-
-
-@njit(cache=True, error_model="numpy")
-def _in_dtype(v, like):
-    """The float v in the dtype of the array ``like`` (float32 data: float32 scalars)."""
-    a = np.empty(1, like.dtype)
-    a[0] = v
-    return a[0]
 
 
 @njit(cache=True, error_model="numpy")
@@ -1148,51 +1141,9 @@ def _sq_sum(g):
 @njit(cache=True, error_model="numpy")
 def _scale(g, s):
     f = g.reshape(g.size)
-    sd = _in_dtype(s, g)
+    sd = in_dtype(s, g)
     for i in range(f.size):
         f[i] = f[i] * sd
-
-
-@njit(cache=True, error_model="numpy")
-def _adam(p, g, m, v, hyper):
-    """optim.Adam.step for one array: m <- b1 m + (1-b1) g, v <- b2 v + (1-b2) g g,
-    p <- p - (lr/c1) m / (sqrt(v)/sqrt(c2) + eps), operation for operation."""
-    b1 = _in_dtype(hyper[5], g)
-    b2 = _in_dtype(hyper[6], g)
-    ob1 = _in_dtype(1 - hyper[5], g)
-    ob2 = _in_dtype(1 - hyper[6], g)
-    lrc = _in_dtype(hyper[2] / hyper[3], g)
-    sc2 = _in_dtype(math.sqrt(hyper[4]), g)
-    eps = _in_dtype(hyper[7], g)
-    pf, gf, mf, vf = p.reshape(p.size), g.reshape(g.size), m.reshape(m.size), v.reshape(v.size)
-    for i in range(pf.size):
-        gi = gf[i]
-        mi = mf[i] * b1
-        mi = mi + ob1 * gi
-        vi = vf[i] * b2
-        vi = vi + ob2 * gi * gi
-        mf[i] = mi
-        vf[i] = vi
-        pf[i] = pf[i] - lrc * mi / (np.sqrt(vi) / sc2 + eps)
-
-
-@njit(cache=True, error_model="numpy")
-def _sgd(p, g, v, hyper):
-    """optim.SGD.step for one array (plain, momentum, Nesterov)."""
-    mom = hyper[8]
-    md = _in_dtype(mom, g)
-    lr = _in_dtype(hyper[2], g)
-    pf, gf, vf = p.reshape(p.size), g.reshape(g.size), v.reshape(v.size)
-    for i in range(pf.size):
-        gi = gf[i]
-        if mom != 0:
-            vi = vf[i] * md
-            vi = vi + gi
-            vf[i] = vi
-            d = gi + md * vi if hyper[9] != 0 else vi
-        else:
-            d = gi
-        pf[i] = pf[i] - lr * d
 
 
 @njit(cache=True, error_model="numpy")
@@ -1206,8 +1157,8 @@ def _all_finite(a):
 
 @njit(cache=True, error_model="numpy")
 def train_step(x, y, h0, params, grads, s1, s2, hyper, fcode, gcode, lcode):
-    """One mini-batch: gradient, clipping, update.  params, grads (scratch), s1 (Adam m / SGD v) and
-    s2 (Adam v; unused by SGD) are tuples (w, w_x, w_h, b1, b2); x (T, B, D), y (T, B, O), h0 (B, H).
+    """One mini-batch: gradient, clipping, update.  params, grads (scratch), s1 and s2 (the optimizer's
+    state, optim.FusedUpdate) are tuples (w, w_x, w_h, b1, b2); x (T, B, D), y (T, B, O), h0 (B, H).
     Returns the loss; NaN (nothing updated) if the loss or a gradient is not finite; inf if the
     update made a parameter non-finite."""
     w, wx, wh, b1, b2 = params
@@ -1230,18 +1181,12 @@ def train_step(x, y, h0, params, grads, s1, s2, hyper, fcode, gcode, lcode):
             _scale(gwh, s)
             _scale(gb1, s)
             _scale(gb2, s)
-    if hyper[1] == 0:
-        _adam(w, gw, s1[0], s2[0], hyper)
-        _adam(wx, gwx, s1[1], s2[1], hyper)
-        _adam(wh, gwh, s1[2], s2[2], hyper)
-        _adam(b1, gb1, s1[3], s2[3], hyper)
-        _adam(b2, gb2, s1[4], s2[4], hyper)
-    else:
-        _sgd(w, gw, s1[0], hyper)
-        _sgd(wx, gwx, s1[1], hyper)
-        _sgd(wh, gwh, s1[2], hyper)
-        _sgd(b1, gb1, s1[3], hyper)
-        _sgd(b2, gb2, s1[4], hyper)
+    code = int(hyper[1])
+    update(code, w, gw, s1[0], s2[0], hyper)
+    update(code, wx, gwx, s1[1], s2[1], hyper)
+    update(code, wh, gwh, s1[2], s2[2], hyper)
+    update(code, b1, gb1, s1[3], s2[3], hyper)
+    update(code, b2, gb2, s1[4], s2[4], hyper)
     if _all_finite(w) and _all_finite(wx) and _all_finite(wh) and _all_finite(b1) and _all_finite(b2):
         return loss
     return math.inf

@@ -9,11 +9,18 @@ The update rules are torch.optim's (``tests/test_train.py`` checks them to 1e-12
 loop applies them in numpy on every backend and every rank, so data-parallel replicas that
 receive the same all-reduced gradient take bit-identical steps.  ``cfg`` is any object with the
 fields of ``bptt.train.TrainConfig`` that the function reads.
+
+Fused updates: an optimizer with a compiled twin of its ``step`` (``_optim_compiled.py``) says so
+with ``fused_update(lr, t)`` (a ``FusedUpdate``: the twin's code, its state arrays, its numbers);
+the numpy backend's one-call training step (``backends.CompiledBackend``) asks for it.  An optimizer
+without the method, or returning None (a subclass that changes ``step``), trains through its numpy
+``step``, the loop's usual path: no optimizer runs as another.
 """
 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Any, Callable, Protocol
 
 import numpy as np
@@ -30,6 +37,26 @@ class Optimizer(Protocol):
     def state(self) -> dict[str, np.ndarray]: ...
 
     def load_state(self, arrays: dict[str, np.ndarray], t: int) -> None: ...
+
+
+# the compiled updates' codes (_optim_compiled.update's branches)
+FUSED_ADAM = 0
+FUSED_SGD = 1
+
+
+@dataclass(frozen=True)
+class FusedUpdate:
+    """What the compiled training step needs of an optimizer for update number t.
+
+    code     its branch of ``_optim_compiled.update``
+    s1, s2   its state arrays by parameter name, updated in place (s2 may be s1 when it has one)
+    numbers  (lr, c1, c2, beta1, beta2, eps, momentum, nesterov): the floats its update reads
+    """
+
+    code: int
+    s1: dict[str, np.ndarray]
+    s2: dict[str, np.ndarray]
+    numbers: tuple[float, float, float, float, float, float, float, float]
 
 
 class SGD:
@@ -55,6 +82,12 @@ class SGD:
             else:
                 d = g
             params[k] -= lr * d
+
+    def fused_update(self, lr: float, t: int) -> FusedUpdate | None:
+        """The compiled twin of ``step`` (``_optim_compiled._sgd``); None for a subclass with its own step."""
+        if type(self).step is not SGD.step:
+            return None
+        return FusedUpdate(FUSED_SGD, self.v, self.v, (lr, 1.0, 1.0, 0.0, 0.0, 0.0, self.momentum, float(self.nesterov)))
 
     def state(self) -> dict[str, np.ndarray]:
         return {f"v.{k}": v for k, v in self.v.items()}
@@ -89,6 +122,14 @@ class Adam:
             v *= self.b2
             v += (1 - self.b2) * g * g
             params[k] -= (lr / c1) * m / (np.sqrt(v) / math.sqrt(c2) + self.eps)
+
+    def fused_update(self, lr: float, t: int) -> FusedUpdate | None:
+        """The compiled twin of ``step`` (``_optim_compiled._adam``) for update number t; None for a
+        subclass with its own step."""
+        if type(self).step is not Adam.step:
+            return None
+        c1, c2 = 1 - self.b1**t, 1 - self.b2**t
+        return FusedUpdate(FUSED_ADAM, self.m, self.v, (lr, c1, c2, self.b1, self.b2, self.eps, 0.0, 0.0))
 
     def state(self) -> dict[str, np.ndarray]:
         return {**{f"m.{k}": a for k, a in self.m.items()}, **{f"v.{k}": a for k, a in self.v.items()}}
