@@ -607,7 +607,7 @@ class ParallelRunner:
     """Large sizes: a Python loop over t whose per-step products share their rows between numba's
     threads (``_products_compiled.matmul_parallel``: each output summed by one thread in the fixed
     order, so the thread count changes no bit); elementwise steps compiled.  Per-step interpreter
-    overhead (a few us) is small next to a product of >= 2 M multiply-adds."""
+    overhead is small next to a product of >= 2 M multiply-adds."""
 
     kernel = "parallel"
     nonfinite = False
