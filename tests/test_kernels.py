@@ -443,3 +443,29 @@ def test_bce_targets_outside_0_1_are_refused_on_the_compiled_path(form):
     with pytest.raises(BPTTError, match="binary cross-entropy needs targets in") as e:
         m.loss_and_grad(x, y)
     assert "\n" not in str(e.value)
+
+
+@pytest.mark.slow
+def test_results_do_not_depend_on_what_was_compiled_before(tmp_path):
+    """Every compiled path (scalar, loop, parallel, the fast door, the fused step; every activation, loss and
+    dtype) gives the same bits whether its kernels were compiled first or last, fresh or from the on-disk
+    cache (tests/compile_order.py, three processes, each with its own or a shared NUMBA_CACHE_DIR).  Helpers
+    compiled once and called by kernels of other fastmath flags used to take the flags of whichever kernel
+    compiled them first."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = Path(__file__).with_name("compile_order.py")
+
+    def fingerprint(order, cache):
+        env = {**os.environ, "NUMBA_CACHE_DIR": str(cache)}
+        r = subprocess.run([sys.executable, str(script), order], capture_output=True, text=True, env=env, timeout=900)
+        assert r.returncode == 0, r.stderr[-2000:]
+        assert "Warning" not in r.stderr, r.stderr[-2000:]
+        return r.stdout.split()[-1]
+
+    forward = fingerprint("forward", tmp_path / "a")
+    assert fingerprint("reverse", tmp_path / "b") == forward
+    assert fingerprint("forward", tmp_path / "b") == forward  # loaded from the cache the other order wrote

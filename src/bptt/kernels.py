@@ -103,13 +103,12 @@ def _f32_as_i32(typingctx, v):
 _F32 = np.float32
 
 
-@njit(cache=True, error_model="numpy", fastmath={"contract"})
-def _expf(x):
-    """e^x in float32 without a libm call, so loops over it vectorise (max rel. error 8e-8 on
-    [-80, 80], i.e. about 1 ulp): x = n ln2 + r, |r| <= ln2/2 (Cody-Waite, the Cephes expf
+def _expf_py(z):
+    """e^z in float32 without a libm call, so loops over it vectorise (max rel. error 8e-8 on
+    [-80, 80], i.e. about 1 ulp): z = n ln2 + r, |r| <= ln2/2 (Cody-Waite, the Cephes expf
     polynomial), 2^n built in the exponent bits.  Clamped to [-87, 88]; NaN stays NaN."""
-    xc = min(max(x, _F32(-87.0)), _F32(88.0))
-    t = xc * _F32(1.44269504) + _F32(12582912.0)  # 1.5 * 2^23: rounds x / ln2 to an integer
+    xc = min(max(z, _F32(-87.0)), _F32(88.0))
+    t = xc * _F32(1.44269504) + _F32(12582912.0)  # 1.5 * 2^23: rounds z / ln2 to an integer
     n = t - _F32(12582912.0)
     r = xc - n * _F32(0.693359375)
     r = r - n * _F32(-2.12194440e-4)
@@ -119,18 +118,24 @@ def _expf(x):
     q = q * r2 + r + _F32(1.0)
     k = _f32_as_i32(t) - np.int32(0x4B400000)  # n as an integer, from t's mantissa
     e = q * _i32_as_f32((k + np.int32(127)) << np.int32(23))
-    return e if x == x else x
+    if z != z:
+        return z
+    return e
+
+
+_expf = njit(cache=True, error_model="numpy", fastmath={"contract"})(_expf_py)  # called alone by the tests
 
 
 def _exp(z):  # pragma: no cover - replaced by the overload inside compiled code
     return math.exp(z)
 
 
-@overload(_exp)
+@overload(_exp, inline="always")
 def _exp_impl(z):
-    """float32: the vectorisable _expf; float64: libm's exp (full double accuracy)."""
+    """float32: the vectorisable expf above; float64: libm's exp (full double accuracy).  Inlined, so each
+    kernel compiles it with its own flags (see _f)."""
     if isinstance(z, types.Float) and z.bitwidth == 32:
-        return lambda z: _expf(z)
+        return _expf_py
     return lambda z: math.exp(z)
 
 
@@ -142,7 +147,12 @@ def _exp_impl(z):
 _NO_BRANCH = "bptt.kernels: no compiled branch for this activation code; add it to kernels._f and kernels._df"
 
 
-@njit(cache=True, error_model="numpy")
+# inline="always" (numba IR): each kernel compiles its own copy with its own fastmath flags.  Compiled
+# once and called, a helper took the flags of whichever kernel compiled it first, so a result depended
+# on what else the process (or the on-disk cache) had compiled before: tanh on the adding problem at
+# T = 30 trained to 0.960 after a fresh start and to 0.981 after other kernels (tests/test_kernels.py::
+# test_results_do_not_depend_on_what_was_compiled_before).
+@njit(cache=True, error_model="numpy", inline="always")
 def _f(z, code, one):
     """f(z) in the dtype of z and one (one = 1 in that dtype), so float32 data runs float32 math."""
     if code == 0:  # sigmoid
@@ -159,7 +169,7 @@ def _f(z, code, one):
     raise ValueError(_NO_BRANCH)
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, error_model="numpy", inline="always")
 def _df(a, code, one):
     """f'(z) from the output a = f(z), as activations.py writes it."""
     if code == 0:  # sigmoid
@@ -480,7 +490,7 @@ def batched_kernel(x, y, h0, weights, biases, codes, c, trunc, need_grad, carry,
 
 
 # ---------------------------------------------------------------- elementwise steps for the "parallel" kernel
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, error_model="numpy", inline="always")
 def _act_2d(z, out, code, one):
     """out = f(z) for C-contiguous 2-D arrays ((B, H) rows or (H, B) lanes), in the dtype of ``one``;
     the sigmoid through the vectorisable _exp (float32), the inner loop over the last axis."""
