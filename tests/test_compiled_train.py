@@ -179,8 +179,8 @@ def test_each_fused_optimizer_declares_its_own_update(name):
     assert fu.code == {"adam": optim.FUSED_ADAM, "sgd": optim.FUSED_SGD}[name]
     assert fu.s1 is (opt.m if name == "adam" else opt.v) and fu.s2 is opt.v
     if name == "adam":
-        b1, b2 = cfg.betas
-        assert fu.numbers == (0.1, 1 - b1**3, 1 - b2**3, b1, b2, cfg.eps, 0.0, 0.0)
+        b1, b2 = cfg.adam.betas
+        assert fu.numbers == (0.1, 1 - b1**3, 1 - b2**3, b1, b2, cfg.adam.eps, 0.0, 0.0)
 
 
 def test_an_update_code_without_a_branch_raises():

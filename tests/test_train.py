@@ -80,7 +80,7 @@ def test_one_optimizer_and_schedule_table_refuses_unknown_names():
     from bptt import optim
 
     params = {"w": np.zeros(2)}
-    ns = dict(momentum=0.5, nesterov=True, betas=(0.9, 0.99), eps=1e-8, lr=0.1, min_lr=0.0)
+    ns = dict(sgd=optim.SGDSettings(0.5, True), adam=optim.AdamSettings((0.9, 0.99), 1e-8), lr=0.1, min_lr=0.0)
     assert isinstance(optim.make_optimizer(SimpleNamespace(optimizer="sgd", **ns), params), optim.SGD)
     assert isinstance(optim.make_optimizer(SimpleNamespace(optimizer="adam", **ns), params), optim.Adam)
     with pytest.raises(BPTTError, match="optimizer 'lbfgs' is not supported; choose one of sgd, adam"):
@@ -498,23 +498,31 @@ def test_hf_settings_on_the_command_line_reach_the_config(tmp_path):
     assert (cfg["damping"], cfg["structural"], cfg["max_cg"], cfg["l2"], cfg["curvature_batch"]) == (2.0, 0.1, 7, 1e-6, 10)
 
 
-def test_hf_flags_are_generated_from_its_settings_and_old_flat_configs_still_read():
-    """One flag per HFSettings field (adding a field adds its flag); a config.json of the flat form loads."""
+def test_owned_settings_flags_are_generated_and_old_flat_configs_still_read():
+    """One flag per flagged field of SGDSettings and HFSettings (adding a field adds its flag); a config.json of
+    the flat form (momentum, betas, hf_damping, ... at the top) loads as the nested one."""
     import dataclasses
 
     from bptt.cli import build_parser
     from bptt.hf import HFSettings
+    from bptt.optim import AdamSettings, SGDSettings
 
     help_text = build_parser()._subparsers._group_actions[0].choices["train"].format_help()
-    for f in dataclasses.fields(HFSettings):
-        assert "--hf-" + f.name.replace("_", "-") in help_text
-    old = tr.config_for("adding", {"length": 6}, optimizer="hf").to_json()
-    flat = {k: v for k, v in old.items() if k != "hf"}
+    for cls in (SGDSettings, AdamSettings, HFSettings):
+        for f in dataclasses.fields(cls):
+            assert f.metadata["flag"] is None or f.metadata["flag"] in help_text
+    assert "--hf-curvature-batch" in help_text and "--momentum" in help_text
+    old = tr.config_for("adding", {"length": 6}, optimizer="sgd", momentum=0.5, hf_damping=2.0).to_json()
+    assert old["sgd"] == {"momentum": 0.5, "nesterov": False} and old["hf"]["damping"] == 2.0
+    assert old["adam"] == {"betas": [0.9, 0.999], "eps": 1e-8}
+    flat = {k: v for k, v in old.items() if k not in ("sgd", "adam", "hf")}
     flat.update({"hf_" + k: v for k, v in old["hf"].items()})
+    flat.update(old["sgd"])
+    flat.update(old["adam"])
     assert tr.TrainConfig.from_json(flat) == tr.TrainConfig.from_json(old)
-    with pytest.raises(BPTTError, match="unknown Hessian-free setting.*damp; the settings are"):
+    assert tr.TrainConfig.from_json(old).adam.betas == (0.9, 0.999)  # a tuple again
+    with pytest.raises(BPTTError, match="unknown hf setting.*damp; the settings are damping, structural"):
         tr.TrainConfig.from_json({**old, "hf": {"damp": 1}})
-
 
 def test_a_task_has_defaults_per_optimizer():
     """--optimizer hf takes the task's HF budget (iterations, never seconds); settings given win; other tasks keep theirs."""

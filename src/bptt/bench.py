@@ -505,7 +505,7 @@ def train_torch(epochs: int) -> tuple[float, int]:
     cfg, data, p0, orders = _train_setup(epochs)
     _torch_threads()
     P = {k: torch.tensor(v, requires_grad=True) for k, v in p0.items()}
-    opt = torch.optim.Adam(P.values(), lr=cfg.lr, betas=tuple(cfg.betas), eps=cfg.eps)
+    opt = torch.optim.Adam(P.values(), lr=cfg.lr, betas=tuple(cfg.adam.betas), eps=cfg.adam.eps)
     X, Y = torch.from_numpy(data.train.x), torch.from_numpy(data.train.y)  # (T, N, 2), (T, N, 1)
 
     def predict(x):
@@ -541,7 +541,7 @@ def train_jax(epochs: int) -> tuple[float, int]:
 
     jax.config.update("jax_enable_x64", True)
     cfg, data, p0, orders = _train_setup(epochs)
-    b1, b2 = cfg.betas
+    b1, b2 = cfg.adam.betas
 
     def predict(p, x):
         zx = x @ p["w_x"].T + p["b1"]  # (T, B, H)
@@ -565,7 +565,7 @@ def train_jax(epochs: int) -> tuple[float, int]:
         m = jax.tree_util.tree_map(lambda a, b: b1 * a + (1 - b1) * b, m, g)
         v = jax.tree_util.tree_map(lambda a, b: b2 * a + (1 - b2) * b * b, v, g)
         c1, c2 = 1 - b1**t, 1 - b2**t
-        p = jax.tree_util.tree_map(lambda q, a, b: q - (cfg.lr / c1) * a / (jnp.sqrt(b) / jnp.sqrt(c2) + cfg.eps), p, m, v)
+        p = jax.tree_util.tree_map(lambda q, a, b: q - (cfg.lr / c1) * a / (jnp.sqrt(b) / jnp.sqrt(c2) + cfg.adam.eps), p, m, v)
         return p, m, v, loss
 
     p = {k: jnp.asarray(a) for k, a in p0.items()}

@@ -47,8 +47,10 @@ One HF iteration (``HessianFree.iterate``):
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
+import types
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -293,10 +295,20 @@ def adjust_damping(lam: float, rho: float) -> float:
 
 # ---------------------------------------------------------------- settings and the optimizer
 def _setting(default: Any, help: str, all_is_none: bool = False) -> Any:
-    """A field of HFSettings with its command-line help (``bptt train --hf-<name>``, generated from these)."""
+    """A field of HFSettings with its command-line help (``bptt train --hf-<name>``, generated from these) and
+    its flat keyword hf_<name> (see optim.setting)."""
     return field(default=default, metadata={"help": help, "all_is_none": all_is_none})
 
 
+def _named(cls):
+    """Each field's flat keyword and flag from its name: damping -> hf_damping, --hf-damping."""
+    for f in dataclasses.fields(cls):
+        f.metadata = types.MappingProxyType({**f.metadata, "flat": "hf_" + f.name,
+                                             "flag": "--hf-" + f.name.replace("_", "-")})
+    return cls
+
+
+@_named
 @dataclass(frozen=True)
 class HFSettings:
     """Hessian-free's own settings: ``TrainConfig.hf``; ``bptt train``'s ``--hf-<name>`` flags are generated

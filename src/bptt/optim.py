@@ -1,7 +1,8 @@
 """Optimizers, gradient clipping and the learning-rate schedule: numpy, one of each, for every backend.
 
     OPTIMIZERS    name -> factory(cfg, params): "sgd" (plain, momentum, Nesterov), "adam" and "hf"
-                  (Hessian-free, ``bptt.hf.HessianFree``: whole HF iterations on the data, not gradient steps)
+                  (Hessian-free, ``bptt.hf.HessianFree``: an epoch runner, whole HF iterations on the data)
+    SGDSettings, AdamSettings   their own settings (``TrainConfig.sgd``, ``.adam``; HF's: ``hf.HFSettings``)
     SCHEDULES     name -> lr(cfg, step, total_steps): "constant" and "cosine"
     make_optimizer(cfg, params), clip_global_norm(grads, max_norm), lr_at(cfg, step, total_steps)
 
@@ -20,13 +21,51 @@ without the method, or returning None (a subclass that changes ``step``), trains
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Callable, Protocol
 
 import numpy as np
 
 from .hf import HessianFree
-from .validation import check_choice
+from .validation import BPTTError, check_choice, check_number
+
+
+def setting(default: Any, help: str, flat: str, flag: str | None = None) -> Any:
+    """A field of an owner's settings (``TrainConfig.sgd``, ``.adam``, ``.hf``): its command-line help, the
+    flat keyword that ``config_for`` and old config.json files use for it, and its flag (None: no flag)."""
+    return field(default=default, metadata={"help": help, "flat": flat, "flag": flag})
+
+
+@dataclass(frozen=True)
+class SGDSettings:
+    """SGD's own settings: ``TrainConfig.sgd``."""
+
+    momentum: float = setting(0.0, "sgd momentum (default 0)", "momentum", "--momentum")
+    nesterov: bool = setting(False, "Nesterov momentum (sgd)", "nesterov", "--nesterov")
+
+    def validate(self) -> None:
+        check_number("momentum", self.momentum, 0, 1, high_open=True)
+        if not isinstance(self.nesterov, bool):
+            raise BPTTError(f"nesterov must be true or false, got {self.nesterov!r}")
+
+
+@dataclass(frozen=True)
+class AdamSettings:
+    """Adam's own settings: ``TrainConfig.adam``."""
+
+    betas: tuple[float, float] = setting((0.9, 0.999), "Adam's (beta1, beta2)", "betas")
+    eps: float = setting(1e-8, "Adam's epsilon", "eps")
+
+    def __post_init__(self):
+        if isinstance(self.betas, list):  # read back from JSON
+            object.__setattr__(self, "betas", tuple(self.betas))
+
+    def validate(self) -> None:
+        if not (isinstance(self.betas, tuple) and len(self.betas) == 2):
+            raise BPTTError(f"adam betas must be two numbers in [0, 1), got {self.betas!r}")
+        for b in self.betas:
+            check_number("adam beta", b, 0, 1, high_open=True)
+        check_number("eps", self.eps, 0, low_open=True)
 
 
 class Optimizer(Protocol):
@@ -142,9 +181,9 @@ class Adam:
 
 # The one optimizer table: every backend, the config check and the command line read it.
 OPTIMIZERS: dict[str, Callable[[Any, dict[str, np.ndarray]], Optimizer]] = {
-    "sgd": lambda cfg, params: SGD(params, cfg.momentum, cfg.nesterov),  # plain, momentum, Nesterov
-    "adam": lambda cfg, params: Adam(params, tuple(cfg.betas), cfg.eps),
-    "hf": HessianFree.from_config,  # settings: TrainConfig's hf_* fields (bptt.hf.HFSettings)
+    "sgd": lambda cfg, params: SGD(params, cfg.sgd.momentum, cfg.sgd.nesterov),  # plain, momentum, Nesterov
+    "adam": lambda cfg, params: Adam(params, tuple(cfg.adam.betas), cfg.adam.eps),
+    "hf": HessianFree.from_config,  # an epoch runner; settings: TrainConfig.hf (bptt.hf.HFSettings)
 }
 
 

@@ -50,7 +50,8 @@ from .validation import (BPTTError, check_checkpoint, check_choice, check_dtype,
 from .engine import PARAM_NAMES
 from .model import RNN, Ensemble
 from .backends import BACKENDS, Backend, make_backend
-from .optim import OPTIMIZERS, SCHEDULES, Adam, SGD, clip_global_norm, lr_at, make_optimizer  # noqa: F401 (re-exported)
+from .optim import (OPTIMIZERS, SCHEDULES, Adam, AdamSettings, SGD, SGDSettings, clip_global_norm, lr_at,  # noqa: F401
+                    make_optimizer)
 
 
 
@@ -67,10 +68,8 @@ class TrainConfig:
     dtype: str = "float64"
     optimizer: str = "adam"  # sgd | adam
     lr: float = 0.01
-    momentum: float = 0.0  # sgd
-    nesterov: bool = False  # sgd
-    betas: tuple[float, float] = (0.9, 0.999)  # adam
-    eps: float = 1e-8  # adam
+    sgd: SGDSettings = field(default_factory=SGDSettings)  # --optimizer sgd's own settings
+    adam: AdamSettings = field(default_factory=AdamSettings)  # --optimizer adam's
     clip: float | None = 1.0  # global gradient norm; None: no clipping
     schedule: str = "constant"  # constant | cosine (to min_lr over all steps)
     min_lr: float = 0.0
@@ -94,6 +93,12 @@ class TrainConfig:
     def validate(self) -> None:
         check_choice("task", self.task, tasks.TASKS)
         check_choice("optimizer", self.optimizer, OPTIMIZERS)
+        for owner, cls in OWNERS.items():
+            if not isinstance(getattr(self, owner), cls):
+                raise BPTTError(f"{owner} settings must be a {cls.__module__}.{cls.__name__}, got "
+                                f"{type(getattr(self, owner)).__name__}")
+        self.sgd.validate()
+        self.adam.validate()
         hf.check_settings(self)
         check_choice("schedule", self.schedule, SCHEDULES)
         check_choice("backend", self.backend, BACKENDS)
@@ -115,19 +120,13 @@ class TrainConfig:
             check_int(name, getattr(self, name), none_ok=True)
         check_number("lr", self.lr, 0, low_open=True)
         check_number("min_lr", self.min_lr, 0)
-        check_number("momentum", self.momentum, 0, 1, high_open=True)
-        check_number("eps", self.eps, 0, low_open=True)
         check_number("clip", self.clip, 0, low_open=True, none_ok=True)
-        if self.nesterov and (self.optimizer != "sgd" or self.momentum == 0):
+        if self.sgd.nesterov and (self.optimizer != "sgd" or self.sgd.momentum == 0):
             raise BPTTError("nesterov needs --optimizer sgd and a momentum > 0")
-        if not (isinstance(self.betas, (tuple, list)) and len(self.betas) == 2):
-            raise BPTTError(f"adam betas must be two numbers in [0, 1), got {self.betas!r}")
-        for b in self.betas:
-            check_number("adam beta", b, 0, 1, high_open=True)
 
     def to_json(self) -> dict[str, Any]:
-        d = dataclasses.asdict(self)  # nested: {"hf": {"damping": ...}}
-        d["betas"] = list(self.betas)
+        d = dataclasses.asdict(self)  # nested by owner: {"sgd": {...}, "adam": {"betas": [...], ...}, "hf": {...}}
+        d["adam"]["betas"] = list(self.adam.betas)
         for name, default in UNWRITTEN_DEFAULTS.items():  # a single network's files are as before ensembles existed
             if d[name] == default:
                 del d[name]
@@ -135,45 +134,51 @@ class TrainConfig:
 
     @classmethod
     def from_json(cls, d: dict[str, Any]) -> "TrainConfig":
-        d = nest_settings(d)  # run folders written before the nesting hold flat hf_* keys
+        d = nest_settings(d)  # run folders written before the nesting hold flat keys (momentum, hf_damping, ...)
         names = {f.name for f in dataclasses.fields(cls)}
         unknown = set(d) - names
         if unknown:
             raise BPTTError(f"unknown training settings {sorted(unknown)}; this config was written by another bptt version")
-        if "betas" in d:
-            d["betas"] = tuple(d["betas"])
-        if "hf" in d:
-            d["hf"] = hf_settings(d["hf"])
+        for owner in OWNERS:
+            if owner in d:
+                d[owner] = owner_settings(owner, d[owner])
         return cls(**d)
 
 
-HF_PREFIX = "hf_"  # flat keywords (config_for, old config.json files) for the fields of TrainConfig.hf
+# The settings each optimizer owns, nested in TrainConfig under its name; each field's metadata holds its
+# flat keyword (config_for's momentum=, hf_damping=; config.json files written before the nesting) and
+# its flag (bptt train generates the flags from these).
+OWNERS: dict[str, type] = {"sgd": SGDSettings, "adam": AdamSettings, "hf": hf.HFSettings}
+FLAT: dict[str, tuple[str, str]] = {f.metadata["flat"]: (owner, f.name)
+                                    for owner, cls in OWNERS.items() for f in dataclasses.fields(cls)}
 
 
 def nest_settings(settings: dict[str, Any]) -> dict[str, Any]:
-    """``settings`` with every flat ``hf_<name>`` folded into ``settings["hf"]`` (a dict or HFSettings)."""
-    flat = {k[len(HF_PREFIX):]: v for k, v in settings.items() if k.startswith(HF_PREFIX)}
-    if not flat:
-        return dict(settings)
-    out = {k: v for k, v in settings.items() if not k.startswith(HF_PREFIX)}
-    base = out.get("hf", {})
-    base = dataclasses.asdict(base) if isinstance(base, hf.HFSettings) else dict(base)
-    out["hf"] = {**base, **flat}
+    """``settings`` with every flat keyword of an owner's field (momentum, betas, hf_damping, ...) folded into
+    ``settings[owner]`` (a dict, or the owner's settings object, given beside them)."""
+    out = {k: v for k, v in settings.items() if k not in FLAT}
+    for key, value in settings.items():
+        if key in FLAT:
+            owner, name = FLAT[key]
+            base = out.get(owner, {})
+            base = dataclasses.asdict(base) if dataclasses.is_dataclass(base) else dict(base)
+            out[owner] = {**base, name: value}
     return out
 
 
-def hf_settings(value: Any) -> hf.HFSettings:
-    """HFSettings from itself or a dict of its fields (an unknown field: one line naming the known ones)."""
-    if isinstance(value, hf.HFSettings):
+def owner_settings(owner: str, value: Any):
+    """The owner's settings object from itself or a dict of its fields (an unknown field: one line naming
+    the known ones)."""
+    cls = OWNERS[owner]
+    if isinstance(value, cls):
         return value
     if not isinstance(value, dict):
-        raise BPTTError(f"hf settings must be an object of HF settings, got {short_repr(value)}")
-    known = {f.name for f in dataclasses.fields(hf.HFSettings)}
-    unknown = sorted(set(value) - known)
+        raise BPTTError(f"{owner} settings must be an object of {owner}'s settings, got {short_repr(value)}")
+    known = [f.name for f in dataclasses.fields(cls)]
+    unknown = sorted(set(value) - set(known))
     if unknown:
-        raise BPTTError(f"unknown Hessian-free setting(s) {', '.join(unknown)}; the settings are "
-                        f"{', '.join(sorted(known))} (flags --hf-<name>)")
-    return hf.HFSettings(**value)
+        raise BPTTError(f"unknown {owner} setting(s) {', '.join(unknown)}; the settings are {', '.join(known)}")
+    return cls(**value)
 
 
 # Settings left out of config.json, checkpoints and model files while they have these values.
@@ -209,11 +214,14 @@ def config_for(task: str, task_options: dict[str, Any] | None = None, **settings
     for k in given:
         if k not in fields:
             raise BPTTError(f"unknown training setting {k!r}; the settings are {', '.join(sorted(fields))}")
-    if "hf" in merged and "hf" in given:  # the given HF settings over the task's, field by field
-        given["hf"] = {**dataclasses.asdict(hf_settings(merged["hf"])), **dataclasses.asdict(hf_settings(given["hf"]))}
+    for owner in OWNERS:  # the given settings over the task's, field by field
+        if owner in merged and owner in given:
+            given[owner] = {**dataclasses.asdict(owner_settings(owner, merged[owner])),
+                            **dataclasses.asdict(owner_settings(owner, given[owner]))}
     merged.update(given)
-    if "hf" in merged:
-        merged["hf"] = hf_settings(merged["hf"])
+    for owner in OWNERS:
+        if owner in merged:
+            merged[owner] = owner_settings(owner, merged[owner])
     cfg = TrainConfig(task=task, task_options=dict(task_options or {}), **merged)
     cfg.validate()
     return cfg

@@ -18,6 +18,7 @@ from .. import plots
 from .. import tasks
 from ..activations import HIDDEN_ACTIVATIONS, OUTPUT_ACTIVATIONS
 from ..hf import HFSettings
+from ..optim import AdamSettings, SGDSettings
 from ..losses import LOSSES
 from ..optim import OPTIMIZERS, SCHEDULES
 from ..train import BACKENDS, TrainConfig, config_for, load_task, run_config, train, write_outputs
@@ -60,8 +61,7 @@ def add(sub) -> None:
     g = p.add_argument_group("optimisation")
     g.add_argument("--optimizer", default=None, metavar=_choices(OPTIMIZERS), help=f"one of {', '.join(OPTIMIZERS)} (default adam)")
     g.add_argument("--lr", type=float, default=None, help=f"learning rate ({_per_task('lr')})")
-    g.add_argument("--momentum", type=float, default=None, help="sgd momentum (default 0)")
-    g.add_argument("--nesterov", action="store_true", default=None, help="Nesterov momentum (sgd)")
+    _add_owner_flags(g, SGDSettings)  # --momentum, --nesterov: generated from optim.SGDSettings
     g.add_argument("--clip", default=None, metavar="NORM", help="clip the global gradient norm (default 1; 'none' to disable)")
     g.add_argument("--schedule", default=None, metavar=_choices(SCHEDULES), help=f"one of {', '.join(SCHEDULES)} (default constant)")
     g.add_argument("--min-lr", type=float, default=None, help="cosine schedule's final learning rate (default 0)")
@@ -80,26 +80,43 @@ def add(sub) -> None:
                    "and average their predictions; "
                    "one model.npz, each member's checkpoints in --out/members/k/ (--resume continues them)")
     g = p.add_argument_group("Hessian-free (--optimizer hf; README '### Hessian-free training')")
-    for f in dataclasses.fields(HFSettings):  # one flag per setting of bptt.hf.HFSettings, its help beside the field
-        if f.metadata["all_is_none"]:  # an integer, or 'all' (None in the settings), read by train_config_from_args
-            g.add_argument(_hf_flag(f), dest=_hf_dest(f), default=None, metavar="N", help=f.metadata["help"])
-        else:
-            g.add_argument(_hf_flag(f), dest=_hf_dest(f), type=_hf_type(f), default=None, help=f.metadata["help"])
+    _add_owner_flags(g, HFSettings)  # one flag per setting of bptt.hf.HFSettings, its help beside the field
     _add_task_options(p)
     p.set_defaults(run=run)
 
 
-def _hf_flag(f: dataclasses.Field) -> str:
-    return "--hf-" + f.name.replace("_", "-")
+# The settings owned by an optimizer (TrainConfig.sgd, .adam, .hf): their flags come from their fields'
+# metadata (flag, help, flat keyword: the flag's dest), so a setting added there is a flag here.
+OWNED = (SGDSettings, AdamSettings, HFSettings)
 
 
-def _hf_dest(f: dataclasses.Field) -> str:
-    return "hf_" + f.name
+def _add_owner_flags(g, cls) -> None:
+    for f in dataclasses.fields(cls):
+        flag, dest, help = f.metadata["flag"], f.metadata["flat"], f.metadata["help"]
+        if flag is None:
+            continue
+        if str(f.type) == "bool":
+            g.add_argument(flag, dest=dest, action="store_true", default=None, help=help)
+        elif f.metadata.get("all_is_none"):  # an integer, or 'all' (None in the settings)
+            g.add_argument(flag, dest=dest, default=None, metavar="N", help=help)
+        else:  # int or float, from the annotation ('int | None' -> int)
+            g.add_argument(flag, dest=dest, type=int if str(f.type).startswith("int") else float, default=None,
+                           help=help)
 
 
-def _hf_type(f: dataclasses.Field):
-    """int or float, from the field's annotation ('int | None' -> int)."""
-    return int if str(f.type).startswith("int") else float
+def _owned_given(args: argparse.Namespace) -> dict[str, Any]:
+    """The owned settings given on the command line, by flat keyword ('all' read as None, and still given)."""
+    out: dict[str, Any] = {}
+    for cls in OWNED:
+        for f in dataclasses.fields(cls):
+            if f.metadata["flag"] is None:
+                continue
+            value = getattr(args, f.metadata["flat"])
+            if value is not None and f.metadata.get("all_is_none"):
+                out[f.metadata["flat"]] = _int_or_all(value, f.metadata["flag"])
+            elif value is not None:
+                out[f.metadata["flat"]] = value
+    return out
 
 
 def _choices(names) -> str:
@@ -160,24 +177,15 @@ def train_config_from_args(args: argparse.Namespace):
     given = {
         "hidden_size": args.hidden, "hidden_activation": args.hidden_activation, "output_activation": args.output_activation,
         "loss": args.loss,
-        "dtype": args.dtype, "optimizer": args.optimizer, "lr": args.lr, "momentum": args.momentum, "nesterov": args.nesterov,
+        "dtype": args.dtype, "optimizer": args.optimizer, "lr": args.lr,
         "schedule": args.schedule, "min_lr": args.min_lr, "epochs": args.epochs, "batch_size": args.batch_size,
         "chunk": args.chunk, "truncate": args.truncate, "patience": args.patience, "seed": args.seed,
         "checkpoint_every": args.checkpoint_every, "grad_checkpoint": _grad_checkpoint(args.grad_checkpoint),
         "backend": args.backend, "nproc": _nproc(args.nproc),
     }
     given["ensemble"] = _ensemble(args.ensemble)
-    hf_given: dict[str, Any] = {}
-    for f in dataclasses.fields(HFSettings):
-        value = getattr(args, _hf_dest(f))
-        if value is not None and f.metadata["all_is_none"]:
-            value = _int_or_all(value, _hf_flag(f))
-            hf_given[f.name] = value  # 'all' is None, and still given
-        elif value is not None:
-            hf_given[f.name] = value
     settings = {k: v for k, v in given.items() if v is not None}
-    if hf_given:
-        settings["hf"] = hf_given
+    settings.update(_owned_given(args))  # flat keywords: config_for nests them under their owners
     if args.clip is not None:
         settings["clip"] = clip
     given_options = {name: getattr(args, _option_dest(name), None) for name in tasks.options_by_name()}
