@@ -100,3 +100,9 @@ def crash_env(spec: str) -> dict[str, str]:
     path = os.environ.get("PYTHONPATH")
     return {"BPTT_TEST_KILL_AFTER_EPOCH": spec,
             "PYTHONPATH": str(CRASH_DIR) + ("" if not path else os.pathsep + path)}
+
+
+def outputs_for(g: str, O: int) -> int:
+    """O, at least 2 for an output activation over the outputs (softmax of one number is the constant 1,
+    refused by RNN)."""
+    return O if bptt.ACTIVATIONS[g].elementwise else max(O, 2)

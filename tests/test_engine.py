@@ -9,7 +9,7 @@ import bptt
 from bptt.activations import HIDDEN_ACTIVATIONS, OUTPUT_ACTIVATIONS
 from bptt.engine import PARAM_NAMES
 
-from helpers import finite_difference_grads, random_model, rel_err, torch_loss_and_grads, torch_truncated_grads
+from helpers import finite_difference_grads, random_model, rel_err, torch_loss_and_grads, torch_truncated_grads, outputs_for
 
 torch = pytest.importorskip("torch")
 
@@ -23,6 +23,7 @@ def problems(draw, max_T=6):
     O = draw(st.integers(1, 2))
     f = draw(st.sampled_from(HIDDEN_ACTIVATIONS))
     g = draw(st.sampled_from(OUTPUT_ACTIVATIONS))
+    O = outputs_for(g, O)
     reduction = draw(st.sampled_from(["mean", "sum"]))
     batched = draw(st.booleans()) or B > 1
     with_h0 = draw(st.booleans())

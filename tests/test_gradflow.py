@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 
 from bptt import RNN, BPTTError, tasks
 from bptt.activations import HIDDEN_ACTIVATIONS, OUTPUT_ACTIVATIONS
+from helpers import outputs_for
 from bptt import gradflow as gf
 from bptt.cli import main
 
@@ -203,6 +204,7 @@ def _torch_flow(m: RNN, x: np.ndarray, y: np.ndarray) -> np.ndarray:
        act=st.sampled_from(HIDDEN_ACTIVATIONS), out=st.sampled_from(OUTPUT_ACTIVATIONS), seed=st.integers(0, 999))
 def test_gradient_flow_matches_torch_autograd(T_, H, D, O, act, out, seed):
     rng = np.random.default_rng(seed)
+    O = outputs_for(out, O)
     m = RNN(D, H, O, act, out, seed=seed)
     m.set_params(w_h=rng.normal(0, 1.5, (H, H)))
     x = rng.normal(0, 1, (T_, D))

@@ -18,7 +18,7 @@ from bptt.activations import HIDDEN_ACTIVATIONS, OUTPUT_ACTIVATIONS
 from bptt.engine import PARAM_NAMES, Params
 from bptt.validation import BPTTError
 
-from helpers import random_model, rel_err, crash_env
+from helpers import random_model, rel_err, crash_env, outputs_for
 
 torch = pytest.importorskip("torch")
 
@@ -33,6 +33,7 @@ def problems(draw, max_T=6):
     O = draw(st.integers(1, 2))
     f = draw(st.sampled_from(HIDDEN_ACTIVATIONS))
     g = draw(st.sampled_from(OUTPUT_ACTIVATIONS))
+    O = outputs_for(g, O)
     seed = draw(st.integers(0, 2**31 - 1))
     rng = np.random.default_rng(seed)
     m = random_model(rng, D, H, O, f, g)

@@ -17,7 +17,7 @@ from bptt import BPTTError, activations, hf, losses
 from bptt.activations import ACTIVATIONS, OUTPUT_ACTIVATIONS
 from bptt.engine import PARAM_NAMES
 from bptt.losses import LOSSES
-from helpers import finite_difference_grads, random_model, torch_loss_and_grads
+from helpers import finite_difference_grads, random_model, torch_loss_and_grads, outputs_for
 
 PAIRS = [(g, name) for name, rec in LOSSES.items() for g in OUTPUT_ACTIVATIONS
          if rec.outputs is None or g in rec.outputs]
@@ -112,7 +112,7 @@ def test_network_gradients_match_torch_autograd_and_finite_differences(g_name, l
     f = data.draw(st.sampled_from(activations.HIDDEN_ACTIVATIONS))
     reduction = data.draw(st.sampled_from(["mean", "sum"]))
     rng = np.random.default_rng(data.draw(st.integers(0, 2**31 - 1)))
-    m = random_model(rng, D, H, O, f, g_name)
+    O = outputs_for(g_name, O)
     m = bptt.RNN(D, H, O, f, g_name, loss=loss)
     m.set_params(**{k: rng.standard_normal(s) for k, s in m.param_shapes().items()})
     x = rng.standard_normal((T, B, D))
@@ -369,3 +369,10 @@ def test_cross_entropy_training_on_the_torch_backend_equals_the_engine():
     for k in PARAM_NAMES:
         np.testing.assert_allclose(got.model.params()[k], ref.model.params()[k], rtol=1e-10, atol=1e-12)
     assert got.history["train_loss"] == pytest.approx(ref.history["train_loss"], rel=1e-10)
+
+
+def test_softmax_with_one_output_is_refused():
+    with pytest.raises(BPTTError, match="needs at least 2 .*got output_size 1; give output_size >= 2"):
+        bptt.RNN(2, 3, 1, output_activation="softmax", loss="cross_entropy")
+    with pytest.raises(BPTTError, match="got output_size 1"):
+        bptt.RNN.scalar(output_activation="softmax")

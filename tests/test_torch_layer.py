@@ -17,6 +17,7 @@ import bptt.torch as bt  # noqa: E402
 from bptt import engine  # noqa: E402
 from bptt.activations import ACTIVATIONS, HIDDEN_ACTIVATIONS, OUTPUT_ACTIVATIONS  # noqa: E402
 from bptt.losses import LOSSES  # noqa: E402
+from helpers import outputs_for  # noqa: E402
 
 F64 = torch.float64
 NAMES = ("w_x", "w_h", "b1", "w", "b2")
@@ -218,6 +219,7 @@ def test_truncation_changes_the_gradient():
        st.sampled_from(["mean", "sum"]), st.sampled_from([None, 1, 2, 4]), st.sampled_from([None, 2, True]))
 def test_equals_numpy_engine(shape, f, g, h0_given, reduction, truncate, checkpoint):
     T, B, D, H, O, seed = shape
+    O = outputs_for(g, O)
     rnn = bptt.RNN(D, H, O, f, g, seed=seed)
     rng = np.random.default_rng(seed + 1)
     x = rng.normal(0, 1, (T, B, D))

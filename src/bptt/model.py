@@ -62,6 +62,10 @@ class RNN:
         self.input_size, self.hidden_size, self.output_size = check_sizes(input_size, hidden_size, output_size)
         self._f = activations.get(hidden_activation, activations.names("hidden"), "hidden_activation")
         self._g = activations.get(output_activation, activations.names("output"), "output_activation")
+        if not self._g.elementwise and self.output_size < 2:
+            raise BPTTError(f"output_activation {output_activation!r} acts over the outputs and needs at least 2 "
+                            f"(its value for one output is always 1), got output_size {self.output_size}; give "
+                            "output_size >= 2 (one per class), or a sigmoid output for one probability")
         self._criterion = losses.pair(losses.get(loss), self._g)
         dt = self.dtype = check_dtype(dtype)
         seed = check_seed(seed)
