@@ -71,6 +71,9 @@ the test that pins it to this one (or to finite differences / torch autograd):
     symbolic                 derive.py (sympy: the seed's chain-rule derivation for any T)
                              tests/test_derive.py::test_symbolic_terms_equal_engine,
                              ::test_chain_rule_form_equals_sympy_diff_of_unrolled_loss
+    every loss of the table  losses.py records through the numpy engine, the compiled kernels (bce) and checkpointing
+                             tests/test_losses.py::test_network_gradients_match_torch_autograd_and_finite_differences,
+                             ::test_network_gradients_match_jax, ::test_hf_gauss_newton_product_matches_torch
     training                 backends.py (masked loss over scored steps, chunks with a carried state)
                              tests/test_train.py::test_masked_loss_and_grad_matches_finite_differences
 
