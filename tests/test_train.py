@@ -316,7 +316,7 @@ def test_gradflow_command(tmp_path, capsys):
         (["train", "--task", "csv", "--column", "x"], "needs a file and a column"),
         (["train", "--task", "binary-addition", "--lr", "-1"], "lr must be a finite number > 0"),
         (["train", "--task", "binary-addition", "--optimizer", "rmsprop"], "optimizer 'rmsprop' is not supported"),
-        (["train", "--task", "binary-addition", "--nesterov"], "nesterov needs --optimizer sgd"),
+        (["train", "--task", "binary-addition", "--nesterov"], "--nesterov is sgd's setting but the optimizer is adam"),
         (["train", "--task", "binary-addition", "--hidden", "x"], "invalid int value"),
         (["train"], "--task is required"),
     ],
@@ -512,7 +512,8 @@ def test_owned_settings_flags_are_generated_and_old_flat_configs_still_read():
         for f in dataclasses.fields(cls):
             assert f.metadata["flag"] is None or f.metadata["flag"] in help_text
     assert "--hf-curvature-batch" in help_text and "--momentum" in help_text
-    old = tr.config_for("adding", {"length": 6}, optimizer="sgd", momentum=0.5, hf_damping=2.0).to_json()
+    cfg = tr.config_for("adding", {"length": 6}, optimizer="sgd", momentum=0.5)
+    old = dataclasses.replace(cfg, hf=HFSettings(damping=2.0)).to_json()  # every owner's settings non-default
     assert old["sgd"] == {"momentum": 0.5, "nesterov": False} and old["hf"]["damping"] == 2.0
     assert old["adam"] == {"betas": [0.9, 0.999], "eps": 1e-8}
     flat = {k: v for k, v in old.items() if k not in ("sgd", "adam", "hf")}
@@ -535,3 +536,20 @@ def test_a_task_has_defaults_per_optimizer():
     assert config_for("adding", {"length": 100}).epochs == tasks.get("adding").defaults.epochs == 30
     assert config_for("adding", {}, optimizer="hf", epochs=7).epochs == 7
     assert config_for("sunspots", {}, optimizer="hf").epochs == config_for("sunspots", {}).epochs
+
+
+@pytest.mark.parametrize("settings, match", [
+    ({"momentum": 0.9}, "--momentum is sgd's setting but the optimizer is adam; give --optimizer sgd, or leave it out"),
+    ({"optimizer": "sgd", "hf_damping": 2.0}, "--hf-damping is hf's setting but the optimizer is sgd"),
+    ({"optimizer": "sgd", "betas": (0.5, 0.9)}, "betas is adam's setting but the optimizer is sgd"),
+    ({"hf_l2": 1e-6, "hf_max_cg": 5}, "--hf-max-cg, --hf-l2 are hf's settings but the optimizer is adam"),
+])
+def test_another_optimizers_settings_are_refused_not_ignored(settings, match):
+    with pytest.raises(BPTTError, match=match):
+        tr.config_for("sine", **settings)
+
+
+def test_another_optimizers_flag_on_the_command_line_is_one_line(capsys, tmp_path):
+    assert main(["train", "--task", "sine", "--momentum", "0.9", "--out", str(tmp_path / "r")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["error: --momentum is sgd's setting but the optimizer is adam; give --optimizer sgd, or leave it out"]

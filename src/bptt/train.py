@@ -166,6 +166,11 @@ def nest_settings(settings: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def _given_fields(value: Any) -> set[str]:
+    """The field names given: a dict's keys, or every field of a settings object."""
+    return set(value) if isinstance(value, dict) else {f.name for f in dataclasses.fields(value)}
+
+
 def owner_settings(owner: str, value: Any):
     """The owner's settings object from itself or a dict of its fields (an unknown field: one line naming
     the known ones)."""
@@ -214,6 +219,14 @@ def config_for(task: str, task_options: dict[str, Any] | None = None, **settings
     for k in given:
         if k not in fields:
             raise BPTTError(f"unknown training setting {k!r}; the settings are {', '.join(sorted(fields))}")
+    optimizer = given.get("optimizer", merged.get("optimizer", TrainConfig.optimizer))
+    for owner in OWNERS:  # another optimizer's settings would be silently unused: refused
+        if owner in given and owner != optimizer:
+            names = [f.metadata["flag"] or f.metadata["flat"] for f in dataclasses.fields(OWNERS[owner])
+                     if f.name in _given_fields(given[owner])]
+            raise BPTTError(f"{', '.join(names)} {'is' if len(names) == 1 else 'are'} {owner}'s setting"
+                            f"{'' if len(names) == 1 else 's'} but the optimizer is {optimizer}; give --optimizer "
+                            f"{owner}, or leave {'it' if len(names) == 1 else 'them'} out")
     for owner in OWNERS:  # the given settings over the task's, field by field
         if owner in merged and owner in given:
             given[owner] = {**dataclasses.asdict(owner_settings(owner, merged[owner])),
