@@ -17,7 +17,7 @@ from bptt import BPTTError, activations, hf, losses
 from bptt.activations import ACTIVATIONS, OUTPUT_ACTIVATIONS
 from bptt.engine import PARAM_NAMES
 from bptt.losses import LOSSES
-from helpers import finite_difference_grads, random_model, torch_loss_and_grads, outputs_for
+from helpers import finite_difference_grads, torch_loss_and_grads, outputs_for
 
 PAIRS = [(g, name) for name, rec in LOSSES.items() for g in OUTPUT_ACTIVATIONS
          if rec.outputs is None or g in rec.outputs]
@@ -102,13 +102,11 @@ def test_delta_vanishes_where_the_output_is_the_target(loss):
         np.testing.assert_allclose(rec.delta(u, y_pred, y_pred, g, 1.0), 0.0, atol=1e-15)
 
 
-@pytest.mark.parametrize("g_name, loss", PAIRS)
-@given(data=st.data())
-@settings(max_examples=12, deadline=None)
-def test_network_gradients_match_torch_autograd_and_finite_differences(g_name, loss, data):
-    """Every (output activation, loss) pair through RNN.loss_and_grad on every backend that runs it."""
-    T, B = data.draw(st.integers(1, 5)), data.draw(st.integers(1, 3))
-    D, H, O = data.draw(st.integers(1, 3)), data.draw(st.integers(1, 4)), data.draw(st.integers(1, 3))
+def _draw_network(data, g_name: str, loss: str, max_T: int, min_O: int):
+    """A random network of this output activation and loss (random weights), inputs x (T, B, D), valid
+    targets y (T, B, O) and a reduction."""
+    T, B = data.draw(st.integers(1, max_T)), data.draw(st.integers(1, 3))
+    D, H, O = data.draw(st.integers(1, 3)), data.draw(st.integers(1, 4)), data.draw(st.integers(min_O, 3))
     f = data.draw(st.sampled_from(activations.HIDDEN_ACTIVATIONS))
     reduction = data.draw(st.sampled_from(["mean", "sum"]))
     rng = np.random.default_rng(data.draw(st.integers(0, 2**31 - 1)))
@@ -116,7 +114,15 @@ def test_network_gradients_match_torch_autograd_and_finite_differences(g_name, l
     m = bptt.RNN(D, H, O, f, g_name, loss=loss)
     m.set_params(**{k: rng.standard_normal(s) for k, s in m.param_shapes().items()})
     x = rng.standard_normal((T, B, D))
-    y = _targets(rng, loss, (T, B, O))
+    return m, x, _targets(rng, loss, (T, B, O)), reduction
+
+
+@pytest.mark.parametrize("g_name, loss", PAIRS)
+@given(data=st.data())
+@settings(max_examples=12, deadline=None)
+def test_network_gradients_match_torch_autograd_and_finite_differences(g_name, loss, data):
+    """Every (output activation, loss) pair through RNN.loss_and_grad on every backend that runs it."""
+    m, x, y, reduction = _draw_network(data, g_name, loss, max_T=5, min_O=1)
     ref_loss, ref = torch_loss_and_grads(m, x, y, reduction=reduction)
     fd = finite_difference_grads(m, x, y, reduction=reduction)
     for backend in ("numpy", "auto"):
@@ -339,15 +345,7 @@ def test_network_gradients_match_jax(g_name, loss, data):
     """Every (output activation, loss) pair, every backend that runs it, against jax.grad to 1e-10."""
     import jax
 
-    T, B = data.draw(st.integers(1, 4)), data.draw(st.integers(1, 3))
-    D, H, O = data.draw(st.integers(1, 3)), data.draw(st.integers(1, 4)), data.draw(st.integers(2, 3))
-    f = data.draw(st.sampled_from(activations.HIDDEN_ACTIVATIONS))
-    reduction = data.draw(st.sampled_from(["mean", "sum"]))
-    rng = np.random.default_rng(data.draw(st.integers(0, 2**31 - 1)))
-    m = bptt.RNN(D, H, O, f, g_name, loss=loss)
-    m.set_params(**{k: rng.standard_normal(s) for k, s in m.param_shapes().items()})
-    x = rng.standard_normal((T, B, D))
-    y = _targets(rng, loss, (T, B, O))
+    m, x, y, reduction = _draw_network(data, g_name, loss, max_T=4, min_O=2)
     with jax.enable_x64(True):
         ref_loss, ref = _jax_loss_and_grads(m, x, y, reduction)
     for backend in ("numpy", "auto"):

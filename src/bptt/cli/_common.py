@@ -221,14 +221,6 @@ def write_out(path: str, text: str, force: bool) -> None:
     atomic_write_text(path, text)
 
 
-def ints(text: str, option: str) -> list[int]:
-    out = []
-    for part in str(text).split(","):
-        try:
-            out.append(int(part.strip()))
-        except ValueError:
-            raise BPTTError(f"{option}: {part.strip()!r} is not an integer; write e.g. {option} 12,200") from None
-    return out
 
 
 def steps(text: str, d: int) -> np.ndarray:
@@ -265,4 +257,3 @@ def note_first_compile() -> None:
     if not kernels_cached():
         print("bptt: compiling the numba kernels (once per machine, up to a minute; later runs load them)",
               file=sys.stderr, flush=True)
-
