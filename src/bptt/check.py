@@ -66,7 +66,9 @@ import functools
 import itertools
 import json
 import math
+import os
 import re
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
@@ -76,6 +78,7 @@ import numpy as np
 from . import activations, engine, losses
 from .audit import (Printed, Verdict, judge, least_squares_targets, min_misfit, nonlinear_least_squares)
 from .engine import PARAM_NAMES
+from .io import file_kind
 from .products import matmul as mm
 from .validation import REDUCTIONS, BPTTError, check_choice, check_float_array, short_repr
 
@@ -89,7 +92,10 @@ _PARAM_ALIASES = {"w": "w", "w_x": "w_x", "wx": "w_x", "w_h": "w_h", "wh": "w_h"
 CLAIM_FORMS = ("h_t, z_t, u_t, y'_t, 1 - h_t, f'(z_t), g'(u_t), tanh'(z_t), 1 - h_t^2, dh_i/dh_k, Loss, E_i, "
                "dE_i/dy'_i, dE_i/dh_k, dE_i/dz_k, dE_i/dθ, dE_i/dθ [k=2], dLoss/dθ, dLoss/dθ [t=2], dLoss/dh_t, "
                "dLoss/dz_t, dLoss/du_t, dLoss/dy'_t (θ: w, w_x, w_h, b1, b2)")
-MAX_SUBSET_LPS = 2000  # exhaustive search for the largest consistent sets up to this many programmes
+MAX_SUBSET_LPS = 250  # exhaustive search for the largest consistent sets up to this many programmes
+MAX_LEAVE_ONE_OUT = 60  # the leave-one-out misfits (one LP each) up to this many target-dependent claims
+MAX_FITTED_CLAIMS = 1000  # without targets, at most this many target-dependent claims (each LP grows with them)
+MAX_FILE_BYTES = 1 << 20  # a claims file: a few kB; refused above this before reading
 JSON_SCHEMA = 1  # the version of ``report_dict``'s layout
 
 # How a claim's exact value depends on the targets y.
@@ -250,15 +256,39 @@ def load(path: str | Path, loss: str | None = None) -> ClaimsFile:
         raise BPTTError(f"{p}: is a directory, not a claims file")
     if ext not in (".toml", ".json"):
         raise BPTTError(f"{p}: unknown file type {ext or '(no extension)'!r}; a claims file must end in .toml or .json")
+    return from_text(_read_small(p), ext[1:], str(p), loss)
+
+
+def _read_small(p: Path) -> str:
+    """The text of a regular file of at most MAX_FILE_BYTES, checked by stat before it is opened (a FIFO
+    or a device would block or never end) and read with the cap (the file may grow meanwhile)."""
     try:
-        text = p.read_text(encoding="utf-8")
+        st = os.stat(p)
     except FileNotFoundError:
         raise BPTTError(f"{p}: no such file; give the path of a .toml or .json claims file") from None
+    except OSError as e:
+        raise BPTTError(f"{p}: cannot read it ({type(e).__name__}: {e}); check the path and permissions") from None
+    if not stat.S_ISREG(st.st_mode):
+        raise BPTTError(f"{p}: is a {file_kind(st.st_mode)}, not a regular file; give the path of a .toml or "
+                        ".json claims file")
+    if st.st_size > MAX_FILE_BYTES:
+        raise BPTTError(f"{p}: {st.st_size} bytes; a claims file may hold at most {MAX_FILE_BYTES} bytes "
+                        "(a worked example needs a few kB)")
+    try:
+        with open(p, "rb") as f:
+            if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):  # replaced between stat and open
+                raise BPTTError(f"{p}: not a regular file; give the path of a .toml or .json claims file")
+            raw = f.read(MAX_FILE_BYTES + 1)
     except IsADirectoryError:
         raise BPTTError(f"{p}: is a directory, not a claims file") from None
-    except (OSError, UnicodeDecodeError) as e:
+    except OSError as e:
         raise BPTTError(f"{p}: cannot read it ({type(e).__name__}: {e}); check the path and permissions") from None
-    return from_text(text, ext[1:], str(p), loss)
+    if len(raw) > MAX_FILE_BYTES:
+        raise BPTTError(f"{p}: more than {MAX_FILE_BYTES} bytes; a claims file may hold at most that")
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise BPTTError(f"{p}: cannot read it: not UTF-8 text ({e.reason} at byte {e.start}); save it as UTF-8") from None
 
 
 def from_text(text: str, fmt: str, where: str = "claims file", loss: str | None = None) -> ClaimsFile:
@@ -1126,6 +1156,10 @@ def infer_targets(cf: ClaimsFile, net: Net) -> TargetAnalysis:
     quad = [i for i, cl in enumerate(cf.claims) if cl.dependence == QUADRATIC]
     if not aff and not quad:
         return TargetAnalysis(targets=None, undetermined=list(range(1, cf.T + 1)))
+    if len(aff) + len(quad) > MAX_FITTED_CLAIMS:
+        raise BPTTError(f"{cf.path}: {len(aff) + len(quad)} claims depend on the targets, which are not given; "
+                        f"inferring them handles at most {MAX_FITTED_CLAIMS}: give the targets (sequence.y) or "
+                        "split the claims over several files")
     c, J = exact_affine(cf, net, aff)
     a, y = _affine_analysis(cf, aff, c, J)
     free = [t for t in range(1, cf.T + 1) if not np.any(J[:, (t - 1) * cf.O: t * cf.O])]
@@ -1158,6 +1192,8 @@ def _affine_analysis(cf: ClaimsFile, dep: list[int], c: np.ndarray, J: np.ndarra
     def misfit(idx) -> tuple[float, np.ndarray]:
         idx = list(idx)
         return min_misfit(A[idx], b[idx], half[idx], *eq, bounds=bounds)
+
+    misfit.miss = lambda idx, y: np.abs(A[idx] @ y - b[idx]) / half[idx]  # each claim's miss at y
 
     a = TargetAnalysis(targets=None, lsq_targets=[float(v) for v in least_squares_targets(A, b, half, *eq)])
     # a claim whose row is zero does not depend on the targets after all (e.g. x_k = 0 kills every path)
@@ -1286,15 +1322,18 @@ def _start_offsets(cf: ClaimsFile, net: Net, quad: list[int], coef: list[np.ndar
 def _flag_unexplainable(a: TargetAnalysis, names: list[str], misfit) -> None:
     """Fill misfit_without, largest_sets and unexplainable: (1) claims in none of the largest consistent
     sets; (2) the seed's test: leaving one claim out helps far more than leaving out any other (twice the
-    next best, by the LP); (3) claims no targets give even alone."""
+    next best, by the LP); (3) claims no targets give even alone. (2) costs one LP per claim, so it is
+    run up to MAX_LEAVE_ONE_OUT claims."""
     n = len(names)
-    a.misfit_without = {names[j]: misfit([k for k in range(n) if k != j])[0] for j in range(n)}
+    if n <= MAX_LEAVE_ONE_OUT:
+        a.misfit_without = {names[j]: misfit([k for k in range(n) if k != j])[0] for j in range(n)}
     a.largest_sets, a.largest_exhaustive = _largest_sets(n, misfit, names)
     in_some = {c for s in a.largest_sets for c in s.claims}
     flagged = [c for c in names if c not in in_some]
-    best, second = sorted(a.misfit_without, key=a.misfit_without.get)[:2]
-    if a.misfit_without[second] > 2 * a.misfit_without[best] and best not in flagged:
-        flagged.append(best)
+    if a.misfit_without:
+        best, second = sorted(a.misfit_without, key=a.misfit_without.get)[:2]
+        if a.misfit_without[second] > 2 * a.misfit_without[best] and best not in flagged:
+            flagged.append(best)
     a.unexplainable = flagged + [c for c in a.unexplainable_alone if c not in flagged]
 
 
@@ -1323,11 +1362,12 @@ def _largest_sets(n: int, misfit, names: list[str]) -> tuple[list[ConsistentSet]
         found = [s for s in found if s is not None]
         if found:
             return found, True
-    # greedy: drop the claim whose removal lowers the misfit most, until the rest fit
+    # greedy: drop the claim the best targets miss most, until the rest fit (one LP per claim dropped)
     keep = list(range(n))
-    while len(keep) > 1 and misfit(keep)[0] > 1.0:
-        keep = min(([k for k in keep if k != j] for j in keep), key=lambda s: misfit(s)[0])
     t, y = misfit(keep)
+    while len(keep) > 1 and t > 1.0:
+        keep.pop(int(np.argmax(misfit.miss(keep, y))))
+        t, y = misfit(keep)
     return [ConsistentSet(tuple(names[i] for i in keep), tuple(float(v) for v in y))], False
 
 

@@ -7,6 +7,7 @@ file): verdicts in words and the target analysis.
 from __future__ import annotations
 
 import argparse
+import re
 from typing import TYPE_CHECKING
 
 from ._common import console
@@ -38,14 +39,12 @@ def add(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import json
-
     from .. import check
 
     report = check.check(check.load(args.file, loss=args.loss))
     status = 0 if report.all_hold else 1
     if args.json:
-        print(json.dumps(check.report_dict(report, status), indent=2, ensure_ascii=False))
+        print(json_text(check.report_dict(report, status)))
     else:
         print_report(report, console(wide=True))
     return status
@@ -231,11 +230,34 @@ def best_other_misfit(a: "TargetAnalysis", name: str) -> float:
 
 
 def _say(con):
-    """print one paragraph as plain text (no markup, wrapped only by the terminal)."""
-    return lambda text: con.print(text, markup=False, soft_wrap=True)
+    """print one paragraph as plain text (no markup, wrapped only by the terminal; control characters
+    from the file, such as terminal escape sequences in a claim's name, shown escaped)."""
+    return lambda text: con.print(clean(text, keep_newlines=True), markup=False, soft_wrap=True)
 
 
 def _escape(text: str) -> str:
     from rich.markup import escape
 
-    return escape(text)
+    return escape(clean(text))
+
+
+# C0, DEL, C1 (0x9b is a one-byte CSI), and the line/paragraph separators and bidirectional overrides,
+# which reorder or hide what follows on a terminal
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
+
+_JSON_CONTROL = re.compile("[\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")  # json.dumps escapes C0
+
+
+def clean(text: str, keep_newlines: bool = False) -> str:
+    """text with its control characters written as escapes (\\x1b, \\u202e), so a file cannot drive the
+    terminal; keep_newlines: the report's own paragraph breaks (a name from the file is one line anyway)."""
+    if keep_newlines:
+        return "\n".join(clean(part) for part in text.split("\n"))
+    return _CONTROL.sub(lambda m: f"\\x{ord(m[0]):02x}" if ord(m[0]) < 0x100 else f"\\u{ord(m[0]):04x}", text)
+
+
+def json_text(obj) -> str:
+    """JSON with non-ASCII kept readable but C1 controls and separators escaped (JSON escapes C0 itself)."""
+    import json
+
+    return _JSON_CONTROL.sub(lambda m: f"\\u{ord(m[0]):04x}", json.dumps(obj, indent=2, ensure_ascii=False))
