@@ -12,8 +12,12 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import shutil
 import stat
+import subprocess
+import sys
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -391,3 +395,107 @@ def test_resume_rewrites_only_its_own_files(tmp_path, capsys):
     _refused(capsys, ["train", "--resume", "--plots", "none", "--no-progress", "--out", str(r)],
              "metrics.json there was changed since bptt wrote it")
     assert _lsnapshot(r) == before
+
+
+# ------------------------------------------------------------------ output: full devices, closed pipes, narrow terminals
+# Standard output that cannot be written is one `error:` line and status 2 (as a file that cannot be written); a
+# reader that leaves early (`bptt seed | head -2`) stops bptt quietly with 141, as Unix tools; a terminal narrower
+# than the tables still shows their numbers.  Every case is a real process under `timeout`.
+BPTT = [sys.executable, "-m", "bptt"]
+PRINTERS = [["seed"], ["seed", "--json"], ["grad", "--x", "1,0", "--y", "0.5,0.5"],
+            ["grad", "--x", "1,0", "--y", "0.5,0.5", "--json"], ["explain"],
+            ["check", "examples/seed_claims.toml", "--json"]]
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _bptt(argv, timeout=120, **kwargs) -> subprocess.CompletedProcess:
+    return subprocess.run(["timeout", str(timeout), *BPTT, *argv], capture_output=True, cwd=ROOT, **kwargs)
+
+
+@pytest.mark.parametrize("argv", PRINTERS, ids=lambda a: " ".join(a))
+def test_a_full_device_as_stdout_is_one_line_and_status_2(argv):
+    if not os.path.exists("/dev/full"):
+        pytest.skip("no /dev/full on this system")
+    with open("/dev/full", "w") as full:
+        p = subprocess.run(["timeout", "120", *BPTT, *argv], stdout=full, stderr=subprocess.PIPE, cwd=ROOT)
+    err = p.stderr.decode()
+    assert p.returncode == 2, err
+    assert err.startswith("error: cannot write to standard output: No space left on device") and err.count("\n") == 1, err
+
+
+@pytest.mark.parametrize("argv", PRINTERS[:4], ids=lambda a: " ".join(a))
+def test_a_reader_that_has_gone_stops_bptt_quietly_with_141(argv):
+    """The pipe's reader closes before bptt writes (deterministic: `| head -2` after head has exited)."""
+    p = subprocess.Popen(["timeout", "120", *BPTT, *argv], stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=ROOT)
+    p.stdout.close()
+    err = p.stderr.read().decode()
+    assert p.wait(timeout=150) == 141, err
+    assert err == ""
+
+
+def test_head_of_seed_and_grad_in_a_shell_pipeline():
+    script = (f"{shlex.join(BPTT)} seed | head -2; echo seed=${{PIPESTATUS[0]}}; "
+              f"{shlex.join(BPTT)} grad --x 1,0 --y 0.5,0.5 | head -1; echo grad=${{PIPESTATUS[0]}}")
+    p = subprocess.run(["timeout", "240", "bash", "-c", script], capture_output=True, text=True, cwd=ROOT)
+    lines = p.stdout.splitlines()
+    assert lines[0].startswith("The seed's worked example") and len(lines) == 5, p.stdout
+    assert lines[2] in ("seed=141", "seed=0") and lines[4] in ("grad=141", "grad=0"), p.stdout  # 0: it had written all
+    assert p.stderr == ""
+
+
+def test_stdout_closed_at_start_is_one_line():
+    p = subprocess.run(["timeout", "120", "bash", "-c", f"{shlex.join(BPTT)} seed >&-"], capture_output=True,
+                       text=True, cwd=ROOT)
+    assert p.returncode == 2 and p.stderr.startswith("error: standard output is closed") and p.stderr.count("\n") == 1
+
+
+def test_a_terminal_ten_columns_wide_still_shows_the_numbers():
+    import pty
+
+    leader, follower = pty.openpty()
+    env = {**os.environ, "COLUMNS": "10", "LINES": "20", "TERM": "xterm"}
+    p = subprocess.Popen(["timeout", "120", *BPTT, "grad", "--x", "1,0", "--y", "0.5,0.5"], stdout=follower,
+                         stderr=subprocess.PIPE, cwd=ROOT, env=env)
+    os.close(follower)
+    chunks = []
+    while True:
+        try:
+            chunk = os.read(leader, 4096)
+        except OSError:  # the terminal's other end closed: bptt has exited
+            break
+        if not chunk:
+            break
+        chunks.append(chunk)
+    os.close(leader)
+    assert p.wait(timeout=150) == 0, p.stderr.read()
+    text = b"".join(chunks).decode()
+    for number in ("0.880797", "0.867703", "0.03700326618", "0.04232660347"):
+        assert number in text, text
+
+
+def test_warnings_are_held_back_before_a_refusal_and_shown_after_a_success(tmp_path, monkeypatch, capsys):
+    """A command that warns and then refuses prints one line; one that warns and succeeds shows the warning."""
+    import bptt.cli as cli
+
+    (tmp_path / "noisy.py").write_text(
+        "import warnings\nimport numpy as np\nfrom bptt import BPTTError\nORDER = 98\nCOMPILES = False\n\n\n"
+        "def add(sub):\n    p = sub.add_parser('noisy')\n    p.add_argument('--fail', action='store_true')\n"
+        "    p.set_defaults(run=run)\n\n\n"
+        "def run(args):\n    np.float64(1e308) * 10\n    warnings.warn('a library notice')\n"
+        "    if args.fail:\n        raise BPTTError('the one line')\n    print('done')\n    return 0\n")
+    monkeypatch.setattr(cli, "__path__", [*cli.__path__, str(tmp_path)])
+    monkeypatch.setattr(cli, "SUBCOMMANDS", cli._subcommands())
+    with warnings.catch_warnings(record=True) as shown:
+        warnings.simplefilter("always")
+        assert main(["noisy", "--fail"]) == 2
+    out, err = capsys.readouterr()
+    assert err == "error: the one line\n" and out == "" and shown == []
+    with pytest.warns(RuntimeWarning, match="overflow"), pytest.warns(UserWarning, match="a library notice"):
+        assert main(["noisy"]) == 0
+    assert capsys.readouterr().out == "done\n"
+
+
+def test_help_points_to_the_documentation(capsys):
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    assert "docs/index.md" in capsys.readouterr().out

@@ -20,6 +20,8 @@ from ..engine import PARAM_NAMES
 from ..validation import BPTTError, check_choice
 
 EXIT_BAD_INPUT = 2
+EXIT_CLOSED_PIPE = 141  # 128 + SIGPIPE, what a shell reports for a Unix tool whose reader went away
+MIN_WIDTH = 80  # tables are laid out at least this wide: narrower, rich blanks cells and the numbers are lost
 
 
 # A value that starts like a negative number (-1, -.5, -1,0, -0.3:1, -1e-3) is a value, never an
@@ -78,6 +80,43 @@ class _Printable:
         return getattr(self._stream, name)
 
 
+class OutputError(Exception):
+    """Standard output could not be written (a full disk, a closed descriptor): one line, not a traceback."""
+
+    def __init__(self, err: OSError):
+        super().__init__(f"cannot write to standard output: {err.strerror or err} (errno {err.errno}); "
+                         "free space on the device it goes to, or send the output elsewhere")
+
+
+class GuardedStdout:
+    """sys.stdout, with any write error but a closed pipe raised as ``OutputError`` (main prints it as one line).
+
+    A closed pipe stays ``BrokenPipeError``: `bptt seed | head -2` stops quietly with status 141.
+    """
+
+    def __init__(self, stream: TextIO):
+        self._stream = stream
+
+    def write(self, text: str) -> int:
+        try:
+            return self._stream.write(text)
+        except BrokenPipeError:
+            raise
+        except OSError as e:
+            raise OutputError(e) from None
+
+    def flush(self) -> None:
+        try:
+            self._stream.flush()
+        except BrokenPipeError:
+            raise
+        except OSError as e:
+            raise OutputError(e) from None
+
+    def __getattr__(self, name: str) -> Any:  # encoding, isatty, fileno, ...
+        return getattr(self._stream, name)
+
+
 def stdout() -> TextIO:
     """sys.stdout, or a wrapper writing it symbols it cannot encode in ASCII (θ -> theta)."""
     out = sys.stdout
@@ -94,15 +133,22 @@ def console(wide: bool = True):
     """
     from rich.console import Console
 
-    class PrintableConsole(Console):
+    class QuietConsole(Console):
+        def on_broken_pipe(self) -> None:  # rich would exit with status 1; main stops quietly with 141
+            self.quiet = True
+            raise BrokenPipeError
+
+    class PrintableConsole(QuietConsole):
         def render_str(self, text: str, **kwargs: Any):
             return super().render_str(printable(text, self.encoding), **kwargs)
 
     out = stdout()
-    cls = Console if out is sys.stdout else PrintableConsole
+    cls = QuietConsole if out is sys.stdout else PrintableConsole
     con = cls(file=out, highlight=False, soft_wrap=True)
     if not con.is_terminal:
         con = cls(file=out, highlight=False, soft_wrap=True, width=120 if wide else 80)
+    elif con.width < MIN_WIDTH:  # COLUMNS=10: rich would blank every cell; lay out at MIN_WIDTH, the terminal wraps
+        con = cls(file=out, highlight=False, soft_wrap=True, width=MIN_WIDTH)
     return con
 
 
