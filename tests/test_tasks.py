@@ -512,3 +512,182 @@ def test_binary_addition_learns_with_bce():
     bce = tr.train(tr.config_for("binary-addition", loss="bce", seed=0, epochs=1))
     # the same first epoch measured by the two losses: BCE's ln 2-sized values, not the squared error's
     assert bce.history["train_loss"][0] > 0.6 > 0.2 > se.history["train_loss"][0]
+
+
+# ---------------------------------------------------------------- the pathological problems (Martens & Sutskever 2011)
+def _in(pos: np.ndarray, lo_pct: int, hi_pct: int, T: int) -> bool:
+    """Every position in [T lo/100, T hi/100): the paper's spans at T = 100, scaled (T a multiple of 100 here)."""
+    return bool(np.all((pos >= T * lo_pct // 100) & (pos < T * hi_pct // 100)))
+
+
+def test_multiplication_markers_in_their_spans_and_the_product_at_the_last_step():
+    d = tasks.multiplication(length=200, n_train=300, n_val=50, n_test=60, seed=3)
+    for s in (d.train, d.val, d.test):
+        assert s.x.shape == (200, s.n, 2) and s.y.shape == (200, s.n, 1)
+        m = s.x[..., 1]  # (T, N)
+        assert set(np.unique(m)) == {0.0, 1.0} and np.all(m.sum(0) == 2)
+        first, second = m.argmax(0), (T_ := 200) - 1 - m[::-1].argmax(0)
+        assert _in(first, 1, 10, T_) and _in(second, 10, 50, T_)  # steps 2..19 and 20..99
+        cols = np.arange(s.n)
+        assert np.array_equal(s.y[-1, :, 0], s.x[first, cols, 0] * s.x[second, cols, 0]) and not s.y[:-1].any()
+        assert s.mask[-1].all() and not s.mask[:-1].any()
+        assert 0 <= s.x[..., 0].min() and s.x[..., 0].max() < 1
+    again = tasks.multiplication(length=200, n_train=300, n_val=50, n_test=60, seed=3)
+    assert np.array_equal(again.test.x, d.test.x)
+    assert not np.array_equal(tasks.multiplication(length=200, n_train=300, n_val=50, n_test=60, seed=4).test.x, d.test.x)
+
+
+def test_xor_bits_classes_and_uniform_unscored_rows():
+    d = tasks.xor(length=100, n_train=200, n_val=20, n_test=400, seed=1)
+    s = d.test
+    assert (d.input_size, d.output_size) == (2, 2)
+    v, m = s.x[..., 0], s.x[..., 1]
+    assert set(np.unique(v)) == {0.0, 1.0} and np.all(m.sum(0) == 2)
+    first, second = m.argmax(0), 99 - m[::-1].argmax(0)
+    assert _in(first, 2, 20, 100) and _in(second, 30, 50, 100)
+    cols = np.arange(s.n)
+    want = (v[first, cols] != v[second, cols]).astype(int)  # (N,)
+    assert np.array_equal(s.y[-1], np.eye(2)[want]) and np.all(s.y[:-1] == 0.5)
+    assert 0.4 < want.mean() < 0.6  # both classes occur
+
+
+@pytest.mark.parametrize("bits, spans", [(2, [(1, 10), (40, 50)]), (3, [(1, 10), (30, 40), (50, 60)])])
+def test_temporal_order_symbols_positions_and_classes(bits, spans):
+    d = tasks.temporal_order(length=100, bits=bits, n_train=100, n_val=10, n_test=500, seed=2)
+    s = d.test
+    assert (d.input_size, d.output_size) == (8, 2**bits) and np.all(s.x.sum(-1) == 1)
+    sym = s.x.argmax(-1)  # (T, N): a b c d X Y E B = 0..7
+    assert np.all(sym[0] == 7) and np.all(sym[-1] == 6) and np.all(sym[1:-1] < 6)
+    relevant = (sym == 4) | (sym == 5)  # (T, N): X or Y
+    assert np.all(relevant.sum(0) == bits)
+    labels = np.zeros(s.n, dtype=int)
+    for n in range(s.n):
+        pos = np.flatnonzero(relevant[:, n])  # in order of time
+        assert all(lo <= p < hi for p, (lo, hi) in zip(pos, spans))
+        labels[n] = int("".join(str(sym[p, n] - 4) for p in pos), 2)  # X = 0, Y = 1, the first most significant
+    assert np.array_equal(s.y[-1].argmax(-1), labels) and set(labels) == set(range(2**bits))
+    assert s.mask[-1].all() and not s.mask[:-1].any()
+
+
+def test_random_permutation_next_symbol_targets_and_the_first_at_the_end():
+    d = tasks.random_permutation(length=30, symbols=12, n_train=50, n_val=10, n_test=40, seed=0)
+    s = d.train
+    assert (d.input_size, d.output_size) == (12, 12) and s.mask is None
+    x, y = s.x.argmax(-1), s.y.argmax(-1)  # (T, N)
+    assert np.all(np.isin(x[0], [0, 1])) and np.all((x[1:] >= 2) & (x[1:] < 12))
+    assert np.array_equal(y[:-1], x[1:]) and np.array_equal(y[-1], x[0])
+
+
+@pytest.mark.parametrize("bits, chars, alphabet", [(5, 5, 2), (20, 10, 4)])
+def test_memorization_string_trigger_and_recall(bits, chars, alphabet):
+    T = 40
+    d = tasks.memorization(length=T, bits=bits, n_train=60, n_val=10, n_test=30, seed=0)
+    s = d.test
+    assert (d.input_size, d.output_size) == (alphabet + 2, alphabet + 1) and s.mask is None
+    x, y = s.x.argmax(-1), s.y.argmax(-1)  # (T, N)
+    blank, trigger = alphabet, alphabet + 1
+    assert np.all(x[:chars] < alphabet)  # the string
+    assert np.all(x[T - chars - 1] == trigger)
+    assert np.all(np.delete(x, list(range(chars)) + [T - chars - 1], axis=0) == blank)
+    assert np.array_equal(y[T - chars:], x[:chars]) and np.all(y[:T - chars] == blank)
+
+
+@pytest.mark.parametrize("name, options, match", [
+    ("multiplication", {"length": 7}, r"^length must be an integer >= 8, got 7$"),
+    ("temporal-order", {"bits": 4}, r"^--bits must be 2 or 3 for temporal-order \(the 2-bit and 3-bit problems\), got 4$"),
+    ("temporal-order", {"bits": 2.0}, r"^--bits must be 2 or 3"),
+    ("memorization", {"bits": 8}, r"^--bits must be 5 or 20 for memorization"),
+    ("memorization", {"length": 21, "bits": 20}, r"^--length 21 is too short for the 20-bit memorization problem: it needs at "
+                                                 r"least 22 steps; give a longer --length$"),
+    ("random-permutation", {"symbols": 2}, r"^symbols must be an integer >= 3, got 2$"),
+    ("xor", {"n_test": 0}, r"^n_test must be"),
+])
+def test_pathological_bad_options_are_one_line(name, options, match):
+    with pytest.raises(BPTTError, match=match):
+        tasks.load(name, **options)
+
+
+def test_short_lengths_keep_the_spans_apart_and_before_the_answer():
+    for name in ("multiplication", "xor", "temporal-order"):
+        d = tasks.load(name, length=8, n_train=50, n_val=5, n_test=5)
+        marked = d.train.x[..., 1] if name != "temporal-order" else (d.train.x.argmax(-1) >= 4) & (d.train.x.argmax(-1) < 6)
+        assert np.all(marked[0] == 0) and np.all(marked[-1] == 0) and np.all(marked.sum(0) == 2), name
+    d = tasks.load("temporal-order", length=8, bits=3, n_train=50, n_val=5, n_test=5)
+    pos = np.argwhere((d.train.x.argmax(-1) == 4) | (d.train.x.argmax(-1) == 5))  # (3 N, 2): (step, sequence)
+    assert set(np.unique(pos[:, 0])) == {1, 2, 4}  # at T = 8 each span is one step, in order
+
+
+def _data(name: str, y_test: np.ndarray, y_train: np.ndarray, info: dict | None = None) -> tasks.TaskData:
+    """A TaskData holding only targets (the metrics read no inputs)."""
+    def split(y):
+        return tasks.Split(np.zeros(y.shape[:2] + (1,)), y)
+    return tasks.TaskData(name, split(y_train), split(y_train), split(y_test), 1, y_test.shape[-1], info=info or {})
+
+
+def test_class_metrics_by_hand():
+    eye = np.eye(3)
+    y_train = eye[[[0, 2, 2, 1]]]  # (1, 4, 3): class 2 the most frequent
+    y_test = eye[[[2, 0, 1, 2, 2]]]  # (1, 5, 3)
+    pred = eye[[[2, 0, 0, 2, 1]]] * 0.8 + 0.1  # right, right, wrong, right, wrong
+    m = tasks.class_metrics(_data("xor", y_test, y_train), pred)
+    assert (m["test_error"], m["baseline_error"], m["test_sequences"], m["solved"]) == (0.4, 0.4, 5, False)
+    assert tasks.class_metrics(_data("xor", y_test, y_train), y_test)["solved"] is True
+
+
+def test_memorization_metrics_by_hand():
+    eye = np.eye(3)  # symbols 0, 1 and blank 2; 2 characters recalled at the last 2 steps
+    y_train = eye[np.array([[2, 2, 2], [0, 1, 1], [1, 1, 0]])]  # (T, N, 3): per place the majority is 1, then 1
+    y_test = eye[np.array([[2, 2], [1, 0], [1, 1]])]  # strings "11" and "01"
+    pred = eye[np.array([[2, 0], [1, 0], [1, 0]])]  # "11" right, "00" wrong (one char), a blank wrong
+    m = tasks.memorization_metrics(_data("memorization", y_test, y_train, {"chars": 2}), pred)
+    assert (m["test_error"], m["test_char_error"], m["blank_error"]) == (0.5, 0.25, 0.5)
+    assert m["baseline_error"] == 0.5  # "11" answers the first right, the second wrong
+
+
+def test_multiplication_metrics_by_hand():
+    y_train = np.array([[[0.2], [0.4]]])  # mean 0.3
+    y_test = np.array([[[0.3], [0.5], [0.32]]])
+    pred = np.array([[[0.33], [0.5], [0.2]]])  # errors 0.03, 0, 0.12
+    m = tasks.multiplication_metrics(_data("multiplication", y_test, y_train), pred)
+    assert m["test_within_0_04"] == pytest.approx(2 / 3) and m["test_error"] == pytest.approx(1 / 3)
+    assert m["baseline_error"] == pytest.approx(1 / 3)  # 0.3 is within 0.04 of 0.3 and 0.32
+    assert m["mse_ratio"] == pytest.approx((0.03**2 + 0.12**2) / (0.2**2 + 0.02**2))
+    assert m["solved"] is False
+
+
+def _trained_like(d: tasks.TaskData) -> RNN:
+    return RNN(d.input_size, 4, d.output_size, seed=0,
+               output_activation="sigmoid" if d.output_size == 1 else "softmax")
+
+
+@pytest.mark.parametrize("name, options, given, rows", [
+    ("multiplication", {"length": 20}, {"a": "0.5,1", "b": "0.5,0.2"}, [(0.5, 0.5, 0.25), (1.0, 0.2, 0.2)]),
+    ("xor", {"length": 20}, {"a": "0,1,1", "b": "1,1,0"}, [(0, 1, 1), (1, 1, 0), (1, 0, 1)]),
+])
+def test_operand_predictors_answer_each_pair(name, options, given, rows):
+    d = tasks.load(name, **options)
+    model = _trained_like(d)
+    got = tasks.get(name).predictor.run(model, d.info, given)
+    assert [(r["a"], r["b"], r["true"]) for r in got] == [tuple(r) for r in rows]
+    assert got == tasks.get(name).predictor.run(model, d.info, given)  # a fixed filler: the same answer
+    assert "true" in tasks.get(name).predictor.show(got)
+
+
+def test_class_predictors_answer_and_refuse_bad_input_in_one_line():
+    d = tasks.load("temporal-order", length=20, bits=3, n_train=10, n_val=2, n_test=2)
+    rows = tasks.get("temporal-order").predictor.run(_trained_like(d), d.info, {"order": "XYX,YYY"})
+    assert [r["order"] for r in rows] == ["XYX", "YYY"] and all(len(r["network"]) == 3 for r in rows)
+    with pytest.raises(BPTTError, match=r"^--order: 'XY' is not 3 letters X or Y \(this model's --bits 3\)"):
+        tasks.get("temporal-order").predictor.run(_trained_like(d), d.info, {"order": "XY"})
+    d = tasks.load("memorization", length=20, n_train=10, n_val=2, n_test=2)
+    rows = tasks.get("memorization").predictor.run(_trained_like(d), d.info, {"string": "01101"})
+    assert rows[0]["string"] == "01101" and len(rows[0]["network"]) == 5
+    with pytest.raises(BPTTError, match=r"^--string: '0120' is not 5 digits from 0 to 1"):
+        tasks.get("memorization").predictor.run(_trained_like(d), d.info, {"string": "0120"})
+    d = tasks.load("random-permutation", length=20, symbols=10, n_train=10, n_val=2, n_test=2)
+    rows = tasks.get("random-permutation").predictor.run(_trained_like(d), d.info, {"first": "0,1"})
+    assert [r["first"] for r in rows] == [0, 1] and all(0 < r["p_first"] < 1 for r in rows)
+    with pytest.raises(BPTTError, match=r"^--first: 2 is not a first symbol"):
+        tasks.get("random-permutation").predictor.run(_trained_like(d), d.info, {"first": "2"})
+    with pytest.raises(BPTTError, match=r"^--a: '1.5' is not a number from 0 to 1"):
+        tasks.get("multiplication").predictor.run(_trained_like(d), {"length": 20}, {"a": "1.5", "b": "0"})

@@ -299,6 +299,230 @@ def adding(length: int = 50, n_train: int = 2000, n_val: int = 500, n_test: int 
     )
 
 
+# ---------------------------------------------------------------- the pathological long-range problems
+# Martens & Sutskever (ICML 2011, "Learning Recurrent Neural Networks with Hessian-Free Optimization",
+# section 8 and its supplementary section 2) after Hochreiter & Schmidhuber (1997, "Long short-term
+# memory", experiments 4-6).  Positions follow Sutskever's code for that paper, given for T = 100 and
+# scaled with T; here every sequence has exactly T steps (theirs drew T' from [T, 1.1 T)).
+SOLVED_ERROR = 0.01  # this library calls a run solved when its test error is below 1 %
+TOLERANCE = 0.04  # a real-valued answer is right within 0.04 (Hochreiter & Schmidhuber 1997)
+MIN_LENGTH = 8
+
+
+def _spans(task: str, length: int, percents: tuple[tuple[int, int], ...]) -> list[tuple[int, int]]:
+    """Half-open position ranges [lo, hi) at the given percentages of ``length``, each after the
+    previous one and after step 0, all before the last step (which answers)."""
+    out, prev = [], 1
+    for lo_pct, hi_pct in percents:
+        lo = max(prev, length * lo_pct // 100)
+        hi = max(lo + 1, length * hi_pct // 100)
+        out.append((lo, hi))
+        prev = hi
+    if prev > length - 1:
+        raise BPTTError(f"--length {length} is too short for {task}: its marked steps need at least {prev + 1} steps; "
+                        f"give a longer --length")
+    return out
+
+
+def _sizes_checked(n_train: int, n_val: int, n_test: int) -> tuple[int, int, int]:
+    return tuple(_positive_int(k, v) for k, v in (("n_train", n_train), ("n_val", n_val), ("n_test", n_test)))  # type: ignore[return-value]
+
+
+def _length_checked(length: int) -> int:
+    return _positive_int("length", length, MIN_LENGTH)
+
+
+def _answer_rows(labels: np.ndarray, classes: int, length: int) -> tuple[np.ndarray, np.ndarray]:
+    """y (T, N, K) with one-hot labels at the last step and the uniform row elsewhere (never scored:
+    the cross-entropy wants every row to sum to 1), and the mask (T, N) of the last step."""
+    n = len(labels)
+    y = np.full((length, n, classes), 1.0 / classes)
+    y[-1] = np.eye(classes)[labels]
+    mask = np.zeros((length, n), dtype=bool)
+    mask[-1] = True
+    return y, mask
+
+
+def _three_splits(name: str, x: np.ndarray, y: np.ndarray, mask: np.ndarray | None, sizes: tuple[int, int, int],
+                  info: dict[str, Any]) -> TaskData:
+    n_train, n_val, n_test = sizes
+
+    def split(lo: int, hi: int) -> Split:
+        return Split(x[:, lo:hi], y[:, lo:hi], None if mask is None else mask[:, lo:hi])
+
+    return TaskData(name, *_train_val_test(split, n_train, n_val, sum(sizes)), input_size=x.shape[2],
+                    output_size=y.shape[2],
+                    info={**info, "sequences": {"train": n_train, "val": n_val, "test": n_test}})
+
+
+OPERAND_SPANS = {"multiplication": ((1, 10), (10, 50)), "xor": ((2, 20), (30, 50))}
+
+
+def operand_inputs(task: str, length: int, n: int, rng: np.random.Generator,
+                   a: np.ndarray | None = None, b: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """x (T, N, 2) = (value, marker) of the multiplication or XOR problem, and the two marked values
+    (N,) each: given ones (a, b) or the drawn ones.  Values: U(0, 1) (multiplication), bits (xor)."""
+    (a_lo, a_hi), (b_lo, b_hi) = _spans(task, length, OPERAND_SPANS[task])
+    if task == "xor":
+        v = rng.integers(0, 2, size=(length, n)).astype(np.float64)  # (T, N)
+    else:
+        v = rng.uniform(0, 1, size=(length, n))  # (T, N)
+    i = rng.integers(a_lo, a_hi, size=n)  # (N,)
+    j = rng.integers(b_lo, b_hi, size=n)
+    cols = np.arange(n)
+    if a is not None:
+        v[i, cols] = a
+    if b is not None:
+        v[j, cols] = b
+    m = np.zeros((length, n))  # (T, N)
+    m[i, cols] = 1.0
+    m[j, cols] = 1.0
+    return np.stack([v, m], axis=-1), v[i, cols], v[j, cols]
+
+
+def multiplication(length: int = 100, n_train: int = 2000, n_val: int = 500, n_test: int = 1000, seed: int = 0) -> TaskData:
+    """The multiplication problem (Hochreiter & Schmidhuber 1997, experiment 5; Martens & Sutskever 2011).
+
+    x_t = (v_t, m_t), v_t ~ U(0, 1); m_t = 1 at one step drawn from [T/100, T/10) and one from
+    [T/10, T/2), else 0.  The target, scored at the last step only, is the product of the two marked
+    values (in [0, 1], the seed's sigmoid output).  Solved: |error| < 0.04 on the test sequences.
+    """
+    length = _length_checked(length)
+    sizes = _sizes_checked(n_train, n_val, n_test)
+    rng = np.random.default_rng([seed, 4])
+    x, a, b = operand_inputs("multiplication", length, sum(sizes), rng)
+    y = np.zeros((length, sum(sizes), 1))  # (T, N, 1)
+    y[-1, :, 0] = a * b
+    mask = np.zeros((length, sum(sizes)), dtype=bool)
+    mask[-1] = True
+    return _three_splits("multiplication", x, y, mask, sizes, {"length": length})
+
+
+def xor(length: int = 100, n_train: int = 2000, n_val: int = 500, n_test: int = 1000, seed: int = 0) -> TaskData:
+    """The XOR problem (Martens & Sutskever 2011, after Hochreiter & Schmidhuber 1997's adding problem).
+
+    x_t = (v_t, m_t), v_t a random bit; m_t = 1 at one step drawn from [T/50, T/5) and one from
+    [3T/10, T/2).  The target, at the last step only, is the XOR of the two marked bits, a class of
+    two: a softmax output and the cross-entropy.  (Sutskever's code ran XOR at half the other
+    problems' length: its "T = 100" XOR has 50 steps, with these same fractions.)
+    """
+    length = _length_checked(length)
+    sizes = _sizes_checked(n_train, n_val, n_test)
+    rng = np.random.default_rng([seed, 5])
+    x, a, b = operand_inputs("xor", length, sum(sizes), rng)
+    y, mask = _answer_rows((a != b).astype(np.int64), 2, length)
+    return _three_splits("xor", x, y, mask, sizes, {"length": length})
+
+
+TEMPORAL_SPANS = {2: ((1, 10), (40, 50)), 3: ((1, 10), (30, 40), (50, 60))}
+TEMPORAL_SYMBOLS = "abcdXYEB"  # 4 distractors, the two relevant symbols, the end (E) and begin (B) symbols
+
+
+def temporal_inputs(length: int, bits: int, n: int, rng: np.random.Generator,
+                    codes: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """x (T, N, 8) one-hot of the temporal order problem and the class (N,) of each sequence: the
+    bits-digit binary number of its X/Y symbols in order (X = 0, Y = 1, the first the most significant).
+    ``codes`` (N,): given classes; else drawn."""
+    spans = _spans("temporal-order", length, TEMPORAL_SPANS[bits])
+    s = rng.integers(0, 4, size=(length, n))  # (T, N): distractors a-d
+    s[0], s[-1] = 7, 6  # B first, E last: the network answers at E
+    if codes is None:
+        codes = rng.integers(0, 2**bits, size=n)
+    cols = np.arange(n)
+    for k, (lo, hi) in enumerate(spans):
+        pos = rng.integers(lo, hi, size=n)  # (N,)
+        s[pos, cols] = 4 + ((codes >> (bits - 1 - k)) & 1)  # X or Y
+    return np.eye(8)[s], np.asarray(codes, dtype=np.int64)
+
+
+def temporal_order(length: int = 100, bits: int = 2, n_train: int = 2000, n_val: int = 500, n_test: int = 1000,
+                   seed: int = 0) -> TaskData:
+    """The temporal order problem (Hochreiter & Schmidhuber 1997, experiments 6a and 6b; Martens &
+    Sutskever 2011, 2-bit and 3-bit).
+
+    A sequence of random distractors a, b, c, d (one-hot, 8 symbols) begins with B and ends with E;
+    `bits` relevant symbols, each X or Y, stand at steps drawn from [T/100, T/10) and [2T/5, T/2)
+    (2 bits), or [T/100, T/10), [3T/10, 2T/5) and [T/2, 3T/5) (3 bits).  At E the network names their
+    order: one class of 2^bits (XX, XY, YX, YY for 2 bits), a softmax output and the cross-entropy.
+    """
+    length = _length_checked(length)
+    if isinstance(bits, bool) or not isinstance(bits, (int, np.integer)) or bits not in TEMPORAL_SPANS:
+        raise BPTTError(f"--bits must be 2 or 3 for temporal-order (the 2-bit and 3-bit problems), got {bits!r}")
+    sizes = _sizes_checked(n_train, n_val, n_test)
+    rng = np.random.default_rng([seed, 6])
+    x, codes = temporal_inputs(length, bits, sum(sizes), rng)
+    y, mask = _answer_rows(codes, 2**bits, length)
+    return _three_splits("temporal-order", x, y, mask, sizes, {"length": length, "order_bits": bits})
+
+
+def permutation_inputs(length: int, symbols: int, first: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """x, y (T, N, K) one-hot of the random permutation problem with the given first symbols (N,) in {0, 1}."""
+    n = len(first)
+    s = np.empty((length + 1, n), dtype=np.int64)  # (T + 1, N): the symbols, the answer last
+    s[0] = first
+    s[1:length] = rng.integers(2, symbols, size=(length - 1, n))
+    s[length] = first
+    eye = np.eye(symbols)
+    return eye[s[:-1]], eye[s[1:]]
+
+
+def random_permutation(length: int = 100, symbols: int = 100, n_train: int = 1000, n_val: int = 250,
+                       n_test: int = 500, seed: int = 0) -> TaskData:
+    """The random permutation problem (Martens & Sutskever 2011, after Hochreiter & Schmidhuber 1997,
+    experiment 2).
+
+    One-hot symbols of `symbols`: the first is 0 or 1, the next T - 1 are drawn from 2..K-1; at every
+    step the target is the next symbol (a softmax output, the cross-entropy on every step), and the
+    next symbol of the last step is the first one again.  Only that last answer can be predicted; the
+    test error is the fraction of sequences whose last answer is wrong.
+    """
+    length = _length_checked(length)
+    symbols = _positive_int("symbols", symbols, 3)
+    sizes = _sizes_checked(n_train, n_val, n_test)
+    rng = np.random.default_rng([seed, 7])
+    x, y = permutation_inputs(length, symbols, rng.integers(0, 2, size=sum(sizes)), rng)
+    return _three_splits("random-permutation", x, y, None, sizes, {"length": length, "symbols": symbols})
+
+
+MEMORY = {5: (5, 2), 20: (10, 4)}  # the 5-bit and 20-bit problems: (characters, alphabet)
+
+
+def memorization_sequences(length: int, chars: int, alphabet: int, strings: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """x (T, N, K + 2), y (T, N, K + 1) of the noiseless memorization problem for strings (N, chars):
+    inputs are the K symbols, blank (K) and the trigger (K + 1); outputs the K symbols and blank."""
+    n = len(strings)
+    xs = np.full((length, n), alphabet, dtype=np.int64)  # (T, N): blank
+    xs[:chars] = strings.T
+    xs[length - chars - 1] = alphabet + 1  # the trigger: recall from the next step on
+    ys = np.full((length, n), alphabet, dtype=np.int64)  # blank
+    ys[length - chars:] = strings.T
+    return np.eye(alphabet + 2)[xs], np.eye(alphabet + 1)[ys]
+
+
+def memorization(length: int = 100, bits: int = 5, n_train: int = 2000, n_val: int = 500, n_test: int = 1000,
+                 seed: int = 0) -> TaskData:
+    """Noiseless memorization (Martens & Sutskever 2011, after Hochreiter & Schmidhuber 1997).
+
+    The first steps show a string (5 bits: 5 characters of 2 symbols; 20 bits: 10 characters of 4),
+    then blanks; the trigger stands at the step T - chars - 1 and the network must output the string
+    on the last `chars` steps and blank on every other step (a softmax output, the cross-entropy on
+    every step).  The test error is the fraction of test sequences with any recalled character wrong.
+    The 5-bit problem has only 32 distinct sequences, so its splits hold the same ones.
+    """
+    length = _length_checked(length)
+    if isinstance(bits, bool) or not isinstance(bits, (int, np.integer)) or bits not in MEMORY:
+        raise BPTTError(f"--bits must be 5 or 20 for memorization (the 5-bit and 20-bit problems), got {bits!r}")
+    chars, alphabet = MEMORY[bits]
+    if length < 2 * chars + 2:
+        raise BPTTError(f"--length {length} is too short for the {bits}-bit memorization problem: it needs at least "
+                        f"{2 * chars + 2} steps; give a longer --length")
+    sizes = _sizes_checked(n_train, n_val, n_test)
+    rng = np.random.default_rng([seed, 8])
+    x, y = memorization_sequences(length, chars, alphabet, rng.integers(0, alphabet, size=(sum(sizes), chars)))
+    return _three_splits("memorization", x, y, None, sizes,
+                         {"length": length, "string_bits": bits, "chars": chars, "alphabet": alphabet})
+
+
 # ---------------------------------------------------------------- series: sunspots, csv
 def series_task(
     values: Any, name: str, window: int = 20, n_val: int | None = None, n_test: int | None = None, first_index: int = 0
@@ -581,6 +805,68 @@ def adding_metrics(data: TaskData, pred: np.ndarray) -> dict[str, Any]:
     }
 
 
+def _tolerance_metrics(data: TaskData, pred: np.ndarray) -> dict[str, Any]:
+    """The literature's criterion for a real-valued answer at the last step: the fraction of test
+    sequences answered within 0.04, beside the same for predicting the training targets' mean."""
+    scored, target = pred[-1, :, 0], data.test.y[-1, :, 0]  # (N,) each
+    mean_train = float(data.train.y[-1, :, 0].mean())
+    base = float(np.mean((target - mean_train) ** 2))
+    within = float(np.mean(np.abs(scored - target) < TOLERANCE))
+    base_within = float(np.mean(np.abs(mean_train - target) < TOLERANCE))
+    return {
+        "test_mse": float(np.mean((scored - target) ** 2)),
+        "baseline_mse": base,
+        "baseline": "predict the training targets' mean",
+        "mse_ratio": float(np.mean((scored - target) ** 2) / base),
+        "test_within_0_04": within,
+        "test_error": 1.0 - within,
+        "baseline_error": 1.0 - base_within,
+        "solved": 1.0 - within < SOLVED_ERROR,
+    }
+
+
+def multiplication_metrics(data: TaskData, pred: np.ndarray) -> dict[str, Any]:
+    """The fraction of test products answered within 0.04 (and the MSE) against the training mean."""
+    return _tolerance_metrics(data, pred)
+
+
+def class_metrics(data: TaskData, pred: np.ndarray) -> dict[str, Any]:
+    """Classification error of the answer at the last step (the class of largest output) beside always
+    answering the training targets' most frequent class.  pred (T, N, K)."""
+    want = np.argmax(data.test.y[-1], axis=-1)  # (N,)
+    got = np.argmax(pred[-1], axis=-1)  # (N,)
+    train = np.argmax(data.train.y[-1], axis=-1)  # (N_train,)
+    majority = int(np.bincount(train, minlength=data.output_size).argmax())
+    error = float(np.mean(got != want))
+    return {
+        "test_error": error,
+        "baseline_error": float(np.mean(want != majority)),
+        "baseline": f"always the training targets' most frequent class ({majority})",
+        "test_sequences": int(len(want)),
+        "solved": error < SOLVED_ERROR,
+    }
+
+
+def memorization_metrics(data: TaskData, pred: np.ndarray) -> dict[str, Any]:
+    """Fraction of test sequences with a recalled character wrong (and of characters), beside answering
+    each recall step with the training strings' most frequent character there.  pred (T, N, K + 1)."""
+    chars = int(data.info["chars"])
+    want = np.argmax(data.test.y[-chars:], axis=-1)  # (chars, N)
+    got = np.argmax(pred[-chars:], axis=-1)  # (chars, N)
+    train = np.argmax(data.train.y[-chars:], axis=-1)  # (chars, N_train)
+    majority = np.array([np.bincount(row, minlength=data.output_size).argmax() for row in train])  # (chars,)
+    error = float(np.mean(np.any(got != want, axis=0)))
+    return {
+        "test_error": error,
+        "test_char_error": float(np.mean(got != want)),
+        "blank_error": float(np.mean(np.argmax(pred[:-chars], axis=-1) != np.argmax(data.test.y[:-chars], axis=-1))),
+        "baseline_error": float(np.mean(np.any(want != majority[:, None], axis=0))),
+        "baseline": "each recalled character the training strings' most frequent one at that place",
+        "test_sequences": int(want.shape[1]),
+        "solved": error < SOLVED_ERROR,
+    }
+
+
 def sine_metrics(data: TaskData, pred: np.ndarray) -> dict[str, Any]:
     """Test MSE in the sine's units beside persistence (o_t for o_{t+1}) and the noise floor.  pred (T, N, 1)."""
     te, sc = data.test, data.scaling
@@ -652,6 +938,33 @@ def adding_view(data: TaskData, model, metrics: dict[str, Any]) -> PredictionVie
     return dataclasses.replace(v, curves=(curve,), x_label="target: mean of the two marked values",
                                y_label="prediction at the last step",
                                title=f"adding: {data.test.n} test sequences of {data.test.x.shape[0]} steps, the answer at the last step")
+
+
+def multiplication_view(data: TaskData, model, metrics: dict[str, Any]) -> PredictionView:
+    v = scored_view(data, model, metrics)
+    curve = dataclasses.replace(v.curves[0], label=f"{data.test.n} test sequences")
+    return dataclasses.replace(v, curves=(curve,), x_label="target: product of the two marked values",
+                               y_label="prediction at the last step",
+                               title=f"multiplication: {data.test.n} test sequences of {data.test.x.shape[0]} steps")
+
+
+def class_view(data: TaskData, model, metrics: dict[str, Any], shown: int = 100) -> PredictionView:
+    """The class answered at the last step against the true one, for the first ``shown`` test sequences."""
+    te = data.test
+    k = min(shown, te.n)
+    pred = model.predict(te.x[:, :k].astype(model.dtype))  # (T, k, O)
+    lines = max(1, int(data.info.get("chars", 1)))  # memorization: the recalled characters, in order
+    want = np.argmax(te.y[-lines:, :k], axis=-1).T.ravel()  # (k lines,)
+    got = np.argmax(pred[-lines:], axis=-1).T.ravel()
+    seq = np.arange(k * lines) / lines + 1  # sequence number (a fraction per recalled character)
+    ok = got == want
+    curves = [Curve(seq, want, "k.", "target", 5.0), Curve(seq[ok], got[ok], "g+", f"right ({ok.sum()})")]
+    if (~ok).any():
+        curves.append(Curve(seq[~ok], got[~ok], "rx", f"wrong ({(~ok).sum()})", 4.0))
+    what = "recalled characters" if lines > 1 else "answer at the last step"
+    return PredictionView(tuple(curves), "test sequence", f"class ({what})",
+                          title=f"{data.name}: the first {k} of {te.n} test sequences of {te.x.shape[0]} steps "
+                                f"(test error {metrics.get('test_error', float('nan')):.3f})")
 
 
 def addition_view(data: TaskData, model, metrics: dict[str, Any]) -> PredictionView:
@@ -900,6 +1213,143 @@ def sunspots_years(task_info: dict[str, Any], T: int) -> tuple[str, list[int]]:
     return "year", [int(v) for v in years[-T:]]
 
 
+def float_list(text: str, flag: str) -> list[float]:
+    """'0.2,0.75' -> [0.2, 0.75]; one line naming ``flag`` for anything else."""
+    out = []
+    for part in str(text).split(","):
+        try:
+            v = float(part.strip())
+        except ValueError:
+            v = math.nan
+        if not (math.isfinite(v) and 0 <= v <= 1):
+            raise BPTTError(f"{flag}: {part.strip()!r} is not a number from 0 to 1; write e.g. {flag} 0.2,0.75")
+        out.append(v)
+    return out
+
+
+PREDICT_SEED = 12345  # the filler of `bptt predict`'s sequences: the same answer every time
+
+
+def _length_of(model, task_info: dict[str, Any]) -> int:
+    return int(task_info["length"])
+
+
+def operand_answers(task: str) -> Callable[[Any, dict[str, Any], dict[str, str]], list[dict[str, Any]]]:
+    """--a/--b for the multiplication or XOR problem: each pair at the marked steps of a sequence of the
+    model's length (filler and positions drawn from a fixed seed), the network's answer beside the true one."""
+    def run(model, task_info: dict[str, Any], given: dict[str, str]) -> list[dict[str, Any]]:
+        if given.get("a") is None or given.get("b") is None:
+            raise BPTTError("give both --a and --b (comma-separated, of equal count)")
+        if task == "xor":
+            A, B = int_list(given["a"], "--a"), int_list(given["b"], "--b")
+            for v, flag in [(v, "--a") for v in A] + [(v, "--b") for v in B]:
+                if v not in (0, 1):
+                    raise BPTTError(f"{flag}: {v} is not a bit; give 0s and 1s, e.g. {flag} 0,1")
+        else:
+            A, B = float_list(given["a"], "--a"), float_list(given["b"], "--b")
+        if len(A) != len(B):
+            raise BPTTError(f"--a has {len(A)} values but --b has {len(B)}; give them in pairs")
+        x, _, _ = operand_inputs(task, _length_of(model, task_info), len(A), np.random.default_rng(PREDICT_SEED),
+                                 np.array(A, dtype=np.float64), np.array(B, dtype=np.float64))
+        out = model.predict(x.astype(model.dtype))[-1].astype(np.float64)  # (N, O)
+        rows = []
+        for k, (p, q) in enumerate(zip(A, B)):
+            if task == "xor":
+                got, true = int(np.argmax(out[k])), int(p) ^ int(q)
+                rows.append({"a": p, "b": q, "network": got, "true": true, "right": got == true})
+            else:
+                got, true = float(out[k, 0]), p * q
+                rows.append({"a": p, "b": q, "network": got, "true": true, "right": abs(got - true) < TOLERANCE})
+        return rows
+    return run
+
+
+def operand_text(rows: list[dict[str, Any]]) -> str:
+    op = "xor" if all(isinstance(r["network"], int) for r in rows) else "*"
+    return "\n".join(f"{r['a']} {op} {r['b']} -> {r['network'] if op == 'xor' else format(r['network'], '.4f')}  "
+                     f"({'right' if r['right'] else 'WRONG'}, true {r['true'] if op == 'xor' else format(r['true'], '.4f')})"
+                     for r in rows)
+
+
+def order_answers(model, task_info: dict[str, Any], given: dict[str, str]) -> list[dict[str, Any]]:
+    """--order XY,YX,...: each order of relevant symbols in a sequence of random distractors; the order named."""
+    bits = int(task_info["order_bits"])
+    orders = [o.strip() for o in str(given.get("order", "")).split(",")]
+    for o in orders:
+        if len(o) != bits or set(o) - {"X", "Y"}:
+            raise BPTTError(f"--order: {o!r} is not {bits} letters X or Y (this model's --bits {bits}); write e.g. "
+                            f"--order {'XY' if bits == 2 else 'XYX'},{'YY' if bits == 2 else 'YYX'}")
+    codes = np.array([int(o.replace("X", "0").replace("Y", "1"), 2) for o in orders])
+    x, _ = temporal_inputs(_length_of(model, task_info), bits, len(orders), np.random.default_rng(PREDICT_SEED), codes)
+    got = np.argmax(model.predict(x.astype(model.dtype))[-1], axis=-1)  # (N,)
+    name = lambda c: format(int(c), f"0{bits}b").replace("0", "X").replace("1", "Y")  # noqa: E731
+    return [{"order": o, "network": name(g), "right": name(g) == o} for o, g in zip(orders, got)]
+
+
+def order_text(rows: list[dict[str, Any]]) -> str:
+    return "\n".join(f"{r['order']} -> {r['network']}  ({'right' if r['right'] else 'WRONG'})" for r in rows)
+
+
+def first_answers(model, task_info: dict[str, Any], given: dict[str, str]) -> list[dict[str, Any]]:
+    """--first 0,1,...: a sequence of the model's length starting with that symbol; the symbol it
+    answers at the last step and the probability it gives the right one."""
+    first = int_list(given.get("first", ""), "--first")
+    for v in first:
+        if v not in (0, 1):
+            raise BPTTError(f"--first: {v} is not a first symbol of this problem; give 0s and 1s, e.g. --first 0,1")
+    symbols = int(task_info["symbols"])
+    if model.input_size != symbols:
+        raise BPTTError(f"the model has {model.input_size} inputs but its task has {symbols} symbols; the model file is "
+                        f"inconsistent, re-train it")
+    x, _ = permutation_inputs(_length_of(model, task_info), symbols, np.array(first), np.random.default_rng(PREDICT_SEED))
+    out = model.predict(x.astype(model.dtype))[-1].astype(np.float64)  # (N, K)
+    return [{"first": f, "network": int(np.argmax(p)), "p_first": float(p[f]), "right": int(np.argmax(p)) == f}
+            for f, p in zip(first, out)]
+
+
+def first_text(rows: list[dict[str, Any]]) -> str:
+    return "\n".join(f"first {r['first']} -> last {r['network']}  (p = {r['p_first']:.3f}; "
+                     f"{'right' if r['right'] else 'WRONG'})" for r in rows)
+
+
+def recall_answers(model, task_info: dict[str, Any], given: dict[str, str]) -> list[dict[str, Any]]:
+    """--string 01101,...: each string shown, the blanks, the trigger; the string the network recalls."""
+    bits = int(task_info["string_bits"])
+    chars, alphabet = MEMORY[bits]
+    strings = [s.strip() for s in str(given.get("string", "")).split(",")]
+    for s in strings:
+        if len(s) != chars or any(c not in "0123456789"[:alphabet] for c in s):
+            raise BPTTError(f"--string: {s!r} is not {chars} digits from 0 to {alphabet - 1} (the {bits}-bit problem); "
+                            f"write e.g. --string {'01101' if bits == 5 else '0123012301'}")
+    codes = np.array([[int(c) for c in s] for s in strings])  # (N, chars)
+    x, _ = memorization_sequences(_length_of(model, task_info), chars, alphabet, codes)
+    got = np.argmax(model.predict(x.astype(model.dtype))[-chars:], axis=-1).T  # (N, chars)
+    text = ["".join("0123456789"[c] if c < alphabet else "_" for c in row) for row in got]  # _: blank
+    return [{"string": s, "network": t, "right": s == t} for s, t in zip(strings, text)]
+
+
+def recall_text(rows: list[dict[str, Any]]) -> str:
+    return "\n".join(f"{r['string']} -> {r['network']}  ({'right' if r['right'] else 'WRONG'})" for r in rows)
+
+
+def length_field(name: str, v: Any) -> int:
+    return check_int(name, v, MIN_LENGTH)  # type: ignore[return-value]
+
+
+def temporal_bits_field(name: str, v: Any) -> int:
+    return check_int(name, v, 2, 3)  # type: ignore[return-value]
+
+
+def memory_bits_field(name: str, v: Any) -> int:
+    if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v not in MEMORY:
+        raise BPTTError(f"{name} must be 5 or 20, got {short_repr(v)}")
+    return v
+
+
+def symbols_field(name: str, v: Any) -> int:
+    return check_int(name, v, 3)  # type: ignore[return-value]
+
+
 # ---------------------------------------------------------------- the registry
 def _resolved_path(text: str) -> str:
     """A file given on the command line, made absolute: resume and gradflow --model work from any folder."""
@@ -910,6 +1360,10 @@ def _sizes(what: str, train: int | None, val: int | None, test: int | None, note
     """--n-train/--n-val/--n-test (train None: no --n-train, the series' training part is the rest)."""
     opts = () if train is None else (Option("n_train", int, train, f"training {what}"),)
     return opts + (Option("n_val", int, val, f"validation {what}{note}"), Option("n_test", int, test, f"test {what}{note}"))
+
+
+OPERANDS = (Option("a", str, None, "first operands", metavar="A1,A2,..."),
+            Option("b", str, None, "second operands", metavar="B1,B2,..."))
 
 
 @dataclass(frozen=True)
@@ -994,6 +1448,58 @@ TASKS: dict[str, Task] = {t.name: t for t in (
                               Option("prime", str, None, "text to continue (default: after a newline)",
                                      metavar="TEXT")),
                              sample_chars, chars_text_answer, default=True)),
+    # the pathological long-range problems (Martens & Sutskever 2011): budgets in HF iterations
+    Task(name="multiplication", description="the product of two marked values, answered at the last step",
+         loader=multiplication,
+         options=(Option("length", int, 100, "sequence length"),) + _sizes("sequences", 2000, 500, 1000),
+         defaults=TrainDefaults(hidden_size=16, lr=0.01, epochs=30, batch_size=32, checkpoint_every=5,
+                                hf={"epochs": 100, "checkpoint_every": 10}),
+         metrics=multiplication_metrics, view=multiplication_view, info_fields={"length": length_field},
+         predictor=Predictor(OPERANDS, operand_answers("multiplication"), operand_text)),
+    Task(name="xor", description="the XOR of two marked bits, answered at the last step",
+         loader=xor,
+         options=(Option("length", int, 100, "sequence length"),) + _sizes("sequences", 2000, 500, 1000),
+         defaults=TrainDefaults(hidden_size=16, lr=0.01, epochs=30, batch_size=32, checkpoint_every=5,
+                                output_activation="softmax", loss="cross_entropy",
+                                hf={"epochs": 100, "checkpoint_every": 10}),
+         metrics=class_metrics, view=class_view, info_fields={"length": length_field},
+         predictor=Predictor(OPERANDS, operand_answers("xor"), operand_text)),
+    Task(name="temporal-order", description="the order of 2 or 3 symbols X/Y among distractors, named at the end",
+         loader=temporal_order,
+         options=(Option("length", int, 100, "sequence length"),
+                  Option("bits", int, 2, "relevant symbols: 2 or 3 (4 or 8 classes)"))
+         + _sizes("sequences", 2000, 500, 1000),
+         defaults=TrainDefaults(hidden_size=16, lr=0.01, epochs=30, batch_size=32, checkpoint_every=5,
+                                output_activation="softmax", loss="cross_entropy",
+                                hf={"epochs": 100, "checkpoint_every": 10}),
+         metrics=class_metrics, view=class_view,
+         info_fields={"length": length_field, "order_bits": temporal_bits_field},
+         predictor=Predictor((Option("order", str, None, "orders of X and Y to classify", metavar="XY,YX,..."),),
+                             order_answers, order_text)),
+    Task(name="random-permutation", description="recall the first of T random symbols at the end",
+         loader=random_permutation,
+         options=(Option("length", int, 100, "sequence length"),
+                  Option("symbols", int, 100, "symbols (one-hot inputs and outputs)"))
+         + _sizes("sequences", 1000, 250, 500),
+         defaults=TrainDefaults(hidden_size=16, lr=0.01, epochs=30, batch_size=32, checkpoint_every=5,
+                                output_activation="softmax", loss="cross_entropy",
+                                hf={"epochs": 100, "checkpoint_every": 10}),
+         metrics=class_metrics, view=class_view,
+         info_fields={"length": length_field, "symbols": symbols_field},
+         predictor=Predictor((Option("first", str, None, "first symbols, 0 or 1", metavar="S1,S2,..."),),
+                             first_answers, first_text)),
+    Task(name="memorization", description="recall a string of 5 or 20 bits shown at the start, after a trigger",
+         loader=memorization,
+         options=(Option("length", int, 100, "sequence length"),
+                  Option("bits", int, 5, "the 5-bit (5 binary characters) or 20-bit (10 of 4 symbols) problem"))
+         + _sizes("sequences", 2000, 500, 1000),
+         defaults=TrainDefaults(hidden_size=16, lr=0.01, epochs=30, batch_size=32, checkpoint_every=5,
+                                output_activation="softmax", loss="cross_entropy",
+                                hf={"epochs": 100, "checkpoint_every": 10}),
+         metrics=memorization_metrics, view=class_view,
+         info_fields={"length": length_field, "string_bits": memory_bits_field},
+         predictor=Predictor((Option("string", str, None, "strings to memorise (digits)", metavar="S1,S2,..."),),
+                             recall_answers, recall_text)),
 )}
 
 
