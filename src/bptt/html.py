@@ -6,6 +6,14 @@ its script and style inlined, its fonts as ``data:`` URIs), so the page reads of
 fetches nothing (its Content-Security-Policy forbids it). A figure block becomes an inline SVG
 of the unrolled network; the terms of the sums carry ``data-path`` (KaTeX's ``\\htmlData``),
 and hovering or clicking one lights its path's edges (``data-edge``) and the factors it multiplies.
+
+With ``live`` (``live_state``; ``bptt explain`` passes it) the page is also live: ``data/live.js``
+(inlined) holds the state (sizes, parameters, h_0, sequence, activations, loss, reduction,
+truncation) in the URL fragment with ``bptt grad``'s option names as keys, and on every change
+recomputes the forward values, the chain-rule factors, every path, term and total, the gradient
+flow and the formulas with the numbers in: a second implementation of the recurrence, pinned to
+the engine by tests/test_html.py.  The document below it is the one written for the page's own
+configuration, marked out of date while the state differs.
 """
 
 from __future__ import annotations
@@ -19,10 +27,13 @@ from importlib import resources
 
 from .document import MATH, Block, Document, Figure, marks_to
 
-__all__ = ["render"]
+__all__ = ["render", "live_state", "LIVE_MAX_T", "LIVE_MAX_SIZE"]
 
 # the page's own layout (the figure's geometry below)
-DX, ROW_Y, R = 96, {2: 48, 1: 150, 0: 252}, 21
+DX, ROW_Y, R, LEFT = 110, {2: 60, 1: 162, 0: 264}, 21, 70
+HEIGHT = 330
+LIVE_MAX_T = 50  # the live page recomputes O(T^2) paths and draws a T x T gradient-flow map on every change
+LIVE_MAX_SIZE = 4  # every entry of w_h is a control: "small matrices"
 _FONT_URL = re.compile(r"src:url\(fonts/([A-Za-z0-9_-]+)\.woff2\) format\(\"woff2\"\)[^;}]*")
 
 
@@ -40,13 +51,60 @@ def katex_assets() -> tuple[str, str]:
     return script, _FONT_URL.sub(inline, style)
 
 
-def render(doc: Document) -> str:
-    """The whole page."""
+@lru_cache(maxsize=1)
+def live_assets() -> tuple[str, str]:
+    """(script, style) of the live page, ``data/live.js`` and ``data/live.css``."""
+    root = resources.files("bptt") / "data"
+    return (root / "live.js").read_text(encoding="utf-8"), (root / "live.css").read_text(encoding="utf-8")
+
+
+def live_state(params: dict, x, h0=0.0, y=None, hidden_activation: str = "sigmoid",
+               output_activation: str = "sigmoid", loss: str = "squared_error", reduction: str = "mean",
+               truncate: int | None = None, expand: int = 3) -> dict:
+    """What the live page starts from: the model (parameters as numbers or arrays of the engine's shapes),
+    the sequence x (T,) or (T, D), targets y (None: 0.5 at every step and output, as the derivation keeps
+    them symbols), and the tables' names, so the page offers exactly what the engine runs."""
+    import numpy as np
+
+    from . import activations, losses
+    from .engine import PARAM_NAMES
+
+    p = {k: np.atleast_1d(np.asarray(params[k], dtype=np.float64)) for k in PARAM_NAMES}
+    p = {k: (v.reshape(1, 1) if k in ("w", "w_x", "w_h") and v.ndim == 1 else v) for k, v in p.items()}
+    H, D = p["w_x"].shape
+    O = p["w"].shape[0]
+    xs = np.asarray(x, dtype=np.float64).reshape(len(x), D)
+    ys = np.full((len(xs), O), 0.5) if y is None else np.asarray(y, dtype=np.float64).reshape(len(xs), O)
+    state = {"D": D, "H": H, "O": O, **{k: v.tolist() for k, v in p.items()},
+             "h0": np.broadcast_to(np.asarray(h0, dtype=np.float64), (H,)).tolist(), "x": xs.tolist(), "y": ys.tolist(),
+             "hidden_activation": hidden_activation, "output_activation": output_activation, "loss": loss,
+             "reduction": reduction, "truncate": truncate}
+    return {"state": state, "targets_given": y is not None,
+            "hidden": list(activations.HIDDEN_ACTIVATIONS), "output": list(activations.OUTPUT_ACTIVATIONS),
+            "losses": {n: {"outputs": None if r.outputs is None else list(r.outputs), "formula": r.formula}
+                       for n, r in losses.LOSSES.items()},
+            "max_T": LIVE_MAX_T, "max_size": LIVE_MAX_SIZE, "expand": expand}
+
+
+def render(doc: Document, live: dict | None = None) -> str:
+    """The whole page; with ``live`` (``live_state``) the live panel too."""
     script, style = katex_assets()
     title = next((b.data for b in doc.blocks if b.kind == "h1"), "bptt explain")
-    body = "\n".join(_block(b) for b in doc.blocks)
-    page = _PAGE.format(title=_text(re.sub(r"\$", "", title)), katex_css=style, css=_CSS, body=body,
-                        paths=_json_script(_paths(doc)), katex_js=_script(script), js=_JS)
+    if live is None:
+        body = "\n".join(_block(b) for b in doc.blocks)
+        page = _PAGE.format(title=_text(re.sub(r"\$", "", title)), katex_css=style, css=_CSS, body=body, main="",
+                            data_id="bptt-paths", paths=_json_script(_paths(doc)), katex_js=_script(script),
+                            js=_script(_JS_TYPESET + _JS_HOVER), live_css="", live_js="")
+    else:
+        live_js, live_css = live_assets()
+        head = 2 if len(doc.blocks) > 1 and doc.blocks[1].kind == "p" else 1  # the title and its first paragraph
+        blocks = [b for b in doc.blocks if b.kind != "figure"]  # the live network takes the figure's place
+        body = ("\n".join(_block(b) for b in blocks[:head]) + "\n" + _live_panel(live) + '\n<div id="doc">\n'
+                + _STALE + "\n".join(_block(b) for b in blocks[head:]) + "\n</div>")
+        page = _PAGE.format(title=_text(re.sub(r"\$", "", title)), katex_css=style, css=_CSS, body=body,
+                            main=' class="live"', data_id="bptt-state", paths=_json_script(live), katex_js=_script(script),
+                            js=_script(_JS_TYPESET), live_css=f"\n<style>{live_css}</style>",
+                            live_js=f"\n<script>{_script(live_js)}</script>")
     # ASCII only: every other character as a character reference (the scripts and styles, where a reference
     # would not be decoded, are ASCII already), so any terminal or file passes the page on unchanged
     return page.encode("ascii", "xmlcharrefreplace").decode("ascii")
@@ -88,8 +146,12 @@ def _inline(s: str) -> str:
     for j, part in enumerate(parts):
         if j % 2:
             out.append(f'<span class="tex">{_tex(part)}</span>')
-        else:
-            out.append(re.sub(r"`([^´]*)´", r"<code>\1</code>", _text(part)))
+            continue
+        glue = re.match(r"[,.;:)]+", part) if j else None  # punctuation right after math stays on its line
+        if glue:
+            out[-1] = f'<span class="nobr">{out[-1]}{_text(glue.group(0))}</span>'
+            part = part[glue.end():]
+        out.append(re.sub(r"`([^´]*)´", r"<code>\1</code>", _text(part)))
     return "".join(out)
 
 
@@ -102,24 +164,30 @@ def _table(header: list[str], rows: list[list[str]]) -> str:
 # ------------------------------------------------------------------ the figure
 def _figure(fig: Figure) -> str:
     readout = '<div id="readout" aria-live="polite"></div>\n' if fig.paths else ""
-    return (f'<figure class="net">\n<figcaption><strong>{_text(fig.title)}.</strong> {_text(fig.caption)}'
-            f'</figcaption>\n{readout}<div class="scroll">{_svg(fig)}</div>\n{_path_list(fig)}</figure>')
+    return (f'<figure class="net">\n<figcaption><strong>{_text(fig.title)}.</strong> {_text(fig.caption)} '
+            f'{_VALUES_LEGEND}</figcaption>\n{readout}<div class="scroll">{_svg(fig)}</div>\n{_path_list(fig)}</figure>')
+
+
+_VALUES_LEGEND = ("The number beside each node is its forward value: the input x<sub>t</sub>, the state "
+                  "h<sub>t</sub> = f(z<sub>t</sub>), the prediction y&prime;<sub>t</sub> = g(u<sub>t</sub>).")
 
 
 def _xy(col: int, row: int) -> tuple[int, int]:
-    return 60 + col * DX, ROW_Y[row]
+    return LEFT + col * DX, ROW_Y[row]
 
 
 def _svg(fig: Figure) -> str:
     pos = {nd.id: _xy(nd.col, nd.row) for nd in fig.nodes}
-    width = 60 + max(nd.col for nd in fig.nodes) * DX + (260 if fig.paths else 90)  # room for a contribution
+    width = LEFT + max(nd.col for nd in fig.nodes) * DX + (260 if fig.paths else 90)  # room for a contribution
     edges = [_edge(e.id, e.src, e.dst, e.param, pos) for e in fig.edges]
     nodes = [_node(nd.id, nd.name, nd.value, *pos[nd.id]) for nd in fig.nodes]
-    return (f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="300" viewBox="0 0 {width} 300" '
-            f'role="img" aria-label="{_text(fig.title)}">\n'
+    rows = "".join(f'<text class="rowlabel" x="4" y="{ROW_Y[r] + 4}">{name}</text>'
+                   for r, name in ((2, "outputs"), (1, "states"), (0, "inputs")))
+    return (f'<svg class="net" xmlns="http://www.w3.org/2000/svg" width="{width}" height="{HEIGHT}" '
+            f'viewBox="0 0 {width} {HEIGHT}" role="img" aria-label="{_text(fig.title)}">\n'
             '<defs><marker id="arrow" viewBox="0 0 10 10" refX="9" refY="5" markerWidth="9" markerHeight="9" '
             'markerUnits="userSpaceOnUse" orient="auto"><path d="M0,0 L10,5 L0,10 z" fill="context-stroke"/>'
-            '</marker></defs>\n'
+            '</marker></defs>\n' + rows + "\n"
             + "\n".join(edges) + "\n" + "\n".join(nodes)
             + '\n<text id="contrib" x="0" y="0"></text>\n</svg>')
 
@@ -134,11 +202,16 @@ def _edge(eid: str, src: str, dst: str, param: str, pos: dict) -> str:
     start = R if src in pos else 0
     a = (x1 + ux * start, y1 + uy * start)
     b = (x2 - ux * (R + 2), y2 - uy * (R + 2))
-    label = _sub(param)
-    lx, ly = (a[0] - 14, a[1] - 2) if src not in pos else ((a[0] + b[0]) / 2 + 5, (a[1] + b[1]) / 2 - 5)
+    label = _sub(param, dy=3)
+    if src not in pos:  # a bias: its name at the start of its line
+        lx, ly, anchor = a[0] - 4, a[1] - 3, "end"
+    elif dy == 0:  # w_h: above its line, centred, clear of the arrowhead
+        lx, ly, anchor = (a[0] + b[0]) / 2 - 4, a[1] - 7, "middle"
+    else:
+        lx, ly, anchor = (a[0] + b[0]) / 2 + 5, (a[1] + b[1]) / 2 + 4, "start"
     return (f'<g class="edge-g"><line class="edge" data-edge="{eid}" x1="{a[0]:.1f}" y1="{a[1]:.1f}" '
             f'x2="{b[0]:.1f}" y2="{b[1]:.1f}" marker-end="url(#arrow)"/>'
-            f'<text class="param" x="{lx:.1f}" y="{ly:.1f}">{label}</text></g>')
+            f'<text class="param" text-anchor="{anchor}" x="{lx:.1f}" y="{ly:.1f}">{label}</text></g>')
 
 
 def _node(nid: str, name: str, value: str, x: int, y: int) -> str:
@@ -147,11 +220,11 @@ def _node(nid: str, name: str, value: str, x: int, y: int) -> str:
             f'<text class="value" x="{x + R + 3}" y="{y + R + 8}">{_text(value)}</text></g>')
 
 
-def _sub(name: str) -> str:
+def _sub(name: str, dy: int = 4) -> str:
     """'h_12' -> h<tspan subscript>12</tspan>, for SVG text."""
     base, _, sub = name.partition("_")
     base = _text(base)
-    return base if not sub else f'{base}<tspan class="sub" dy="4">{_text(sub)}</tspan>'
+    return base if not sub else f'{base}<tspan class="sub" dy="{dy}">{_text(sub)}</tspan>'
 
 
 def _hsub(name: str) -> str:
@@ -178,9 +251,9 @@ def _path_list(fig: Figure) -> str:
         if (p.theta, p.i) != current:
             current = (p.theta, p.i)
             rows.append(f'<div class="term"><span class="lhs">dE<sub>{p.i}</sub>/d{_hsub(p.theta)} =</span>')
-        sep = "" if rows[-1].endswith("</span>") else " + "
+        sep = "" if rows[-1].endswith("</span>") else '<span class="plus"> + </span>'
         rows[-1] += (f'{sep}<button type="button" class="path" data-path="{p.tag}">'
-                     f'<span class="k">k = {p.k}</span> {_text(_plain(p.value))}</button>')
+                     f'<span class="k">k = {p.k}</span><span class="v">{_text(_plain(p.value))}</span></button>')
     return '<div class="paths">\n' + "\n".join(r + "</div>" for r in rows) + "\n</div>\n"
 
 
@@ -216,6 +289,70 @@ def _node_label(n: str) -> str:
     return {"x": "x", "h": "h", "y": "y'"}[kind] + _plain("_" + t)
 
 
+# ------------------------------------------------------------------ the live panel (filled by live.js)
+_STALE = ('<p id="stale-banner" hidden>The derivation below was written for the page\'s own configuration; the live '
+          'part above follows your changes. <button type="button" id="stale-restore">Back to the page\'s '
+          'configuration</button></p>\n')
+
+
+def _live_panel(live: dict) -> str:
+    targets = "" if live.get("targets_given") else (
+        " The derivation below keeps the targets as symbols; the live part needs numbers, so it starts every "
+        "y<sub>t</sub> at 0.5.")
+    return f"""<section id="live" aria-labelledby="live-h">
+<h2 id="live-h">Live: change any number and every value below follows</h2>
+<p>Every control recomputes, in the page, the forward pass, each chain-rule factor, every path of every error term,
+the gradients and the gradient flow (the same arithmetic as <code>bptt grad</code>). The page's address holds the
+configuration: copy it to share exactly this state.{targets}</p>
+<div id="live-error" role="alert" hidden></div>
+<p id="live-note" aria-live="polite"></p>
+<div class="live-grid">
+<div id="live-controls" role="group" aria-label="the network and the sequence"></div>
+<div class="live-out">
+<div class="linkbar"><button type="button" id="live-copy">Copy link</button>
+<input type="text" id="live-link" readonly aria-label="link to this configuration">
+<button type="button" id="live-restore">Back to the page's configuration</button></div>
+<figure class="net live"><figcaption><strong id="live-net-title">The unrolled network</strong>. {_VALUES_LEGEND}
+Hover or click a path below (or a term of a formula) to light its edges; during the backward step-through
+&delta; = dE<sub>i</sub>/dh<sub>k</sub> appears above h<sub>k</sub>.</figcaption>
+<div id="readout" aria-live="polite"></div>
+<div class="scroll" id="live-net"></div>
+</figure>
+<div class="stepper" role="group" aria-label="step-through">
+<strong>Step through:</strong>
+<button type="button" data-step="start">Start</button>
+<button type="button" data-step="prev">&larr; Back</button>
+<button type="button" data-step="next">Next &rarr;</button>
+<button type="button" data-step="play">Play / pause</button>
+<button type="button" data-step="backward">Jump to the backward pass</button>
+<button type="button" data-step="end">End</button>
+<button type="button" data-step="exit">Show all</button>
+<p id="step-status" aria-live="polite"></p>
+<div id="step-running"></div><span id="live-steps-done" hidden></span>
+</div>
+<div id="live-summary"></div>
+<div class="scroll" id="live-totals"></div>
+<h3>Every path</h3>
+<p>Path k of dE<sub>i</sub>/d&theta; is (dE<sub>i</sub>/dy'<sub>i</sub>)(dy'<sub>i</sub>/dh<sub>i</sub>)(dh<sub>i</sub>/dh<sub>k</sub>)(&part;h<sub>k</sub>/&part;&theta;).
+<label>Formulas and paths for <select id="live-focus-select"></select></label></p>
+<div id="live-formulas"></div>
+<div id="live-paths" class="paths"></div>
+<div class="scroll" id="live-terms"></div>
+<h3>Forward values and chain-rule factors</h3>
+<div class="scroll" id="live-steps"></div>
+<h3>Gradient flow</h3>
+<div class="scroll" id="live-flow"></div>
+<h3>Gradient descent</h3>
+<p><label>learning rate <input type="text" id="gd-lr" value="0.5" size="6"></label>
+<label>steps <input type="text" id="gd-steps" value="300" size="6"></label>
+<button type="button" id="gd-run">Train on this sequence</button>
+<button type="button" id="gd-undo" disabled>Undo the training</button></p>
+<div id="gd-curve"></div>
+</div>
+</div>
+</section>"""
+
+
 # ------------------------------------------------------------------ escaping
 def _text(s: str) -> str:
     return _html.escape(s, quote=True)
@@ -239,15 +376,15 @@ _PAGE = """<!DOCTYPE html>
 script-src 'unsafe-inline'; font-src data:; img-src data:">
 <title>{title}</title>
 <style>{katex_css}</style>
-<style>{css}</style>
+<style>{css}</style>{live_css}
 </head>
 <body>
-<main>
+<main{main}>
 {body}
 </main>
-<script type="application/json" id="bptt-paths">{paths}</script>
+<script type="application/json" id="{data_id}">{paths}</script>
 <script>{katex_js}</script>
-<script>{js}</script>
+<script>{js}</script>{live_js}
 </body>
 </html>
 """
@@ -273,14 +410,19 @@ svg tspan.sub { font-size: 11px; }
 svg line.edge { stroke: #9aa3b5; stroke-width: 1.5; }
 svg line.edge.lit { stroke: #d9480f; stroke-width: 4; }
 svg text.param { font-size: 11px; fill: #7a8296; font-style: italic; }
-#readout { min-height: 1.5em; color: #b33c0a; font-size: 0.95rem; }
+#readout { height: 1.5em; line-height: 1.5em; overflow: hidden; white-space: nowrap; text-overflow: ellipsis;
+  color: #b33c0a; font-size: 0.95rem; }
+svg text.param { paint-order: stroke; stroke: #fff; stroke-width: 3px; }
+svg text.rowlabel { font-size: 11px; fill: #8a8f98; }
+.nobr { white-space: nowrap; }
 svg #contrib { font-size: 13px; fill: #b33c0a; font-weight: bold; }
 .paths { font-size: 0.85rem; margin-top: 0.5rem; }
 .paths .term { margin: 0.15rem 0; }
 .paths .lhs { display: inline-block; min-width: 7.5rem; }
 button.path { font: inherit; border: 1px solid #ccd; border-radius: 4px; background: #f7f8fb; padding: 0 0.35rem;
   cursor: pointer; }
-button.path .k { color: #667; }
+button.path .k { color: #667; margin-right: 0.45em; }
+button.path .k::after { content: ":"; }
 button.path.hl, [data-path].hl { background: #ffe3c4; outline: 1px solid #d9480f; }
 [data-prefix].hl-prefix { background: #e2ecff; outline: 1px solid #5c7cfa; }
 [data-path] { cursor: pointer; }
@@ -289,7 +431,7 @@ button.path.hl, [data-path].hl { background: #ffe3c4; outline: 1px solid #d9480f
 .katex [data-path], .katex [data-prefix] { position: relative; z-index: 1; }
 """
 
-_JS = r"""
+_JS_TYPESET = r"""
 (function () {
   "use strict";
   var opts = {throwOnError: false, strict: "ignore", output: "html", maxExpand: 1000000,
@@ -297,6 +439,13 @@ _JS = r"""
   document.querySelectorAll(".tex").forEach(function (el) {
     katex.render(el.textContent, el, Object.assign({displayMode: el.classList.contains("display")}, opts));
   });
+})();
+"""
+
+# the static page's hovering (the live page's script does its own, from the live numbers)
+_JS_HOVER = r"""
+(function () {
+  "use strict";
   var P = JSON.parse(document.getElementById("bptt-paths").textContent);
   var readout = document.getElementById("readout");
   var contrib = document.getElementById("contrib");

@@ -25,8 +25,9 @@ def add(sub) -> None:
     p.add_argument("--y", default=None, metavar="Y1,Y2,...", help="targets (default: left as symbols y_1, y_2, ...)")
     p.add_argument("--format", default="md", metavar="md|tex|text|html",
                    help="md: Markdown with LaTeX math (default); tex: a complete LaTeX document; text: plain text; "
-                        "html: one self-contained page (math typeset offline by the bundled KaTeX) with the "
-                        "unrolled network drawn: hover a term to light its path")
+                        "html: one self-contained live page (math typeset offline by the bundled KaTeX): controls for "
+                        "every parameter, input, target, activation, loss and truncation recompute every value in "
+                        "the page; the state is in the link (#w_h=0.5&x=1,0&...)")
     p.add_argument("--expand", default="3", metavar="T",
                    help="write every factor out, as the seed does, up to this many steps (default 3, at most 8: "
                         "written out, the document grows as T^3; at 8 steps it is 77 kB of Markdown, a 0.8 MB page "
@@ -54,12 +55,28 @@ def run(args: argparse.Namespace) -> int:
     if len(x) > derive.MAX_T:
         raise BPTTError(f"--x has {len(x)} steps; bptt explain writes documents up to {derive.MAX_T} steps")
     params = {k: float(v.ravel()[0]) for k, v in m.params().items()}
-    doc = derive.explain(params, x, h0=number(args.h0, "--h0"), y=y, hidden_activation=m.hidden_activation,
-                         output_activation=m.output_activation, reduction=args.reduction, fmt=fmt, expand=expand,
-                         loss=m.loss_name)
+    h0 = number(args.h0, "--h0")
+    kw = dict(h0=h0, y=y, hidden_activation=m.hidden_activation, output_activation=m.output_activation,
+              reduction=args.reduction, loss=m.loss_name)
+    if fmt == "html":
+        doc = _live_page(derive, params, x, kw, expand)
+    else:
+        doc = derive.explain(params, x, fmt=fmt, expand=expand, **kw)
     if args.out is None:
         stdout().write(doc)  # an ASCII terminal gets 'theta' for θ
     else:
         write_out(args.out, doc, args.force)
         print(f"wrote {args.out} ({fmt}, T = {len(x)})", file=sys.stderr)
     return 0
+
+
+def _live_page(derive, params: dict, x: list[float], kw: dict, expand: int) -> str:
+    """derive.explain's document, rendered as the live page (static beyond html.LIVE_MAX_T steps)."""
+    from .. import html
+
+    d, n = derive.derive(params, x, **kw)
+    doc = d.document(n, expand, derive.check_against(d, n))
+    if len(x) > html.LIVE_MAX_T:
+        print(f"note: the page is static: its live controls stop at T = {html.LIVE_MAX_T} steps", file=sys.stderr)
+        return html.render(doc)
+    return html.render(doc, live=html.live_state(params, x, expand=expand, **kw))
