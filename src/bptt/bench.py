@@ -21,6 +21,21 @@ matrix products only, 2 T B (3 H^2 + 2 H D + 3 H O) per gradient, the same count
 every peer; the float32 GEMM peak is the best of several numpy matmuls of 2048 x 2048
 matrices, measured in the same run.  A peer that is not installed shows as "absent".
 
+The limit: beside each row, the best this machine can do on the work every gradient of that size
+must do, by a model whose inputs are measured in the same run (``bptt.limits``, whose docstring
+has the model in full): the call from Python into compiled code with the caller's arguments; for
+the scalar network (B = D = H = O = 1) the latency of the dependent chain per step (forward a
+multiply-add, exp, add and divide, backward a multiply-add and multiply), timed by a micro-kernel
+of exactly that chain, times T; for batched sizes the 2 T dependent per-step products (B, H) x
+(H, H), the products over all T B rows (input and output projections, the error into h, dW_h,
+dW_x, dW) and the elementwise passes (sigmoids, derivative products), each timed alone at the
+row's shape and dtype, by the fastest of BLAS (on its default threads and on one thread, in a
+child process) and compiled loops, best of repeats.  The limit is the sum of its parts, so it
+scales with T; "bptt % of limit" is 100 x limit ÷ bptt's time (100 % = at the limit; a kernel
+that overlaps the parts can pass it).  ``bptt bench --train`` adds the training run's limit: the
+sum over its mini-batches (and each epoch's validation forward pass) of the same parts, float64,
+with one call for the whole run.
+
 ``bptt bench --memory`` instead runs the checkpointing demonstrations, each in a fresh
 process, and prints their peak resident memory during the gradient call (Linux's VmHWM,
 reset just before the call; the process's lifetime peak where that is not allowed).
@@ -40,6 +55,7 @@ from typing import Any, Callable
 
 import numpy as np
 
+from . import limits
 from .engine import PARAM_NAMES as PARAMS, param_shapes
 
 
@@ -57,6 +73,17 @@ class Size:
     def flops(self) -> float:
         """2 x multiply-adds of every matrix product in one forward + backward."""
         return 2.0 * self.T * self.B * (3 * self.H**2 + 2 * self.H * self.D + 3 * self.H * self.O)
+
+    @property
+    def serial_call(self) -> bool:
+        """Whether bptt is called with 1-D (T,) x and y: the seed's scalar sequence, as a user passes it."""
+        return self.B == 1 and self.D == 1 and self.O == 1 and self.form == "auto"
+
+    def call_shapes(self) -> tuple[tuple[int, ...], tuple[int, ...]]:
+        """The shapes of x and y in bptt's call."""
+        if self.serial_call:
+            return (self.T,), (self.T,)
+        return (self.T, self.B, self.D), (self.T, self.B, self.O)
 
     def label(self) -> str:
         return f"T={self.T} B={self.B} D={self.D} H={self.H}" + (" (T, B, D) input" if self.form == "3d" else "")
@@ -105,7 +132,7 @@ def bptt_peer(s: Size, prob) -> Callable[[], tuple[float, dict[str, np.ndarray]]
     m = RNN(s.D, s.H, s.O, dtype=np.float32)
     m.set_params(**prob["p"])
     x, y = prob["x"], prob["y"]
-    if s.B == 1 and s.D == 1 and s.O == 1 and s.form == "auto":
+    if s.serial_call:
         x, y = x[:, 0, 0].copy(), y[:, 0, 0].copy()  # (T,): the seed's scalar sequence, as a user passes it
     return lambda: m.loss_and_grad(x, y)
 
@@ -391,6 +418,8 @@ def run_grid(sizes: list[Size], quick: bool, out=print, agree_tol: float = 2e-3)
             timed = (lambda f=fn: f(fetch=False)) if p in TORCH_PEERS else fn
             row["times"][p] = timeit(timed, budget)
         rows.append(row)
+    for row, lim in zip(rows, limits.measure([("gradient", limit_request(r["size"], quick)) for r in rows])):
+        row["limit"] = lim
     peak_after = gemm_peak(n, 3 if quick else 10)
     peak = max(peak_before, peak_after)  # the higher of two measurements: load only ever lowers it
     out(f"float32 GEMM peak (numpy matmul, {n}^3, best of repeats): {peak:.1f} GFLOP/s "
@@ -407,13 +436,27 @@ def run_grid(sizes: list[Size], quick: bool, out=print, agree_tol: float = 2e-3)
     return {"peak": peak, "rows": rows}
 
 
+def limit_request(s: Size, quick: bool) -> dict[str, Any]:
+    """limits.gradient_limit's arguments for bptt's call at this size (float32, x and y as bptt_peer passes them)."""
+    x_shape, y_shape = s.call_shapes()
+    return {"T": s.T, "B": s.B, "D": s.D, "H": s.H, "O": s.O, "dtype": "float32", "x_shape": x_shape,
+            "y_shape": y_shape, "budget": 0.01 if quick else 0.1}
+
+
+def percent_of_limit(row) -> float | None:
+    """100 x limit ÷ bptt's time (100 = at the limit); None where no limit was measured."""
+    lim = row.get("limit")
+    return None if lim is None else 100.0 * lim.seconds / row["times"]["bptt"]
+
+
 LAYER_COLUMNS = {"layer": "bptt.torch layer (CPU)", "layer-CUDA": "bptt.torch layer (CUDA)"}
 
 
 def table(rows, peak: float) -> str:
     """The Markdown table; the CUDA layer column only where some row measured it."""
     layers = ["layer"] + (["layer-CUDA"] if any(r["times"].get("layer-CUDA") is not None for r in rows) else [])
-    cols = (["size (T, B, D, H; O=1)", "kernel", "bptt", "PyTorch eager", "JAX jit"] + [LAYER_COLUMNS[p] for p in layers]
+    cols = (["size (T, B, D, H; O=1)", "kernel", "bptt", "limit", "bptt % of limit", "PyTorch eager", "JAX jit"]
+            + [LAYER_COLUMNS[p] for p in layers]
             + ["bptt ÷ fastest peer", "PyTorch ÷ bptt", "JAX ÷ bptt", "PyTorch eager ÷ layer",
                "bptt GFLOP/s (% of GEMM peak)", "max rel. error vs float64"])
     lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
@@ -427,7 +470,9 @@ def table(rows, peak: float) -> str:
         vs_layer = f"{t['PyTorch'] / t['layer']:.1f}×" if t.get("PyTorch") and t.get("layer") else "absent"
         gf = s.flops / mine / 1e9
         err = ", ".join(f"{p} {e:.0e}" for p, e in r["errors"].items())
-        cells = ([s.label(), r["kernel"]] + [fmt_time(t.get(p)) for p in ("bptt", "PyTorch", "JAX", *layers)]
+        pct = percent_of_limit(r)
+        lim = [fmt_time(r["limit"].seconds), f"{pct:.0f} %"] if pct is not None else ["not measured"] * 2
+        cells = ([s.label(), r["kernel"], fmt_time(mine)] + lim + [fmt_time(t.get(p)) for p in ("PyTorch", "JAX", *layers)]
                  + [ratio, vs["PyTorch"], vs["JAX"], vs_layer, f"{gf:.2f} ({100 * gf / peak:.0f} %)", err])
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
@@ -443,6 +488,9 @@ def targets(rows, peak: float) -> list[str]:
     for r in rows:
         s, t = r["size"], r["times"]
         mine = t["bptt"]
+        pct = percent_of_limit(r)
+        if pct is not None:
+            lines.append(f"- {s.label()}: >= 70 % of its limit ({fmt_time(r['limit'].seconds)}): {pct:.0f} %, {mark(pct >= 70)}")
         peers = {p: t[p] for p in ("PyTorch", "JAX") if t.get(p) is not None}
         if peers:
             best = min(peers.values())
@@ -587,12 +635,23 @@ def train_jax(epochs: int) -> tuple[float, int]:
     return secs, _exact(data, lambda x: np.asarray(predict(p, jnp.asarray(x))))
 
 
+def train_limit_request(epochs: int, quick: bool) -> dict[str, Any]:
+    """limits.train_limit's arguments for the run train_bptt times: its data's shapes, one epoch's mini-batch
+    sizes, its dtype."""
+    cfg, data, _, orders = _train_setup(1)
+    T, N, D = data.train.x.shape
+    return {"T": T, "batches": [len(orders[0][i : i + cfg.batch_size]) for i in range(0, N, cfg.batch_size)],
+            "epochs": epochs, "val_n": data.val.x.shape[1], "test_n": data.test.x.shape[1], "D": D,
+            "H": cfg.hidden_size, "O": data.train.y.shape[2], "dtype": cfg.dtype, "budget": 0.01 if quick else 0.1}
+
+
 TRAIN_PEERS = {"bptt train": (train_bptt, None), "PyTorch autograd loop": (train_torch, "torch"),
                "JAX jit train step": (train_jax, "jax")}
 
 
 def run_train(epochs: int, repeats: int, out=print) -> dict[str, Any]:
-    """Time each trainer ``repeats`` times (median), interleaved; print one Markdown row per trainer."""
+    """Time each trainer ``repeats`` times (median), interleaved; print one Markdown row per trainer and
+    the run's limit (limits.train_limit)."""
     import importlib.util
 
     from . import kernels  # noqa: F401  (numba loaded, as for the grid)
@@ -607,6 +666,7 @@ def run_train(epochs: int, repeats: int, out=print) -> dict[str, Any]:
             secs, exact[name] = fn(epochs)
             times[name].append(secs)
     med = {k: statistics.median(v) for k, v in times.items() if v}
+    (lim,) = limits.measure([("train", train_limit_request(epochs, repeats == 1))])
     out(f"training: binary-addition, 8 bits, H = 8, Adam lr 0.05, clip 1, B = 32, {epochs} epochs "
         f"({epochs * 32} updates), float64, one process; median of {repeats} runs, interleaved")
     out("")
@@ -619,13 +679,18 @@ def run_train(epochs: int, repeats: int, out=print) -> dict[str, Any]:
             continue
         runs = ", ".join(fmt_time(t) for t in times[name])
         out(f"| {name} | {fmt_time(med[name])} | {runs} | {exact[name]} | {med[name] / mine:.1f}× |")
+    out(f"| limit ({lim.model}; bptt.limits) | {fmt_time(lim.seconds)} | | | {lim.seconds / mine:.2f}× |")
+    out("")
+    pct = 100.0 * lim.seconds / mine
+    out(f"bptt train at {pct:.1f} % of its limit (limit ÷ bptt train).  The limit's largest parts: "
+        + "; ".join(f"{p.name} {fmt_time(p.total)}" for p in sorted(lim.parts, key=lambda p: -p.total)[:3]))
     out("")
     out("Training targets:")
     for name, want in (("PyTorch autograd loop", 20), ("JAX jit train step", 5)):
         if name in med:
             r = med[name] / mine
             out(f"- >= {want}× faster than the {name}: {r:.1f}×, {'met' if r >= want else 'NOT met'}")
-    return {"times": times, "exact": exact}
+    return {"times": times, "exact": exact, "limit": lim}
 
 
 # ------------------------------------------------------------------ memory (checkpointing)
@@ -760,11 +825,15 @@ def run(args, out=print) -> int:
 
 def grid_dict(result: dict[str, Any]) -> dict[str, Any]:
     """`bptt bench --json`: {"machine", "gemm_peak_gflops", "rows": [{"size": {name, T, B, D, H, O, form},
-    "kernel", "seconds": {peer: s or null}, "max_rel_error": {peer: e}}]}; seconds are medians."""
+    "kernel", "seconds": {peer: s or null}, "max_rel_error": {peer: e}, "limit": {model, seconds, parts: [{name,
+    unit, count, seconds_each, seconds}]} or null, "percent_of_limit": 100 x limit ÷ bptt or null}]}; seconds
+    are medians, a limit's parts the best of repeats."""
     rows = []
     for r in result["rows"]:
         s = r["size"]
         rows.append({"size": {"name": s.name, "T": s.T, "B": s.B, "D": s.D, "H": s.H, "O": s.O, "form": s.form},
                      "kernel": r["kernel"], "seconds": dict(r["times"]),
-                     "max_rel_error": {k: float(v) for k, v in r["errors"].items()}})
+                     "max_rel_error": {k: float(v) for k, v in r["errors"].items()},
+                     "limit": r["limit"].as_dict() if r.get("limit") is not None else None,
+                     "percent_of_limit": percent_of_limit(r)})
     return {"machine": machine(), "gemm_peak_gflops": result["peak"], "rows": rows}
