@@ -617,13 +617,13 @@ def test_json_output_shape(tmp_path, capsys):
     assert main(["check", "--json", str(SEED_CLAIMS)]) == 1
     out = json.loads(capsys.readouterr().out)
     assert set(out) == {"schema", "file", "title", "model", "loss", "sequence", "targets", "claims", "summary",
-                        "analysis", "exit_status"}
+                        "analysis", "exit_status", "given", "layout", "truncate", "update"}  # the last four: issue 21
     assert out["schema"] == check.JSON_SCHEMA and out["exit_status"] == 1
     assert out["targets"]["source"] == "fitted" and out["targets"]["values"] == pytest.approx([0.8951, 0.5503], abs=5e-5)
     row = {c["key"]: c for c in out["claims"]}["dLoss/dw_x"]
     assert set(row) == {"key", "name", "kind", "step", "k", "theta", "index", "dependence", "printed", "value",
                         "tolerance", "significant_figures", "exact", "verdict", "holds", "misfit", "rounded",
-                        "at_fitted_targets"}
+                        "at_fitted_targets", "hint", "truncate"}
     assert row["verdict"] == "wrong" and row["printed"] == "0.001122" and row["misfit"] == pytest.approx(2133.3, abs=0.1)
     assert out["analysis"]["unexplainable"] == ["dLoss/dw_x"] and out["summary"]["hold"] == 3
     path, *_ = _matrix_file(tmp_path, {"dLoss/dw_h": "[[0.1, 0.2], [0.3, 0.4]]"}, "")
@@ -635,10 +635,11 @@ def test_json_output_shape(tmp_path, capsys):
 
 
 def test_readme_check_outputs(capsys, monkeypatch):
-    """Every `$ bptt check FILE` block in the README is what the command prints, verbatim."""
+    """Every `$ bptt check FILE` block in the README and docs/ is what the command prints, verbatim."""
     monkeypatch.chdir(ROOT)
-    readme = (ROOT / "README.md").read_text(encoding="utf-8")
-    blocks = re.findall(r"```\n\$ bptt check (\S+)\n(.*?)\(exit status (\d)\)\n```", readme, flags=re.S)
+    pages = [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]  # the docs site holds them now
+    readme = "\n".join(p.read_text(encoding="utf-8") for p in pages if p.exists())
+    blocks = re.findall(r"```(?:console)?\n\$ bptt check (\S+)\n(.*?)\(exit status (\d)\)\n```", readme, flags=re.S)
     assert {b[0] for b in blocks} >= {"examples/seed_claims.toml", "examples/tanh_identity_sum.toml",
                                       "examples/mse_mean.json", "examples/last_step_only.toml",
                                       "examples/two_hidden_units.toml"}

@@ -75,23 +75,30 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from . import activations, engine, losses
+from . import activations, engine, losses, optim
 from .audit import (Printed, Verdict, judge, least_squares_targets, min_misfit, nonlinear_least_squares)
 from .engine import PARAM_NAMES
 from .io import file_kind
 from .products import matmul as mm
 from .validation import REDUCTIONS, BPTTError, check_choice, check_float_array, short_repr
 
-MODEL_KEYS = ("w", "w_x", "w_h", "b1", "b2", "h0", "hidden_activation", "output_activation", "reduction", "loss")
+MODEL_KEYS = ("w", "w_x", "w_h", "b1", "b2", "h0", "hidden_activation", "output_activation", "reduction", "loss",
+              "layout", "w_x|w_h")
+LAYOUTS = ("column", "row")  # column: z_t = w_x x_t + w_h h_{t-1} (the engine's); row: z_t = x_t w_x + h_{t-1} w_h
 SEQUENCE_KEYS = ("x", "y")
 LOSS_KEYS = ("half", "reduction", "scored")
 LOSS_REDUCTIONS = ("mean", "sum", "mean_all")
-TOP_KEYS = ("model", "sequence", "loss", "claims", "title")
+TOP_KEYS = ("model", "sequence", "loss", "claims", "title", "given", "update", "truncate")
+UPDATE_KEYS = ("lr", "optimizer", "momentum", "nesterov", "betas", "eps")
+UPDATE_OPTIMIZERS = ("sgd", "adam")
 _PARAM_ALIASES = {"w": "w", "w_x": "w_x", "wx": "w_x", "w_h": "w_h", "wh": "w_h", "b1": "b1", "b_1": "b1",
                   "b2": "b2", "b_2": "b2", "w_y": "w", "wy": "w"}
 CLAIM_FORMS = ("h_t, z_t, u_t, y'_t, 1 - h_t, f'(z_t), g'(u_t), tanh'(z_t), 1 - h_t^2, dh_i/dh_k, Loss, E_i, "
                "dE_i/dy'_i, dE_i/dh_k, dE_i/dz_k, dE_i/dθ, dE_i/dθ [k=2], dLoss/dθ, dLoss/dθ [t=2], dLoss/dh_t, "
-               "dLoss/dz_t, dLoss/du_t, dLoss/dy'_t (θ: w, w_x, w_h, b1, b2)")
+               "dLoss/dz_t, dLoss/du_t, dLoss/dy'_t, dLoss/dx_t, dE_i/dx_k, dh_t/dθ, dy'_t/dθ, θ_new, Loss_new "
+               "(θ: w, w_x, w_h, b1, b2; [K=2] after a gradient: truncated BPTT), or an expression over them, "
+               "x_t, y_t, θ and lr with + - * / ^ @, log, exp, sqrt, tanh, sigmoid, softmax, sum, abs")
+MAX_EXPRESSION = 300  # characters of one expression claim
 MAX_SUBSET_LPS = 250  # exhaustive search for the largest consistent sets up to this many programmes
 MAX_LEAVE_ONE_OUT = 60  # the leave-one-out misfits (one LP each) up to this many target-dependent claims
 MAX_FITTED_CLAIMS = 1000  # without targets, at most this many target-dependent claims (each LP grows with them)
@@ -99,10 +106,14 @@ MAX_FILE_BYTES = 1 << 20  # a claims file: a few kB; refused above this before r
 JSON_SCHEMA = 1  # the version of ``report_dict``'s layout
 
 # How a claim's exact value depends on the targets y.
-NONE, AFFINE, QUADRATIC = "none", "affine", "quadratic"
+NONE, AFFINE, QUADRATIC, LATE = "none", "affine", "quadratic", "late"  # LATE: any other dependence; judged
+# at the targets the others give, not used to infer them
 FORWARD_KINDS = ("h", "1-h", "z", "u", "y'", "f'", "g'", "act'", "1-h^2", "h(1-h)", "y'(1-y')", "dh/dh")
-TERM_KINDS = ("dE/dy'", "dE/du", "dE", "dE[k]", "dE/dh", "dE/dz")
-LOSS_KINDS = ("dLoss", "dLoss[t]", "dLoss/dh", "dLoss/dz", "dLoss/du", "dLoss/dy'")
+SENSITIVITY_KINDS = ("dh/dθ", "dy'/dθ")  # forward (RTRL) sensitivities, target-free
+TERM_KINDS = ("dE/dy'", "dE/du", "dE", "dE[k]", "dE/dh", "dE/dz", "dE/dx")
+LOSS_KINDS = ("dLoss", "dLoss[t]", "dLoss/dh", "dLoss/dz", "dLoss/du", "dLoss/dy'", "dLoss/dx", "new")
+TRUNCATABLE = ("dLoss", "dLoss[t]", "dLoss/dz", "dLoss/dx", "dE", "dE[k]", "dE/dz", "dE/dx", "new")
+GRADIENT_OF_THETA = ("dLoss", "dLoss[t]", "dE", "dE[k]", "new", "param")  # shaped like θ (row layout: θ^T)
 QUADRATIC_KINDS = ("Loss", "E")
 
 
@@ -187,13 +198,30 @@ class Claim:
     index: tuple[int, ...] = ()
     name: str = ""
     affine_value: bool = False  # Loss and E_i are affine in the targets (bce, cross_entropy)
+    trunc: int | None = None  # truncated BPTT: each E_i reaches back through K steps
+    expr: Any = None  # an expression claim's tree (``_Expr``)
+    row: bool = False  # the file's row layout: θ-shaped quantities are written transposed
 
     @property
     def dependence(self) -> str:
-        """NONE, AFFINE or QUADRATIC: how the exact value depends on the targets."""
+        """NONE, AFFINE, QUADRATIC or LATE: how the exact value depends on the targets."""
+        if self.kind == "expr":
+            return self.expr.dependence
         if self.kind in QUADRATIC_KINDS:
             return AFFINE if self.affine_value else QUADRATIC
+        if self.kind in ("Loss_new", "y"):
+            return LATE if self.kind == "Loss_new" else AFFINE
         return AFFINE if self.kind in TERM_KINDS or self.kind in LOSS_KINDS else NONE
+
+    @property
+    def transposed(self) -> bool:
+        """Written transposed (row layout) relative to the engine's θ shape."""
+        return self.row and self.kind in GRADIENT_OF_THETA and self.theta in ("w", "w_x", "w_h")
+
+    @property
+    def engine_index(self) -> tuple[int, ...]:
+        """index in the engine's layout."""
+        return self.index[::-1] if self.transposed else self.index
 
     @property
     def depends_on_targets(self) -> bool:
@@ -214,6 +242,11 @@ class ClaimsFile:
     y: np.ndarray | None
     claims: list[Claim]
     title: str | None = None
+    given: list[Claim] = field(default_factory=list)  # [given]: values used exactly (printed = the value)
+    update: "UpdateSpec | None" = None
+    truncate: int | None = None
+    layout: str = "column"
+    unscored_targets: tuple[int, ...] = ()  # steps whose target the file leaves out (unscored; NaN in y)
 
     @property
     def T(self) -> int:
@@ -243,6 +276,18 @@ class ClaimsFile:
     def scalar_params(self) -> dict[str, float]:
         """The five parameters as numbers (a one-unit model only)."""
         return {k: float(v.ravel()[0]) for k, v in self.params.items()}
+
+
+@dataclass(frozen=True)
+class UpdateSpec:
+    """[update]: one optimizer step θ_new = step(θ, dLoss/dθ) of ``bptt.optim``'s SGD or Adam."""
+
+    lr: float
+    optimizer: str = "sgd"
+    momentum: float = 0.0
+    nesterov: bool = False
+    betas: tuple[float, float] = (0.9, 0.999)
+    eps: float = 1e-8
 
 
 # ------------------------------------------------------------------ reading the file
@@ -391,42 +436,149 @@ def from_dict(data: dict, where: str = "claims file", loss: str | None = None) -
     """Validate parsed data (numbers as ``_Raw`` text or numbers) into a ClaimsFile (loss: as ``load``)."""
     for k in data:
         if k not in TOP_KEYS:
-            raise BPTTError(f"{where}: unknown section {k!r}; the sections are model, sequence, loss, claims "
-                            "(and title)")
+            raise BPTTError(f"{where}: unknown section {k!r}; the sections are model, sequence, loss, claims, "
+                            "given, update (and title, truncate)")
     model_table = _table(data, "model", where)
     raw = _model_values(model_table, where)
     x = _inputs(_table(data, "sequence", where), where)
-    model = _model(model_table, raw, x.shape[1])
+    layout = check_choice("model.layout", _string(model_table.get("layout", "column"), "model.layout"), LAYOUTS)
+    if "w_x|w_h" in raw:
+        raw["w_x"], raw["w_h"] = _split_combined(raw.pop("w_x|w_h"), x.shape[1], layout)
+    model = _model(model_table, raw, x.shape[1], layout)
     O = model["params"]["b2"].shape[0]
     criterion = _criterion(model_table, model["output"], loss)
-    y = _targets_field(_table(data, "sequence", where), x.shape[0], O, criterion)
     loss = _loss(_table(data, "loss", where, required=False), model_table, x.shape[0], "loss" in data,
                  criterion.name)
+    y, unscored = _targets_field(_table(data, "sequence", where), x.shape[0], O, criterion, loss.scored)
     raw_claims = _table(data, "claims", where)
     if not raw_claims:
         raise BPTTError(f"{where}: [claims] is empty; add claimed numbers such as \"dLoss/dw\" = 0.015")
-    shapes = _shapes(model["params"])
-    vector = None if activations.get(model["output"]).elementwise else model["output"]
-    claims = [c for k, v in raw_claims.items() for c in _claims(k, v, x.shape[0], shapes, not loss.squared, vector)]
+    truncate = _truncate(data.get("truncate"), "truncate", x.shape[0]) if "truncate" in data else None
+    update = _update(_table(data, "update", where, required=False)) if "update" in data else None
+    ctx = _Context(x.shape[0], _shapes(model["params"]), not loss.squared,
+                   None if activations.get(model["output"]).elementwise else model["output"], truncate,
+                   layout == "row", update is not None)
+    claims = [c for k, v in raw_claims.items() for c in _claims(k, v, ctx)]
+    given = [c for k, v in _table(data, "given", where, required=False).items() for c in _claims(k, v, ctx, "given")]
+    _check_given(given, y, loss, where)
+    _check_unscored(claims + given, unscored)
     title = data.get("title")
     if title is not None:
         title = _string(title, "title")
-    return ClaimsFile(where, model["params"], model["h0"], model["hidden"], model["output"], loss, x, y, claims, title)
+    return ClaimsFile(where, model["params"], model["h0"], model["hidden"], model["output"], loss, x, y, claims, title,
+                      given, update, truncate, layout, unscored)
+
+
+@dataclass(frozen=True)
+class _Context:
+    """What reading a claim needs: T, the shapes, the loss's kind, the file-wide settings."""
+
+    T: int
+    shapes: dict
+    affine_value: bool = False  # Loss and E_i affine in the targets (bce, cross_entropy)
+    vector_output: str | None = None  # g's name where g is softmax
+    truncate: int | None = None  # the file's truncate = K
+    row: bool = False  # model.layout = "row"
+    update: bool = False  # the file has [update]
+
+
+def _truncate(v: Any, where: str, T: int) -> int:
+    n = _number(v, where)
+    if n != int(n) or not 1 <= n:
+        raise BPTTError(f"{where}: {short_repr(v)} is not a number of steps; write K = 1, 2, ... (each error "
+                        "term backpropagates through at most K steps)")
+    return min(int(n), T)
+
+
+def _update(table: dict) -> UpdateSpec:
+    """[update]: lr (required), optimizer sgd (momentum, nesterov) or adam (betas, eps)."""
+    _known_keys(table, UPDATE_KEYS, "update.{k} is not an update field")
+    if "lr" not in table:
+        raise BPTTError("update.lr is missing: give the learning rate of the step, e.g. lr = 0.1")
+    lr = _number(table["lr"], "update.lr")
+    opt = check_choice("update.optimizer", _string(table.get("optimizer", "sgd"), "update.optimizer"),
+                       UPDATE_OPTIMIZERS)
+    mine = {"sgd": ("momentum", "nesterov"), "adam": ("betas", "eps")}[opt]
+    for k in ("momentum", "nesterov", "betas", "eps"):
+        if k in table and k not in mine:
+            raise BPTTError(f"update.{k} is a setting of the other optimizer; remove it or set optimizer")
+    nesterov = table.get("nesterov", False)
+    if not isinstance(nesterov, bool):
+        raise BPTTError(f"update.nesterov: expected true or false, got {short_repr(nesterov)}")
+    betas = _array(table.get("betas", [0.9, 0.999]), "update.betas")
+    if betas.shape != (2,) or not np.all((betas >= 0) & (betas < 1)):
+        raise BPTTError(f"update.betas: expected two numbers in [0, 1), e.g. [0.9, 0.999]")
+    momentum = _number(table.get("momentum", 0), "update.momentum")
+    eps = _number(table.get("eps", 1e-8), "update.eps")
+    if momentum < 0 or eps < 0:
+        raise BPTTError("update.momentum and update.eps must be >= 0")
+    return UpdateSpec(lr, opt, momentum, nesterov, (float(betas[0]), float(betas[1])), eps)
+
+
+def _check_given(given: list[Claim], y: np.ndarray | None, loss: LossSpec, where: str) -> None:
+    """[given] values fix the targets: not beside sequence.y, and only quantities affine in the targets."""
+    if not given:
+        return
+    if y is not None:
+        raise BPTTError(f"{where}: both sequence.y and [given] are present; the given values fix the targets, "
+                        "so keep one of them")
+    for cl in given:
+        if cl.dependence == QUADRATIC:
+            raise BPTTError(f"given.{cl.name}: with the squared error {cl.name} fixes only |y_t - y'_t|, not the "
+                            "targets; give the output errors dE_t/dy'_t instead (or the targets in sequence.y)")
+        if cl.dependence != AFFINE:
+            raise BPTTError(f"given.{cl.name}: does not depend on the targets, so giving it fixes nothing; put it "
+                            "in [claims] to check it")
+
+
+def _check_unscored(claims: list[Claim], unscored: tuple[int, ...]) -> None:
+    """A step whose target the file leaves out: no claim may need E_t of that step."""
+    for cl in claims:
+        if cl.kind == "expr":
+            needs = cl.expr.term_steps
+        else:
+            needs = {cl.t} if cl.kind in TERM_KINDS + ("E", "y") else set()
+        bad = sorted(needs & set(unscored))
+        if bad:
+            raise BPTTError(f"claims.{cl.name}: needs the target of step {bad[0]}, which sequence.y leaves out "
+                            "(it lists the scored steps' targets only); give all T targets")
 
 
 def _model_values(model: dict, where: str) -> dict[str, np.ndarray]:
-    """[model]'s fields known, the five parameters present, each a number or a nested list of numbers."""
+    """[model]'s fields known, the five parameters present, each a number or a nested list of numbers;
+    or "w_x|w_h", the combined matrix [w_x | w_h] (H x (D + H); row layout (D + H) x H), for w_x and w_h."""
+    model = {("w_x|w_h" if re.sub(r"[\s\[\]]", "", k) in ("w_x|w_h", "W_xh|W_hh", "w_xh|w_hh") else k): v
+             for k, v in model.items()}
     _known_keys(model, MODEL_KEYS, f"{where}: model.{{k}} is not a model field")
     raw = {}
+    if "w_x|w_h" in model:
+        if "w_x" in model or "w_h" in model:
+            raise BPTTError("model.w_x|w_h is the combined [w_x | w_h]: give it or w_x and w_h, not both")
+        raw["w_x|w_h"] = _array(model["w_x|w_h"], "model.w_x|w_h")
     for k in PARAM_NAMES:
+        if k in ("w_x", "w_h") and "w_x|w_h" in raw:
+            continue
         if k not in model:
             raise BPTTError(f"{where}: missing model.{k}; the model needs w, w_x, w_h, b1 and b2")
         raw[k] = _array(model[k], f"model.{k}")
     return raw
 
 
-def _model(model: dict, raw: dict[str, np.ndarray], D: int) -> dict[str, Any]:
-    """[model]: the five parameters (shapes from w_h, b2 and D), h0 and the activations, checked."""
+def _split_combined(m: np.ndarray, D: int, layout: str) -> tuple[np.ndarray, np.ndarray]:
+    """[w_x | w_h] (H, D + H) -> w_x (H, D), w_h (H, H); in the row layout [w_x ; w_h] (D + H, H), kept
+    in that layout (``_model`` transposes)."""
+    a = m.T if layout == "row" and m.ndim == 2 else m
+    if a.ndim != 2 or a.shape[1] != D + a.shape[0]:
+        want = "(D + H) x H: the rows of w_x over those of w_h" if layout == "row" else \
+            "H x (D + H): the columns of w_x beside those of w_h"
+        raise BPTTError(f"model.w_x|w_h: expected {want} with D = {D} from sequence.x, got shape {m.shape}")
+    wx, wh = a[:, :D], a[:, D:]
+    return (wx.T, wh.T) if layout == "row" else (wx, wh)
+
+
+def _model(model: dict, raw: dict[str, np.ndarray], D: int, layout: str = "column") -> dict[str, Any]:
+    """[model]: the five parameters (shapes from w_h, b2 and D), h0 and the activations, checked.
+    Row layout: w_x, w_h, w written as the source's x W (D x H, H x H, H x O), transposed here."""
     H = _hidden_size(raw["w_h"])
     O = raw["b2"].size if raw["b2"].ndim <= 1 else -1
     if O < 1:
@@ -434,7 +586,13 @@ def _model(model: dict, raw: dict[str, np.ndarray], D: int) -> dict[str, Any]:
                         f"{raw['b2'].shape}")
     shapes = engine.param_shapes(D, H, O)
     why = f"H = {H} from model.w_h, O = {O} from model.b2, D = {D} from sequence.x"
-    params = {k: _fit_shape(raw[k], shapes[k], f"model.{k}", why) for k in PARAM_NAMES}
+    if layout == "row":
+        why += ', layout = "row": written transposed'
+        rows = {k: _fit_shape(raw[k], shapes[k][::-1], f"model.{k}", why) for k in ("w", "w_x", "w_h")}
+        params = {k: rows[k].T.copy() if k in rows else _fit_shape(raw[k], shapes[k], f"model.{k}", why)
+                  for k in PARAM_NAMES}
+    else:
+        params = {k: _fit_shape(raw[k], shapes[k], f"model.{k}", why) for k in PARAM_NAMES}
     hidden = _string(model.get("hidden_activation", "sigmoid"), "model.hidden_activation")
     output = _string(model.get("output_activation", "sigmoid"), "model.output_activation")
     activations.get(hidden, activations.HIDDEN_ACTIVATIONS, "model.hidden_activation")
@@ -459,7 +617,7 @@ def _fit_shape(a: np.ndarray, shape: tuple[int, ...], name: str, why: str, broad
     squeezed = tuple(n for n in shape if n != 1)
     if a.size == math.prod(shape) and tuple(n for n in a.shape if n != 1) == squeezed:
         return a.reshape(shape).astype(np.float64)
-    if broadcast and a.ndim == 0:
+    if a.ndim == 0 and (broadcast or float(a) == 0.0):  # a number for every entry; 0 for a zero matrix
         return np.full(shape, float(a))
     raise BPTTError(f"{name}: expected shape {shape} ({why}), got {a.shape}; write it as a nested list of that shape")
 
@@ -486,21 +644,43 @@ def _criterion(model: dict, output: str, override: str | None) -> losses.Loss:
     return losses.pair(rec, activations.get(output))
 
 
-def _targets_field(seq: dict, T: int, O: int, criterion: losses.Loss) -> np.ndarray | None:
+def _targets_field(seq: dict, T: int, O: int, criterion: losses.Loss, scored: tuple[int, ...] = ()
+                   ) -> tuple[np.ndarray | None, tuple[int, ...]]:
     """sequence.y: T numbers (O = 1), T class labels (cross_entropy) or T lists of O numbers -> (T, O);
-    None when absent."""
+    None when absent. With fewer steps scored than T, one target per scored step also reads: the others
+    are NaN rows (the steps returned), never used by Loss or its gradients."""
     if "y" not in seq:
-        return None
+        return None, ()
     y = _array(seq["y"], "sequence.y") if isinstance(seq["y"], list) else None
     if y is None or y.ndim not in (1, 2):
         raise BPTTError(f"sequence.y: expected a list of targets, one per step, got {short_repr(seq['y'])}")
+    n = len(scored)
+    if 0 < n < T and y.shape[0] == n and T != n:
+        full, rest = _targets_field({"y": _pad(seq["y"], scored, T)}, T, O, criterion)
+        missing = tuple(t for t in range(1, T + 1) if t not in scored)
+        full[[t - 1 for t in missing]] = math.nan
+        return full, missing
+    return _targets_rows(y, T, O, criterion), ()
+
+
+def _pad(values: list, scored: tuple[int, ...], T: int) -> list:
+    """Targets of the scored steps -> T of them, each unscored step given the first scored step's (a
+    valid target, replaced by NaN after validation)."""
+    out = [values[0]] * T
+    for t, v in zip(scored, values):
+        out[t - 1] = v
+    return out
+
+
+def _targets_rows(y: np.ndarray, T: int, O: int, criterion: losses.Loss) -> np.ndarray:
     if y.ndim == 1 and criterion.class_labels and y.shape == (T,):
         return _labels(y, O, "sequence.y")
     y = y[:, None] if y.ndim == 1 else y
     if y.shape != (T, O):
         labels = " (T class labels need loss = \"cross_entropy\")" if y.shape == (T, 1) and O > 1 else ""
         raise BPTTError(f"sequence.y has shape {y.shape} but the sequence has T = {T} steps and the model O = {O} "
-                        f"outputs; give one target per step (a list of O per step when O > 1){labels}")
+                        f"outputs; give one target per step (a list of O per step when O > 1; or one per scored step)"
+                        f"{labels}")
     return _valid_targets(y, criterion, "sequence.y")
 
 
@@ -570,38 +750,77 @@ _ACT_NAMES = {"f": "f", "g": "g", "sgm": "sigmoid", "sigmoid": "sigmoid", "sigma
               "relu": "relu", "id": "identity", "identity": "identity"}
 
 
-def _normalise(key: str) -> str:
-    """The key as the grammar reads it: no spaces, braces, backslashes or '*'; ∂ -> d; ŷ_t, y_t' -> y'_t."""
-    s = re.sub(r"[\s{}*\\]", "", key)
-    for a, b in (("∂", "d"), ("’", "'"), ("′", "'"), ("σ", "sigma"), ("ŷ", "y'"), ("haty", "y'"), ("yhat", "y'")):
+def _normalise(key: str, keep_ops: bool = False) -> str:
+    """The key as the grammar reads it: no spaces, braces, backslashes or '*' (keep_ops: '*' kept, for an
+    expression); ∂ -> d; ŷ_t, y_t' -> y'_t; ·, × -> *; − -> -."""
+    s = re.sub(r"[\s{}\\]" if keep_ops else r"[\s{}*\\]", "", key)
+    for a, b in (("∂", "d"), ("’", "'"), ("′", "'"), ("σ", "sigma"), ("ŷ", "y'"), ("haty", "y'"), ("yhat", "y'"),
+                 ("−", "-"), ("·", "*"), ("×", "*"), ("θ", "theta"), ("η", "lr")):
         s = s.replace(a, b)
     return re.sub(r"y_(\d+)'", r"y'_\1", s)
 
 
-def _claim_name(key: str, T: int, where: str) -> dict[str, Any]:
-    """Parse a claim's name -> {kind, t, k, theta, act}."""
-    s = _normalise(key)
+_TRUNC = re.compile(r"(.+?)(?:\[(?:K|trunc|truncate)=(\d+)\]|\((?:K|trunc|truncate)=(\d+)\))")
+_OPS = "+-*/^()@[],"
+
+
+def _plain_spec(s: str, ctx: "_Context", where: str, in_expr: bool = False) -> dict[str, Any] | None:
+    """A quantity's normalised name -> {kind, t, k, theta, act, trunc}; None when it names none (then it
+    may be an expression). Raises where the name is recognisably a quantity written wrong."""
+    trunc = None
+    m = _TRUNC.fullmatch(s)
+    if m:
+        s, trunc = m[1], int(m[2] or m[3])
     step = None
     m = _STEP.fullmatch(s)
     if m:
         s, step = m.group(1), int(next(g for g in m.groups()[1:] if g))
-    spec = _forward_name(s) or _loss_name(s) or _term_name(s)
+    spec = _forward_name(s) or _loss_name(s) or _term_name(s) or _update_name(s)
     if spec is None:
-        if re.fullmatch(r"y_(\d+)", s):
+        if re.fullmatch(r"y_(\d+)", s) and not in_expr:
             t = s[2:]
             raise BPTTError(f"{where}: y_{t} is a target, not a claim; put targets in sequence.y "
                             f"(predictions are y'_{t})")
-        raise BPTTError(f"{where}: not a quantity this checker knows; write one of {CLAIM_FORMS}")
+        return None
     if spec.get("theta") == "?":
+        if any(c in spec["bad"] for c in _OPS):
+            return None  # dLoss/dw_h/2: an expression
         raise BPTTError(f"{where}: unknown parameter {spec['bad']!r}; the parameters are w, w_x, w_h, b1 (b_1), "
-                        "b2 (b_2), or write dh_t, dz_t, du_t, dy'_t for a state")
+                        "b2 (b_2), or write dh_t, dz_t, du_t, dy'_t, dx_t for a state or an input")
     if step is not None:
         if spec["kind"] not in ("dE", "dLoss"):
             raise BPTTError(f"{where}: a step suffix such as [k=2] belongs to dE_i/dθ or dLoss/dθ (the "
                             "contribution of path or step k)")
         spec = {**spec, "kind": spec["kind"] + ("[k]" if spec["kind"] == "dE" else "[t]"), "k": step}
-    _check_steps(spec, T, where)
+    if trunc is not None and spec["kind"] not in TRUNCATABLE:
+        raise BPTTError(f"{where}: a truncation [K={trunc}] belongs to a gradient of the parameters, of z_t or "
+                        "of x_t (dLoss/dθ, dE_i/dθ, dLoss/dz_t, ...), or θ_new")
+    trunc = trunc if trunc is not None else ctx.truncate
+    if trunc is not None:
+        if spec["kind"] in TRUNCATABLE:
+            if trunc < 1:
+                raise BPTTError(f"{where}: [K={trunc}]: truncation needs K >= 1 steps")
+            spec = {**spec, "trunc": min(trunc, ctx.T)}
+        elif spec["kind"] in ("dLoss/dh", "dE/dh"):
+            raise BPTTError(f"{where}: with truncate = {trunc} the gradient of h_t is not defined here; claim "
+                            "dLoss/dz_t (truncated) or drop truncate")
+    if spec["kind"] in ("new", "Loss_new") and not ctx.update:
+        raise BPTTError(f"{where}: a value after the update step needs an [update] section with its learning "
+                        "rate, e.g. [update] lr = 0.1")
+    _check_steps(spec, ctx.T, where)
     return spec
+
+
+def _update_name(s: str) -> dict[str, Any] | None:
+    """θ_new (θ_after, θ^+, new_θ) and Loss_new (Loss_after, L_new); Loss_before is Loss."""
+    if (m := re.fullmatch(r"(Loss|L|loss)(?:_?new|_after|\^\+|\+|\(new\))", s)):
+        return {"kind": "Loss_new"}
+    if re.fullmatch(r"(Loss|L|loss)_before", s):
+        return {"kind": "Loss"}
+    m = re.fullmatch(r"(\w+?)(?:_?new|_after|\^\+|\+|\^\(new\)|\(new\))", s) or re.fullmatch(r"new_?(\w+)", s)
+    if m and m[1] in _PARAM_ALIASES:
+        return {"kind": "new", "theta": _PARAM_ALIASES[m[1]]}
+    return None
 
 
 def _forward_name(s: str) -> dict[str, Any] | None:
@@ -615,6 +834,8 @@ def _forward_name(s: str) -> dict[str, Any] | None:
         (r"dh_(\d+)/dz_(\d+)", lambda m: {"kind": "f'", "t": int(m[1])} if m[1] == m[2] else None),
         (r"dy'_(\d+)/du_(\d+)", lambda m: {"kind": "g'", "t": int(m[1])} if m[1] == m[2] else None),
         (r"dh_(\d+)/dh_(\d+)", lambda m: {"kind": "dh/dh", "t": int(m[1]), "k": int(m[2])}),
+        (r"d(h|y')_(\d+)/d(\w+)", lambda m: {"kind": f"d{m[1]}/dθ", "t": int(m[2]), "theta": _PARAM_ALIASES[m[3]]}
+         if m[3] in _PARAM_ALIASES else None),
     ]
     for pat, build in pats:
         m = re.fullmatch(pat, s)
@@ -645,6 +866,8 @@ def _loss_name(s: str) -> dict[str, Any] | None:
         return None
     if (v := re.fullmatch(_VAR, m[1])):
         return {"kind": f"dLoss/d{v[1]}", "t": int(v[2])}
+    if (v := re.fullmatch(r"x_(\d+)", m[1])):
+        return {"kind": "dLoss/dx", "t": int(v[1])}
     return _param_spec("dLoss", m[1], {})
 
 
@@ -654,6 +877,10 @@ def _term_name(s: str) -> dict[str, Any] | None:
     i, den = int(m[1]), m[2]
     if den in ("y'", "u"):
         return {"kind": f"dE/d{den}", "t": i}
+    if (v := re.fullmatch(r"x_(\d+)", den)):
+        if int(v[1]) > i:
+            return {"kind": "?", "bad_step": True, "t": i, "k": int(v[1]), "var": "x", "later": True}
+        return {"kind": "dE/dx", "t": i, "k": int(v[1])}
     if (v := re.fullmatch(_VAR, den)):
         if v[1] in ("h", "z"):
             return {"kind": f"dE/d{v[1]}", "t": i, "k": int(v[2])}
@@ -671,6 +898,9 @@ def _param_spec(kind: str, name: str, extra: dict) -> dict[str, Any]:
 
 def _check_steps(spec: dict, T: int, where: str) -> None:
     """Every step in range: states h_0..h_T, everything else 1..T; dh_i/dh_k needs k <= i."""
+    if spec.get("later"):
+        raise BPTTError(f"{where}: dE_{spec['t']}/dx_{spec['k']} is 0 (E_{spec['t']} does not depend on later "
+                        f"inputs); claim dE_{spec['t']}/dx_k with k <= {spec['t']}")
     if spec.get("bad_step"):
         raise BPTTError(f"{where}: dE_{spec['t']}/d{spec['var']}_{spec['k']} is 0 (E_{spec['t']} reaches "
                         f"{spec['var']}_{spec['k']} only at step {spec['t']}); claim dE_{spec['t']}/d{spec['var']}_"
@@ -678,6 +908,8 @@ def _check_steps(spec: dict, T: int, where: str) -> None:
     kind = spec["kind"]
     state = kind in ("h", "1-h", "1-h^2", "h(1-h)", "dLoss/dh")
     for name, lo in (("t", 0 if state or kind == "dh/dh" else 1), ("k", 0 if kind in ("dE/dh", "dh/dh") else 1)):
+        if kind in ("x", "y") and name == "t":
+            lo = 1
         v = spec.get(name)
         if v is not None and not lo <= v <= T:
             raise BPTTError(f"{where}: step {v} is out of range; the sequence has T = {T} steps ({lo}..{T})")
@@ -687,34 +919,40 @@ def _check_steps(spec: dict, T: int, where: str) -> None:
 
 def _shapes(params: dict[str, np.ndarray]) -> dict[str, tuple[int, ...]]:
     D, H, O = params["w_x"].shape[1], params["w_h"].shape[0], params["b2"].shape[0]
-    return {"H": (H,), "O": (O,), "HH": (H, H), **engine.param_shapes(D, H, O)}
+    return {"H": (H,), "O": (O,), "D": (D,), "HH": (H, H), **engine.param_shapes(D, H, O)}
 
 
 def quantity_shape(spec: dict, shapes: dict[str, tuple[int, ...]]) -> tuple[int, ...]:
     """The shape of the claimed quantity: () for Loss and E_i, θ's shape for gradients of θ, ..."""
     kind = spec["kind"]
-    if kind in QUADRATIC_KINDS:
+    if kind in QUADRATIC_KINDS or kind in ("Loss_new", "lr"):
         return ()
+    if kind in SENSITIVITY_KINDS:
+        return shapes["H" if kind == "dh/dθ" else "O"] + shapes[spec["theta"]]
     if spec.get("theta"):
-        return shapes[spec["theta"]]
+        return shapes[spec["theta"]][::-1] if spec.get("row") and spec["theta"] in ("w", "w_x", "w_h") and \
+            kind in GRADIENT_OF_THETA else shapes[spec["theta"]]
+    if kind in ("dLoss/dx", "dE/dx", "x"):
+        return shapes["D"]
     if kind == "dh/dh":
         return shapes["HH"]
     if kind == "act'":
         return shapes["H"] if spec["act"][1] == "z" else shapes["O"]
-    outputs = ("u", "y'", "g'", "y'(1-y')", "dE/dy'", "dE/du", "dLoss/du", "dLoss/dy'")
+    outputs = ("u", "y'", "g'", "y'(1-y')", "dE/dy'", "dE/du", "dLoss/du", "dLoss/dy'", "y")
     return shapes["O"] if kind in outputs else shapes["H"]
 
 
-def _claims(key: str, value: Any, T: int, shapes: dict, affine_value: bool = False,
-            vector_output: str | None = None) -> list[Claim]:
-    """One file claim -> its elements (one Claim for a number; one per element for an array).
-    affine_value: Loss and E_i are affine in the targets; vector_output: g's name where g is softmax."""
-    where = f"claims.{key!r}" if not re.fullmatch(r"[A-Za-z0-9_]+", key) else f"claims.{key}"
-    spec = _claim_name(key, T, where)
-    if spec["kind"] == "g'" and vector_output:
-        raise BPTTError(f"{where}: g'(u_t) of a {vector_output} output is an O x O Jacobian (diag(y'_t) - y'_t "
+def _claims(key: str, value: Any, ctx: _Context, section: str = "claims") -> list[Claim]:
+    """One file claim -> its elements (one Claim for a number; one per element for an array)."""
+    where = f"{section}.{key!r}" if not re.fullmatch(r"[A-Za-z0-9_]+", key) else f"{section}.{key}"
+    spec = _plain_spec(_normalise(key), ctx, where)
+    if spec is None:
+        spec = {"kind": "expr", "expr": _parse_expression(key, ctx, where)}
+    spec["row"] = ctx.row
+    if spec["kind"] == "g'" and ctx.vector_output:
+        raise BPTTError(f"{where}: g'(u_t) of a {ctx.vector_output} output is an O x O Jacobian (diag(y'_t) - y'_t "
                         "y'_t^T), not one number per output; claim y'_t or dE_t/du_t instead")
-    shape = quantity_shape(spec, shapes)
+    shape = spec["expr"].shape if spec["kind"] == "expr" else quantity_shape(spec, ctx.shapes)
     printed = _claim_values(value, where)
     if printed.shape != shape:
         printed = _fit_claim_shape(printed, shape, where)
@@ -723,8 +961,218 @@ def _claims(key: str, value: Any, T: int, shapes: dict, affine_value: bool = Fal
     for idx in np.ndindex(shape):
         name = key if one else f"{key}[{','.join(str(i + 1) for i in idx)}]"
         out.append(Claim(name, spec["kind"], spec.get("t"), spec.get("theta"), printed[idx], spec.get("k"),
-                         spec.get("act"), idx, key, affine_value))
+                         spec.get("act"), idx, key, ctx.affine_value, spec.get("trunc"), spec.get("expr"), ctx.row))
     return out
+
+
+# ------------------------------------------------------------------ expressions over the quantities
+_NUMBER = re.compile(r"(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?")
+_INDEX = re.compile(r"\[(\d+)(?:,(\d+))?\]")
+_FUNCS = ("log", "ln", "exp", "sqrt", "abs", "tanh", "sigmoid", "sgm", "sigma", "softmax", "relu", "sum")
+_FUNC = re.compile(rf"({'|'.join(sorted(_FUNCS, key=len, reverse=True))})\(")
+_LR = ("lr", "eta", "alpha")
+
+
+@dataclass(frozen=True, eq=False)
+class _Expr:
+    """An expression claim: its tree, atoms (Claims with a placeholder printed value), shape and dependence.
+
+    tree: ("num", v) | ("atom", n) | ("neg", a) | ("op", sym, a, b) | ("fn", name, a) | ("idx", a, index)."""
+
+    text: str
+    tree: tuple
+    atoms: tuple[Claim, ...]
+    shape: tuple[int, ...]
+
+    @property
+    def dependence(self) -> str:
+        return LATE if any(a.dependence != NONE for a in self.atoms) else NONE
+
+    @property
+    def term_steps(self) -> set[int]:
+        return {a.t for a in self.atoms if a.kind in TERM_KINDS + ("E", "y")}
+
+    def evaluate(self, value) -> np.ndarray:
+        """The expression's value, value(atom) -> that atom's array."""
+        with np.errstate(all="ignore"):
+            return np.asarray(_evaluate(self.tree, [np.asarray(value(a), dtype=np.float64) for a in self.atoms]))
+
+
+def _evaluate(node: tuple, atoms: list[np.ndarray]) -> Any:
+    kind = node[0]
+    if kind == "num":
+        return node[1]
+    if kind == "atom":
+        return atoms[node[1]]
+    if kind == "neg":
+        return -_evaluate(node[1], atoms)
+    if kind == "idx":
+        v = np.asarray(_evaluate(node[1], atoms))
+        return v[tuple(i - 1 for i in node[2])]
+    if kind == "fn":
+        v = np.asarray(_evaluate(node[2], atoms), dtype=np.float64)
+        name = {"ln": "log", "sgm": "sigmoid", "sigma": "sigmoid"}.get(node[1], node[1])
+        if name in ("sigmoid", "softmax", "relu", "tanh"):
+            return activations.get(name).value(v)
+        return {"log": np.log, "exp": np.exp, "sqrt": np.sqrt, "abs": np.abs, "sum": np.sum}[name](v)
+    a, b = _evaluate(node[2], atoms), _evaluate(node[3], atoms)
+    return {"+": np.add, "-": np.subtract, "*": np.multiply, "/": np.divide, "^": np.power,
+            "@": np.matmul}[node[1]](a, b)
+
+
+def _parse_expression(key: str, ctx: _Context, where: str) -> _Expr:
+    """An arithmetic expression over the quantities -> _Expr; one line naming the problem otherwise."""
+    s = _normalise(key, keep_ops=True).replace("**", "^")
+    if len(s) > MAX_EXPRESSION:
+        raise BPTTError(f"{where}: an expression of {len(s)} characters; at most {MAX_EXPRESSION}")
+    tokens, atoms = _tokens(s, ctx, where)
+    pos = [0]
+
+    def peek() -> tuple | None:
+        return tokens[pos[0]] if pos[0] < len(tokens) else None
+
+    def take(*ops: str) -> str | None:
+        t = peek()
+        if t is not None and t[0] == "op" and t[1] in ops:
+            pos[0] += 1
+            return t[1]
+        return None
+
+    def fail(what: str) -> BPTTError:
+        return BPTTError(f"{where}: not a quantity this checker knows, nor an expression over them ({what}); "
+                         f"write one of {CLAIM_FORMS}")
+
+    def expr() -> tuple:
+        node = term()
+        while (op := take("+", "-")):
+            node = ("op", op, node, term())
+        return node
+
+    def term() -> tuple:
+        node = unary()
+        while (op := take("*", "/", "@")):
+            node = ("op", op, node, unary())
+        return node
+
+    def unary() -> tuple:
+        if take("-"):
+            return ("neg", unary())
+        if take("+"):
+            return unary()
+        return power()
+
+    def power() -> tuple:
+        node = postfix()
+        if take("^"):
+            node = ("op", "^", node, unary())
+        return node
+
+    def postfix() -> tuple:
+        node = primary()
+        while peek() is not None and peek()[0] == "idx":
+            node = ("idx", node, peek()[1])
+            pos[0] += 1
+        return node
+
+    def primary() -> tuple:
+        t = peek()
+        if t is None:
+            raise fail("it ends early")
+        pos[0] += 1
+        if t[0] in ("num", "atom"):
+            return t
+        if t[0] == "fn":
+            if not take("("):
+                raise fail(f"{t[1]} needs (...)")
+            node = ("fn", t[1], expr())
+            if not take(")"):
+                raise fail("a ( without its )")
+            return node
+        if t == ("op", "("):
+            node = expr()
+            if not take(")"):
+                raise fail("a ( without its )")
+            return node
+        raise fail(f"unexpected {t[1]!r}")
+
+    tree = expr()
+    if pos[0] != len(tokens):
+        raise fail(f"unexpected {str(tokens[pos[0]][1])!r}")
+    probe = _Expr(key, tree, tuple(atoms), ())
+    try:
+        shape = probe.evaluate(lambda a: np.zeros(_atom_shape(a, ctx))).shape
+    except (ValueError, IndexError, TypeError) as e:
+        raise BPTTError(f"{where}: the quantities' shapes do not combine ({e}); * is element by element, @ the "
+                        "matrix product, [i] or [i,j] (from 1) one element") from None
+    return _Expr(key, tree, tuple(atoms), shape)
+
+
+def _atom_shape(a: Claim, ctx: _Context) -> tuple[int, ...]:
+    return quantity_shape({"kind": a.kind, "theta": a.theta, "act": a.act, "row": a.row}, ctx.shapes)
+
+
+def _tokens(s: str, ctx: _Context, where: str) -> tuple[list[tuple], list[Claim]]:
+    """s -> tokens ("num", v), ("atom", n), ("fn", name), ("op", c), ("idx", (i, j)); the atoms as Claims.
+    A quantity is the longest piece up to an operator that names one (dLoss/dw_h, f'(z_1), dE_3/dw [k=2])."""
+    tokens: list[tuple] = []
+    atoms: list[Claim] = []
+    placeholder = Printed("0", 0.0, 0.5)
+    i, first_error = 0, None
+    while i < len(s):
+        if s.startswith("[", i) and (m := _INDEX.match(s, i)):
+            tokens.append(("idx", tuple(int(g) for g in m.groups() if g)))
+            i = m.end()
+            continue
+        if s[i] in _OPS:
+            tokens.append(("op", s[i]))
+            i += 1
+            continue
+        if (m := _FUNC.match(s, i)):
+            tokens.append(("fn", m[1]))
+            i = m.end() - 1
+            continue
+        spec, end = None, i
+        for j in range(len(s), i, -1):
+            if j < len(s) and s[j] not in _OPS:
+                continue
+            try:
+                spec = _atom_spec(s[i:j], ctx, where)
+            except BPTTError as e:
+                first_error = first_error or e
+                continue
+            if spec is not None:
+                end = j
+                break
+        if spec is not None:
+            tokens.append(("atom", len(atoms)))
+            atoms.append(Claim(s[i:end], spec["kind"], spec.get("t"), spec.get("theta"), placeholder, spec.get("k"),
+                               spec.get("act"), (), s[i:end], ctx.affine_value, spec.get("trunc"), None, ctx.row))
+            i = end
+            continue
+        if (m := _NUMBER.match(s, i)):
+            tokens.append(("num", float(m[0])))
+            i = m.end()
+            continue
+        if first_error is not None:
+            raise first_error
+        piece = re.split(r"[-+*/^()@\[\],]", s[i:])[0] or s[i]
+        raise BPTTError(f"{where}: {piece!r} is not a quantity this checker knows; write one of {CLAIM_FORMS}")
+    return tokens, atoms
+
+
+def _atom_spec(s: str, ctx: _Context, where: str) -> dict[str, Any] | None:
+    """One operand of an expression: a quantity, a parameter θ, an input x_t, a target y_t or lr."""
+    if s in _PARAM_ALIASES:
+        return {"kind": "param", "theta": _PARAM_ALIASES[s]}
+    if (m := re.fullmatch(r"(x|y)_(\d+)", s)):
+        spec = {"kind": m[1], "t": int(m[2])}
+        _check_steps(spec, ctx.T, where)
+        return spec
+    if s in _LR:
+        if not ctx.update:
+            raise BPTTError(f"{where}: {s} is the learning rate of [update]; add [update] lr = ...")
+        return {"kind": "lr"}
+    return _plain_spec(s, ctx, where, in_expr=True)
 
 
 def _claim_values(value: Any, where: str) -> np.ndarray:
@@ -766,6 +1214,23 @@ class Net:
         self.weights = cf.loss.weights(cf.T, cf.O)  # (T,): Loss = sum_t w_t E_t
         self.coef = self.weights * cf.loss.kappa  # (T,): Loss = sum_t coef_t E(y'_t, y_t) (the record's E)
         self._delta_map: np.ndarray | None = None
+        self._sensitivity: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+
+    def sensitivity(self, theta: str) -> tuple[np.ndarray, np.ndarray]:
+        """Forward (RTRL) sensitivities (dh_t/dθ (T, H, *θ.shape), dy'_t/dθ (T, O, *θ.shape)), one
+        ``engine.state_tangent`` per element of θ."""
+        if theta not in self._sensitivity:
+            v = self.cf.params[theta]
+            dh = np.zeros((self.cf.T, self.cf.H) + v.shape)
+            dy = np.zeros((self.cf.T, self.cf.O) + v.shape)
+            for idx in np.ndindex(v.shape):
+                dp = engine.Params(*(_unit_param(a, idx) if name == theta else np.zeros_like(a)
+                                     for name, a in self.p._asdict().items()))
+                th, ty = engine.state_tangent(self.p, self.xb, self.fwd, self.f, self.g, dp)
+                dh[(slice(None), slice(None)) + idx] = th[:, 0]
+                dy[(slice(None), slice(None)) + idx] = ty[:, 0]
+            self._sensitivity[theta] = (dh, dy)
+        return self._sensitivity[theta]
 
     def step_values(self, y: np.ndarray) -> np.ndarray:
         """E_t (T, O) per output where E is a sum over the outputs (squared error, bce; as engine.loss
@@ -811,10 +1276,15 @@ class Net:
             J = self.fprime[j - 1, 0][:, None] * mm(self.p.w_h, J)
         return J
 
-    def backprop(self, du: np.ndarray) -> "Backprop":
-        """BPTT of an output delta du (n, 1, O) over steps 1..n (the engine's own functions)."""
+    def backprop(self, du: np.ndarray, trunc: int | None = None) -> "Backprop":
+        """BPTT of an output delta du (n, 1, O) over steps 1..n (the engine's own functions); trunc:
+        ``engine.bptt_truncated`` (each E_t through at most trunc steps; then no dh)."""
         n = du.shape[0]
         dh_direct = mm(du, self.p.w)  # (n, 1, H)
+        if trunc is not None:
+            dz, _ = engine.bptt_truncated(self.p.w_h, dh_direct, self.fprime[:n], trunc)
+            grads = engine.weight_grads(self.xb[:n], self.fwd.h[: n + 1], dz, du)
+            return Backprop(du, dz, np.full((n + 1, self.cf.H), math.nan), grads)
         dz = engine.bptt_full(self.p.w_h, dh_direct, self.fprime[:n])  # (n, 1, H)
         dh = np.zeros((n + 1, 1, self.cf.H))
         dh[1:] = dh_direct
@@ -846,6 +1316,10 @@ class Backprop:
     def pre(self, k: int) -> np.ndarray:
         return self.dz[k - 1, 0] if k <= self.dz.shape[0] else np.zeros_like(self.dz[0, 0])
 
+    def input(self, net: Net, k: int) -> np.ndarray:
+        """d/dx_k = (d/dz_k) w_x, (D,): x_k enters the network only through z_k."""
+        return mm(self.pre(k), net.p.w_x)
+
 
 class Exact:
     """Exact values of claims at targets y (T, O), computed directly in float64; lazily, with caches."""
@@ -854,22 +1328,62 @@ class Exact:
         self.net, self.y = net, y
         self.r = net.fwd.y_pred[:, 0] - y  # (T, O): y'_t - y_t
         self.cache: dict[tuple, np.ndarray] = {}
-        self.loss_bp: Backprop | None = None
-        self.term_bp: dict[int, Backprop] = {}
+        self.loss_bp: dict[int | None, Backprop] = {}
+        self.term_bp: dict[tuple[int, int | None], Backprop] = {}
         self.values: np.ndarray | None = None
+        self._updated: dict[str, np.ndarray] | None = None
 
     def value(self, cl: Claim) -> float:
-        key = (cl.kind, cl.t, cl.k, cl.theta, cl.act)
+        key = (cl.kind, cl.t, cl.k, cl.theta, cl.act, cl.trunc, cl.row, id(cl.expr))
         if key not in self.cache:
             self.cache[key] = np.asarray(self.array(cl), dtype=np.float64)
         return float(self.cache[key][cl.index])
 
     def array(self, cl: Claim) -> np.ndarray:
+        a = self._array(cl)
+        return np.asarray(a).T if cl.transposed else a
+
+    def _array(self, cl: Claim) -> np.ndarray:
+        cf = self.net.cf
+        if cl.kind == "expr":
+            return cl.expr.evaluate(self.array)
+        other = {"x": lambda: cf.x[cl.t - 1], "y": lambda: self.y[cl.t - 1], "param": lambda: cf.params[cl.theta],
+                 "lr": lambda: cf.update.lr, "new": lambda: self.updated()[cl.theta],
+                 "Loss_new": self.loss_after_update,
+                 "dh/dθ": lambda: self.net.sensitivity(cl.theta)[0][cl.t - 1],
+                 "dy'/dθ": lambda: self.net.sensitivity(cl.theta)[1][cl.t - 1]}
+        if cl.kind in other:
+            return other[cl.kind]()
         if cl.dependence == NONE:
             return self.net.forward_value(cl)
         if cl.kind in QUADRATIC_KINDS:
             return self.quadratic(cl)
         return self.term(cl) if cl.kind in TERM_KINDS else self.total(cl)
+
+    def updated(self) -> dict[str, np.ndarray]:
+        """The parameters after one step of [update]'s optimizer (``bptt.optim``) on dLoss/dθ (truncated
+        with the file's truncate = K)."""
+        if self._updated is None:
+            spec, cf = self.net.cf.update, self.net.cf
+            params = {k: v.copy() for k, v in cf.params.items()}
+            opt = optim.SGD(params, spec.momentum, spec.nesterov) if spec.optimizer == "sgd" else \
+                optim.Adam(params, spec.betas, spec.eps)
+            opt.step(params, dict(self.loss_backprop(cf.truncate).grads), spec.lr)
+            self._updated = params
+        return self._updated
+
+    def loss_after_update(self) -> float:
+        """Loss at the same sequence and targets with the updated parameters."""
+        import dataclasses
+
+        cf = self.net.cf
+        after = Net(dataclasses.replace(cf, params=self.updated()))
+        return Exact(after, self.y).quadratic(Claim("Loss", "Loss", None, None, Printed("0", 0.0, 0.5)))
+
+    def loss_backprop(self, trunc: int | None = None) -> Backprop:
+        if trunc not in self.loss_bp:
+            self.loss_bp[trunc] = self.net.backprop(self.net.output_delta(self.y, self.net.coef[:, None, None]), trunc)
+        return self.loss_bp[trunc]
 
     def quadratic(self, cl: Claim) -> float:
         """Loss or E_i: the loss record's E (times kappa), summed as engine.loss sums it."""
@@ -890,10 +1404,9 @@ class Exact:
 
     def total(self, cl: Claim) -> np.ndarray:
         """dLoss/d·: one backward pass of the declared loss."""
-        if self.loss_bp is None:
-            self.loss_bp = self.net.backprop(self.net.output_delta(self.y, self.net.coef[:, None, None]))
-        bp, t = self.loss_bp, cl.t
-        get = {"dLoss": lambda: bp.grads[cl.theta], "dLoss[t]": lambda: bp.step(self.net, cl.k)[cl.theta],
+        bp, t = self.loss_backprop(cl.trunc), cl.t
+        get = {"dLoss": lambda: bp.grads[cl.theta], "dLoss/dx": lambda: bp.input(self.net, t),
+               "new": lambda: self.updated()[cl.theta], "dLoss[t]": lambda: bp.step(self.net, cl.k)[cl.theta],
                "dLoss/dh": lambda: bp.state(t), "dLoss/dz": lambda: bp.pre(t), "dLoss/du": lambda: bp.du[t - 1, 0],
                "dLoss/dy'": lambda: self.net.weights[t - 1] * self.dE_dpred(t) if not self.net.cf.loss.squared
                else self.net.coef[t - 1] * self.r[t - 1]}
@@ -904,12 +1417,13 @@ class Exact:
         i, kappa = cl.t, self.net.cf.loss.kappa
         if cl.kind == "dE/dy'":
             return self.dE_dpred(i)
-        if i not in self.term_bp:
+        if (i, cl.trunc) not in self.term_bp:
             du = np.zeros((i, 1, self.net.cf.O))
             du[i - 1] = self.net.output_delta(self.y, kappa)[i - 1]
-            self.term_bp[i] = self.net.backprop(du)
-        bp = self.term_bp[i]
+            self.term_bp[(i, cl.trunc)] = self.net.backprop(du, cl.trunc)
+        bp = self.term_bp[(i, cl.trunc)]
         get = {"dE/du": lambda: bp.du[i - 1, 0], "dE": lambda: bp.grads[cl.theta],
+               "dE/dx": lambda: bp.input(self.net, cl.k),
                "dE[k]": lambda: bp.step(self.net, cl.k)[cl.theta], "dE/dh": lambda: bp.state(cl.k),
                "dE/dz": lambda: bp.pre(cl.k)}
         return get[cl.kind]()
@@ -932,8 +1446,8 @@ def _dvalue_dpred(name: str):
 
 
 # ------------------------------------------------------------------ the target map of the affine claims
-def exact_affine(cf: ClaimsFile, net: Net | None = None, rows: Sequence[int] | None = None
-                 ) -> tuple[np.ndarray, np.ndarray]:
+def exact_affine(cf: ClaimsFile, net: Net | None = None, rows: Sequence[int] | None = None,
+                 claims: Sequence[Claim] | None = None) -> tuple[np.ndarray, np.ndarray]:
     """(c, J) with exact value of claim j = c[j] + J[j] @ y.ravel() for the affine claims (rows: which).
 
     c is the exact value at y = 0. A dE_i claim depends on y_i alone: its row is two exact evaluations
@@ -942,21 +1456,28 @@ def exact_affine(cf: ClaimsFile, net: Net | None = None, rows: Sequence[int] | N
     direction (forward mode, ``engine.output_tangent`` or ``engine.output_tangent_from_state``: O(T)
     each, not T + 1 gradient runs); for the squared error that is -coef_t dy'_t/d·. With bce and
     cross_entropy, E_i and Loss are affine too: their rows are E_t's change per unit target, O
-    evaluations of the record's E.
+    evaluations of the record's E. The others (dLoss/dx_t, θ_new, y_t, truncated gradients of Loss): the
+    value at each unit target less c, T O evaluations. claims: these instead of the file's claims.
     """
     net = net or Net(cf)
-    rows = [j for j, cl in enumerate(cf.claims) if cl.dependence == AFFINE] if rows is None else list(rows)
+    claims = cf.claims if claims is None else list(claims)
+    rows = [j for j, cl in enumerate(claims) if cl.dependence == AFFINE] if rows is None else list(rows)
     T, O = cf.T, cf.O
     zero = Exact(net, np.zeros((T, O)))
     units: dict[tuple[int, int], Exact] = {}
     tangents: dict[tuple, np.ndarray] = {}
     one_step = TERM_KINDS if cf.loss.squared else TERM_KINDS + ("dLoss/dy'",)  # depend on y_t alone
-    value_map = _value_map(net) if any(cf.claims[j].kind in QUADRATIC_KINDS for j in rows) else None
+    value_map = _value_map(net) if any(claims[j].kind in QUADRATIC_KINDS for j in rows) else None
     c, J = np.zeros(len(rows)), np.zeros((len(rows), T * O))
     for n, j in enumerate(rows):
-        cl = cf.claims[j]
+        cl = claims[j]
         c[n] = zero.value(cl)
-        if cl.kind in one_step:
+        if cl.kind in ("dLoss/dx", "new", "y") or (cl.trunc is not None and cl.kind not in one_step):
+            for t in range(1, T + 1):
+                for o in range(O):
+                    unit = units.setdefault((t, o), Exact(net, _unit(T, O, t, o)))
+                    J[n, (t - 1) * O + o] = unit.value(cl) - c[n]
+        elif cl.kind in one_step:
             for o in range(O):
                 unit = units.setdefault((cl.t, o), Exact(net, _unit(T, O, cl.t, o)))
                 J[n, (cl.t - 1) * O + o] = unit.value(cl) - c[n]
@@ -965,7 +1486,7 @@ def exact_affine(cf: ClaimsFile, net: Net | None = None, rows: Sequence[int] | N
         elif cl.kind == "Loss":
             J[n] = (net.weights[:, None] * value_map).ravel()
         else:
-            key = (cl.kind, cl.t, cl.k, cl.theta, cl.index)
+            key = (cl.kind, cl.t, cl.k, cl.theta, cl.engine_index)
             if key not in tangents:
                 tangents[key] = _target_row(net, cl)
             J[n] = tangents[key]
@@ -983,7 +1504,7 @@ def _target_row(net: Net, cl: Claim) -> np.ndarray:
     """The row of a dLoss claim (dLoss/dθ, dθ[t], dh_t, dz_t, du_t) in J, (T O,)."""
     if cl.kind == "dLoss/dy'":  # squared error (the others' is one step's): coef_t (y'_t - y_t)
         dy = np.zeros((net.cf.T, net.cf.O))
-        dy[cl.t - 1, cl.index[0]] = 1.0
+        dy[cl.t - 1, cl.engine_index[0]] = 1.0
         return -(net.coef[:, None] * dy).ravel()
     du = _pre_output_tangent(net, cl)  # (T, O): du_t in the claim's direction
     if net.cf.loss.squared:  # d(dE_t/du_t)/dy_t = -kappa g'(u_t): the outputs' tangent, as the seed writes it
@@ -1012,7 +1533,7 @@ def _pre_output_tangent(net: Net, cl: Claim) -> np.ndarray:
         dh = np.zeros((1, H))
         dh[0, cl.index[0]] = 1.0 if cl.kind == "dLoss/dh" or cl.t == 0 else net.fprime[cl.t - 1, 0, cl.index[0]]
         return engine.output_tangent_from_state(net.p, net.fwd, net.f, _IDENTITY, cl.t, dh)[:, 0]
-    dp = engine.Params(*(_unit_param(v, cl.index) if name == cl.theta else np.zeros_like(v)
+    dp = engine.Params(*(_unit_param(v, cl.engine_index) if name == cl.theta else np.zeros_like(v)
                          for name, v in net.p._asdict().items()))
     if cl.kind == "dLoss":
         return engine.output_tangent(net.p, net.xb, net.fwd, net.f, _IDENTITY, dp)[:, 0]
@@ -1043,6 +1564,7 @@ class Row:
     claim: Claim
     verdict: Verdict
     at_fitted_targets: bool = False
+    hint: str | None = None  # "transposed": wrong as written, but the whole matrix's transpose holds
 
     @property
     def exact(self) -> float:
@@ -1092,6 +1614,14 @@ class Report:
     analysis: TargetAnalysis | None = None  # with fitted targets: how they were inferred
     negated_holds: int | None = None  # with given targets: how many gradient claims hold if negated
     plain_holds: int | None = None
+    from_given: bool = False  # the targets were solved exactly from [given]
+
+    @property
+    def targets_source(self) -> str:
+        """"given" (sequence.y), "given_data" (solved from [given]), "fitted" or "none"."""
+        if self.y is None:
+            return "none"
+        return "given_data" if self.from_given else "fitted" if self.targets_fitted else "given"
 
     @property
     def targets(self) -> list | None:
@@ -1109,19 +1639,73 @@ def check(cf: ClaimsFile, y: Sequence | None = None) -> Report:
     """Compare every claim with the exact value, at targets y, else the file's, else inferred ones."""
     net = Net(cf)
     targets = _targets(y, cf.T, cf.O, net.criterion) if y is not None else cf.y
-    analysis = infer_targets(cf, net) if targets is None else None
+    if targets is not None and np.isnan(targets).any():  # unscored steps the file gives no target for
+        targets = np.where(np.isnan(targets), net.fwd.y_pred[:, 0], targets)
+    given_eq = None
+    if targets is None and cf.given:
+        targets, given_eq = given_targets(cf, net)
+    analysis = infer_targets(cf, net, given_eq) if targets is None else None
     fitted = analysis is not None
     if fitted and analysis.targets is not None:
         targets = np.asarray(analysis.targets).reshape(cf.T, cf.O)
+    if targets is None:
+        late = next((cl for cl in cf.claims if cl.dependence == LATE), None)
+        if late is not None:
+            raise BPTTError(f"claims.{late.name}: depends on the targets, which neither sequence.y, [given] nor any "
+                            "other claim determines; give the targets (sequence.y) or the output errors ([given])")
     exact = exact_values(cf, targets, net)
     rows = [Row(cl, judge(cl.printed, float(e), fitted and cl.depends_on_targets), fitted and cl.depends_on_targets)
             for cl, e in zip(cf.claims, exact)]
-    report = Report(cf, rows, targets, fitted, analysis)
+    _transposed_hints(rows, exact)
+    report = Report(cf, rows, targets, fitted, analysis, from_given=bool(cf.given) and not fitted)
     if not fitted:
         grads = [i for i, cl in enumerate(cf.claims) if cl.dependence == AFFINE and cl.kind not in QUADRATIC_KINDS]
         report.plain_holds = sum(rows[i].holds for i in grads)
         report.negated_holds = sum(cf.claims[i].printed.holds(-exact[i]) for i in grads)
     return report
+
+
+def _transposed_hints(rows: list[Row], exact: np.ndarray) -> None:
+    """Mark the wrong elements of a square matrix claim whose every element holds against the transpose
+    (a source in the row-vector convention, x W, read as W x)."""
+    groups: dict[str, list[int]] = {}
+    for n, r in enumerate(rows):
+        if len(r.claim.index) == 2:
+            groups.setdefault(r.claim.name, []).append(n)
+    for ns in groups.values():
+        where = {rows[n].claim.index: n for n in ns}
+        if all(rows[n].holds for n in ns) or any((j, i) not in where for i, j in where):
+            continue
+        if all(rows[n].claim.printed.holds(float(exact[where[rows[n].claim.index[::-1]]])) for n in ns):
+            for n in ns:
+                if not rows[n].holds:
+                    rows[n].hint = "transposed"
+
+
+def given_targets(cf: ClaimsFile, net: Net) -> tuple[np.ndarray | None, tuple | None]:
+    """The targets that [given] fixes exactly: (y, None) where they fix every target, else (None, (A_eq,
+    b_eq)): independent linear equations for the inference. The given values are exact data: float64
+    solves them (least squares that must leave no residual beyond rounding)."""
+    c, J = exact_affine(cf, net, claims=cf.given)
+    b = np.array([cl.printed.value for cl in cf.given]) - c
+    y, *_ = np.linalg.lstsq(J, b, rcond=None)
+    scale = np.abs(J) @ np.abs(y) + np.abs(b) + np.abs(c) + 1e-300
+    bad = np.abs(J @ y - b) > 1e-9 * scale
+    if bad.any():
+        n = int(np.argmax(bad))
+        raise BPTTError(f"given.{cf.given[n].key}: no targets give this together with the other given values "
+                        f"(the closest give {c[n] + J[n] @ y:.12g}); check the [given] numbers")
+    _, sv, vt = np.linalg.svd(J)
+    rank = int(np.sum(sv > 1e-12 * sv.max())) if sv.size else 0
+    if rank < cf.T * cf.O:  # some targets left free: the equations, reduced to independent rows, go to the fit
+        return None, (vt[:rank], vt[:rank] @ y)
+    y = y.reshape(cf.T, cf.O)
+    try:
+        net.criterion.check_targets(y)
+    except BPTTError as e:
+        raise BPTTError(f"[given]: the given values imply targets {short_repr(y.ravel().tolist())}, outside what "
+                        f"the loss allows ({e}); check them") from None
+    return y, None
 
 
 def _targets(y: Sequence, T: int, O: int, criterion: losses.Loss | None = None) -> np.ndarray:
@@ -1144,7 +1728,7 @@ def analyse_targets(cf: ClaimsFile) -> TargetAnalysis:
     return infer_targets(cf, Net(cf))
 
 
-def infer_targets(cf: ClaimsFile, net: Net) -> TargetAnalysis:
+def infer_targets(cf: ClaimsFile, net: Net, given_eq: tuple | None = None) -> TargetAnalysis:
     """The targets that best explain the claims, and which claims any targets reproduce.
 
     Affine claims: least squares over them, each in units of its written rounding; a linear programme
@@ -1154,40 +1738,58 @@ def infer_targets(cf: ClaimsFile, net: Net) -> TargetAnalysis:
     """
     aff = [i for i, cl in enumerate(cf.claims) if cl.dependence == AFFINE]
     quad = [i for i, cl in enumerate(cf.claims) if cl.dependence == QUADRATIC]
+    fixed = _given_steps(cf, given_eq)
     if not aff and not quad:
-        return TargetAnalysis(targets=None, undetermined=list(range(1, cf.T + 1)))
+        if given_eq is None:
+            return TargetAnalysis(targets=None, undetermined=list(range(1, cf.T + 1)))
+        y = np.linalg.lstsq(given_eq[0], given_eq[1], rcond=None)[0]
+        return TargetAnalysis(targets=[float(v) for v in y], undetermined=[t for t in range(1, cf.T + 1)
+                                                                           if t not in fixed])
     if len(aff) + len(quad) > MAX_FITTED_CLAIMS:
         raise BPTTError(f"{cf.path}: {len(aff) + len(quad)} claims depend on the targets, which are not given; "
                         f"inferring them handles at most {MAX_FITTED_CLAIMS}: give the targets (sequence.y) or "
                         "split the claims over several files")
     c, J = exact_affine(cf, net, aff)
-    a, y = _affine_analysis(cf, aff, c, J)
-    free = [t for t in range(1, cf.T + 1) if not np.any(J[:, (t - 1) * cf.O: t * cf.O])]
+    a, y = _affine_analysis(cf, aff, c, J, given_eq)
+    free = [t for t in range(1, cf.T + 1) if not np.any(J[:, (t - 1) * cf.O: t * cf.O]) and t not in fixed]
     if quad:
         a.quadratic = [cf.claims[i].key for i in quad]
         a.quadratic_steps = [t for t in free if _quadratic_sees(cf, quad, t)]
         y = _fit_quadratic(cf, net, quad, y, a.quadratic_steps)
         kept = [i for i in aff if cf.claims[i].key in a.kept]
-        refined = _refine(cf, net, quad, kept, c[[aff.index(i) for i in kept]], J[[aff.index(i) for i in kept]], y)
-        a.refined, y = refined is not y, refined
-    a.undetermined = [t for t in free if t not in a.quadratic_steps]
+        if given_eq is None:  # (a refit of every target would move those [given] fixes)
+            refined = _refine(cf, net, quad, kept, c[[aff.index(i) for i in kept]], J[[aff.index(i) for i in kept]],
+                              y)
+            a.refined, y = refined is not y, refined
+    a.undetermined = [t for t in free if t not in a.quadratic_steps and not np.any(J[:, (t - 1) * cf.O: t * cf.O])]
     for t in a.undetermined:
         y[(t - 1) * cf.O: t * cf.O] = 0.0
     a.targets = [float(v) for v in y]
     return a
 
 
-def _affine_analysis(cf: ClaimsFile, dep: list[int], c: np.ndarray, J: np.ndarray
+def _given_steps(cf: ClaimsFile, given_eq: tuple | None) -> set[int]:
+    """The steps whose targets [given]'s equations involve."""
+    if given_eq is None:
+        return set()
+    cols = np.flatnonzero(np.any(np.abs(given_eq[0]) > 1e-12, axis=0))
+    return {int(j) // cf.O + 1 for j in cols}
+
+
+def _affine_analysis(cf: ClaimsFile, dep: list[int], c: np.ndarray, J: np.ndarray, given_eq: tuple | None = None
                      ) -> tuple[TargetAnalysis, np.ndarray]:
     """The LP and least-squares analysis of the affine claims; returns it and the fitted y (flattened)."""
     n_y = cf.T * cf.O
+    eq, bounds = _target_constraints(cf)
+    if given_eq is not None:
+        eq = (np.vstack([eq[0], given_eq[0]]), np.concatenate([eq[1], given_eq[1]])) if eq else given_eq
+        eq = _independent(*eq)
     if not dep:
-        return TargetAnalysis(targets=None), np.zeros(n_y)
+        return TargetAnalysis(targets=None), (np.linalg.lstsq(eq[0], eq[1], rcond=None)[0] if eq else np.zeros(n_y))
     A = J  # (n, T O)
     b = np.array([cf.claims[i].printed.value for i in dep]) - c
     half = np.array([cf.claims[i].printed.tolerance for i in dep])
     names = [cf.claims[i].key for i in dep]
-    eq, bounds = _target_constraints(cf)
 
     def misfit(idx) -> tuple[float, np.ndarray]:
         idx = list(idx)
@@ -1204,6 +1806,14 @@ def _affine_analysis(cf: ClaimsFile, dep: list[int], c: np.ndarray, J: np.ndarra
     kept = [j for j in range(len(dep)) if names[j] not in a.unexplainable]
     a.kept = [names[j] for j in kept]
     return a, _fit(A[kept], b[kept], half[kept], n_y, eq, bounds)
+
+
+def _independent(A_eq: np.ndarray, b_eq: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The same equations as independent rows (the LP needs no redundant ones)."""
+    y = np.linalg.lstsq(A_eq, b_eq, rcond=None)[0]
+    _, sv, vt = np.linalg.svd(A_eq)
+    rank = int(np.sum(sv > 1e-12 * sv.max()))
+    return vt[:rank], vt[:rank] @ y
 
 
 def _target_constraints(cf: ClaimsFile) -> tuple[tuple, tuple[float, float] | None]:
@@ -1342,7 +1952,7 @@ def _fit(A: np.ndarray, b: np.ndarray, half: np.ndarray, n_y: int, eq: tuple = (
     """Weighted least squares; where it misses a claim that some targets do reproduce, or leaves the
     bounds, the LP's targets."""
     if len(b) == 0:
-        return np.zeros(n_y)
+        return np.linalg.lstsq(eq[0], eq[1], rcond=None)[0] if eq else np.zeros(n_y)
     y = least_squares_targets(A, b, half, *eq)
     t_lp, y_lp = min_misfit(A, b, half, *eq, bounds=bounds)
     worst_ls = float(np.max(np.abs(A @ y - b) / half))
@@ -1392,9 +2002,7 @@ def report_dict(report: Report, exit_status: int | None = None) -> dict[str, Any
      "exit_status"}
     """
     cf = report.cf
-    source = "fitted" if report.targets_fitted else "given"
-    if report.y is None:
-        source = "none"
+    source = report.targets_source
     out = {
         "schema": JSON_SCHEMA, "file": cf.path, "title": cf.title,
         "model": {"sizes": {"D": cf.D, "H": cf.H, "O": cf.O}, **{k: v.tolist() for k, v in cf.params.items()},
@@ -1404,6 +2012,9 @@ def report_dict(report: Report, exit_status: int | None = None) -> dict[str, Any
                  "formula": cf.loss.describe(cf.T, cf.O)},
         "sequence": {"x": cf.x[:, 0].tolist() if cf.D == 1 else cf.x.tolist()},
         "targets": {"source": source, "values": report.targets},
+        "given": [{"key": g.key, "name": g.name, "kind": g.kind, "value": g.printed.value} for g in cf.given],
+        "layout": cf.layout, "truncate": cf.truncate,
+        "update": None if cf.update is None else {"lr": cf.update.lr, "optimizer": cf.update.optimizer},
         "claims": [_row_dict(r) for r in report.rows],
         "summary": {"claims": len(report.rows), "hold": sum(r.holds for r in report.rows),
                     "all_hold": report.all_hold, "negated_holds": report.negated_holds,
@@ -1421,7 +2032,7 @@ def _row_dict(r: Row) -> dict[str, Any]:
             "value": cl.printed.value, "tolerance": cl.printed.tolerance,
             "significant_figures": cl.printed.significant_figures(), "exact": v.exact, "verdict": v.kind,
             "holds": v.holds, "misfit": _finite(v.misfit), "rounded": v.rounded,
-            "at_fitted_targets": r.at_fitted_targets}
+            "at_fitted_targets": r.at_fitted_targets, "hint": r.hint, "truncate": cl.trunc}
 
 
 def _analysis_dict(a: TargetAnalysis) -> dict[str, Any]:

@@ -70,8 +70,9 @@ def verdict_text(v: "Verdict", short: bool = False) -> str:
     return f"WRONG (exact rounds to {v.rounded}; off by {v.misfit:.{2 if v.misfit < 10 else 1}f}x the rounding)"
 
 
-def fmt(v: float) -> str:
-    return f"{v:.6g}" if v == 0 or 1e-4 <= abs(v) < 1e6 else f"{v:.6e}"
+def fmt(v: float, digits: int = 6) -> str:
+    """v to ``digits`` significant figures (a claim's own and two more in the exact column)."""
+    return f"{v:.{digits}g}" if v == 0 or 1e-4 <= abs(v) < 1e6 else f"{v:.{digits}e}"
 
 
 # Long target lists are shown by their ends; --json (or the Python API) has them all.
@@ -114,8 +115,11 @@ def print_report(report: "Report", con) -> None:
                       ("verdict", "left")):
         t.add_column(col, justify=just)
     for r in report.rows:
-        t.add_row(_escape(r.claim.key), r.claim.printed.text, str(r.claim.printed.significant_figures()),
-                  fmt(r.exact) + (" *" if r.at_fitted_targets else ""), verdict_text(r.verdict))
+        sig = r.claim.printed.significant_figures()
+        t.add_row(_escape(r.claim.key), r.claim.printed.text, str(sig),
+                  fmt(r.exact, max(6, sig + 2)) + (" *" if r.at_fitted_targets else ""),
+                  f"WRONG: transposed (exact rounds to {r.verdict.rounded})" if r.hint == "transposed"
+                  else verdict_text(r.verdict))
     con.print(t)
     if any(r.at_fitted_targets for r in report.rows):
         say("* at the fitted targets")
@@ -129,6 +133,9 @@ def print_report(report: "Report", con) -> None:
     if not report.targets_fitted and report.negated_holds is not None and report.negated_holds > (report.plain_holds or 0):
         say(f"With every gradient claim negated, {report.negated_holds} of them would hold instead of "
             f"{report.plain_holds}: the file may use the seed's sign, (y_i - y'_i).")
+    if any(r.hint == "transposed" for r in report.rows):
+        say("A matrix that holds transposed: the source may write row vectors (x W, h W_hh); say so with "
+            "layout = \"row\" in [model], and write the model's matrices as the source does.")
     if report.analysis is not None:
         print_target_analysis(report.analysis, con, cf.O, cf.loss.name)
 
@@ -153,7 +160,11 @@ def _scored_text(cf) -> str:
 def _print_targets(report: "Report", say) -> None:
     cf = report.cf
     flat = None if report.y is None else [float(v) for v in report.y.ravel()]
-    if not report.targets_fitted:
+    if cf.given:
+        say("given (used exactly): " + ", ".join(f"{g.key} = {g.printed.text}" for g in cf.given))
+    if report.from_given:
+        say(f"targets y = ({targets_text(flat, cf.O)}) (solved exactly from the given values)")
+    elif not report.targets_fitted:
         say(f"targets y = ({targets_text(flat or [], cf.O)}) (given)")
     elif flat is not None:
         undetermined = report.analysis.undetermined if report.analysis else []
