@@ -29,6 +29,8 @@ def test_bench_script_prints_the_table_on_the_seed_size():
         present = importlib.util.find_spec(mod) is not None
         assert (row[col] == "absent") != present, (mod, row[col])
     assert "Speed targets:" in out
+    assert re.fullmatch(r"[0-9.]+ (µs|ms|s)", row[3]) and re.fullmatch(r"[0-9]+ %", row[4]), row[3:5]
+    assert "- T=2 B=1 D=1 H=1: >= 70 % of its limit (" in out
     # the bptt.torch layer column: a time where torch is installed (its gradient passed the float64 check)
     head = [c.strip() for c in lines[0].split("|")[1:-1]]
     assert len(row) == len(head)
@@ -65,6 +67,56 @@ def test_table_puts_a_cuda_layer_column_where_one_was_measured():
     assert "CUDA" not in table([no_cuda], peak=100.0)
 
 
+def _cells(text: str, i: int = 2) -> dict[str, str]:
+    lines = text.splitlines()
+    head = [c.strip() for c in lines[0].split("|")[1:-1]]
+    return dict(zip(head, [c.strip() for c in lines[i].split("|")[1:-1]]))
+
+
+def test_table_and_targets_give_bptt_as_a_percentage_of_its_limit():
+    from bptt.bench import Size, grid_dict, table, targets
+    from bptt.limits import Limit, Part
+
+    s = Size("scalar", T=1000, B=1, D=1, H=1)
+    lim = Limit("serial chain", (Part("call", "one call from Python", 1, 2e-6), Part("serial chain", "one step", 1000, 1.6e-8)))
+    row = {"size": s, "kernel": "scalar", "errors": {"bptt": 1e-7}, "limit": lim,
+           "times": {"bptt": 3e-5, "PyTorch": 8e-2, "JAX": 1e-4, "layer": 2e-2}}
+    cell = _cells(table([row], peak=100.0))
+    assert cell["bptt"] == "30.0 µs" and cell["limit"] == "18.0 µs" and cell["bptt % of limit"] == "60 %"
+    assert cell["JAX ÷ bptt"] == "3.3×"  # the peers' ratios stay beside it
+    assert "- T=1000 B=1 D=1 H=1: >= 70 % of its limit (18.0 µs): 60 %, NOT met" in targets([row], 100.0)
+    fast = dict(row, times=dict(row["times"], bptt=2e-5))
+    assert "- T=1000 B=1 D=1 H=1: >= 70 % of its limit (18.0 µs): 90 %, met" in targets([fast], 100.0)
+    # a row without a limit says so (no number made up)
+    bare = {k: v for k, v in row.items() if k != "limit"}
+    assert _cells(table([bare], peak=100.0))["bptt % of limit"] == "not measured"
+    assert not any("limit" in line for line in targets([bare], 100.0))
+    d = grid_dict({"peak": 100.0, "rows": [row, bare]})["rows"]
+    assert d[0]["percent_of_limit"] == pytest.approx(60.0) and d[0]["limit"]["seconds"] == pytest.approx(1.8e-5)
+    assert d[0]["limit"]["parts"][1]["count"] == 1000
+    assert d[1]["limit"] is None and d[1]["percent_of_limit"] is None
+
+
+def test_limit_request_matches_bptts_call():
+    from bptt.bench import GRID, limit_request
+
+    by = {s.name: s for s in GRID}
+    r = limit_request(by["scalar"], quick=True)
+    assert (r["T"], r["x_shape"], r["y_shape"], r["dtype"]) == (1000, (1000,), (1000,), "float32")
+    assert limit_request(by["scalar3d"], quick=True)["x_shape"] == (1000, 1, 1)
+    r = limit_request(by["h4"], quick=False)
+    assert (r["B"], r["D"], r["H"], r["x_shape"], r["y_shape"]) == (32, 2, 4, (100, 32, 2), (100, 32, 1))
+
+
+def test_train_limit_request_is_the_timed_runs_shape():
+    from bptt.bench import train_limit_request
+
+    r = train_limit_request(30, quick=True)
+    assert r["batches"] == [32] * 31 + [8] and sum(r["batches"]) == 1000  # one epoch of binary addition's 1000 pairs
+    assert (r["T"], r["D"], r["H"], r["O"], r["epochs"], r["val_n"], r["test_n"], r["dtype"]) == (
+        9, 2, 8, 1, 30, 200, 1000, "float64")
+
+
 def test_bench_bad_size_is_one_line_error(capsys):
     assert main(["bench", "--sizes", "huge"]) == 2
     err = capsys.readouterr().err
@@ -78,3 +130,8 @@ def test_bench_json_is_one_object(capsys):
     row = d["rows"][0]
     assert row["size"] == {"name": "seed", "T": 2, "B": 1, "D": 1, "H": 1, "O": 1, "form": "auto"}
     assert row["seconds"]["bptt"] > 0 and all(e <= 2e-3 for e in row["max_rel_error"].values())
+    lim = row["limit"]
+    assert lim["model"] == "serial chain" and lim["seconds"] > 0
+    assert [p["name"] for p in lim["parts"]] == ["call", "serial chain (forward + backward)"]
+    assert lim["parts"][1]["count"] == 2  # T steps
+    assert row["percent_of_limit"] == pytest.approx(100 * lim["seconds"] / row["seconds"]["bptt"])
