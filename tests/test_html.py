@@ -60,7 +60,7 @@ def test_page_is_self_contained(tmp_path, capsys):
     text = _page(tmp_path, "seed.html").read_text(encoding="ascii")  # ASCII: other characters as references
     assert text.startswith("<!DOCTYPE html>") and "default-src 'none'" in text  # the page may fetch nothing
     markup = re.sub(r"<(script|style)\b.*?</\1>", "", text, flags=re.S)  # the page's own elements
-    assert text.count("<script") == 3 and not re.search(r"<(link|img|iframe|object)\b|\bsrc\s*=", markup)
+    assert text.count("<script") == 4 and not re.search(r"<(link|img|iframe|object)\b|\bsrc\s*=", markup)
     assert re.findall(r"url\((?!data:|#)", text) == [] and text.count("url(data:font/woff2;base64,") == 20
     assert "\\htmlData{path=E2-wx-k1}{" in text
     main(["explain", "--format", "html"])  # without --out: the same page on standard output
@@ -130,7 +130,7 @@ def _math_count(x, y=None, expand=derive.EXPAND_DEFAULT, params=SEED, **kw) -> i
 def _check_page(o: Opened, T: int, n_math: int) -> None:
     page = o.page
     assert page.locator(".katex-error").count() == 0
-    assert page.locator(".katex").count() == n_math
+    assert page.locator(".katex").count() - page.locator("#live .katex").count() == n_math  # the document's
     assert page.locator("svg").count() == 1
     nodes = page.eval_on_selector_all("svg [data-node]", "els => els.map(e => e.getAttribute('data-node'))")
     assert sorted(nodes) == sorted([f"h{t}" for t in range(T + 1)] + [f"x{t}" for t in range(1, T + 1)]
@@ -192,8 +192,9 @@ def test_five_steps_named_factors(open_page, tmp_path):
     y = [0.5, 0.5, 0.5, 1.0, 0.0]
     o = open_page(_page(tmp_path, "t5s.html", "--x", ",".join(map(str, X5)), "--y", ",".join(map(str, y))))
     _check_page(o, 5, _math_count(X5, y=y))
-    assert o.page.locator("[data-path]").count() == 0
-    assert "names the repeated factors" in o.page.locator("figcaption").inner_text()
+    assert o.page.locator("#doc [data-path]").count() == 0  # the document names δ_i and P_i,k instead
+    assert "the repeated factors are named once" in o.page.locator("#doc").inner_text()
+    assert o.page.locator("#live button[data-path]").count() == len(_all_tags(5))  # the live page draws every path
 
 
 def test_relu_kink_page(open_page, tmp_path):
@@ -231,3 +232,345 @@ def test_bce_page(open_page, tmp_path):
     y1, y2 = _sig(h1 + 1), _sig(_sig(h1 + 1) + 1)
     assert f"{0.5 * ((y1 - 1) + y2):.10g}" in text
     _hover_each(o, _all_tags(2), ".katex")
+
+
+# ------------------------------------------------------------------ the live page, pinned to the engine
+# The page's script (bptt/data/live.js) is a second implementation of the recurrence. Every number it
+# shows carries data-quantity (its name) and data-value (its full double); each is compared here with
+# the numpy engine: bptt.RNN (forward, loss_and_grad on numpy, decompose), bptt.engine (output_delta,
+# bptt_full, bptt_truncated) and bptt.gradflow.
+from bptt import RNN, engine, gradflow, losses  # noqa: E402
+from bptt.activations import ACTIVATIONS, HIDDEN_ACTIVATIONS, OUTPUT_ACTIVATIONS  # noqa: E402
+from bptt.engine import PARAM_NAMES  # noqa: E402
+
+LIVE_RTOL = 1e-12
+
+
+def _fragment(s: dict) -> str:
+    """A state as the page's URL fragment (bptt grad's option names; rows ';', entries ',')."""
+    def vec(v):
+        return ",".join(repr(float(a)) for a in v)
+
+    def rows(m):
+        return ";".join(vec(r) for r in m)
+
+    parts = [f"input_size={s['D']}", f"hidden_size={s['H']}", f"output_size={s['O']}"]
+    parts += [f"{k}={rows(s[k])}" for k in ("w", "w_x", "w_h")] + [f"{k}={vec(s[k])}" for k in ("b1", "b2", "h0")]
+    parts.append("x=" + rows(s["x"]))
+    if s["loss"] == "cross_entropy":
+        parts.append("y=" + ",".join(str(int(np.argmax(r))) for r in s["y"]))
+    else:
+        parts.append("y=" + rows(s["y"]))
+    parts += [f"{k}={s[k]}" for k in ("hidden_activation", "output_activation", "loss", "reduction")]
+    if s.get("truncate"):
+        parts.append(f"truncate={s['truncate']}")
+    return "&".join(parts)
+
+
+def _random_state(rng, T=None) -> dict:
+    """A random configuration: sizes 1..3, every activation and loss of the tables, truncation sometimes."""
+    loss = str(rng.choice(list(losses.LOSSES)))
+    g = {"bce": "sigmoid", "cross_entropy": "softmax"}.get(loss) or str(rng.choice(OUTPUT_ACTIVATIONS))
+    D, H = int(rng.integers(1, 4)), int(rng.integers(1, 4))
+    O = int(rng.integers(2, 4)) if not ACTIVATIONS[g].elementwise else int(rng.integers(1, 4))
+    T = int(rng.integers(1, 11)) if T is None else T
+    r = lambda *shape: np.round(rng.uniform(-1.5, 1.5, shape), 3)  # noqa: E731
+    if loss == "cross_entropy":
+        y = np.eye(O)[rng.integers(0, O, T)]
+    elif loss == "bce":
+        y = np.round(rng.uniform(0, 1, (T, O)), 3)
+    else:
+        y = r(T, O)
+    return {"D": D, "H": H, "O": O, "w": r(O, H), "w_x": r(H, D), "w_h": r(H, H), "b1": r(H), "b2": r(O),
+            "h0": r(H), "x": r(T, D), "y": y, "hidden_activation": str(rng.choice(HIDDEN_ACTIVATIONS)),
+            "output_activation": g, "loss": loss, "reduction": str(rng.choice(["mean", "sum"])),
+            "truncate": int(rng.integers(1, T)) if T > 1 and rng.random() < 0.35 else None}
+
+
+def _entries(name: str, a) -> dict[str, float]:
+    """'dLoss/dw_h' and an array -> {'dLoss/dw_h[0,1]': ...}; one number keeps the bare name (the page's rule)."""
+    a = np.asarray(a, dtype=np.float64)
+    if a.size == 1:
+        return {name: float(a.ravel()[0])}
+    if a.ndim == 1:
+        return {f"{name}[{i}]": float(v) for i, v in enumerate(a)}
+    return {f"{name}[{i},{j}]": float(a[i, j]) for i in range(a.shape[0]) for j in range(a.shape[1])}
+
+
+def _reference(s: dict) -> dict[str, float | list[float]]:
+    """Every quantity the live page may show, by name, from the engine."""
+    D, H, O, T = s["D"], s["H"], s["O"], len(s["x"])
+    m = RNN(D, H, O, s["hidden_activation"], s["output_activation"], loss=s["loss"])
+    m.set_params(**{k: np.asarray(s[k], dtype=np.float64).reshape(m.param_shapes()[k]) for k in PARAM_NAMES})
+    x, y, h0 = (np.asarray(s[k], dtype=np.float64) for k in ("x", "y", "h0"))
+    K = s.get("truncate")
+    loss, grads = m.loss_and_grad(x, y, h0=h0, reduction=s["reduction"], truncate=K, backend="numpy")
+    dec = m.decompose(x, y, h0=h0, reduction=s["reduction"])
+    G = gradflow.gradient_flow(m, x, y, h0=h0)
+    f, g, crit, p = m.hidden_act, m.output_act, m.criterion, m.engine_params()
+    xb, yb = x[:, None, :], y[:, None, :]
+    fwd = engine.forward(p, xb, h0[None, :], f, g)
+    du1 = crit.delta(fwd.u, fwd.y_pred, yb, g, 1.0)[:, 0]  # (T, O): dE_t/du_t
+    duc = engine.output_delta(fwd, yb, g, crit, s["reduction"])  # (T, 1, O): c dE_t/du_t
+    dhd = duc @ p.w  # (T, 1, H)
+    fp = f.deriv(fwd.h[1:])  # (T, 1, H)
+    kept = np.array([[K is None or K >= T or k > i - K for k in range(T)] for i in range(T)])  # (i, k)
+    # dE_i/dh_k by the chain rule, one step back at a time (gradflow's recursion, vectors kept)
+    delta = np.zeros((T, T, H))
+    for i in range(T):
+        d = du1[i] @ p.w
+        for k in range(i, -1, -1):
+            delta[i, k] = d
+            d = (d * fp[k, 0]) @ p.w_h
+    if K is None or K >= T:
+        dz = engine.bptt_full(p.w_h, dhd, fp)[:, 0]
+    else:
+        dz = engine.bptt_truncated(p.w_h, dhd, fp, K)[0][:, 0]
+    c = 1.0 / T if s["reduction"] == "mean" else 1.0
+    dh = np.array([c * sum(delta[i, k] for i in range(k, T) if kept[i, k]) for k in range(T)])  # dLoss/dh_k
+    ref: dict = {"Loss": loss, "w": float(p.w.ravel()[0]), "w_h": float(p.w_h.ravel()[0])}
+    E = crit.value(fwd.u, fwd.y_pred, yb)[:, 0]
+    ref.update(_entries("h_0", h0))
+    for t in range(1, T + 1):
+        ref[f"E_{t}"] = float(E[t - 1])
+        for name, a in ((f"x_{t}", x[t - 1]), (f"y_{t}", y[t - 1]), (f"z_{t}", fwd.z[t - 1, 0]), (f"h_{t}", fwd.h[t, 0]),
+                        (f"u_{t}", fwd.u[t - 1, 0]), (f"y'_{t}", fwd.y_pred[t - 1, 0]), (f"f'(z_{t})", fp[t - 1, 0]),
+                        (f"dE_{t}/du_{t}", du1[t - 1]), (f"dLoss/dh_{t}", dh[t - 1]), (f"dLoss/dz_{t}", dz[t - 1])):
+            ref.update(_entries(name, a))
+        yp = fwd.y_pred[t - 1, 0]
+        if g.elementwise:
+            ref.update(_entries(f"g'(u_{t})", g.deriv(yp)))
+            ref.update(_entries(f"dE_{t}/dy'_{t}", yp - y[t - 1]))
+            ref.update(_entries(f"y'_{t}(1 - y'_{t})", yp * (1 - yp)))
+    for th in PARAM_NAMES:
+        shape = m.param_shapes()[th]
+        ref.update(_entries(f"dLoss/d{th}", grads[th]))
+        ref.update(_entries(f"running dLoss/d{th}", grads[th]))
+        for i in range(1, T + 1):
+            ks = [k for k in range(T) if kept[i - 1, k]]
+            ref.update(_entries(f"dE_{i}/d{th}", dec.paths[th][i - 1, ks].sum(axis=0).reshape(shape)))
+            for k in range(1, i + 1):
+                ref.update({n + f"|k={k}": v for n, v in
+                            _entries(f"dE_{i}/d{th}", dec.paths[th][i - 1, k - 1].reshape(shape)).items()})
+                if H == D == O == 1:  # the path's factors after the prefix (one unit): (dh_i/dh_k)(dh_k/dθ)
+                    chain = np.prod([fp[j, 0, 0] * p.w_h[0, 0] for j in range(k, i)]) if th in ("w_x", "w_h", "b1") else 1.0
+                    dzk = {"w_x": x[k - 1, 0], "w_h": fwd.h[k - 1, 0, 0], "b1": 1.0}.get(th)
+                    ref[f"(dh_{i}/dh_{k})(dh_{k}/d{th})"] = (chain * fp[k - 1, 0, 0] * dzk if dzk is not None else
+                                                             fwd.h[i, 0, 0] if th == "w" else 1.0)
+    for i in range(1, T + 1):
+        for k in range(1, i + 1):
+            ref[f"||dE_{i}/dh_{k}||"] = float(G[i - 1, k - 1])
+            ref[f"dE_{i}/dh_{k}"] = [float(v) for v in delta[i - 1, k - 1]]
+    return ref
+
+
+_READ = """() => Array.from(document.querySelectorAll('#live [data-quantity]')).map(
+    e => [e.getAttribute('data-quantity'), e.getAttribute('data-value')])"""
+
+
+def _compare(shown: list[list[str]], ref: dict, where: str) -> int:
+    """Every number the page shows equals the engine's to LIVE_RTOL, relative to the largest of its kind
+    (a gradient that cancels to near zero is compared on the scale of its neighbours). Returns the count."""
+    assert shown, where
+    scale: dict[str, float] = {}
+    kind = lambda n: re.sub(r"[0-9]+|\[.*?\]", "#", n)  # noqa: E731  'dE_2/dw_h[0,1]|k=1' -> 'dE_#/dw_h#|k=#'
+    for n, v in ref.items():
+        scale[kind(n)] = max(scale.get(kind(n), 0.0), float(np.max(np.abs(v))))
+    for name, value in shown:
+        assert name in ref, f"{where}: the page shows {name!r}, which the test does not know"
+        got = np.array([float(v) for v in value.split(",")])
+        want = np.atleast_1d(np.asarray(ref[name], dtype=np.float64))
+        tol = LIVE_RTOL * max(scale[kind(name)], 1e-300)
+        assert got.shape == want.shape and np.all(np.abs(got - want) <= tol), \
+            f"{where}: {name} = {value}, the engine's {want.tolist()} (tolerance {tol:.1e})"
+    return len(shown)
+
+
+def _live(o: Opened) -> dict:
+    return o.page.evaluate("() => window.bpttLive.state()")
+
+
+def _state_to_ref(js: dict) -> dict:
+    """The page's own state (read back) in the form _reference takes."""
+    s = dict(js)
+    s["truncate"] = js.get("truncate")
+    return s
+
+
+def test_live_page_markup_without_a_browser(tmp_path):
+    text = _page(tmp_path, "seed.html").read_text(encoding="ascii")
+    assert text.count("<script") == 4 and 'id="bptt-state"' in text and 'id="live"' in text
+    from bptt import html
+    js, css = html.live_assets()
+    assert js.isascii() and css.isascii()  # the page is ASCII: a reference inside a script would not be decoded
+    static = html.render(derive.derive(SEED, [1.0, 0.0])[0].document(derive.derive(SEED, [1.0, 0.0])[1]))
+    assert static.count("<script") == 3 and 'id="live"' not in static  # without live_state: the static page
+
+
+def test_live_seed_matches_engine(open_page, tmp_path):
+    """The page as written (the seed, targets 0.5): every shown number equals the engine's; the address holds it."""
+    o = open_page(_page(tmp_path, "seed.html", "--y", "0.5,0.5"))
+    page = o.page
+    assert page.locator("#live-error").is_hidden()
+    s = _live(o)
+    assert s["x"] == [[1.0], [0.0]] and s["y"] == [[0.5], [0.5]] and s["w_h"] == [[1.0]]
+    assert "#w=1&w_x=1&w_h=1&b1=1&b2=1&h0=0&x=1,0&y=0.5,0.5&hidden_activation=sigmoid" in page.url
+    n = _compare(page.evaluate(_READ), _reference(s), "seed")
+    assert n > 80
+    assert page.locator('#live [data-quantity="dLoss/dw_h"]').count() >= 1
+
+
+def test_live_controls_recompute_once_and_match_engine(open_page, tmp_path):
+    """Changing w_h, the activation, adding a step and truncating: each change is one recompute, and
+    every shown number follows (compared with the engine after each)."""
+    o = open_page(_page(tmp_path, "seed.html", "--y", "0.5,0.5"))
+    page = o.page
+    count = lambda: int(page.evaluate("document.documentElement.dataset.recomputes"))  # noqa: E731
+    before = count()
+    page.fill('input[data-key="w_h"]', "0.2")
+    assert count() == before + 1 and _live(o)["w_h"] == [[0.2]]
+    assert "w_h=0.2" in page.url
+    _compare(page.evaluate(_READ), _reference(_state_to_ref(_live(o))), "w_h = 0.2")
+    page.select_option('select[data-key="hidden_activation"]', "tanh")
+    assert count() == before + 2 and _live(o)["hidden_activation"] == "tanh"
+    page.click("#add-step")
+    page.fill('input[data-key="x_3"]', "-0.7")
+    page.fill('input[data-key="y_3"]', "0.25")
+    assert count() == before + 5 and len(_live(o)["x"]) == 3
+    page.select_option('select[data-key="truncate"]', "1")
+    s = _live(o)
+    assert s["truncate"] == 1 and "truncate=1" in page.url
+    _compare(page.evaluate(_READ), _reference(_state_to_ref(s)), "tanh, T = 3, truncate 1")
+    # a bad number is one line, marks its box, and changes nothing
+    n = count()
+    page.fill('input[data-key="w"]', "abc")
+    assert count() == n and "is not a number" in page.locator("#live-error").inner_text()
+    assert page.locator('input[data-key="w"]').get_attribute("aria-invalid") == "true"
+    page.fill('input[data-key="w"]', "0.5")
+    assert count() == n + 1 and page.locator("#live-error").is_hidden()
+    # removing a step, and the loss (bce pulls a sigmoid output along)
+    page.click('button[data-remove="0"]')
+    page.select_option('select[data-key="loss"]', "bce")
+    s = _live(o)
+    assert len(s["x"]) == 2 and s["loss"] == "bce"
+    _compare(page.evaluate(_READ), _reference(_state_to_ref(s)), "bce after a removed step")
+    ms = float(page.evaluate("document.documentElement.dataset.lastMs"))
+    print(f"last change recomputed and drawn in {ms:.1f} ms")  # measured, reported, not asserted (load varies)
+
+
+def test_live_matrix_controls(open_page, tmp_path):
+    """Sizes: hidden_size 2 gives every entry of w_h a control; softmax with cross-entropy takes class labels."""
+    o = open_page(_page(tmp_path, "seed.html", "--y", "0.5,0.5"))
+    page = o.page
+    page.fill('input[data-size="hidden_size"]', "2")
+    page.locator('input[data-size="hidden_size"]').dispatch_event("change")
+    assert _live(o)["H"] == 2 and page.locator('input[data-key^="w_h["]').count() == 4
+    page.fill('input[data-key="w_h[0,1]"]', "-0.4")
+    page.select_option('select[data-key="loss"]', "cross_entropy")
+    s = _live(o)
+    assert s["output_activation"] == "softmax" and s["O"] == 2 and s["w_h"][0][1] == -0.4
+    page.select_option('select[data-class="1"]', "0")
+    s = _live(o)
+    assert s["y"][1] == [1.0, 0.0]
+    assert "hidden_size=2" in page.url and "loss=cross_entropy" in page.url
+    _compare(page.evaluate(_READ), _reference(_state_to_ref(s)), "H = 2, softmax + cross-entropy")
+
+
+def test_live_opens_from_a_url_fragment(browser, tmp_path):
+    """A shared link reopens exactly its state (opened fresh, from the file); a bad fragment is one line."""
+    path = _page(tmp_path, "seed.html", "--y", "0.5,0.5")
+    s = _random_state(np.random.default_rng(7), T=4)
+    s.update(hidden_activation="tanh", truncate=2, loss="squared_error", output_activation="identity")
+    page = browser.new_page()
+    errors = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    try:
+        page.goto(path.as_uri() + "#" + _fragment(s))
+        page.wait_for_selector("html[data-ready]", timeout=60_000)
+        assert errors == [] and page.locator("#live-error").is_hidden()
+        js = page.evaluate("() => window.bpttLive.state()")
+        assert js["H"] == s["H"] and js["truncate"] == 2 and np.allclose(js["w_h"], s["w_h"], rtol=0, atol=0)
+        _compare(page.evaluate(_READ), _reference(s), "opened from a link")
+        assert page.locator("#doc").get_attribute("class") == "stale"  # the written derivation is another state's
+        # the keys as bptt grad spells the flags work too, and a bad value says what and how
+        page.evaluate("() => { location.hash = 'w-h=0.3&hidden-activation=relu'; }")
+        page.wait_for_function("() => window.bpttLive.state().hidden_activation === 'relu'")
+        assert page.evaluate("() => window.bpttLive.state()")["w_h"] == [[0.3]]
+        page.evaluate("() => { location.hash = 'w_h=abc'; }")
+        page.wait_for_function("() => !document.getElementById('live-error').hidden")
+        msg = page.locator("#live-error").inner_text()
+        assert "w_h" in msg and "is not a number" in msg and "\n" not in msg.strip()
+        assert page.evaluate("() => window.bpttLive.state()")["w_h"] == [[1.0]]  # the page's own state instead
+    finally:
+        page.close()
+
+
+def test_live_random_configurations_match_engine(open_page, tmp_path):
+    """200 random configurations (T 1..10, sizes 1..3, every activation, loss and reduction, truncation), each
+    set through the URL fragment: every number the page shows equals the engine's to 1e-12 (relative)."""
+    o = open_page(_page(tmp_path, "seed.html", "--y", "0.5,0.5"))
+    page = o.page
+    rng = np.random.default_rng(2024)
+    seen, total, times = set(), 0, []
+    for n in range(200):
+        s = _random_state(rng)
+        before = int(page.evaluate("document.documentElement.dataset.recomputes"))
+        page.evaluate("f => { location.hash = f; }", _fragment(s))
+        page.wait_for_function(f"+document.documentElement.dataset.recomputes > {before}")
+        assert page.locator("#live-error").is_hidden(), (n, page.locator("#live-error").inner_text())
+        total += _compare(page.evaluate(_READ), _reference(s), f"configuration {n}: {_fragment(s)}")
+        times.append(float(page.evaluate("document.documentElement.dataset.lastMs")))
+        seen.add((s["hidden_activation"], s["output_activation"], s["loss"], s["truncate"] is not None))
+    hidden = {h for h, *_ in seen}
+    assert hidden == set(HIDDEN_ACTIVATIONS) and {g for _, g, *_ in seen} == set(OUTPUT_ACTIVATIONS)
+    assert {loss for _, _, loss, _ in seen} == set(losses.LOSSES) and {t for *_, t in seen} == {True, False}
+    print(f"{total} numbers compared; recompute + redraw: median {np.median(times):.1f} ms, max {max(times):.1f} ms")
+
+
+def test_live_step_through_ends_at_the_totals(open_page, tmp_path):
+    """Forward step by step, then every path of the backward pass: the gradients accumulated path by path end
+    equal to the engine's totals, and the δ shown on the graph is dE_i/dh_k."""
+    o = open_page(_page(tmp_path, "t3.html", "--x", "1,0,0.5", "--y", "0.5,0.5,1", "--hidden-activation", "tanh"))
+    page = o.page
+    page.click('button[data-step="start"]')
+    page.click('button[data-step="next"]')
+    assert page.locator('#live-net [data-node="h2"].pending').count() == 1  # h_2 not computed yet
+    assert "Forward, step 1 of 3" in page.locator("#step-status").inner_text()
+    for _ in range(3):
+        page.click('button[data-step="next"]')
+    assert "Backward, error E_3, path k = 3" in page.locator("#step-status").inner_text()
+    assert page.locator('#live-net [data-node="h3"] text.delta').get_attribute("data-quantity") == "dE_3/dh_3"
+    ref = _reference(_state_to_ref(_live(o)))
+    shown = page.evaluate(_READ)
+    _compare([q for q in shown if not q[0].startswith("running ")], ref, "first backward step")
+    assert float(page.locator('[data-quantity="running dLoss/dw"]').get_attribute("data-value")) == pytest.approx(
+        ref["dE_3/dw|k=3"] / 3, rel=1e-12)  # c times path (3, 3) alone so far
+    page.click('button[data-step="end"]')
+    assert page.locator("#live-steps-done").get_attribute("data-value") == str(3 + 6)  # T forward + T(T+1)/2 paths
+    running = page.eval_on_selector_all('[data-quantity^="running "]', "els => els.map(e => [e.dataset.quantity, e.dataset.value])")
+    assert len(running) == 5
+    _compare(running, ref, "end of the step-through")  # equals dLoss/dθ of the engine (and the page's totals)
+
+
+def test_live_gradient_descent(open_page, tmp_path):
+    """Twenty steps of gradient descent in the page equal twenty steps with the engine's gradients."""
+    o = open_page(_page(tmp_path, "seed.html", "--y", "0.2,0.9"))
+    page = o.page
+    page.fill("#gd-lr", "0.5")
+    page.fill("#gd-steps", "20")
+    page.click("#gd-run")
+    s = _live(o)
+    m = RNN.scalar()
+    x, y = np.array([1.0, 0.0]), np.array([0.2, 0.9])
+    curve = [m.loss(x, y)]
+    for _ in range(20):
+        _, g = m.loss_and_grad(x, y, backend="numpy")
+        m.set_params(**{k: m.params()[k] - 0.5 * g[k] for k in PARAM_NAMES})
+        curve.append(m.loss(x, y))
+    for k in PARAM_NAMES:
+        assert np.allclose(s[k], m.params()[k].reshape(np.shape(s[k])), rtol=1e-11, atol=0), k
+    last = float(page.locator('[data-quantity="gd loss[20]"]').get_attribute("data-value"))
+    assert abs(last - curve[-1]) <= 1e-11 * curve[-1] and curve[-1] < curve[0]
+    assert page.locator("#gd-curve svg polyline").count() == 1
+    page.click("#gd-undo")
+    assert _live(o)["w"] == [[1.0]]
