@@ -201,9 +201,9 @@ def _required_values(tmp_path) -> dict:
 
 
 def test_tasks_iterate_as_names_and_unknown_ones_are_one_line():
-    assert ", ".join(tasks.TASKS) == "binary-addition, sine, adding, sunspots, csv, chars"
+    assert ", ".join(tasks.TASKS) == ("binary-addition, sine, adding, sunspots, csv, chars, multiplication, xor, temporal-order, random-permutation, memorization")
     assert all(tasks.get(name).name == name for name in tasks.TASKS)
-    with pytest.raises(BPTTError, match=r"^unknown task 'nope'; choose one of binary-addition, sine, adding, sunspots, csv, chars$"):
+    with pytest.raises(BPTTError, match=r"^unknown task 'nope'; choose one of binary-addition, sine, adding, sunspots, csv, chars, multiplication, xor, temporal-order, random-permutation, memorization$"):
         tasks.get("nope")
 
 
@@ -260,9 +260,10 @@ def test_help_shows_each_tasks_option_defaults(capsys):
     assert "--csv FILE csv: the CSV file (with a header row) (required)" in text
     assert "--n-val N_VAL binary-addition: validation pairs (default 200); sine: validation sequences (default 50)" in text
     assert "csv: validation values (default 15 % of them)" in text
-    assert "--task {binary-addition,sine,adding,sunspots,csv,chars} required (unless --resume); one of: binary-addition: " in text
+    assert "--task {binary-addition,sine,adding,sunspots,csv,chars,multiplication,xor,temporal-order,random-permutation,memorization} required (unless --resume); one of: binary-addition: " in text
     assert "--lr LR learning rate (default per task: binary-addition 0.05, sine 0.01, adding 0.01" in text
-    assert "--hidden H hidden units (default per task: binary-addition 8, sine 16, adding 16, sunspots 8, csv 8, chars 64)" in text
+    assert ("--hidden H hidden units (default per task: binary-addition 8, sine 16, adding 16, sunspots 8, csv 8, chars 64, "
+            "multiplication 16, xor 16, temporal-order 16, random-permutation 16, memorization 16)") in text
     assert "--length LENGTH sine: sequence length (default 100); adding: (default 50); chars: (default 25)" in text
     assert "(default per task: binary-addition none, sine 25," in text  # --chunk
 
@@ -278,7 +279,15 @@ def test_task_defaults_are_todays_settings():
         "csv": {"hidden_size": 8, "lr": 0.01, "epochs": 200, "batch_size": 16, "checkpoint_every": 20},
         "chars": {"hidden_size": 64, "lr": 0.02, "epochs": 15, "batch_size": 32, "checkpoint_every": 5,
                   "output_activation": "softmax", "loss": "cross_entropy"},
+        "multiplication": {"hidden_size": 16, "lr": 0.01, "epochs": 30, "batch_size": 32, "checkpoint_every": 5},
+        **{name: {"hidden_size": 16, "lr": 0.01, "epochs": 30, "batch_size": 32, "checkpoint_every": 5,
+                  "output_activation": "softmax", "loss": "cross_entropy"}
+           for name in ("xor", "temporal-order", "random-permutation", "memorization")},
     }
+    # --optimizer hf: budgets in HF iterations
+    assert {name: t.defaults.settings("hf")["epochs"] for name, t in tasks.TASKS.items() if t.defaults.hf} == {
+        "adding": 100, "multiplication": 100, "xor": 100, "temporal-order": 100, "random-permutation": 100,
+        "memorization": 100}
     assert tr.config_for("sunspots").chunk is None and tr.config_for("sine", lr=0.5).lr == 0.5
 
 
@@ -342,8 +351,8 @@ def test_a_new_task_is_one_record(monkeypatch, tmp_path, capsys):
     text = _help(capsys)
     assert "echo: repeat a random bit a few steps later" in text
     assert "--lag LAG echo: steps between a bit and its echo (default 1)" in text
-    assert "adding: (default 50); chars: (default 25); echo: (default 6)" in text  # --length, shared
-    assert "csv 8, chars 64, echo 3)" in text  # --hidden's per-task defaults
+    assert "memorization: (default 100); echo: (default 6)" in text  # --length, shared
+    assert "chars 64, multiplication 16, xor 16, temporal-order 16, random-permutation 16, memorization 16, echo 3)" in text
 
     out = tmp_path / "run"
     assert main(["train", "--task", "echo", "--lag", "3", "--no-progress", "--out", str(out)]) == 0
@@ -691,3 +700,15 @@ def test_class_predictors_answer_and_refuse_bad_input_in_one_line():
         tasks.get("random-permutation").predictor.run(_trained_like(d), d.info, {"first": "2"})
     with pytest.raises(BPTTError, match=r"^--a: '1.5' is not a number from 0 to 1"):
         tasks.get("multiplication").predictor.run(_trained_like(d), {"length": 20}, {"a": "1.5", "b": "0"})
+
+
+def test_temporal_order_is_learned_by_hf_at_a_small_length(tmp_path):
+    """`bptt train --task temporal-order --optimizer hf` with the task's softmax and cross-entropy: at T = 8
+    (200 training sequences) 30 HF iterations classify every test sequence; the baseline errs on 3/4."""
+    assert tr.config_for("temporal-order", optimizer="hf").epochs == 100  # the task's HF budget, in iterations
+    out = tmp_path / "run"
+    assert main(["train", "--task", "temporal-order", "--length", "8", "--n-train", "200", "--n-val", "100",
+                 "--n-test", "200", "--optimizer", "hf", "--epochs", "30", "--seed", "0", "--no-progress",
+                 "--plots", "none", "--out", str(out)]) == 0
+    m = json.loads((out / "metrics.json").read_text())["test"]
+    assert (m["test_error"], m["baseline_error"], m["solved"]) == (0.0, 0.76, True)
