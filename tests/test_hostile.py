@@ -14,9 +14,11 @@ import json
 import os
 import shlex
 import shutil
+import signal
 import stat
 import subprocess
 import sys
+import time
 import warnings
 from pathlib import Path
 
@@ -24,6 +26,7 @@ import numpy as np
 import pytest
 
 import bptt
+import bptt.train
 from bptt import BPTTError
 from bptt.cli import main
 
@@ -499,3 +502,81 @@ def test_help_points_to_the_documentation(capsys):
     with pytest.raises(SystemExit):
         main(["--help"])
     assert "docs/index.md" in capsys.readouterr().out
+
+
+# ------------------------------------------------------------------ signals: Ctrl-C and SIGTERM end every process
+def _processes_under(pid: int) -> list[int]:
+    """Every process whose parent is ``pid`` (from /proc; Linux)."""
+    kids = []
+    for d in Path("/proc").iterdir():
+        if d.name.isdigit():
+            try:
+                stat_line = (d / "stat").read_text()
+            except OSError:
+                continue
+            if int(stat_line.rsplit(")", 1)[1].split()[1]) == pid:
+                kids.append(int(d.name))
+    return kids
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+def _interrupt_a_training(tmp_path: Path, extra: list[str], sig: int) -> tuple[int, str, list[int], Path]:
+    """Start a long `bptt train`, wait for its first checkpoint, send ``sig``; (status, stderr, its processes, out)."""
+    if not Path("/proc/self/stat").exists():
+        pytest.skip("needs /proc")
+    out = tmp_path / "d"
+    p = subprocess.Popen([*BPTT, "train", "--task", "adding", "--length", "30", "--epochs", "400", "--no-progress",
+                          "--checkpoint-every", "1", "--out", str(out), *extra],
+                         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd=ROOT)
+    try:
+        for _ in range(600):
+            if (out / "checkpoint.npz").exists() or p.poll() is not None:
+                break
+            time.sleep(0.5)
+        assert p.poll() is None, p.stderr.read().decode()
+        family = _processes_under(p.pid)
+        family += [k for f in family for k in _processes_under(f)]
+        p.send_signal(sig)
+        err = p.stderr.read().decode()  # until every process holding the pipe has gone
+        code = p.wait(timeout=30)
+    finally:
+        if p.poll() is None:
+            p.kill()
+    return code, err, family, out
+
+
+@pytest.mark.parametrize("sig, code, word", [(signal.SIGINT, 130, "interrupted"), (signal.SIGTERM, 143, "terminated")])
+def test_ctrl_c_or_sigterm_stops_a_training_with_one_line_and_a_checkpoint(tmp_path, sig, code, word):
+    status, err, _, out = _interrupt_a_training(tmp_path, [], sig)
+    assert status == code, err
+    assert err == f"error: {word}; continue from the last checkpoint with: bptt train --resume --out {out}\n", err
+    cfg, *_, state, _ = bptt.train.load_checkpoint(out)
+    assert 0 <= state["epoch"] < 400 and cfg.epochs == 400
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("sig, code, word", [(signal.SIGINT, 130, "interrupted"), (signal.SIGTERM, 143, "terminated")])
+def test_ctrl_c_stops_every_rank_of_a_data_parallel_training(tmp_path, sig, code, word):
+    """The issue's deadlock: rank 0 blocked on a progress pipe nobody read, rank 1 in the all-reduce, the parent
+    waiting for both.  Now every process ends within seconds, with one line, and the checkpoint resumes."""
+    pytest.importorskip("torch")
+    start = time.monotonic()
+    status, err, family, out = _interrupt_a_training(tmp_path, ["--backend", "torch", "--nproc", "2"], sig)
+    assert status == code, err
+    assert err == (f"error: {word}; the 2 training processes are stopped; continue from the last checkpoint with: "
+                   f"bptt train --resume --out {out}\n"), err
+    assert len(family) >= 2
+    deadline = time.monotonic() + 10
+    while any(_alive(k) for k in family) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not [k for k in family if _alive(k)], "a rank outlived the interrupted run"
+    cfg, *_, state, _ = bptt.train.load_checkpoint(out)
+    assert 0 <= state["epoch"] < 400 and cfg.nproc == 2
+    assert time.monotonic() - start < 600

@@ -10,7 +10,9 @@ import argparse
 import importlib
 import os
 import pkgutil
+import signal
 import sys
+import threading
 import warnings
 from types import ModuleType
 from typing import Sequence
@@ -53,10 +55,28 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_BAD_INPUT
     real = sys.stdout
     sys.stdout = GuardedStdout(real)  # type: ignore[assignment]
+    sigterm = _catch_sigterm()
     try:
         return _main(argv)
     finally:
         sys.stdout = real
+        if sigterm is not None:
+            signal.signal(signal.SIGTERM, sigterm)
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, unwound as Ctrl-C is (checkpoints finished, data-parallel ranks stopped), exit status 143."""
+
+
+def _raise_terminated(signum, frame) -> None:
+    raise Terminated()
+
+
+def _catch_sigterm():
+    """SIGTERM raises Terminated while the command runs (where nothing else handles it); the old handler, or None."""
+    if threading.current_thread() is not threading.main_thread() or signal.getsignal(signal.SIGTERM) != signal.SIG_DFL:
+        return None
+    return signal.signal(signal.SIGTERM, _raise_terminated)
 
 
 def _main(argv: Sequence[str] | None) -> int:
@@ -80,9 +100,10 @@ def _main(argv: Sequence[str] | None) -> int:
             _stdout_to_devnull()
             print(f"error: {e}", file=sys.stderr)
             return EXIT_BAD_INPUT
-        except KeyboardInterrupt:
-            print("error: interrupted", file=sys.stderr)
-            return 130
+        except KeyboardInterrupt as e:  # Ctrl-C (130) or SIGTERM (143); what was stopped and how to resume, if said
+            why = "terminated" if isinstance(e, Terminated) else "interrupted"
+            print(f"error: {why}" + (f"; {e}" if str(e) else ""), file=sys.stderr)
+            return 143 if isinstance(e, Terminated) else 130
         except BrokenPipeError:  # `bptt ... | head`: the reader has gone; stop quietly, as Unix tools do
             _stdout_to_devnull()
             return EXIT_CLOSED_PIPE

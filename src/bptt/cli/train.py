@@ -264,7 +264,12 @@ def run_cli(cfg: TrainConfig | None, out: str | Path, force: bool = False, resum
         return 0
     # this run alone writes here; --force removes the earlier runs' files that still hold what bptt wrote
     with bio.RunFolder(out, force=force, resume=resume, outputs=outputs):
-        return _train_and_report(cfg, data, out, resume, progress and not as_json, plot_format, as_json)
+        try:
+            return _train_and_report(cfg, data, out, resume, progress and not as_json, plot_format, as_json)
+        except KeyboardInterrupt as e:  # Ctrl-C or SIGTERM: one line saying how to go on (the checkpoint is whole)
+            if str(e):
+                raise
+            raise type(e)(f"continue from the last checkpoint with: bptt train --resume --out {out}") from None
 
 
 def _train_and_report(cfg: TrainConfig, data, out: Path, resume: bool, progress: bool, plot_format: str,
