@@ -128,7 +128,7 @@ def test_bench_json_is_one_object(capsys):
     d = json.loads(capsys.readouterr().out)
     assert set(d) == {"machine", "gemm_peak_gflops", "rows"} and len(d["rows"]) == 1
     row = d["rows"][0]
-    assert row["size"] == {"name": "seed", "T": 2, "B": 1, "D": 1, "H": 1, "O": 1, "form": "auto"}
+    assert row["size"] == {"name": "seed", "T": 2, "B": 1, "D": 1, "H": 1, "O": 1, "form": "auto", "loss": "squared_error"}
     assert row["seconds"]["bptt"] > 0 and all(e <= 2e-3 for e in row["max_rel_error"].values())
     lim = row["limit"]
     assert lim["model"] == "serial chain" and lim["seconds"] > 0

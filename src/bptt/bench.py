@@ -1,6 +1,8 @@
 r"""Benchmark: one full gradient (forward + backward, the loss and all five gradients).
 
-Peers, in one process, float32, the seed's activations (sigmoid hidden, sigmoid output), O = 1:
+Peers, in one process, float32, the seed's activations (sigmoid hidden, sigmoid output), O = 1, the
+seed's loss 1/2 (y' - y)^2 (one row, "bce", binary cross-entropy instead: bptt's RNN(loss="bce"), the
+peers' own BCE on the output's pre-activation u, the layer's torch.nn.functional.binary_cross_entropy):
 
     bptt     RNN.loss_and_grad(x, y) with backend="auto" (the public call, validation included)
     PyTorch  eager: input projection as one matmul, a Python loop over t, output projection
@@ -68,6 +70,7 @@ class Size:
     H: int
     O: int = 1
     form: str = "auto"  # how bptt is called: "auto" (1-D for one scalar sequence, else (T, B, D)) or "3d" (always (T, B, D))
+    loss: str = "squared_error"  # or "bce" (binary cross-entropy)
 
     @property
     def flops(self) -> float:
@@ -86,7 +89,8 @@ class Size:
         return (self.T, self.B, self.D), (self.T, self.B, self.O)
 
     def label(self) -> str:
-        return f"T={self.T} B={self.B} D={self.D} H={self.H}" + (" (T, B, D) input" if self.form == "3d" else "")
+        return (f"T={self.T} B={self.B} D={self.D} H={self.H}" + (" (T, B, D) input" if self.form == "3d" else "")
+                + (f" {self.loss}" if self.loss != "squared_error" else ""))
 
 
 GRID = (
@@ -98,6 +102,7 @@ GRID = (
     Size("h8", T=100, B=32, D=2, H=8),
     Size("h8long", T=1000, B=32, D=2, H=8),
     Size("h16", T=100, B=32, D=8, H=16),
+    Size("h16bce", T=100, B=32, D=8, H=16, loss="bce"),
     Size("small", T=100, B=32, D=8, H=32),
     Size("h64", T=100, B=32, D=8, H=64),
     Size("medium", T=100, B=64, D=64, H=256),
@@ -121,7 +126,7 @@ def reference(s: Size, prob) -> tuple[float, dict[str, np.ndarray]]:
     """The numpy reference engine in float64."""
     from .model import RNN
 
-    m = RNN(s.D, s.H, s.O, dtype=np.float64)
+    m = RNN(s.D, s.H, s.O, dtype=np.float64, loss=s.loss)
     m.set_params(**{k: v.astype(np.float64) for k, v in prob["p"].items()})
     return m.loss_and_grad(prob["x"].astype(np.float64), prob["y"].astype(np.float64), backend="numpy")
 
@@ -129,7 +134,7 @@ def reference(s: Size, prob) -> tuple[float, dict[str, np.ndarray]]:
 def bptt_peer(s: Size, prob) -> Callable[[], tuple[float, dict[str, np.ndarray]]]:
     from .model import RNN
 
-    m = RNN(s.D, s.H, s.O, dtype=np.float32)
+    m = RNN(s.D, s.H, s.O, dtype=np.float32, loss=s.loss)
     m.set_params(**prob["p"])
     x, y = prob["x"], prob["y"]
     if s.serial_call:
@@ -148,10 +153,22 @@ def _finish(loss, grads: dict, fetch: bool):
     return float(loss.detach()), {k: g.detach().cpu().numpy() for k, g in grads.items()}
 
 
+def _torch_loss(s: Size, u, yp, Y):
+    """The mean loss of outputs y' = sigmoid(u) as a PyTorch user writes it: 1/2 sum (y' - y)^2 / (T B), or
+    binary cross-entropy from u (binary_cross_entropy_with_logits) where u is given, else from y'."""
+    import torch.nn.functional as F
+
+    if s.loss == "bce":
+        if u is not None:
+            return F.binary_cross_entropy_with_logits(u, Y, reduction="sum") / (s.T * s.B)
+        return F.binary_cross_entropy(yp, Y, reduction="sum") / (s.T * s.B)
+    return 0.5 * ((yp - Y) ** 2).sum() / (s.T * s.B)
+
+
 def torch_loop(s: Size, p: dict, x: np.ndarray, y: np.ndarray, device: str = "cpu"):
     """The loop a PyTorch user writes, recorded by autograd: input projection as one matmul,
     h = sigmoid(zx_t + h w_h^T) per step in Python, output projection as one matmul,
-    loss = 1/2 sum (y' - y)^2 / (T B), loss.backward().  p: numpy parameters, x (T, B, D),
+    loss = 1/2 sum (y' - y)^2 / (T B) (or BCE, ``_torch_loss``), loss.backward().  p: numpy parameters, x (T, B, D),
     y (T, B, O).  Returns run(fetch=True) -> (loss, {name: grad as numpy}); run(fetch=False)
     returns None once the device has finished (for timing).  Sets no thread count: the caller does."""
     import torch
@@ -170,8 +187,8 @@ def torch_loop(s: Size, p: dict, x: np.ndarray, y: np.ndarray, device: str = "cp
         for t in range(T):
             h = torch.sigmoid(zx[t] + h @ P["w_h"].T)
             hs.append(h)
-        yp = torch.sigmoid(torch.stack(hs) @ P["w"].T + P["b2"])  # (T, B, O)
-        loss = 0.5 * ((yp - Y) ** 2).sum() / (T * B)
+        u = torch.stack(hs) @ P["w"].T + P["b2"]  # (T, B, O)
+        loss = _torch_loss(s, u, torch.sigmoid(u), Y)
         loss.backward()
         return _finish(loss, {k: P[k].grad for k in PARAMS}, fetch)
 
@@ -191,11 +208,10 @@ def torch_layer(s: Size, p: dict, x: np.ndarray, y: np.ndarray, device: str = "c
             prm.copy_(torch.from_numpy(p[k]))
     X = torch.tensor(x, device=device)  # (T, B, D)
     Y = torch.tensor(y, device=device)  # (T, B, O)
-    T, B = s.T, s.B
 
     def run(fetch: bool = True):
         m.zero_grad(set_to_none=True)
-        loss = 0.5 * ((m(X) - Y) ** 2).sum() / (T * B)
+        loss = _torch_loss(s, None, m(X), Y)
         loss.backward()
         return _finish(loss, {k: getattr(m, k).grad for k in PARAMS}, fetch)
 
@@ -236,8 +252,10 @@ def jax_peer(s: Size, prob):
             return h, h
 
         _, hs = jax.lax.scan(step, jnp.zeros((B, s.H), jnp.float32), zx)  # (T, B, H)
-        yp = jax.nn.sigmoid(hs @ p["w"].T + p["b2"])  # (T, B, O)
-        return 0.5 * jnp.sum((yp - y) ** 2) / (T * B)
+        u = hs @ p["w"].T + p["b2"]  # (T, B, O)
+        if s.loss == "bce":  # from u, stably: max(u, 0) - u y + log(1 + e^-|u|)
+            return jnp.sum(jnp.maximum(u, 0) - u * y + jnp.log1p(jnp.exp(-jnp.abs(u)))) / (T * B)
+        return 0.5 * jnp.sum((jax.nn.sigmoid(u) - y) ** 2) / (T * B)
 
     f = jax.jit(jax.value_and_grad(loss_fn))
     P = {k: jnp.asarray(v) for k, v in prob["p"].items()}
@@ -824,14 +842,15 @@ def run(args, out=print) -> int:
 
 
 def grid_dict(result: dict[str, Any]) -> dict[str, Any]:
-    """`bptt bench --json`: {"machine", "gemm_peak_gflops", "rows": [{"size": {name, T, B, D, H, O, form},
+    """`bptt bench --json`: {"machine", "gemm_peak_gflops", "rows": [{"size": {name, T, B, D, H, O, form, loss},
     "kernel", "seconds": {peer: s or null}, "max_rel_error": {peer: e}, "limit": {model, seconds, parts: [{name,
     unit, count, seconds_each, seconds}]} or null, "percent_of_limit": 100 x limit ÷ bptt or null}]}; seconds
     are medians, a limit's parts the best of repeats."""
     rows = []
     for r in result["rows"]:
         s = r["size"]
-        rows.append({"size": {"name": s.name, "T": s.T, "B": s.B, "D": s.D, "H": s.H, "O": s.O, "form": s.form},
+        rows.append({"size": {"name": s.name, "T": s.T, "B": s.B, "D": s.D, "H": s.H, "O": s.O, "form": s.form,
+                              "loss": s.loss},
                      "kernel": r["kernel"], "seconds": dict(r["times"]),
                      "max_rel_error": {k: float(v) for k, v in r["errors"].items()},
                      "limit": r["limit"].as_dict() if r.get("limit") is not None else None,
