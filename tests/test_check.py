@@ -848,3 +848,355 @@ def test_softmax_cross_entropy_example(capsys, monkeypatch):
     rep = check.check(check.load(path))
     assert [r.claim.key for r in rep.rows if not r.holds] == ["dLoss/db2[1]", "dLoss/db2[2]", "dLoss/db2[3]"]
     assert rep.cf.loss.name == "cross_entropy" and rep.cf.O == 3 and rep.cf.H == 2
+
+
+# ------------------------------------------------------------------ issue 21: given data, expressions, new quantities
+def _torch_net(params, x, h0, hidden="tanh", output="identity", trunc=None):
+    """h_1..h_T and y'_1..y'_T in torch (float64) from leaf tensors params; trunc: each E_t's graph reaches
+    back through trunc steps only (h_{t-trunc} detached), as truncated BPTT differentiates it."""
+    torch = pytest.importorskip("torch")
+    from bptt import activations
+
+    f, g = activations.get(hidden).torch_value, activations.get(output).torch_value
+    hs = [torch.as_tensor(h0, dtype=torch.float64)]
+    for t in range(len(x)):
+        hs.append(f(params["w_x"] @ x[t] + params["w_h"] @ hs[-1] + params["b1"]))
+
+    def h_for(t):  # the state h_t as E_t sees it
+        if trunc is None or t - trunc <= 0:
+            return hs[t]
+        h = hs[t - trunc].detach()
+        for s in range(t - trunc, t):
+            h = f(params["w_x"] @ x[s] + params["w_h"] @ h + params["b1"])
+        return h
+    yp = [g(params["w"] @ h_for(t) + params["b2"]) for t in range(1, len(x) + 1)]
+    return hs, yp
+
+
+def _leaves(params, torch):
+    return {k: torch.tensor(np.asarray(v, float), requires_grad=True) for k, v in params.items()}
+
+
+MX = np.array([[1.0, 0.5], [-0.5, 0.25], [0.75, -1.0]])
+MH0 = [0.1, -0.2]
+
+
+def test_given_output_errors_fix_the_targets_exactly(tmp_path):
+    """The issue's case: output errors dE_i/dy'_i = 0.1, -0.2, 0.3 given as data, no targets. The targets
+    are y'_i - e_i to the last bits, and gradients written to 12 digits at those targets hold (torch
+    autograd); written as claims instead, the rounding-fitted targets drift."""
+    torch = pytest.importorskip("torch")
+    errors = [0.1, -0.2, 0.3]
+    p = _leaves(MATRIX, torch)
+    _, yp = _torch_net(p, torch.tensor(MX), MH0)
+    y = [float(yp[t][0].detach()) - errors[t] for t in range(3)]  # half = true: dE/dy' = y' - y
+    loss = sum(0.5 * ((yp[t] - y[t]) ** 2).sum() for t in range(3))
+    loss.backward()
+    claims = {"dLoss/dw_h": _claim_text(p["w_h"].grad.numpy()), "dLoss/dw_x": _claim_text(p["w_x"].grad.numpy()),
+              "Loss": _claim_text(loss.item())}
+    path, *_ = _matrix_file(tmp_path, claims, '[loss]\nreduction = "sum"', y=False)
+    base = path.read_text()
+    path.write_text(base + "[given]\n" + "".join(f'"dE_{i}/dy\'_{i}" = {e}\n' for i, e in enumerate(errors, 1)))
+    rep = check.check(check.load(path))
+    assert rep.targets_source == "given_data" and not rep.targets_fitted
+    assert rep.y[:, 0] == pytest.approx(y, abs=1e-15)
+    assert not _bad(rep)
+    # as claims (each +-half a unit of its last digit), beside gradients printed to 4 digits as a source
+    # does, the fitted targets drift from the exact ones
+    claims4 = {k: _claim_text(v.numpy() if hasattr(v, "numpy") else v, 4) for k, v in
+               {"dLoss/dw_h": p["w_h"].grad, "dLoss/dw_x": p["w_x"].grad}.items()}
+    base4 = _matrix_file(tmp_path, claims4, '[loss]\nreduction = "sum"', y=False, name="c4.toml")[0].read_text()
+    as_claims = base4.replace("[claims]\n", "[claims]\n" + "".join(
+        f'"dE_{i}/dy\'_{i}" = {e}\n' for i, e in enumerate(errors, 1)))
+    (tmp_path / "as_claims.toml").write_text(as_claims)
+    fitted = check.check(check.load(tmp_path / "as_claims.toml"))
+    assert fitted.targets_fitted and np.max(np.abs(fitted.y[:, 0] - y)) > 1e-6
+
+
+def test_given_deltas_and_partial_data(tmp_path):
+    """dE_i/du_i (sigmoid output: kappa (y' - y) g'(u)) given for two of three steps fixes those two targets
+    exactly; the third is inferred from a claim as before."""
+    torch = pytest.importorskip("torch")
+    p = _leaves(MATRIX, torch)
+    _, yp = _torch_net(p, torch.tensor(MX), MH0, output="sigmoid")
+    y = [0.3, 0.5, -0.4]
+    E = [0.5 * ((yp[t] - y[t]) ** 2).sum() for t in range(3)]
+    du = [(torch.autograd.grad(E[t], yp[t], retain_graph=True)[0] * yp[t] * (1 - yp[t])).detach() for t in range(3)]
+    path, *_ = _matrix_file(tmp_path, {"dE_3/dy'_3": _claim_text(float(yp[2][0].detach()) - y[2])}, output="sigmoid", y=False)
+    path.write_text(path.read_text() + "[given]\n" + f'"dE_1/du_1" = {float(du[0][0])!r}\n'
+                    f'"dE_2/du_2" = {float(du[1][0])!r}\n')
+    rep = check.check(check.load(path))
+    assert rep.targets_fitted and rep.y[:2, 0] == pytest.approx(y[:2], abs=1e-12)
+    assert rep.y[2, 0] == pytest.approx(y[2], abs=1e-10) and not _bad(rep)
+
+
+@pytest.mark.parametrize("edit, word", [
+    ('[given]\n"dE_1/dy\'_1" = 0.1\n"dE_1/dy\'_1 " = 0.2\n', "no targets give"),
+    ('[given]\n"Loss" = 0.1\n', "|y_t - y'_t|"),
+    ('[given]\n"h_1" = [0.1, 0.2]\n', "fixes nothing"),
+])
+def test_given_refused_with_one_line(tmp_path, capsys, edit, word):
+    path, *_ = _matrix_file(tmp_path, {"h_1": "[0.1, 0.2]"}, y=False)
+    path.write_text(path.read_text() + edit)
+    assert main(["check", str(path)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error:") and "\n" not in err and word in err, err
+    path, *_ = _matrix_file(tmp_path, {"h_1": "[0.1, 0.2]"}, y=True)
+    path.write_text(path.read_text() + '[given]\n"dE_1/dy\'_1" = 0.1\n')
+    assert main(["check", str(path)]) == 2 and "keep one of them" in capsys.readouterr().err
+
+
+def test_new_quantities_against_torch_autograd(tmp_path):
+    """dLoss/dx_t, dE_i/dx_k, dh_t/dθ, dy'_t/dθ, truncated gradients ([K=2] and truncate = K), θ_new and
+    Loss_new after SGD and Adam, each to 12 digits from torch; nudged, they fail."""
+    torch = pytest.importorskip("torch")
+    y = torch.tensor([0.3, 0.5, -0.4], dtype=torch.float64)
+    x = torch.tensor(MX, requires_grad=True)
+    p = _leaves(MATRIX, torch)
+    hs, yp = _torch_net(p, x, MH0)
+    E = [0.5 * ((yp[t] - y[t]) ** 2).sum() for t in range(3)]
+    loss = sum(E)
+    q = {}
+    gx = torch.autograd.grad(loss, x, retain_graph=True)[0].numpy()
+    for t in (1, 2, 3):
+        q[f"dLoss/dx_{t}"] = gx[t - 1]
+    q["dE_3/dx_1"] = torch.autograd.grad(E[2], x, retain_graph=True)[0].numpy()[0]
+    for th in ("w_h", "w_x", "b1"):
+        q[f"dh_2/d{th}"] = np.stack([torch.autograd.grad(hs[2][j], p[th], retain_graph=True)[0].numpy()
+                                     for j in range(2)])
+    q["dy'_3/dw"] = torch.autograd.grad(yp[2][0], p["w"], retain_graph=True)[0].numpy()[None]
+    grads = {k: v.numpy() for k, v in zip(p, torch.autograd.grad(loss, list(p.values()), retain_graph=True))}
+    _, yk = _torch_net(p, x, MH0, trunc=2)
+    lk = sum(0.5 * ((yk[t] - y[t]) ** 2).sum() for t in range(3))
+    gk = {k: v.numpy() for k, v in zip(p, torch.autograd.grad(lk, list(p.values())))}
+    q["dLoss/dw_h [K=2]"], q["dLoss/dw_x [trunc=1]"] = gk["w_h"], None
+    _, y1 = _torch_net(p, x, MH0, trunc=1)
+    l1 = sum(0.5 * ((y1[t] - y[t]) ** 2).sum() for t in range(3))
+    q["dLoss/dw_x [trunc=1]"] = torch.autograd.grad(l1, p["w_x"])[0].numpy()
+    lr = 0.1
+    new = {k: np.asarray(MATRIX[k], float) - lr * grads[k] for k in MATRIX}
+    q["w_h_new"], q["b1_new"] = new["w_h"], new["b1"]
+    pn = _leaves(new, torch)
+    _, ypn = _torch_net(pn, x.detach(), MH0)
+    q["Loss_new"] = sum(0.5 * ((ypn[t] - y[t]) ** 2).sum() for t in range(3)).item()
+    claims = {k: _claim_text(v) for k, v in q.items()}
+    path, *_ = _matrix_file(tmp_path, claims, '[loss]\nreduction = "sum"')
+    path.write_text(path.read_text() + f"[update]\nlr = {lr}\n")
+    rep = check.check(check.load(path))
+    assert not _bad(rep) and len(rep.rows) > 30
+    # Adam's first step, by torch.optim.Adam
+    pa = _leaves(MATRIX, torch)
+    opt = torch.optim.Adam(list(pa.values()), lr=lr)
+    _, ya = _torch_net(pa, x.detach(), MH0)
+    sum(0.5 * ((ya[t] - y[t]) ** 2).sum() for t in range(3)).backward()
+    opt.step()
+    path, *_ = _matrix_file(tmp_path, {"w_h_new": _claim_text(pa["w_h"].detach().numpy())}, '[loss]\nreduction = "sum"',
+                            name="adam.toml")
+    path.write_text(path.read_text() + f'[update]\nlr = {lr}\noptimizer = "adam"\n')
+    assert not _bad(check.check(check.load(path)))
+    # the file-wide truncate = 2 is the same as [K=2] on each gradient
+    path, *_ = _matrix_file(tmp_path, {"dLoss/dw_h": _claim_text(gk["w_h"])}, '[loss]\nreduction = "sum"', name="k.toml")
+    path.write_text("truncate = 2\n" + path.read_text())
+    assert not _bad(check.check(check.load(path)))
+    # nudged by 30 units of the 12th digit, each kind fails
+    for key in ("dLoss/dx_2", "dh_2/dw_h", "dLoss/dw_h [K=2]", "w_h_new", "Loss_new"):
+        v = np.array(q[key], float).ravel()[0]
+        nudged = dict(claims, **{key: _claim_text(np.array(q[key], float).ravel()[:1] * 0 + v + 30 * 10 ** (
+            math.floor(math.log10(abs(v))) - 11)) if np.ndim(q[key]) == 0 else claims[key]})
+        if np.ndim(q[key]):
+            a = np.array(q[key], float)
+            a.flat[0] = v + 30 * 10 ** (math.floor(math.log10(abs(v))) - 11)
+            nudged[key] = _claim_text(a)
+        else:
+            nudged[key] = _claim_text(v + 30 * 10 ** (math.floor(math.log10(abs(v))) - 11))
+        path, *_ = _matrix_file(tmp_path, nudged, '[loss]\nreduction = "sum"', name="n.toml")
+        path.write_text(path.read_text() + f"[update]\nlr = {lr}\n")
+        bad = [r.claim.name for r in check.check(check.load(path)).rows if not r.holds]
+        assert bad == [key], (key, bad)
+
+
+def test_expression_claims_against_torch(tmp_path):
+    """Single terms and partial products, powers, sums, 2*Loss, a percentage decrease, softmax
+    probabilities and CE/BCE values written as expressions, each to 12 digits from torch."""
+    torch = pytest.importorskip("torch")
+    y = torch.tensor([0.3, 0.5, -0.4], dtype=torch.float64)
+    p = _leaves(MATRIX, torch)
+    x = torch.tensor(MX)
+    hs, yp = _torch_net(p, x, MH0)
+    loss = sum(0.5 * ((yp[t] - y[t]) ** 2).sum() for t in range(3))
+    g = dict(zip(p, torch.autograd.grad(loss, list(p.values()), retain_graph=True)))
+    new = {k: (v - 0.1 * g[k]).detach() for k, v in p.items()}
+    _, ypn = _torch_net(new, x, MH0)
+    loss_new = sum(0.5 * ((ypn[t] - y[t]) ** 2).sum() for t in range(3))
+    d = lambda v: v.detach().numpy()  # noqa: E731
+    q = {
+        "w_h[1,2] * h_1[2]": d(p["w_h"][0, 1] * hs[1][1]),
+        "w_h @ h_1": d(p["w_h"] @ hs[1]),
+        "h_2^2": d(hs[2] ** 2),
+        "h_2[1]**2 + h_2[2]**2": d((hs[2] ** 2).sum()),
+        "2*Loss": 2 * loss.item(),
+        "(Loss_before - Loss_after)/Loss_before * 100": 100 * (loss - loss_new).item() / loss.item(),
+        "w_h - lr*dLoss/dw_h": d(new["w_h"]),
+        "y'_1 - y_1": d(yp[0] - y[0]),
+        "softmax(h_3)": d(torch.softmax(hs[3], 0)),
+        "-log(softmax(h_3)[2])": -torch.log(torch.softmax(hs[3], 0)[1]).item(),
+        "-(0.8*log(sigmoid(u_2)) + 0.2*log(1 - sigmoid(u_2)))": d(torch.nn.functional.binary_cross_entropy(
+            torch.sigmoid(yp[1]), torch.tensor([0.8], dtype=torch.float64))),
+        "sum(dLoss/dw_h)": d(g["w_h"].sum()),
+    }
+    claims = {k: _claim_text(v) for k, v in q.items()}
+    # one term of the path sum: dE_3/dw_h = the k = 1, 2, 3 terms; the k = 2 and 3 terms together
+    E3 = 0.5 * ((yp[2] - y[2]) ** 2).sum()
+    dE3 = d(torch.autograd.grad(E3, p["w_h"], retain_graph=True)[0])
+    path, *_ = _matrix_file(tmp_path, {"dE_3/dw_h [k=1]": "[[0, 0], [0, 0]]"}, '[loss]\nreduction = "sum"', name="k1.toml")
+    k1 = check.Exact(check.Net(check.load(path)), np.array([[0.3], [0.5], [-0.4]])).array(check.load(path).claims[0])
+    claims["dE_3/dw_h[k=2] + dE_3/dw_h[k=3]"] = _claim_text(dE3 - k1)
+    path, *_ = _matrix_file(tmp_path, claims, '[loss]\nreduction = "sum"')
+    path.write_text(path.read_text() + "[update]\nlr = 0.1\n")
+    rep = check.check(check.load(path))
+    assert not _bad(rep), _bad(rep)
+    assert {r.claim.kind for r in rep.rows} == {"expr"}
+    bad = dict(claims, **{"2*Loss": _claim_text(loss.item())})  # the factor 2 forgotten
+    path.write_text(_matrix_file(tmp_path, bad, '[loss]\nreduction = "sum"')[0].read_text() + "[update]\nlr = 0.1\n")
+    rep = check.check(check.load(path))
+    assert [(r.claim.key, r.verdict.kind) for r in rep.rows if not r.holds] == [("2*Loss", "factor2")]
+
+
+def test_expressions_without_targets_are_judged_at_the_fitted_ones(tmp_path, capsys):
+    """An expression over target-dependent quantities is no input to the fit: it is judged at the targets
+    the other claims give, marked *; without any, one line says what is missing."""
+    cf = check.load(SEED_CLAIMS)
+    text = SEED_CLAIMS.read_text().replace('"h_1" = 0.88', '"h_1" = 0.88\n"2*dLoss/db2" = 0.0335')
+    (tmp_path / "s.toml").write_text(text)
+    rep = check.check(check.load(tmp_path / "s.toml"))
+    row = {r.claim.key: r for r in rep.rows}["2*dLoss/db2"]
+    assert row.at_fitted_targets and row.claim.dependence == "late"
+    assert row.exact == pytest.approx(2 * {r.claim.key: r for r in rep.rows}["dLoss/db2"].exact, rel=1e-15)
+    (tmp_path / "t.toml").write_text('[model]\nw=1\nw_x=1\nw_h=1\nb1=1\nb2=1\n[sequence]\nx=[1,0]\n'
+                                     '[claims]\n"2*Loss" = 0.1\n')
+    assert main(["check", str(tmp_path / "t.toml")]) == 2
+    assert "neither sequence.y, [given]" in capsys.readouterr().err
+    assert len(cf.claims) == 9
+
+
+@pytest.mark.parametrize("claim, word", [
+    ("h_1 +", "ends early"), ("(h_1", "without its )"), ("h_9 * 2", "out of range"), ("foo(h_1)", "'foo'"),
+    ("h_1 @ h_1 @ w_x", "shapes do not combine"), ("h_1[3]", "shapes do not combine"), ("lr * 2", "[update]"),
+    ("w_h_new", "[update]"), ("h_1 [K=2]", "truncation"), ("dE_1/dx_2", "later"), ("x" * 400, "at most"),
+])
+def test_bad_expressions_refused_with_one_line(tmp_path, capsys, claim, word):
+    path, *_ = _matrix_file(tmp_path, {claim: "0.5"})
+    assert main(["check", str(path)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error:") and "\n" not in err and word in err, err
+
+
+def test_conventions_row_layout_combined_zero_and_unscored(tmp_path, capsys):
+    """layout = "row" (matrices as x W), a combined [w_x | w_h], 0 for a zero matrix and targets for the
+    scored steps only give the same exact values as the engine's layout written out in full."""
+    ref, *_ = _matrix_file(tmp_path, {"h_3": "0", "dLoss/dw_h": "0", "dLoss/dw_x": "0", "dLoss/dw": "0"},
+                           '[loss]\nscored = [2, 3]', name="ref.toml")
+    want = {r.claim.key: r.exact for r in check.check(check.load(ref)).rows}
+    M = {k: np.asarray(v) for k, v in MATRIX.items()}
+    combined = np.vstack([M["w_x"].T, M["w_h"].T])  # row layout: [w_x ; w_h], (D + H) x H
+    lines = ['[model]', 'layout = "row"', f'"w_x|w_h" = {json.dumps(combined.tolist())}', f'w = {json.dumps(M["w"].T.tolist())}',
+             f'b1 = {json.dumps(MATRIX["b1"])}', f'b2 = {MATRIX["b2"]}', 'h0 = [0.1, -0.2]', 'hidden_activation = "tanh"',
+             'output_activation = "identity"', '[loss]', 'scored = [2, 3]', '[sequence]',
+             'x = [[1.0, 0.5], [-0.5, 0.25], [0.75, -1.0]]', 'y = [0.5, -0.4]', '[claims]', '"h_3" = 0',
+             '"dLoss/dw_h" = 0', '"dLoss/dw_x" = 0', '"dLoss/dw" = 0']
+    (tmp_path / "row.toml").write_text("\n".join(lines) + "\n")
+    rep = check.check(check.load(tmp_path / "row.toml"))
+    for r in rep.rows:
+        transposed = r.claim.name in ("dLoss/dw_h", "dLoss/dw_x", "dLoss/dw")
+        idx = r.claim.index[::-1] if transposed else r.claim.index
+        ref_key = r.claim.name + ("" if not idx else f"[{','.join(str(i + 1) for i in idx)}]")
+        assert r.exact == want[ref_key], r.claim.key
+    assert len(rep.rows) == len(want)
+    text = (tmp_path / "row.toml").read_text().replace('"h_3" = 0', '"h_3" = 0\n"E_1" = 0')
+    (tmp_path / "row.toml").write_text(text)
+    assert main(["check", str(tmp_path / "row.toml")]) == 2
+    assert "leaves out" in capsys.readouterr().err
+
+
+def test_transposed_matrix_is_named(tmp_path, capsys):
+    """A square matrix written transposed: its wrong entries say so, with the layout hint."""
+    from bptt.cli.check import fmt  # noqa: F401
+
+    rep0 = check.check(check.load(_matrix_file(tmp_path, {"dLoss/dw_h": "0"})[0]))
+    g = np.array([[r.exact for r in rep0.rows[:2]], [r.exact for r in rep0.rows[2:]]])
+    path, *_ = _matrix_file(tmp_path, {"dLoss/dw_h": _claim_text(g.T, 6)}, name="t.toml")
+    rep = check.check(check.load(path))
+    assert [r.hint for r in rep.rows] == [None, "transposed", "transposed", None]
+    assert main(["check", str(path)]) == 1
+    out = capsys.readouterr().out
+    assert "WRONG: transposed" in out and 'layout = "row"' in out
+
+
+def test_exact_column_shows_the_claims_digits_plus_two(tmp_path, capsys):
+    path, *_ = _matrix_file(tmp_path, {"h_1": "0"})
+    exact = check.check(check.load(path)).rows[0].exact
+    path, *_ = _matrix_file(tmp_path, {"h_1[1]": f'"{exact:.12g}"'}, name="d.toml")
+    path.write_text(path.read_text().replace('"h_1[1]"', '"h_1"').replace(f'= "{exact:.12g}"', f'= ["{exact:.12g}", 0]'))
+    main(["check", str(path)])
+    assert f"{exact:.14g}" in capsys.readouterr().out
+
+
+# ------------------------------------------------------------------ hostile input (issue 20)
+def test_special_and_huge_files_refused_before_reading(tmp_path, capsys):
+    """A FIFO (no writer: reading it would block), a character device and a file over the cap are refused
+    by stat, with one line."""
+    import os
+
+    fifo = tmp_path / "c.toml"
+    os.mkfifo(fifo)
+    cases = [(str(fifo), "FIFO")]
+    if Path("/dev/urandom").exists():  # endless: a read would never finish
+        (tmp_path / "u.toml").symlink_to("/dev/urandom")
+        cases.append((str(tmp_path / "u.toml"), "character device"))
+    big = tmp_path / "big.toml"
+    big.write_bytes(b"#" * (check.MAX_FILE_BYTES + 1))
+    cases.append((str(big), "at most"))
+    if Path("/dev/null").exists():
+        link = tmp_path / "null.json"
+        link.symlink_to("/dev/null")
+        cases.append((str(link), "character device"))
+    for path, word in cases:
+        assert main(["check", path]) == 2, path
+        err = capsys.readouterr().err.strip()
+        assert err.startswith("error:") and "\n" not in err and word in err, err
+
+
+def test_terminal_escapes_in_names_are_shown_escaped(tmp_path, capsys):
+    text = SEED_CLAIMS.read_text().replace('title = "', 'title = "\\u001b[2J\\u009b31m').replace(
+        '"h_1" = 0.88', '"h_1\\u001c\\u0085" = 0.88')
+    (tmp_path / "e.toml").write_text(text)
+    main(["check", str(tmp_path / "e.toml")])
+    out = capsys.readouterr().out
+    assert "\x1b" not in out and "\x9b" not in out and "\x85" not in out
+    assert "\\x1b[2J\\x9b31m" in out and "h_1\\x1c\\x85" in out
+    main(["check", "--json", str(tmp_path / "e.toml")])
+    out = capsys.readouterr().out
+    assert "\x9b" not in out and "\x85" not in out and json.loads(out)["title"].startswith("\x1b[2J\x9b31m")
+
+
+def test_inferring_targets_is_bounded(tmp_path, monkeypatch, capsys):
+    """Many inconsistent claims without targets: the linear programmes grow linearly with the claims
+    (the issue's 155 claims took 137 s with the exhaustive subset search); above MAX_FITTED_CLAIMS one line."""
+    from bptt import audit
+
+    calls = []
+    real = audit.min_misfit
+    monkeypatch.setattr(check, "min_misfit", lambda *a, **k: calls.append(1) or real(*a, **k))
+    rng = np.random.default_rng(0)
+    names = [f"dE_{i}/d{th} [k={k}]" for i in (1, 2, 3) for th in ("w", "w_x", "w_h", "b1", "b2") for k in range(1, i + 1)]
+    claims = {n + " " * r: f"{rng.normal():.4f}" for r in range(5) for n in names}  # 150 claims
+    text = ('[model]\nw = 0.7\nw_x = -1.1\nw_h = 0.45\nb1 = 0.2\nb2 = -0.3\n[sequence]\nx = [0.5, -1.0, 0.25]\n'
+            "[claims]\n" + "".join(f'"{k}" = {v}\n' for k, v in claims.items()))
+    rep = check.check(check.from_text(text, "toml"))
+    assert len(rep.rows) == 150 and len(calls) <= 3 * 150 + check.MAX_SUBSET_LPS
+    assert not rep.analysis.largest_exhaustive
+    monkeypatch.setattr(check, "MAX_FITTED_CLAIMS", 100)
+    (tmp_path / "many.toml").write_text(text)
+    assert main(["check", str(tmp_path / "many.toml")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "150 claims depend on the targets" in err and "\n" not in err

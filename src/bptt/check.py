@@ -1189,6 +1189,10 @@ def _fit_claim_shape(printed: np.ndarray, shape: tuple[int, ...], where: str) ->
     squeezed = tuple(n for n in shape if n != 1)
     if printed.size == math.prod(shape) and tuple(n for n in printed.shape if n != 1) == squeezed:
         return printed.reshape(shape)
+    if printed.ndim == 0 and printed[()].value == 0:  # 0 for a zero vector or matrix, each entry "0"
+        out = np.empty(shape, dtype=object)
+        out.fill(printed[()])
+        return out
     what = "a number" if math.prod(shape) == 1 else f"a nested list of shape {shape}"
     raise BPTTError(f"{where}: this quantity has shape {shape}, got {printed.shape}; write {what}")
 
