@@ -135,3 +135,15 @@ def test_bench_json_is_one_object(capsys):
     assert [p["name"] for p in lim["parts"]] == ["call", "serial chain (forward + backward)"]
     assert lim["parts"][1]["count"] == 2  # T steps
     assert row["percent_of_limit"] == pytest.approx(100 * lim["seconds"] / row["seconds"]["bptt"])
+
+
+def test_bce_row_times_binary_cross_entropy_in_every_peer():
+    from bptt.bench import PEERS, Size, available, make_problem, reference, rel_error
+
+    s = Size("tiny", T=3, B=2, D=2, H=3, loss="bce")
+    prob = make_problem(s)
+    ref = reference(s, prob)
+    assert ref[0] != pytest.approx(reference(Size("tiny", T=3, B=2, D=2, H=3), prob)[0])  # not the squared error
+    for p in ("bptt", "PyTorch", "JAX", "layer"):
+        if available(p):
+            assert rel_error(PEERS[p](s, prob)(), ref) <= 2e-3, p
