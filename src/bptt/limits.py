@@ -25,9 +25,13 @@ scales with T (and with B, H as the work does).  It is a model: a kernel that ov
 (the products of one step with the elementwise work of another) can beat it, and it counts no
 validation, no dtype conversion and no NaN check, which the public call does.
 
+The loss changes only the T B O output numbers (squared error and binary cross-entropy alike are an
+output pass and its error pass here), so both share this model.
+
 For training, the limit is the sum over the mini-batches of their gradient parts (one call for the
 whole run, as a whole-epoch compiled call would pay), plus each epoch's forward pass over the
-validation split and one over the test split at the end.
+validation split and one over the test split at the end; the optimizer's update (a few hundred
+numbers per mini-batch at the task's sizes) and the gradient clipping are not counted.
 """
 
 from __future__ import annotations
