@@ -19,6 +19,10 @@ convention and the claimed numbers, each as the person wrote it:
     [claims]
     "h_1" = 0.88
     "dLoss/dw_h" = [[0.1, 0.2], [0.3, 0.4]]   # an array claim is judged element by element
+    "2 * Loss" = 0.036                        # an expression (below)
+    # [given]                     # optional: data used exactly, e.g. "dE_1/dy'_1" = 0.1 (no sequence.y then)
+    # [update]                    # optional: lr = 0.1, optimizer = "sgd" for θ_new and Loss_new
+    # truncate = 2                # optional, before any section: truncated BPTT for every gradient
 
 model.loss names E from the loss table (``bptt.losses``; ``bptt check --loss`` sets it): the seed's
 squared error above (loss.half: with or without the 1/2), "bce" (E_t = -sum_o (y log y' + (1 - y)
@@ -42,9 +46,51 @@ written with its size-1 axes dropped (w_x = [0.5, -0.3] for H = 2, D = 1). Claim
                  network uses at step t (w_x, w_h, b1 in z_t; w, b2 in u_t), so
                  dLoss/dθ = sum_t dLoss/dθ [t]: for w_x, (dLoss/dz_t) x_t^T.
 
+    inputs       dLoss/dx_t, dE_i/dx_k (k <= i): x_t enters only through z_t, so (dLoss/dz_t) w_x
+    sensitivity  dh_t/dθ (H, *θ.shape), dy'_t/dθ (O, *θ.shape): forward (RTRL) S_t = dh_t/dθ through
+                 every earlier step (``engine.state_tangent``), target-free
+    truncated    dLoss/dθ [K=2], dE_i/dθ [K=2] (also [trunc=2]), dLoss/dz_t, dLoss/dx_t: each E_t
+                 backpropagated through its last K steps (``engine.bptt_truncated``); ``truncate = K``
+                 at the top of the file truncates every gradient
+    update       θ_new (θ_after, θ^+, new_θ) and Loss_new (Loss_after; Loss_before is Loss): one step of
+                 [update]'s optimizer (``bptt.optim``): lr (required), optimizer = "sgd" (momentum,
+                 nesterov) or "adam" (betas, eps), on dLoss/dθ (truncated with truncate = K)
+    expression   any arithmetic over the quantities above and θ (the parameters), x_t, y_t (targets),
+                 lr, numbers: + - * / ^ (or **) @ ( ), log ln exp sqrt abs tanh sigmoid softmax relu
+                 sum, and [i] / [i,j] (from 1) for one element: "w_h * h_1", "h_2^2", "2 * Loss",
+                 "(Loss_before - Loss_after) / Loss_before * 100", "dE_3/dw_h [k=2] + dE_3/dw_h [k=3]",
+                 "-log(y'_2[3])", "w_h - lr * dLoss/dw_h". * is element by element, @ the matrix
+                 product. A quantity is the longest piece up to an operator that names one. An
+                 expression over target-dependent quantities does not take part in inferring the
+                 targets: it is judged at the targets the other claims give (marked *).
+
 A step suffix may also be written (k=2), @t=2 or "at t = 2"; for dE_i the path k is the step
 k term of dE_i/dθ, so [k=..] and [t=..] mean the same. dE_i means the error term E_i of the
 declared loss (with or without the 1/2), whether or not step i is scored.
+
+Given data. [given] holds values the source states as data rather than derives: output errors
+dE_t/dy'_t, deltas dE_t/du_t or dLoss/dz_t, with bce or cross_entropy E_t or Loss; any quantity affine
+in the targets. Each is used exactly (the float the decimal names): the targets solve c + J y = value
+(least squares that must leave no residual beyond float64 rounding, else one line names the given
+value no targets reproduce). Where they fix every target, the claims are judged at those (the
+report says "solved exactly from the given values"; --json targets.source "given_data"); otherwise
+they are equality constraints of the inference below. Not beside sequence.y; a squared-error E_t or
+Loss (which fixes only |y_t - y'_t|) is refused.
+
+Conventions. [model] layout = "row": the source writes row vectors (z_t = x_t w_x + h_{t-1} w_h,
+u_t = h_t w), so w_x (D x H), w_h and w (H x O) are read transposed, and claims of θ's shape
+(dLoss/dθ, dE_i/dθ, θ_new) are written in that layout too. "w_x|w_h" in [model]: the combined matrix
+[w_x | w_h] (H x (D + H); with layout = "row" the rows of w_x over those of w_h, (D + H) x H). A
+number 0 is accepted for a zero vector or matrix, in [model] and as a claim. With fewer steps scored
+than T, sequence.y may list the scored steps' targets only (a claim that needs another step's target
+is refused). A square matrix claim whose wrong entries all hold transposed is marked "transposed"
+(hint in --json), with the layout = "row" advice.
+
+Untrusted files: load() stats the path first and reads only a regular file of at most MAX_FILE_BYTES
+(a FIFO, a device or a huge file is one line, never a blocked read). Without targets, at most
+MAX_FITTED_CLAIMS target-dependent claims; the search for consistent subsets costs at most
+MAX_SUBSET_LPS programmes exhaustively, then one per claim dropped (greedy: the claim the best targets
+miss most), and the leave-one-out misfits are computed up to MAX_LEAVE_ONE_OUT claims.
 
 Each claim is checked at the precision it is written with (0.0020: |exact - 0.0020| <= 0.00005),
 read from the file's raw text, or within ``audit.ULPS`` float64 ulps where that is larger. Exact
