@@ -50,6 +50,9 @@ from numba.extending import intrinsic
 MIN_STEPS = 1024
 # ... but a run stops growing past this much work (multiply-adds), so large rows stay quick.
 MAX_RUN_MACS = 1 << 24
+# The compiled loops are tried for per-step products up to this many multiply-adds (where BLAS's
+# per-call cost can lose); above it BLAS is timed alone, so large rows stay quick.
+LOOP_MAX_MACS = 1 << 16
 
 
 @dataclass(frozen=True)
@@ -277,14 +280,15 @@ def run_steps(T: int, B: int, H: int) -> int:
 
 
 def _step_products(T: int, B: int, H: int, dtype, budget: float) -> float:
-    """Seconds per dependent (B, H) x (H, H) product: the best of BLAS and the compiled loop."""
+    """Seconds per dependent (B, H) x (H, H) product: the best of BLAS and the compiled loops (small products)."""
     n = run_steps(T, B, H)
     rng, dt = _rng(dtype)
     h = rng.uniform(-1, 1, (B, H)).astype(dt)
     q = _orthogonal(H, dt)
     a, b = np.empty_like(h), np.empty_like(h)
     best = math.inf
-    for k in (_steps_blas, _steps_loop, _steps_lanes):
+    tools = (_steps_blas, _steps_loop, _steps_lanes) if B * H * H <= LOOP_MAX_MACS else (_steps_blas,)
+    for k in tools:
         best = min(best, best_time(lambda k=k: k(n, h, q, a, b), budget))
     return best / n
 
