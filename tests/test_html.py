@@ -365,7 +365,7 @@ def _reference(s: dict) -> dict[str, float | list[float]]:
 
 
 _READ = """() => Array.from(document.querySelectorAll('#live [data-quantity]')).map(
-    e => [e.getAttribute('data-quantity'), e.getAttribute('data-value')])"""
+    e => [e.getAttribute('data-quantity'), e.getAttribute('data-value'), e.textContent, !!e.closest('.katex')])"""
 
 
 def _compare(shown: list[list[str]], ref: dict, where: str) -> int:
@@ -376,13 +376,21 @@ def _compare(shown: list[list[str]], ref: dict, where: str) -> int:
     kind = lambda n: re.sub(r"[0-9]+|\[.*?\]", "#", n)  # noqa: E731  'dE_2/dw_h[0,1]|k=1' -> 'dE_#/dw_h#|k=#'
     for n, v in ref.items():
         scale[kind(n)] = max(scale.get(kind(n), 0.0), float(np.max(np.abs(v))))
-    for name, value in shown:
+    for name, value, *text in shown:
         assert name in ref, f"{where}: the page shows {name!r}, which the test does not know"
         got = np.array([float(v) for v in value.split(",")])
         want = np.atleast_1d(np.asarray(ref[name], dtype=np.float64))
         tol = LIVE_RTOL * max(scale[kind(name)], 1e-300)
         assert got.shape == want.shape and np.all(np.abs(got - want) <= tol), \
             f"{where}: {name} = {value}, the engine's {want.tolist()} (tolerance {tol:.1e})"
+        if text:  # what a reader sees is that number, rounded (3 to 10 figures; a formula writes the sign outside)
+            try:
+                seen = float(text[0].replace("\u2212", "-"))
+            except ValueError:
+                continue  # '1.5 x 10^-5' as typeset, or 'δ = ...'
+            w = float(want[0])
+            assert abs((abs(seen) if text[1] else seen) - (abs(w) if text[1] else w)) <= 5e-3 * abs(w) + 1e-300, \
+                f"{where}: {name} reads {text[0]!r} but is {w!r}"
     return len(shown)
 
 
@@ -427,8 +435,10 @@ def test_live_controls_recompute_once_and_match_engine(open_page, tmp_path):
     page = o.page
     count = lambda: int(page.evaluate("document.documentElement.dataset.recomputes"))  # noqa: E731
     before = count()
+    typesets = page.evaluate("window.bpttLive.typesets()")
     page.fill('input[data-key="w_h"]', "0.2")
     assert count() == before + 1 and _live(o)["w_h"] == [[0.2]]
+    assert page.evaluate("window.bpttLive.typesets()") == typesets  # same form: new digits in the typeset formula
     assert "w_h=0.2" in page.url
     _compare(page.evaluate(_READ), _reference(_state_to_ref(_live(o))), "w_h = 0.2")
     page.select_option('select[data-key="hidden_activation"]', "tanh")

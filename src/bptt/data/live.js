@@ -13,6 +13,9 @@
   var RECURRENT = {w_x: 1, w_h: 1, b1: 1};
   var TEX = {w: "w", w_x: "w_x", w_h: "w_h", b1: "b_1", b2: "b_2"};
   var MAX_T = INIT.max_T, MAX_SIZE = INIT.max_size, EXPAND = INIT.expand;
+  // beyond these lengths a change would take more than a few tens of milliseconds to draw: the formulas
+  // (typeset) are left to the tables, and the path chips show the chosen parameter only
+  var FORMULAS_T = 12, CHIPS_ALL_T = 12;
 
   // ------------------------------------------------------------------ the activation and loss tables
   // The names come from bptt.activations / bptt.losses (INIT); each must have its arithmetic here.
@@ -215,11 +218,10 @@
     return '<span class="num" data-quantity="' + esc(q) + '" data-value="' + full(v) + '">' + esc(g6(v, n)) + "</span>";
   }
   var QREG = [];  // numbers inside formulas: \htmlData{q=i}, given data-quantity/data-value after typesetting
-  function TQ(q, v, paren) {
+  function TQ(q, v, paren) {  // the sign outside the marked number: a change of value alone keeps the typeset layout
     QREG.push([q, v]);
-    var s = texnum(v);
-    if (paren && v < 0) s = "(" + s + ")";
-    return "\\htmlData{q=" + (QREG.length - 1) + "}{" + s + "}";
+    var s = (v < 0 ? "-" : "") + "\\htmlData{q=" + (QREG.length - 1) + "}{" + texnum(Math.abs(v)) + "}";
+    return paren && v < 0 ? "(" + s + ")" : s;
   }
   // entry suffix: nothing for a quantity of one number, [i] or [i,j] (0-based, numpy's) otherwise
   function idx(shape, e) {
@@ -385,14 +387,15 @@
     var problem = check(S);
     if (problem) { setError(problem); return false; }
     var t0 = performance.now();
-    var R = compute(S);
+    var R;
+    timed("compute", function () { R = compute(S); });
     var bad = !isFinite(R.loss) || THETAS.some(function (th) { return flat(R.grads[th]).some(function (v) { return !isFinite(v); }); });
     if (bad) { setError("the loss or a gradient overflowed (not finite) with these numbers; make the weights or inputs smaller"); return false; }
     setError("");
     state = S; result = R; recomputes += 1;
     step = null;
     render();
-    if (!opts.keepUrl) writeFragment();
+    if (!opts.keepUrl) timed("url", writeFragment);
     lastMs = performance.now() - t0;
     document.documentElement.setAttribute("data-recomputes", String(recomputes));
     document.documentElement.setAttribute("data-last-ms", lastMs.toFixed(2));
@@ -400,9 +403,14 @@
     if (msEl) msEl.textContent = lastMs.toFixed(1) + " ms";
     return true;
   }
+  var urlTimer = null;
   function writeFragment() {
     var frag = toFragment(state);
-    try { history.replaceState(null, "", "#" + frag); } catch (e) { /* some file:// policies refuse: the link box has it */ }
+    // replaceState records the scroll position, which forces a layout: done after the change is drawn, once per burst
+    clearTimeout(urlTimer);
+    urlTimer = setTimeout(function () {
+      try { history.replaceState(null, "", "#" + frag); } catch (e) { /* some file:// policies refuse: the link box has it */ }
+    }, 0);
     var url = location.href.split("#")[0] + "#" + frag;
     $("live-link").value = url;
     var doc = $("doc");
@@ -412,24 +420,31 @@
     if (banner) banner.hidden = same;
   }
 
+  var formulaSig = null, typesets = 0;  // what the formulas' typeset layout was made for, and how often typeset
+  var timings = {};  // milliseconds per part of the last render (window.bpttLive.timings())
+  function timed(name, f) { var t0 = performance.now(); f(); timings[name] = performance.now() - t0; }
   function render() {
     var S = state;
     var key = [S.D, S.H, S.O, S.x.length, S.loss, S.output_activation].join(",");
-    if (key !== structure) { structure = key; buildControls(); }
-    syncControls();
+    timed("controls", function () {
+      if (key !== structure) { structure = key; buildControls(); }
+      syncControls();
+    });
     THETAS.forEach(function (th) { if (entries[th] >= flat(S[th]).length) entries[th] = 0; });
     focus.entry = entries[focus.theta];
     QREG = [];
-    drawNet();
-    $("live-summary").innerHTML = summary();
-    $("live-totals").innerHTML = totalsTable();
-    $("live-steps").innerHTML = stepsTable();
-    $("live-focus-select").innerHTML = focusOptions();
-    $("live-paths").innerHTML = pathChips();
-    $("live-terms").innerHTML = termsTable();
-    renderFormulas();
-    $("live-flow").innerHTML = flowTable();
-    renderStep();
+    timed("network", drawNet);
+    timed("tables", function () {
+      $("live-summary").innerHTML = summary();
+      $("live-totals").innerHTML = totalsTable();
+      $("live-steps").innerHTML = stepsTable();
+      $("live-focus-select").innerHTML = focusOptions();
+      $("live-terms").innerHTML = termsTable();
+    });
+    timed("paths", function () { $("live-paths").innerHTML = pathChips(); });
+    timed("formulas", renderFormulas);
+    timed("flow", function () { $("live-flow").innerHTML = flowTable(); });
+    timed("step", renderStep);
   }
 
   // ---------------------------------------------------------------- controls
@@ -745,6 +760,7 @@
   function pathChips() {  // every path of every error term, for each theta's chosen entry
     var S = state, R = result, T = S.x.length, out = [];
     THETAS.forEach(function (th) {
+      if (T > CHIPS_ALL_T && th !== focus.theta) return;
       var sh = shapes(S)[th], e = entries[th];
       out.push('<div class="theta' + (th === focus.theta ? " focus" : "") + '">');
       for (var i = 1; i <= T; i++) {
@@ -781,6 +797,12 @@
   function renderFormulas() {
     var S = state, R = result, T = S.x.length, el = $("live-formulas");
     var th = focus.theta;
+    if (T > FORMULAS_T || S.H !== 1 || S.D !== 1 || S.O !== 1) formulaSig = null;
+    if (T > FORMULAS_T) {
+      el.innerHTML = "<p>With T = " + T + " &gt; " + FORMULAS_T + " the formulas are not typeset on every change (each would hold up to " + T +
+        " paths); the chips and tables below give every factor and path.</p>";
+      return;
+    }
     if (S.H !== 1 || S.D !== 1 || S.O !== 1) {
       el.innerHTML = "<p>With more than one unit the chain-rule factors are vectors and matrices (dh_i/dh_k is a product of " +
         "diag(f'(z_j)) w_h): the tables give every entry, and the chips above every path of the chosen entry.</p>";
@@ -835,13 +857,25 @@
     var tex = "\\begin{aligned}" + lines.join(" \\\\ ") + "\\end{aligned}";
     var intro = expand ? "Every factor of the chain rule with its number (the prefix (dE_i/dy'_i)(dy'_i/dh_i) lights blue when you point at a path)" :
       "T = " + T + " > " + EXPAND + ": each path's product after the prefix (the factors are in the table above)";
-    el.innerHTML = "<p>" + intro + (result.K ? "; paths cut by truncation are struck out" : "") + ":</p><div class=\"tex-live\"></div>";
-    katex.render(tex, el.querySelector(".tex-live"), {displayMode: true, throwOnError: false, strict: "ignore", output: "html", maxExpand: 1000000,
-      trust: function (c) { return c.command === "\\htmlData"; }});
+    intro = "<p>" + intro + (result.K ? "; paths cut by truncation are struck out" : "") + ":</p>";
+    // the same formula with other numbers of the same form: new digits in the typeset boxes, no new typesetting
+    var sig = intro + tex.replace(/\\htmlData\{q=\d+\}\{[0-9.]+\}/g, "#");
+    var inPlace = sig === formulaSig && el.querySelector(".tex-live");
+    if (!inPlace) {
+      el.innerHTML = intro + "<div class=\"tex-live\"></div>";
+      katex.render(tex, el.querySelector(".tex-live"), {displayMode: true, throwOnError: false, strict: "ignore", output: "html", maxExpand: 1000000,
+        trust: function (c) { return c.command === "\\htmlData"; }});
+      formulaSig = sig;
+      typesets += 1;
+    }
     el.querySelectorAll("[data-q]").forEach(function (n) {
       var q = QREG[+n.getAttribute("data-q")];
       n.setAttribute("data-quantity", q[0]);
       n.setAttribute("data-value", full(q[1]));
+      if (inPlace) {
+        var t = texnum(Math.abs(q[1]));
+        if (t.indexOf("times") < 0) n.querySelector(".mord").firstChild.nodeValue = t;
+      }
     });
   }
 
@@ -1089,7 +1123,9 @@
     lastMs: function () { return lastMs; },
     fragment: function () { return toFragment(state); },
     state: function () { return clone(state); },
-    compute: function (S) { return compute(S); }
+    compute: function (S) { return compute(S); },
+    timings: function () { return timings; },
+    typesets: function () { return typesets; }
   };
   document.documentElement.setAttribute("data-ready", "1");
 })();
