@@ -1212,3 +1212,16 @@ def test_issue_21_examples(capsys, monkeypatch):
     assert [(r.claim.key, r.verdict.kind) for r in rep.rows if not r.holds] == [("2 * Loss", "factor2")]
     assert main(["check", "examples/given_output_errors.toml"]) == 1
     assert "solved exactly from the given values" in capsys.readouterr().out
+
+
+def test_slips_named_where_they_explain_the_number(tmp_path, capsys):
+    """A value of the previous step, a mean taken as a sum: named only where the printed digits match."""
+    rep0 = check.check(check.load(_write(tmp_path, {"h_1": "0", "dLoss/dw_h": "0"})))
+    h1, g = rep0.rows[0].exact, rep0.rows[1].exact  # reduction "sum" in _write
+    path = _write(tmp_path, {"h_2": f"{h1:.4f}", "dLoss/dw_h": f"{g / 3:.5g}", "dLoss/dw": "12.5"}, name="s.toml")
+    rep = check.check(check.load(path))
+    assert [(r.claim.key, r.hint) for r in rep.rows] == [("h_2", "previous_step"), ("dLoss/dw_h", "factor_T"),
+                                                         ("dLoss/dw", None)]
+    assert main(["check", str(path)]) == 1
+    out = capsys.readouterr().out
+    assert "the value of step t - 1" in out and "factor T" in out

@@ -108,6 +108,7 @@ y_t >= y'_t). Last, every target is refitted to the kept affine and the quadrati
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import itertools
 import json
@@ -1614,7 +1615,8 @@ class Row:
     claim: Claim
     verdict: Verdict
     at_fitted_targets: bool = False
-    hint: str | None = None  # "transposed": wrong as written, but the whole matrix's transpose holds
+    hint: str | None = None  # a recognised slip: "transposed" (the whole matrix's transpose holds),
+    # "previous_step"/"next_step" (the quantity of step t -+ 1 holds), "factor_T" (exact times or over T holds)
 
     @property
     def exact(self) -> float:
@@ -1707,6 +1709,8 @@ def check(cf: ClaimsFile, y: Sequence | None = None) -> Report:
     rows = [Row(cl, judge(cl.printed, float(e), fitted and cl.depends_on_targets), fitted and cl.depends_on_targets)
             for cl, e in zip(cf.claims, exact)]
     _transposed_hints(rows, exact)
+    if targets is not None:
+        _slip_hints(rows, Exact(net, targets), fitted)
     report = Report(cf, rows, targets, fitted, analysis, from_given=bool(cf.given) and not fitted)
     if not fitted:
         grads = [i for i, cl in enumerate(cf.claims) if cl.dependence == AFFINE and cl.kind not in QUADRATIC_KINDS]
@@ -1730,6 +1734,34 @@ def _transposed_hints(rows: list[Row], exact: np.ndarray) -> None:
             for n in ns:
                 if not rows[n].holds:
                     rows[n].hint = "transposed"
+
+
+def _slip_hints(rows: list[Row], ex: Exact, fitted: bool) -> None:
+    """Name a recognisable slip where it explains a wrong number exactly (at its printed digits): the
+    same quantity of the previous or next step ("previous_step", "next_step"), and, at given targets, a
+    factor T (a mean taken as a sum or back: "factor_T")."""
+    T = ex.net.cf.T
+    for r in rows:
+        cl = r.claim
+        if r.verdict.kind != "wrong" or r.hint is not None or cl.kind == "expr":
+            continue  # (sign, factor 2 and truncation are the verdict's own kinds)
+        if cl.t is not None and cl.kind not in ("dh/dh", "dE/dh", "dE/dz", "dE/dx", "dE[k]"):
+            for hint, t in (("previous_step", cl.t - 1), ("next_step", cl.t + 1)):
+                other = dataclasses.replace(cl, t=t)
+                try:
+                    _check_steps({"kind": cl.kind, "t": t, "k": cl.k}, T, "")
+                    if t < 1 and cl.kind not in ("h", "1-h", "1-h^2", "h(1-h)", "dLoss/dh"):
+                        continue
+                    if fitted and other.depends_on_targets:
+                        continue
+                    if cl.printed.holds(ex.value(other)):
+                        r.hint = hint
+                        break
+                except (BPTTError, IndexError):
+                    continue
+        if r.hint is None and not fitted and T > 1 and r.exact != 0 and \
+                (cl.printed.holds(r.exact * T) or cl.printed.holds(r.exact / T)):
+            r.hint = "factor_T"
 
 
 def given_targets(cf: ClaimsFile, net: Net) -> tuple[np.ndarray | None, tuple | None]:

@@ -118,8 +118,7 @@ def print_report(report: "Report", con) -> None:
         sig = r.claim.printed.significant_figures()
         t.add_row(_escape(r.claim.key), r.claim.printed.text, str(sig),
                   fmt(r.exact, max(6, sig + 2)) + (" *" if r.at_fitted_targets else ""),
-                  f"WRONG: transposed (exact rounds to {r.verdict.rounded})" if r.hint == "transposed"
-                  else verdict_text(r.verdict))
+                  _hint_text(r) or verdict_text(r.verdict))
     con.print(t)
     if any(r.at_fitted_targets for r in report.rows):
         say("* at the fitted targets")
@@ -138,6 +137,17 @@ def print_report(report: "Report", con) -> None:
             "layout = \"row\" in [model], and write the model's matrices as the source does.")
     if report.analysis is not None:
         print_target_analysis(report.analysis, con, cf.O, cf.loss.name)
+
+
+_HINTS = {"transposed": "transposed", "previous_step": "the value of step t - 1",
+          "next_step": "the value of step t + 1", "factor_T": "off by a factor T (mean vs sum?)"}
+
+
+def _hint_text(r) -> str | None:
+    """'WRONG: transposed (exact rounds to ...)' and the like, for a row with a recognised slip."""
+    if r.hint is None:
+        return None
+    return f"WRONG: {_HINTS.get(r.hint, r.hint)} (exact rounds to {r.verdict.rounded})"
 
 
 def _model_text(cf) -> str:
