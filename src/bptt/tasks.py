@@ -939,23 +939,27 @@ def multiplication_view(data: TaskData, model, metrics: dict[str, Any]) -> Predi
                                title=f"multiplication: {data.test.n} test sequences of {data.test.x.shape[0]} steps")
 
 
-def class_view(data: TaskData, model, metrics: dict[str, Any], shown: int = 100) -> PredictionView:
-    """The class answered at the last step against the true one, for the first ``shown`` test sequences."""
+def class_view(data: TaskData, model, metrics: dict[str, Any]) -> PredictionView:
+    """The fraction of test answers that are right: per true class at the last step, or (memorization)
+    per recalled character; chance (1 / classes) beside it."""
     te = data.test
-    k = min(shown, te.n)
-    pred = model.predict(te.x[:, :k].astype(model.dtype))  # (T, k, O)
-    lines = max(1, int(data.info.get("chars", 1)))  # memorization: the recalled characters, in order
-    want = np.argmax(te.y[-lines:, :k], axis=-1).T.ravel()  # (k lines,)
-    got = np.argmax(pred[-lines:], axis=-1).T.ravel()
-    seq = np.arange(k * lines) / lines + 1  # sequence number (a fraction per recalled character)
-    ok = got == want
-    curves = [Curve(seq, want, "k.", "target", 5.0), Curve(seq[ok], got[ok], "g+", f"right ({ok.sum()})")]
-    if (~ok).any():
-        curves.append(Curve(seq[~ok], got[~ok], "rx", f"wrong ({(~ok).sum()})", 4.0))
-    what = "recalled characters" if lines > 1 else "answer at the last step"
-    return PredictionView(tuple(curves), "test sequence", f"class ({what})",
-                          title=f"{data.name}: the first {k} of {te.n} test sequences of {te.x.shape[0]} steps "
-                                f"(test error {metrics.get('test_error', float('nan')):.3f})")
+    pred = model.predict(te.x.astype(model.dtype))  # (T, N, O)
+    chars = int(data.info.get("chars", 0))  # memorization: the recalled characters
+    if chars:
+        want = np.argmax(te.y[-chars:], axis=-1)  # (chars, N)
+        right = (np.argmax(pred[-chars:], axis=-1) == want).mean(axis=1)  # (chars,)
+        xs, x_label, chance = np.arange(1, chars + 1), "recalled character (1 = the first shown)", 1 / int(data.info["alphabet"])
+    else:
+        want = np.argmax(te.y[-1], axis=-1)  # (N,)
+        ok = np.argmax(pred[-1], axis=-1) == want  # (N,)
+        xs = np.unique(want)  # the classes present
+        right = np.array([ok[want == c].mean() for c in xs])
+        x_label, chance = "true class of the answer at the last step", 1 / data.output_size
+    return PredictionView(
+        (Curve(xs, right, "-o", "network", 5.0), Curve(xs, np.full(len(xs), chance), "--", "chance")),
+        x_label, "fraction of test sequences answered right",
+        title=f"{data.name}: {te.n} test sequences of {te.x.shape[0]} steps "
+              f"(test error {metrics.get('test_error', float('nan')):.3f})", integer_x=True)
 
 
 def addition_view(data: TaskData, model, metrics: dict[str, Any]) -> PredictionView:
