@@ -1120,8 +1120,6 @@ def test_conventions_row_layout_combined_zero_and_unscored(tmp_path, capsys):
 
 def test_transposed_matrix_is_named(tmp_path, capsys):
     """A square matrix written transposed: its wrong entries say so, with the layout hint."""
-    from bptt.cli.check import fmt  # noqa: F401
-
     rep0 = check.check(check.load(_matrix_file(tmp_path, {"dLoss/dw_h": "0"})[0]))
     g = np.array([[r.exact for r in rep0.rows[:2]], [r.exact for r in rep0.rows[2:]]])
     path, *_ = _matrix_file(tmp_path, {"dLoss/dw_h": _claim_text(g.T, 6)}, name="t.toml")
@@ -1225,3 +1223,23 @@ def test_slips_named_where_they_explain_the_number(tmp_path, capsys):
     assert main(["check", str(path)]) == 1
     out = capsys.readouterr().out
     assert "the value of step t - 1" in out and "factor T" in out
+
+
+@pytest.mark.parametrize("edit, word", [
+    (lambda t: t + "[update]\noptimizer = \"sgd\"\n", "update.lr is missing"),
+    (lambda t: t + "[update]\nlr = 0.1\nbetas = [0.9, 0.99]\n", "other optimizer"),
+    (lambda t: t + "[update]\nlr = 0.1\noptimizer = \"adam\"\nbetas = [0.9, 1.5]\n", "update.betas"),
+    (lambda t: t + "[update]\nlr = 0.1\noptimizer = \"rmsprop\"\n", "update.optimizer"),
+    (lambda t: "truncate = 0\n" + t, "truncate"),
+    (lambda t: "truncate = 2\n" + t.replace('"h_1"', '"dLoss/dh_1"'), "truncate = 2"),
+    (lambda t: t.replace("[model]\n", '[model]\nlayout = "diagonal"\n'), "model.layout"),
+    (lambda t: t.replace("w_h = ", '"w_x|w_h" = [[1, 2, 3], [4, 5, 6]]\nw_h = '), "not both"),
+    (lambda t: re.sub(r"w_x = .*\n", "", t).replace("w_h = [[0.1, -0.7], [0.4, 0.2]]", '"w_x|w_h" = [[1, 2, 3, 4]]'),
+     "model.w_x|w_h"),
+])
+def test_new_settings_refused_with_one_line(tmp_path, capsys, edit, word):
+    path, *_ = _matrix_file(tmp_path, {"h_1": "[0.1, 0.2]"})
+    path.write_text(edit(path.read_text()))
+    assert main(["check", str(path)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error:") and "\n" not in err and word in err, err

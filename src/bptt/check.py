@@ -554,7 +554,7 @@ def _update(table: dict) -> UpdateSpec:
         raise BPTTError(f"update.nesterov: expected true or false, got {short_repr(nesterov)}")
     betas = _array(table.get("betas", [0.9, 0.999]), "update.betas")
     if betas.shape != (2,) or not np.all((betas >= 0) & (betas < 1)):
-        raise BPTTError(f"update.betas: expected two numbers in [0, 1), e.g. [0.9, 0.999]")
+        raise BPTTError("update.betas: expected two numbers in [0, 1), e.g. [0.9, 0.999]")
     momentum = _number(table.get("momentum", 0), "update.momentum")
     eps = _number(table.get("eps", 1e-8), "update.eps")
     if momentum < 0 or eps < 0:
@@ -860,7 +860,7 @@ def _plain_spec(s: str, ctx: "_Context", where: str, in_expr: bool = False) -> d
 
 def _update_name(s: str) -> dict[str, Any] | None:
     """θ_new (θ_after, θ^+, new_θ) and Loss_new (Loss_after, L_new); Loss_before is Loss."""
-    if (m := re.fullmatch(r"(Loss|L|loss)(?:_?new|_after|\^\+|\+|\(new\))", s)):
+    if re.fullmatch(r"(Loss|L|loss)(?:_?new|_after|\^\+|\+|\(new\))", s):
         return {"kind": "Loss_new"}
     if re.fullmatch(r"(Loss|L|loss)_before", s):
         return {"kind": "Loss"}
