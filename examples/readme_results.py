@@ -1,12 +1,12 @@
-"""Every result the README's "Training" section states, recomputed.
+"""Every result of the documentation's training results page (docs/results/training.md), recomputed.
 
-    python examples/readme_results.py                 # every section (about 3 minutes on 2 cores)
+    python examples/readme_results.py                 # every section
     python examples/readme_results.py sunspots adding # some of them
     python examples/readme_results.py --json          # machine-readable
 
 Sections: addition, sunspots, sine, adding, gradflow.  Each function returns plain data;
 ``tests/test_readme.py`` runs the cheap ones (and a stated subset of the expensive ones)
-and checks them against the numbers printed in README.md.  Wall-clock times are machine-
+and checks them against the numbers printed on that page.  Wall-clock times are machine-
 dependent and printed for information only.
 """
 
@@ -105,9 +105,13 @@ SECTIONS: dict[str, Callable[[], Any]] = {"addition": addition, "sunspots": suns
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("sections", nargs="*", choices=[*SECTIONS, []], help="default: all")
-    p.add_argument("--json", action="store_true")
+    p.add_argument("sections", nargs="*", metavar="SECTION",
+                   help=f"one or more of {', '.join(SECTIONS)} (default: all of them)")
+    p.add_argument("--json", action="store_true", help="print the results as one JSON object")
     args = p.parse_args(argv)
+    unknown = [s for s in args.sections if s not in SECTIONS]
+    if unknown:
+        p.error(f"unknown section {unknown[0]!r}; choose from {', '.join(SECTIONS)}")
     results = {}
     for name in args.sections or SECTIONS:
         results[name] = SECTIONS[name]()

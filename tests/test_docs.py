@@ -224,3 +224,11 @@ def test_strict_build_fails_on_a_broken_link(tmp_path):
     page.write_text(page.read_text(encoding="utf-8") + "\n[gone](no-such-page.md)\n", encoding="utf-8")
     proc = _build(copy / "mkdocs.yml", tmp_path / "site")
     assert proc.returncode != 0 and "no-such-page.md" in proc.stderr, proc.stderr[-3000:]
+
+
+def test_ci_runs_the_readme_test_command():
+    """`.ci/run` runs the test command the README gives, verbatim."""
+    readme = PAGES[0].read_text(encoding="utf-8")
+    command = re.search(r"runs the test suite.*?```bash\n(.+?)\n```", readme, re.S)
+    assert command, "the README gives the test command"
+    assert command.group(1) in (ROOT / ".ci" / "run").read_text(encoding="utf-8")

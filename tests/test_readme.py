@@ -1,7 +1,9 @@
-"""The README's numbers, recomputed by examples/readme_results.py and compared with its text.
+"""The numbers of the README and of the results pages, recomputed by the examples' scripts and compared with the text.
 
-Deterministic numbers are compared at the precision the README prints them; the adding-problem
-table is checked on its rows T = 10 and T = 30 (the README says so); times only for presence.
+The results live on docs/results/*.md (the README's headline table repeats some of them, each checked
+against its page). Deterministic numbers are compared at the precision the pages print them; the
+adding-problem table is checked on its rows T = 10 and T = 30 here and on every row in the slow set;
+times only for presence.
 """
 
 from __future__ import annotations
@@ -16,6 +18,20 @@ ROOT = Path(__file__).resolve().parents[1]
 README = (ROOT / "README.md").read_text(encoding="utf-8")
 
 
+def _page(name: str) -> str:
+    return (ROOT / "docs" / name).read_text(encoding="utf-8")
+
+
+TRAINING = _page("results/training.md")  # examples/readme_results.py's numbers
+HF = _page("results/hessian-free.md")  # examples/hf_results.py's numbers
+CONTRIBUTING = _page("contributing.md")
+
+
+def _flat(text: str) -> str:
+    """Whitespace collapsed, so that a line break in a paragraph does not matter."""
+    return " ".join(text.split())
+
+
 def _example(name: str):
     """examples/<name>.py as a module."""
     spec = importlib.util.spec_from_file_location(name, ROOT / "examples" / f"{name}.py")
@@ -27,14 +43,17 @@ def _example(name: str):
 R = _example("readme_results")
 
 
-def _section(title: str) -> str:
-    start = README.index(title)
-    return README[start : README.index("\n**", start + len(title))]
+def _section(text: str, heading: str) -> str:
+    """From a heading line to the next heading of the same or a higher level."""
+    start = text.index(f"\n{heading}\n")
+    level = heading.split()[0]
+    ends = [m.start() for m in re.finditer(r"^#{1,%d} " % len(level), text[start + 1:], re.M)][1:]
+    return text[start: start + 1 + ends[0]] if ends else text[start:]
 
 
-def _table(after: str) -> list[list[str]]:
+def _table(text: str, after: str) -> list[list[str]]:
     """The rows of the first Markdown table after the text ``after`` (header and rule dropped)."""
-    text = README[README.index(after):]
+    text = text[text.index(after):]
     lines = []
     for line in text.splitlines():
         if line.startswith("|"):
@@ -45,15 +64,15 @@ def _table(after: str) -> list[list[str]]:
 
 
 def test_binary_addition_every_seed_exact_and_all_pairs():
-    text = _section("**Binary addition**")
-    assert "**1000 of\n1000 test pairs exact for every seed**" in text
+    text = _flat(_section(TRAINING, "## Binary addition"))
+    assert "**1000 of 1000 test pairs exact for every seed**" in text
     assert "65 536 of 65 536 exact, for all five models" in text
     for run in R.addition()["runs"]:
         assert (run["exact"], run["pairs"], run["all_pairs_exact"]) == (1000, 1000, 65536), run
 
 
 def test_binary_addition_with_sgd():
-    text = _section("**Binary addition**")
+    text = _flat(_section(TRAINING, "## Binary addition"))
     assert "--lr 2 --momentum 0.9 --out runs/add_sgd` gives 1000 of 1000" in text
     assert "at `--lr 0.5` it was still on the initial plateau after 30 epochs (0 of 1000)" in text
     assert R.addition_run(0, optimizer="sgd", lr=2.0, momentum=0.9)["exact"] == 1000
@@ -61,20 +80,21 @@ def test_binary_addition_with_sgd():
 
 
 def test_sunspots_table_and_its_summary():
-    rows = _table("**Sunspots**")
+    rows = _table(TRAINING, "## Sunspots")
     runs = R.sunspots()
     assert [int(r[0]) for r in rows] == [r["seed"] for r in runs]
     for row, run in zip(rows, runs):
         assert row[1:] == [f"{run['rnn']:.1f}", f"{run['persistence']:.1f}", f"{run['ar9']:.1f}"], (row, run)
     below = sum(r["rnn"] < r["ar9"] for r in runs)
     mean = sum(r["rnn"] for r in runs) / len(runs)
-    assert f"{below} of 5 seeds are below AR(9), {5 - below} above, mean {mean:.1f} vs {runs[0]['ar9']:.1f}" in README
+    assert f"{below} of 5 seeds are below AR(9), {5 - below} above, mean {mean:.1f} vs {runs[0]['ar9']:.1f}" in _flat(TRAINING)
 
 
 def test_sine():
     r = R.sine()
-    assert f"test MSE {r['rnn']:.4f} against\npersistence {r['persistence']:.4f}" in README
-    assert f"σ² = {r['noise_floor']:.4f}" in README
+    text = _flat(_section(TRAINING, "## Sine"))
+    assert f"test MSE {r['rnn']:.4f} against persistence {r['persistence']:.4f}" in text
+    assert f"σ² = {r['noise_floor']:.4f}" in text
 
 
 def test_gradient_flow_medians():
@@ -85,11 +105,11 @@ def test_gradient_flow_medians():
 
     for name in ("sigmoid", "tanh"):
         values = ", ".join(fmt(g[name][k]) for k in ("1", "5", "10"))
-        assert f"{values} and {fmt(g[name]['20'])}" in README, (name, values)
+        assert f"{values} and {fmt(g[name]['20'])}" in _flat(TRAINING), (name, values)
 
 
 def _adding_row(length):
-    rows = {int(r[0]): r[1:] for r in _table("| length T | seed 0 | seed 1 | seed 2 |")}
+    rows = {int(r[0]): r[1:] for r in _table(TRAINING, "| length T | seed 0 | seed 1 | seed 2 |")}
     cells = [R.adding_cell(length, s) for s in R.ADDING_SEEDS]
     assert rows[length] == [f"{c['mse_ratio']:.3f} ({c['within_0_04']:.2f})" for c in cells]
 
@@ -114,19 +134,19 @@ def _tanh_text(values: list[float]) -> str:
 
 def test_adding_tanh_comparison_at_t10():
     c = R.adding_cell(10, 0, "tanh")
-    assert f"did no better: {c['mse_ratio']:.3f} (T = 10)" in " ".join(README.split())
+    assert f"did no better: {c['mse_ratio']:.3f} (T = 10)" in _flat(TRAINING)
 
 
 @pytest.mark.slow
 def test_adding_tanh_comparison_every_length():
     values = [R.adding_cell(L, 0, "tanh")["mse_ratio"] for L in R.ADDING_LENGTHS]
     text = _tanh_text(values)
-    assert text in " ".join(README.split()), text
+    assert text in _flat(TRAINING), text
 
 
 def test_adding_conclusions_follow_the_table():
-    rows = {int(r[0]): [float(c.split()[0]) for c in r[1:]] for r in _table("| length T | seed 0 | seed 1 | seed 2 |")}
-    flat = " ".join(README.split())
+    rows = {int(r[0]): [float(c.split()[0]) for c in r[1:]] for r in _table(TRAINING, "| length T | seed 0 | seed 1 | seed 2 |")}
+    flat = _flat(TRAINING)
     assert all(v < 0.1 for L in (10, 20) for v in rows[L])  # "Up to T = 20 every seed learns"
     assert [sum(v < 0.1 for v in rows[L]) for L in (30, 40)] == [1, 1]  # "at T = 30 and at T = 40 one seed of three"
     assert f"(0.028 and 0.037)" in flat and min(rows[30]) == 0.028 and min(rows[40]) == 0.037
@@ -135,18 +155,19 @@ def test_adding_conclusions_follow_the_table():
 
 
 def test_times_are_stated_with_their_run():
-    assert re.search(r"Times\s+are from one run on \d{4}-\d\d-\d\d", README)
+    assert re.search(r"Times\s+are from one run on \d{4}-\d\d-\d\d", TRAINING)
 
 
 def test_layout_names_real_files_and_tests():
     """The Layout section's files exist, and each test it cites as showing an addition exists."""
-    layout = README[README.index("## Layout"):]
-    layout = layout[: layout.find("\n## ", 5)] if "\n## " in layout[5:] else layout
-    for path in re.findall(r"^    ((?:src/bptt|examples|benchmarks|docs|tests)/[\w./]*)", layout, re.M):
+    layout = _section(CONTRIBUTING, "## Layout")
+    paths = re.findall(r"^((?:src/bptt|examples|benchmarks|docs|tests)/[\w./]*)", layout, re.M)
+    assert len(paths) > 20, paths
+    for path in paths:
         assert (ROOT / path).exists(), path
     for path, name in re.findall(r"`(tests/test_\w+\.py)::(test_\w+)`", layout):
         assert re.search(rf"^def {name}\(", (ROOT / path).read_text(encoding="utf-8"), re.M), f"{path}::{name}"
-    listed = set(re.findall(r"^    src/bptt/(\w+)\.py", layout, re.M))
+    listed = set(re.findall(r"^src/bptt/(\w+)\.py", layout, re.M))
     modules = {p.stem for p in (ROOT / "src" / "bptt").glob("*.py") if not p.stem.startswith("_")}
     assert modules <= listed, modules - listed
 
@@ -158,10 +179,10 @@ def test_hf_sunspots_ensemble_table_is_one_bptt_train_command_per_seed(tmp_path)
     import subprocess
     import sys
 
-    text = " ".join(README.split())
+    text = _flat(HF)
     command = re.search(r"(bptt train --task sunspots --window 10 --optimizer hf [^\n]*?--seed S) --out runs/sunS", text)
-    assert command, "the README states the command"
-    rows = _table("| seed | validation MSE | test MSE 1979–2008 | AR(9) |")
+    assert command, "the page states the command"
+    rows = _table(HF, "| seed | validation MSE | test MSE 1979–2008 | AR(9) |")
     tests, vals = [], []
     for row in rows[:-1]:
         seed = int(row[0])
@@ -188,7 +209,7 @@ def test_hf_adding_table_row(length, seed):
     from bptt.train import config_for
 
     H = _example("hf_results")
-    rows = {(int(r[0]), int(r[1])): r[2:5] for r in _table("| T | seed | HF test mse_ratio |")}
+    rows = {(int(r[0]), int(r[1])): r[2:5] for r in _table(HF, "| T | seed | HF test mse_ratio |")}
     data = tasks.load("adding", seed=seed, length=length)
     m, curve, _ = H.timed_run(config_for("adding", {"length": length}, optimizer="hf", seed=seed), data,
                               H.val_baseline(data))
@@ -201,7 +222,7 @@ def test_hf_adding_table_row(length, seed):
 def test_hf_sunspots_sweep_table():
     """The validation numbers that chose the sunspots setup (examples/hf_results.py sunspots-sweep), every row."""
     H = _example("hf_results")
-    rows = {r[0].strip("*"): r[1:] for r in _table("| setup (HF: 60 iterations, curvature on the whole batch) |")}
+    rows = {r[0].strip("*"): r[1:] for r in _table(HF, "| setup (HF: 60 iterations, curvature on the whole batch) |")}
     assert list(rows) == [name for name, *_ in H.SUN_SWEEP]
     best = min(H.SUN_SWEEP, key=lambda s: float(rows[s[0]][0].strip("*")))
     assert best == H.SUN_CHOSEN  # the chosen setup is the sweep's lowest validation MSE
@@ -217,13 +238,46 @@ def test_adam_at_t100_for_600_epochs_seed_1():
     from bptt.train import config_for, train
 
     m = train(config_for("adding", {"length": 100}, seed=1, epochs=600)).metrics
-    assert f"{m['mse_ratio']:.4f}" == "0.0097" and "0.329, 0.0097 and 0.310" in " ".join(README.split())
+    assert f"{m['mse_ratio']:.4f}" == "0.0097" and "0.329, 0.0097 and 0.310" in _flat(HF)
 
 
 def test_chars_table_is_the_pinned_runs():
     """The chars table's test bits per character are the ones tests/test_tasks.py::test_chars_readme_runs reruns."""
     from test_tasks import CHARS_README
 
-    section = README[README.index("### Character-level language model"):]
-    rows = dict(re.findall(r"^\| (\d+) \| ([\d.]+) \|", section[: section.index("\n### ")], re.M))
+    section = _section(TRAINING, "## Character-level language model")
+    rows = dict(re.findall(r"^\| (\d+) \| ([\d.]+) \|", section, re.M))
     assert {int(k): float(v) for k, v in rows.items()} == CHARS_README
+
+
+def test_readme_headline_figures_are_on_their_pages():
+    """Every number in the README's results table is on the page its row links to (where it is pinned)."""
+    rows = _table(README, "| result | figure | page |")
+    assert len(rows) >= 6
+    for result, figure, link in rows:
+        target = re.fullmatch(r"\[[^]]+\]\((docs/[\w/.-]+\.md)(#[\w-]+)?\)", link)
+        assert target, link
+        page = (ROOT / target.group(1)).read_text(encoding="utf-8")
+        section = _flat(page)
+        if target.group(2):
+            anchor = target.group(2)[1:]
+            headings = {re.sub(r"[^\w\s-]", "", h).strip().lower().replace(" ", "-"): h
+                        for h in re.findall(r"^#+ (.+)$", page, re.M)}
+            assert anchor in headings, (link, sorted(headings))
+            level = re.search(rf"^(#+) {re.escape(headings[anchor])}$", page, re.M).group(1)
+            section = _flat(_section(page, f"{level} {headings[anchor]}"))
+        for number in re.findall(r"\d+(?:[.,]\d+)*", figure):
+            assert re.search(rf"(?<![\d.]){re.escape(number)}(?![\d])", section), (result, number, link)
+
+
+def test_readme_results_help_names_its_sections(capsys):
+    """`python examples/readme_results.py --help` lists the sections plainly (no `{a,b,}` or `[]` choices)."""
+    with pytest.raises(SystemExit) as stop:
+        R.main(["--help"])
+    out = capsys.readouterr().out
+    assert stop.value.code == 0 and "{" not in out and "[]" not in out, out
+    assert f"one or more of {', '.join(R.SECTIONS)}" in " ".join(out.split())
+    with pytest.raises(SystemExit) as stop:
+        R.main(["sunspot"])
+    err = capsys.readouterr().err
+    assert stop.value.code == 2 and "unknown section 'sunspot'; choose from addition, sunspots" in err, err
