@@ -385,9 +385,9 @@ def _compare(shown: list[list[str]], ref: dict, where: str) -> int:
             f"{where}: {name} = {value}, the engine's {want.tolist()} (tolerance {tol:.1e})"
         if text:  # what a reader sees is that number, rounded (3 to 10 figures; a formula writes the sign outside)
             try:
-                seen = float(text[0].replace("\u2212", "-"))
+                seen = float(text[0].replace("\u00d710", "e").replace("\u2212", "-"))  # typeset: 1.5 x 10^-5
             except ValueError:
-                continue  # '1.5 x 10^-5' as typeset, or 'δ = ...'
+                continue  # 'δ = ...', several numbers
             w = float(want[0])
             assert abs((abs(seen) if text[1] else seen) - (abs(w) if text[1] else w)) <= 5e-3 * abs(w) + 1e-300, \
                 f"{where}: {name} reads {text[0]!r} but is {w!r}"
@@ -584,3 +584,17 @@ def test_live_gradient_descent(open_page, tmp_path):
     assert page.locator("#gd-curve svg polyline").count() == 1
     page.click("#gd-undo")
     assert _live(o)["w"] == [[1.0]]
+
+
+def test_live_formula_digits_follow_in_place(open_page, tmp_path):
+    """T = 6 with a small w_h: paths of 1e-10 are typeset as m x 10^e; changing w_h keeps every formula's form, so
+    only the digits are replaced (no new typesetting), and every formula still reads the engine's numbers."""
+    o = open_page(_page(tmp_path, "t6.html", "--x", "1,0,0.5,-1,0.25,2", "--y", "0.5,0.5,1,0,0.5,1", "--w-h", "0.01"))
+    page = o.page
+    assert "\u00d710" in page.locator("#live-formulas").inner_text()  # some numbers in scientific form
+    typesets = page.evaluate("window.bpttLive.typesets()")
+    page.fill('input[data-key="w_h"]', "0.02")
+    assert page.evaluate("window.bpttLive.typesets()") == typesets
+    shown = page.evaluate(_READ)
+    assert sum(1 for q in shown if q[3]) > 40  # the formulas' numbers are among those compared
+    _compare(shown, _reference(_state_to_ref(_live(o))), "w_h = 0.02, digits replaced in place")

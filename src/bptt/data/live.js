@@ -205,10 +205,6 @@
     if (m.indexOf(".") >= 0) m = m.replace(/0+$/, "").replace(/\.$/, "");
     return m + "e" + parts[1].replace("+", "");
   }
-  function texnum(v, n) {
-    var s = g6(v, n), e = s.indexOf("e");
-    return e < 0 ? s : s.slice(0, e) + " \\times 10^{" + s.slice(e + 1) + "}";
-  }
   function esc(s) {
     return String(s).replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(/>/g, "&gt;").replace(/"/g, "&quot;");
   }
@@ -218,11 +214,21 @@
     return '<span class="num" data-quantity="' + esc(q) + '" data-value="' + full(v) + '">' + esc(g6(v, n)) + "</span>";
   }
   var QREG = [];  // numbers inside formulas: \htmlData{q=i}, given data-quantity/data-value after typesetting
-  function TQ(q, v, paren) {  // the sign outside the marked number: a change of value alone keeps the typeset layout
+  // A number in a formula: the signs outside the marked digits (mantissa m, exponent x), so that a change of
+  // value alone keeps the typeset layout and only the digits are replaced (see renderFormulas).
+  function TQ(q, v, paren) {
     QREG.push([q, v]);
-    var s = (v < 0 ? "-" : "") + "\\htmlData{q=" + (QREG.length - 1) + "}{" + texnum(Math.abs(v)) + "}";
+    var t = g6(Math.abs(v)), e = t.indexOf("e"), body;
+    if (e < 0) body = t;
+    else {
+      var x = +t.slice(e + 1);
+      body = "\\htmlData{m=1}{" + t.slice(0, e) + "} \\times 10^{" + (x < 0 ? "-" : "") + "\\htmlData{x=1}{" + Math.abs(x) + "}}";
+    }
+    var s = (v < 0 ? "-" : "") + "\\htmlData{q=" + (QREG.length - 1) + "}{" + body + "}";
     return paren && v < 0 ? "(" + s + ")" : s;
   }
+  var PLAIN_Q = /\\htmlData\{q=\d+\}\{[0-9.]+\}/g;
+  var SCI_Q = /\\htmlData\{q=\d+\}\{\\htmlData\{m=1\}\{[0-9.]+\} \\times 10\^\{(-?)\\htmlData\{x=1\}\{\d+\}\}\}/g;
   // entry suffix: nothing for a quantity of one number, [i] or [i,j] (0-based, numpy's) otherwise
   function idx(shape, e) {
     var n = shape.reduce(function (a, b) { return a * b; }, 1);
@@ -859,7 +865,7 @@
       "T = " + T + " > " + EXPAND + ": each path's product after the prefix (the factors are in the table above)";
     intro = "<p>" + intro + (result.K ? "; paths cut by truncation are struck out" : "") + ":</p>";
     // the same formula with other numbers of the same form: new digits in the typeset boxes, no new typesetting
-    var sig = intro + tex.replace(/\\htmlData\{q=\d+\}\{[0-9.]+\}/g, "#");
+    var sig = intro + tex.replace(SCI_Q, "#e$1").replace(PLAIN_Q, "#");
     var inPlace = sig === formulaSig && el.querySelector(".tex-live");
     if (!inPlace) {
       el.innerHTML = intro + "<div class=\"tex-live\"></div>";
@@ -873,8 +879,12 @@
       n.setAttribute("data-quantity", q[0]);
       n.setAttribute("data-value", full(q[1]));
       if (inPlace) {
-        var t = texnum(Math.abs(q[1]));
-        if (t.indexOf("times") < 0) n.querySelector(".mord").firstChild.nodeValue = t;
+        var t = g6(Math.abs(q[1])), e = t.indexOf("e");
+        if (e < 0) n.querySelector(".mord").firstChild.nodeValue = t;
+        else {
+          n.querySelector("[data-m] .mord").firstChild.nodeValue = t.slice(0, e);
+          n.querySelector("[data-x] .mord").firstChild.nodeValue = String(Math.abs(+t.slice(e + 1)));
+        }
       }
     });
   }
