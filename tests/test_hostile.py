@@ -10,8 +10,11 @@ beside their modules: concurrency and killed runs (test_train.py), full disks an
 
 from __future__ import annotations
 
+import io
 import json
 import os
+import re
+import resource
 import shlex
 import shutil
 import signal
@@ -20,6 +23,7 @@ import subprocess
 import sys
 import time
 import warnings
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -580,3 +584,271 @@ def test_ctrl_c_stops_every_rank_of_a_data_parallel_training(tmp_path, sig, code
     cfg, *_, state, _ = bptt.train.load_checkpoint(out)
     assert 0 <= state["epoch"] < 400 and cfg.nproc == 2
     assert time.monotonic() - start < 600
+
+
+# ------------------------------------------------------------------ untrusted files: bounded before they are read
+# A model, checkpoint or CSV file is opened without blocking, checked to be a regular file of a bounded size, and
+# an npz's members are checked (names, declared sizes, .npy headers, dtypes) before any array is allocated.
+def _refused_process(argv: list[str], *words: str, timeout: int = 60) -> str:
+    """A real `bptt` process under `timeout`: status 2, one error line naming ``words`` (a hang fails with 124)."""
+    p = subprocess.run(["timeout", str(timeout), *BPTT, *argv], capture_output=True, text=True, cwd=ROOT)
+    assert p.returncode == 2, (p.returncode, p.stdout[-300:], p.stderr[-600:])
+    assert p.stderr.startswith("error: ") and p.stderr.count("\n") == 1, p.stderr
+    for w in words:
+        assert w in p.stderr, p.stderr
+    return p.stderr
+
+
+def _csv_model(tmp: Path, capsys) -> Path:
+    """A small series model trained on a CSV column (what `predict --csv` reads into)."""
+    (tmp / "series.csv").write_text("v\n" + "".join(f"{np.sin(i / 3):.6f}\n" for i in range(40)))
+    run = tmp / "csvrun"
+    _ok(capsys, ["train", "--task", "csv", "--csv", str(tmp / "series.csv"), "--column", "v", "--window", "3",
+                 "--epochs", "1", "--hidden", "2", "--no-progress", "--plots", "none", "--out", str(run)])
+    return run
+
+
+@pytest.mark.parametrize("kind", ["fifo", "/dev/zero", "/dev/urandom"])
+def test_a_fifo_or_device_as_a_csv_or_model_file_is_refused_at_once(tmp_path, kind):
+    if kind == "fifo":
+        node = tmp_path / "data.csv"
+        os.mkfifo(node)
+        what = "FIFO (named pipe)"
+    else:
+        if not os.path.exists(kind):
+            pytest.skip(f"no {kind}")
+        node, what = Path(kind), "character device"
+    model = tmp_path / "m.npz"
+    if kind == "fifo":
+        os.mkfifo(model)
+    else:
+        model = node
+    _refused_process(["train", "--task", "csv", "--csv", str(node), "--column", "v", "--out", str(tmp_path / "r")],
+                     what, "not a regular file")
+    _refused_process(["predict", "--model", str(model), "--x", "1"], what, "not a regular file")
+    _refused_process(["gradflow", "--model", str(model), "--out", str(tmp_path / "f.png")], what)
+    assert not (tmp_path / "r").exists()
+
+
+def test_a_fifo_as_checkpoint_is_refused_at_once(tmp_path):
+    out = tmp_path / "r"
+    p = subprocess.run(["timeout", "120", *BPTT, "train", *RUN, "--out", str(out)], capture_output=True, cwd=ROOT)
+    assert p.returncode == 0, p.stderr
+    (out / "checkpoint.npz").unlink()
+    os.mkfifo(out / "checkpoint.npz")
+    with pytest.raises(BPTTError, match="FIFO"):  # the API's door: no run folder in between
+        bptt.train.load_checkpoint(out)
+    _refused_process(["train", "--resume", "--out", str(out), "--no-progress"], "FIFO")
+
+
+def _npz(path: Path, members: dict[str, bytes], compress: bool = False) -> None:
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED if compress else zipfile.ZIP_STORED) as z:
+        for name, data in members.items():
+            z.writestr(name, data)
+
+
+def _npy(array: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    np.save(buf, array, allow_pickle=False)
+    return buf.getvalue()
+
+
+def _npy_header(shape: tuple, descr: str) -> bytes:
+    buf = io.BytesIO()
+    np.lib.format.write_array_header_1_0(buf, {"descr": descr, "fortran_order": False, "shape": shape})
+    return buf.getvalue()
+
+
+def _a_model_file(tmp: Path) -> dict[str, bytes]:
+    m = bptt.RNN(1, 2, 1, seed=0)
+    bptt.io.save_model(tmp / "good.npz", m)
+    with zipfile.ZipFile(tmp / "good.npz") as z:
+        return {n: z.read(n) for n in z.namelist()}
+
+
+def test_a_zip_bomb_is_refused_before_it_is_inflated(tmp_path, capsys):
+    members = _a_model_file(tmp_path)
+    bomb = tmp_path / "bomb.npz"
+    with zipfile.ZipFile(bomb, "w", zipfile.ZIP_DEFLATED) as z:
+        for name, data in members.items():
+            z.writestr(name, data)
+        with z.open("padding.npy", "w", force_zip64=True) as f:  # 64 MiB of zeros: ~64 kB deflated
+            f.write(_npy_header((8 << 20,), "<f8"))
+            block = bytes(1 << 20)
+            for _ in range(64):
+                f.write(block)
+    assert bomb.stat().st_size < 1 << 20
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    _refused(capsys, ["predict", "--model", str(bomb), "--x", "1"], "would inflate", "zip bomb")
+    assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - peak < 32 << 10  # kB: nothing near 64 MiB inflated
+
+
+@pytest.mark.parametrize("case, words", [
+    ("tib_header", ("header says shape (1099511627776,)", "8 TiB")),
+    ("not_npy", ("'notes.txt' is not one .npy array",)),
+    ("object_dtype", ("holds object, not numbers",)),
+    ("duplicate", ("is not one .npy array",)),
+    ("no_marker", ("no bptt marker",)),
+    ("bad_magic", ("has no valid .npy header",)),
+])
+def test_damaged_npz_members_are_refused_before_allocation(tmp_path, capsys, case, words):
+    members = _a_model_file(tmp_path)
+    if case == "tib_header":
+        members["w_h.npy"] = _npy_header((1 << 40,), "<f8") + bytes(8)
+    elif case == "not_npy":
+        members["notes.txt"] = b"hello"
+    elif case == "object_dtype":
+        members["w_h.npy"] = _npy_header((2,), "|O") + bytes(16)
+    elif case == "no_marker":
+        del members["__bptt__.npy"]
+    elif case == "bad_magic":
+        members["w_h.npy"] = b"\x93NUMPY\x09\x00" + bytes(40)
+    path = tmp_path / "damaged.npz"
+    if case == "duplicate":
+        with zipfile.ZipFile(path, "w") as z, warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # zipfile warns about the duplicate name it writes
+            for name, data in [*members.items(), ("w_h.npy", members["w_h.npy"])]:
+                z.writestr(name, data)
+    else:
+        _npz(path, members)
+    _refused(capsys, ["predict", "--model", str(path), "--x", "1"], *words)
+    with pytest.raises(BPTTError):
+        bptt.io.load_model(path)
+
+
+def test_a_model_written_and_read_back_is_the_same(tmp_path):
+    """The bounded reader reads what save_model writes, bit for bit (a file of savez_compressed too)."""
+    m = bptt.RNN(2, 3, 2, hidden_activation="tanh", output_activation="identity", seed=4)
+    bptt.io.save_model(tmp_path / "m.npz", m, {"note": "x"})
+    back, info = bptt.io.load_model(tmp_path / "m.npz")
+    for k, v in m.params().items():
+        assert np.array_equal(back.params()[k], v) and back.params()[k].flags.writeable
+    members = _a_model_file(tmp_path)
+    _npz(tmp_path / "c.npz", members, compress=True)
+    back, _ = bptt.io.load_model(tmp_path / "c.npz")
+    assert np.array_equal(back.w_h, bptt.RNN(1, 2, 1, seed=0).w_h)
+
+
+# ------------------------------------------------------------------ CSV numbers: read strictly, never spliced or cut
+CSV_BAD = [
+    ("v\n1\n50,126\n3\n", "line 3 has 2 fields but the header has 1"),
+    ('v\n1\n"50,126"\n3\n', "decimal comma or a thousands separator"),
+    ('v,w\n1,2\n"1,000.5",3\n', "decimal comma or a thousands separator"),
+    ("v\n1\n1_000\n3\n", "decimal comma or a thousands separator"),
+    ("v\n1\n1 000\n3\n", "decimal comma or a thousands separator"),
+    ("v,v\n1,2\n3,4\n", "names column 'v' 2 times"),
+    ("v\n1\n2\n\n3\n4\n", "line 4 is blank, between rows of numbers"),
+    ("v\n1\n2\n,\n3\n", "line 4 is blank"),
+    ("v\n1\n\u0663\n", "not a finite number"),
+    ("v\n1\nnan\n", "not a finite number"),
+    ("v\n1\n1e999\n", "beyond +-1e+150"),
+    ("v\n-1e308\n1e308\n", "beyond +-1e+150"),
+    ("v\n0\n1e-309\n2e-309\n", "below 1e-150"),
+    ("v\n1\n0x10\n", "not a finite number"),
+]
+
+
+@pytest.mark.parametrize("text, words", CSV_BAD, ids=[repr(t)[:40] for t, _ in CSV_BAD])
+def test_csv_numbers_are_read_strictly(tmp_path, capsys, text, words):
+    f = tmp_path / "bad.csv"
+    f.write_text(text, encoding="utf-8")
+    with pytest.raises(BPTTError, match=re.escape(words)):
+        bptt.io.read_csv_columns(f, ["v"])
+    before = _snapshot(tmp_path)
+    _refused(capsys, ["train", "--task", "csv", "--csv", str(f), "--column", "v", "--window", "1", "--n-val", "1",
+                      "--n-test", "1", "--out", str(tmp_path / "r")], words)
+    assert _snapshot(tmp_path) == before
+
+
+def test_predict_csv_refuses_what_train_refuses(tmp_path, capsys):
+    run = _csv_model(tmp_path, capsys)
+    for text, words in CSV_BAD:
+        (tmp_path / "in.csv").write_text(text, encoding="utf-8")
+        _refused(capsys, ["predict", "--model", str(run), "--csv", str(tmp_path / "in.csv"), "--column", "v"], words)
+
+
+def test_csv_that_is_plain_is_read_exactly(tmp_path):
+    f = tmp_path / "ok.csv"
+    f.write_text("\ufefft, v ,w\n1,0.5,x\n2,-1e-3,y\n3,\"7\",z\n\n\n", encoding="utf-8")  # BOM, spaces, trailing blanks
+    (v,) = bptt.io.read_csv_columns(f, ["v"])
+    assert v.tolist() == [0.5, -0.001, 7.0]
+
+
+# ------------------------------------------------------------------ sizes: refused before anything is allocated
+SIZES = [
+    (["train", "--task", "adding", "--hidden", str(2**22), "--out", "{tmp}/r"], "give a hidden size of at most"),
+    (["train", "--task", "adding", "--n-train", str(10**9), "--out", "{tmp}/r"], "give fewer sequences"),
+    (["train", "--task", "adding", "--length", str(10**9), "--out", "{tmp}/r"], "or a shorter --length"),
+    (["train", "--task", "sine", "--length", str(10**9), "--out", "{tmp}/r"], "or a shorter --length"),
+    (["train", "--task", "adding", "--backend", "torch", "--nproc", "100000", "--out", "{tmp}/r"],
+     "nproc must be an integer from 1 to 64"),
+    (["gradflow", "--length", "100000", "--max-steps", "100000", "--out", "{tmp}/f.png"], "give a smaller --max-steps"),
+    (["gradflow", "--hidden", str(2**22), "--out", "{tmp}/f.png"], "give a hidden size of at most"),
+    (["gradflow", "--length", str(10**10), "--out", "{tmp}/f.png"], "give a shorter --length"),
+    (["gradflow", "--hidden", "3000", "--length", "1000", "--out", "{tmp}/f.png"], "multiply-adds"),
+]
+
+
+@pytest.mark.parametrize("argv, words", SIZES, ids=lambda a: " ".join(a)[:60] if isinstance(a, list) else "")
+def test_sizes_beyond_this_machine_are_refused_before_allocating(tmp_path, capsys, argv, words):
+    _user_files(tmp_path)
+    before = _snapshot(tmp_path)
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    _refused(capsys, [a.replace("{tmp}", str(tmp_path)) for a in argv], words, "available on this machine"
+             if "nproc" not in words and "multiply" not in words else "")
+    assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - peak < 256 << 10  # kB: nothing big was allocated
+    assert _snapshot(tmp_path) == before
+
+
+def test_the_limits_follow_the_memory_available(monkeypatch):
+    import bptt.ddp
+    from bptt import validation
+
+    with pytest.raises(BPTTError, match=r"give --nproc 2 or fewer"):
+        monkeypatch.setattr(bptt.ddp, "memory_available", lambda: 1 << 30)
+        bptt.ddp.check_ranks(4)
+    bptt.ddp.check_ranks(2)
+    # (H^2 + 3 H + 1) 8 bytes <= 2^30: H = 11583 gives 1073605112, H = 11584 gives 1073790472 > 1073741824
+    with pytest.raises(BPTTError, match=r"give a hidden size of at most 11583$"):
+        validation.check_network_size(1, 20000, 1, copies=1, available=1 << 30)
+    validation.check_network_size(1, 11583, 1, copies=1, available=1 << 30)
+    with pytest.raises(BPTTError, match="give a hidden size of at most 11583"):
+        validation.check_network_size(1, 11584, 1, copies=1, available=1 << 30)
+
+
+# ------------------------------------------------------------------ numbers read back from files
+def test_a_model_whose_scaling_overflows_is_refused(tmp_path, capsys):
+    run = _csv_model(tmp_path, capsys)
+    m, info = bptt.io.load_model(run)
+    for lo, hi, words in [(-1e308, 1e308, "beyond +-1e+150"), (0.0, 1e-309, "below 1e-150")]:
+        bptt.io.save_model(tmp_path / "m.npz", m, {**info, "scaling": {"lo": lo, "hi": hi}})
+        _refused(capsys, ["predict", "--model", str(tmp_path / "m.npz"), "--x", "1,2,3"], words)
+
+
+def test_a_prediction_that_overflows_in_the_data_units_is_an_error_not_inf(tmp_path, capsys):
+    """An identity output of 1e200 in [0, 1] units, times a span of 1e150 (allowed): inf in the data's units."""
+    run = _csv_model(tmp_path, capsys)
+    m, info = bptt.io.load_model(run)
+    net = bptt.RNN(1, 2, 1, output_activation="identity", seed=0)
+    net.set_params(w=np.zeros((1, 2)), b2=np.array([1e200]))
+    bptt.io.save_model(tmp_path / "m.npz", net, {**info, "scaling": {"lo": 0.0, "hi": 1e150}})
+    _refused(capsys, ["predict", "--model", str(tmp_path / "m.npz"), "--x", "1,2,3"], "is [inf], not finite")
+
+
+@pytest.mark.parametrize("optimizer, name, value, words", [
+    ("hf", "damping", -1e6, "hf state damping = -1e+06, which must be > 0"),
+    ("hf", "elapsed", -1e300, "hf state elapsed = -1e+300, which must be >= 0"),
+    ("adam", "v.w_h", -1.0, "adam state v.w_h = -1, which must be >= 0"),
+])
+def test_a_checkpoint_with_impossible_optimizer_state_is_refused(tmp_path, optimizer, name, value, words):
+    from bptt.train import config_for, train
+
+    opts = {"bits": 3, "n_train": 8, "n_val": 4, "n_test": 4}
+    cfg = config_for("binary-addition", opts, epochs=1, hidden_size=2, optimizer=optimizer)
+    train(cfg, tmp_path)
+    arrays, meta = bptt.io.load_arrays(tmp_path / "checkpoint.npz", bptt.io.CHECKPOINT_FORMAT)
+    arrays = {k: np.array(v) for k, v in arrays.items()}
+    arrays[f"opt.{name}"].flat[0] = value
+    bptt.io.save_arrays(tmp_path / "checkpoint.npz", arrays, meta)
+    with pytest.raises(BPTTError, match=re.escape(words)):
+        train(cfg, tmp_path, resume=True)

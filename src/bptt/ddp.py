@@ -36,7 +36,7 @@ from typing import Any, Callable
 
 from . import tasks
 from .train import TrainConfig, TrainResult, load_task, result_from_checkpoint, train
-from .validation import BPTTError
+from .validation import BPTTError, check_memory, format_bytes, memory_available
 
 Progress = Callable[[dict[str, Any]], None]
 
@@ -74,10 +74,22 @@ def launch(cfg: TrainConfig, out: str | Path | None = None, resume: bool = False
         return _join_torchrun(cfg, out, resume, progress, data)
     if cfg.nproc == 1:
         return train(cfg, out, resume=resume, progress=progress, data=data)
+    check_ranks(cfg.nproc)
     if out is None:
         with tempfile.TemporaryDirectory(prefix="bptt-ddp-") as tmp:
             return _spawn(cfg, Path(tmp), False, progress, data)
     return _spawn(cfg, Path(out), resume, progress, data)
+
+
+# One rank is a Python process with torch loaded (about 350 MiB resident on Linux) plus its share of the data.
+RANK_BYTES = 512 << 20
+
+
+def check_ranks(nproc: int) -> None:
+    """``nproc`` processes fit in this machine's memory; else one line with the most that do."""
+    available = memory_available()
+    check_memory(f"--nproc {nproc} (one torch process per rank, about {format_bytes(RANK_BYTES)} each)",
+                 nproc * RANK_BYTES, f"give --nproc {max(1, available // RANK_BYTES)} or fewer", available)
 
 
 def _join_torchrun(cfg: TrainConfig, out, resume: bool, progress: Progress | None, data) -> TrainResult | None:

@@ -31,20 +31,24 @@ parameters of the wrong shapes (or another number of members than it says) raise
 
 from __future__ import annotations
 
+import csv
 import hashlib
 import io
 import json
 import math
 import os
+import re
 import stat
 import tempfile
 import zipfile
+import zlib
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from .validation import MAX_SIZE, BPTTError, check_choice, check_dtype, check_int, check_number
+from .validation import (MAX_SERIES_VALUE, MAX_SIZE, BPTTError, check_choice, check_dtype, check_int,
+                         check_scaling, format_bytes, memory_available)
 from .engine import PARAM_NAMES
 
 FORMAT = "bptt-model"
@@ -620,19 +624,136 @@ def save_arrays(path: str | os.PathLike, arrays: dict[str, np.ndarray], meta: di
     atomic_write_bytes(path, buf.getvalue())
 
 
+# An npz of bptt's is stored, not compressed (np.savez): its members inflate to about the archive's size. A zip bomb
+# (3 MB inflating to 3 GB) is refused from the sizes its directory declares, before anything is inflated.
+NPZ_MAX_INFLATION = 16  # members may inflate to at most this many times the archive's bytes (plus NPZ_SLACK)
+NPZ_SLACK = 1 << 20
+NPZ_MAX_MEMBERS = 1024  # a checkpoint holds a few dozen arrays
+META_MAX_BYTES = 16 << 20  # the JSON description (a checkpoint's loss history: tens of bytes per epoch)
+NPY_DTYPE_KINDS = "fiubU"  # numbers, booleans and the JSON string; never objects (pickles)
+
+
+def open_regular(path: str | os.PathLike, what: str, max_bytes: int, fix: str):
+    """``path`` opened for binary reading, checked before any byte is read: a regular file (a FIFO, a device such as
+    /dev/zero or /dev/urandom, a socket or a folder is refused, never read or waited on) of at most ``max_bytes``.
+    Links are followed (a model may be a link); what they lead to is checked."""
+    p = os.fspath(path)
+    try:  # O_NONBLOCK: opening a FIFO nobody writes to returns at once instead of waiting for a writer
+        fd = os.open(p, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0))
+    except FileNotFoundError:
+        raise BPTTError(f"{p}: no such file; {fix}") from None
+    except OSError as e:
+        raise BPTTError(f"{p}: cannot be opened ({e.strerror or type(e).__name__}); {fix}") from None
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise BPTTError(f"{p}: is a {file_kind(st.st_mode)}, not a regular file; {what} is read only from a "
+                            f"regular file: {fix}")
+        if st.st_size > max_bytes:
+            raise BPTTError(f"{p}: holds {format_bytes(st.st_size)}, more than the {format_bytes(max_bytes)} {what} "
+                            f"may hold; {fix}")
+        os.set_blocking(fd, True)
+        return os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+def read_bounded(f, max_bytes: int, path: str | os.PathLike, what: str) -> bytes:
+    """At most ``max_bytes`` of an opened file; a file that grew past them since it was checked is refused."""
+    data = f.read(max_bytes + 1)
+    if len(data) > max_bytes:
+        raise BPTTError(f"{os.fspath(path)}: grew past {format_bytes(max_bytes)} while being read; {what} must not "
+                        "change while bptt reads it")
+    return data
+
+
+def npz_limit() -> int:
+    """The most bytes an npz file (and its inflated arrays) may hold here: half the memory available."""
+    return memory_available() // 2
+
+
+def _read_member(z: zipfile.ZipFile, info: zipfile.ZipInfo, path: Path) -> np.ndarray:
+    """One .npy member, its header checked against the bytes the archive declares before any array is allocated."""
+    name = info.filename
+
+    def bad(what: str) -> BPTTError:
+        return BPTTError(f"{path}: member {name!r} {what}; the file is damaged or not a bptt file")
+
+    with z.open(info) as m:
+        try:
+            version = np.lib.format.read_magic(m)
+            if version == (1, 0):
+                shape, fortran, dtype = np.lib.format.read_array_header_1_0(m)
+            elif version == (2, 0):
+                shape, fortran, dtype = np.lib.format.read_array_header_2_0(m)
+            else:
+                raise bad(f"is .npy version {version}, not 1.0 or 2.0")
+        except (ValueError, EOFError, SyntaxError, TypeError) as e:
+            raise bad(f"has no valid .npy header ({type(e).__name__})") from None
+        if dtype.hasobject or dtype.kind not in NPY_DTYPE_KINDS or dtype.fields is not None or dtype.subdtype:
+            raise bad(f"holds {dtype}, not numbers")
+        count = math.prod(int(n) for n in shape)
+        nbytes = count * dtype.itemsize
+        if m.tell() + nbytes != info.file_size:
+            raise bad(f"header says shape {tuple(shape)} of {dtype} ({format_bytes(nbytes)}) but the member holds "
+                      f"{format_bytes(info.file_size - m.tell())}")
+        buf = bytearray(nbytes)
+        if m.readinto(buf) != nbytes:
+            raise bad("is shorter than its header says")
+    return np.frombuffer(buf, dtype=dtype).reshape(shape, order="F" if fortran else "C")
+
+
 def load_arrays(path: str | os.PathLike, fmt: str) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
-    """Read an npz written by ``save_arrays``; check its marker is ``fmt``."""
+    """Read an npz written by ``save_arrays``; check its marker is ``fmt``.
+
+    Bounded before anything is allocated: a regular file of at most ``npz_limit()`` bytes; members named
+    ``*.npy`` whose declared sizes inflate to at most NPZ_MAX_INFLATION times the archive (no zip bomb); each
+    member's .npy header (shape, dtype) consistent with its declared size (a header claiming TiB is refused, not
+    allocated); numbers only (no pickled objects); the JSON description read and checked first."""
     path = Path(path)
-    if not path.is_file():
-        raise BPTTError(f"{path}: no such file; give the folder or file that `bptt train` wrote")
+    limit = npz_limit()
+    fix = "give the folder or file that `bptt train` wrote"
+    with open_regular(path, f"a {fmt} file", limit, fix) as f:
+        size = os.fstat(f.fileno()).st_size
+        try:
+            with zipfile.ZipFile(f) as z:
+                infos = z.infolist()
+                names = [i.filename for i in infos]
+                if len(infos) > NPZ_MAX_MEMBERS:
+                    raise BPTTError(f"{path}: holds {len(infos)} members, more than the {NPZ_MAX_MEMBERS} of any bptt "
+                                    "file; it is not a bptt file")
+                if len(set(names)) != len(names) or not all(n.endswith(".npy") for n in names):
+                    odd = next(n for n in names if not n.endswith(".npy") or names.count(n) > 1)
+                    raise BPTTError(f"{path}: member {odd!r} is not one .npy array; the file is damaged or not a "
+                                    f"{fmt} file")
+                inflated = sum(i.file_size for i in infos)
+                if inflated > min(NPZ_MAX_INFLATION * size + NPZ_SLACK, limit):
+                    raise BPTTError(f"{path}: its members would inflate {format_bytes(size)} to "
+                                    f"{format_bytes(inflated)}, far more than any bptt file (stored, not compressed); "
+                                    "it is damaged or not a bptt file (a zip bomb?)")
+                meta_info = next((i for i in infos if i.filename == META_KEY + ".npy"), None)
+                if meta_info is None:
+                    raise BPTTError(f"{path}: not a {fmt} file (found 'no bptt marker'); give a file written by "
+                                    "`bptt train`")
+                if meta_info.file_size > META_MAX_BYTES:
+                    raise BPTTError(f"{path}: its description holds {format_bytes(meta_info.file_size)}, more than the "
+                                    f"{format_bytes(META_MAX_BYTES)} of any bptt file; it is damaged")
+                raw = _read_member(z, meta_info, path)
+                meta = _meta(raw, path, fmt)
+                arrays = {i.filename[:-4]: _read_member(z, i, path) for i in infos if i is not meta_info}
+        except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, EOFError, KeyError, RuntimeError,
+                NotImplementedError, zlib.error, ValueError) as e:
+            if isinstance(e, BPTTError):
+                raise
+            raise BPTTError(f"{path}: not a readable .npz file ({type(e).__name__}); it is corrupt or not a bptt "
+                            "file") from None
+    return arrays, meta
+
+
+def _meta(raw: np.ndarray, path: Path, fmt: str) -> dict[str, Any]:
     try:
-        with np.load(path, allow_pickle=False) as z:
-            arrays = {k: z[k] for k in z.files}
-    except (zipfile.BadZipFile, OSError, ValueError, EOFError, KeyError) as e:
-        raise BPTTError(f"{path}: not a readable .npz file ({type(e).__name__}); it is corrupt or not a bptt file") from None
-    raw = arrays.pop(META_KEY, None)
-    try:
-        meta = strict_json_loads(str(raw)) if raw is not None else None
+        meta = strict_json_loads(str(raw)) if raw.dtype.kind == "U" and raw.ndim == 0 else None
     except (ValueError, RecursionError):
         meta = None
     if not isinstance(meta, dict) or meta.get("format") != fmt:
@@ -640,7 +761,91 @@ def load_arrays(path: str | os.PathLike, fmt: str) -> tuple[dict[str, np.ndarray
         raise BPTTError(f"{path}: not a {fmt} file (found {found!r}); give a file written by `bptt train`")
     if meta.get("version") != VERSION:
         raise BPTTError(f"{path}: {fmt} version {meta.get('version')!r} is not supported (this bptt reads version {VERSION})")
-    return arrays, meta
+    return meta
+
+
+# ---------------------------------------------------------------- CSV files
+CSV_MAX_BYTES = 256 << 20  # a series of millions of values; past it, keep only the column (and rows) you need
+# A number as a CSV cell holds it: ASCII digits, one decimal point, an exponent. No decimal comma, no thousands
+# separator (50,126 or 50.126,5 or 1_000 or 1'000), no other digits (float() would read '٣' as 3).
+_NUMBER = re.compile(r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?", re.ASCII)
+_SEPARATED = re.compile(r"[+-]?\d{1,3}(?:[,'_ .]\d{3})+(?:[.,]\d*)?|[+-]?\d*,\d+", re.ASCII)
+
+
+def read_csv_columns(path: str | Path, columns: list[str]) -> tuple[np.ndarray, ...]:
+    """The named columns of a CSV file with a header row, as float64 arrays, read strictly: a regular UTF-8 file
+    of at most CSV_MAX_BYTES; each named column once in the header; every row as many fields as the header (a
+    decimal comma splits a row); no blank row between numbers (it would splice the series; trailing blank lines
+    are allowed); every cell a plain finite number within +-MAX_SERIES_VALUE (no decimal comma, thousands
+    separator or other digits); a column whose values span less than MIN_SERIES_SPAN (but are not constant) is
+    refused.  Anything else is one BPTTError line naming the line and column."""
+    fix = "give the path of a CSV file with a header row"
+    with open_regular(path, "a CSV file", CSV_MAX_BYTES, fix) as f:
+        data = read_bounded(f, CSV_MAX_BYTES, path, "a CSV file")
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        raise BPTTError(f"{path}: byte {e.start} is not UTF-8; save the file as UTF-8 text (CSV)") from None
+    if "\0" in text:
+        raise BPTTError(f"{path}: holds NUL bytes, so it is not a text CSV file; give a CSV file")
+    reader = csv.reader(io.StringIO(text, newline=""), strict=True)
+    rows: list[tuple[int, list[str]]] = []
+    try:
+        for row in reader:
+            rows.append((reader.line_num, row))
+    except csv.Error as e:
+        raise BPTTError(f"{path}: line {reader.line_num} is not valid CSV ({e})") from None
+    if not rows:
+        raise BPTTError(f"{path}: the file is empty; it needs a header row and numeric rows")
+    header = [h.strip() for h in rows[0][1]]
+    blank = [not row or all(c.strip() == "" for c in row) for _, row in rows]
+    last = max((i for i, b in enumerate(blank) if not b), default=0)
+    body = rows[1 : last + 1]  # trailing blank lines dropped
+    for (line, row), b in zip(body, blank[1 : last + 1]):
+        if b:
+            raise BPTTError(f"{path}: line {line} is blank, between rows of numbers: dropping it would splice the "
+                            "series; remove the line or fill in its values")
+        if len(row) != len(header):
+            raise BPTTError(f"{path}: line {line} has {len(row)} fields but the header has {len(header)}: a decimal "
+                            "comma or thousands separator (50,126) splits a number; write numbers with a decimal "
+                            "point and no separators (50126 or 50.126)")
+    out = []
+    for col in columns:
+        where = [k for k, h in enumerate(header) if h == col]
+        if not where:
+            names = ", ".join(repr(h) for h in header)
+            raise BPTTError(f"{path}: no column {col!r}; the header has {_short(names)}; name one with --column")
+        if len(where) > 1:
+            raise BPTTError(f"{path}: the header names column {col!r} {len(where)} times (fields "
+                            f"{', '.join(str(k + 1) for k in where)}); rename all but one so the column is unambiguous")
+        k = where[0]
+        vals = np.empty(len(body), dtype=np.float64)
+        for i, (line, row) in enumerate(body):
+            vals[i] = _cell(row[k].strip(), path, line, col)
+        if vals.size:
+            lo, hi = float(vals.min()), float(vals.max())
+            if hi > lo:
+                check_scaling(lo, hi, f"{path}: column {col!r}")
+        out.append(vals)
+    return tuple(out)
+
+
+def _cell(cell: str, path: str | Path, line: int, col: str) -> float:
+    shown = _short(repr(cell))
+    if not _NUMBER.fullmatch(cell):
+        if _SEPARATED.fullmatch(cell):
+            raise BPTTError(f"{path}: line {line}, column {col!r} holds {shown}, a number with a decimal comma or a "
+                            "thousands separator; write it with a decimal point and no separators (50126 or 50.126)")
+        raise BPTTError(f"{path}: line {line}, column {col!r} holds {shown}, not a finite number; fix or remove that row")
+    v = float(cell)
+    if not math.isfinite(v) or abs(v) > MAX_SERIES_VALUE:
+        raise BPTTError(f"{path}: line {line}, column {col!r} holds {shown}, beyond +-{MAX_SERIES_VALUE:g}: errors in "
+                        "these units would overflow; divide the column by a power of ten")
+    return v
+
+
+def _short(text: str, limit: int = 80) -> str:
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 # ---------------------------------------------------------------- models
@@ -716,11 +921,9 @@ def check_model_info(info: dict[str, Any], path: Path) -> dict[str, Any]:
         if not isinstance(scaling, dict) or set(scaling) != {"lo", "hi"}:
             raise bad(f"scaling must be {{'lo': number, 'hi': number}}, got {scaling!r}")
         try:
-            lo, hi = check_number("scaling.lo", scaling["lo"]), check_number("scaling.hi", scaling["hi"])
+            check_scaling(scaling["lo"], scaling["hi"], "scaling")
         except BPTTError as e:
             raise bad(str(e)) from None
-        if not hi > lo:  # type: ignore[operator]
-            raise bad(f"scaling needs hi > lo, got lo={lo}, hi={hi}")
     task_info = info.get("task_info", {})
     if not isinstance(task_info, dict):
         raise bad(f"task_info must be an object, got {task_info!r}")

@@ -45,14 +45,17 @@ from . import io as bio
 from . import losses, tasks
 from . import activations
 from .activations import HIDDEN_ACTIVATIONS, OUTPUT_ACTIVATIONS
-from .validation import (BPTTError, check_checkpoint, check_choice, check_dtype, check_int, check_number, check_seed,
-                         check_sizes, short_repr)
+from .validation import (TRAINING_COPIES, BPTTError, check_checkpoint, check_choice, check_dtype, check_int, check_memory,
+                         check_network_size, check_number, check_seed, check_sizes, short_repr)
 from .engine import PARAM_NAMES
 from .model import RNN, Ensemble
 from .backends import BACKENDS, Backend, make_backend
 from .optim import (OPTIMIZERS, SCHEDULES, Adam, AdamSettings, SGD, SGDSettings, clip_global_norm, lr_at,  # noqa: F401
                     make_optimizer)
 
+
+
+MAX_NPROC = 64  # data-parallel processes on one machine, at most (each also needs its memory: bptt.ddp checks it)
 
 
 @dataclass
@@ -102,7 +105,7 @@ class TrainConfig:
         hf.check_settings(self)
         check_choice("schedule", self.schedule, SCHEDULES)
         check_choice("backend", self.backend, BACKENDS)
-        check_int("nproc", self.nproc)
+        check_int("nproc", self.nproc, 1, MAX_NPROC, what=f"an integer from 1 to {MAX_NPROC} (data-parallel processes)")
         if self.nproc > 1 and self.backend != "torch":
             raise BPTTError(f"nproc {self.nproc} needs backend torch (data-parallel training runs on PyTorch)")
         check_checkpoint(self.grad_checkpoint, self.truncate)
@@ -242,8 +245,62 @@ def config_for(task: str, task_options: dict[str, Any] | None = None, **settings
 
 def load_task(cfg: TrainConfig) -> tasks.TaskData:
     """The task's data for this config (seeded by cfg.seed, or cfg.data_seed when given); options checked
-    against the task's record."""
+    against the task's record, and its size against this machine's memory before anything is generated."""
+    options = task_options(cfg)
+    check_task_size(cfg.task, options)
+    if isinstance(options.get("path"), (str, Path)) and isinstance(options.get("column"), str):
+        # a CSV file is read strictly and bounded (io.read_csv_columns) before the task reads it
+        bio.read_csv_columns(options["path"], [options["column"]])
     return tasks.load(cfg.task, seed=cfg.seed if cfg.data_seed is None else cfg.data_seed, **cfg.task_options)
+
+
+def task_options(cfg: TrainConfig) -> dict[str, Any]:
+    """The task's options as its loader gets them: the record's defaults under cfg.task_options."""
+    record = tasks.TASKS[check_choice("task", cfg.task, tasks.TASKS)]
+    return {**{o.name: o.default for o in record.options if not o.required}, **cfg.task_options}
+
+
+# Memory per (step, sequence) while a generated task is built: its inputs and targets (D + O floats, a few for
+# the synthetic tasks), the generator's temporaries, the splits and their copies in the training dtype.
+TASK_BYTES_PER_STEP = 256
+STEP_OPTIONS = ("length", "window")  # a sequence's length, where a task has one of these (bits: bits + 1)
+COUNT_OPTIONS = ("n_train", "n_val", "n_test")
+
+
+def check_task_size(task: str, options: dict[str, Any]) -> None:
+    """Refuse, before generating anything, a task whose sequences (steps x sequences) cannot fit in memory here.
+
+    Bounds only what its integer options say (--length/--window/--bits, --n-train/--n-val/--n-test); a task
+    without them (a file's, the shipped text) is bounded by its file."""
+    ints = {k: v for k, v in options.items() if isinstance(v, int) and not isinstance(v, bool) and v > 0}
+    steps = next((ints[k] for k in STEP_OPTIONS if k in ints), ints["bits"] + 1 if "bits" in ints else 1)
+    count = sum(ints.get(k, 0) for k in COUNT_OPTIONS)
+    if count:
+        flags = "/".join(f"--{k.replace('_', '-')}" for k in COUNT_OPTIONS if k in options)
+        shorter = next((f" or a shorter --{k}" for k in (*STEP_OPTIONS, "bits") if k in options), "")
+        check_memory(f"task {task} with {count} sequences of {steps} steps", steps * count * TASK_BYTES_PER_STEP,
+                     f"give fewer sequences ({flags}){shorter}")
+
+
+# While training, a mini-batch keeps about this many floats per (step, sequence, hidden unit): the states and
+# pre-activations of the forward pass and the deltas of the backward pass.
+STATE_COPIES = 6
+
+
+def check_training_size(cfg: TrainConfig, data: tasks.TaskData) -> None:
+    """The network (with its gradients, optimizer moments, best copy) and one mini-batch's stored states fit in
+    memory here; else one line naming the limit and the option that gets under it.  Checked before allocating."""
+    itemsize = np.dtype(cfg.dtype).itemsize
+    check_network_size(data.input_size, cfg.hidden_size, data.output_size, itemsize, copies=TRAINING_COPIES,
+                       what="training the network")
+    T = data.train.x.shape[0] if cfg.chunk is None else min(cfg.chunk, data.train.x.shape[0])
+    if cfg.grad_checkpoint is not None:  # ~2 sqrt(T) (or T / k + k) states kept
+        k = max(1, math.isqrt(T)) if cfg.grad_checkpoint == "sqrt" else int(cfg.grad_checkpoint)
+        T = min(T, T // k + k)
+    B = min(cfg.batch_size, data.train.n)
+    check_memory(f"a mini-batch of {B} sequences of {T} stored steps with {cfg.hidden_size} hidden units",
+                 T * B * (cfg.hidden_size + data.output_size) * itemsize * STATE_COPIES,
+                 "give a smaller --batch-size, a --chunk, or --grad-checkpoint sqrt")
 
 
 # ---------------------------------------------------------------- evaluation
@@ -353,6 +410,19 @@ def _check_checkpoint_arrays(out: Path, saved: dict[str, np.ndarray], want: dict
                             f"{ref.shape} finite floats; it is damaged or from another run, start again without --resume")
 
 
+def _check_optimizer_state(out: Path, cfg: TrainConfig, arrays: dict[str, np.ndarray]) -> None:
+    """Values an optimizer's saved state can hold (finite is checked already): HF's damping lambda > 0 and its
+    seconds >= 0, Adam's second moments >= 0; a checkpoint with others is damaged (it would train with a negative
+    damping, or take square roots of negative numbers).  (Better owned by each optimizer's load_state.)"""
+    rules = {"hf": {"damping": (lambda a: a > 0, "> 0"), "elapsed": (lambda a: a >= 0, ">= 0")},
+             "adam": {k: (lambda a: a >= 0, ">= 0") for k in arrays if k.startswith("v.")}}.get(cfg.optimizer, {})
+    for name, (ok, need) in rules.items():
+        if name in arrays and not np.all(ok(arrays[name])):
+            bad = arrays[name].ravel()[~ok(arrays[name]).ravel()][0]
+            raise BPTTError(f"{out}: checkpoint.npz holds {cfg.optimizer} state {name} = {bad:g}, which must be {need}; "
+                            "it is damaged, start again without --resume (--force)")
+
+
 @dataclass
 class TrainResult:
     """A finished run.  An ensemble's: ``model`` is the ``Ensemble``, ``history`` {"members": [each member's
@@ -396,6 +466,7 @@ def train(
         return train_ensemble(cfg, out, resume=resume, progress=progress, data=data, backend=backend)
     out = Path(out) if out is not None else None
     data = data if data is not None else load_task(cfg)
+    check_training_size(cfg, data)  # before the backend or the network allocates anything
     dtype = np.dtype(cfg.dtype)
     backend = backend if backend is not None else make_backend(cfg, data.input_size, data.output_size)
     writes = out is not None and backend.rank == 0
@@ -424,6 +495,7 @@ def train(
         _check_checkpoint_arrays(out, {f"opt.{k}": v for k, v in opt_arrays.items()},
                                  {f"opt.{k}": v for k, v in opt.state().items()})
         check_int("checkpoint opt_t", opt_t, 0)
+        _check_optimizer_state(out, cfg, opt_arrays)
         for k in PARAM_NAMES:
             params[k][...] = saved_params[k]
         opt.load_state(opt_arrays, opt_t)

@@ -177,3 +177,88 @@ def check_float_array(value: Any, name: str, dtype: np.dtype) -> np.ndarray:
         where = f" at index {tuple(int(i) for i in bad)}" if a.ndim else ""
         raise BPTTError(f"{name} contains {a[tuple(bad)] if a.ndim else a}{where}; every value must be finite (no NaN or inf)")
     return a.astype(dtype, copy=False)
+
+
+# ------------------------------------------------------------------ what this machine can do
+def memory_available() -> int:
+    """Bytes of memory a new allocation can use now: MemAvailable of /proc/meminfo (Linux), else the physical
+    memory (sysconf), else 4 GiB.  Sizes are checked against it before the work starts."""
+    try:
+        with open("/proc/meminfo", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        import os
+
+        return int(os.sysconf("SC_PHYS_PAGES")) * int(os.sysconf("SC_PAGE_SIZE"))
+    except (ValueError, OSError, AttributeError):
+        return 4 << 30
+
+
+def format_bytes(n: float) -> str:
+    """1536 -> '1.5 KiB'; for messages."""
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB"):
+        if abs(n) < 1024 or unit == "EiB":
+            return f"{n:.0f} {unit}" if unit == "B" or n >= 1000 else f"{n:.3g} {unit}"
+        n /= 1024
+    return f"{n:.3g} EiB"  # pragma: no cover
+
+
+def check_memory(what: str, nbytes: float, fix: str, available: int | None = None) -> None:
+    """Refuse, in one line naming the limit and how to get under it, work whose memory exceeds what is available."""
+    available = memory_available() if available is None else available
+    if not nbytes <= available:  # also refuses NaN
+        raise BPTTError(f"{what} needs about {format_bytes(nbytes)} of memory, more than the {format_bytes(available)} "
+                        f"available on this machine; {fix}")
+
+
+def network_bytes(input_size: int, hidden_size: int, output_size: int, itemsize: int = 8) -> int:
+    """Bytes of one network's parameters (w_x H x D, w_h H x H, w O x H, b1 H, b2 O)."""
+    D, H, O = input_size, hidden_size, output_size
+    return (H * D + H * H + O * H + H + O) * itemsize
+
+
+# A network is trained with its parameters, gradients, optimizer moments (two for Adam), best parameters and
+# the fused kernels' scratch: about this many copies of its parameters.
+TRAINING_COPIES = 8
+
+
+def check_network_size(input_size: int, hidden_size: int, output_size: int, itemsize: int = 8, copies: int = 1,
+                       what: str = "the network", available: int | None = None) -> None:
+    """A network (``copies`` of its parameters) that fits in memory; else one line with the largest hidden size that does.
+
+    Call before allocating it: ``RNN(D, 2**22, O)`` would ask for 128 TiB of w_h."""
+    D, H, O = check_sizes(input_size, hidden_size, output_size)
+    need = copies * network_bytes(D, H, O, itemsize)
+    available = memory_available() if available is None else available
+    if need > available:
+        # largest H with copies * (H^2 + H (D + O + 1) + O) * itemsize <= available
+        a, b, c = copies * itemsize, copies * itemsize * (D + O + 1), copies * itemsize * O - available
+        largest = max(0, int((-b + math.sqrt(b * b - 4 * a * c)) / (2 * a)))
+        check_memory(f"{what} of hidden size {H} (w_h alone is {H} x {H})", need,
+                     f"give a hidden size of at most {largest}", available)
+
+
+# The largest value of a series (a CSV column, a model's scaling): a mean squared error in the series' units is its
+# span squared times an error in [0, 1], so spans beyond 1e150 overflow it to inf and below 1e-150 underflow it to 0.
+MAX_SERIES_VALUE = 1e150
+MIN_SERIES_SPAN = 1e-150
+
+
+def check_scaling(lo: Any, hi: Any, where: str) -> tuple[float, float]:
+    """A series' [lo, hi] (its scaling to [0, 1]): finite, hi > lo, |lo|, |hi| <= MAX_SERIES_VALUE and
+    hi - lo >= MIN_SERIES_SPAN, so predictions and errors in its units are finite and not rounded to 0."""
+    lo = check_number(f"{where} lo", lo)
+    hi = check_number(f"{where} hi", hi)
+    if not hi > lo:  # type: ignore[operator]
+        raise BPTTError(f"{where} needs hi > lo, got lo={lo}, hi={hi}")
+    if max(abs(lo), abs(hi)) > MAX_SERIES_VALUE:  # type: ignore[arg-type]
+        raise BPTTError(f"{where} spans [{lo:g}, {hi:g}], beyond +-{MAX_SERIES_VALUE:g}: errors in these units would "
+                        "overflow to inf; divide the values by a power of ten")
+    if hi - lo < MIN_SERIES_SPAN:  # type: ignore[operator]
+        raise BPTTError(f"{where} spans only {hi - lo:g} (from {lo:g} to {hi:g}), below {MIN_SERIES_SPAN:g}: errors in "
+                        "these units would round to 0; multiply the values by a power of ten")
+    return lo, hi  # type: ignore[return-value]

@@ -11,10 +11,10 @@ import numpy as np
 
 from .. import io as bio
 from .. import tasks
-from ..gradflow import MAX_MAP_STEPS, SAMPLINGS, choose_steps, describe_sequence, flow_map_pair, gradflow_sequence
+from ..gradflow import DECAY_LAGS, MAX_MAP_STEPS, SAMPLINGS, choose_steps, describe_sequence, flow_map_pair, gradflow_sequence
 from ..model import RNN
 from ..train import TrainConfig, load_task
-from ..validation import MAX_SIZE, BPTTError, check_int, check_number
+from ..validation import MAX_SIZE, BPTTError, check_int, check_memory, check_network_size, check_number
 from ._common import check_out_file, steps
 
 
@@ -92,7 +92,9 @@ def gradflow_cli(out: str | Path, force: bool = False, model: str | None = None,
         note = f"ensemble of {len(members)} networks: the gradient flow of member 0"
         title = f"{note}; {title}"
         print(note, file=sys.stderr if as_json else sys.stdout)
-    maps = flow_map_pair(net, xs, ys, normalise=not raw, steps=choose_steps(len(xs), max_steps, sample))
+    chosen = choose_steps(len(xs), max_steps, sample)
+    check_flow_work(net.hidden_size, net.output_size, len(xs), len(chosen), sample)
+    maps = flow_map_pair(net, xs, ys, normalise=not raw, steps=chosen)
     if model is None:
         maps = {k.replace(" (as trained)", " (random init)"): v for k, v in maps.items()}
     plots.gradient_flow_maps(maps, out, title=title)
@@ -150,12 +152,35 @@ def _test_sequence(model: str, index: int):
     return m, xs, ys, f"{cfg.task}, test sequence {index} ({describe_sequence(data, index)})"
 
 
+# flow_map_pair (bptt.gradflow) for the two hidden activations: per map a few (n, n) float arrays (the log flow, the
+# ratios, a mask) and the forward pass's (T, H + O) states; its sweep does S n H^2 multiply-adds per map.
+MAP_COPIES = 8
+STATE_COPIES = 8
+MAX_SWEEP_WORK = 2e11  # multiply-adds for the two maps: a few minutes on one core; more is refused, not started
+
+
+def check_flow_work(hidden: int, outputs: int, length: int, shown: int, sample: str) -> None:
+    """Memory and work of the two maps, checked before they are computed: one line naming the option to lower."""
+    check_memory(f"gradient-flow maps of {shown} x {shown} steps over a {length}-step sequence",
+                 (MAP_COPIES * shown * shown + STATE_COPIES * length * (hidden + outputs)) * 8,
+                 "give a smaller --max-steps (or a shorter sequence)")
+    swept = length if sample == "even" else min(length, shown + max(DECAY_LAGS))
+    work = 2 * swept * shown * hidden * hidden
+    if work > MAX_SWEEP_WORK:
+        raise BPTTError(f"gradient-flow maps of {shown} x {shown} steps with {hidden} hidden units need about "
+                        f"{work:.2g} multiply-adds (the limit is {MAX_SWEEP_WORK:.0e}: minutes, not hours); give a "
+                        f"smaller --max-steps{', --sample last' if sample == 'even' else ''} or fewer hidden units")
+
+
 def _random_network(hidden: int, length: int, init_scale: float, seed: int):
     """(a fresh sigmoid network with its weights scaled, random x and y of ``length`` steps, title)."""
     check_int("--hidden", hidden, 1, MAX_SIZE)
     check_int("--length", length, 2)
     check_int("--seed", seed, 0)
     check_number("--init-scale", init_scale, 0, low_open=True)
+    check_network_size(1, hidden, 1, copies=4, what="--hidden: the network")
+    check_memory(f"a random sequence of {length} steps with {hidden} hidden units",
+                 STATE_COPIES * length * (hidden + 1) * 8, "give a shorter --length or fewer --hidden units")
     base = RNN(1, hidden, 1, "sigmoid", "sigmoid", seed=seed)
     base.set_params(**{k: v * init_scale for k, v in base.params().items()})
     rng = np.random.default_rng([seed, 7])

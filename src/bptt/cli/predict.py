@@ -120,7 +120,7 @@ def predict_cli(model_dir: str | Path, x: str | None = None, csv: str | None = N
             raise BPTTError("give both --csv FILE and --column NAME")
         if x is not None:
             raise BPTTError("give the input either with --x or with --csv/--column, not both")
-        (vals,) = tasks.read_csv_columns(csv, [column])
+        (vals,) = bio.read_csv_columns(csv, [column])  # strict: decimal commas, blank rows, duplicates refused
         if len(vals) == 0:
             raise BPTTError(f"{csv}: column {column!r} has no values")
         xv = vals[:, None]  # (T, 1)
@@ -136,6 +136,10 @@ def predict_cli(model_dir: str | Path, x: str | None = None, csv: str | None = N
     xin = scaling.to_unit(xv) if scaling else xv  # (T, D)
     pred = model.predict(xin.astype(model.dtype)).astype(np.float64)  # (T, O)
     pred_u = scaling.from_unit(pred) if scaling else pred  # (T, O)
+    if not np.all(np.isfinite(pred_u)):
+        t = int(np.argwhere(~np.isfinite(pred_u))[0][0])
+        raise BPTTError(f"the prediction at step {t + 1} is {pred_u[t].tolist()}, not finite: the input or the model's "
+                        "parameters are too large for this network; scale the input down or re-train the model")
     series_model = scaling is not None
     own_data = x is None and csv is None
     if own_data and record is not None and record.default_index is not None:

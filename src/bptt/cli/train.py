@@ -21,7 +21,7 @@ from ..hf import HFSettings
 from ..optim import AdamSettings, SGDSettings
 from ..losses import LOSSES
 from ..optim import OPTIMIZERS, SCHEDULES
-from ..train import BACKENDS, TrainConfig, config_for, load_task, run_config, train, write_outputs
+from ..train import BACKENDS, TrainConfig, check_training_size, config_for, load_task, run_config, train, write_outputs
 from ..validation import DTYPES, BPTTError
 from ._common import console, number
 
@@ -259,6 +259,9 @@ def run_cli(cfg: TrainConfig | None, out: str | Path, force: bool = False, resum
     if not resume:
         bio.check_out_dir(out, force, can_resume=True, outputs=outputs)
     data = load_task(cfg)  # bad task input fails here, before the folder is touched
+    check_training_size(cfg, data)  # and a network or batch too big for this machine
+    if cfg.backend == "torch" and cfg.nproc > 1 and not ddp.under_torchrun():
+        ddp.check_ranks(cfg.nproc)
     if not ddp.is_rank0():  # torchrun's other ranks: train, write and print nothing
         ddp.launch(cfg, out, resume=resume, data=data)
         return 0
