@@ -199,7 +199,7 @@ def test_errors(tmp_path, capsys):
         (["--optimizer", "lbfgs"], "optimizer 'lbfgs' is not supported; choose one of sgd, adam"),
         (["--nproc", "2"], "--nproc needs --backend torch"),
         (["--backend", "jax"], "backend 'jax' is not supported; choose one of numpy, torch"),
-        (["--backend", "torch", "--nproc", "0"], "nproc must be an integer >= 1"),
+        (["--backend", "torch", "--nproc", "0"], "nproc must be an integer from 1 to 64"),
         (["--backend", "torch", "--truncate", "2", "--grad-checkpoint", "sqrt"], "cannot be combined with truncate"),
         (["--grad-checkpoint", "x"], "--grad-checkpoint must be 'sqrt' or a positive integer"),
     ]:
