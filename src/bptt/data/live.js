@@ -474,11 +474,15 @@
       return '<label>' + k + ' <input type="number" min="' + min + '" max="' + MAX_SIZE + '" data-size="' + k + '" value="' + v + '"></label>';
     }).join(" ") + "</fieldset>");
     html.push('<fieldset><legend>Parameters</legend>' + THETAS.map(function (th) {
-      var vals = flat(S[th]), one = vals.length === 1;
-      return '<div class="param">' + (one ? "" : '<span class="pname">' + th + "</span>") + vals.map(function (v, e) {
-        var n = entryName(th, sh[th], e);
-        return numInput(n, v, one ? n : idx(sh[th], e), true);
-      }).join("") + "</div>";
+      var vals = flat(S[th]), one = vals.length === 1, cols = sh[th].length === 2 ? sh[th][1] : vals.length, rows = [];
+      if (one) return '<div class="param">' + numInput(th, vals[0], th, true) + "</div>";
+      for (var r = 0; r * cols < vals.length; r++) {  // one line per row of the matrix
+        rows.push('<div class="mrow">' + vals.slice(r * cols, (r + 1) * cols).map(function (v, c) {
+          var e = r * cols + c;
+          return numInput(entryName(th, sh[th], e), v, idx(sh[th], e), false);
+        }).join("") + "</div>");
+      }
+      return '<div class="param matrix"><span class="pname">' + th + '</span><div class="mrows">' + rows.join("") + "</div></div>";
     }).join("") + '<div class="param">' + (S.H === 1 ? "" : '<span class="pname">h0</span>') + S.h0.map(function (v, e) {
       var n = "h0" + idx([S.H], e);
       return numInput(n, v, S.H === 1 ? n : idx([S.H], e), false);
@@ -564,6 +568,16 @@
     var sld = live.querySelector('input[data-slider="' + key + '"]');
     if (sld) sld.value = v;
     apply(withValue(key, v));
+  }
+  function onKey(ev) {  // ArrowUp/ArrowDown step a number box by 0.1 (with Shift 1, with Alt 0.01)
+    var el = ev.target;
+    if (el.tagName !== "INPUT" || el.type !== "text" || !el.getAttribute("data-key") || (ev.key !== "ArrowUp" && ev.key !== "ArrowDown")) return;
+    var v = Number(el.value);
+    if (!isFinite(v) || el.value.trim() === "") return;
+    var d = ev.shiftKey ? 1 : ev.altKey ? 0.01 : 0.1;
+    el.value = String(Number((v + (ev.key === "ArrowUp" ? d : -d)).toPrecision(12)));
+    ev.preventDefault();
+    el.dispatchEvent(new Event("input", {bubbles: true}));
   }
   function onChange(ev) {
     var el = ev.target, S;
@@ -1097,6 +1111,7 @@
 
   // ---------------------------------------------------------------- start
   live.addEventListener("input", onInput);
+  live.addEventListener("keydown", onKey);
   live.addEventListener("change", onChange);
   live.addEventListener("click", onClick);
   document.addEventListener("click", function (ev) {
