@@ -852,3 +852,51 @@ def test_a_checkpoint_with_impossible_optimizer_state_is_refused(tmp_path, optim
     bptt.io.save_arrays(tmp_path / "checkpoint.npz", arrays, meta)
     with pytest.raises(BPTTError, match=re.escape(words)):
         train(cfg, tmp_path, resume=True)
+
+
+@pytest.mark.parametrize("value, words", [([1], "task_options must be an object"), (None, "task_options must be an object"),
+                                          ({"bits": "abc"}, "task option bits must be an integer"),
+                                          ({"bits": 1.5}, "task option bits must be an integer")])
+def test_a_checkpoint_whose_task_options_are_not_options_is_refused(tmp_path, capsys, value, words):
+    out = tmp_path / "r"
+    _ok(capsys, ["train", *RUN, "--out", str(out)])
+    arrays, meta = bptt.io.load_arrays(out / "checkpoint.npz", bptt.io.CHECKPOINT_FORMAT)
+    meta["config"]["task_options"] = value
+    bptt.io.save_arrays(out / "checkpoint.npz", arrays, meta)
+    before = _lsnapshot(out)
+    _refused(capsys, ["train", "--resume", "--no-progress", "--out", str(out)], words)
+    assert _lsnapshot(out) == before
+
+
+@pytest.mark.parametrize("flag", ["--hf-damping", "--hf-structural", "--hf-l2"])
+def test_hf_settings_that_would_change_nothing_or_overflow_are_refused(tmp_path, capsys, flag):
+    _refused(capsys, ["train", *SMALL_ADD, "--optimizer", "hf", flag, "1e308", "--out", str(tmp_path / "r")],
+             f"give {flag} 1e+08 or less")
+    assert not (tmp_path / "r").exists()
+
+
+# ------------------------------------------------------------------ API arrays numpy cannot read as plain numbers
+def test_masked_arrays_and_unreadable_tensors_are_one_line():
+    m = bptt.RNN(1, 2, 1, seed=0)
+    with pytest.raises(BPTTError, match="masked array"):
+        m.loss_and_grad(np.ma.masked_array([1.0, 2.0, 3.0], mask=[0, 1, 0]), np.ones(3))
+    torch = pytest.importorskip("torch")
+    with pytest.raises(BPTTError, match=r"x could not be read as numbers .*detach"):
+        m.loss_and_grad(torch.ones(3, requires_grad=True), np.ones(3))
+    with pytest.raises(BPTTError, match="x "):
+        m.loss_and_grad(torch.ones(3, device="meta"), np.ones(3))
+    assert np.isfinite(m.loss_and_grad(torch.ones(3), np.ones(3))[0])  # a plain tensor is read as numbers
+
+
+# ------------------------------------------------------------------ the one error line stays one line
+def test_a_path_with_a_newline_or_escape_codes_is_one_escaped_line(tmp_path, capsys):
+    bad = str(tmp_path / "a\nb\x1b[2J\x1b]0;title\x07")
+    err = _refused(capsys, ["predict", "--model", bad, "--x", "1"], "a\\nb\\x1b[2J\\x1b]0;title\\x07", "no such file")
+    assert "\x1b" not in err and "\x07" not in err
+
+
+def test_a_bad_numba_thread_count_is_one_line():
+    p = subprocess.run(["timeout", "120", *BPTT, "grad", "--x", "1,0", "--y", "0.5,0.5"], capture_output=True,
+                       text=True, cwd=ROOT, env={**os.environ, "NUMBA_NUM_THREADS": "0"})
+    assert p.returncode == 2, p.stderr
+    assert p.stderr.startswith("error: NUMBA_NUM_THREADS=0") and p.stderr.count("\n") == 1, p.stderr

@@ -45,7 +45,7 @@ from . import io as bio
 from . import losses, tasks
 from . import activations
 from .activations import HIDDEN_ACTIVATIONS, OUTPUT_ACTIVATIONS
-from .validation import (TRAINING_COPIES, BPTTError, check_checkpoint, check_choice, check_dtype, check_int, check_memory,
+from .validation import (MAX_INT, TRAINING_COPIES, BPTTError, check_checkpoint, check_choice, check_dtype, check_int, check_memory,
                          check_network_size, check_number, check_seed, check_sizes, short_repr)
 from .engine import PARAM_NAMES
 from .model import RNN, Ensemble
@@ -53,6 +53,41 @@ from .backends import BACKENDS, Backend, make_backend
 from .optim import (OPTIMIZERS, SCHEDULES, Adam, AdamSettings, SGD, SGDSettings, clip_global_norm, lr_at,  # noqa: F401
                     make_optimizer)
 
+
+
+def check_task_options(task: str, options: Any) -> None:
+    """task_options: an object of the task's own options, each of its option's type (a config or checkpoint read
+    back may hold a list, null or text where a number belongs: one line, never a crash in the task's loader)."""
+    if not isinstance(options, dict) or not all(isinstance(k, str) for k in options):
+        raise BPTTError(f"task_options must be an object of option names to values, got {short_repr(options)}")
+    record = tasks.check_options(task, options)
+    for name, value in options.items():
+        kind = record.option(name).type  # type: ignore[union-attr]
+        where = f"task option {name}"
+        if kind is int:
+            check_int(where, value, -MAX_INT, MAX_INT, what="an integer")
+        elif kind is float:
+            check_number(where, value)
+        elif value is not None and not isinstance(value, str):
+            raise BPTTError(f"{where} must be text, got {short_repr(value)}")
+
+
+# HF's damping lambda, structural damping mu and l2 enter every curvature product as (l2 + lambda) v + mu lambda S v:
+# beyond this, a step (about the gradient / lambda) changes no parameter, or the products overflow to inf/NaN (the
+# run would end "successfully" without an update).  Typical values are 1e-4 .. 1e2.
+MAX_HF_SCALE = 1e8
+
+
+def check_hf_scale(settings: Any) -> None:
+    for name in ("damping", "structural", "l2"):
+        value = getattr(settings, name)
+        if isinstance(value, (int, float)) and value > MAX_HF_SCALE:
+            raise BPTTError(f"hf_{name} {value:g} is beyond {MAX_HF_SCALE:g}: HF's steps would change no parameter or "
+                            f"its curvature products overflow; give --hf-{name} {MAX_HF_SCALE:g} or less (typically "
+                            "1e-4 to 100)")
+    if settings.structural * settings.damping > MAX_HF_SCALE:
+        raise BPTTError(f"hf_structural x hf_damping = {settings.structural * settings.damping:g} is beyond "
+                        f"{MAX_HF_SCALE:g}: the structural damping term would swamp the curvature; lower either")
 
 
 MAX_NPROC = 64  # data-parallel processes on one machine, at most (each also needs its memory: bptt.ddp checks it)
@@ -95,6 +130,7 @@ class TrainConfig:
 
     def validate(self) -> None:
         check_choice("task", self.task, tasks.TASKS)
+        check_task_options(self.task, self.task_options)
         check_choice("optimizer", self.optimizer, OPTIMIZERS)
         for owner, cls in OWNERS.items():
             if not isinstance(getattr(self, owner), cls):
@@ -103,6 +139,7 @@ class TrainConfig:
         self.sgd.validate()
         self.adam.validate()
         hf.check_settings(self)
+        check_hf_scale(self.hf)
         check_choice("schedule", self.schedule, SCHEDULES)
         check_choice("backend", self.backend, BACKENDS)
         check_int("nproc", self.nproc, 1, MAX_NPROC, what=f"an integer from 1 to {MAX_NPROC} (data-parallel processes)")

@@ -158,10 +158,16 @@ def check_seed(seed: Any, none_ok: bool = True) -> int | None:
 
 
 def check_float_array(value: Any, name: str, dtype: np.dtype) -> np.ndarray:
-    """value as a finite array of ``dtype``; float32/float64 arrays are not copied to float64 first."""
+    """value as a finite array of ``dtype``; float32/float64 arrays are not copied to float64 first.
+
+    A masked array is refused (its masked values would be used as numbers), as is anything numpy cannot read
+    as numbers (a tensor that requires grad, on the meta device): one line, never the library's traceback."""
+    if isinstance(value, np.ma.MaskedArray):
+        raise BPTTError(f"{name} is a masked array; its masked values would be used as numbers: fill them "
+                        f"({name}.filled(value)) or drop those steps, and give a plain array")
     try:
         complex_ = not (isinstance(value, np.ndarray) and value.dtype.name in DTYPES) and np.iscomplexobj(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, AttributeError, RuntimeError, NotImplementedError):
         complex_ = False  # ragged or not numeric: np.asarray below says so
     if complex_:
         raise BPTTError(f"{name} is complex; give real numbers (take .real if the imaginary part is 0)")
@@ -172,6 +178,10 @@ def check_float_array(value: Any, name: str, dtype: np.dtype) -> np.ndarray:
             a = np.asarray(value, dtype=np.float64)
     except (TypeError, ValueError, OverflowError):
         raise BPTTError(f"{name} must be numeric; could not read {short_repr(value)} as numbers") from None
+    except (RuntimeError, NotImplementedError) as e:  # e.g. torch: a tensor that requires grad
+        why = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        raise BPTTError(f"{name} could not be read as numbers ({short_repr(why, 100)}); give a numpy array "
+                        "(for a torch tensor: tensor.detach().cpu().numpy())") from None
     if not np.all(np.isfinite(a)):
         bad = np.argwhere(~np.isfinite(a))[0]
         where = f" at index {tuple(int(i) for i in bad)}" if a.ndim else ""

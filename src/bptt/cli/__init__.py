@@ -80,6 +80,11 @@ def _catch_sigterm():
 
 
 def _main(argv: Sequence[str] | None) -> int:
+    try:
+        check_environment()  # before the parser: building it imports numba
+    except BPTTError as e:
+        print(f"error: {one_line(str(e))}", file=sys.stderr)
+        return EXIT_BAD_INPUT
     parser = build_parser()
     # Warnings (numpy's RuntimeWarnings, a library's notices) are held until the command ends: after a
     # success they are shown; before a refusal they are dropped, so the error stays the one line printed.
@@ -94,7 +99,7 @@ def _main(argv: Sequence[str] | None) -> int:
             code = int(args.run(args) or 0)
             sys.stdout.flush()  # a full device fails here, inside the handlers, not in the interpreter's exit
         except BPTTError as e:
-            print(f"error: {e}", file=sys.stderr)
+            print(f"error: {one_line(str(e))}", file=sys.stderr)
             return EXIT_BAD_INPUT
         except OutputError as e:
             _stdout_to_devnull()
@@ -110,6 +115,28 @@ def _main(argv: Sequence[str] | None) -> int:
     for w in held:  # shown now, through the filters as they were
         warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
     return code
+
+
+_CONTROL = {c: f"\\x{c:02x}" for c in [*range(32), 127]} | {ord("\n"): "\\n", ord("\r"): "\\r", ord("\t"): "\\t"}
+
+
+def one_line(message: str) -> str:
+    """The message with every control character escaped (a path holding a newline or an escape sequence stays
+    one line, and nothing in it reaches the terminal as a command)."""
+    return message.translate(_CONTROL)
+
+
+def check_environment() -> None:
+    """Settings of the environment that would fail deep inside a library: one line here instead."""
+    threads = os.environ.get("NUMBA_NUM_THREADS")
+    if threads is not None:
+        try:
+            bad = int(threads) <= 0
+        except ValueError:
+            bad = False  # numba ignores what is not an integer
+        if bad:
+            raise BPTTError(f"NUMBA_NUM_THREADS={threads}: numba needs a positive number of threads; unset it or "
+                            "set e.g. NUMBA_NUM_THREADS=2")
 
 
 def _stdout_to_devnull() -> None:
