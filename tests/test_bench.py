@@ -147,3 +147,13 @@ def test_bce_row_times_binary_cross_entropy_in_every_peer():
     for p in ("bptt", "PyTorch", "JAX", "layer"):
         if available(p):
             assert rel_error(PEERS[p](s, prob)(), ref) <= 2e-3, p
+
+
+@pytest.mark.slow
+def test_jax_epoch_scan_trains_as_the_jax_step_loop():
+    pytest.importorskip("jax")
+    from bptt.bench import train_jax, train_jax_scan
+
+    # same data, initial weights, mini-batches, clipping and Adam: the task learnt alike (the README's 30 epochs)
+    scan, step = train_jax_scan(30), train_jax(30)
+    assert scan[0] > 0 and scan[1] == step[1] and scan[1] >= 990

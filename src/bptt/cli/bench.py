@@ -15,7 +15,9 @@ def add(sub) -> None:
                        description="Time one full gradient (loss and five gradients, float32) of this library, PyTorch "
                        "eager, JAX jit and the bptt.torch layer (CPU, and CUDA where present) on a grid of sizes from the seed's T = 2 scalar network to H = 1024, after "
                        "checking all agree; print a Markdown table with ratios and GFLOP/s beside the measured GEMM "
-                       "peak.  Peers not installed show as absent.")
+                       "peak, and each size's limit (the best this machine does on the work every gradient of that "
+                       "size must do, each part timed alone: bptt.limits) with bptt's time as a percentage of it.  "
+                       "Peers not installed show as absent.")
     from ..bench import add_arguments
 
     add_arguments(p)
