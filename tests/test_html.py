@@ -515,14 +515,16 @@ def test_live_opens_from_a_url_fragment(browser, tmp_path):
         page.close()
 
 
-def test_live_random_configurations_match_engine(open_page, tmp_path):
-    """200 random configurations (T 1..10, sizes 1..3, every activation, loss and reduction, truncation), each
-    set through the URL fragment: every number the page shows equals the engine's to 1e-12 (relative)."""
+@pytest.mark.parametrize("count, seed", [(60, 2024), pytest.param(300, 7, marks=pytest.mark.slow)])
+def test_live_random_configurations_match_engine(open_page, tmp_path, count, seed):
+    """Random configurations (T 1..10, sizes 1..3, every activation, loss and reduction, truncation), each set
+    through the URL fragment: every number the page shows equals the engine's to 1e-12 (relative). 60 in the
+    default run (a minute under load), 300 with -m slow."""
     o = open_page(_page(tmp_path, "seed.html", "--y", "0.5,0.5"))
     page = o.page
-    rng = np.random.default_rng(2024)
+    rng = np.random.default_rng(seed)
     seen, total, times = set(), 0, []
-    for n in range(200):
+    for n in range(count):
         s = _random_state(rng)
         before = int(page.evaluate("document.documentElement.dataset.recomputes"))
         page.evaluate("f => { location.hash = f; }", _fragment(s))
