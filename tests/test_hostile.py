@@ -900,3 +900,19 @@ def test_a_bad_numba_thread_count_is_one_line():
                        text=True, cwd=ROOT, env={**os.environ, "NUMBA_NUM_THREADS": "0"})
     assert p.returncode == 2, p.stderr
     assert p.stderr.startswith("error: NUMBA_NUM_THREADS=0") and p.stderr.count("\n") == 1, p.stderr
+
+
+def test_ctrl_c_while_the_command_line_loads_is_one_line():
+    """SIGINT arrives while bptt.cli imports its subcommands (delivered from an import hook, so exactly then)."""
+    code = ("import os, signal, sys\n"
+            "class Hook:\n"
+            "    def find_spec(self, name, path=None, target=None):\n"
+            "        if name == 'bptt.cli.train':\n"
+            "            os.kill(os.getpid(), signal.SIGINT)\n"
+            "        return None\n"
+            "import bptt\n"
+            "sys.meta_path.insert(0, Hook())\n"
+            "from bptt.cli import main\n"
+            "sys.exit(main(['seed']))\n")
+    p = subprocess.run(["timeout", "120", sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
+    assert p.returncode == 130 and p.stderr == "error: interrupted\n" and p.stdout == "", p.stderr

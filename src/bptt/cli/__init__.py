@@ -17,9 +17,19 @@ import warnings
 from types import ModuleType
 from typing import Sequence
 
-from ..validation import BPTTError
-from ._common import (EXIT_BAD_INPUT, EXIT_CLOSED_PIPE, GuardedStdout, OutputError, Parser, note_first_compile,
-                      survive_any_encoding)
+
+def _interrupted_while_loading(signum, frame) -> None:
+    os.write(2, b"error: interrupted\n")  # Ctrl-C while the subcommands' modules load: one line, no traceback
+    os._exit(130)
+
+
+_LOADING = (signal.signal(signal.SIGINT, _interrupted_while_loading)
+            if threading.current_thread() is threading.main_thread()
+            and signal.getsignal(signal.SIGINT) is signal.default_int_handler else None)
+
+from ..validation import BPTTError  # noqa: E402
+from ._common import (EXIT_BAD_INPUT, EXIT_CLOSED_PIPE, GuardedStdout, OutputError, Parser,  # noqa: E402
+                      note_first_compile, survive_any_encoding)
 
 
 def _subcommands() -> tuple[ModuleType, ...]:
@@ -32,6 +42,8 @@ def _subcommands() -> tuple[ModuleType, ...]:
 
 SUBCOMMANDS = _subcommands()
 COMPILING = tuple(mod.__name__.rsplit(".", 1)[1] for mod in SUBCOMMANDS if mod.COMPILES)
+if _LOADING is not None:  # loaded: Ctrl-C is KeyboardInterrupt again, which main turns into its one line
+    signal.signal(signal.SIGINT, _LOADING)
 
 
 def build_parser() -> argparse.ArgumentParser:
