@@ -4,7 +4,9 @@ No network: everything the page needs is inside it. The math is typeset by the b
 (as many formulas as the document model has, none in error), the unrolled network is drawn
 with one node per state, and hovering a term of a sum lights exactly its path's edges.
 
-Set BPTT_WRITE_SCREENSHOT=1 to write the README's screenshot, docs/explain-html.png.
+Set BPTT_WRITE_SCREENSHOT=1 to write the README's screenshot, docs/explain-html.png, and the live page's
+pictures: docs/explain-live.png (w_h and the activation changed) and the step-through as
+docs/explain-live-step-NN.png and docs/explain-live-step.gif.
 """
 
 from __future__ import annotations
@@ -600,3 +602,32 @@ def test_live_formula_digits_follow_in_place(open_page, tmp_path):
     shown = page.evaluate(_READ)
     assert sum(1 for q in shown if q[3]) > 40  # the formulas' numbers are among those compared
     _compare(shown, _reference(_state_to_ref(_live(o))), "w_h = 0.02, digits replaced in place")
+
+
+def test_live_pictures(open_page, tmp_path):
+    """The docs' pictures of the live page: after changing w_h and the activation, and the step-through, one
+    image a step (forward, then the backward pass path by path), and the same as an animated GIF."""
+    from PIL import Image
+
+    o = open_page(_page(tmp_path, "t3.html", "--x", "1,0,0.5", "--y", "0.5,0.5,1"))
+    page = o.page
+    page.fill('input[data-key="w_h"]', "0.5")
+    page.select_option('select[data-key="hidden_activation"]', "tanh")
+    out = ROOT / "docs" if os.environ.get("BPTT_WRITE_SCREENSHOT") == "1" else tmp_path
+    out.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(out / "explain-live.png"), clip={"x": 0, "y": 0, "width": 1200, "height": 900})
+    page.click('button[data-step="start"]')
+    page.set_viewport_size({"width": 1200, "height": 1500})  # the figure and the step-through in view at once
+    box = page.locator(".live-out").bounding_box()
+    step = page.locator(".stepper").bounding_box()
+    clip = {"x": box["x"], "y": page.locator("figure.live").bounding_box()["y"], "width": box["width"]}
+    clip["height"] = step["y"] + step["height"] - clip["y"]
+    frames = []
+    for n in range(3 + 6 + 1):  # start, 3 forward steps, 6 paths
+        path = out / f"explain-live-step-{n:02d}.png"
+        page.screenshot(path=str(path), clip=clip)
+        frames.append(Image.open(path).convert("P", palette=Image.ADAPTIVE))
+        page.click('button[data-step="next"]')
+    frames[0].save(out / "explain-live-step.gif", save_all=True, append_images=frames[1:], duration=1200, loop=0)
+    assert len(frames) == 10 and (out / "explain-live-step.gif").stat().st_size > 20_000
+    assert "Backward, error E_1, path k = 1" in page.locator("#step-status").inner_text()

@@ -1023,6 +1023,7 @@
   }
   function renderStep() {
     var box = $("step-status"), run = $("step-running");
+    if (step) { clearLit(); pinned = null; }
     each("#live-net .node", function (e) { e.classList.remove("pending", "current"); });
     each("#live-net .edge.step", function (e) { e.classList.remove("step"); });
     each("#live-net text.delta", function (e) { e.textContent = ""; e.removeAttribute("data-quantity"); e.removeAttribute("data-value"); });
@@ -1053,7 +1054,8 @@
       var d = R.dEdh[cur.i - 1][cur.k - 1];
       var el = document.querySelector('#live-net [data-node="h' + cur.k + '"] text.delta');
       if (el) {
-        el.textContent = "\u03b4 = " + d.map(function (v) { return g6(v, 4); }).join(", ");
+        // short, to fit between the nodes: 3 figures, or the norm of a vector
+        el.textContent = d.length === 1 ? "\u03b4=" + g6(d[0], 3) : "\u2016\u03b4\u2016=" + g6(norm(d), 3);
         el.setAttribute("data-quantity", "dE_" + cur.i + "/dh_" + cur.k);
         el.setAttribute("data-value", d.map(full).join(","));
       }
