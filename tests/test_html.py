@@ -631,3 +631,14 @@ def test_live_pictures(open_page, tmp_path):
     frames[0].save(out / "explain-live-step.gif", save_all=True, append_images=frames[1:], duration=1200, loop=0)
     assert len(frames) == 10 and (out / "explain-live-step.gif").stat().st_size > 20_000
     assert "Backward, error E_1, path k = 1" in page.locator("#step-status").inner_text()
+
+
+def test_live_panel_stops_at_its_length(tmp_path, capsys):
+    """Beyond html.LIVE_MAX_T steps the page is the static one, and the CLI says so on stderr."""
+    from bptt import html
+    x = ",".join(["0.5"] * (html.LIVE_MAX_T + 1))
+    text = _page(tmp_path, "long.html", "--x", x).read_text(encoding="ascii")
+    assert 'id="live"' not in text and 'id="bptt-paths"' in text
+    assert f"live controls stop at T = {html.LIVE_MAX_T}" in capsys.readouterr().err
+    x = ",".join(["0.5"] * html.LIVE_MAX_T)
+    assert 'id="live"' in _page(tmp_path, "edge.html", "--x", x).read_text(encoding="ascii")

@@ -439,6 +439,8 @@
     THETAS.forEach(function (th) { if (entries[th] >= flat(S[th]).length) entries[th] = 0; });
     focus.entry = entries[focus.theta];
     QREG = [];
+    $("live-h").textContent = "Live: T = " + S.x.length + ", sizes " + S.D + "-" + S.H + "-" + S.O + ", hidden " + S.hidden_activation +
+      ", output " + S.output_activation + ", loss " + S.loss + ", reduction " + S.reduction + (S.truncate && S.truncate < S.x.length ? ", truncated to " + S.truncate : "");
     timed("network", drawNet);
     timed("tables", function () {
       $("live-summary").innerHTML = summary();
