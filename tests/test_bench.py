@@ -104,6 +104,7 @@ def test_limit_request_matches_bptts_call():
     r = limit_request(by["scalar"], quick=True)
     assert (r["T"], r["x_shape"], r["y_shape"], r["dtype"]) == (1000, (1000,), (1000,), "float32")
     assert limit_request(by["scalar3d"], quick=True)["x_shape"] == (1000, 1, 1)
+    assert not r["lists"] and limit_request(by["scalarlist"], quick=True)["lists"]
     r = limit_request(by["h4"], quick=False)
     assert (r["B"], r["D"], r["H"], r["x_shape"], r["y_shape"]) == (32, 2, 4, (100, 32, 2), (100, 32, 1))
 
@@ -157,3 +158,16 @@ def test_jax_epoch_scan_trains_as_the_jax_step_loop():
     # same data, initial weights, mini-batches, clipping and Adam: the task learnt alike (the README's 30 epochs)
     scan, step = train_jax_scan(30), train_jax(30)
     assert scan[0] > 0 and scan[1] == step[1] and scan[1] >= 990
+
+
+def test_list_rows_call_bptt_with_python_lists(monkeypatch):
+    from bptt import bench
+    from bptt.model import RNN
+
+    seen = []
+    real = RNN.loss_and_grad
+    monkeypatch.setattr(RNN, "loss_and_grad", lambda self, x, y, **kw: seen.append((type(x), type(y))) or real(self, x, y, **kw))
+    s = bench.Size("tiny", T=4, B=1, D=1, H=1, form="list")
+    prob = bench.make_problem(s)
+    assert bench.rel_error(bench.bptt_peer(s, prob)(), bench.reference(s, prob)) <= 2e-3
+    assert seen[0] == (list, list) and s.label() == "T=4 B=1 D=1 H=1 list input"

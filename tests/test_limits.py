@@ -23,6 +23,12 @@ def test_serial_limit_is_the_call_and_the_chain_per_step():
     assert lim.seconds == pytest.approx(sum(p.count * p.seconds for p in lim.parts))
 
 
+def test_lists_add_their_conversion_to_the_call():
+    lim = limits.gradient_limit(T=5, B=1, D=1, H=1, x_shape=(5,), y_shape=(5,), lists=True, budget=0.001)
+    assert lim.parts[0].name == "call" and lim.parts[0].unit == "one call from Python with two lists"
+    assert lim.parts[0].seconds > 0
+
+
 def test_batched_limit_parts_scale_with_T():
     one = limits.gradient_limit(T=6, B=3, D=2, H=4, budget=0.001)
     two = limits.gradient_limit(T=12, B=3, D=2, H=4, budget=0.001)

@@ -69,7 +69,9 @@ class Size:
     D: int
     H: int
     O: int = 1
-    form: str = "auto"  # how bptt is called: "auto" (1-D for one scalar sequence, else (T, B, D)) or "3d" (always (T, B, D))
+    # how bptt is called: "auto" (1-D for one scalar sequence, else (T, B, D)), "3d" (always (T, B, D)) or
+    # "list" (one scalar sequence as two Python lists of numbers)
+    form: str = "auto"
     loss: str = "squared_error"  # or "bce" (binary cross-entropy)
 
     @property
@@ -79,8 +81,8 @@ class Size:
 
     @property
     def serial_call(self) -> bool:
-        """Whether bptt is called with 1-D (T,) x and y: the seed's scalar sequence, as a user passes it."""
-        return self.B == 1 and self.D == 1 and self.O == 1 and self.form == "auto"
+        """Whether bptt is called with 1-D (T,) x and y (arrays or lists): the seed's scalar sequence, as a user passes it."""
+        return self.B == 1 and self.D == 1 and self.O == 1 and self.form in ("auto", "list")
 
     def call_shapes(self) -> tuple[tuple[int, ...], tuple[int, ...]]:
         """The shapes of x and y in bptt's call."""
@@ -89,15 +91,17 @@ class Size:
         return (self.T, self.B, self.D), (self.T, self.B, self.O)
 
     def label(self) -> str:
-        return (f"T={self.T} B={self.B} D={self.D} H={self.H}" + (" (T, B, D) input" if self.form == "3d" else "")
+        return (f"T={self.T} B={self.B} D={self.D} H={self.H}" + {"3d": " (T, B, D) input", "list": " list input"}.get(self.form, "")
                 + (f" {self.loss}" if self.loss != "squared_error" else ""))
 
 
 GRID = (
     Size("seed", T=2, B=1, D=1, H=1),
     Size("seed3d", T=2, B=1, D=1, H=1, form="3d"),
+    Size("seedlist", T=2, B=1, D=1, H=1, form="list"),
     Size("scalar", T=1000, B=1, D=1, H=1),
     Size("scalar3d", T=1000, B=1, D=1, H=1, form="3d"),
+    Size("scalarlist", T=1000, B=1, D=1, H=1, form="list"),
     Size("h4", T=100, B=32, D=2, H=4),
     Size("h8", T=100, B=32, D=2, H=8),
     Size("h8long", T=1000, B=32, D=2, H=8),
@@ -139,6 +143,8 @@ def bptt_peer(s: Size, prob) -> Callable[[], tuple[float, dict[str, np.ndarray]]
     x, y = prob["x"], prob["y"]
     if s.serial_call:
         x, y = x[:, 0, 0].copy(), y[:, 0, 0].copy()  # (T,): the seed's scalar sequence, as a user passes it
+        if s.form == "list":
+            x, y = x.tolist(), y.tolist()
     return lambda: m.loss_and_grad(x, y)
 
 
@@ -458,7 +464,7 @@ def limit_request(s: Size, quick: bool) -> dict[str, Any]:
     """limits.gradient_limit's arguments for bptt's call at this size (float32, x and y as bptt_peer passes them)."""
     x_shape, y_shape = s.call_shapes()
     return {"T": s.T, "B": s.B, "D": s.D, "H": s.H, "O": s.O, "dtype": "float32", "x_shape": x_shape,
-            "y_shape": y_shape, "budget": 0.01 if quick else 0.1}
+            "y_shape": y_shape, "lists": s.form == "list", "budget": 0.01 if quick else 0.1}
 
 
 def percent_of_limit(row) -> float | None:

@@ -5,7 +5,8 @@ squared error) must do, whatever the code:
 
     call         one call from Python into compiled code with the caller's x, y and the five
                  parameters, returning the loss and five new gradient arrays (a numba function that
-                 does nothing else)
+                 does nothing else); where the caller passes x and y as Python lists, also their
+                 conversion to arrays (the faster of np.asarray and np.fromiter)
     serial rows  (B = D = H = O = 1) the dependent chain per step, forward h = 1/(1 + e^-(w_h h + zx_t))
                  (multiply-add, exp, add, divide) and backward dz = (w_h dz + c_t) g_t (multiply-add,
                  multiply); everything else (w_x x_t, the output, its error, the gradient sums) is off
@@ -372,13 +373,27 @@ def is_serial(B: int, D: int, H: int, O: int) -> bool:
     return B == 1 and D == 1 and H == 1 and O == 1
 
 
+def _lists_to_arrays(x_shape: tuple, y_shape: tuple, dtype, budget: float) -> float:
+    """Seconds to turn x and y, given as (nested) Python lists of floats, into arrays of dtype."""
+    rng, dt = _rng(dtype)
+    lx, ly = rng.uniform(-1, 1, x_shape).tolist(), rng.uniform(0, 1, y_shape).tolist()
+    tools = [lambda: (np.asarray(lx, dt), np.asarray(ly, dt))]
+    if len(x_shape) == 1 and len(y_shape) == 1:
+        tools.append(lambda: (np.fromiter(lx, dt, len(lx)), np.fromiter(ly, dt, len(ly))))
+    return min(best_time(f, budget) for f in tools)
+
+
 def gradient_limit(T: int, B: int, D: int, H: int, O: int = 1, dtype: str = "float32",
-                   x_shape: tuple | None = None, y_shape: tuple | None = None, budget: float = 0.05) -> Limit:
+                   x_shape: tuple | None = None, y_shape: tuple | None = None, lists: bool = False,
+                   budget: float = 0.05) -> Limit:
     """The limit of one public gradient call; x_shape, y_shape: the arrays as the caller passes them
-    (default (T, B, D) and (T, B, O))."""
+    (default (T, B, D) and (T, B, O)); lists: the caller passes them as Python lists."""
     x_shape = tuple(x_shape or (T, B, D))
     y_shape = tuple(y_shape or (T, B, O))
     call = Part("call", "one call from Python", 1, _call_floor(x_shape, y_shape, D, H, O, dtype, budget))
+    if lists:
+        call = Part("call", "one call from Python with two lists", 1,
+                    call.seconds + _lists_to_arrays(x_shape, y_shape, dtype, budget))
     if is_serial(B, D, H, O):
         return Limit("serial chain", (call, *serial_parts(T, dtype, budget)))
     return Limit("products + elementwise", (call, *batched_parts(T, B, D, H, O, dtype, budget)))
