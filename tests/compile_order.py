@@ -29,10 +29,10 @@ def run(case) -> bytes:
     x = rng.standard_normal((12, B, D)).astype(dtype)
     y = rng.random((12, B, O)).astype(dtype)
     if kernel == "fast":
-        value, grads = m.loss_and_grad(x, y)  # the one-call door: lanes or batched_fast, or scalar_fast
+        value, grads = m.loss_and_grad(x, y)  # one whole-sequence compiled call: lanes, batched_fast or scalar_fast
     else:
-        value, grads, _ = dispatch.loss_and_grad(m.engine_params(), x, y, np.zeros((B, H), dtype), m.hidden_act,
-                                                 m.output_act, LOSSES[loss], "mean", None, 4, kernel)
+        value, grads, _ = dispatch.run_kernel(m.engine_params(), x, y, np.zeros((B, H), dtype), m.hidden_act,
+                                              m.output_act, LOSSES[loss], "mean", None, 4, kernel)
     return np.float64(value).tobytes() + b"".join(grads[k].tobytes() for k in sorted(grads))
 
 

@@ -163,7 +163,7 @@ def test_new_activation_is_refused_by_the_compiled_kernels(softsign, hidden, out
     p = engine.Params(**m.params())
     for kernel in ("loop", "parallel"):  # every runner refuses before any kernel runs
         with pytest.raises(BPTTError, match=msg):
-            dispatch.loss_and_grad(p, x, y, np.zeros((2, 3)), f, g, LOSSES["squared_error"], "mean", None, None, kernel)
+            dispatch.run_kernel(p, x, y, np.zeros((2, 3)), f, g, LOSSES["squared_error"], "mean", None, None, kernel)
 
 
 def test_new_activation_is_refused_by_the_torch_layer(softsign):

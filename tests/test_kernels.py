@@ -1,5 +1,8 @@
 """The compiled kernels (kernels.py) against the numpy reference engine, finite differences, and the dispatch keyword."""
 
+import contextlib
+from unittest import mock
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -18,6 +21,26 @@ OUTPUT = tuple(n for n in activations.OUTPUT_ACTIVATIONS if activations.supports
 # every (output activation, loss) pair the kernels run: a compiled output with a compiled loss defined for it
 PAIRS = tuple((g, name) for g in OUTPUT for name, rec in LOSSES.items()
               if rec.code is not None and (rec.outputs is None or g in rec.outputs))
+
+
+WHOLE_SEQUENCE_CALLS = ("scalar_fast", "lanes_kernel", "batched_fast")
+
+
+@contextlib.contextmanager
+def whole_sequence_calls():
+    """The names of the whole-sequence compiled calls that dispatch makes inside the block, in order."""
+    seen = []
+
+    def spy(name, fn):
+        def call(*args):
+            seen.append(name)
+            return fn(*args)
+        return call
+
+    with contextlib.ExitStack() as stack:
+        for name in WHOLE_SEQUENCE_CALLS:
+            stack.enter_context(mock.patch.object(kernels, name, spy(name, getattr(kernels, name))))
+        yield seen
 
 
 def _problem(rng, T, B, D, H, O, dtype, scale=0.8):
@@ -64,10 +87,10 @@ def test_every_kernel_matches_the_reference(T, B, D, H, O, f, pair, reduction, t
     rng = np.random.default_rng(seed)
     p, x, y, h0 = _problem(rng, T, B, D, H, O, dtype, scale=0.8 if loss == "squared_error" else 3.0)
     fa, ga, E = activations.ACTIVATIONS[f], activations.ACTIVATIONS[g], LOSSES[loss]
-    ref = dispatch.loss_and_grad(p, x, y, h0, fa, ga, E, reduction, trunc, None, "numpy")
+    ref = dispatch.run_kernel(p, x, y, h0, fa, ga, E, reduction, trunc, None, "numpy")
     names = ["loop", "parallel"] + (["scalar"] if (B, D, H, O) == (1, 1, 1, 1) else [])
     for name in names:
-        _assert_close(dispatch.loss_and_grad(p, x, y, h0, fa, ga, E, reduction, trunc, None, name), ref, dtype)
+        _assert_close(dispatch.run_kernel(p, x, y, h0, fa, ga, E, reduction, trunc, None, name), ref, dtype)
 
 
 @settings(max_examples=15, deadline=None)
@@ -87,8 +110,9 @@ def test_scalar_fast_path_matches_numpy_backend(T, f, pair, reduction, h0, dtype
     m = bptt.RNN.scalar(*rng.standard_normal(5), hidden_activation=f, output_activation=g, dtype=dtype, loss=loss)
     x = rng.standard_normal(T).astype(dtype)
     y = rng.random(T).astype(dtype)
-    assert kernels.try_fast(m.params(), m.hidden_act, m.output_act, m.criterion, x, y, h0, reduction, None) is not None  # the fast path
-    l1, g1 = m.loss_and_grad(x, y, h0=h0, reduction=reduction)
+    with whole_sequence_calls() as calls:
+        l1, g1 = m.loss_and_grad(x, y, h0=h0, reduction=reduction)
+    assert calls == ["scalar_fast"]
     l0, g0 = m.loss_and_grad(x, y, h0=h0, reduction=reduction, backend="numpy")
     rtol = 1e-10 if dtype == np.float64 else 2e-3
     assert np.isclose(l1, l0, rtol=rtol, atol=1e-6 if dtype == np.float32 else 0)
@@ -125,7 +149,7 @@ def test_compiled_path_against_finite_differences(D, H, O, B, f, g):
     y = rng.random((T, O) if B == 1 else (T, B, O))
     if D == 1 and O == 1:
         x, y = x[:, 0], y[:, 0]
-    expect = kernels.choose_kernel(T, B, D, H, O)
+    expect = dispatch.choose_kernel(T, B, D, H, O)
     assert expect == {1: "scalar", 3: "loop", 40: "loop"}[H]
     _, grads = m.loss_and_grad(x, y, backend="numba")
     fd = finite_difference_grads(m, x, y)
@@ -134,13 +158,14 @@ def test_compiled_path_against_finite_differences(D, H, O, B, f, g):
 
 
 def test_auto_picks_by_size():
-    assert kernels.choose_kernel(1000, 1, 1, 1, 1) == "scalar"
-    assert kernels.choose_kernel(10, 2, 1, 1, 1) == "loop"
-    assert kernels.choose_kernel(10, 4, 3, 8, 2) == "loop"  # B H^2 = 256
-    assert kernels.choose_kernel(10, 5, 3, 8, 2) == "loop"
-    assert kernels.choose_kernel(50, 64, 256, 128, 1) == "loop"  # B H^2 = 1 M
-    assert kernels.choose_kernel(50, 64, 256, 256, 1) == "parallel"  # B H^2 = 4 M
-    assert kernels.choose_kernel(50, 64, 256, 1024, 1) == "parallel"  # B H^2 = 64 M
+    assert dispatch.choose_kernel(1000, 1, 1, 1, 1) == "scalar"
+    assert dispatch.choose_kernel(10, 2, 1, 1, 1) == "loop"
+    assert dispatch.choose_kernel(10, 4, 3, 8, 2) == "loop"  # B H^2 = 256
+    assert dispatch.choose_kernel(10, 5, 3, 8, 2) == "loop"
+    assert dispatch.choose_kernel(50, 64, 256, 128, 1) == "loop"  # B H^2 = 1 M
+    assert dispatch.choose_kernel(50, 64, 256, 256, 1) == "parallel"  # B H^2 = 4 M
+    assert dispatch.choose_kernel(50, 64, 256, 1024, 1) == "parallel"  # B H^2 = 64 M
+    assert set(dispatch.KERNELS) == set(kernels.RUNNERS)
     assert dispatch.resolve_kernel("numpy", 10, 1, 1, 1, 1) == "numpy"
     assert dispatch.resolve_kernel("numba", 10, 4, 3, 64, 1) == "loop"
 
@@ -264,7 +289,7 @@ def test_codes_are_distinct():
     dtype=st.sampled_from([np.float64, np.float32]),
     seed=st.integers(0, 2**16),
 )
-def test_the_fast_door_takes_every_input_form_and_equals_the_reference(T, B, D, H, O, f, pair, reduction, trunc,
+def test_every_input_form_takes_one_compiled_call_and_equals_the_reference(T, B, D, H, O, f, pair, reduction, trunc,
                                                                        h0_form, form, dtype, seed):
     g, loss = pair
     rng = np.random.default_rng(seed)
@@ -288,11 +313,11 @@ def test_the_fast_door_takes_every_input_form_and_equals_the_reference(T, B, D, 
             h0 = h0[0]
     elif form == "fortran":
         xs, ys = np.asfortranarray(x), np.asfortranarray(y)
-    fast = kernels.try_fast(m.params(), m.hidden_act, m.output_act, m.criterion, xs, ys, h0, reduction, trunc)
-    assert fast is not None  # every form takes the compiled door at these sizes
     ref_loss, ref = m.loss_and_grad(x.astype(dtype), y.astype(dtype), h0=h0, reduction=reduction, truncate=trunc,
                                     backend="numpy")
-    loss, grads = m.loss_and_grad(xs, ys, h0=h0, reduction=reduction, truncate=trunc)
+    with whole_sequence_calls() as calls:
+        loss, grads = m.loss_and_grad(xs, ys, h0=h0, reduction=reduction, truncate=trunc)
+    assert len(calls) == 1  # every form takes one whole-sequence compiled call at these sizes
     rtol, atol = (1e-10, 1e-12) if dtype == np.float64 else (2e-3, 2e-5)
     assert np.isclose(loss, ref_loss, rtol=rtol, atol=atol)
     for k in engine.PARAM_NAMES:
@@ -301,7 +326,7 @@ def test_the_fast_door_takes_every_input_form_and_equals_the_reference(T, B, D, 
 
 
 @pytest.mark.parametrize("bad", ["nan_x", "inf_x", "nan_h0", "inf_y", "complex_x", "ragged", "wrong_y"])
-def test_the_fast_door_leaves_bad_input_to_the_checked_path(bad):
+def test_bad_input_is_one_line_naming_it_on_the_compiled_path(bad):
     m = bptt.RNN(2, 3, 1, seed=0)
     x, y, h0 = np.ones((4, 2, 2)), np.full((4, 2, 1), 0.5), None
     if bad == "nan_x":
@@ -318,18 +343,20 @@ def test_the_fast_door_leaves_bad_input_to_the_checked_path(bad):
         x = [[[1.0, 2.0]], [[1.0]]]
     elif bad == "wrong_y":
         y = np.full((4, 1, 2), 0.5)  # same size as (4, 2, 1), other shape
-    assert kernels.try_fast(m.params(), m.hidden_act, m.output_act, m.criterion, x, y, h0, "mean", None) is None
     with pytest.raises(BPTTError) as e:
         m.loss_and_grad(x, y, h0=h0)
     assert "\n" not in str(e.value)
+    said = {"nan_x": "x contains nan", "inf_x": "x contains inf", "nan_h0": "h0 contains nan", "inf_y": "y contains inf",
+            "complex_x": "x is complex", "ragged": "x must be numeric", "wrong_y": "y must have shape (4, 2, 1)"}[bad]
+    assert said in str(e.value)
 
 
 @settings(max_examples=40, deadline=None)
 @given(
     T=st.integers(1, 9),
-    B=st.integers(kernels.LANES_MIN_B, 13),
+    B=st.integers(dispatch.LANES_MIN_B, 13),
     D=st.integers(1, 3),
-    H=st.sampled_from([1, 3, 8, kernels.LANES_MAX_H]),
+    H=st.sampled_from([1, 3, 8, dispatch.LANES_MAX_H]),
     O=st.integers(1, 2),
     f=st.sampled_from(HIDDEN),
     pair=st.sampled_from(PAIRS),
@@ -339,18 +366,19 @@ def test_the_fast_door_leaves_bad_input_to_the_checked_path(bad):
     seed=st.integers(0, 2**16),
 )
 def test_the_lanes_kernel_equals_the_reference(T, B, D, H, O, f, pair, trunc, h0_form, dtype, seed):
-    """Batches of >= LANES_MIN_B sequences take lanes_kernel through the fast door (every activation, loss, truncation)."""
+    """Batches of >= LANES_MIN_B sequences take lanes_kernel, one compiled call (every activation, loss, truncation)."""
     g, loss = pair
-    assert kernels.fast_kernel(B, H) == "lanes"
+    assert dispatch.fast_kernel(B, H) == "lanes"
     rng = np.random.default_rng(seed)
     m = bptt.RNN(D, H, O, f, g, dtype=dtype, seed=seed, loss=loss)
     x = rng.standard_normal((T, B, D)).astype(dtype)  # (T, B, D)
     y = rng.random((T, B, O)).astype(dtype)  # (T, B, O)
     h0 = {"none": None, "vector": rng.standard_normal(H), "matrix": rng.standard_normal((B, H))}[h0_form]
-    assert kernels.try_fast(m.params(), m.hidden_act, m.output_act, m.criterion, x, y, h0, "mean", trunc) is not None
     ref_loss, ref = m.loss_and_grad(x, y, h0=h0, truncate=trunc, backend="numpy")
     if dtype == np.float32:  # the public call takes it
-        loss, grads = m.loss_and_grad(x, y, h0=h0, truncate=trunc)
+        with whole_sequence_calls() as calls:
+            loss, grads = m.loss_and_grad(x, y, h0=h0, truncate=trunc)
+        assert calls == ["lanes_kernel"]
     else:  # float64 calls keep the BLAS kernels' sums (fast_kernel(lanes=False)); the training step takes it
         p = m.params()
         grads = {k: np.empty_like(v) for k, v in p.items()}
@@ -365,19 +393,24 @@ def test_the_lanes_kernel_equals_the_reference(T, B, D, H, O, f, pair, trunc, h0
         np.testing.assert_allclose(grads[k], ref[k], rtol=rtol, atol=atol)
 
 
-def test_the_fast_door_covers_mid_sizes():
+def test_mid_sizes_take_one_compiled_call():
     """B H^2 up to FAST_MAX_MACS (and fewer than LANES_MIN_B sequences): batched_fast."""
     m = bptt.RNN(3, 40, 2, seed=0)
-    assert kernels.fast_kernel(2, 40) == "loop" and kernels.fast_kernel(32, 8, lanes=False) == "loop"
+    assert dispatch.fast_kernel(2, 40) == "loop" and dispatch.fast_kernel(32, 8, lanes=False) == "loop"
     rng = np.random.default_rng(1)
     x, y = rng.standard_normal((5, 2, 3)), rng.random((5, 2, 2))
-    fast = kernels.try_fast(m.params(), m.hidden_act, m.output_act, m.criterion, x, y, None, "sum", None)
-    assert fast is not None
+    with whole_sequence_calls() as calls:
+        loss, grads = m.loss_and_grad(x, y, reduction="sum")
+    assert calls == ["batched_fast"]
     ref_loss, ref = m.loss_and_grad(x, y, reduction="sum", backend="numpy")
-    assert fast[0] == pytest.approx(ref_loss, rel=1e-12)
+    assert loss == pytest.approx(ref_loss, rel=1e-12)
     for k in engine.PARAM_NAMES:
-        np.testing.assert_allclose(fast[1][k], ref[k], rtol=1e-10, atol=1e-13)
-    assert kernels.fast_kernel(64, 64) is None  # B H^2 > FAST_MAX_MACS: the checked path
+        np.testing.assert_allclose(grads[k], ref[k], rtol=1e-10, atol=1e-13)
+    assert dispatch.fast_kernel(64, 64) is None  # B H^2 > FAST_MAX_MACS: the segment runners
+    big = bptt.RNN(3, 64, 1, seed=0)
+    with whole_sequence_calls() as calls:
+        big.loss_and_grad(rng.standard_normal((3, 64, 3)), rng.random((3, 64, 1)))
+    assert calls == []
 
 
 # ---------------------------------------------------------------- the kernels' loss branches against the table
@@ -422,8 +455,11 @@ def test_a_loss_code_without_a_branch_raises():
         kernels.loss_code(fake)
     assert "\n" not in str(e.value)
     sig = activations.ACTIVATIONS["sigmoid"]
-    p = bptt.RNN(2, 3, 1, seed=0).params()
-    assert kernels.try_fast(p, sig, sig, fake, np.ones((4, 2)), np.zeros((4, 1)), None, "mean", None) is None
+    m = bptt.RNN(2, 3, 1, seed=0)
+    x, y, h0 = np.ones((4, 1, 2)), np.zeros((4, 1, 1)), np.zeros((1, 3))
+    with whole_sequence_calls() as calls, pytest.raises(BPTTError, match="no branch"):
+        dispatch.loss_and_grad(m.engine_params(), x, y, h0, sig, sig, fake, backend="auto", need_dh0=False)
+    assert calls == []
     for name in kernels.RUNNERS:
         with pytest.raises(BPTTError, match="no branch"):
             kernels.RUNNERS[name](bptt.RNN(1, 1, 1).engine_params(), sig, sig, fake, 1.0, 4, 4, 1, np.float64)
@@ -447,7 +483,7 @@ def test_bce_targets_outside_0_1_are_refused_on_the_compiled_path(form):
 
 @pytest.mark.slow
 def test_results_do_not_depend_on_what_was_compiled_before(tmp_path):
-    """Every compiled path (scalar, loop, parallel, the fast door, the fused step; every activation, loss and
+    """Every compiled path (scalar, loop, parallel, the whole-sequence calls, the fused step; every activation, loss and
     dtype) gives the same bits whether its kernels were compiled first or last, fresh or from the on-disk
     cache (tests/compile_order.py, three processes, each with its own or a shared NUMBA_CACHE_DIR).  Helpers
     compiled once and called by kernels of other fastmath flags used to take the flags of whichever kernel

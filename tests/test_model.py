@@ -161,3 +161,35 @@ def test_activation_records_are_public():
     m = bptt.RNN(2, 3, 1, "tanh", "identity", seed=0)
     assert m.hidden_act is bptt.ACTIVATIONS["tanh"] and m.output_act is bptt.ACTIVATIONS["identity"]
     assert (m.hidden_activation, m.output_activation) == (m.hidden_act.name, m.output_act.name)
+
+
+def test_a_copy_owns_its_parameters():
+    """copy.copy, like copy.deepcopy, gives a network whose parameters are its own (in place or replaced)."""
+    import copy
+
+    m = bptt.RNN(2, 3, 1, seed=0)
+    before = m.params()
+    for c in (copy.copy(m), copy.deepcopy(m)):
+        c.w_h[0, 0] = 9.0
+        c.b1 = np.zeros(3)
+        assert c.engine_params().w_h[0, 0] == 9.0 and not c.b1.any()
+        for k, v in m.params().items():
+            np.testing.assert_array_equal(v, before[k])
+
+
+def test_complex_numbers_in_a_list_are_refused_not_cast():
+    """A list of numpy complex numbers would lose its imaginary part in a cast to float: refused instead."""
+    m = bptt.RNN.scalar()
+    with pytest.raises(BPTTError, match="complex"):
+        m.loss_and_grad([np.complex128(1 + 2j), 0.0], [0.5, 0.5])
+
+
+@pytest.mark.parametrize("method", ["forward", "loss", "loss_and_grad", "decompose"])
+def test_an_inf_input_is_named_even_where_the_result_would_be_finite(method):
+    """sigmoid(inf) = 1: the forward values stay finite, yet inf is not a valid input; every method names it."""
+    m = bptt.RNN.scalar()
+    x, y = [np.inf, 0.0], [0.5, 0.5]
+    call = {"forward": lambda: m.forward(x), "loss": lambda: m.loss(x, y),
+            "loss_and_grad": lambda: m.loss_and_grad(x, y), "decompose": lambda: m.decompose(x, y)}[method]
+    with pytest.raises(BPTTError, match=r"x contains inf at index \(0,\)"):
+        call()

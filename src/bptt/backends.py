@@ -25,7 +25,7 @@ from typing import Any, Callable, Protocol
 
 import numpy as np
 
-from . import activations, losses
+from . import activations, dispatch, losses
 from .engine import PARAM_NAMES
 from .model import RNN
 from .validation import BPTTError, check_choice
@@ -113,7 +113,8 @@ class CompiledBackend(EngineBackend):
     """The numpy backend's gradients, plus ``fused_step``: the whole update of a mini-batch (gradient,
     global-norm clipping, the optimizer's update) in one compiled call (``kernels.train_step``), equal in
     float64 to the loop's own clip_global_norm and optimizer step (tests/test_compiled_train.py).  It
-    covers whole sequences without a mask, without gradient checkpointing, for the fast door's sizes,
+    covers whole sequences without a mask, without gradient checkpointing, for the sizes of
+    ``dispatch.fast_kernel``,
     with an optimizer that declares a compiled update (``fused_update``, optim.py: Adam, SGD); anything
     else returns None from ``fused_step`` and the loop takes the usual path (the optimizer's ``step``)."""
 
@@ -137,7 +138,7 @@ class CompiledBackend(EngineBackend):
 
             self.kernels = k
         T, B = x.shape[0], x.shape[1]
-        kind = k.fast_kernel(B, self.model.hidden_size)
+        kind = dispatch.fast_kernel(B, self.model.hidden_size)
         if kind is None or T == 0:
             return None
         cfg, m = self.cfg, self.model

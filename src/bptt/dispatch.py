@@ -22,6 +22,19 @@ boundaries); asking for both raises BPTTError.
 The same segment interface (``segment(x, y, h_start, carry, need_grad)``) is
 served by the numpy reference (``NumpyRunner`` below, built from engine.py's
 pieces) and by the compiled kernels (``kernels.py``).
+
+Which implementation computes a gradient is decided here, and only here
+(``loss_and_grad``), from the sizes, the dtype and the options; the data arrive
+validated and in the canonical form ``RNN`` makes (x (T, B, D), y (T, B, O),
+h0 (B, H), C-contiguous, in the model's dtype):
+
+    one compiled call for the whole sequence   small networks, no checkpointing (``fast_kernel``):
+                                               kernels.scalar_fast (the seed's network),
+                                               kernels.lanes_kernel, kernels.batched_fast
+    segment runners                            everything else, and a whole-sequence call whose
+                                               result is not finite (the runners explain it):
+                                               NumpyRunner or kernels.RUNNERS[choose_kernel(...)]
+    engine.forward + engine.backward           backend "numpy" without checkpointing
 """
 
 from __future__ import annotations
@@ -39,6 +52,43 @@ from .losses import Loss
 from .validation import BPTTError, check_checkpoint, check_choice
 
 BACKENDS = ("auto", "numpy", "numba")
+KERNELS = ("scalar", "loop", "parallel")  # the compiled segment runners, kernels.RUNNERS
+# B H^2 multiply-adds per step from which the "parallel" kernel (products shared between threads)
+# takes over from "loop" (one thread).
+PARALLEL_MIN_MACS = 1 << 21
+# The whole-sequence calls' sizes: "lanes" (lanes_kernel, the batch as the vector lane) from
+# LANES_MIN_B sequences for H <= LANES_MAX_H; otherwise batched_fast ("loop") up to FAST_MAX_MACS
+# multiply-adds per step (B H^2).  Beyond that the per-call Python work is small next to the kernel
+# and the segment runners take it.
+LANES_MIN_B = 8
+LANES_MAX_H = 16
+FAST_MAX_MACS = 1 << 16
+
+
+class NonFinite(BPTTError):
+    """The loss or a gradient is not finite (the caller may first say which input is)."""
+
+
+def choose_kernel(T: int, B: int, D: int, H: int, O: int) -> str:
+    """Which segment kernel backend="auto" (and "numba") uses for these sizes."""
+    if B == 1 and D == 1 and H == 1 and O == 1:
+        return "scalar"
+    if B * H * H < PARALLEL_MIN_MACS:
+        return "loop"
+    return "parallel"
+
+
+def fast_kernel(B: int, H: int, lanes: bool = True) -> str | None:
+    """Which whole-sequence call computes a (B, H) network that is not the scalar one; None: too big.
+
+    lanes=False leaves out the lanes kernel: the public float64 call keeps the loop kernel's
+    summation order, so float64 results are bit for bit those of the segment runners; float32 calls
+    and the compiled training step take the lanes kernel."""
+    if lanes and B >= LANES_MIN_B and H <= LANES_MAX_H:
+        return "lanes"
+    if B * H * H <= FAST_MAX_MACS:
+        return "loop"
+    return None
 
 
 def segment_length(T: int, checkpoint: Any) -> int:
@@ -81,11 +131,9 @@ def choose_backend(backend: str, hidden_act: Activation, output_act: Activation,
 
 
 def resolve_kernel(backend: str, T: int, B: int, D: int, H: int, O: int) -> str:
-    """'numpy' or one of kernels.KERNELS."""
+    """'numpy' or one of KERNELS."""
     if backend == "numpy":
         return "numpy"
-    from .kernels import choose_kernel  # imports numba
-
     return choose_kernel(T, B, D, H, O)
 
 
@@ -120,21 +168,83 @@ class NumpyRunner:
 
 
 def loss_and_grad(p, x, y, h0, f: Activation, g: Activation, criterion: Loss, reduction: str = "mean",
-                  truncate: int | None = None, checkpoint: Any = None, kernel: str = "numpy"):
-    """(loss, gradients, dLoss/dh_0) by the named kernel, checkpointed or not.
+                  truncate: int | None = None, checkpoint: Any = None, backend: str = "numpy", need_dh0: bool = True):
+    """(loss, gradients, dLoss/dh_0 or None) by the implementation that suits the sizes and options.
 
-    p engine.Params; x (T, B, D), y (T, B, O), h0 (B, H), all validated, in one dtype; f, g the
-    hidden and output activations, criterion the loss (losses.py).  kernel: 'numpy' or one of
-    kernels.KERNELS (a compiled kernel refuses an activation or loss without a compiled version).
-    Raises BPTTError if the result is not finite.
+    p engine.Params; x (T, B, D), y (T, B, O), h0 (B, H), validated, C-contiguous, in one dtype
+    (``RNN`` makes them so); f, g the hidden and output activations, criterion the loss (losses.py);
+    backend one of BACKENDS (a compiled kernel refuses an activation or loss without a compiled
+    version); need_dh0=False lets the whole-sequence calls (which do not compute dLoss/dh_0) run.
+    Raises ``NonFinite`` (a BPTTError) if the result is not finite.
     """
+    T, B, D = x.shape
+    O, H = p.w.shape
+    if not need_dh0 and checkpoint is None and backend != "numpy":
+        # one compiled call for the whole sequence (kept lean: the seed's call is a few microseconds)
+        K = _kernels or _import_kernels()
+        fcode, gcode, lcode = f.code, g.code, criterion.code
+        if fcode is not None and gcode is not None and lcode in K.LOSS_CODES:
+            trunc = T if truncate is None or truncate >= T else truncate
+            if trunc == T and B == 1 and H == 1 and D == 1 and O == 1:
+                call = K.scalar_fast  # the seed's network
+            else:
+                kind = fast_kernel(B, H, x.dtype != np.float64)
+                call = None if kind is None else K.lanes_kernel if kind == "lanes" else K.batched_fast
+            if call is not None:
+                dtype = x.dtype
+                gw, gwx, gwh, gb1, gb2 = (np.empty((O, H), dtype), np.empty((H, D), dtype), np.empty((H, H), dtype),
+                                          np.empty(H, dtype), np.empty(O, dtype))
+                c = engine.loss_scale(T, B, reduction)
+                if call is K.scalar_fast:
+                    loss = call(x, y, p.w, p.w_x, p.w_h, p.b1, p.b2, h0, c, fcode, gcode, lcode, gw, gwx, gwh, gb1, gb2)
+                else:
+                    loss = call(x, y, h0, p.w, p.w_x, p.w_h, p.b1, p.b2, c, trunc, fcode, gcode, lcode,
+                                gw, gwx, gwh, gb1, gb2)
+                if loss == loss:
+                    return loss, {"w": gw, "w_x": gwx, "w_h": gwh, "b1": gb1, "b2": gb2}, None
+                # not finite: the segment runners below compute it again and explain
+    kernel = resolve_kernel(choose_backend(backend, f, g, criterion), T, B, D, H, O)
+    return run_kernel(p, x, y, h0, f, g, criterion, reduction, truncate, checkpoint, kernel)
+
+
+_kernels = None  # bptt.kernels once imported (it imports numba, so only when a compiled call is made)
+
+
+def _import_kernels():
+    global _kernels
+    from . import kernels
+
+    _kernels = kernels
+    return kernels
+
+
+def run_kernel(p, x, y, h0, f: Activation, g: Activation, criterion: Loss, reduction: str = "mean",
+               truncate: int | None = None, checkpoint: Any = None, kernel: str = "numpy"):
+    """(loss, gradients, dLoss/dh_0) by the named kernel ('numpy' or one of KERNELS), checkpointed or not.
+
+    Arguments as ``loss_and_grad``.  Raises ``NonFinite`` if the result is not finite.
+    """
+    with np.errstate(over="ignore", invalid="ignore"):  # a non-finite result is refused in one line, not warned
+        if kernel == "numpy" and checkpoint is None:
+            fwd = engine.forward(p, x, h0, f, g)
+            loss = engine.loss(fwd, y, criterion, reduction)
+            grads, dh0 = engine.backward(p, x, fwd, y, f, g, criterion, reduction, truncate)
+            nonfinite = False
+        else:
+            loss, grads, dh0, nonfinite = _run_segments(p, x, y, h0, f, g, criterion, reduction, truncate,
+                                                        checkpoint, kernel)
+    if nonfinite or not np.isfinite(loss) or not all(np.all(np.isfinite(v)) for v in grads.values()):
+        raise NonFinite(
+            "the loss or its gradients overflowed to a non-finite value; scale the inputs or weights down "
+            "(relu hidden units can grow without bound)"
+        )
+    return float(loss), grads, dh0
+
+
+def _run_segments(p, x, y, h0, f, g, criterion, reduction, truncate, checkpoint, kernel):
+    """(loss, grads, dLoss/dh_0, whether a kernel saw a non-finite value): a runner, segment by segment."""
     T, B, _ = x.shape
     dtype = x.dtype
-    if kernel == "numpy" and checkpoint is None:
-        fwd = engine.forward(p, x, h0, f, g)
-        loss = engine.loss(fwd, y, criterion, reduction)
-        grads, dh0 = engine.backward(p, x, fwd, y, f, g, criterion, reduction, truncate)
-        return loss, grads, dh0
     if kernel == "numpy":
         runner_cls = NumpyRunner
     else:
@@ -164,10 +274,4 @@ def loss_and_grad(p, x, y, h0, f: Activation, g: Activation, criterion: Loss, re
         for i in range(len(starts) - 1, -1, -1):
             s = starts[i]
             run.segment(x[s : s + k], y[s : s + k], ckpt[i], carry, True)
-    grads = run.grads()
-    if run.nonfinite or not np.isfinite(loss) or not all(np.all(np.isfinite(v)) for v in grads.values()):
-        raise BPTTError(
-            "the loss or its gradients overflowed to a non-finite value; scale the inputs or weights down "
-            "(relu hidden units can grow without bound)"
-        )
-    return float(loss), grads, carry.astype(dtype)
+    return loss, run.grads(), carry.astype(dtype), run.nonfinite

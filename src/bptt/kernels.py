@@ -8,7 +8,7 @@ The same formulas as ``engine.py`` (read that file for the derivation):
     dLoss/dw = sum du_t^T h_t,  dLoss/dw_x = sum dz_t^T x_t,  dLoss/dw_h = sum dz_t^T h_{t-1},
     dLoss/db1 = sum dz_t,  dLoss/db2 = sum du_t
 
-Three kernels, chosen by size (``choose_kernel``); the compiled functions exist for
+Three segment kernels, chosen by size (``dispatch.choose_kernel``); the compiled functions exist for
 float32 and float64 and are cached on disk by ``cache=True``, so a machine compiles
 them once:
 
@@ -64,22 +64,7 @@ from .losses import Loss
 from ._optim_compiled import in_dtype, update
 from ._products_compiled import matmul_into, matmul_parallel
 from .engine import PARAM_NAMES, bptt_truncated
-from .validation import MAX_INT, BPTTError
-
-KERNELS = ("scalar", "loop", "parallel")
-# B H^2 multiply-adds per step from which the "parallel" kernel (products shared between threads)
-# takes over from "loop" (one thread).
-PARALLEL_MIN_MACS = 1 << 21
-
-
-def choose_kernel(T: int, B: int, D: int, H: int, O: int) -> str:
-    """Which compiled kernel backend="auto" (and "numba") uses for these sizes."""
-    if B == 1 and D == 1 and H == 1 and O == 1:
-        return "scalar"
-    if B * H * H < PARALLEL_MIN_MACS:
-        return "loop"
-    return "parallel"
-
+from .validation import BPTTError
 
 # ---------------------------------------------------------------- a vectorisable float32 exp
 @intrinsic
@@ -696,8 +681,9 @@ RUNNERS = {"scalar": ScalarRunner, "loop": LoopRunner, "parallel": ParallelRunne
 def scalar_fast(x, y, w, wx, wh, b1, b2, h0, c, fcode, gcode, lcode, gw, gwx, gwh, gb1, gb2):
     """The seed's case with the least call overhead: buffers made here, nothing returned but a float.
 
-    x, y (T,); w, w_x, w_h (1, 1); b1, b2 (1,); h0, c floats; gw..gb2 (written: the gradients, shaped
-    like the parameters) in the dtype of x.  Returns the loss, NaN if it or a gradient (or h0) is not finite.
+    x, y (T, 1, 1), C-contiguous; w, w_x, w_h, h0 (1, 1); b1, b2 (1,); c a float; gw..gb2 (written: the
+    gradients, shaped like the parameters) in the dtype of x.  Returns the loss, NaN if it or a gradient
+    (or h0) is not finite.
     """
     T = x.shape[0]
     p = np.empty(8)
@@ -706,17 +692,18 @@ def scalar_fast(x, y, w, wx, wh, b1, b2, h0, c, fcode, gcode, lcode, gw, gwx, gw
     p[2] = wh[0, 0]
     p[3] = b1[0]
     p[4] = b2[0]
-    p[5] = h0
+    p[5] = h0[0, 0]
     p[6] = c
     p[7] = 0.0
     out = np.empty(7)
-    status = scalar_kernel(x, y, p, fcode, gcode, lcode, T, True, np.empty(T + 1, x.dtype), np.empty(T, x.dtype), out)
+    status = scalar_kernel(x.reshape(T), y.reshape(T), p, fcode, gcode, lcode, T, True, np.empty(T + 1, x.dtype),
+                           np.empty(T, x.dtype), out)
     gw[0, 0] = out[1]
     gwx[0, 0] = out[2]
     gwh[0, 0] = out[3]
     gb1[0] = out[4]
     gb2[0] = out[5]
-    return math.nan if status or not math.isfinite(h0) else out[0]
+    return math.nan if status or not math.isfinite(p[5]) else out[0]
 
 
 @njit(cache=True, error_model="numpy")
@@ -724,8 +711,8 @@ def batched_fast(x, y, h0, w, wx, wh, b1, b2, c, trunc, fcode, gcode, lcode, gw,
     """One full (or truncated) gradient in one compiled call, buffers made here: ``batched_kernel``.
 
     x (T, B, D), y (T, B, O), h0 (B, H), the parameters and gw..gb2 (written: the gradients) in one
-    dtype, C-contiguous.  Returns the loss; NaN if it or any gradient is not finite (the caller then
-    takes the checked path).
+    dtype, C-contiguous.  Returns the loss; NaN if it or any gradient is not finite (dispatch then
+    runs the segment kernels, which explain).
     """
     T, B, _ = x.shape
     O, H = w.shape
@@ -744,208 +731,6 @@ def batched_fast(x, y, h0, w, wx, wh, b1, b2, c, trunc, fcode, gcode, lcode, gw,
     total = loss + np.sum(gw) + np.sum(gwx) + np.sum(gwh) + np.sum(gb1) + np.sum(gb2)
     return loss if math.isfinite(total) else math.nan
 
-
-# The fast door's sizes.  "lanes" (lanes_kernel, the batch as the vector lane) from LANES_MIN_B
-# sequences for H <= LANES_MAX_H; otherwise batched_fast ("loop") up to FAST_MAX_MACS multiply-adds
-# per step (B H^2).  Beyond that the per-call Python work is small next to the kernel, and the
-# checked path (runners, any kernel) takes it.
-LANES_MIN_B = 8
-LANES_MAX_H = 16
-FAST_MAX_MACS = 1 << 16
-
-
-def fast_kernel(B: int, H: int, lanes: bool = True) -> str | None:
-    """Which compiled call the fast door makes for a (B, H) network that is not the scalar one.
-
-    lanes=False leaves out the lanes kernel: the public float64 call keeps the loop kernel's
-    summation order, so float64 results are bit for bit those of the checked path; float32 calls
-    and the compiled training step take the lanes kernel."""
-    if lanes and B >= LANES_MIN_B and H <= LANES_MAX_H:
-        return "lanes"
-    if B * H * H <= FAST_MAX_MACS:
-        return "loop"
-    return None
-
-
-def _as_data(v, dtype):
-    """v as a C-contiguous writable array of ``dtype`` (no copy when it already is one); None if unusual."""
-    if type(v) is np.ndarray:
-        if v.dtype is not dtype:
-            if v.dtype.kind not in "fiu":  # complex, bool, objects, strings: the checked path explains
-                return None
-            return v.astype(dtype, order="C")
-        if v.flags.carray:  # C-contiguous, aligned, writable
-            return v
-        return np.array(v, dtype, order="C")
-    if type(v) is list or type(v) is tuple:
-        try:
-            return np.array(v, dtype=dtype)
-        except (TypeError, ValueError, OverflowError):
-            return None
-    return None
-
-
-def _h0_number(h0) -> float | None:
-    """h0 as one float for the scalar network (None: no such number, leave it to the checked path)."""
-    if h0 is None:
-        return 0.0
-    if type(h0) is float or type(h0) is int:
-        return float(h0)
-    if type(h0) is np.ndarray and h0.size == 1 and h0.dtype.kind in "fiu":
-        return float(h0.reshape(1)[0])
-    return None
-
-
-def _h0_batch(h0, B: int, H: int, dtype):
-    """h0 as a C-contiguous (B, H) array of ``dtype``, or None if unusual."""
-    if h0 is None:
-        return np.zeros((B, H), dtype)  # (B, H)
-    if type(h0) is float or type(h0) is int:
-        return np.full((B, H), h0, dtype)  # (B, H)
-    hb = _as_data(h0, dtype)
-    if hb is None:
-        return None
-    if hb.shape == (B, H):
-        return hb
-    if hb.shape == (H,) or hb.ndim == 0:
-        return np.array(np.broadcast_to(hb, (B, H)), order="C")  # (B, H), a writable copy: one state for every sequence
-    return None
-
-
-_SUM = "sum"
-_MEAN = "mean"
-
-
-def try_fast(params, hidden_act: Activation, output_act: Activation, criterion: Loss, x, y, h0, reduction, truncate):
-    """(loss, grads) straight from one compiled call, for every input form of a small network; None otherwise.
-
-    Forms: Python lists, 1-D (D = 1), (T, D) and (T, B, D) arrays of any real dtype; h0 None, a number,
-    (H,) or (B, H); reduction "mean"/"sum"; truncate None or k.  Sizes: the scalar network and the
-    sizes of ``fast_kernel`` (B H^2 <= FAST_MAX_MACS).  None for anything else or anything unusual
-    (wrong shapes, non-finite values, overflow, an activation without a compiled version): the
-    checked path then computes it or raises the usual one-line BPTTError.  Every array reaching
-    numba is C-contiguous and writable in the model's dtype, so no new signature is compiled for a
-    layout.  Checkpointing never comes here: it trades time for memory, and at these sizes the
-    memory is small; the checked path (dispatch.py) runs it with every kernel.
-    """
-    fcode = hidden_act.code
-    gcode = output_act.code
-    lcode = criterion.code
-    if fcode is None or gcode is None or lcode not in LOSS_CODES:
-        return None
-    if reduction == _MEAN:
-        mean = True
-    elif reduction == _SUM:
-        mean = False
-    else:
-        return None
-    if type(truncate) is int and type(x) in (list, tuple, np.ndarray) and len(x) and len(x) <= truncate <= MAX_INT:
-        truncate = None  # a window as long as the sequence is full BPTT: the same kernel, the same bits
-    if truncate is None and params["w_h"].shape == _ONE and params["w"].shape == _ONE and params["w_x"].shape == _ONE:
-        fast = _scalar_door(params, x, y, h0, mean, fcode, gcode, lcode, criterion)
-        if fast is not _NOT_ONE:
-            return fast
-    dtype = params["w_h"].dtype
-    xa = _as_data(x, dtype)
-    ya = _as_data(y, dtype)
-    if xa is None or ya is None:
-        return None
-    return _batched_door(params, xa, ya, h0, mean, truncate, fcode, gcode, lcode, criterion, dtype)
-
-
-_ONE = (1, 1)
-_NOT_ONE = object()  # _scalar_door: not one scalar sequence, let the batched door look
-
-
-def _sequence(v, dtype):
-    """v as a 1-D C-contiguous writable array of ``dtype`` if it is T >= 1 numbers shaped (T,), (T, 1) or
-    (T, 1, 1); else None."""
-    if type(v) is np.ndarray and v.dtype is dtype and v.ndim == 1 and v.flags.carray and v.shape[0]:
-        return v  # the common case, checked first
-    a = _as_data(v, dtype)
-    if a is None or a.ndim == 0 or a.ndim > 3 or not a.size or a.size != a.shape[0]:
-        return None
-    return a if a.ndim == 1 else a.reshape(a.shape[0])
-
-
-def _scalar_door(params, x, y, h0, mean, fcode, gcode, lcode, criterion):
-    """The seed's network, full BPTT: (loss, grads) if x and y are one scalar sequence; None if unusual;
-    _NOT_ONE if they are something else (a batch, say)."""
-    wh = params["w_h"]
-    dtype = wh.dtype
-    xa = _sequence(x, dtype)
-    ya = _sequence(y, dtype)
-    if xa is None or ya is None or xa.shape[0] != ya.shape[0]:
-        return _NOT_ONE
-    if lcode:
-        criterion.check_targets(ya)  # the squared error takes any number
-    if h0 is None:
-        h = 0.0
-    else:
-        h = _h0_number(h0)
-        if h is None:
-            return None
-    g = {"w": np.empty(_ONE, dtype), "w_x": np.empty(_ONE, dtype), "w_h": np.empty(_ONE, dtype), "b1": np.empty(1, dtype),
-         "b2": np.empty(1, dtype)}
-    loss = scalar_fast(xa, ya, params["w"], params["w_x"], wh, params["b1"], params["b2"], h,
-                       1.0 / xa.shape[0] if mean else 1.0, fcode, gcode, lcode, g["w"], g["w_x"], g["w_h"], g["b1"],
-                       g["b2"])
-    if loss != loss:
-        return None
-    return loss, g
-
-
-def _batched_door(params, xa, ya, h0, mean, truncate, fcode, gcode, lcode, criterion, dtype):
-    w, wx, wh = params["w"], params["w_x"], params["w_h"]
-    O, H = w.shape
-    D = wx.shape[1]
-    nd = xa.ndim
-    if nd == 3 and xa.shape[2] == D:
-        T, B = xa.shape[0], xa.shape[1]
-    elif nd == 2 and xa.shape[1] == D:
-        T, B = xa.shape[0], 1
-    elif nd == 1 and D == 1:
-        T, B = xa.shape[0], 1
-    else:
-        return None
-    if T == 0 or B == 0 or ya.shape != _target_shape(ya.ndim, T, B, O):
-        return None
-    if lcode:
-        criterion.check_targets(ya)
-    if truncate is None:
-        trunc = T
-    elif type(truncate) is int and 1 <= truncate <= MAX_INT:  # the checked path's bound: one answer per input
-        trunc = min(truncate, T)
-    else:
-        return None
-    kind = fast_kernel(B, H, dtype != np.float64)
-    if kind is None:
-        return None
-    hb = _h0_batch(h0, B, H, dtype)
-    if hb is None:
-        return None
-    g = (np.empty_like(w), np.empty_like(wx), np.empty_like(wh), np.empty_like(params["b1"]),
-         np.empty_like(params["b2"]))
-    args = (xa.reshape(T, B, D), ya.reshape(T, B, O), hb, w, wx, wh, params["b1"], params["b2"],
-            1.0 / (T * B) if mean else 1.0, trunc, fcode, gcode, lcode)
-    if kind == "lanes":
-        loss = lanes_kernel(*args, *g)
-    else:
-        loss = batched_fast(*args, *g)
-    if loss != loss:
-        return None
-    return loss, {"w": g[0], "w_x": g[1], "w_h": g[2], "b1": g[3], "b2": g[4]}
-
-
-def _target_shape(ndim: int, T: int, B: int, O: int) -> tuple[int, ...] | None:
-    """The shape y must have, given its ndim, as RNN's checked path accepts targets."""
-    if ndim == 3:
-        return (T, B, O)
-    if ndim == 2 and B == 1:
-        return (T, O)
-    if ndim == 1 and B == 1 and O == 1:
-        return (T,)
-    return None
 
 # ---------------------------------------------------------------- the lanes kernel (small networks, every form)
 # Small networks (H <= LANES_MAX_H): the batch is the vector lane.  Every (H, B) array is stored
@@ -1097,7 +882,7 @@ def _lanes_grads(xs, hs, dz, du, gw, gwx, gwh, gb1, gb2):
 @njit(cache=True, error_model="numpy")
 def lanes_kernel(x, y, h0, w, wx, wh, b1, b2, c, trunc, fcode, gcode, lcode, gw, gwx, gwh, gb1, gb2):
     """One whole gradient of a small network, lanes over the batch.  Returns the loss (float64), NaN
-    if it or any gradient is not finite (the caller then takes the checked path, which explains).
+    if it or any gradient is not finite (dispatch then runs the segment kernels, which explain).
 
     x (T, B, D), y (T, B, O), h0 (B, H), the parameters and gw..gb2 (written: the gradients, shaped
     like the parameters) in one dtype, C-contiguous; c the loss scale, trunc k (>= T: full BPTT).
@@ -1126,7 +911,7 @@ def lanes_kernel(x, y, h0, w, wx, wh, b1, b2, c, trunc, fcode, gcode, lcode, gw,
 
 
 # ---------------------------------------------------------------- the compiled training step
-# One call per mini-batch: the gradient (the fast door's kernels), global-norm clipping and the
+# One call per mini-batch: the gradient (``dispatch.fast_kernel``'s kernels), global-norm clipping and the
 # optimizer's own compiled update (_optim_compiled.update, the code its fused_update declares), in the
 # order of optim.py's numpy code so that float64 training equals the numpy loop to rounding (the
 # squared norm is summed sequentially here, pairwise by numpy: the last bits of the norm may differ).

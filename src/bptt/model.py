@@ -1,6 +1,11 @@
 """The public ``RNN``: validates input at the boundary, dispatches to the engine.
 
-No math lives here; see ``engine.py`` for the formulas.
+No math lives here; see ``engine.py`` for the formulas.  This is the one front door: every input is
+checked and put in one canonical form here (x (T, B, D), y (T, B, O), h0 (B, H), C-contiguous, in
+the model's dtype), and goes down to ``dispatch.py``, which picks the implementation; nothing below
+reads the user's forms.  ``loss_and_grad`` converts without scanning for NaN or inf (that scan would
+cost the seed's call a third of its time): every implementation reports a non-finite result, and
+only then are the inputs scanned, so a NaN input still gets its own one-line message.
 """
 
 from __future__ import annotations
@@ -10,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from . import activations, engine, losses
+from . import activations, dispatch, engine, losses
 from .validation import (BPTTError, check_dtype, check_float_array, check_reduction, check_seed, check_sizes,
                          check_truncate)
 from .engine import PARAM_NAMES
@@ -76,6 +81,7 @@ class RNN:
         self._params: dict[str, np.ndarray] = {}
         for name in ("w_x", "w_h", "b1", "w", "b2"):
             self._params[name] = rng.uniform(-k, k, size=shapes[name]).astype(dt)
+        self._p = engine.Params(**self._params)
 
     # ---------------------------------------------------------------- parameters
     @classmethod
@@ -143,7 +149,14 @@ class RNN:
 
     def engine_params(self) -> engine.Params:
         """The five parameters as the engine takes them (the arrays themselves, not copies)."""
-        return engine.Params(**{k: self._params[k] for k in PARAM_NAMES})
+        return self._p
+
+    def __copy__(self) -> "RNN":
+        # a copy owns its parameters: setting or updating them in place leaves the original as it was
+        new = object.__new__(type(self))
+        params = {k: v.copy() for k, v in self._params.items()}
+        new.__dict__.update(self.__dict__, _params=params, _p=engine.Params(**params))
+        return new
 
     def __getattr__(self, name: str) -> np.ndarray:
         if name in PARAM_NAMES and "_params" in self.__dict__:
@@ -153,6 +166,7 @@ class RNN:
     def __setattr__(self, name: str, value: Any) -> None:
         if name in PARAM_NAMES:
             self._params[name] = self._check_param(name, value)
+            object.__setattr__(self, "_p", engine.Params(**self._params))
         else:
             object.__setattr__(self, name, value)
 
@@ -176,6 +190,7 @@ class RNN:
     # ---------------------------------------------------------------- compute
     def forward(self, x: Any, h0: Any = None) -> ForwardResult:
         """All intermediates: z, h (h_0..h_T), u and y_pred.  See ``ForwardResult``."""
+        self._check_finite_data(x, None, h0)  # an inf can give finite outputs: look before computing
         xb, h0b, batched = self._inputs(x, h0)
         with _quiet_overflow():
             fwd = engine.forward(self.engine_params(), xb, h0b, self._f, self._g)
@@ -187,6 +202,7 @@ class RNN:
         return self.forward(x, h0).y_pred
 
     def loss(self, x: Any, y: Any, h0: Any = None, reduction: str = "mean") -> float:
+        self._check_finite_data(x, y, h0)
         xb, h0b, batched = self._inputs(x, h0)
         yb = self._targets(y, xb, batched)
         check_reduction(reduction)
@@ -218,35 +234,43 @@ class RNN:
         checkpoint: None (store every h_t), "sqrt" (store every ceil(sqrt(T))-th) or k
             (every k-th): the same gradient, memory ~ (T/k + k) B H; see dispatch.py.
         """
-        if (backend == "auto" or backend == "numba") and checkpoint is None:
-            # small networks: one compiled call with O(1) Python work (None: the checked path below)
-            fast = (_kernels or _import_kernels()).try_fast(self._params, self._f, self._g, self._criterion, x, y, h0,
-                                                            reduction, truncate)
-            if fast is not None:
-                return fast
-        loss, grads, _ = self._loss_grad_h0(x, y, h0, reduction, truncate, backend=backend, checkpoint=checkpoint)
-        return loss, grads
-
-    def _loss_grad_h0(self, x, y, h0, reduction, truncate, backend="auto", checkpoint=None):
-        from . import dispatch  # numpy only until a compiled kernel is asked for
-
         xb, h0b, batched = self._inputs(x, h0)
         yb = self._targets(y, xb, batched)
-        check_reduction(reduction)
-        check_truncate(truncate)
-        checkpoint = dispatch.check_options(backend, checkpoint, truncate)
-        p = self.engine_params()
-        T, B, D = xb.shape
-        runs_on = dispatch.choose_backend(backend, self._f, self._g, self._criterion)
-        kernel = dispatch.resolve_kernel(runs_on, T, B, D, self.hidden_size, self.output_size)
-        with _quiet_overflow():
-            loss, grads, dh0 = dispatch.loss_and_grad(p, xb, yb, h0b, self._f, self._g, self._criterion, reduction,
-                                                      truncate, checkpoint, kernel)
-        _check_finite_result(np.asarray([loss, *[np.sum(g) for g in grads.values()]]), "the loss or its gradients")
-        return loss, grads, (dh0 if batched else dh0[0])
+        if reduction != "mean":
+            check_reduction(reduction)
+        if truncate is not None:
+            check_truncate(truncate)
+        if backend != "auto" or checkpoint is not None:
+            checkpoint = dispatch.check_options(backend, checkpoint, truncate)
+        try:
+            loss, grads, _ = dispatch.loss_and_grad(self._p, xb, yb, h0b, self._f, self._g, self._criterion,
+                                                    reduction, truncate, checkpoint, backend, False)
+        except dispatch.NonFinite:
+            self._check_finite_data(x, y, h0)  # a NaN or inf given: say which, not "overflowed"
+            raise
+        return loss, grads
+
+    def _gradient(self, x, y, h0, reduction, truncate, backend="auto", checkpoint=None, need_dh0=True):
+        """(loss, grads, dLoss/dh_0 shaped like the batch's h0, or None when need_dh0 is False)."""
+        xb, h0b, batched = self._inputs(x, h0)
+        yb = self._targets(y, xb, batched)
+        if reduction != "mean":
+            check_reduction(reduction)
+        if truncate is not None:
+            check_truncate(truncate)
+        if backend != "auto" or checkpoint is not None:
+            checkpoint = dispatch.check_options(backend, checkpoint, truncate)
+        try:
+            loss, grads, dh0 = dispatch.loss_and_grad(self._p, xb, yb, h0b, self._f, self._g, self._criterion,
+                                                      reduction, truncate, checkpoint, backend, need_dh0)
+        except dispatch.NonFinite:
+            self._check_finite_data(x, y, h0)  # a NaN or inf given: say which, not "overflowed"
+            raise
+        return loss, grads, (dh0 if batched or dh0 is None else dh0[0])
 
     def decompose(self, x: Any, y: Any, h0: Any = None, reduction: str = "mean") -> engine.Decomposition:
         """The seed's decomposition: dE_i/dθ per error term and per path k.  See ``engine.Decomposition``."""
+        self._check_finite_data(x, y, h0)
         xb, h0b, batched = self._inputs(x, h0)
         yb = self._targets(y, xb, batched)
         check_reduction(reduction)
@@ -256,69 +280,101 @@ class RNN:
             return engine.decompose(p, xb, fwd, yb, self._f, self._g, self._criterion, reduction)
 
     # ---------------------------------------------------------------- validation
+    # The one set of rules for the input forms, used by every method.  Values are converted by
+    # _as_array, which does not scan for NaN or inf: loss_and_grad lets the result tell (every
+    # implementation reports a non-finite result), the other methods call _check_finite_data first.
     def _inputs(self, x: Any, h0: Any) -> tuple[np.ndarray, np.ndarray, bool]:
-        a = check_float_array(x, "x", self.dtype)
-        D = self.input_size
-        if a.ndim == 1 and D == 1:
-            a = a[:, None]
-        if a.ndim == 2:
+        """x as (T, B, D) and h0 as (B, H), C-contiguous in the model's dtype; batched: whether x came
+        as (T, B, D)."""
+        dtype = self.dtype
+        a = x if type(x) is np.ndarray and x.dtype is dtype and x.flags.carray else _as_array(x, "x", dtype)
+        nd = a.ndim
+        if nd == 1 and self.input_size == 1:
+            a = a.reshape(a.shape[0], 1, 1)  # (T, 1, 1)
             batched = False
-            a = a[:, None, :]
-        elif a.ndim == 3:
+        elif nd == 2:
+            a = a.reshape(a.shape[0], 1, a.shape[1])  # (T, 1, D)
+            batched = False
+        elif nd == 3:
             batched = True
         else:
             raise BPTTError(f"x must be (T, D) or (T, B, D), got shape {a.shape}")
         T, B, Dx = a.shape
+        if not T or not B or Dx != self.input_size:
+            self._refuse_shape(T, B, Dx)
+        if h0 is None:
+            return a, np.zeros((B, self.hidden_size), dtype), batched  # (B, H)
+        H = self.hidden_size
+        hb = _as_array(h0, "h0", dtype)
+        if hb.ndim == 0 or hb.shape == (H,):
+            hb = np.broadcast_to(hb, (B, H)).copy()  # (B, H): one initial state for every sequence
+        elif hb.shape != (B, H):
+            raise BPTTError(f"h0 must be a number, shape ({H},) or ({B}, {H}), got shape {hb.shape}")
+        return a, hb, batched
+
+    def _refuse_shape(self, T: int, B: int, Dx: int) -> None:
         if T == 0:
             raise BPTTError("x is an empty sequence (T = 0); give at least one time step")
         if B == 0:
             raise BPTTError("x has an empty batch (B = 0); give at least one sequence")
-        if Dx != D:
-            raise BPTTError(f"x has {Dx} features per step but the model's input_size is {D}; x must be (T, {D}) or (T, B, {D})")
-        H = self.hidden_size
-        if h0 is None:
-            hb = np.zeros((B, H), dtype=self.dtype)
-        else:
-            hb = check_float_array(h0, "h0", self.dtype)
-            if hb.ndim == 0 or hb.shape == (H,):
-                hb = np.broadcast_to(hb, (B, H)).copy()  # one initial state for every sequence
-            elif hb.shape != (B, H):
-                raise BPTTError(f"h0 must be a number, shape ({H},) or ({B}, {H}), got shape {hb.shape}")
-        return a, hb, batched
+        D = self.input_size
+        raise BPTTError(f"x has {Dx} features per step but the model's input_size is {D}; x must be (T, {D}) or (T, B, {D})")
 
     def _targets(self, y: Any, xb: np.ndarray, batched: bool) -> np.ndarray:
+        """y as (T, B, O) in the model's dtype, checked against the loss (class labels become one-hot rows)."""
         T, B, _ = xb.shape
         O = self.output_size
-        if self._criterion.class_labels:
+        criterion = self._criterion
+        if criterion.class_labels:
             labels = np.asarray(y) if isinstance(y, (list, tuple)) else y
             if isinstance(labels, np.ndarray) and labels.dtype.kind in "iu" and labels.shape == ((T, B) if batched else (T,)):
                 y = losses.one_hot(labels if batched else labels[:, None], O, self.dtype)  # (T, B, O)
-        t = self._target_array(y, T, B, O)
-        self._criterion.check_targets(t)
-        return t
-
-    def _target_array(self, y: Any, T: int, B: int, O: int) -> np.ndarray:
-        t = check_float_array(y, "y", self.dtype)
-        given = t.shape
-        if t.ndim == 1 and O == 1 and B == 1:
-            t = t[:, None]
-        if t.ndim == 2 and B == 1:
-            t = t[:, None, :]
+        dtype = self.dtype
+        t = y if type(y) is np.ndarray and y.dtype is dtype and y.flags.carray else _as_array(y, "y", dtype)
+        nd = t.ndim
+        if nd == 1 and O == 1 and B == 1:
+            t = t.reshape(t.shape[0], 1, 1)  # (T, 1, 1)
+        elif nd == 2 and B == 1:
+            t = t.reshape(t.shape[0], 1, t.shape[1])  # (T, 1, O)
         if t.shape != (T, B, O):
             want = f"({T}, {O})" if B == 1 else f"({T}, {B}, {O})"
-            raise BPTTError(f"y must have shape {want} to match x, got {given}; give one target per time step and output")
+            raise BPTTError(f"y must have shape {want} to match x, got {np.shape(y)}; give one target per time step "
+                            "and output")
+        try:
+            criterion.check_targets(t)
+        except BPTTError:
+            check_float_array(y, "y", self.dtype)  # a NaN target: say so first
+            raise
         return t
 
+    def _check_finite_data(self, x: Any, y: Any, h0: Any) -> None:
+        """The one-line BPTTError for a NaN or inf in x, y or h0 (None: not given); nothing if all are finite."""
+        check_float_array(x, "x", self.dtype)
+        if y is not None:
+            check_float_array(y, "y", self.dtype)
+        if h0 is not None:
+            check_float_array(h0, "h0", self.dtype)
 
-_kernels = None  # bptt.kernels once imported (it imports numba, so not at import time)
 
+def _as_array(v: Any, name: str, dtype: np.dtype) -> np.ndarray:
+    """v as a C-contiguous array of ``dtype``, not scanned for NaN or inf (see the module's doc).
 
-def _import_kernels():
-    global _kernels
-    from . import kernels
-
-    _kernels = kernels
-    return kernels
+    Arrays and lists of real numbers are converted here; anything else (bools, complex numbers,
+    ragged lists, objects, other array types) goes through check_float_array, which reads it or
+    refuses it in one line."""
+    if type(v) is np.ndarray:
+        if v.dtype is dtype:
+            return v if v.flags.carray else np.array(v, dtype, order="C")
+        if v.dtype.kind in "fiu":
+            return v.astype(dtype, order="C")
+    elif type(v) is list or type(v) is tuple:
+        try:
+            a = np.array(v)  # its own dtype first: a cast to float would drop an imaginary part silently
+        except (TypeError, ValueError, OverflowError):
+            a = None
+        if a is not None and a.dtype.kind in "fiu":
+            return a if a.dtype is dtype else a.astype(dtype)
+    return np.require(check_float_array(v, name, dtype), dtype, ["C"])
 
 
 def _scalar(name: str, v: Any) -> float:
