@@ -288,15 +288,27 @@ def decompose(
     for i in range(T):
         paths["w"][i, i] = mm(du[i].T, fwd.h[i + 1])  # (O, H)
         paths["b2"][i, i] = du[i].sum(axis=0)  # (O,)
-        delta = mm(du[i], p.w)  # (B, H): dE_i/dh_i
-        for k in range(i, -1, -1):
-            dz = delta * fprime[k]  # (B, H): dE_i/dz_k through this path
+        for k, _, dz in state_errors(p.w_h, mm(du[i], p.w), fprime, i):  # dz (B, H): dE_i/dz_k
             paths["w_x"][i, k] = mm(dz.T, x[k])  # (H, D)
             paths["w_h"][i, k] = mm(dz.T, fwd.h[k])  # (H, H): h_{k-1} is h[k]
             paths["b1"][i, k] = dz.sum(axis=0)  # (H,)
-            delta = mm(dz, p.w_h)  # dE_i/dh_{k-1}
     terms = {name: a.sum(axis=1) for name, a in paths.items()}
     return Decomposition(terms=terms, paths=paths, weight=1.0 / T if reduction == "mean" else 1.0)
+
+
+def state_errors(w_h: np.ndarray, dh_i: np.ndarray, fprime: np.ndarray, i: int):
+    """The seed's chain dh_i/dh_k, one step at a time, for the error term E_i.
+
+    Yields (k, dE_i/dh_k, dE_i/dz_k) for k = i, i-1, ..., 0 (0-based steps: h_k is Forward's h[k + 1]):
+        dE_i/dz_k = dE_i/dh_k * f'(z_k),   dE_i/dh_{k-1} = dE_i/dz_k w_h
+    dh_i = dE_i/dh_i = (dE_i/du_i) w, (B, H) or (H,); fprime (T, B, H) or (T, H) = f'(z_t).
+    """
+    dh = dh_i
+    for k in range(i, -1, -1):
+        dz = dh * fprime[k]  # (B, H)
+        yield k, dh, dz
+        if k:
+            dh = mm(dz, w_h)  # (B, H): dE_i/dh_{k-1}
 
 
 def output_tangent_from_state(p: Params, fwd: Forward, f: Activation, g: Activation, k: int, dh: np.ndarray) -> np.ndarray:

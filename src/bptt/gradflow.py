@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from . import activations, tasks
+from . import activations, engine, tasks
 from .products import matmul as mm
 from .model import RNN
 from .validation import BPTTError, check_choice, check_int
@@ -23,24 +23,21 @@ def gradient_flow(model: RNN, x: Any, y: Any, h0: Any = None) -> np.ndarray:
     """G[t, k] = ||∂E_t/∂h_k||, E_t the model's loss at step t, for one sequence.  Returns (T, T), NaN for k > t.
 
     x (T, D), y (T, O).  Indices are 0-based: row t is E_{t+1}, column k is h_{k+1}.
-    ∂E_t/∂h_t = (∂E_t/∂u_t) w (the seed's loss: (y'_t - y_t) g'(u_t) w), and ∂E_t/∂h_{k-1} = (∂E_t/∂h_k * f'(z_k)) w_h:
-    the seed's dh_i/dh_k factor, one step at a time.
+    ∂E_t/∂h_t = (∂E_t/∂u_t) w (the loss table's dE/du), then the seed's dh_i/dh_k factor one step at a
+    time (``engine.state_errors``).
     """
     fwd = model.forward(x, h0=h0)  # unbatched: h (T+1, H), y_pred (T, O)
     yv = np.asarray(y, dtype=np.float64).reshape(fwd.y_pred.shape)
-    f = model.hidden_act
-    g = model.output_act
+    p = model.engine_params()
     Tn = fwd.y_pred.shape[0]
-    du = model.criterion.delta(fwd.u, fwd.y_pred, yv, g, 1.0)  # (T, O): ∂E_t/∂u_t
-    fprime = f.deriv(fwd.h[1:])  # (T, H)
+    du = model.criterion.delta(fwd.u, fwd.y_pred, yv, model.output_act, 1.0)  # (T, O): ∂E_t/∂u_t
+    fprime = model.hidden_act.deriv(fwd.h[1:])  # (T, H)
     G = np.full((Tn, Tn), np.nan)
     for t in range(Tn):
-        delta = mm(du[t], model.w)  # (H,): ∂E_t/∂h_t
-        G[t, t] = np.linalg.norm(delta)
-        for k in range(t - 1, -1, -1):
-            delta = mm(delta * fprime[k + 1], model.w_h)  # ∂E_t/∂h_k
-            G[t, k] = np.linalg.norm(delta)
+        for k, dh, _ in engine.state_errors(p.w_h, mm(du[t], p.w), fprime, t):
+            G[t, k] = np.linalg.norm(dh)
     return G
+
 
 def gradflow_sequence(data: tasks.TaskData, index: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """One test sequence x (T, D), y (T, O).
