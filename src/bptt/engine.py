@@ -30,7 +30,7 @@ t; the input projection and the weight-gradient sums are single matrix
 products over all time steps.  Every product is ``mm`` (``bptt.products``), never
 a BLAS: its sums run in one fixed order, so results are the same bits on every
 BLAS kernel, thread count and load. These functions are pure and unchecked: the
-public ``bptt.RNN`` validates input and dispatches here or to ``kernels``.
+public ``bptt.RNN`` validates input, and ``dispatch`` sends it here or to ``kernels``.
 
 This module is the reference.  Every other implementation of the recurrence, and
 the test that pins it to this one (or to finite differences / torch autograd):
@@ -40,7 +40,7 @@ the test that pins it to this one (or to finite differences / torch autograd):
                              ::test_gradients_match_torch_autograd
     numpy, truncated         bptt_truncated
                              tests/test_engine.py::test_truncated_bptt_matches_detached_torch_and_the_path_sum
-    numpy, decomposed        decompose (per error term E_i and per path k, the seed's sum)
+    numpy, decomposed        decompose (per error term E_i and per path k, the seed's sum; state_errors)
                              tests/test_engine.py::test_decomposition_sums_to_total,
                              ::test_each_error_term_is_its_own_gradient
     numpy, checkpointed      dispatch.NumpyRunner (segments with a carry)
@@ -48,6 +48,9 @@ the test that pins it to this one (or to finite differences / torch autograd):
     compiled, one unit       kernels.scalar_kernel (ScalarRunner), kernels.scalar_fast
                              tests/test_kernels.py::test_every_kernel_matches_the_reference,
                              ::test_scalar_fast_path_matches_numpy_backend
+    compiled, whole sequence kernels.lanes_kernel, kernels.batched_fast (dispatch.fast_kernel's sizes)
+                             tests/test_kernels.py::test_the_lanes_kernel_equals_the_reference,
+                             ::test_every_input_form_takes_one_compiled_call_and_equals_the_reference
     compiled, batched        kernels.batched_kernel (LoopRunner), ParallelRunner
                              tests/test_kernels.py::test_every_kernel_matches_the_reference,
                              ::test_compiled_path_against_finite_differences,
@@ -66,7 +69,7 @@ the test that pins it to this one (or to finite differences / torch autograd):
     linearised backward      backward_residual (J_y^T r_y + J_h^T r_h; backward with the residual replaced)
                              tests/test_hf.py::test_backward_residual_is_the_vjp_and_backward_is_its_special_case,
                              ::test_gauss_newton_product_matches_torch_jvp_vjp_and_finite_differences
-    gradient flow            gradflow.gradient_flow (||dE_t/dh_k|| one step back at a time)
+    gradient flow            gradflow.gradient_flow (||dE_t/dh_k|| from state_errors)
                              tests/test_gradflow.py::test_gradient_flow_matches_torch_autograd
     symbolic                 derive.py (sympy: the seed's chain-rule derivation for any T)
                              tests/test_derive.py::test_symbolic_terms_equal_engine,
