@@ -191,7 +191,7 @@ class RNN:
     def forward(self, x: Any, h0: Any = None) -> ForwardResult:
         """All intermediates: z, h (h_0..h_T), u and y_pred.  See ``ForwardResult``."""
         self._check_finite_data(x, None, h0)  # an inf can give finite outputs: look before computing
-        xb, h0b, batched = self._inputs(x, h0)
+        xb, _, h0b, batched = self._data(x, None, h0)
         with _quiet_overflow():
             fwd = engine.forward(self.engine_params(), xb, h0b, self._f, self._g)
         _check_finite_result(fwd.y_pred, "the forward pass")
@@ -203,8 +203,7 @@ class RNN:
 
     def loss(self, x: Any, y: Any, h0: Any = None, reduction: str = "mean") -> float:
         self._check_finite_data(x, y, h0)
-        xb, h0b, batched = self._inputs(x, h0)
-        yb = self._targets(y, xb, batched)
+        xb, yb, h0b, batched = self._data(x, y, h0)
         check_reduction(reduction)
         with _quiet_overflow():
             fwd = engine.forward(self.engine_params(), xb, h0b, self._f, self._g)
@@ -234,8 +233,7 @@ class RNN:
         checkpoint: None (store every h_t), "sqrt" (store every ceil(sqrt(T))-th) or k
             (every k-th): the same gradient, memory ~ (T/k + k) B H; see dispatch.py.
         """
-        xb, h0b, batched = self._inputs(x, h0)
-        yb = self._targets(y, xb, batched)
+        xb, yb, h0b, batched = self._data(x, y, h0)
         if reduction != "mean":
             check_reduction(reduction)
         if truncate is not None:
@@ -252,8 +250,7 @@ class RNN:
 
     def _gradient(self, x, y, h0, reduction, truncate, backend="auto", checkpoint=None, need_dh0=True):
         """(loss, grads, dLoss/dh_0 shaped like the batch's h0, or None when need_dh0 is False)."""
-        xb, h0b, batched = self._inputs(x, h0)
-        yb = self._targets(y, xb, batched)
+        xb, yb, h0b, batched = self._data(x, y, h0)
         if reduction != "mean":
             check_reduction(reduction)
         if truncate is not None:
@@ -271,8 +268,7 @@ class RNN:
     def decompose(self, x: Any, y: Any, h0: Any = None, reduction: str = "mean") -> engine.Decomposition:
         """The seed's decomposition: dE_i/dθ per error term and per path k.  See ``engine.Decomposition``."""
         self._check_finite_data(x, y, h0)
-        xb, h0b, batched = self._inputs(x, h0)
-        yb = self._targets(y, xb, batched)
+        xb, yb, h0b, batched = self._data(x, y, h0)
         check_reduction(reduction)
         p = self.engine_params()
         with _quiet_overflow():
@@ -283,13 +279,15 @@ class RNN:
     # The one set of rules for the input forms, used by every method.  Values are converted by
     # _as_array, which does not scan for NaN or inf: loss_and_grad lets the result tell (every
     # implementation reports a non-finite result), the other methods call _check_finite_data first.
-    def _inputs(self, x: Any, h0: Any) -> tuple[np.ndarray, np.ndarray, bool]:
-        """x as (T, B, D) and h0 as (B, H), C-contiguous in the model's dtype; batched: whether x came
-        as (T, B, D)."""
+    def _data(self, x: Any, y: Any, h0: Any) -> tuple[np.ndarray, np.ndarray | None, np.ndarray, bool]:
+        """(x (T, B, D), y (T, B, O) or None if not given, h0 (B, H), batched), C-contiguous in the model's
+        dtype; batched: whether x came as (T, B, D).  y is checked against the loss (class labels
+        become one-hot rows)."""
         dtype = self.dtype
+        D = self.input_size
         a = x if type(x) is np.ndarray and x.dtype is dtype and x.flags.carray else _as_array(x, "x", dtype)
         nd = a.ndim
-        if nd == 1 and self.input_size == 1:
+        if nd == 1 and D == 1:
             a = a.reshape(a.shape[0], 1, 1)  # (T, 1, 1)
             batched = False
         elif nd == 2:
@@ -300,17 +298,18 @@ class RNN:
         else:
             raise BPTTError(f"x must be (T, D) or (T, B, D), got shape {a.shape}")
         T, B, Dx = a.shape
-        if not T or not B or Dx != self.input_size:
+        if not T or not B or Dx != D:
             self._refuse_shape(T, B, Dx)
+        t = None if y is None else self._targets(y, T, B, batched)
         if h0 is None:
-            return a, np.zeros((B, self.hidden_size), dtype), batched  # (B, H)
+            return a, t, np.zeros((B, self.hidden_size), dtype), batched  # h0 (B, H)
         H = self.hidden_size
         hb = _as_array(h0, "h0", dtype)
         if hb.ndim == 0 or hb.shape == (H,):
             hb = np.broadcast_to(hb, (B, H)).copy()  # (B, H): one initial state for every sequence
         elif hb.shape != (B, H):
             raise BPTTError(f"h0 must be a number, shape ({H},) or ({B}, {H}), got shape {hb.shape}")
-        return a, hb, batched
+        return a, t, hb, batched
 
     def _refuse_shape(self, T: int, B: int, Dx: int) -> None:
         if T == 0:
@@ -320,16 +319,15 @@ class RNN:
         D = self.input_size
         raise BPTTError(f"x has {Dx} features per step but the model's input_size is {D}; x must be (T, {D}) or (T, B, {D})")
 
-    def _targets(self, y: Any, xb: np.ndarray, batched: bool) -> np.ndarray:
-        """y as (T, B, O) in the model's dtype, checked against the loss (class labels become one-hot rows)."""
-        T, B, _ = xb.shape
+    def _targets(self, y: Any, T: int, B: int, batched: bool) -> np.ndarray:
+        """y as (T, B, O) in the model's dtype, checked against the loss."""
         O = self.output_size
+        dtype = self.dtype
         criterion = self._criterion
         if criterion.class_labels:
             labels = np.asarray(y) if isinstance(y, (list, tuple)) else y
             if isinstance(labels, np.ndarray) and labels.dtype.kind in "iu" and labels.shape == ((T, B) if batched else (T,)):
-                y = losses.one_hot(labels if batched else labels[:, None], O, self.dtype)  # (T, B, O)
-        dtype = self.dtype
+                y = losses.one_hot(labels if batched else labels[:, None], O, dtype)  # (T, B, O)
         t = y if type(y) is np.ndarray and y.dtype is dtype and y.flags.carray else _as_array(y, "y", dtype)
         nd = t.ndim
         if nd == 1 and O == 1 and B == 1:
@@ -343,7 +341,7 @@ class RNN:
         try:
             criterion.check_targets(t)
         except BPTTError:
-            check_float_array(y, "y", self.dtype)  # a NaN target: say so first
+            check_float_array(y, "y", dtype)  # a NaN target: say so first
             raise
         return t
 
