@@ -193,3 +193,10 @@ def test_an_inf_input_is_named_even_where_the_result_would_be_finite(method):
             "loss_and_grad": lambda: m.loss_and_grad(x, y), "decompose": lambda: m.decompose(x, y)}[method]
     with pytest.raises(BPTTError, match=r"x contains inf at index \(0,\)"):
         call()
+
+
+def test_a_network_beyond_memory_is_refused_before_it_is_allocated():
+    """RNN(1, 2**22, 1) would ask for 128 TiB of w_h: one line naming the largest hidden size that fits."""
+    with pytest.raises(BPTTError, match="give a hidden size of at most") as e:
+        bptt.RNN(1, 2**22, 1)
+    assert "\n" not in str(e.value)

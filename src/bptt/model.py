@@ -16,8 +16,8 @@ from typing import Any
 import numpy as np
 
 from . import activations, dispatch, engine, losses
-from .validation import (BPTTError, check_dtype, check_float_array, check_reduction, check_seed, check_sizes,
-                         check_truncate)
+from .validation import (BPTTError, check_dtype, check_float_array, check_network_size, check_reduction, check_seed,
+                         check_sizes, check_truncate)
 from .engine import PARAM_NAMES
 
 
@@ -73,6 +73,7 @@ class RNN:
                             "output_size >= 2 (one per class), or a sigmoid output for one probability")
         self._criterion = losses.pair(losses.get(loss), self._g)
         dt = self.dtype = check_dtype(dtype)
+        check_network_size(self.input_size, self.hidden_size, self.output_size, dt.itemsize)  # before allocating
         seed = check_seed(seed)
         # Uniform(-1/sqrt(H), 1/sqrt(H)), as PyTorch's RNN initialises.
         rng = np.random.default_rng(seed)
