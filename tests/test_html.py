@@ -437,10 +437,11 @@ def test_live_controls_recompute_once_and_match_engine(open_page, tmp_path):
     page = o.page
     count = lambda: int(page.evaluate("document.documentElement.dataset.recomputes"))  # noqa: E731
     before = count()
-    typesets = page.evaluate("window.bpttLive.typesets()")
+    typesets, draws = page.evaluate("[window.bpttLive.typesets(), window.bpttLive.draws()]")
     page.fill('input[data-key="w_h"]', "0.2")
     assert count() == before + 1 and _live(o)["w_h"] == [[0.2]]
-    assert page.evaluate("window.bpttLive.typesets()") == typesets  # same form: new digits in the typeset formula
+    # same structure: new digits into the drawn tables, network and typeset formulas, nothing rebuilt
+    assert page.evaluate("[window.bpttLive.typesets(), window.bpttLive.draws()]") == [typesets, draws]
     assert "w_h=0.2" in page.url
     _compare(page.evaluate(_READ), _reference(_state_to_ref(_live(o))), "w_h = 0.2")
     page.select_option('select[data-key="hidden_activation"]', "tanh")

@@ -210,9 +210,15 @@
   }
   function full(v) { return String(v); }  // the shortest text that reads back as the same double
   // a displayed number with its full value in the DOM
+  // Every number drawn outside the formulas is registered (NREG; cell colours in SREG): when a change keeps the
+  // page's structure, render() writes the new digits into the existing elements instead of rebuilding them.
+  var NREG = [], SREG = [];
   function N(q, v, n) {
-    return '<span class="num" data-quantity="' + esc(q) + '" data-value="' + full(v) + '">' + esc(g6(v, n)) + "</span>";
+    NREG.push([q, v, n]);
+    return '<span class="num" data-n="' + (NREG.length - 1) + '" data-quantity="' + esc(q) + '" data-value="' + full(v) + '">' + esc(g6(v, n)) + "</span>";
   }
+  function S_(css) { SREG.push(css); return ' data-s="' + (SREG.length - 1) + '" style="' + css + '"'; }
+  var NUM_RE = / data-n="\d+" data-quantity="[^"]*" data-value="[^"]*">[^<]*</g, STYLE_RE = / data-s="\d+" style="[^"]*"/g;
   var QREG = [];  // numbers inside formulas: \htmlData{q=i}, given data-quantity/data-value after typesetting
   // A number in a formula: the signs outside the marked digits (mantissa m, exponent x), so that a change of
   // value alone keeps the typeset layout and only the digits are replaced (see renderFormulas).
@@ -426,7 +432,7 @@
     if (banner) banner.hidden = same;
   }
 
-  var formulaSig = null, typesets = 0;  // what the formulas' typeset layout was made for, and how often typeset
+  var formulaSig = null, typesets = 0, pageSig = null, draws = 0;  // what the formulas' typeset layout was made for, and how often typeset
   var timings = {};  // milliseconds per part of the last render (window.bpttLive.timings())
   function timed(name, f) { var t0 = performance.now(); f(); timings[name] = performance.now() - t0; }
   function render() {
@@ -441,17 +447,37 @@
     QREG = [];
     $("live-h").textContent = "Live: T = " + S.x.length + ", sizes " + S.D + "-" + S.H + "-" + S.O + ", hidden " + S.hidden_activation +
       ", output " + S.output_activation + ", loss " + S.loss + ", reduction " + S.reduction + (S.truncate && S.truncate < S.x.length ? ", truncated to " + S.truncate : "");
-    timed("network", drawNet);
-    timed("tables", function () {
-      $("live-summary").innerHTML = summary();
-      $("live-totals").innerHTML = totalsTable();
-      $("live-steps").innerHTML = stepsTable();
-      $("live-focus-select").innerHTML = focusOptions();
-      $("live-terms").innerHTML = termsTable();
+    $("live-net-title").textContent = "The unrolled network, T = " + S.x.length;
+    NREG = []; SREG = [];
+    var parts;
+    timed("build", function () {
+      parts = {"live-net": netSvg(), "live-summary": summary(), "live-totals": totalsTable(), "live-steps": stepsTable(),
+               "live-terms": termsTable(), "live-paths": pathChips(), "live-flow": flowTable()};
     });
-    timed("paths", function () { $("live-paths").innerHTML = pathChips(); });
+    var sig = Object.keys(parts).map(function (k) { return parts[k].replace(NUM_RE, "#<").replace(STYLE_RE, "#"); }).join("|") +
+              "|" + focus.theta + ":" + focus.entry;
+    if (sig === pageSig) {
+      timed("digits", function () {  // same structure: new digits (and colours) into the elements drawn last time
+        Object.keys(parts).forEach(function (k) {
+          var box = $(k);
+          box.querySelectorAll("[data-n]").forEach(function (el) {
+            var r = NREG[+el.getAttribute("data-n")];
+            el.setAttribute("data-value", full(r[1]));
+            var t = g6(r[1], r[2]);
+            if (el.textContent !== t) el.textContent = t;
+          });
+          box.querySelectorAll("[data-s]").forEach(function (el) { el.style.cssText = SREG[+el.getAttribute("data-s")]; });
+        });
+      });
+    } else {
+      timed("draw", function () {
+        Object.keys(parts).forEach(function (k) { $(k).innerHTML = parts[k]; });
+        $("live-focus-select").innerHTML = focusOptions();
+      });
+      pageSig = sig;
+      draws += 1;
+    }
     timed("formulas", renderFormulas);
-    timed("flow", function () { $("live-flow").innerHTML = flowTable(); });
     timed("step", renderStep);
   }
 
@@ -699,13 +725,15 @@
     var p = nodeXY(id), x = p[0], y = p[1];
     var parts = name.split("_");
     var lines = vals.map(function (v, e) {
-      return '<tspan x="' + (x + RAD + 3) + '" dy="' + (e === 0 ? 0 : 12) + '" data-quantity="' + esc(q + idx([vals.length], e)) + '" data-value="' + full(v) + '">' + esc(g6(v, vals.length > 1 ? 4 : 6)) + "</tspan>";
+      var qq = q + idx([vals.length], e), n = vals.length > 1 ? 4 : 6;
+      NREG.push([qq, v, n]);
+      return '<tspan x="' + (x + RAD + 3) + '" dy="' + (e === 0 ? 0 : 12) + '" data-n="' + (NREG.length - 1) + '" data-quantity="' + esc(qq) + '" data-value="' + full(v) + '">' + esc(g6(v, n)) + "</tspan>";
     }).join("");
     return '<g class="node" data-node="' + id + '"><circle cx="' + x + '" cy="' + y + '" r="' + RAD + '"/><text class="name" x="' + x + '" y="' + (y + 5) + '">' +
            esc(parts[0]) + '<tspan class="sub" dy="4">' + esc(parts[1]) + '</tspan></text><text class="value" x="' + (x + RAD + 3) + '" y="' + (y + RAD + 8) + '">' + lines +
            '</text><text class="delta" x="' + (x + 5) + '" y="' + (y - RAD - 5) + '"></text></g>';
   }
-  function drawNet() {
+  function netSvg() {
     var S = state, R = result, T = S.x.length, parts = [];
     for (var t = 1; t <= T; t++) {
       parts.push(edgeSvg("x" + t + "-h" + t, "x" + t, "h" + t, "w_x"), edgeSvg("h" + (t - 1) + "-h" + t, "h" + (t - 1), "h" + t, "w_h"),
@@ -718,12 +746,11 @@
                  nodeSvg("y" + t, "y'_" + t, R.yp[t - 1], "y'_" + t));
     }
     var width = LEFT + T * DX + 200;
-    $("live-net").innerHTML = '<svg class="net" xmlns="http://www.w3.org/2000/svg" width="' + width + '" height="330" viewBox="0 0 ' + width +
+    return '<svg class="net" xmlns="http://www.w3.org/2000/svg" width="' + width + '" height="330" viewBox="0 0 ' + width +
       ' 330" role="img" aria-label="The unrolled network, T = ' + T + '"><defs><marker id="arrow-live" viewBox="0 0 10 10" refX="9" refY="5" markerWidth="9" ' +
       'markerHeight="9" markerUnits="userSpaceOnUse" orient="auto"><path d="M0,0 L10,5 L0,10 z" fill="context-stroke"/></marker></defs>' +
       '<text class="rowlabel" x="4" y="' + (ROW.y + 4) + '">outputs</text><text class="rowlabel" x="4" y="' + (ROW.h + 4) + '">states</text>' +
       '<text class="rowlabel" x="4" y="' + (ROW.x + 4) + '">inputs</text>' + parts.join("") + '<text id="contrib" x="0" y="0"></text></svg>';
-    $("live-net-title").textContent = "The unrolled network, T = " + T;
   }
 
   // ---------------------------------------------------------------- numbers
@@ -919,7 +946,7 @@
         var v = R.gf[i - 1][k - 1];
         var lv = max > 0 && v > 0 ? Math.max(0, 1 + Math.log10(v / max) / 8) : 0;  // 8 decades from white to dark
         var bg = "hsl(20, 85%, " + (97 - 55 * lv).toFixed(1) + "%)";
-        r += '<td style="background:' + bg + (lv > 0.7 ? ";color:#fff" : "") + '" title="||dE_' + i + "/dh_" + k + "||\">" + N("||dE_" + i + "/dh_" + k + "||", v, 3) + "</td>";
+        r += "<td" + S_("background:" + bg + (lv > 0.7 ? ";color:#fff" : "")) + ' title="||dE_' + i + "/dh_" + k + "||\">" + N("||dE_" + i + "/dh_" + k + "||", v, 3) + "</td>";
       }
       rows.push(r + "</tr>");
     }
@@ -1154,7 +1181,8 @@
     state: function () { return clone(state); },
     compute: function (S) { return compute(S); },
     timings: function () { return timings; },
-    typesets: function () { return typesets; }
+    typesets: function () { return typesets; },
+    draws: function () { return draws; }
   };
   document.documentElement.setAttribute("data-ready", "1");
 })();
