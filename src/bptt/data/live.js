@@ -21,12 +21,12 @@
   // The names come from bptt.activations / bptt.losses (INIT); each must have its arithmetic here.
   var ACT = {
     sigmoid: {value: function (z) { var e = Math.exp(-Math.abs(z)); return z >= 0 ? 1 / (1 + e) : e / (1 + e); },
-              deriv: function (a) { return a * (1 - a); }, op: "\\operatorname{sgm}", d: "{a}(1 - {a})"},
-    tanh: {value: Math.tanh, deriv: function (a) { return 1 - a * a; }, op: "\\tanh", d: "(1 - {a}^2)"},
+              deriv: function (a) { return a * (1 - a); }, d: "{a}(1 - {a})"},
+    tanh: {value: Math.tanh, deriv: function (a) { return 1 - a * a; }, d: "(1 - {a}^2)"},
     relu: {value: function (z) { return z > 0 ? z : 0; }, deriv: function (a) { return a > 0 ? 1 : 0; },
-           op: "\\operatorname{relu}", d: "[{a} > 0]"},
-    identity: {value: function (z) { return z; }, deriv: function () { return 1; }, op: "", d: "1"},
-    softmax: {vector: true, op: "\\operatorname{softmax}"}
+           d: "[{a} > 0]"},
+    identity: {value: function (z) { return z; }, deriv: function () { return 1; }, d: "1"},
+    softmax: {vector: true}
   };
   function softmax(u) {
     var m = -Infinity, i, e = [], s = 0;
@@ -842,7 +842,6 @@
   }
 
   // ---------------------------------------------------------------- formulas with the numbers in (one unit)
-  function fpT(a) { return ACT[state.hidden_activation].d.replace(/\{a\}/g, a); }
   function renderFormulas() {
     var S = state, R = result, T = S.x.length, el = $("live-formulas");
     var th = focus.theta;
