@@ -574,6 +574,7 @@ def test_live_gradient_descent(open_page, tmp_path):
     page.fill("#gd-lr", "0.5")
     page.fill("#gd-steps", "20")
     page.click("#gd-run")
+    page.wait_for_selector('html[data-gd="done"]')  # drawn as it goes, over a few frames
     s = _live(o)
     m = RNN.scalar()
     x, y = np.array([1.0, 0.0]), np.array([0.2, 0.9])
@@ -589,6 +590,18 @@ def test_live_gradient_descent(open_page, tmp_path):
     assert page.locator("#gd-curve svg polyline").count() == 1
     page.click("#gd-undo")
     assert _live(o)["w"] == [[1.0]]
+    # a learning rate that blows up: stopped at the last finite weights, one line saying so
+    page.evaluate("() => { location.hash = 'hidden_activation=relu&output_activation=identity&x=1,2,3&y=5,5,5'; }")
+    page.wait_for_function("() => window.bpttLive.state().x.length === 3")
+    page.fill("#gd-lr", "50")
+    page.fill("#gd-steps", "300")
+    page.click("#gd-run")
+    page.wait_for_selector('html[data-gd="done"]')
+    msg = page.locator("#live-error").inner_text()
+    assert "diverged after" in msg and "smaller learning rate" in msg
+    s = _live(o)
+    assert all(np.all(np.isfinite(np.asarray(s[k], dtype=float))) for k in PARAM_NAMES)
+    assert np.isfinite(float(page.locator('[data-quantity="Loss"]').first.get_attribute("data-value")))
 
 
 def test_live_formula_digits_follow_in_place(open_page, tmp_path):

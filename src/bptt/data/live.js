@@ -577,6 +577,7 @@
     return S;
   }
   function onInput(ev) {
+    stopDescent();
     var el = ev.target, key = el.getAttribute("data-key"), sl = el.getAttribute("data-slider");
     if (sl) {
       var inp = live.querySelector('input[data-key="' + sl + '"]');
@@ -608,6 +609,7 @@
     el.dispatchEvent(new Event("input", {bubbles: true}));
   }
   function onChange(ev) {
+    stopDescent();
     var el = ev.target, S;
     if (el.hasAttribute("data-size")) {
       var n = Number(el.value);
@@ -1103,40 +1105,69 @@
 
   // ---------------------------------------------------------------- gradient descent
   var gdBefore = null;
+  var gdFrame = null;
+  function descend(S, G, lr) {  // S - lr dLoss/dS, every parameter
+    var out = clone(S);
+    THETAS.forEach(function (th) {
+      if (Array.isArray(S[th][0])) out[th] = S[th].map(function (row, a) { return row.map(function (v, b) { return v - lr * G[th][a][b]; }); });
+      else out[th] = S[th].map(function (v, a) { return v - lr * G[th][a]; });
+    });
+    return out;
+  }
+  // n steps of plain gradient descent on this sequence, drawn as they go (about 60 frames): the network, the
+  // tables and the loss curve follow the weights; the address is written at the end
   function runDescent() {
     var lr, n;
     try { lr = parseNum("learning rate", $("gd-lr").value); n = intIn("steps", $("gd-steps").value, 1, 5000); } catch (e) { setError(e.message); return; }
     if (!(lr > 0)) { setError("learning rate: must be positive, got " + lr); return; }
-    var S = clone(state), losses = [], t0 = performance.now();
+    if (gdFrame !== null) cancelAnimationFrame(gdFrame);
+    var S = clone(state), prevS = null, losses = [], per = Math.max(1, Math.ceil(n / 60)), diverged = false;
     gdBefore = clone(state);
-    for (var s = 0; s <= n; s++) {
-      var R = compute(S, true);
-      if (!isFinite(R.loss)) { setError("gradient descent diverged at step " + s + " (the loss is not finite); take a smaller learning rate"); break; }
-      losses.push(R.loss);
-      if (s === n) break;
-      THETAS.forEach(function (th) {
-        var G = R.grads[th];
-        if (Array.isArray(S[th][0])) S[th] = S[th].map(function (row, a) { return row.map(function (v, b) { return v - lr * G[a][b]; }); });
-        else S[th] = S[th].map(function (v, a) { return v - lr * G[a]; });
-      });
+    document.documentElement.removeAttribute("data-gd");
+    $("gd-run").disabled = true;
+    function frame() {
+      for (var j = 0; j < per && losses.length <= n && !diverged; j++) {
+        var R = compute(S, true);
+        if (!isFinite(R.loss) || THETAS.some(function (th) { return flat(R.grads[th]).some(function (v) { return !isFinite(v); }); })) {
+          diverged = true;
+          S = prevS;  // the last weights whose loss and gradients were finite
+          break;
+        }
+        losses.push(R.loss);
+        if (losses.length <= n) { prevS = S; S = descend(S, R.grads, lr); }
+      }
+      var done = diverged || losses.length > n;
+      apply(clone(S), {keepUrl: !done});
+      drawCurve(losses, lr, n);
+      if (diverged) setError("gradient descent diverged after " + (losses.length - 1) + " steps (the loss or a gradient is not finite); the weights of the last finite step are kept; take a smaller learning rate");
+      if (!done) { gdFrame = requestAnimationFrame(frame); return; }
+      gdFrame = null;
+      $("gd-run").disabled = false;
+      $("gd-undo").disabled = false;
+      document.documentElement.setAttribute("data-gd", "done");
     }
-    var ms = performance.now() - t0;
-    apply(S);
-    $("gd-undo").disabled = false;
-    drawCurve(losses, lr, ms);
+    frame();
   }
-  function drawCurve(L, lr, ms) {
+  function stopDescent() {  // the learner took the controls: the weights reached so far stay
+    if (gdFrame === null) return;
+    cancelAnimationFrame(gdFrame);
+    gdFrame = null;
+    $("gd-run").disabled = false;
+    $("gd-undo").disabled = false;
+    document.documentElement.setAttribute("data-gd", "stopped");
+  }
+  function drawCurve(L, lr, n) {
     var W = 520, Hh = 180, pad = 40, max = Math.max.apply(null, L), min = Math.min.apply(null, L);
     if (max === min) max = min + 1;
     var pts = L.map(function (v, s) {
-      return (pad + (W - pad - 10) * s / Math.max(1, L.length - 1)).toFixed(1) + "," + (10 + (Hh - 40) * (1 - (v - min) / (max - min))).toFixed(1);
+      return (pad + (W - pad - 10) * s / Math.max(1, n)).toFixed(1) + "," + (10 + (Hh - 40) * (1 - (v - min) / (max - min))).toFixed(1);
     }).join(" ");
     $("gd-curve").innerHTML = '<svg class="curve" width="' + W + '" height="' + Hh + '" viewBox="0 0 ' + W + " " + Hh + '" role="img" aria-label="loss curve">' +
       '<polyline fill="none" stroke="#c46a00" stroke-width="1.5" points="' + pts + '"/>' +
       '<text x="2" y="16">' + esc(g6(max, 4)) + '</text><text x="2" y="' + (Hh - 28) + '">' + esc(g6(min, 4)) + "</text>" +
-      '<text x="' + pad + '" y="' + (Hh - 8) + '">step 0</text><text x="' + (W - 60) + '" y="' + (Hh - 8) + '">step ' + (L.length - 1) + "</text></svg>" +
-      "<p>Loss " + N("gd loss[0]", L[0]) + " &rarr; " + N("gd loss[" + (L.length - 1) + "]", L[L.length - 1]) + " after " + (L.length - 1) + " steps of " +
-      "plain gradient descent (learning rate " + esc(g6(lr)) + ") on this one sequence; the controls now hold the trained weights.</p>";
+      '<text x="' + pad + '" y="' + (Hh - 8) + '">step 0</text><text x="' + (W - 60) + '" y="' + (Hh - 8) + '">step ' + n + "</text></svg>" +
+      "<p>Loss " + N("gd loss[0]", L[0]) + " &rarr; " + N("gd loss[" + (L.length - 1) + "]", L[L.length - 1]) + " after " + (L.length - 1) + " of " + n + " steps of " +
+      "plain gradient descent (learning rate " + esc(g6(lr)) + ") on this one sequence; the controls hold the weights reached.</p>";
   }
 
   // ---------------------------------------------------------------- start
