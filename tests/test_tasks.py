@@ -712,3 +712,19 @@ def test_temporal_order_is_learned_by_hf_at_a_small_length(tmp_path):
                  "--plots", "none", "--out", str(out)]) == 0
     m = json.loads((out / "metrics.json").read_text())["test"]
     assert (m["test_error"], m["baseline_error"], m["solved"]) == (0.0, 0.76, True)
+
+
+# `bptt train --task TASK --length 20 --optimizer hf --seed 0` (the task's defaults: 100 HF iterations, 16 sigmoid
+# units): test error, baseline error; measured, and the same bits on any machine (the determinism guarantee)
+HF_T20 = {"multiplication": (0.0, 0.889), "xor": (0.0, 0.49), "temporal-order": (0.0, 0.737), "memorization": (0.783, 0.972)}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", sorted(HF_T20))
+def test_hf_at_length_20_with_the_task_defaults(tmp_path, name):
+    """40-220 s each on 2 busy cores."""
+    out = tmp_path / "run"
+    assert main(["train", "--task", name, "--length", "20", "--optimizer", "hf", "--seed", "0", "--no-progress",
+                 "--plots", "none", "--out", str(out)]) == 0
+    m = json.loads((out / "metrics.json").read_text())["test"]
+    assert (round(m["test_error"], 3), round(m["baseline_error"], 3), m["epochs_run"]) == HF_T20[name] + (100,)
