@@ -415,6 +415,11 @@ def test_live_page_markup_without_a_browser(tmp_path):
     assert js.isascii() and css.isascii()  # the page is ASCII: a reference inside a script would not be decoded
     static = html.render(derive.derive(SEED, [1.0, 0.0])[0].document(derive.derive(SEED, [1.0, 0.0])[1]))
     assert static.count("<script") == 3 and 'id="live"' not in static  # without live_state: the static page
+    # what a new reader found unclear: the node values have a legend, a chip's k and value are apart, and the
+    # punctuation after a formula is glued to it (a comma never starts a line)
+    assert "The number beside each node is its forward value" in static
+    assert '<span class="k">k = 1</span><span class="v">' in static
+    assert re.search(r'<span class="nobr"><span class="tex">[^<]*</span>,</span>', static)
 
 
 def test_live_seed_matches_engine(open_page, tmp_path):
