@@ -728,3 +728,24 @@ def test_hf_at_length_20_with_the_task_defaults(tmp_path, name):
                  "--plots", "none", "--out", str(out)]) == 0
     m = json.loads((out / "metrics.json").read_text())["test"]
     assert (round(m["test_error"], 3), round(m["baseline_error"], 3), m["epochs_run"]) == HF_T20[name] + (100,)
+
+
+def test_pathological_results_rows_are_the_cli_commands_they_print(tmp_path):
+    """examples/pathological_results.py: a row's figures are those of the `bptt train` command it prints."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "examples" / "pathological_results.py"
+    spec = importlib.util.spec_from_file_location("pathological_results", path)
+    ex = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(ex)
+    options = {"length": 8, "n_train": 200, "n_val": 100, "n_test": 200}
+    row, curve = ex.run("xor", options, 0, epochs=20)
+    assert row["command"] == ("bptt train --task xor --length 8 --n-train 200 --n-val 100 --n-test 200 --optimizer hf "
+                              "--seed 0 --epochs 20") and len(curve) == row["iterations"] == 20
+    out = tmp_path / "run"
+    argv = row["command"].split()[1:] + ["--no-progress", "--plots", "none", "--out", str(out)]
+    assert main(argv) == 0
+    m = json.loads((out / "metrics.json").read_text())["test"]
+    assert (m["test_error"], m["baseline_error"], m["best_epoch"]) == (row["test_error"], row["baseline_error"],
+                                                                       row["kept_iteration"])
