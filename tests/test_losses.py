@@ -288,13 +288,13 @@ def test_table_records_are_complete():
         assert dataclasses.replace(rec).name == rec.name
 
 
-def test_readme_losses_example_runs_and_labels_equal_one_hot():
-    """The README's Losses block, executed; its claim that labels and one-hot targets give the same result."""
+def test_docs_losses_example_runs_and_labels_equal_one_hot():
+    """The docs' Losses page block, executed; its claim that labels and one-hot targets give the same result."""
     import re
     from pathlib import Path
 
-    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
-    section = readme[readme.index("### Losses"):]
+    page = (Path(__file__).resolve().parents[1] / "docs" / "howto" / "losses.md").read_text(encoding="utf-8")
+    section = page[page.index("# Losses"):]
     code = re.search(r"```python\n(.*?)```", section, re.S).group(1)
     scope: dict = {}
     exec(code, scope)

@@ -2070,7 +2070,7 @@ def _consistent(idx: Sequence[int], misfit, names: list[str]) -> ConsistentSet |
 
 # ------------------------------------------------------------------ the report as data (``bptt check --json``)
 def report_dict(report: Report, exit_status: int | None = None) -> dict[str, Any]:
-    """The report as plain JSON-ready data; the layout (``JSON_SCHEMA``) is documented in the README.
+    """The report as plain JSON-ready data; the layout (``JSON_SCHEMA``) is documented in docs/howto/claims.md (The JSON report).
 
     {"schema", "file", "title", "model": {sizes D H O, parameters, h0, activations},
      "loss": {half, reduction, scored, formula}, "sequence": {"x"},

@@ -34,7 +34,7 @@ def add(sub) -> None:
                    help="the loss E, replacing the file's model.loss: squared_error (any output), bce (sigmoid "
                         "output) or cross_entropy (softmax output)")
     p.add_argument("--json", action="store_true",
-                   help="print the report as one JSON object (layout in the README) instead of the table")
+                   help="print the report as one JSON object (layout: docs/howto/claims.md, The JSON report) instead of the table")
     p.set_defaults(run=run)
 
 
