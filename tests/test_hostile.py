@@ -916,3 +916,14 @@ def test_ctrl_c_while_the_command_line_loads_is_one_line():
             "sys.exit(main(['seed']))\n")
     p = subprocess.run(["timeout", "120", sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
     assert p.returncode == 130 and p.stderr == "error: interrupted\n" and p.stdout == "", p.stderr
+
+
+def test_the_decomposition_of_a_long_sequence_is_refused_before_computing():
+    """The validator RNN.decompose calls: T = 200000 with the seed's 5 parameters needs 3.2 TB."""
+    from bptt.validation import check_decomposition_size
+
+    with pytest.raises(BPTTError, match=r"decompose at most 1000 steps"):
+        check_decomposition_size(200_000, 5, 8, available=1000 * 1000 * 2 * 5 * 8)
+    check_decomposition_size(1000, 5, 8, available=1000 * 1000 * 2 * 5 * 8)
+    with pytest.raises(BPTTError, match="decomposing a 200000-step sequence"):
+        check_decomposition_size(200_000, 5)  # any machine of today: 3.2 TB

@@ -272,3 +272,18 @@ def check_scaling(lo: Any, hi: Any, where: str) -> tuple[float, float]:
         raise BPTTError(f"{where} spans only {hi - lo:g} (from {lo:g} to {hi:g}), below {MIN_SERIES_SPAN:g}: errors in "
                         "these units would round to 0; multiply the values by a power of ten")
     return lo, hi  # type: ignore[return-value]
+
+
+def check_decomposition_size(steps: int, n_params: int, itemsize: int = 8, available: int | None = None) -> None:
+    """RNN.decompose keeps a (T, T) block of path contributions per parameter entry (O(T^2 P) memory, teaching-size
+    problems); refuse before computing when that exceeds memory, naming the longest sequence that fits.
+    (Called by model.RNN.decompose with T = len(x), P = the number of parameter entries.)"""
+    available = memory_available() if available is None else available
+    per = 2 * n_params * itemsize  # paths and their temporaries
+    need = steps * steps * per
+    if need > available:
+        longest = math.isqrt(max(0, available // max(per, 1)))
+        check_memory(f"decomposing a {steps}-step sequence (a {steps} x {steps} block of paths for each of "
+                     f"{n_params} parameter entries)", need,
+                     f"decompose at most {longest} steps (it is for teaching-size problems); use loss_and_grad for "
+                     "long sequences", available)

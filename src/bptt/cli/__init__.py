@@ -19,8 +19,8 @@ from typing import Sequence
 
 
 def _interrupted_while_loading(signum, frame) -> None:
-    os.write(2, b"error: interrupted\n")  # Ctrl-C while the subcommands' modules load: one line, no traceback
-    os._exit(130)
+    sys.stderr.write("error: interrupted\n")  # Ctrl-C while the subcommands' modules load: one line, no traceback
+    raise SystemExit(130)
 
 
 _LOADING = (signal.signal(signal.SIGINT, _interrupted_while_loading)
