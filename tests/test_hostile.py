@@ -927,3 +927,33 @@ def test_the_decomposition_of_a_long_sequence_is_refused_before_computing():
     check_decomposition_size(1000, 5, 8, available=1000 * 1000 * 2 * 5 * 8)
     with pytest.raises(BPTTError, match="decomposing a 200000-step sequence"):
         check_decomposition_size(200_000, 5)  # any machine of today: 3.2 TB
+
+
+@pytest.mark.slow
+def test_a_killed_rank_is_one_line_and_no_rank_is_left(tmp_path):
+    """SIGKILL to rank 1 mid-run: the parent stops rank 0 and says so in one line (no torch or gloo lines)."""
+    pytest.importorskip("torch")
+    out = tmp_path / "d"
+    p = subprocess.Popen([*BPTT, "train", "--task", "adding", "--length", "30", "--epochs", "400", "--no-progress",
+                          "--checkpoint-every", "1", "--backend", "torch", "--nproc", "2", "--out", str(out)],
+                         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd=ROOT)
+    try:
+        for _ in range(600):
+            if (out / "checkpoint.npz").exists() or p.poll() is not None:
+                break
+            time.sleep(0.5)
+        assert p.poll() is None, p.stderr.read().decode()
+        ranks = [k for k in _processes_under(p.pid)
+                 if b"spawn_main" in Path(f"/proc/{k}/cmdline").read_bytes()]
+        assert len(ranks) == 2
+        os.kill(max(ranks), signal.SIGKILL)  # the later-started process: rank 1 (either would do)
+        err = p.stderr.read().decode()
+        assert p.wait(timeout=60) == 2, err
+    finally:
+        if p.poll() is None:
+            p.kill()
+    assert err.startswith("error: training process ") and "died (signal SIGKILL)" in err and err.count("\n") == 1, err
+    deadline = time.monotonic() + 10
+    while any(_alive(k) for k in ranks) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not [k for k in ranks if _alive(k)]
