@@ -496,3 +496,18 @@ def test_cli_loss_refusals_are_one_line_exit_2(command, argv, words, capsys):
     err = err.strip()
     assert out == "" and err.startswith("error:") and "\n" not in err and "Traceback" not in err
     assert all(w in err for w in words), err
+
+
+def test_the_library_writes_the_same_live_page_as_the_command(tmp_path):
+    """derive.explain(fmt="html") is the live page up to html.LIVE_MAX_T steps, as `bptt explain --format html`."""
+    from bptt import derive, html
+    from bptt.cli import main
+
+    params = {"w": 1.0, "w_x": 1.0, "w_h": 1.0, "b1": 1.0, "b2": 1.0}
+    page = derive.explain(params, [1.0, 0.0], fmt="html")
+    assert '<section id="live"' in page
+    out = tmp_path / "page.html"
+    assert main(["explain", "--format", "html", "--out", str(out)]) == 0
+    assert out.read_text(encoding="utf-8") == page
+    long_page = derive.explain(params, [0.1] * (html.LIVE_MAX_T + 1), fmt="html", expand=0)
+    assert '<section id="live"' not in long_page

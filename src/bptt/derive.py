@@ -520,13 +520,18 @@ class Derivation:
 
     def render(self, n: Numbers, fmt: str = "md", expand: int = EXPAND_DEFAULT, check: "Check | None" = None) -> str:
         """The document.  fmt: 'md' (Markdown with LaTeX math), 'tex' (complete LaTeX), 'text', or 'html'
-        (a self-contained page: math typeset by the KaTeX shipped in the package, the network drawn)."""
+        (a self-contained page: math typeset by the KaTeX shipped in the package, the network drawn, and
+        live controls that recompute it in the page up to html.LIVE_MAX_T steps; static beyond)."""
         fmt = check_choice("format", fmt, FORMATS)
         doc = self.document(n, expand, check)
         if fmt == "html":
             from . import html
 
-            return html.render(doc)
+            if self.T > html.LIVE_MAX_T:
+                return html.render(doc)
+            live = html.live_state(n.params, n.x.tolist(), n.h0, None if n.y is None else n.y.tolist(), self.f.name,
+                                   self.g.name, self.loss.name, self.reduction, expand=expand)
+            return html.render(doc, live=live)
         return doc.render(fmt)
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from ..html import LIVE_MAX_T
 from ..validation import BPTTError, check_choice, check_int
 from ._common import add_model_options, model_from_args, number, numbers, write_out
 from ._common import stdout
@@ -58,25 +59,12 @@ def run(args: argparse.Namespace) -> int:
     h0 = number(args.h0, "--h0")
     kw = dict(h0=h0, y=y, hidden_activation=m.hidden_activation, output_activation=m.output_activation,
               reduction=args.reduction, loss=m.loss_name)
-    if fmt == "html":
-        doc = _live_page(derive, params, x, kw, expand)
-    else:
-        doc = derive.explain(params, x, fmt=fmt, expand=expand, **kw)
+    doc = derive.explain(params, x, fmt=fmt, expand=expand, **kw)  # html: live up to html.LIVE_MAX_T steps
+    if fmt == "html" and len(x) > LIVE_MAX_T:
+        print(f"note: the page is static: its live controls stop at T = {LIVE_MAX_T} steps", file=sys.stderr)
     if args.out is None:
         stdout().write(doc)  # an ASCII terminal gets 'theta' for θ
     else:
         write_out(args.out, doc, args.force)
         print(f"wrote {args.out} ({fmt}, T = {len(x)})", file=sys.stderr)
     return 0
-
-
-def _live_page(derive, params: dict, x: list[float], kw: dict, expand: int) -> str:
-    """derive.explain's document, rendered as the live page (static beyond html.LIVE_MAX_T steps)."""
-    from .. import html
-
-    d, n = derive.derive(params, x, **kw)
-    doc = d.document(n, expand, derive.check_against(d, n))
-    if len(x) > html.LIVE_MAX_T:
-        print(f"note: the page is static: its live controls stop at T = {html.LIVE_MAX_T} steps", file=sys.stderr)
-        return html.render(doc)
-    return html.render(doc, live=html.live_state(params, x, expand=expand, **kw))
