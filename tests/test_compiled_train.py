@@ -190,3 +190,46 @@ def test_an_update_code_without_a_branch_raises():
     a = np.zeros(3)
     with pytest.raises(ValueError, match="no compiled update"):
         _optim_compiled.update(99, a, a.copy(), a.copy(), a.copy(), np.zeros(13))
+
+
+class _OneBatchAtATime(CompiledBackend):
+    """The compiled backend without fused_steps: the loop calls fused_step batch by batch."""
+
+    fused_steps = None
+
+
+@pytest.mark.parametrize("settings", [
+    {"epochs": 3},  # Adam; 200 sequences: six batches of 32 and a short one of 8 (lanes, then the loop kernel)
+    {"epochs": 2, "optimizer": "sgd", "lr": 0.5, "momentum": 0.9, "nesterov": True, "clip": 0.1},
+    {"epochs": 2, "loss": "bce", "schedule": "cosine", "batch_size": 5},
+])
+@pytest.mark.parametrize("at_once", [1, 3, 64])
+def test_many_batches_in_one_call_are_the_same_bits_as_one_at_a_time(settings, at_once, monkeypatch):
+    import bptt.train
+
+    cfg = config_for("binary-addition", {"n_train": 200}, **settings)
+    data = load_task(cfg)
+    ref = train(cfg, data=data, backend=_OneBatchAtATime(cfg, data.input_size, data.output_size))
+    monkeypatch.setattr(bptt.train, "STEPS_AT_ONCE", at_once)
+    seen = []
+    got = train(cfg, data=data, backend=CompiledBackend(cfg, data.input_size, data.output_size),
+                progress=lambda info: seen.append(info.get("batch")))
+    assert got.history == ref.history and got.metrics == ref.metrics
+    for k, v in _params(ref).items():
+        assert np.array_equal(_params(got)[k], v), k
+    batches = -(-200 // cfg.batch_size)
+    assert [b for b in seen if b is not None][: -(-batches // at_once)][-1] == batches  # progress per call
+
+
+def test_fused_steps_stop_at_the_batch_that_diverges():
+    """A batch whose update makes a parameter non-finite ends the call there: the same Diverged line and
+    step count as batch by batch."""
+    settings = {"epochs": 2, "lr": 1e300, "clip": None, "hidden_activation": "relu", "output_activation": "identity"}
+    cfg = config_for("binary-addition", {"n_train": 64}, **settings)
+    data = load_task(cfg)
+    msgs = []
+    for backend_cls in (_OneBatchAtATime, CompiledBackend):
+        with pytest.raises(Diverged) as e:
+            train(cfg, data=data, backend=backend_cls(cfg, data.input_size, data.output_size))
+        msgs.append(str(e.value))
+    assert msgs[0] == msgs[1] and "\n" not in msgs[0]

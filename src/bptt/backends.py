@@ -112,7 +112,8 @@ class EngineBackend:
 class CompiledBackend(EngineBackend):
     """The numpy backend's gradients, plus ``fused_step``: the whole update of a mini-batch (gradient,
     global-norm clipping, the optimizer's update) in one compiled call (``kernels.train_step``), equal in
-    float64 to the loop's own clip_global_norm and optimizer step (tests/test_compiled_train.py).  It
+    float64 to the loop's own clip_global_norm and optimizer step (tests/test_compiled_train.py); and
+    ``fused_steps``: many mini-batches of an epoch, gathered and updated in one compiled call.  It
     covers whole sequences without a mask, without gradient checkpointing, for the sizes of
     ``dispatch.fast_kernel``,
     with an optimizer that declares a compiled update (``fused_update``, optim.py: Adam, SGD); anything
@@ -164,6 +165,54 @@ class CompiledBackend(EngineBackend):
         if loss == math.inf:
             raise BPTTError("a parameter became non-finite")
         return loss, None, T * B
+
+    def fused_steps(self, params, opt, xs, ys, order, first: int, lrs: list[float]):
+        """Mini-batches first, first + 1, ... of an epoch (len(lrs) of them, order: the epoch's permutation
+        of the N sequences of xs (T, N, D), ys (T, N, O)) in ONE compiled call (``kernels.train_steps``),
+        each the update ``fused_step`` makes, so the same bits.  Returns (losses, ns, error): the losses
+        and scored steps of the batches that ran and None, or the one line that stopped the run at the
+        batch after them; None if not covered (the loop then takes the batches one by one)."""
+        fused_update = getattr(opt, "fused_update", None)
+        T, N = xs.shape[0], xs.shape[1]
+        if not self.supported or fused_update is None or T == 0:
+            return None
+        B = self.cfg.batch_size
+        sizes = [min(B, N - (first + j) * B) for j in range(len(lrs))]
+        kinds = [dispatch.fast_kernel(b, self.model.hidden_size) for b in sizes]
+        if any(kind is None for kind in kinds):
+            return None
+        k = self.kernels
+        if k is None:
+            from . import kernels as k
+
+            self.kernels = k
+        cfg, m = self.cfg, self.model
+        dt = m.dtype
+        rows, fu = [], None
+        for j, lr in enumerate(lrs):
+            fu = fused_update(lr, opt.t + 1 + j)
+            if fu is None:
+                return None
+            rows.append([k.STEP_KERNELS[kinds[j]], fu.code, *fu.numbers, -1.0 if cfg.clip is None else cfg.clip,
+                         1.0 / (T * sizes[j]), T if cfg.truncate is None else min(cfg.truncate, T)])  # STEP_FIELDS
+        hypers = np.array(rows)  # (n, len(STEP_FIELDS))
+        ps = tuple(params[n] for n in PARAM_NAMES)
+        if self.grads is None:
+            self.grads = tuple(np.empty_like(a) for a in ps)
+        s1, s2 = tuple(fu.s1[n] for n in PARAM_NAMES), tuple(fu.s2[n] for n in PARAM_NAMES)
+        losses = np.empty(len(lrs))  # (n,)
+        done = k.train_steps(np.require(xs, dt, ["C", "W"]), np.require(ys, dt, ["C", "W"]),
+                             np.require(order, np.int64, ["C"]), B, first, ps, self.grads, s1, s2, hypers,
+                             m.hidden_act.code, m.output_act.code, k.loss_code(m.criterion), losses)
+        opt.t += done
+        error = None
+        if done < len(lrs):
+            if losses[done] != losses[done]:
+                error = "the loss or its gradients overflowed to a non-finite value"  # nothing was updated
+            else:
+                opt.t += 1  # the batch updated the parameters, one of them to inf or NaN
+                error = "a parameter became non-finite"
+        return losses[:done].tolist(), [T * b for b in sizes[:done]], error
 
 
 class TorchBackend:

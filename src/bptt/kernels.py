@@ -985,3 +985,38 @@ def train_step(x, y, h0, params, grads, s1, s2, hyper, fcode, gcode, lcode):
     if _all_finite(w) and _all_finite(wx) and _all_finite(wh) and _all_finite(b1) and _all_finite(b2):
         return loss
     return math.inf
+
+
+@njit(cache=True, error_model="numpy")
+def train_steps(xs, ys, order, batch_size, first, params, grads, s1, s2, hypers, fcode, gcode, lcode, losses):
+    """Mini-batches first, first + 1, ... of an epoch in one call, each one ``train_step``.
+
+    Batch i takes the sequences order[i B : (i + 1) B] (B = batch_size; the last batch may be short) of
+    xs (T, N, D) and ys (T, N, O), gathered as numpy's xs[:, idx] would, with h_0 = 0; hypers (n, len(
+    STEP_FIELDS)) holds one row per batch (its kernel, learning rate, the optimizer's numbers for its
+    update number, c = 1 / (T b)).  losses (n,) <- each batch's loss.  Returns how many batches ran:
+    fewer than n when batch k's loss or gradient is not finite (losses[k] NaN, nothing updated) or its
+    update made a parameter non-finite (losses[k] inf); the caller stops there, as the loop over
+    ``train_step`` would.  The same arithmetic as calling ``train_step`` batch by batch, so the same bits.
+    """
+    T, N, D = xs.shape
+    O = ys.shape[2]
+    H = params[2].shape[0]
+    dt = xs.dtype
+    for j in range(hypers.shape[0]):
+        lo = (first + j) * batch_size
+        b = min(batch_size, N - lo)
+        xb = np.empty((T, b, D), dt)  # (T, b, D)
+        yb = np.empty((T, b, O), dt)  # (T, b, O)
+        for t in range(T):
+            for k in range(b):
+                n = order[lo + k]
+                for d in range(D):
+                    xb[t, k, d] = xs[t, n, d]
+                for o in range(O):
+                    yb[t, k, o] = ys[t, n, o]
+        loss = train_step(xb, yb, np.zeros((b, H), dt), params, grads, s1, s2, hypers[j], fcode, gcode, lcode)
+        losses[j] = loss
+        if not math.isfinite(loss):
+            return j
+    return hypers.shape[0]

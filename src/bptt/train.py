@@ -90,6 +90,9 @@ def check_hf_scale(settings: Any) -> None:
                         f"{MAX_HF_SCALE:g}: the structural damping term would swamp the curvature; lower either")
 
 
+# Mini-batches one compiled call runs (CompiledBackend.fused_steps): the Python work per batch is paid once
+# per call, and progress, Ctrl-C and the time checks still come between calls.
+STEPS_AT_ONCE = 64
 MAX_NPROC = 64  # data-parallel processes on one machine, at most (each also needs its memory: bptt.ddp checks it)
 
 
@@ -489,7 +492,8 @@ def train(
 ) -> TrainResult:
     """Train per ``cfg``.  With ``out``: config.json, checkpoints (out/checkpoint.npz); ``resume`` continues from it.
 
-    progress(info) is called after every mini-batch ({"epoch", "batch", "batches", "loss"}) and after
+    progress(info) is called after every mini-batch, or every call of up to STEPS_AT_ONCE compiled ones
+    ({"epoch", "batch", "batches", "loss"}), and after
     every epoch ({"epoch", "train_loss", "val_loss", "done": True}).  ``data``: the task's data when
     the caller has loaded it already (``load_task(cfg)``).  ``backend``: by default ``cfg.backend``'s;
     a torch backend in an initialised process group trains data-parallel (``bptt.ddp`` starts the
@@ -543,6 +547,7 @@ def train(
     backend.agree(0.0)  # every rank has read the checkpoint before rank 0 may write the next one
 
     fused_step = getattr(backend, "fused_step", None)
+    fused_steps = getattr(backend, "fused_steps", None)
     run_epoch = getattr(opt, "run_epoch", None)  # gradient-step optimizers have step(), epoch runners run_epoch()
     while state["epoch"] < cfg.epochs and not state["stopped_early"]:
         epoch = state["epoch"] + 1
@@ -552,7 +557,25 @@ def train(
             loss_sum, loss_n = run_epoch(params, xs, ys, data.train.mask, perm)
             state["step"] += 1
             state["stopped_early"] = opt.out_of_time  # its time limit reached: this epoch is the last
-        for bi in range(batches if run_epoch is None else 0):
+        bi = 0
+        # compiled: up to STEPS_AT_ONCE mini-batches in one call (whole sequences, no mask), the same bits
+        while fused_steps and run_epoch is None and data.train.mask is None and chunk == Ttot and bi < batches:
+            n_now = min(STEPS_AT_ONCE, batches - bi)
+            ran = fused_steps(params, opt, xs, ys, perm, bi, [lr_at(cfg, state["step"] + j, total_steps)
+                                                             for j in range(n_now)])
+            if ran is None:
+                break  # not covered: one batch at a time below
+            losses, ns, error = ran
+            for loss, n in zip(losses, ns):
+                loss_sum += loss * n
+                loss_n += n
+            state["step"] += len(losses)
+            bi += len(losses)
+            if error is not None:
+                raise Diverged(cfg, epoch, state["step"], error)
+            if progress:
+                progress({"epoch": epoch, "batch": bi, "batches": batches, "loss": loss_sum / max(loss_n, 1)})
+        for bi in range(bi, batches if run_epoch is None else 0):
             idx = perm[bi * cfg.batch_size : (bi + 1) * cfg.batch_size]
             xb, yb = xs[:, idx], ys[:, idx]  # (T, B, D), (T, B, O)
             mb = None if data.train.mask is None else data.train.mask[:, idx]  # (T, B)
