@@ -200,3 +200,11 @@ def test_a_network_beyond_memory_is_refused_before_it_is_allocated():
     with pytest.raises(BPTTError, match="give a hidden size of at most") as e:
         bptt.RNN(1, 2**22, 1)
     assert "\n" not in str(e.value)
+
+
+def test_a_decomposition_beyond_memory_is_refused_before_it_is_computed():
+    """decompose keeps a (T, T) block per parameter entry: T = 200 000 is one line naming the longest T that fits."""
+    m = bptt.RNN.scalar()
+    with pytest.raises(BPTTError, match="decompose at most") as e:
+        m.decompose(np.zeros(200_000), np.zeros(200_000))
+    assert "\n" not in str(e.value)

@@ -16,8 +16,8 @@ from typing import Any
 import numpy as np
 
 from . import activations, dispatch, engine, losses
-from .validation import (BPTTError, check_dtype, check_float_array, check_network_size, check_reduction, check_seed,
-                         check_sizes, check_truncate)
+from .validation import (BPTTError, check_decomposition_size, check_dtype, check_float_array, check_network_size,
+                         check_reduction, check_seed, check_sizes, check_truncate)
 from .engine import PARAM_NAMES
 
 
@@ -272,6 +272,7 @@ class RNN:
         xb, yb, h0b, batched = self._data(x, y, h0)
         check_reduction(reduction)
         p = self.engine_params()
+        check_decomposition_size(xb.shape[0], sum(a.size for a in p), self.dtype.itemsize)  # O(T^2) memory
         with _quiet_overflow():
             fwd = engine.forward(p, xb, h0b, self._f, self._g)
             return engine.decompose(p, xb, fwd, yb, self._f, self._g, self._criterion, reduction)
