@@ -160,7 +160,7 @@ def test_chars_sampling_is_deterministic_per_seed_and_follows_the_rule(chars_run
     (["--seed", "-1"], r"--seed must be an integer from 0 to 9223372036854775807, got '-1'"),
     (["--prime", "naïve"], r"--prime: character 'ï' \(position 3\) is not in the model's vocabulary of 100 characters"),
     (["--prime", ""], r"--prime is empty; give the text to continue, or leave --prime out"),
-    (["--a", "3", "--b", "4"], r"--a/--b are for binary-addition models; this model was trained on 'chars'"),
+    (["--a", "3", "--b", "4"], r"--a/--b are for binary-addition or multiplication or xor models; this model was trained on 'chars'"),
     (["--x", "1", "--sample", "5"], r"give either --x/--csv steps or --sample/--temperature/--seed/--prime, not both"),
 ])
 def test_chars_predict_refuses_bad_input_in_one_line(chars_run, capsys, args, message):
@@ -176,7 +176,7 @@ def test_a_tasks_own_options_are_refused_on_other_models(sun, capsys):
     assert main(["predict", "--model", str(sun), "--sample", "5"]) == 2
     assert capsys.readouterr().err.strip() == "error: --sample is for chars models; this model was trained on 'sunspots'"
     assert main(["predict", "--model", str(sun), "--b", "5"]) == 2
-    assert capsys.readouterr().err.strip() == "error: --b is for binary-addition models; this model was trained on 'sunspots'"
+    assert capsys.readouterr().err.strip() == "error: --b is for binary-addition or multiplication or xor models; this model was trained on 'sunspots'"
 
 
 def test_predict_and_model_files_name_no_task():
