@@ -45,6 +45,22 @@ chars             a character-level language model in the style of Karpathy's mi
                   characters: x_t one-hot c_i, y_t one-hot c_{i+1}; a softmax output and the
                   cross-entropy.  Test metric: bits per character, beside unigram and bigram
                   models of the training split.  `bptt predict` samples text from it.
+
+The pathological long-range problems of Martens & Sutskever (ICML 2011), after Hochreiter &
+Schmidhuber (1997); every one has `length` T steps, its answer at the end, a test error by the
+literature's criterion (``test_error``) beside its trivial baseline's (``baseline_error``), and
+``solved`` (test error below 1 %):
+
+multiplication    x_t = (v_t, m_t), v ~ U(0, 1), two marked steps in [T/100, T/10) and [T/10, T/2);
+                  the product of the marked values at the last step; right within 0.04.
+xor               the same with random bits and marks in [T/50, T/5), [3T/10, T/2); their XOR, a
+                  class of 2 (softmax output, cross-entropy).
+temporal-order    one-hot symbols a-d, B first, E last, `bits` (2 or 3) symbols X/Y at marked spans;
+                  their order, a class of 4 or 8.
+random-permutation  one-hot of `symbols`: 0 or 1 first, then random symbols 2..K-1; the next symbol
+                  at every step, the first one again at the end (only that one is predictable).
+memorization      a string of 5 bits (5 binary characters) or 20 bits (10 of 4 symbols), blanks, a
+                  trigger, then the string; blank predicted everywhere else.
 """
 
 from __future__ import annotations
