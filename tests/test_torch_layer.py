@@ -407,3 +407,25 @@ def test_cuda_matches_cpu():
     assert yc.is_cuda
     gpu = grads_of((yc * gy.cuda()).sum(), [xc, h0c, *argc])
     assert_close(cpu, [t.cpu() for t in gpu], tol=1e-10)
+
+
+@pytest.mark.parametrize("case", ["nan_parameter", "relu_overflow"])
+def test_a_non_finite_output_is_one_line_not_a_silent_nan(case):
+    """A NaN parameter is named (which entry); an overflowing relu network says so, like the numpy RNN."""
+    torch = pytest.importorskip("torch")
+    from bptt.torch import SigmoidRNN
+
+    if case == "nan_parameter":
+        m = SigmoidRNN(1, 2, 1)
+        with torch.no_grad():
+            m.w_h[0, 1] = float("nan")
+        said = r"w_h contains nan at index \(0, 1\)"
+    else:
+        m = SigmoidRNN(1, 2, 1, hidden_activation="relu", output_activation="identity")
+        with torch.no_grad():
+            m.w_h.fill_(1e30)
+            m.w_x.fill_(1e30)
+        said = "overflowed to a non-finite value"
+    with pytest.raises(bptt.BPTTError, match=said) as e:
+        m(torch.ones(5, 1, 1))
+    assert "\n" not in str(e.value)
