@@ -342,7 +342,7 @@ def _call(x, h0, w_x, w_h, b1, w, b2, f: Activation, g: Activation, ck, tr):
     elif tuple(h0.shape) != (B, H):
         raise BPTTError(f"h0 must have shape ({B}, {H}) or ({H},), got {tuple(h0.shape)}")
     y, hT = _BPTT.apply(x.contiguous(), h0.contiguous(), w_x, w_h, b1, w, b2, f, g, _segment_length(ck, T), tr)
-    if not bool(torch.isfinite(y).all()):  # one pass (a device sync on CUDA), as for x: never a silent NaN
+    if not bool(torch.isfinite(y.detach()).all()):  # one pass (a device sync on CUDA), as for x: never a silent NaN
         for name, t in (("w_x", w_x), ("w_h", w_h), ("b1", b1), ("w", w), ("b2", b2)):
             _check_finite(name, t.detach())
         raise BPTTError("the forward pass overflowed to a non-finite value; scale the inputs or weights down "
