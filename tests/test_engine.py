@@ -171,7 +171,7 @@ def test_extreme_preactivations_give_finite_gradients():
 
 @given(problems())
 def test_output_tangent_matches_finite_differences_and_torch_jvp(problem):
-    """Forward mode dy'/dθ·v (engine.output_tangent) against central differences and torch.func.jvp."""
+    """Forward mode dy'/dθ·v (engine.output_tangent) against central differences and torch.autograd.functional.jvp."""
     from bptt import engine
 
     m, x, _, h0, _ = problem
@@ -203,13 +203,13 @@ def test_output_tangent_matches_finite_differences_and_torch_jvp(problem):
             ys.append(g(h @ w.T + b2))
         return torch.stack(ys)
 
-    _, jvp = torch.func.jvp(torch_outputs, tuple(torch.tensor(a) for a in p), tuple(torch.tensor(d) for d in dp))
+    _, jvp = torch.autograd.functional.jvp(torch_outputs, tuple(torch.tensor(a) for a in p), tuple(torch.tensor(d) for d in dp))
     assert rel_err(got, jvp.numpy()) < 1e-10 or np.max(np.abs(got - jvp.numpy())) < 1e-13
 
 
 @given(problems(), st.data())
 def test_output_tangent_from_state_matches_finite_differences_and_torch_jvp(problem, data):
-    """Forward mode from a perturbation of h_k (engine.output_tangent_from_state) against central differences and torch.func.jvp."""
+    """Forward mode from a perturbation of h_k (engine.output_tangent_from_state) against central differences and torch.autograd.functional.jvp."""
     from bptt import engine
 
     m, x, _, h0, _ = problem
@@ -245,5 +245,5 @@ def test_output_tangent_from_state_matches_finite_differences_and_torch_jvp(prob
             ys.append(tg(h @ P["w"].T + P["b2"]))
         return torch.stack(ys)
 
-    _, jvp = torch.func.jvp(torch_outputs, (torch.zeros(B, m.hidden_size, dtype=torch.float64),), (torch.tensor(dh),))
+    _, jvp = torch.autograd.functional.jvp(torch_outputs, (torch.zeros(B, m.hidden_size, dtype=torch.float64),), (torch.tensor(dh),))
     assert rel_err(got, jvp.numpy()) < 1e-10 or np.max(np.abs(got - jvp.numpy())) < 1e-13

@@ -1,5 +1,5 @@
 """Hessian-free training (bptt.hf): the tangents and Gauss-Newton products against finite differences
-and torch.func (float64, random shapes, every activation of the table), CG, damping, and a real run."""
+and torch's autograd (float64, random shapes, every activation of the table), CG, damping, and a real run."""
 
 import json
 import os
@@ -97,7 +97,7 @@ def test_state_tangent_matches_finite_differences_and_torch_jvp(problem):
     assert close(dh, (plus.h[1:] - minus.h[1:]) / (2 * eps), 1e-6, 1e-8)
     assert close(dy, (plus.y_pred - minus.y_pred) / (2 * eps), 1e-6, 1e-8)
 
-    _, (jy, jh) = torch.func.jvp(torch_states(net, b), as_torch(p), as_torch(dp))
+    _, (jy, jh) = torch.autograd.functional.jvp(torch_states(net, b), as_torch(p), as_torch(dp))
     assert close(dh, jh.numpy(), 1e-10, 1e-13)
     assert close(dy, jy.numpy(), 1e-10, 1e-13)
 
@@ -147,7 +147,7 @@ def test_gauss_newton_product_matches_torch_jvp_vjp_and_finite_differences(probl
 
     shapes = hf.shapes_of(p)
     run = torch_states(net, b)
-    _, (jy, jh) = torch.func.jvp(run, as_torch(p), as_torch(hf.unflatten(v, shapes)))
+    _, (jy, jh) = torch.autograd.functional.jvp(run, as_torch(p), as_torch(hf.unflatten(v, shapes)))
     _, vjp = torch.func.vjp(run, *as_torch(p))
     m = torch.tensor(b.mask, dtype=torch.float64)[..., None]
     want_g = hf.flatten(dict(zip(PARAM_NAMES, (a.numpy() for a in vjp((jy * m / b.n, torch.zeros_like(jh)))))))
@@ -198,7 +198,7 @@ def test_gauss_newton_is_the_hessian_at_zero_residual_so_g_prime_enters_twice(f,
         mt = torch.tensor(mask, dtype=torch.float64)[..., None]
         return 0.5 * (((yp - torch.tensor(y)) ** 2) * mt).sum() / int(mask.sum())
 
-    Hess = torch.func.hessian(L)(torch.tensor(hf.flatten(p))).numpy()
+    Hess = torch.autograd.functional.hessian(L, torch.tensor(hf.flatten(p))).numpy()
     np.testing.assert_allclose(G, Hess, rtol=1e-9, atol=1e-12)
     np.testing.assert_allclose(G, G.T, rtol=1e-12, atol=1e-15)
     assert np.linalg.eigvalsh(G).min() > -1e-12  # positive semi-definite

@@ -80,7 +80,7 @@ def test_curvature_is_the_gauss_newton_matrix_in_u(g_name, loss, data):
     got = rec.curvature(g.value(u), v, g)
     ut, vt, yt = torch.tensor(u), torch.tensor(v), torch.tensor(y)
     if rec.outputs is None:  # J^T (I) J v with J = dg/du
-        _, jv = torch.func.jvp(g.torch_value, (ut,), (vt,))
+        _, jv = torch.autograd.functional.jvp(g.torch_value, (ut,), (vt,))
         _, vjp = torch.func.vjp(g.torch_value, ut)
         want = vjp(jv)[0]
     else:
@@ -149,7 +149,7 @@ def test_decomposition_sums_to_the_gradient_for_every_loss(g_name, loss):
 
 @pytest.mark.parametrize("g_name, loss", PAIRS)
 def test_hf_gauss_newton_product_matches_torch(g_name, loss):
-    """hf.Curvature.gn = J_u^T (1/n) mask M J_u v, M the loss record's curvature, by torch.func.jvp/vjp."""
+    """hf.Curvature.gn = J_u^T (1/n) mask M J_u v, M the loss record's curvature, by torch.autograd.functional.jvp and torch.func.vjp."""
     rng = np.random.default_rng(5)
     T, B, D, H, O = 4, 3, 2, 3, 3
     m = bptt.RNN(D, H, O, "tanh", g_name, loss=loss, seed=2)
@@ -173,11 +173,11 @@ def test_hf_gauss_newton_product_matches_torch(g_name, loss):
 
     theta = tuple(torch.tensor(a) for a in p)
     dp = hf.unflatten(v, hf.shapes_of(p))
-    u, ju = torch.func.jvp(outputs, theta, tuple(torch.tensor(a) for a in dp))
+    u, ju = torch.autograd.functional.jvp(outputs, theta, tuple(torch.tensor(a) for a in dp))
     yt = torch.tensor(y)
     weights = torch.tensor(mask, dtype=torch.float64)[..., None] / mask.sum()
     if net.criterion.outputs is None:  # J_g^T J_g
-        _, jg = torch.func.jvp(g, (u,), (ju,))
+        _, jg = torch.autograd.functional.jvp(g, (u,), (ju,))
         m_ju = torch.func.vjp(g, u)[1](jg)[0]
     else:  # the Hessian of E in u, one (t, b) block at a time
         m_ju = torch.zeros_like(ju)
