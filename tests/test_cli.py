@@ -193,3 +193,26 @@ def test_seed_json_is_the_check_report_plus_the_errata(capsys):
     assert d["check"]["targets"]["source"] == "fitted"
     assert [round(v, 4) for v in d["check"]["targets"]["values"]] == [0.8951, 0.5503]
     assert len(d["errata"]) == 13 and all(set(e) == {"what", "printed", "correct"} for e in d["errata"])
+
+
+def test_bptt_alone_prints_its_help_on_stdout_with_status_0(capsys):
+    """As git does: the help on stdout, status 0 (not the help on stdout with status 2)."""
+    assert main([]) == 0
+    out, err = capsys.readouterr()
+    assert out.startswith("usage: bptt") and "COMMAND" in out and err == ""
+
+
+def test_train_help_names_every_default_and_metavar():
+    """--truncate/--patience/--grad-checkpoint say their default; a task option repeated for another task reads
+    'adding (default 2000)', not 'adding: (default 2000)'; Hessian-free flags take N or X, not HF_DAMPING."""
+    import contextlib
+    import io
+
+    buf = io.StringIO()
+    with contextlib.redirect_stdout(buf), pytest.raises(SystemExit):
+        main(["train", "--help"])
+    text = " ".join(buf.getvalue().split())
+    for flag in ("--truncate K", "--patience E", "--grad-checkpoint K"):
+        assert "(default: none" in text[text.index(flag + " "):][:400], flag
+    assert "adding (default 2000)" in text and "adding: (default" not in text
+    assert "HF_" not in text and "--hf-damping X" in text and "--hf-max-cg N" in text

@@ -459,7 +459,12 @@ def test_train_json_is_one_object_and_a_loss_to_persistence_is_a_warning(tmp_pat
     out, err = capsys.readouterr()
     assert code == 0
     obj = json.loads(out)  # stdout is exactly one JSON object
-    assert set(obj) == {"task", "out", "seconds", "test", "files", "warnings"}
+    assert set(obj) == {"schema", "task", "out", "seconds", "test", "in_metrics_json", "files", "warnings"}
+    assert obj["schema"] == "bptt-train/1"
+    # one shape for every task: numbers in "test", the csv task's prediction arrays only in metrics.json
+    assert all(v is None or isinstance(v, (bool, int, float, str)) for v in obj["test"].values())
+    whole = json.loads((tmp_path / "run" / "metrics.json").read_text())["test"]
+    assert obj["in_metrics_json"] and all(isinstance(whole[k], (list, dict)) for k in obj["in_metrics_json"])
     assert obj["test"]["test_mse"] > obj["test"]["persistence_mse"]
     assert len(obj["warnings"]) == 1 and "worse than persistence" in obj["warnings"][0]
     assert err.startswith("warning: the RNN's test MSE") and err.count("\n") == 1

@@ -103,9 +103,9 @@ def _main(argv: Sequence[str] | None) -> int:
     with warnings.catch_warnings(record=True) as held:
         try:
             args = parser.parse_args(argv)
-            if not getattr(args, "run", None):
+            if not getattr(args, "run", None):  # `bptt` alone: the help on stdout, status 0 (as git does)
                 parser.print_help()
-                return EXIT_BAD_INPUT
+                return 0
             if args.command in COMPILING:
                 note_first_compile()
             code = int(args.run(args) or 0)

@@ -42,12 +42,13 @@ def add(sub) -> None:
                    f"an earlier bptt run wrote there (listed in {bio.MANIFEST}, unchanged since), never anyone else's")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint (its own settings; other options are ignored)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    p.add_argument("--json", action="store_true", help="print the final test metrics, files and warnings as one JSON "
-                   "object (no progress, no table)")
+    p.add_argument("--json", action="store_true", help=f"print the final test metrics (numbers; arrays stay in metrics.json), "
+                   f"files and warnings as one JSON object, schema {JSON_SCHEMA!r} (docs/howto/training.md); no "
+                   "progress, no table")
     p.add_argument("--plots", default="png", choices=plots.RUN_PLOTS,
                    help="format of loss/predictions/gradflow plots, or none (default png)")
     p.add_argument("--backend", default=None, metavar=_choices(BACKENDS), help=f"where gradients come from: {' or '.join(BACKENDS)} (default numpy: "
-                   "this library's engine; torch: the bptt.torch layer, data-parallel with --nproc; see README '## PyTorch layer')")
+                   "this library's engine; torch: the bptt.torch layer, data-parallel with --nproc; see docs/howto/torch.md)")
     p.add_argument("--nproc", type=int, default=None, metavar="N", help="--backend torch: data-parallel processes on this "
                    "machine (gloo over 127.0.0.1; under torchrun, its process count); --batch-size is the global batch")
     g = p.add_argument_group("model")
@@ -69,17 +70,18 @@ def add(sub) -> None:
     g.add_argument("--batch-size", type=int, default=None, help=f"sequences per update ({_per_task('batch_size')})")
     g.add_argument("--chunk", type=int, default=None, metavar="K", help="truncated BPTT over streams: update every K steps, "
                    f"hidden state carried ({_per_task('chunk')})")
-    g.add_argument("--truncate", type=int, default=None, metavar="K", help="each error backpropagates at most K steps")
+    g.add_argument("--truncate", type=int, default=None, metavar="K", help="each error backpropagates at most K steps (default: none, full BPTT)")
     g.add_argument("--grad-checkpoint", default=None, metavar="K", help="'sqrt' or K: keep every K-th hidden state in the "
-                   "backward pass and recompute the rest (memory ~sqrt(T), the same gradient); not with --truncate")
-    g.add_argument("--patience", type=int, default=None, metavar="E", help="early stopping after E epochs without a better validation loss")
+                   "backward pass and recompute the rest (memory ~sqrt(T), the same gradient); not with --truncate (default: none, "
+                   "every state kept)")
+    g.add_argument("--patience", type=int, default=None, metavar="E", help="early stopping after E epochs without a better validation loss (default: none, all epochs run)")
     g.add_argument("--seed", type=int, default=None, help="one seed for data, initialisation and shuffling (default 0)")
     g.add_argument("--checkpoint-every", type=int, default=None, metavar="E", help=f"checkpoint every E epochs ({_per_task('checkpoint_every')})")
     g.add_argument("--ensemble", default=None, metavar="K", help=f"train K networks (1..{bio.MAX_ENSEMBLE}, default 1) that "
                    "differ only in their seed, 10 × --seed + k for member k = 0..K-1 (random tasks: all on --seed's data), "
                    "and average their predictions; "
                    "one model.npz, each member's checkpoints in --out/members/k/ (--resume continues them)")
-    g = p.add_argument_group("Hessian-free (--optimizer hf; README '### Hessian-free training')")
+    g = p.add_argument_group("Hessian-free (--optimizer hf; docs/howto/hessian-free.md)")
     _add_owner_flags(g, HFSettings)  # one flag per setting of bptt.hf.HFSettings, its help beside the field
     _add_task_options(p)
     p.set_defaults(run=run)
@@ -100,7 +102,8 @@ def _add_owner_flags(g, cls) -> None:
         elif f.metadata.get("all_is_none"):  # an integer, or 'all' (None in the settings)
             g.add_argument(flag, dest=dest, default=None, metavar="N", help=help)
         else:  # int or float, from the annotation ('int | None' -> int)
-            g.add_argument(flag, dest=dest, type=int if str(f.type).startswith("int") else float, default=None,
+            is_int = str(f.type).startswith("int")
+            g.add_argument(flag, dest=dest, type=int if is_int else float, default=None, metavar="N" if is_int else "X",
                            help=help)
 
 
@@ -152,8 +155,10 @@ def _option_help(uses: list[tuple[tasks.Task, tasks.Option]]) -> str:
     parts, last = [], None
     for task, opt in uses:
         default = "(required)" if opt.required else ("" if opt.default is None else f"(default {opt.default})")
-        text = " ".join(p for p in ("" if opt.help == last else opt.help, default) if p)
-        parts.append(f"{task.name}: {text}")
+        if opt.help == last:
+            parts.append(" ".join(p for p in (task.name, default) if p))  # "adding (default 2000)"
+        else:
+            parts.append(f"{task.name}: " + " ".join(p for p in (opt.help, default) if p))
         last = opt.help
     return "; ".join(parts).replace("%", "%%")  # argparse %-formats help
 
@@ -165,6 +170,22 @@ def _add_task_options(p: argparse.ArgumentParser) -> None:
         opt = uses[0][1]
         g.add_argument(opt.flag, dest=_option_dest(name), type=opt.type, default=None, metavar=opt.metavar,
                        help=_option_help(uses))
+
+
+JSON_SCHEMA = "bptt-train/1"  # the shape of `bptt train --json`; a change of shape gets a new number
+
+
+def train_json(task: str, out: Any, seconds: float, metrics: dict[str, Any], paths: dict[str, Any],
+               warnings: list[str]) -> dict[str, Any]:
+    """`bptt train --json`: one object of one shape for every task (docs/howto/training.md, "--json").
+
+    {"schema": "bptt-train/1", "task", "out", "seconds", "test": {name: number, text or null}, "in_metrics_json":
+    [names of the test results that are arrays or tables, written whole under "test" in the run's metrics.json],
+    "files": {name: path}, "warnings": [line]}"""
+    scalars = {k: v for k, v in metrics.items() if v is None or isinstance(v, (bool, int, float, str))}
+    return {"schema": JSON_SCHEMA, "task": task, "out": str(out), "seconds": seconds, "test": scalars,
+            "in_metrics_json": sorted(k for k in metrics if k not in scalars),
+            "files": {k: str(p) for k, p in paths.items()}, "warnings": warnings}
 
 
 def train_config_from_args(args: argparse.Namespace):
@@ -327,8 +348,7 @@ def _train_and_report(cfg: TrainConfig, data, out: Path, resume: bool, progress:
     for w in warnings:
         print(f"warning: {w}", file=sys.stderr)
     if as_json:
-        print(json.dumps(json_safe({"task": cfg.task, "out": str(out), "seconds": elapsed, "test": result.metrics,
-                                    "files": {k: str(p) for k, p in paths.items()}, "warnings": warnings})))
+        print(json.dumps(json_safe(train_json(cfg.task, out, elapsed, result.metrics, paths, warnings))))
         return 0
     from rich.table import Table
 
