@@ -233,3 +233,97 @@ def test_write_run_plots_bounded_for_a_long_sequence(tmp_path):
     run = dict(history={"train_loss": [1.0]}, data=d, model=m, metrics=tasks.metrics(d, m))
     p = plots.write_run_plots(tmp_path, "png", **run)["gradflow_plot"]
     assert _image(p).shape[1] > 300
+
+
+# ---------------------------------------------------------------- binary addition, flow captions, races
+class _FlipAfterCarry:
+    """A stand-in network: the true sum's bits, except bit ``pos`` (0-based) flipped wherever a carry comes into it."""
+
+    dtype = np.float64
+
+    def __init__(self, data, pos: int):
+        self.data, self.pos = data, pos
+
+    def predict(self, x):
+        assert x is not None
+        te = self.data.test
+        a, b = (tasks.bits_to_int(te.x[:, :, j]) for j in (0, 1))  # (N,)
+        carry_in = (a % 2**self.pos + b % 2**self.pos) >= 2**self.pos  # (N,): from the integers, not the bits
+        y = te.y.astype(float).copy()  # (T, N, 1)
+        y[self.pos, carry_in, 0] = 1 - y[self.pos, carry_in, 0]
+        return 0.1 + 0.8 * y  # outputs, not bits: thresholded at 0.5
+
+
+def test_binary_addition_plot_shows_wrong_bits_by_position_and_carry(tmp_path, monkeypatch):
+    d = tasks.load("binary-addition", bits=6, n_train=10, n_val=5, n_test=200)
+    seen = _figures(monkeypatch)
+    p = plots.predictions(d, _FlipAfterCarry(d, 3), {}, tmp_path / "a.svg")
+    left = seen[0].axes[0]
+    carry, plain = left.containers  # the "carry in" and "no carry in" bars, one per bit position
+    assert [round(r.get_height(), 12) for r in carry] == [0, 0, 0, 1, 0, 0, 0]  # every sum with a carry into bit 4
+    assert [r.get_height() for r in plain] == [0] * 7
+    texts = " ".join(_svg_texts(p))
+    assert "bit position (1 = least significant)" in texts and "carry in" in texts
+    a, b = (tasks.bits_to_int(d.test.x[:, :, j]) for j in (0, 1))
+    wrong = (a % 8 + b % 8) >= 8
+    assert f"{int((~wrong).sum())} of 200 sums exact" in texts
+    assert texts.count("(WRONG)") == 3  # wrong sums are drawn first, bit by bit, with their operands
+    assert any(f"a = {a[i]} b = {b[i]} carry in a + b = {a[i] + b[i]} network: {a[i] + b[i] + (8 if (a[i] + b[i]) & 8 == 0 else -8)} (WRONG)"
+               in texts for i in np.flatnonzero(wrong))
+
+
+def test_binary_addition_plot_says_when_no_bit_is_wrong(tmp_path):
+    d = tasks.load("binary-addition", bits=4, n_train=10, n_val=5, n_test=30)
+    right = _FlipAfterCarry(d, 0)  # no carry ever comes into bit 1: nothing flipped
+    texts = " ".join(_svg_texts(plots.predictions(d, right, {}, tmp_path / "r.svg")))
+    assert "no wrong bit in 30 test sums" in texts and "30 of 30 sums exact" in texts and "(WRONG)" not in texts
+
+
+def _normalised(values: np.ndarray):
+    from bptt import gradflow as gf
+
+    T = values.shape[0]
+    return gf.FlowMap(values, np.arange(T), T, True, gf.decay_summary(values))
+
+
+def test_normalised_flow_maps_say_what_the_ratio_is_and_where_it_exceeds_1(tmp_path):
+    grows = _flow(6)
+    grows[5, 0] = 5.07
+    p = plots.gradient_flow_maps({"sigmoid (as trained)": _normalised(_flow(6)), "tanh (same weights)": _normalised(grows)},
+                                 tmp_path / "g.svg", caption="Right: the same weights, tanh.")
+    texts = " ".join(_svg_texts(p))
+    assert "the size of E_t's gradient at h_k relative to where it enters" in texts
+    assert "Above 1: tanh (same weights): up to 5.07." in texts and "sigmoid (as trained): up to" not in texts
+    assert "Right: the same weights, tanh." in texts
+    quiet = " ".join(_svg_texts(plots.gradient_flow_maps({"s": _normalised(_flow(6))}, tmp_path / "q.svg")))
+    assert "relative to where it enters" in quiet and "Above 1" not in quiet
+    raw = " ".join(_svg_texts(plots.gradient_flow_maps({"s": _flow(6)}, tmp_path / "raw.svg")))
+    assert "relative to where it enters" not in raw  # a raw map is not a ratio
+
+
+def test_run_gradient_flow_plot_explains_its_same_weights_panel(tmp_path):
+    d = tasks.load("binary-addition", bits=4, n_train=10, n_val=5, n_test=5)
+    m = RNN(d.input_size, 3, d.output_size, seed=0)
+    run = dict(history={"train_loss": [1.0]}, data=d, model=m, metrics=tasks.metrics(d, m))
+    texts = " ".join(_svg_texts(plots.write_run_plots(tmp_path, "svg", **run)["gradflow_plot"]))
+    assert "tanh (same weights): its trained weights run with the other hidden activation" in texts
+
+
+def test_race_curves_pair_each_seeds_runs_by_colour_and_label_the_level(tmp_path, monkeypatch):
+    seen = _figures(monkeypatch)
+    t = np.linspace(1.0, 30.0, 12)
+    curves = {f"seed {s}": {"HF": np.c_[t, np.exp(-t / (5 + s))], "Adam": [(float(x), 0.5) for x in t]}
+              for s in range(3)}
+    curves["seed 3"] = {"HF": [], "Adam": np.c_[t, t * 0 + 0.3]}  # an empty run is skipped
+    p = plots.race_curves(curves, tmp_path / "r.png", x_label="wall clock (s)", y_label="ratio", title="race",
+                          level=0.1, level_label="0.1: success")
+    lines = {ln.get_label(): ln for ln in seen[0].axes[0].get_lines()}
+    assert "HF, seed 3" not in lines and "Adam, seed 3" in lines
+    for s in range(3):
+        hf, adam = lines[f"HF, seed {s}"], lines[f"Adam, seed {s}"]
+        assert hf.get_color() == adam.get_color() and hf.get_linestyle() != adam.get_linestyle()
+    assert len({lines[f"HF, seed {s}"].get_color() for s in range(3)}) == 3  # seeds apart
+    assert lines["0.1: success"].get_ydata()[0] == 0.1
+    assert "0.1: success" in [x.get_text() for x in seen[0].axes[0].get_legend().get_texts()]
+    img = _image(p)
+    assert img.shape[1] >= 1200 and img.shape[0] >= 600  # not a 600 x 350 thumbnail

@@ -2,8 +2,10 @@
 
 loss_curves          train and validation loss per epoch (log scale), the kept epoch marked
 member_loss_curves   the same for every member of an ensemble, on one plot
-predictions          test predictions against targets (what the task's record says to show)
+predictions          test predictions against targets (what the task's record says to show; binary
+                     addition: wrong bits by position, with or without a carry in, and a few sums bit by bit)
 gradient_flow_maps   gradient-flow maps (``gradflow.FlowMap``), one panel per map, side by side
+race_curves          a value over time for several methods and seeds: a colour per seed, a line style per method
 write_run_plots      the three plots of a training run, in one format (what `bptt train --plots` writes)
 
 Every function writes the format its path's ending names (``FORMATS``), atomically, and refuses
@@ -35,11 +37,11 @@ def plot_format(path: str | Path) -> str:
     return check_choice(f"{p.name}: plot format", p.suffix.lower().lstrip("."), FORMATS)
 
 
-def _figure(width: float, height: float):
+def _figure(width: float, height: float, dpi: int = 110):
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    fig = Figure(figsize=(width, height), dpi=110, layout="constrained")
+    fig = Figure(figsize=(width, height), dpi=dpi, layout="constrained")
     FigureCanvasAgg(fig)
     return fig
 
@@ -115,6 +117,8 @@ def predictions(data, model, metrics: dict[str, Any], path: str | Path) -> Path:
     """Test predictions against targets, as the task's record says (``tasks.prediction_view``); an
     ensemble's (``bptt.model.Ensemble``) are its members' mean, and the title says so."""
     plot_format(path)
+    if data.name == "binary-addition":  # a sums-against-sums diagonal says little: the bits and carries do
+        return addition_bits(data, model, path)
     view = tasks.prediction_view(data, model, metrics)
     fig = _figure(8.0, 4.2)
     ax = fig.add_subplot()
@@ -141,6 +145,113 @@ def predictions(data, model, metrics: dict[str, Any], path: str | Path) -> Path:
     return _save(fig, path)
 
 
+_SHOWN_SUMS = 3  # test sums drawn bit by bit: those with the longest carry chains
+
+
+def addition_bits(data, model, path: str | Path) -> Path:
+    """Binary addition, bit by bit: left, the share of wrong output bits at each position (1 = least
+    significant), for positions with a carry coming in and without; right, the test sums with the
+    longest carry chains, their operands, carries, true sum and the network's bits (shaded by its
+    output, red where wrong).  An ensemble: its members' mean output."""
+    plot_format(path)
+    bits = _addition_bits(data, model)
+    T, N = bits["target"].shape
+    fig = _figure(12.0, 4.6)
+    left, right = fig.subplots(1, 2, width_ratios=(1.0, 1.25))
+    pos = np.arange(1, T + 1)  # 1-based bit positions, least significant first
+    wrong = bits["network"] != bits["target"]  # (T, N)
+    top = 0.0
+    for shift, has, colour, what in ((-0.2, True, "C3", "carry in"), (0.2, False, "C0", "no carry in")):
+        sel = bits["carry"] == has  # (T, N)
+        n = sel.sum(axis=1)  # (T,)
+        rate = (wrong & sel).sum(axis=1) / np.maximum(n, 1)  # (T,): 0 where no pair has this case
+        top = max(top, float(rate.max()))
+        left.bar(pos + shift, rate, 0.38, color=colour, label=f"{what} (pairs at a position: {int(n.min())}–{int(n.max())})")
+    exact = int((~wrong).all(axis=0).sum())
+    left.set_xticks(pos)
+    left.set_xlabel("bit position (1 = least significant)")
+    left.set_ylabel("share of test pairs with this output bit wrong")
+    left.set_ylim(0, min(1.05, max(0.05, 1.2 * top)))
+    if not wrong.any():
+        left.text(0.5, 0.5, f"no wrong bit in {N} test sums", transform=left.transAxes, ha="center", va="center")
+    left.legend(fontsize=8, loc="upper left")
+    left.set_title(f"wrong bits by position: {exact} of {N} sums exact", fontsize=10)
+    left.grid(True, axis="y", alpha=0.3)
+    _carry_chains(right, bits)
+    members = getattr(model, "members", None)
+    ensemble = "" if members is None else f" (mean output of an ensemble of {len(members)} networks)"
+    fig.suptitle(f"binary-addition: {N} test pairs a + b of {data.info['bits']}-bit numbers{ensemble}")
+    return _save(fig, path)
+
+
+def _addition_bits(data, model) -> dict[str, np.ndarray]:
+    """The test set's bits, (T, N) each, least significant first: a, b, the carry into each position,
+    the target sum, the network's output and its bits (output > 0.5)."""
+    te = data.test
+    x = te.x.astype(np.int64)  # (T, N, 2): the operands' bits
+    a, b = x[..., 0], x[..., 1]  # (T, N)
+    carry = np.zeros_like(a)  # (T, N): carry into position t
+    for t in range(1, a.shape[0]):
+        carry[t] = (a[t - 1] + b[t - 1] + carry[t - 1]) >= 2
+    out = np.asarray(model.predict(te.x.astype(model.dtype)), dtype=float)[..., 0]  # (T, N)
+    return {"a": a, "b": b, "carry": carry.astype(bool), "target": te.y[..., 0].astype(np.int64), "output": out,
+            "network": (out > 0.5).astype(np.int64)}
+
+
+def _longest_run(flags: np.ndarray) -> int:
+    """The longest run of True in a 1-D boolean array."""
+    best = run = 0
+    for f in flags:
+        run = run + 1 if f else 0
+        best = max(best, run)
+    return best
+
+
+def _carry_chains(ax, bits: dict[str, np.ndarray]) -> None:
+    """A few sums as rows of bits, most significant left as written: a, b, carry in, a + b, the network's
+    bits on its output's shade (0 white, 1 dark), red where a bit is wrong; the longest carry chains first,
+    wrong sums before right ones."""
+    from matplotlib.colors import ListedColormap
+
+    T, N = bits["target"].shape
+    wrong = (bits["network"] != bits["target"]).any(axis=0)  # (N,)
+    chain = np.array([_longest_run(bits["carry"][:, i]) for i in range(N)])  # (N,)
+    order = np.lexsort((np.arange(N), -chain, ~wrong))[:_SHOWN_SUMS]  # wrong first, then the longest chains
+    rows, labels, kinds = [], [], []
+    for k, i in enumerate(order):
+        ints = {key: int((bits[key][:, i] << np.arange(T)).sum()) for key in ("a", "b", "target", "network")}
+        ok = "right" if ints["network"] == ints["target"] else "WRONG"
+        for key, label in (("a", f"a = {ints['a']}"), ("b", f"b = {ints['b']}"), ("carry", "carry in"),
+                           ("target", f"a + b = {ints['target']}"), ("output", f"network: {ints['network']} ({ok})")):
+            rows.append(bits[key][::-1, i].astype(float))  # (T,): most significant first
+            labels.append(label)
+            kinds.append((key, i))
+        if k < len(order) - 1:
+            rows.append(np.full(T, np.nan))
+            labels.append("")
+            kinds.append(None)
+    V = np.array(rows)  # (rows, T)
+    grey = ListedColormap([(1 - 0.4 * v,) * 3 for v in np.linspace(0, 1, 64)]).with_extremes(bad="white")
+    ax.imshow(V, cmap=grey, vmin=0, vmax=1, aspect="auto", interpolation="nearest")
+    for r, kind in enumerate(kinds):
+        if kind is None:
+            continue
+        key, i = kind
+        col = bits["network" if key == "output" else key][::-1, i]  # (T,)
+        bad = (bits["network"][::-1, i] != bits["target"][::-1, i]) if key == "output" else np.zeros(T, bool)
+        for c in range(T):
+            ax.text(c, r, str(int(col[c])), ha="center", va="center", fontsize=8,
+                    color="C3" if bad[c] else "black", fontweight="bold" if bad[c] else "normal")
+    ax.set_yticks(range(len(labels)), labels, fontsize=8)
+    ax.set_xticks(range(T), [str(T - c) for c in range(T)], fontsize=8)
+    ax.set_xlabel("bit position (most significant left, as written)")
+    ax.tick_params(length=0)
+    for side in ax.spines.values():
+        side.set_visible(False)
+    ax.set_title(f"{len(order)} test sums bit by bit: wrong ones first, then the longest carry chains\n"
+                 "(shade: the bit, or the network's output from 0 to 1)", fontsize=10)
+
+
 def _span(curves) -> tuple[float, float]:
     """The smallest and largest x or y value over the curves (the y = x line's ends)."""
     v = np.concatenate([np.concatenate([np.ravel(c.x), np.ravel(c.y)]) for c in curves]).astype(float)  # (m,)
@@ -148,13 +259,16 @@ def _span(curves) -> tuple[float, float]:
     return (float(v.min()), float(v.max())) if v.size else (0.0, 1.0)
 
 
-def gradient_flow_maps(maps: dict[str, Any], path: str | Path, title: str = "gradient flow") -> Path:
+def gradient_flow_maps(maps: dict[str, Any], path: str | Path, title: str = "gradient flow",
+                       caption: str = "") -> Path:
     """Heat maps of gradient-flow maps, side by side, on one shared log10 colour scale.
 
     maps: label -> ``gradflow.FlowMap`` (normalised or raw, over its chosen steps), or a full raw
     (T, T) array of ‖∂E_t/∂h_k‖ as ``gradflow.gradient_flow`` returns.  NaN cells (k > t,
     unscored rows) stay blank.  Axes are 1-based steps with integer ticks; the title names
-    which steps are shown when a long sequence's map is sub-sampled.
+    which steps are shown when a long sequence's map is sub-sampled.  Normalised maps carry a
+    caption saying what the ratio is, marking 1 and naming the panels where it exceeds 1;
+    ``caption`` adds a line of the caller's (what the panels are).
     """
     plot_format(path)
     fmaps = {label: _as_flow_map(m) for label, m in maps.items()}
@@ -165,17 +279,42 @@ def gradient_flow_maps(maps: dict[str, Any], path: str | Path, title: str = "gra
     what = "‖∂E_t/∂h_k‖ / ‖∂E_t/∂h_t‖" if first.normalised else "‖∂E_t/∂h_k‖"
     shown = "" if len(first.steps) == first.length else f"\n{first.describe()}"
     fig.suptitle(title + shown)
-    if max(_scored_rows(m).size for m in fmaps.values()) <= _MAX_LINE_ROWS:
+    as_lines = max(_scored_rows(m).size for m in fmaps.values()) <= _MAX_LINE_ROWS
+    said = [_ratio_caption(fmaps, "the dotted line" if as_lines else "the black line on the colour bar")] if first.normalised else []
+    if said or caption:
+        import textwrap
+
+        width = int(13 * fig.get_figwidth())  # characters of 8.5 pt across the figure
+        text = "\n".join(textwrap.fill(line, width) for part in said + [caption] if part for line in part.split("\n"))
+        fig.text(0.5, 0.0, text, ha="center", va="top", fontsize=8.5)
+    if as_lines:
         for ax, (label, fm) in zip(axes, fmaps.items()):
             _flow_lines(ax, fm, label, vmin, vmax)
+            if fm.normalised:
+                ax.axhline(1.0, color="0.3", ls=":", lw=0.9)
         axes[0].set_ylabel(f"{what} (log scale)")
         return _save(fig, path)
     im = None
     for ax, (label, fm) in zip(axes, fmaps.items()):
         im = _flow_panel(ax, fm, label, vmin, vmax)
     axes[0].set_ylabel("t (error term E_t)")
-    fig.colorbar(im, ax=list(axes), label=f"{what} (log scale)", extend="min", shrink=0.9)
+    bar = fig.colorbar(im, ax=list(axes), label=f"{what} (log scale)", extend="min", shrink=0.9)
+    if first.normalised:  # the diagonal's level (the top when nothing exceeds it): above it the gradient grew
+        bar.ax.axhline(1.0, color="white", lw=2.0)
+        bar.ax.axhline(1.0, color="black", lw=0.8)
     return _save(fig, path)
+
+
+def _ratio_caption(fmaps: dict[str, gradflow.FlowMap], one: str) -> str:
+    """What a normalised map's value is, where 1 is drawn (``one``), and which panels exceed 1, by how much."""
+    over = []
+    for label, fm in fmaps.items():
+        v = fm.values[np.isfinite(fm.values)]  # (m,)
+        if v.size and v.max() > 1.0:
+            over.append(f"{label}: up to {v.max():.3g}")
+    said = ("‖∂E_t/∂h_k‖ / ‖∂E_t/∂h_t‖: the size of E_t's gradient at h_k relative to where it enters, at h_t "
+            f"(1, {one}); below 1 it shrank going back from t to k, above 1 it grew.")
+    return said + ("\nAbove 1: " + "; ".join(over) + "." if over else "")
 
 
 _MAX_LINE_ROWS = 3  # a map with this few scored rows (the adding problem: one) is drawn as lines over k
@@ -238,6 +377,39 @@ def _flow_panel(ax, fm: gradflow.FlowMap, label: str, vmin: float, vmax: float):
     return im
 
 
+_METHOD_STYLES = ("-", "--", ":", "-.")
+
+
+def race_curves(curves: dict[str, dict[str, Any]], path: str | Path, *, x_label: str, y_label: str, title: str,
+                level: float | None = None, level_label: str = "", log_y: bool = True) -> Path:
+    """A value over time for several methods and seeds (e.g. validation loss against wall-clock seconds of
+    Hessian-free and Adam): one colour per group (a seed), one line style per method, so one seed's runs
+    read as a pair; ``level``: a labelled horizontal line (a target such as 0.1).
+
+    curves: group -> method -> (n, 2) points (x, y), or a list of (x, y) pairs; empty ones are skipped.
+    """
+    plot_format(path)
+    fig = _figure(9.0, 5.0, dpi=150)
+    ax = fig.add_subplot()
+    methods = list(dict.fromkeys(m for runs in curves.values() for m in runs))
+    for g, (group, runs) in enumerate(curves.items()):
+        for method, pts in runs.items():
+            pts = np.asarray(pts, dtype=float).reshape(-1, 2)  # (n, 2): x, y
+            if len(pts):
+                style = _METHOD_STYLES[methods.index(method) % len(_METHOD_STYLES)]
+                ax.plot(pts[:, 0], pts[:, 1], style, color=f"C{g % 10}", lw=1.4, label=f"{method}, {group}")
+    if level is not None:
+        ax.axhline(level, color="0.35", lw=0.9, ls=(0, (1, 2)), label=level_label or f"level {level:g}")
+    if log_y:
+        ax.set_yscale("log")
+    ax.set_xlabel(x_label)
+    ax.set_ylabel(y_label)
+    ax.set_title(title)
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(**_LEGEND_OUTSIDE)
+    return _save(fig, path)
+
+
 def write_run_plots(out_dir: str | Path, fmt: str, *, history: dict[str, list[float]], data, model,
                     metrics: dict[str, Any]) -> dict[str, Path]:
     """loss.FMT, predictions.FMT and gradflow.FMT of a training run in ``out_dir``; fmt "none": nothing.
@@ -267,5 +439,8 @@ def write_run_plots(out_dir: str | Path, fmt: str, *, history: dict[str, list[fl
     title = f"{data.name}, first test sequence ({gradflow.describe_sequence(data, 0)}): how E_t's signal reaches h_k"
     if members is not None:
         title = f"member 0 of the ensemble of {len(members)}: " + title
-    paths["gradflow_plot"] = gradient_flow_maps(maps, out / f"gradflow.{fmt}", title=title)
+    trained, twin = list(maps)
+    note = (f"Left: the trained network. Right: {twin}: its trained weights run with the other hidden activation, "
+            f"not retrained, to show how the activation's slope carries the signal back.")
+    paths["gradflow_plot"] = gradient_flow_maps(maps, out / f"gradflow.{fmt}", title=title, caption=note)
     return paths
