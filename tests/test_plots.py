@@ -236,46 +236,62 @@ def test_write_run_plots_bounded_for_a_long_sequence(tmp_path):
 
 
 # ---------------------------------------------------------------- binary addition, flow captions, races
-class _FlipAfterCarry:
-    """A stand-in network: the true sum's bits, except bit ``pos`` (0-based) flipped wherever a carry comes into it."""
+@dataclasses.dataclass(frozen=True)
+class _Bits:
+    """Sums bit by bit, (T, N) each, least significant first (what a task's view may carry as ``bits``)."""
 
-    dtype = np.float64
-
-    def __init__(self, data, pos: int):
-        self.data, self.pos = data, pos
-
-    def predict(self, x):
-        assert x is not None
-        te = self.data.test
-        a, b = (tasks.bits_to_int(te.x[:, :, j]) for j in (0, 1))  # (N,)
-        carry_in = (a % 2**self.pos + b % 2**self.pos) >= 2**self.pos  # (N,): from the integers, not the bits
-        y = te.y.astype(float).copy()  # (T, N, 1)
-        y[self.pos, carry_in, 0] = 1 - y[self.pos, carry_in, 0]
-        return 0.1 + 0.8 * y  # outputs, not bits: thresholded at 0.5
+    a: np.ndarray
+    b: np.ndarray
+    carry: np.ndarray
+    target: np.ndarray
+    output: np.ndarray
 
 
-def test_binary_addition_plot_shows_wrong_bits_by_position_and_carry(tmp_path, monkeypatch):
-    d = tasks.load("binary-addition", bits=6, n_train=10, n_val=5, n_test=200)
+@dataclasses.dataclass(frozen=True)
+class _BitView(tasks.PredictionView):
+    bits: _Bits | None = None
+
+
+def _flip_after_carry(N: int, T: int, pos: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray, _Bits]:
+    """N random sums of (T - 1)-bit numbers from the integers; the output is the sum's bits but bit ``pos``
+    (0-based) flipped wherever a carry comes into it, as outputs in (0, 1), not bits."""
+    rng = np.random.default_rng(seed)
+    a, b = rng.integers(0, 2 ** (T - 1), size=(2, N))  # (N,) each
+    t = np.arange(T)[:, None]  # (T, 1)
+    bits = lambda v: (v >> t) & 1  # noqa: E731  (T, N)
+    carry = (a % 2**t + b % 2**t) >= 2**t  # (T, N): into position t
+    target = bits(a + b)
+    out = target.astype(float)
+    out[pos, carry[pos]] = 1 - out[pos, carry[pos]]
+    return a, b, _Bits(bits(a), bits(b), carry, target, 0.1 + 0.8 * out)
+
+
+def _draw_bits(tmp_path, monkeypatch, table: _Bits, name: str):
+    d = tasks.load("adding", length=6, n_train=5, n_val=5, n_test=5)  # the view below replaces what it shows
+    view = _BitView((), "", "", title="sums of 6-bit numbers", bits=table)
+    monkeypatch.setitem(tasks.TASKS, "adding", dataclasses.replace(tasks.get("adding"), view=lambda *_: view))
+    return plots.predictions(d, RNN(d.input_size, 2, d.output_size, seed=0), {}, tmp_path / name)
+
+
+def test_a_bit_view_shows_wrong_bits_by_position_and_carry(tmp_path, monkeypatch):
+    a, b, table = _flip_after_carry(200, 7, 3)
     seen = _figures(monkeypatch)
-    p = plots.predictions(d, _FlipAfterCarry(d, 3), {}, tmp_path / "a.svg")
-    left = seen[0].axes[0]
-    carry, plain = left.containers  # the "carry in" and "no carry in" bars, one per bit position
+    texts = " ".join(_svg_texts(_draw_bits(tmp_path, monkeypatch, table, "a.svg")))
+    carry, plain = seen[0].axes[0].containers  # the "carry in" and "no carry in" bars, one per bit position
     assert [round(r.get_height(), 12) for r in carry] == [0, 0, 0, 1, 0, 0, 0]  # every sum with a carry into bit 4
     assert [r.get_height() for r in plain] == [0] * 7
-    texts = " ".join(_svg_texts(p))
-    assert "bit position (1 = least significant)" in texts and "carry in" in texts
-    a, b = (tasks.bits_to_int(d.test.x[:, :, j]) for j in (0, 1))
+    assert "bit position (1 = least significant)" in texts and "carry in" in texts and "sums of 6-bit numbers" in texts
     wrong = (a % 8 + b % 8) >= 8
     assert f"{int((~wrong).sum())} of 200 sums exact" in texts
     assert texts.count("(WRONG)") == 3  # wrong sums are drawn first, bit by bit, with their operands
-    assert any(f"a = {a[i]} b = {b[i]} carry in a + b = {a[i] + b[i]} network: {a[i] + b[i] + (8 if (a[i] + b[i]) & 8 == 0 else -8)} (WRONG)"
-               in texts for i in np.flatnonzero(wrong))
+    got = a + b + np.where((a + b) & 8, -8, 8)  # bit 4 flipped
+    assert any(f"a = {a[i]} b = {b[i]} carry in a + b = {a[i] + b[i]} network: {got[i]} (WRONG)" in texts
+               for i in np.flatnonzero(wrong))
 
 
-def test_binary_addition_plot_says_when_no_bit_is_wrong(tmp_path):
-    d = tasks.load("binary-addition", bits=4, n_train=10, n_val=5, n_test=30)
-    right = _FlipAfterCarry(d, 0)  # no carry ever comes into bit 1: nothing flipped
-    texts = " ".join(_svg_texts(plots.predictions(d, right, {}, tmp_path / "r.svg")))
+def test_a_bit_view_says_when_no_bit_is_wrong(tmp_path, monkeypatch):
+    _, _, table = _flip_after_carry(30, 5, 0)  # no carry ever comes into bit 1: nothing flipped
+    texts = " ".join(_svg_texts(_draw_bits(tmp_path, monkeypatch, table, "r.svg")))
     assert "no wrong bit in 30 test sums" in texts and "30 of 30 sums exact" in texts and "(WRONG)" not in texts
 
 

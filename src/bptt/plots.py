@@ -2,8 +2,8 @@
 
 loss_curves          train and validation loss per epoch (log scale), the kept epoch marked
 member_loss_curves   the same for every member of an ensemble, on one plot
-predictions          test predictions against targets (what the task's record says to show; binary
-                     addition: wrong bits by position, with or without a carry in, and a few sums bit by bit)
+predictions          test predictions against targets (what the task's record says to show; a view of
+                     sums bit by bit: wrong bits by position, with or without a carry in, and a few sums)
 gradient_flow_maps   gradient-flow maps (``gradflow.FlowMap``), one panel per map, side by side
 race_curves          a value over time for several methods and seeds: a colour per seed, a line style per method
 write_run_plots      the three plots of a training run, in one format (what `bptt train --plots` writes)
@@ -117,9 +117,10 @@ def predictions(data, model, metrics: dict[str, Any], path: str | Path) -> Path:
     """Test predictions against targets, as the task's record says (``tasks.prediction_view``); an
     ensemble's (``bptt.model.Ensemble``) are its members' mean, and the title says so."""
     plot_format(path)
-    if data.name == "binary-addition":  # a sums-against-sums diagonal says little: the bits and carries do
-        return addition_bits(data, model, path)
     view = tasks.prediction_view(data, model, metrics)
+    table = getattr(view, "bits", None)  # a view of sums bit by bit (binary addition): drawn as bits, not curves
+    if table is not None:
+        return _bit_predictions(view, table, model, path)
     fig = _figure(8.0, 4.2)
     ax = fig.add_subplot()
     for c in view.curves:
@@ -145,16 +146,18 @@ def predictions(data, model, metrics: dict[str, Any], path: str | Path) -> Path:
     return _save(fig, path)
 
 
-_SHOWN_SUMS = 3  # test sums drawn bit by bit: those with the longest carry chains
+_SHOWN_SUMS = 3  # test sums drawn bit by bit: wrong ones first, then the longest carry chains
 
 
-def addition_bits(data, model, path: str | Path) -> Path:
-    """Binary addition, bit by bit: left, the share of wrong output bits at each position (1 = least
-    significant), for positions with a carry coming in and without; right, the test sums with the
-    longest carry chains, their operands, carries, true sum and the network's bits (shaded by its
-    output, red where wrong).  An ensemble: its members' mean output."""
-    plot_format(path)
-    bits = _addition_bits(data, model)
+def _bit_predictions(view, table, model, path: str | Path) -> Path:
+    """Sums bit by bit (``table``: a, b, carry, target, output, each (T, N), least significant first; the
+    output from 0 to 1, its bit above 0.5).  Left, the share of wrong output bits at each position
+    (1 = least significant) among pairs with a carry coming in and without; right, a few sums, wrong
+    ones first, then the longest carry chains: operands, carries, true sum and the network's bits
+    (shaded by its output, red where wrong)."""
+    bits = {k: np.asarray(getattr(table, k)) for k in ("a", "b", "carry", "target", "output")}  # (T, N) each
+    bits["network"] = (bits["output"] > 0.5).astype(np.int64)
+    bits["carry"] = bits["carry"].astype(bool)
     T, N = bits["target"].shape
     fig = _figure(12.0, 4.6)
     left, right = fig.subplots(1, 2, width_ratios=(1.0, 1.25))
@@ -179,23 +182,9 @@ def addition_bits(data, model, path: str | Path) -> Path:
     left.grid(True, axis="y", alpha=0.3)
     _carry_chains(right, bits)
     members = getattr(model, "members", None)
-    ensemble = "" if members is None else f" (mean output of an ensemble of {len(members)} networks)"
-    fig.suptitle(f"binary-addition: {N} test pairs a + b of {data.info['bits']}-bit numbers{ensemble}")
+    ensemble = "" if members is None else f"\nmean output of an ensemble of {len(members)} networks"
+    fig.suptitle((view.title or "test set") + ensemble)
     return _save(fig, path)
-
-
-def _addition_bits(data, model) -> dict[str, np.ndarray]:
-    """The test set's bits, (T, N) each, least significant first: a, b, the carry into each position,
-    the target sum, the network's output and its bits (output > 0.5)."""
-    te = data.test
-    x = te.x.astype(np.int64)  # (T, N, 2): the operands' bits
-    a, b = x[..., 0], x[..., 1]  # (T, N)
-    carry = np.zeros_like(a)  # (T, N): carry into position t
-    for t in range(1, a.shape[0]):
-        carry[t] = (a[t - 1] + b[t - 1] + carry[t - 1]) >= 2
-    out = np.asarray(model.predict(te.x.astype(model.dtype)), dtype=float)[..., 0]  # (T, N)
-    return {"a": a, "b": b, "carry": carry.astype(bool), "target": te.y[..., 0].astype(np.int64), "output": out,
-            "network": (out > 0.5).astype(np.int64)}
 
 
 def _longest_run(flags: np.ndarray) -> int:
