@@ -540,10 +540,20 @@ def _interrupt_a_training(tmp_path: Path, extra: list[str], sig: int) -> tuple[i
                           "--checkpoint-every", "1", "--out", str(out), *extra],
                          stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd=ROOT)
     try:
-        for _ in range(600):
-            if (out / "checkpoint.npz").exists() or p.poll() is not None:
+        # Signal once the loop runs: after the checkpoint of epoch 1.  The one of epoch 0 is written before the first
+        # compiled call; a Ctrl-C in a run's first second (imports, the kernels' first load) was seen lost or as a
+        # traceback (a known defect, in the note of issue 20), and this test is about the loop.
+        first = None
+        for _ in range(1200):
+            if p.poll() is not None:
                 break
-            time.sleep(0.5)
+            ck = out / "checkpoint.npz"
+            mtime = ck.stat().st_mtime_ns if ck.exists() else None
+            if first is None:
+                first = mtime
+            elif mtime is not None and mtime != first:
+                break
+            time.sleep(0.05)
         assert p.poll() is None, p.stderr.read().decode()
         family = _processes_under(p.pid)
         family += [k for f in family for k in _processes_under(f)]
@@ -943,10 +953,20 @@ def test_a_killed_rank_is_one_line_and_no_rank_is_left(tmp_path):
                           "--checkpoint-every", "1", "--backend", "torch", "--nproc", "2", "--out", str(out)],
                          stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd=ROOT)
     try:
-        for _ in range(600):
-            if (out / "checkpoint.npz").exists() or p.poll() is not None:
+        # Signal once the loop runs: after the checkpoint of epoch 1.  The one of epoch 0 is written before the first
+        # compiled call; a Ctrl-C in a run's first second (imports, the kernels' first load) was seen lost or as a
+        # traceback (a known defect, in the note of issue 20), and this test is about the loop.
+        first = None
+        for _ in range(1200):
+            if p.poll() is not None:
                 break
-            time.sleep(0.5)
+            ck = out / "checkpoint.npz"
+            mtime = ck.stat().st_mtime_ns if ck.exists() else None
+            if first is None:
+                first = mtime
+            elif mtime is not None and mtime != first:
+                break
+            time.sleep(0.05)
         assert p.poll() is None, p.stderr.read().decode()
         ranks = [k for k in _processes_under(p.pid)
                  if b"spawn_main" in Path(f"/proc/{k}/cmdline").read_bytes()]
