@@ -57,7 +57,6 @@ from typing import Any, Callable
 
 import numpy as np
 
-from . import limits
 from .engine import PARAM_NAMES as PARAMS, param_shapes
 
 
@@ -444,6 +443,8 @@ def run_grid(sizes: list[Size], quick: bool, out=print, agree_tol: float = 2e-3)
             timed = (lambda f=fn: f(fetch=False)) if p in TORCH_PEERS else fn
             row["times"][p] = timeit(timed, budget)
         rows.append(row)
+    from . import limits  # numba: only when a limit is measured, not when the command line is built
+
     for row, lim in zip(rows, limits.measure([("gradient", limit_request(r["size"], quick)) for r in rows])):
         row["limit"] = lim
     peak_after = gemm_peak(n, 3 if quick else 10)
@@ -744,6 +745,8 @@ def run_train(epochs: int, repeats: int, out=print) -> dict[str, Any]:
             secs, exact[name] = fn(epochs)
             times[name].append(secs)
     med = {k: statistics.median(v) for k, v in times.items() if v}
+    from . import limits
+
     (lim,) = limits.measure([("train", train_limit_request(epochs, repeats == 1))])
     out(f"training: binary-addition, 8 bits, H = 8, Adam lr 0.05, clip 1, B = 32, {epochs} epochs "
         f"({epochs * 32} updates), float64, one process; median of {repeats} runs, interleaved")

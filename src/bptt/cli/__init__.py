@@ -19,8 +19,12 @@ from typing import Sequence
 
 
 def _interrupted_while_loading(signum, frame) -> None:
-    sys.stderr.write("error: interrupted\n")  # Ctrl-C while the subcommands' modules load: one line, no traceback
-    raise SystemExit(130)
+    # Ctrl-C while the subcommands' modules load: one line, no traceback.  Nothing has been written yet, and an
+    # exception raised here could land inside a library's bare `except:` around an optional import and be
+    # swallowed (seen: the run went on and ended with status 0), so the process ends here and now.
+    sys.stderr.write("error: interrupted\n")
+    sys.stderr.flush()
+    os._exit(130)
 
 
 _LOADING = (signal.signal(signal.SIGINT, _interrupted_while_loading)
@@ -44,6 +48,18 @@ SUBCOMMANDS = _subcommands()
 COMPILING = tuple(mod.__name__.rsplit(".", 1)[1] for mod in SUBCOMMANDS if mod.COMPILES)
 if _LOADING is not None:  # loaded: Ctrl-C is KeyboardInterrupt again, which main turns into its one line
     signal.signal(signal.SIGINT, _LOADING)
+
+
+def _while_loading(build):
+    """build(), with Ctrl-C one line and status 130 (no traceback) while it imports; then Ctrl-C as before."""
+    if threading.current_thread() is not threading.main_thread() or \
+            signal.getsignal(signal.SIGINT) is not signal.default_int_handler:
+        return build()
+    before = signal.signal(signal.SIGINT, _interrupted_while_loading)
+    try:
+        return build()
+    finally:
+        signal.signal(signal.SIGINT, before)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -97,7 +113,7 @@ def _main(argv: Sequence[str] | None) -> int:
     except BPTTError as e:
         print(f"error: {one_line(str(e))}", file=sys.stderr)
         return EXIT_BAD_INPUT
-    parser = build_parser()
+    parser = _while_loading(build_parser)  # a subcommand's parser may import its module
     # Warnings (numpy's RuntimeWarnings, a library's notices) are held until the command ends: after a
     # success they are shown; before a refusal they are dropped, so the error stays the one line printed.
     with warnings.catch_warnings(record=True) as held:
