@@ -112,7 +112,7 @@ def test_torch_activations_match_the_numpy_table(name):
     a_np = act.value(z)
     a_t = bt.torch_value(name, torch.tensor(z, dtype=F64))
     np.testing.assert_allclose(a_t.numpy(), a_np, rtol=1e-15, atol=1e-300)
-    if not act.elementwise:  # softmax: its jvp is checked against torch.func.jvp in test_activations
+    if not act.elementwise:  # softmax: its jvp is checked against torch.autograd.functional.jvp in test_activations
         return
     d_np = act.deriv(a_np) * np.ones_like(a_np)
     d_t = bt.torch_deriv(name, torch.tensor(a_np, dtype=F64))
