@@ -277,7 +277,8 @@ def test_task_defaults_are_todays_settings():
         "sine": {"hidden_size": 16, "lr": 0.01, "epochs": 30, "batch_size": 16, "checkpoint_every": 5, "chunk": 25},
         "adding": {"hidden_size": 16, "lr": 0.01, "epochs": 30, "batch_size": 32, "checkpoint_every": 5},
         "sunspots": {"hidden_size": 8, "lr": 0.01, "epochs": 200, "batch_size": 16, "checkpoint_every": 20},
-        "csv": {"hidden_size": 8, "lr": 0.01, "epochs": 200, "batch_size": 16, "checkpoint_every": 20},
+        "csv": {"hidden_size": 8, "lr": 0.01, "epochs": 200, "batch_size": 16, "checkpoint_every": 20,
+                "output_activation": "identity"},
         "chars": {"hidden_size": 64, "lr": 0.02, "epochs": 15, "batch_size": 32, "checkpoint_every": 5,
                   "output_activation": "softmax", "loss": "cross_entropy"},
         "multiplication": {"hidden_size": 16, "lr": 0.01, "epochs": 30, "batch_size": 32, "checkpoint_every": 5},
@@ -750,3 +751,20 @@ def test_pathological_results_rows_are_the_cli_commands_they_print(tmp_path):
     m = json.loads((out / "metrics.json").read_text())["test"]
     assert (m["test_error"], m["baseline_error"], m["best_epoch"]) == (row["test_error"], row["baseline_error"],
                                                                        row["kept_iteration"])
+
+
+def test_a_csv_series_that_leaves_its_training_range_is_followed_not_saturated(tmp_path):
+    """A trending series: its test values lie above the training maximum.  The csv task's default output
+    (identity) predicts beyond it; a sigmoid output cannot exceed the training range (the scaled [0, 1])."""
+    from bptt.train import config_for, train
+
+    rng = np.random.default_rng(0)
+    values = 100 + 0.12 * np.arange(400) + rng.standard_normal(400)  # (400,): 0.12 a step, noise 1
+    f = tmp_path / "trend.csv"
+    f.write_text("price\n" + "\n".join(f"{v:.3f}" for v in values) + "\n")
+    cfg = config_for("csv", {"path": str(f), "column": "price"}, epochs=20)
+    assert cfg.output_activation == "identity"
+    res = train(cfg)
+    top = res.data.scaling.hi  # the training part's maximum
+    assert max(res.metrics["test_targets"]) > top + 5  # the test part leaves the training range
+    assert max(res.metrics["test_pred_rnn"]) > top  # and the network follows it

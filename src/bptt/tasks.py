@@ -65,7 +65,6 @@ memorization      a string of 5 bits (5 binary characters) or 20 bits (10 of 4 s
 
 from __future__ import annotations
 
-import csv as _csv
 import dataclasses
 import math
 from dataclasses import dataclass, field
@@ -75,7 +74,8 @@ from typing import Any, Callable
 
 import numpy as np
 
-from .validation import BPTTError, check_int, check_number, short_repr
+from .io import read_csv_columns  # strict and bounded: a CSV file is untrusted input
+from .validation import BPTTError, check_int, check_number, check_scaling, short_repr
 
 @dataclass(frozen=True)
 class Split:
@@ -568,6 +568,7 @@ def series_task(
     lo, hi = float(s[:n_train].min()), float(s[:n_train].max())
     if hi == lo:
         raise BPTTError(f"the training part of the series is constant ({lo}); nothing to learn and no [0, 1] scaling exists")
+    check_scaling(lo, hi, "the training part of the series")  # errors in its units neither overflow nor round to 0
     scaling = Scaling(lo, hi)
     u = scaling.to_unit(s)  # (L,)
 
@@ -622,42 +623,6 @@ def sunspots(window: int = 20, n_val: int = 20, n_test: int = 30) -> TaskData:
     }
     info["source"] = "data/SUNSPOTS_SOURCE.txt"
     return TaskData(d.name, d.train, d.val, d.test, 1, 1, d.scaling, info, d.series)
-
-
-def read_csv_columns(path: str | Path, columns: list[str]) -> tuple[np.ndarray, ...]:
-    """The named columns of a CSV file with a header row, as float arrays."""
-    path = Path(path)
-    try:
-        with open(path, newline="", encoding="utf-8-sig") as f:
-            rows = list(_csv.reader(f))
-    except FileNotFoundError:
-        raise BPTTError(f"{path}: no such file; give the path of a CSV file with a header row") from None
-    except (OSError, UnicodeDecodeError) as e:
-        raise BPTTError(f"{path}: cannot be read as a text CSV file ({type(e).__name__})") from None
-    except _csv.Error as e:
-        raise BPTTError(f"{path}: not a valid CSV file ({e})") from None
-    if not rows:
-        raise BPTTError(f"{path}: the file is empty; it needs a header row and numeric rows")
-    header = [h.strip() for h in rows[0]]
-    out = []
-    for col in columns:
-        if col not in header:
-            raise BPTTError(f"{path}: no column {col!r}; the header has {', '.join(repr(h) for h in header)}; name one with --column")
-        k = header.index(col)
-        vals = []
-        for line, row in enumerate(rows[1:], start=2):
-            if not row or all(c.strip() == "" for c in row):
-                continue  # blank line
-            cell = row[k].strip() if k < len(row) else ""
-            try:
-                v = float(cell)
-            except ValueError:
-                v = float("nan")
-            if not math.isfinite(v):
-                raise BPTTError(f"{path}: line {line}, column {col!r} holds {cell!r}, not a finite number; fix or remove that row")
-            vals.append(v)
-        out.append(np.array(vals, dtype=np.float64))
-    return tuple(out)
 
 
 def csv_task(path: str | Path | None = None, column: str | None = None, window: int = 20,
@@ -1444,7 +1409,9 @@ TASKS: dict[str, Task] = {t.name: t for t in (
                   Option("column", str, None, "the column (header name)", metavar="NAME", required=True),
                   Option("window", int, 20, "window length"))
          + _sizes("values", None, None, None, " (default 15 % of them)"),
-         defaults=TrainDefaults(hidden_size=8, lr=0.01, epochs=200, batch_size=16, checkpoint_every=20),
+         # an identity output: a series may leave its training range (a trend), where a sigmoid output saturates
+         defaults=TrainDefaults(hidden_size=8, lr=0.01, epochs=200, batch_size=16, checkpoint_every=20,
+                                output_activation="identity"),
          metrics=series_metrics, view=csv_view, scaled=True, info_fields={"window": window_field}, units=csv_units),
     Task(name="chars", description="character-level language model (min-char-rnn) of a shipped English text",
          loader=chars, seeded=False,

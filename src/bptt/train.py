@@ -288,9 +288,6 @@ def load_task(cfg: TrainConfig) -> tasks.TaskData:
     against the task's record, and its size against this machine's memory before anything is generated."""
     options = task_options(cfg)
     check_task_size(cfg.task, options)
-    if isinstance(options.get("path"), (str, Path)) and isinstance(options.get("column"), str):
-        # a CSV file is read strictly and bounded (io.read_csv_columns) before the task reads it
-        bio.read_csv_columns(options["path"], [options["column"]])
     return tasks.load(cfg.task, seed=cfg.seed if cfg.data_seed is None else cfg.data_seed, **cfg.task_options)
 
 
