@@ -191,6 +191,19 @@ class PredictionView:
     diagonal: bool = False  # the y = x reference line (target against prediction)
     title: str = ""  # "" : "<task>: test set"
     integer_x: bool = False  # x is a step, index or year: integer ticks only
+    bits: BitTable | None = None  # sums bit by bit: plots draws wrong bits by position and a few sums, not curves
+
+
+@dataclass(frozen=True)
+class BitTable:
+    """Test sums bit by bit, (T, N) each, least significant first: the operands' bits a and b, the carry
+    into each position, the true sum's bits and the network's output (0 to 1; its bit: above 0.5)."""
+
+    a: np.ndarray  # (T, N)
+    b: np.ndarray  # (T, N)
+    carry: np.ndarray  # (T, N) bool
+    target: np.ndarray  # (T, N)
+    output: np.ndarray  # (T, N)
 
 
 def _positive_int(name: str, v: Any, minimum: int = 1) -> int:
@@ -953,8 +966,14 @@ def addition_view(data: TaskData, model, metrics: dict[str, Any]) -> PredictionV
     if (~ok).any():
         curves.append(Curve(want[~ok], got[~ok], "rx", f"wrong ({(~ok).sum()})", 4.0))
     bits = data.info["bits"]
+    a, b = te.x[..., 0].astype(np.int64), te.x[..., 1].astype(np.int64)  # (T, N) each
+    carry = np.zeros_like(a)  # (T, N): the carry into position t
+    for t in range(1, a.shape[0]):
+        carry[t] = (a[t - 1] + b[t - 1] + carry[t - 1]) >= 2
+    table = BitTable(a, b, carry.astype(bool), te.y[..., 0].astype(np.int64), pred.astype(np.float64))
     return PredictionView(tuple(curves), "a + b (true sum)", "network's sum (bits thresholded at 0.5)",
-                          title=f"binary-addition: {te.n} test pairs a + b of {bits}-bit numbers", integer_x=True)
+                          title=f"binary-addition: {te.n} test pairs a + b of {bits}-bit numbers", integer_x=True,
+                          bits=table)
 
 
 def sine_view(data: TaskData, model, metrics: dict[str, Any], last: int = 200) -> PredictionView:
