@@ -74,7 +74,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from .io import read_csv_columns  # strict and bounded: a CSV file is untrusted input
+from .untrusted import read_csv_columns  # strict and bounded: a CSV file is untrusted input
 from .validation import BPTTError, check_int, check_number, check_scaling, short_repr
 
 @dataclass(frozen=True)

@@ -40,7 +40,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from . import hf
+from . import hf, signals
 from . import io as bio
 from . import losses, tasks
 from . import activations
@@ -557,6 +557,7 @@ def train(
         bi = 0
         # compiled: up to STEPS_AT_ONCE mini-batches in one call (whole sequences, no mask), the same bits
         while fused_steps and run_epoch is None and data.train.mask is None and chunk == Ttot and bi < batches:
+            signals.check()  # a Ctrl-C whose KeyboardInterrupt was dropped inside a compiled call's machinery
             n_now = min(STEPS_AT_ONCE, batches - bi)
             ran = fused_steps(params, opt, xs, ys, perm, bi, [lr_at(cfg, state["step"] + j, total_steps)
                                                              for j in range(n_now)])
@@ -573,6 +574,7 @@ def train(
             if progress:
                 progress({"epoch": epoch, "batch": bi, "batches": batches, "loss": loss_sum / max(loss_n, 1)})
         for bi in range(bi, batches if run_epoch is None else 0):
+            signals.check()
             idx = perm[bi * cfg.batch_size : (bi + 1) * cfg.batch_size]
             xb, yb = xs[:, idx], ys[:, idx]  # (T, B, D), (T, B, O)
             mb = None if data.train.mask is None else data.train.mask[:, idx]  # (T, B)

@@ -31,6 +31,7 @@ _LOADING = (signal.signal(signal.SIGINT, _interrupted_while_loading)
             if threading.current_thread() is threading.main_thread()
             and signal.getsignal(signal.SIGINT) is signal.default_int_handler else None)
 
+from .. import signals  # noqa: E402
 from ..validation import BPTTError  # noqa: E402
 from ._common import (EXIT_BAD_INPUT, EXIT_CLOSED_PIPE, GuardedStdout, OutputError, Parser,  # noqa: E402
                       note_first_compile, survive_any_encoding)
@@ -96,6 +97,14 @@ class Terminated(KeyboardInterrupt):
     """SIGTERM, unwound as Ctrl-C is (checkpoints finished, data-parallel ranks stopped), exit status 143."""
 
 
+def _catch_sigint():
+    """Ctrl-C that long loops see even when its KeyboardInterrupt is dropped (bptt.signals); the old handler, or None."""
+    if threading.current_thread() is not threading.main_thread() or \
+            signal.getsignal(signal.SIGINT) is not signal.default_int_handler:
+        return None
+    return signal.signal(signal.SIGINT, signals.on_sigint)
+
+
 def _raise_terminated(signum, frame) -> None:
     raise Terminated()
 
@@ -114,6 +123,16 @@ def _main(argv: Sequence[str] | None) -> int:
         print(f"error: {one_line(str(e))}", file=sys.stderr)
         return EXIT_BAD_INPUT
     parser = _while_loading(build_parser)  # a subcommand's parser may import its module
+    sigint = _catch_sigint()
+    try:
+        return _run_command(parser, argv)
+    finally:
+        if sigint is not None:
+            signal.signal(signal.SIGINT, sigint)
+        signals.clear()
+
+
+def _run_command(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> int:
     # Warnings (numpy's RuntimeWarnings, a library's notices) are held until the command ends: after a
     # success they are shown; before a refusal they are dropped, so the error stays the one line printed.
     with warnings.catch_warnings(record=True) as held:

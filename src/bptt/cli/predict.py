@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 
 from .. import io as bio
-from .. import tasks
+from .. import tasks, untrusted
 from ..validation import BPTTError
 from ._common import steps
 
@@ -120,7 +120,7 @@ def predict_cli(model_dir: str | Path, x: str | None = None, csv: str | None = N
             raise BPTTError("give both --csv FILE and --column NAME")
         if x is not None:
             raise BPTTError("give the input either with --x or with --csv/--column, not both")
-        (vals,) = bio.read_csv_columns(csv, [column])  # strict: decimal commas, blank rows, duplicates refused
+        (vals,) = untrusted.read_csv_columns(csv, [column])  # strict: decimal commas, blank rows, duplicates refused
         if len(vals) == 0:
             raise BPTTError(f"{csv}: column {column!r} has no values")
         xv = vals[:, None]  # (T, 1)
