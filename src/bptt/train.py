@@ -548,6 +548,7 @@ def train(
     run_epoch = getattr(opt, "run_epoch", None)  # gradient-step optimizers have step(), epoch runners run_epoch()
     while state["epoch"] < cfg.epochs and not state["stopped_early"]:
         epoch = state["epoch"] + 1
+        signals.check()
         perm = np.random.default_rng([cfg.seed, epoch]).permutation(N)  # (N,): this epoch's order
         loss_sum, loss_n = 0.0, 0
         if run_epoch is not None:  # an epoch runner (Hessian-free, bptt.hf): the epoch in one call, no mini-batches
