@@ -100,9 +100,11 @@ def test_sunspots_ensemble_equals_hf_results_sunspots_ensemble(tmp_path, capsys)
     assert main(["train", "--task", "sunspots", "--window", "10", "--optimizer", "hf", "--epochs", "3",
                  "--hf-curvature-batch", "all", "--ensemble", "5", "--seed", "1", "--out", str(out), "--plots", "none",
                  "--json"]) == 0
-    got = json.loads(capsys.readouterr().out)["test"]
+    printed = json.loads(capsys.readouterr().out)
+    got = printed["test"]
     assert got["test_mse"] == pytest.approx(test, rel=1e-12) and got["val_mse"] == pytest.approx(val, rel=1e-12)
-    assert got["member_seeds"] == [10, 11, 12, 13, 14]
+    assert "member_seeds" in printed["in_metrics_json"]  # a list: in metrics.json, named in --json
+    assert json.loads((out / "metrics.json").read_text())["test"]["member_seeds"] == [10, 11, 12, 13, 14]
     cfg = json.loads((out / "config.json").read_text())
     assert cfg["hf"]["curvature_batch"] is None and cfg["ensemble"] == 5
     assert main(["train", "--task", "sunspots", "--hf-curvature-batch", "most", "--out", str(tmp_path / "x")]) == 2
