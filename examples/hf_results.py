@@ -124,27 +124,16 @@ def adding(lengths: list[int], seeds: list[int], out: Path, with_adam: bool) -> 
 
 
 def plot_curves(curves: dict, L: int, path: Path) -> None:
-    try:
-        import matplotlib
+    """HF against Adam: one colour per seed, a line style per method, the 0.1 level labelled (plots.race_curves)."""
+    from bptt import plots
 
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        return
-    fig, ax = plt.subplots(figsize=(6, 3.5))
-    for name, c in curves.items():
-        if c:
-            t, r = zip(*c)
-            ax.plot(t, r, ("-" if name.startswith("hf") else "--"), label=name)
-    ax.set_yscale("log")
-    ax.axhline(0.1, color="grey", lw=0.8)
-    ax.set_xlabel("wall clock (s)")
-    ax.set_ylabel("validation MSE / mean-prediction MSE")
-    ax.set_title(f"adding problem, T = {L}, 16 sigmoid units")
-    ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    by_seed: dict[str, dict[str, list]] = {}
+    for name, c in curves.items():  # "hf seed 3", "adam seed 3"
+        method, _, seed = name.partition(" seed ")
+        by_seed.setdefault(f"seed {seed}", {})["HF" if method == "hf" else "Adam"] = c
+    plots.race_curves(by_seed, path, x_label="wall clock (s, this machine)",
+                      y_label="validation MSE / mean-prediction MSE", title=f"adding problem, T = {L}, 16 sigmoid units",
+                      level=0.1, level_label="0.1: solved (the table's 'val < 0.1')")
 
 
 # ---------------------------------------------------------------- sunspots
