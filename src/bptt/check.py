@@ -113,9 +113,7 @@ import functools
 import itertools
 import json
 import math
-import os
 import re
-import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
@@ -125,7 +123,7 @@ import numpy as np
 from . import activations, engine, losses, optim
 from .audit import (Printed, Verdict, judge, least_squares_targets, min_misfit, nonlinear_least_squares)
 from .engine import PARAM_NAMES
-from .io import file_kind
+from .untrusted import open_regular, read_bounded
 from .products import matmul as mm
 from .validation import REDUCTIONS, BPTTError, check_choice, check_float_array, short_repr
 
@@ -352,31 +350,11 @@ def load(path: str | Path, loss: str | None = None) -> ClaimsFile:
 
 
 def _read_small(p: Path) -> str:
-    """The text of a regular file of at most MAX_FILE_BYTES, checked by stat before it is opened (a FIFO
-    or a device would block or never end) and read with the cap (the file may grow meanwhile)."""
-    try:
-        st = os.stat(p)
-    except FileNotFoundError:
-        raise BPTTError(f"{p}: no such file; give the path of a .toml or .json claims file") from None
-    except OSError as e:
-        raise BPTTError(f"{p}: cannot read it ({type(e).__name__}: {e}); check the path and permissions") from None
-    if not stat.S_ISREG(st.st_mode):
-        raise BPTTError(f"{p}: is a {file_kind(st.st_mode)}, not a regular file; give the path of a .toml or "
-                        ".json claims file")
-    if st.st_size > MAX_FILE_BYTES:
-        raise BPTTError(f"{p}: {st.st_size} bytes; a claims file may hold at most {MAX_FILE_BYTES} bytes "
-                        "(a worked example needs a few kB)")
-    try:
-        with open(p, "rb") as f:
-            if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):  # replaced between stat and open
-                raise BPTTError(f"{p}: not a regular file; give the path of a .toml or .json claims file")
-            raw = f.read(MAX_FILE_BYTES + 1)
-    except IsADirectoryError:
-        raise BPTTError(f"{p}: is a directory, not a claims file") from None
-    except OSError as e:
-        raise BPTTError(f"{p}: cannot read it ({type(e).__name__}: {e}); check the path and permissions") from None
-    if len(raw) > MAX_FILE_BYTES:
-        raise BPTTError(f"{p}: more than {MAX_FILE_BYTES} bytes; a claims file may hold at most that")
+    """The text of a regular file of at most MAX_FILE_BYTES (bptt.untrusted: a FIFO or a device is refused
+    before it is read, and the cap holds while it is read)."""
+    fix = "give the path of a .toml or .json claims file"
+    with open_regular(p, "a claims file", MAX_FILE_BYTES, fix) as f:
+        raw = read_bounded(f, MAX_FILE_BYTES, p, "a claims file")
     try:
         return raw.decode("utf-8")
     except UnicodeDecodeError as e:
