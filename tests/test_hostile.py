@@ -541,11 +541,13 @@ def _interrupt_a_training(tmp_path: Path, extra: list[str], sig: int) -> tuple[i
     # SIGINT (nohup, `cmd &` in a script) inherits the ignoring, and then bptt, like any program, ignores Ctrl-C:
     # in CI's full run this test's child once ran to the end with status 0, as if so (the parent's disposition at
     # this point goes into the failure message below).
+    # (set in the child's first line: a preexec_fn would fork this multithreaded process, which can deadlock)
     parent = signal.getsignal(signal.SIGINT)
-    p = subprocess.Popen([*BPTT, "train", "--task", "adding", "--length", "30", "--epochs", "400", "--no-progress",
-                          "--checkpoint-every", "1", "--out", str(out), *extra],
-                         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd=ROOT,
-                         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    default_ctrl_c = ("import runpy, signal; signal.signal(signal.SIGINT, signal.default_int_handler); "
+                      "runpy.run_module('bptt', run_name='__main__', alter_sys=True)")
+    p = subprocess.Popen([sys.executable, "-c", default_ctrl_c, "train", "--task", "adding", "--length", "30",
+                          "--epochs", "400", "--no-progress", "--checkpoint-every", "1", "--out", str(out), *extra],
+                         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd=ROOT)
     try:
         # Signal once the loop runs: after the checkpoint of epoch 1.  The one of epoch 0 is written before the first
         # compiled call; a Ctrl-C in a run's first second (imports, the kernels' first load) was seen lost or as a
