@@ -88,7 +88,7 @@ def _f32_as_i32(typingctx, v):
 _F32 = np.float32
 
 
-def _expf_py(z):
+def vector_expf(z):
     """e^z in float32 without a libm call, so loops over it vectorise (max rel. error 8e-8 on
     [-80, 80], i.e. about 1 ulp): z = n ln2 + r, |r| <= ln2/2 (Cody-Waite, the Cephes expf
     polynomial), 2^n built in the exponent bits.  Clamped to [-87, 88]; NaN stays NaN."""
@@ -108,7 +108,7 @@ def _expf_py(z):
     return e
 
 
-_expf = njit(cache=True, error_model="numpy", fastmath={"contract"})(_expf_py)  # called alone by the tests
+_expf = njit(cache=True, error_model="numpy", fastmath={"contract"})(vector_expf)  # called alone by the tests
 
 
 def _exp(z):  # pragma: no cover - replaced by the overload inside compiled code
@@ -120,7 +120,7 @@ def _exp_impl(z):
     """float32: the vectorisable expf above; float64: libm's exp (full double accuracy).  Inlined, so each
     kernel compiles it with its own flags (see _f)."""
     if isinstance(z, types.Float) and z.bitwidth == 32:
-        return _expf_py
+        return vector_expf
     return lambda z: math.exp(z)
 
 

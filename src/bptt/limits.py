@@ -43,9 +43,9 @@ from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
-from llvmlite import ir
-from numba import njit, types
-from numba.extending import intrinsic
+from numba import njit
+
+from .kernels import vector_expf
 
 # Per-step parts are timed over at least this many steps (the call's ~0.1 µs is then < 1 %).
 MIN_STEPS = 1024
@@ -100,40 +100,9 @@ def best_time(fn: Callable[[], object], budget_s: float, min_reps: int = 3) -> f
 
 
 # ------------------------------------------------------------------ a float32 exp that vectorises
-# libm's expf is a call per number, which no loop vectorises; the elementwise limit at float32 uses
-# this (Cephes' polynomial, about 1 ulp), the accuracy the library's own float32 kernels keep.
-@intrinsic
-def _i32_as_f32(typingctx, v):
-    def codegen(context, builder, signature, args):
-        return builder.bitcast(args[0], ir.FloatType())
-
-    return types.float32(types.int32), codegen
-
-
-@intrinsic
-def _f32_as_i32(typingctx, v):
-    def codegen(context, builder, signature, args):
-        return builder.bitcast(args[0], ir.IntType(32))
-
-    return types.int32(types.float32), codegen
-
-
-_F = np.float32
-
-
-@njit(inline="always", error_model="numpy", fastmath={"contract"})
-def _expf(z):
-    xc = min(max(z, _F(-87.0)), _F(88.0))
-    t = xc * _F(1.44269504) + _F(12582912.0)
-    n = t - _F(12582912.0)
-    r = xc - n * _F(0.693359375)
-    r = r - n * _F(-2.12194440e-4)
-    r2 = r * r
-    q = ((_F(1.9875691500e-4) * r + _F(1.3981999507e-3)) * r2
-         + (_F(8.3334519073e-3) * r + _F(4.1665795894e-2))) * r2 + (_F(1.6666665459e-1) * r + _F(5.0000001201e-1))
-    q = q * r2 + r + _F(1.0)
-    k = _f32_as_i32(t) - np.int32(0x4B400000)
-    return q * _i32_as_f32((k + np.int32(127)) << np.int32(23))
+# libm's expf is a call per number, which no loop vectorises; the elementwise limit at float32 uses the
+# library's own (kernels.vector_expf: Cephes' polynomial, about 1 ulp), inlined here as in the kernels.
+_expf = njit(inline="always", error_model="numpy", fastmath={"contract"})(vector_expf)
 
 
 # ------------------------------------------------------------------ the micro-kernels
