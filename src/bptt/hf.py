@@ -21,7 +21,10 @@ dropped); for the matching pairs (sigmoid + binary cross-entropy, softmax + cros
 ∇²_u E itself, E being convex in u (Schraudolph 2002; Martens & Sutskever 2011, section 7).
 G v is one tangent pass (``engine.pre_output_tangent``: J_u v) and one backward pass
 (``engine.backward_residual`` with r_u = (1/n) mask M J_u v); ``engine.backward`` is the same pass
-with r_u = (1/n) mask dE/du.
+with r_u = (1/n) mask dE/du.  Both passes run with their loops over t compiled
+(``bptt.curvature_kernels``: the engine's bits exactly); ``reference=True`` (``Curvature``,
+``loss_and_grad``, ``HessianFree``) runs the engine's own loops, the reference the tests pin them to.
+The forward pass is the engine's in both.
 
 Damping (Levenberg-Marquardt, plus structural damping on the hidden states):
 
@@ -140,11 +143,23 @@ def loss(net: Net, p: Params, b: Batch, l2: float = 0.0) -> float:
     return data_loss(net, net.forward(p, b), b) + reg
 
 
-def loss_and_grad(net: Net, p: Params, b: Batch, l2: float = 0.0) -> tuple[float, np.ndarray]:
-    """(L(θ), ∇L (P,)): ∇L = J_u^T (1/n) mask dE/du + l2 θ, by ``backward_residual``."""
+def _passes(net: Net, reference: bool):
+    """The module with HF's tangent and backward passes: ``curvature_kernels`` (compiled loops, the engine's
+    bits) where the hidden activation has a compiled branch, else the engine (the reference)."""
+    if reference or not activations.supports(net.f, "numba"):
+        return engine
+    from . import curvature_kernels  # numba: loaded on the first product, not at import bptt
+
+    return curvature_kernels
+
+
+def loss_and_grad(net: Net, p: Params, b: Batch, l2: float = 0.0, reference: bool = False
+                  ) -> tuple[float, np.ndarray]:
+    """(L(θ), ∇L (P,)): ∇L = J_u^T (1/n) mask dE/du + l2 θ, by ``backward_residual`` (the engine's own
+    loop when ``reference``; the same bits)."""
     fwd = net.forward(p, b)
     r_u = net.criterion.delta(fwd.u, fwd.y_pred, b.y, net.g, b.mask[..., None] / max(b.n, 1))  # (T, B, O): dL/du
-    grad = flatten(engine.backward_residual(p, b.x, fwd, net.f, r_u))  # (P,)
+    grad = flatten(_passes(net, reference).backward_residual(p, b.x, fwd, net.f, r_u))  # (P,)
     value = data_loss(net, fwd, b)
     if l2:
         theta = flatten(p)  # (P,)
@@ -162,31 +177,38 @@ class Curvature:
     p: Params
     batch: Batch
     fwd: engine.Forward
+    reference: bool = False  # the engine's own loops (the reference) instead of the compiled ones: the same bits
 
     @classmethod
-    def at(cls, net: Net, p: Params, b: Batch) -> "Curvature":
-        return cls(net, p, b, net.forward(p, b))
+    def at(cls, net: Net, p: Params, b: Batch, reference: bool = False) -> "Curvature":
+        return cls(net, p, b, net.forward(p, b), reference)
 
-    def products(self, v: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(G v without κ, J_h^T (1/B) J_h v), both (P,), from one tangent pass and one backward pass.
-
-        G v = J_u^T (1/n) mask M J_u v;  the structural part S v = J_h^T (1/B) J_h v.
-        """
+    def _products(self, v: np.ndarray, structural: bool) -> tuple[np.ndarray, np.ndarray | None]:
         dp = unflatten(v, shapes_of(self.p))
-        dh, du = engine.pre_output_tangent(self.p, self.batch.x, self.fwd, self.net.f, dp)  # (T, B, H), (T, B, O)
+        passes = _passes(self.net, self.reference)
+        dh, du = passes.pre_output_tangent(self.p, self.batch.x, self.fwd, self.net.f, dp)  # (T, B, H), (T, B, O)
         m_du = self.net.criterion.curvature(self.fwd.y_pred, du, self.net.g)  # (T, B, O): M J_u v
         r_u = m_du * (self.batch.mask[..., None] / max(self.batch.n, 1))  # (T, B, O)
-        gv = flatten(engine.backward_residual(self.p, self.batch.x, self.fwd, self.net.f, r_u))
-        sv = flatten(engine.backward_residual(self.p, self.batch.x, self.fwd, self.net.f,
+        gv = flatten(passes.backward_residual(self.p, self.batch.x, self.fwd, self.net.f, r_u))
+        if not structural:
+            return gv, None
+        sv = flatten(passes.backward_residual(self.p, self.batch.x, self.fwd, self.net.f,
                                               np.zeros_like(du), dh / self.batch.x.shape[1]))
         return gv, sv
 
+    def products(self, v: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(G v without κ, J_h^T (1/B) J_h v), both (P,): one tangent pass and a backward pass for each.
+
+        G v = J_u^T (1/n) mask M J_u v;  the structural part S v = J_h^T (1/B) J_h v.
+        """
+        return self._products(v, True)
+
     def gn(self, v: np.ndarray) -> np.ndarray:
-        """G v = J^T (1/n) mask J v (no damping, no l2).  (P,)"""
-        return self.products(v)[0]
+        """G v = J^T (1/n) mask J v (no damping, no l2): one tangent pass and one backward pass.  (P,)"""
+        return self._products(v, False)[0]
 
     def damped(self, lam: float, mu: float, l2: float = 0.0) -> Callable[[np.ndarray], np.ndarray]:
-        """v -> A v = G v + (l2 + λ) v + μλ J_h^T (1/B) J_h v."""
+        """v -> A v = G v + (l2 + λ) v + μλ J_h^T (1/B) J_h v (S v computed only when μ > 0)."""
         def apply(v: np.ndarray) -> np.ndarray:
             if mu:
                 gv, sv = self.products(v)
@@ -378,6 +400,7 @@ class HessianFree:
     elapsed: float = 0.0
     t: int = 0
     last: HFInfo | None = None
+    reference: bool = False  # the engine's loops for the products and the gradient (the same bits, slower)
 
     @classmethod
     def create(cls, params: dict[str, np.ndarray], net: Net, settings: HFSettings) -> "HessianFree":
@@ -425,14 +448,14 @@ class HessianFree:
         gb, cb = self.batches(x, y, mask, order)
         theta = flatten(params)  # (P,)
         p = unflatten(theta, self.shapes)
-        f0, grad = loss_and_grad(self.net, p, gb, s.l2)
+        f0, grad = loss_and_grad(self.net, p, gb, s.l2, self.reference)
 
         def objective(delta: np.ndarray) -> float:
             with np.errstate(over="ignore", invalid="ignore"):
                 v = loss(self.net, unflatten(theta + delta, self.shapes), gb, s.l2)
             return v if math.isfinite(v) else math.inf
 
-        curv = Curvature.at(self.net, p, cb)
+        curv = Curvature.at(self.net, p, cb, self.reference)
         res = cg(curv.damped(self.lam, s.structural, s.l2), grad, s.cg_decay * self.delta, s.max_cg)
         self.delta = res.last.copy()
         chosen, delta, phi, f1 = backtrack(res.kept, objective)
