@@ -8,22 +8,22 @@ At θ = (w, w_x, w_h, b1, b2), on a batch x (T, B, D) whose forward pass (``engi
     backward  dh_t = r_u,t w + r_h,t + dz_{t+1} w_h,  dz_t = dh_t f'(z_t)
               and the five sums of ``engine.weight_grads``          (J_u^T r_u + J_h^T r_h)
 
-G v = J_u^T (1/n) mask M J_u v (``products``) is one tangent pass, the loss's curvature M (the loss record's
-``curvature``, elementwise over (T, B, O): every output activation and loss of the table, softmax +
-cross-entropy included) and one backward pass; the structural part S v = J_h^T (1/B) J_h v is a second
-backward pass with its own residual, run only when asked (μ > 0).  HF's gradient is the backward pass with
-r_u = (1/n) mask dE/du (``backward_residual``).
+``bptt.hf.Curvature`` builds G v = J_u^T (1/n) mask M J_u v from one tangent pass, the loss's curvature M
+(the loss record's ``curvature``, elementwise over (T, B, O): every output activation and loss of the
+table, softmax + cross-entropy included) and one backward pass; the structural part S v = J_h^T (1/B) J_h v
+is a second backward pass with its own residual, run only when μ > 0.  HF's gradient is the backward pass
+with r_u = (1/n) mask dE/du.
 
 Only the two recurrences over t are compiled here (``_tangent_steps``, ``_backward_steps``): each step's
 product is ``_products_compiled.matmul_into`` on the operands, in the dtype, that ``products.matmul`` would
-give it, each elementwise operation is the engine's in its order and dtype, and f'(z) is ``kernels._df``
-from h = f(z), the arithmetic of ``activations.py``'s ``deriv``.  Everything over all steps at once (the
-input terms, the output layer, the weight-gradient sums) is the engine's own expression, already one
-compiled product each.  So the results are the engine's bits exactly, in float64 and float32 alike,
-whatever the thread count (tests/test_curvature_kernels.py: ``np.array_equal``).  No fastmath.  The hidden
-activation reaches the kernels by its record's ``code``: a record without one is refused (``check``, a
-one-line BPTTError); a mix of dtypes whose carry would change dtype between steps (float32 residuals with
-float64 weights) runs the engine's loop.
+give it, and each elementwise operation is the engine's in its order and dtype.  Everything over all steps
+at once (f'(z_t) = ``f.deriv(h_t)``, the activation record's own numpy, the input terms, the output layer,
+the weight-gradient sums) is the engine's own expression, each product already one compiled call.  So the
+results are the engine's bits exactly, in float64 and float32 alike, whatever the thread count
+(tests/test_curvature_kernels.py: ``np.array_equal``).  No fastmath.  No activation or loss reaches compiled
+code (f' comes in as an array), so every record of the tables runs, none as another.  A mix of dtypes whose
+carry would change dtype between steps (float32 residuals with float64 weights) runs the engine's loop.
+``fprime`` (f'(z_t), (T, B, H)) may be given: a curvature batch's products all share one.
 
 The forward pass stays the engine's (``engine.forward``): its activations are numpy's, which compiled code
 does not reproduce bit for bit, so a compiled forward would change every HF result.
@@ -35,53 +35,42 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from . import activations, engine
+from . import engine
 from ._products_compiled import matmul_into
 from .activations import Activation
 from .engine import Forward, Params
-from .kernels import _df
-from .losses import Loss
 from .products import matmul as mm
-
-
-def check(f: Activation) -> int:
-    """The kernels' code of the hidden activation f; a one-line BPTTError if its record has none."""
-    activations.require(f, "numba", "hidden_activation")
-    return f.code
 
 
 # ---------------------------------------------------------------- the compiled recurrences
 @njit(cache=True, error_model="numpy")
-def _tangent_steps(direct, h, w_hT, fcode, prev, carry, dh):
+def _tangent_steps(direct, fprime, w_hT, prev, carry, dh):
     """``engine.pre_output_tangent``'s loop: prev_t = f'(z_t) (direct_t + prev_{t-1} w_h^T), dh_t = prev_t.
 
-    direct (T, B, H); h (T+1, B, H) the forward states (f'(z_t) from h_t in h's dtype, as numpy's deriv);
-    w_hT (H, H) C-contiguous, prev and carry (B, H) zeros, all three in prev's dtype (the engine's after
-    step 1); dh (T, B, H) in h's dtype (the engine stores prev there)."""
+    direct (T, B, H); fprime (T, B, H) f'(z_t); w_hT (H, H) C-contiguous, prev and carry (B, H) zeros, all
+    three in prev's dtype (the engine's after step 1); dh (T, B, H) in h's dtype (the engine stores prev there)."""
     T, B, H = direct.shape
-    one = np.ones(1, h.dtype)[0]
     for t in range(T):
         if t:  # step 1: the engine's product of a zero state, +0
             matmul_into(prev, w_hT, carry)
         for b in range(B):
             for j in range(H):
-                v = _df(h[t + 1, b, j], fcode, one) * (direct[t, b, j] + carry[b, j])
+                v = fprime[t, b, j] * (direct[t, b, j] + carry[b, j])
                 prev[b, j] = v
                 dh[t, b, j] = v
 
 
 @njit(cache=True, error_model="numpy")
-def _backward_steps(dh_direct, h, w_h, fcode, carry, dz):
+def _backward_steps(dh_direct, fprime, w_h, carry, dz):
     """``engine.bptt_full``: dz_t = (dh_direct_t + dz_{t+1} w_h) f'(z_t), backwards in t.
 
     dh_direct (T, B, H), w_h (H, H) C-contiguous, carry (B, H) zeros and dz (T, B, H) in one dtype;
-    h (T+1, B, H) the forward states."""
+    fprime (T, B, H) f'(z_t)."""
     T, B, H = dh_direct.shape
-    one = np.ones(1, h.dtype)[0]
     for t in range(T - 1, -1, -1):
         for b in range(B):
             for j in range(H):
-                dz[t, b, j] = (dh_direct[t, b, j] + carry[b, j]) * _df(h[t + 1, b, j], fcode, one)
+                dz[t, b, j] = (dh_direct[t, b, j] + carry[b, j]) * fprime[t, b, j]
         if t:
             matmul_into(dz[t], w_h, carry)
 
@@ -90,26 +79,30 @@ def _backward_steps(dh_direct, h, w_h, fcode, carry, dz):
 _FLOATS = {np.dtype(np.float32), np.dtype(np.float64)}
 
 
-def pre_output_tangent(p: Params, x: np.ndarray, fwd: Forward, f: Activation, dp: Params
-                       ) -> tuple[np.ndarray, np.ndarray]:
+def derivatives(fwd: Forward, f: Activation) -> np.ndarray:
+    """f'(z_t) (T, B, H) from h_t, as the engine computes it."""
+    return f.deriv(fwd.h[1:])
+
+
+def pre_output_tangent(p: Params, x: np.ndarray, fwd: Forward, f: Activation, dp: Params,
+                       fprime: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """``engine.pre_output_tangent`` with its loop compiled, the same bits: (J_h dp (T, B, H), J_u dp (T, B, O))."""
-    code = check(f)
     direct = mm(x, dp.w_x.T) + mm(fwd.h[:-1], dp.w_h.T) + dp.b1  # (T, B, H)
     dt = np.result_type(fwd.h.dtype, direct.dtype, p.w_h.dtype)  # the engine's prev after step 1
     if not {fwd.h.dtype, dt} <= _FLOATS:
         return engine.pre_output_tangent(p, x, fwd, f, dp)
     dh = np.empty_like(fwd.h[1:])  # (T, B, H)
     B, H = fwd.h.shape[1:]
-    _tangent_steps(direct, fwd.h, np.ascontiguousarray(p.w_h.T, dt), code, np.zeros((B, H), dt),
+    fprime = derivatives(fwd, f) if fprime is None else fprime
+    _tangent_steps(direct, np.ascontiguousarray(fprime), np.ascontiguousarray(p.w_h.T, dt), np.zeros((B, H), dt),
                    np.zeros((B, H), dt), dh)
     du = mm(fwd.h[1:], dp.w.T) + mm(dh, p.w.T) + dp.b2  # (T, B, O)
     return dh, du
 
 
 def backward_residual(p: Params, x: np.ndarray, fwd: Forward, f: Activation, r_u: np.ndarray,
-                      r_h: np.ndarray | None = None) -> dict[str, np.ndarray]:
+                      r_h: np.ndarray | None = None, fprime: np.ndarray | None = None) -> dict[str, np.ndarray]:
     """``engine.backward_residual`` (J_u^T r_u + J_h^T r_h) with its loop compiled, the same bits."""
-    code = check(f)
     dh_direct = mm(r_u, p.w)  # (T, B, H)
     if r_h is not None:
         dh_direct = dh_direct + r_h
@@ -117,20 +110,7 @@ def backward_residual(p: Params, x: np.ndarray, fwd: Forward, f: Activation, r_u
     if not {fwd.h.dtype, dt} <= _FLOATS or np.result_type(dt, p.w_h.dtype) != dt:
         return engine.backward_residual(p, x, fwd, f, r_u, r_h)  # the carry's dtype would change: the engine's loop
     dz = np.empty_like(dh_direct)  # (T, B, H)
-    _backward_steps(np.ascontiguousarray(dh_direct), fwd.h, np.ascontiguousarray(p.w_h, dt), code,
+    fprime = derivatives(fwd, f) if fprime is None else fprime
+    _backward_steps(np.ascontiguousarray(dh_direct), np.ascontiguousarray(fprime), np.ascontiguousarray(p.w_h, dt),
                     np.zeros(dh_direct.shape[1:], dt), dz)
     return engine.weight_grads(x, fwd.h, dz, r_u)
-
-
-def products(p: Params, x: np.ndarray, fwd: Forward, f: Activation, g: Activation, criterion: Loss,
-             mask: np.ndarray, n: int, dp: Params, structural: bool = True
-             ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray] | None]:
-    """(G v, S v) at the stored forward pass, v = dp: G v = J_u^T (1/n) mask M J_u v and S v = J_h^T (1/B) J_h v
-    (None unless ``structural``), each the five arrays; ``hf.Curvature.products``' formulas, with one tangent
-    pass and one backward pass per product (two when structural, their residuals never mixed)."""
-    dh, du = pre_output_tangent(p, x, fwd, f, dp)  # (T, B, H), (T, B, O)
-    m_du = criterion.curvature(fwd.y_pred, du, g)  # (T, B, O): M J_u v
-    r_u = m_du * (mask[..., None] / max(n, 1))  # (T, B, O)
-    gv = backward_residual(p, x, fwd, f, r_u)
-    sv = backward_residual(p, x, fwd, f, np.zeros_like(du), dh / x.shape[1]) if structural else None
-    return gv, sv

@@ -51,6 +51,7 @@ One HF iteration (``HessianFree.iterate``):
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 import time
 import types
@@ -143,10 +144,10 @@ def loss(net: Net, p: Params, b: Batch, l2: float = 0.0) -> float:
     return data_loss(net, net.forward(p, b), b) + reg
 
 
-def _passes(net: Net, reference: bool):
+def _passes(reference: bool):
     """The module with HF's tangent and backward passes: ``curvature_kernels`` (compiled loops, the engine's
-    bits) where the hidden activation has a compiled branch, else the engine (the reference)."""
-    if reference or not activations.supports(net.f, "numba"):
+    bits), or the engine itself (the reference)."""
+    if reference:
         return engine
     from . import curvature_kernels  # numba: loaded on the first product, not at import bptt
 
@@ -159,7 +160,7 @@ def loss_and_grad(net: Net, p: Params, b: Batch, l2: float = 0.0, reference: boo
     loop when ``reference``; the same bits)."""
     fwd = net.forward(p, b)
     r_u = net.criterion.delta(fwd.u, fwd.y_pred, b.y, net.g, b.mask[..., None] / max(b.n, 1))  # (T, B, O): dL/du
-    grad = flatten(_passes(net, reference).backward_residual(p, b.x, fwd, net.f, r_u))  # (P,)
+    grad = flatten(_passes(reference).backward_residual(p, b.x, fwd, net.f, r_u))  # (P,)
     value = data_loss(net, fwd, b)
     if l2:
         theta = flatten(p)  # (P,)
@@ -183,17 +184,23 @@ class Curvature:
     def at(cls, net: Net, p: Params, b: Batch, reference: bool = False) -> "Curvature":
         return cls(net, p, b, net.forward(p, b), reference)
 
+    @functools.cached_property
+    def _fprime(self) -> np.ndarray:
+        """f'(z_t) (T, B, H) of the stored forward pass, shared by every product of the compiled passes."""
+        return _passes(False).derivatives(self.fwd, self.net.f)
+
     def _products(self, v: np.ndarray, structural: bool) -> tuple[np.ndarray, np.ndarray | None]:
         dp = unflatten(v, shapes_of(self.p))
-        passes = _passes(self.net, self.reference)
-        dh, du = passes.pre_output_tangent(self.p, self.batch.x, self.fwd, self.net.f, dp)  # (T, B, H), (T, B, O)
-        m_du = self.net.criterion.curvature(self.fwd.y_pred, du, self.net.g)  # (T, B, O): M J_u v
+        passes = _passes(self.reference)
+        shared = {} if self.reference else {"fprime": self._fprime}  # the engine's loops compute their own
+        x, fwd, f = self.batch.x, self.fwd, self.net.f
+        dh, du = passes.pre_output_tangent(self.p, x, fwd, f, dp, **shared)  # (T, B, H), (T, B, O)
+        m_du = self.net.criterion.curvature(fwd.y_pred, du, self.net.g)  # (T, B, O): M J_u v
         r_u = m_du * (self.batch.mask[..., None] / max(self.batch.n, 1))  # (T, B, O)
-        gv = flatten(passes.backward_residual(self.p, self.batch.x, self.fwd, self.net.f, r_u))
+        gv = flatten(passes.backward_residual(self.p, x, fwd, f, r_u, **shared))
         if not structural:
             return gv, None
-        sv = flatten(passes.backward_residual(self.p, self.batch.x, self.fwd, self.net.f,
-                                              np.zeros_like(du), dh / self.batch.x.shape[1]))
+        sv = flatten(passes.backward_residual(self.p, x, fwd, f, np.zeros_like(du), dh / x.shape[1], **shared))
         return gv, sv
 
     def products(self, v: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
