@@ -678,32 +678,34 @@ RUNNERS = {"scalar": ScalarRunner, "loop": LoopRunner, "parallel": ParallelRunne
 
 # ---------------------------------------------------------------- the scalar fast path
 @njit(cache=True, error_model="numpy")
-def scalar_fast(x, y, w, wx, wh, b1, b2, h0, c, fcode, gcode, lcode, gw, gwx, gwh, gb1, gb2):
-    """The seed's case with the least call overhead: buffers made here, nothing returned but a float.
+def scalar_fast(x, y, theta, h0, c, fcode, gcode, lcode, g):
+    """The seed's network (D = H = O = 1, B = 1), full BPTT, with the least call overhead.
 
-    x, y (T, 1, 1), C-contiguous; w, w_x, w_h, h0 (1, 1); b1, b2 (1,); c a float; gw..gb2 (written: the
-    gradients, shaped like the parameters) in the dtype of x.  Returns the loss, NaN if it or a gradient
-    (or h0) is not finite.
+    x, y (T, 1, 1), C-contiguous; theta (5,) = (w, w_x, w_h, b1, b2); h0, c floats; g (5, 1) <-
+    the gradients in theta's order, one row each; every array in the dtype of x.  Returns the loss, NaN
+    if it or a gradient (or h0) is not finite.  Each array argument costs the call its unboxing, hence
+    one array for the parameters and one for the gradients (and one allocation for scalar_kernel's
+    float64 parameters and results).
     """
     T = x.shape[0]
-    p = np.empty(8)
-    p[0] = w[0, 0]
-    p[1] = wx[0, 0]
-    p[2] = wh[0, 0]
-    p[3] = b1[0]
-    p[4] = b2[0]
-    p[5] = h0[0, 0]
-    p[6] = c
-    p[7] = 0.0
-    out = np.empty(7)
-    status = scalar_kernel(x.reshape(T), y.reshape(T), p, fcode, gcode, lcode, T, True, np.empty(T + 1, x.dtype),
-                           np.empty(T, x.dtype), out)
-    gw[0, 0] = out[1]
-    gwx[0, 0] = out[2]
-    gwh[0, 0] = out[3]
-    gb1[0] = out[4]
-    gb2[0] = out[5]
-    return math.nan if status or not math.isfinite(p[5]) else out[0]
+    q = np.empty(15)  # q[:8] scalar_kernel's p, q[8:] its out
+    q[0] = theta[0]
+    q[1] = theta[1]
+    q[2] = theta[2]
+    q[3] = theta[3]
+    q[4] = theta[4]
+    q[5] = h0
+    q[6] = c
+    q[7] = 0.0
+    buf = np.empty(2 * T + 1, x.dtype)  # hbuf (T + 1,), then dubuf (T,)
+    status = scalar_kernel(x.reshape(T), y.reshape(T), q[:8], fcode, gcode, lcode, T, True, buf[: T + 1],
+                           buf[T + 1 :], q[8:])
+    g[0, 0] = q[9]
+    g[1, 0] = q[10]
+    g[2, 0] = q[11]
+    g[3, 0] = q[12]
+    g[4, 0] = q[13]
+    return math.nan if status or not math.isfinite(q[5]) else q[8]
 
 
 @njit(cache=True, error_model="numpy")

@@ -10,6 +10,7 @@ only then are the inputs scanned, so a NaN input still gets its own one-line mes
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -79,10 +80,22 @@ class RNN:
         rng = np.random.default_rng(seed)
         k = 1.0 / np.sqrt(self.hidden_size)
         shapes = self.param_shapes()
-        self._params: dict[str, np.ndarray] = {}
+        self._own(np.empty(sum(math.prod(v) for v in shapes.values()), dt))
         for name in ("w_x", "w_h", "b1", "w", "b2"):
-            self._params[name] = rng.uniform(-k, k, size=shapes[name]).astype(dt)
-        self._p = engine.Params(**self._params)
+            self._params[name][...] = rng.uniform(-k, k, size=shapes[name]).astype(dt)
+
+    def _own(self, theta: np.ndarray) -> None:
+        """Store the five parameters in ``theta`` (flat, in PARAM_NAMES order): each parameter is a view
+        of it, so the compiled seed's call takes one array for all five (dispatch.loss_and_grad)."""
+        shapes = self.param_shapes()
+        params, o = {}, 0
+        for name in PARAM_NAMES:
+            n = math.prod(shapes[name])
+            params[name] = theta[o : o + n].reshape(shapes[name])
+            o += n
+        object.__setattr__(self, "_theta", theta)
+        object.__setattr__(self, "_params", params)
+        object.__setattr__(self, "_p", engine.Params(**params))
 
     # ---------------------------------------------------------------- parameters
     @classmethod
@@ -155,9 +168,17 @@ class RNN:
     def __copy__(self) -> "RNN":
         # a copy owns its parameters: setting or updating them in place leaves the original as it was
         new = object.__new__(type(self))
-        params = {k: v.copy() for k, v in self._params.items()}
-        new.__dict__.update(self.__dict__, _params=params, _p=engine.Params(**params))
+        new.__dict__.update(self.__dict__)
+        new._own(self._theta.copy())
         return new
+
+    def __getstate__(self) -> dict:
+        # the parameters' views are made again from _theta (pickled or deep-copied, views would become copies)
+        return {k: v for k, v in self.__dict__.items() if k not in ("_params", "_p")}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self._own(state["_theta"])
 
     def __getattr__(self, name: str) -> np.ndarray:
         if name in PARAM_NAMES and "_params" in self.__dict__:
@@ -166,8 +187,7 @@ class RNN:
 
     def __setattr__(self, name: str, value: Any) -> None:
         if name in PARAM_NAMES:
-            self._params[name] = self._check_param(name, value)
-            object.__setattr__(self, "_p", engine.Params(**self._params))
+            self._params[name][...] = self._check_param(name, value)  # into the model's own storage
         else:
             object.__setattr__(self, name, value)
 
@@ -179,7 +199,7 @@ class RNN:
                 a = a.reshape(shape)  # a plain number for a 1x1 parameter
             else:
                 raise BPTTError(f"{name} must have shape {shape}, got {a.shape}; reshape it or build the RNN with matching sizes")
-        return a.copy()
+        return a
 
     def __repr__(self) -> str:
         return (
@@ -234,7 +254,7 @@ class RNN:
         checkpoint: None (store every h_t), "sqrt" (store every ceil(sqrt(T))-th) or k
             (every k-th): the same gradient, memory ~ (T/k + k) B H; see dispatch.py.
         """
-        xb, yb, h0b, batched = self._data(x, y, h0)
+        xb, yb, h0b, batched = self._data(x, y, h0, False)
         if reduction != "mean":
             check_reduction(reduction)
         if truncate is not None:
@@ -243,7 +263,7 @@ class RNN:
             checkpoint = dispatch.check_options(backend, checkpoint, truncate)
         try:
             loss, grads, _ = dispatch.loss_and_grad(self._p, xb, yb, h0b, self._f, self._g, self._criterion,
-                                                    reduction, truncate, checkpoint, backend, False)
+                                                    reduction, truncate, checkpoint, backend, False, self._theta)
         except dispatch.NonFinite:
             self._check_finite_data(x, y, h0)  # a NaN or inf given: say which, not "overflowed"
             raise
@@ -251,7 +271,7 @@ class RNN:
 
     def _gradient(self, x, y, h0, reduction, truncate, backend="auto", checkpoint=None, need_dh0=True):
         """(loss, grads, dLoss/dh_0 shaped like the batch's h0, or None when need_dh0 is False)."""
-        xb, yb, h0b, batched = self._data(x, y, h0)
+        xb, yb, h0b, batched = self._data(x, y, h0, False)
         if reduction != "mean":
             check_reduction(reduction)
         if truncate is not None:
@@ -260,7 +280,7 @@ class RNN:
             checkpoint = dispatch.check_options(backend, checkpoint, truncate)
         try:
             loss, grads, dh0 = dispatch.loss_and_grad(self._p, xb, yb, h0b, self._f, self._g, self._criterion,
-                                                      reduction, truncate, checkpoint, backend, need_dh0)
+                                                      reduction, truncate, checkpoint, backend, need_dh0, self._theta)
         except dispatch.NonFinite:
             self._check_finite_data(x, y, h0)  # a NaN or inf given: say which, not "overflowed"
             raise
@@ -281,30 +301,52 @@ class RNN:
     # The one set of rules for the input forms, used by every method.  Values are converted by
     # _as_array, which does not scan for NaN or inf: loss_and_grad lets the result tell (every
     # implementation reports a non-finite result), the other methods call _check_finite_data first.
-    def _data(self, x: Any, y: Any, h0: Any) -> tuple[np.ndarray, np.ndarray | None, np.ndarray, bool]:
+    def _data(self, x: Any, y: Any, h0: Any, zero_state: bool = True
+              ) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None, bool]:
         """(x (T, B, D), y (T, B, O) or None if not given, h0 (B, H), batched), C-contiguous in the model's
-        dtype; batched: whether x came as (T, B, D).  y is checked against the loss (class labels
-        become one-hot rows)."""
+        dtype; batched: whether x came as (T, B, D).  h0 not given is zeros, or None if not zero_state
+        (dispatch reads None as zeros and the seed's call then allocates no state).  y is checked against the loss (class labels
+        become one-hot rows).  Each step takes the common case first (an array already in the
+        model's dtype and C order; y shaped like x when O = D); the rule is the same for every form."""
         dtype = self.dtype
-        D = self.input_size
         a = x if type(x) is np.ndarray and x.dtype is dtype and x.flags.carray else _as_array(x, "x", dtype)
-        nd = a.ndim
-        if nd == 1 and D == 1:
-            a = a.reshape(a.shape[0], 1, 1)  # (T, 1, 1)
-            batched = False
-        elif nd == 2:
-            a = a.reshape(a.shape[0], 1, a.shape[1])  # (T, 1, D)
+        shape = a.shape
+        nd = len(shape)
+        if nd == 1 and self.input_size == 1:
+            T = shape[0]
+            B = Dx = 1
+            a = a.reshape(T, 1, 1)  # (T, 1, 1)
             batched = False
         elif nd == 3:
+            T, B, Dx = shape
             batched = True
+        elif nd == 2:
+            T, Dx = shape
+            B = 1
+            a = a.reshape(T, 1, Dx)  # (T, 1, D)
+            batched = False
         else:
-            raise BPTTError(f"x must be (T, D) or (T, B, D), got shape {a.shape}")
-        T, B, Dx = a.shape
-        if not T or not B or Dx != D:
+            raise BPTTError(f"x must be (T, D) or (T, B, D), got shape {shape}")
+        if not T or not B or Dx != self.input_size:
             self._refuse_shape(T, B, Dx)
-        t = None if y is None else self._targets(y, T, B, batched)
+        if y is None:
+            t = None
+        else:
+            if self._criterion.class_labels:
+                y = self._labels(y, T, B, batched)
+            t = y if type(y) is np.ndarray and y.dtype is dtype and y.flags.carray else _as_array(y, "y", dtype)
+            if t.shape == shape and self.output_size == Dx:
+                if not batched:
+                    t = t.reshape(a.shape)  # shaped like x: (T, B, O) as x is (T, B, D)
+            else:
+                t = self._target_shape(t, y, T, B)
+            try:
+                self._criterion.check_targets(t)
+            except BPTTError:
+                check_float_array(y, "y", dtype)  # a NaN target: say so first
+                raise
         if h0 is None:
-            return a, t, np.zeros((B, self.hidden_size), dtype), batched  # h0 (B, H)
+            return a, t, np.zeros((B, self.hidden_size), dtype) if zero_state else None, batched  # h0 (B, H)
         H = self.hidden_size
         hb = _as_array(h0, "h0", dtype)
         if hb.ndim == 0 or hb.shape == (H,):
@@ -321,16 +363,16 @@ class RNN:
         D = self.input_size
         raise BPTTError(f"x has {Dx} features per step but the model's input_size is {D}; x must be (T, {D}) or (T, B, {D})")
 
-    def _targets(self, y: Any, T: int, B: int, batched: bool) -> np.ndarray:
-        """y as (T, B, O) in the model's dtype, checked against the loss."""
+    def _labels(self, y: Any, T: int, B: int, batched: bool) -> Any:
+        """Integer class labels, (T,) or (T, B), as one-hot rows (T, B, O); any other y as it came."""
+        labels = np.asarray(y) if isinstance(y, (list, tuple)) else y
+        if isinstance(labels, np.ndarray) and labels.dtype.kind in "iu" and labels.shape == ((T, B) if batched else (T,)):
+            return losses.one_hot(labels if batched else labels[:, None], self.output_size, self.dtype)  # (T, B, O)
+        return y
+
+    def _target_shape(self, t: np.ndarray, y: Any, T: int, B: int) -> np.ndarray:
+        """t (y as an array) as (T, B, O): (T,) for one output, (T, O) for one sequence; else one line."""
         O = self.output_size
-        dtype = self.dtype
-        criterion = self._criterion
-        if criterion.class_labels:
-            labels = np.asarray(y) if isinstance(y, (list, tuple)) else y
-            if isinstance(labels, np.ndarray) and labels.dtype.kind in "iu" and labels.shape == ((T, B) if batched else (T,)):
-                y = losses.one_hot(labels if batched else labels[:, None], O, dtype)  # (T, B, O)
-        t = y if type(y) is np.ndarray and y.dtype is dtype and y.flags.carray else _as_array(y, "y", dtype)
         nd = t.ndim
         if nd == 1 and O == 1 and B == 1:
             t = t.reshape(t.shape[0], 1, 1)  # (T, 1, 1)
@@ -340,11 +382,6 @@ class RNN:
             want = f"({T}, {O})" if B == 1 else f"({T}, {B}, {O})"
             raise BPTTError(f"y must have shape {want} to match x, got {np.shape(y)}; give one target per time step "
                             "and output")
-        try:
-            criterion.check_targets(t)
-        except BPTTError:
-            check_float_array(y, "y", dtype)  # a NaN target: say so first
-            raise
         return t
 
     def _check_finite_data(self, x: Any, y: Any, h0: Any) -> None:
