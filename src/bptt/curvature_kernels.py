@@ -75,6 +75,54 @@ def _backward_steps(dh_direct, fprime, w_h, carry, dz):
             matmul_into(dz[t], w_h, carry)
 
 
+# One dtype throughout (the data's, the parameters' and the vector's: float64 training, and float32 with
+# float32 vectors): the products over all steps are taken a step at a time inside the loop, so each step's
+# (B, H) blocks stay in the cache instead of (T, B, H) temporaries streaming through memory.  Each output of a
+# product still sums over k in order from +0, whatever rows a call covers: the same bits.
+@njit(cache=True, error_model="numpy")
+def _tangent_fused(x, h, dwxT, dwhT, db1, fprime, w_hT, dwT, wT, db2, dh, du):
+    """``engine.pre_output_tangent`` in one dtype: dz_t = ((x_t dw_x^T + h_{t-1} dw_h^T) + db1) + dh_{t-1} w_h^T,
+    dh_t = f'(z_t) dz_t, du_t = (h_t dw^T + dh_t w^T) + db2.  x (T, B, D), h (T+1, B, H), the transposed
+    weights C-contiguous; writes dh (T, B, H) and du (T, B, O)."""
+    T, B, H = dh.shape
+    O = du.shape[2]
+    a = np.empty((B, H), dh.dtype)
+    c = np.empty((B, H), dh.dtype)
+    carry = np.zeros((B, H), dh.dtype)  # the engine's product of the zero state dh_0, +0
+    e = np.empty((B, O), dh.dtype)
+    g = np.empty((B, O), dh.dtype)
+    for t in range(T):
+        matmul_into(x[t], dwxT, a)
+        matmul_into(h[t], dwhT, c)
+        if t:
+            matmul_into(dh[t - 1], w_hT, carry)
+        for b in range(B):
+            for j in range(H):
+                dh[t, b, j] = fprime[t, b, j] * (((a[b, j] + c[b, j]) + db1[j]) + carry[b, j])
+        matmul_into(h[t + 1], dwT, e)
+        matmul_into(dh[t], wT, g)
+        for b in range(B):
+            for o in range(O):
+                du[t, b, o] = (e[b, o] + g[b, o]) + db2[o]
+
+
+@njit(cache=True, error_model="numpy")
+def _backward_fused(r_u, r_h, with_h, w, w_h, fprime, dz):
+    """``engine.backward_residual``'s recurrence in one dtype: dz_t = ((r_u,t w + r_h,t) + dz_{t+1} w_h) f'(z_t),
+    backwards in t.  r_u (T, B, O), r_h (T, B, H) (read when with_h), w and w_h C-contiguous; writes dz (T, B, H)."""
+    T, B, H = dz.shape
+    a = np.empty((B, H), dz.dtype)
+    carry = np.zeros((B, H), dz.dtype)
+    for t in range(T - 1, -1, -1):
+        matmul_into(r_u[t], w, a)
+        for b in range(B):
+            for j in range(H):
+                d = a[b, j] + r_h[t, b, j] if with_h else a[b, j]
+                dz[t, b, j] = (d + carry[b, j]) * fprime[t, b, j]
+        if t:
+            matmul_into(dz[t], w_h, carry)
+
+
 # ---------------------------------------------------------------- the engine's functions, compiled loops
 _FLOATS = {np.dtype(np.float32), np.dtype(np.float64)}
 
@@ -87,13 +135,22 @@ def derivatives(fwd: Forward, f: Activation) -> np.ndarray:
 def pre_output_tangent(p: Params, x: np.ndarray, fwd: Forward, f: Activation, dp: Params,
                        fprime: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """``engine.pre_output_tangent`` with its loop compiled, the same bits: (J_h dp (T, B, H), J_u dp (T, B, O))."""
+    fprime = derivatives(fwd, f) if fprime is None else fprime
+    dt = fwd.h.dtype
+    if dt in _FLOATS and all(a.dtype == dt for a in (x, fprime, *p, *dp)):
+        T, B, H = fprime.shape
+        dh, du = np.empty((T, B, H), dt), np.empty((T, B, p.w.shape[0]), dt)
+        c = np.ascontiguousarray
+        _tangent_fused(c(x), c(fwd.h), c(dp.w_x.T), c(dp.w_h.T), c(dp.b1), c(fprime), c(p.w_h.T), c(dp.w.T),
+                       c(p.w.T), c(dp.b2), dh, du)
+        return dh, du
+    # mixed dtypes (float32 data, float64 vectors): the engine's products over all steps, its dtypes kept
     direct = mm(x, dp.w_x.T) + mm(fwd.h[:-1], dp.w_h.T) + dp.b1  # (T, B, H)
     dt = np.result_type(fwd.h.dtype, direct.dtype, p.w_h.dtype)  # the engine's prev after step 1
     if not {fwd.h.dtype, dt} <= _FLOATS:
         return engine.pre_output_tangent(p, x, fwd, f, dp)
     dh = np.empty_like(fwd.h[1:])  # (T, B, H)
     B, H = fwd.h.shape[1:]
-    fprime = derivatives(fwd, f) if fprime is None else fprime
     _tangent_steps(direct, np.ascontiguousarray(fprime), np.ascontiguousarray(p.w_h.T, dt), np.zeros((B, H), dt),
                    np.zeros((B, H), dt), dh)
     du = mm(fwd.h[1:], dp.w.T) + mm(dh, p.w.T) + dp.b2  # (T, B, O)
@@ -103,6 +160,13 @@ def pre_output_tangent(p: Params, x: np.ndarray, fwd: Forward, f: Activation, dp
 def backward_residual(p: Params, x: np.ndarray, fwd: Forward, f: Activation, r_u: np.ndarray,
                       r_h: np.ndarray | None = None, fprime: np.ndarray | None = None) -> dict[str, np.ndarray]:
     """``engine.backward_residual`` (J_u^T r_u + J_h^T r_h) with its loop compiled, the same bits."""
+    fprime = derivatives(fwd, f) if fprime is None else fprime
+    dt = fwd.h.dtype
+    if dt in _FLOATS and all(a.dtype == dt for a in (x, fprime, r_u, *p) + (() if r_h is None else (r_h,))):
+        dz = np.empty(fprime.shape, dt)  # (T, B, H)
+        c = np.ascontiguousarray
+        _backward_fused(c(r_u), c(r_h) if r_h is not None else dz, r_h is not None, c(p.w), c(p.w_h), c(fprime), dz)
+        return engine.weight_grads(x, fwd.h, dz, r_u)
     dh_direct = mm(r_u, p.w)  # (T, B, H)
     if r_h is not None:
         dh_direct = dh_direct + r_h
@@ -110,7 +174,6 @@ def backward_residual(p: Params, x: np.ndarray, fwd: Forward, f: Activation, r_u
     if not {fwd.h.dtype, dt} <= _FLOATS or np.result_type(dt, p.w_h.dtype) != dt:
         return engine.backward_residual(p, x, fwd, f, r_u, r_h)  # the carry's dtype would change: the engine's loop
     dz = np.empty_like(dh_direct)  # (T, B, H)
-    fprime = derivatives(fwd, f) if fprime is None else fprime
     _backward_steps(np.ascontiguousarray(dh_direct), np.ascontiguousarray(fprime), np.ascontiguousarray(p.w_h, dt),
                     np.zeros(dh_direct.shape[1:], dt), dz)
     return engine.weight_grads(x, fwd.h, dz, r_u)

@@ -1,0 +1,105 @@
+"""Hessian-free's cost at T = 100 (the adding problem, the task's defaults): HF iterations with the compiled
+passes (bptt.curvature_kernels) and with the engine's loops, and optionally an earlier commit's HF, stepped in
+turns in one process (so all see the same load), then one Gauss-Newton product against one gradient.
+
+    python benchmarks/hf_iteration.py [ITERATIONS] [COMMIT]
+
+Every trajectory is the same bits (the compiled passes equal the engine's), so each iteration does the same
+work (the same CG iterations) in every column.  COMMIT's package is unpacked (git archive) as `bptt_base`.
+"""
+
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def base_package(commit: str) -> Path:
+    folder = Path(tempfile.mkdtemp(prefix="bptt_base_"))
+    archive = subprocess.run(["git", "archive", commit, "src/bptt"], cwd=ROOT, capture_output=True, check=True).stdout
+    subprocess.run(["tar", "-x", "-C", str(folder)], input=archive, check=True)
+    (folder / "src" / "bptt").rename(folder / "bptt_base")
+    return folder
+
+
+def best_seconds(call, repeat: int = 21) -> float:
+    """The fastest of ``repeat`` calls (the least disturbed by other processes on a shared machine)."""
+    call()
+    times = []
+    for _ in range(repeat):
+        t = time.perf_counter()
+        call()
+        times.append(time.perf_counter() - t)
+    return min(times)
+
+
+def main() -> None:
+    iterations = int(sys.argv[1]) if len(sys.argv) > 1 else 10
+    commit = sys.argv[2] if len(sys.argv) > 2 else None
+    sys.path[:0] = [str(ROOT / "src")] + ([str(base_package(commit))] if commit else [])
+    from bptt import hf
+    from bptt import train as tr
+
+    cfg = tr.config_for("adding", {"length": 100}, optimizer="hf", seed=0)
+    data = tr.load_task(cfg)
+    xs, ys = data.train.x.astype(cfg.dtype), data.train.y.astype(cfg.dtype)
+    runners = {}
+    for name in ("compiled", "engine loops"):
+        params = tr.init_model(cfg, data).params()
+        opt = hf.HessianFree.from_config(cfg, params)
+        opt.reference = name == "engine loops"
+        runners[name] = (params, opt)
+    if commit:
+        import bptt_base.hf as base_hf
+
+        params = tr.init_model(cfg, data).params()
+        runners[commit] = (params, base_hf.HessianFree.create(params, base_hf.Net.named(
+            cfg.hidden_activation, cfg.output_activation, cfg.loss), base_hf.HFSettings(**vars(cfg.hf))))
+
+    print(f"| iteration | CG iterations | " + " | ".join(f"{n} (s)" for n in runners) + " |")
+    print("|---|---|" + "---|" * len(runners))
+    seconds = {n: [] for n in runners}
+    for epoch in range(1, iterations + 1):
+        order = np.random.default_rng([cfg.seed, epoch]).permutation(data.train.n)
+        infos = {}
+        for name, (params, opt) in runners.items():
+            opt.run_epoch(params, xs, ys, data.train.mask, order)
+            infos[name] = opt.last
+            seconds[name].append(opt.last.seconds)
+        losses = {i.new_loss for i in infos.values()}
+        assert len(losses) == 1, f"the trajectories differ at iteration {epoch}: {infos}"
+        print(f"| {epoch} | {infos['compiled'].cg_iters} | "
+              + " | ".join(f"{infos[n].seconds:.3f}" for n in runners) + " |")
+    print("| median, iterations 2.. | | " + " | ".join(f"{statistics.median(seconds[n][1:]):.3f}" for n in runners)
+          + " |")
+
+    # one product against one gradient, on the curvature batch of the last iteration (T = 100, 500 sequences)
+    params, opt = runners["compiled"]
+    theta = hf.flatten(params)
+    p = hf.unflatten(theta, opt.shapes)
+    gb, cb = opt.batches(xs, ys, data.train.mask, np.arange(data.train.n))
+    v = np.random.default_rng(1).standard_normal(theta.size)
+    rows = {}
+    for name, reference in (("compiled", False), ("engine loops", True)):
+        curv = hf.Curvature.at(opt.net, p, cb, reference)
+        rows[f"G v, {name}"] = best_seconds(lambda: curv.gn(v))
+        rows[f"G v and S v (μ > 0), {name}"] = best_seconds(lambda: curv.products(v))
+        rows[f"gradient (forward + backward), {name}"] = best_seconds(
+            lambda: hf.loss_and_grad(opt.net, p, cb, 0.0, reference))
+    if commit:
+        base_curv = base_hf.Curvature.at(runners[commit][1].net, base_hf.unflatten(theta, opt.shapes), cb)
+        rows[f"G v, {commit}"] = best_seconds(lambda: base_curv.gn(v))
+    rows["forward pass (engine)"] = best_seconds(lambda: opt.net.forward(p, cb))
+    print(f"\n| on the curvature batch ({cb.x.shape[1]} sequences, T = {cb.x.shape[0]}) | best of 21, ms |\n|---|---|")
+    for name, s in rows.items():
+        print(f"| {name} | {s * 1e3:.1f} |")
+
+
+if __name__ == "__main__":
+    main()
