@@ -458,7 +458,7 @@ def test_a_loss_code_without_a_branch_raises():
     m = bptt.RNN(2, 3, 1, seed=0)
     x, y, h0 = np.ones((4, 1, 2)), np.zeros((4, 1, 1)), np.zeros((1, 3))
     with whole_sequence_calls() as calls, pytest.raises(BPTTError, match="no branch"):
-        dispatch.loss_and_grad(m.engine_params(), x, y, h0, sig, sig, fake, backend="auto", need_dh0=False)
+        dispatch.loss_and_grad(dispatch.network(m.engine_params(), sig, sig, fake), x, y, h0, backend="auto", need_dh0=False)
     assert calls == []
     for name in kernels.RUNNERS:
         with pytest.raises(BPTTError, match="no branch"):

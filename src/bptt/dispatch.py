@@ -40,7 +40,7 @@ h0 (B, H) or None for zeros, C-contiguous, in the model's dtype):
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -167,50 +167,77 @@ class NumpyRunner:
         return {k: v.copy() for k, v in self.grad_sum.items()}
 
 
-def loss_and_grad(p, x, y, h0, f: Activation, g: Activation, criterion: Loss, reduction: str = "mean",
-                  truncate: int | None = None, checkpoint: Any = None, backend: str = "numpy", need_dh0: bool = True,
-                  theta: np.ndarray | None = None):
+class Network(NamedTuple):
+    """What dispatch needs of a network, made once (``network``; an RNN keeps one with its parameters).
+
+    p        engine.Params, the five parameters
+    theta    the same five as one flat array in PARAM_NAMES order, of which p's arrays are views (the
+             model's storage: the seed's compiled call takes it as one argument); None: made from p
+             when that call needs it
+    f, g     the hidden and output activations; criterion the loss (losses.py)
+    codes    (f, g, loss) codes of their compiled branches; None if one of them has none
+    """
+
+    p: Any
+    f: Activation
+    g: Activation
+    criterion: Loss
+    theta: Any = None
+    codes: tuple[int, int, int] | None = None
+
+
+def network(p, f: Activation, g: Activation, criterion: Loss, theta: np.ndarray | None = None) -> Network:
+    codes = (f.code, g.code, criterion.code)
+    return Network(p, f, g, criterion, theta, None if None in codes else codes)
+
+
+def loss_and_grad(net: Network, x, y, h0, reduction: str = "mean", truncate: int | None = None, checkpoint: Any = None,
+                  backend: str = "numpy", need_dh0: bool = True):
     """(loss, gradients, dLoss/dh_0 or None) by the implementation that suits the sizes and options.
 
-    p engine.Params; x (T, B, D), y (T, B, O), h0 (B, H) or None (zeros), validated, C-contiguous, in one dtype
-    (``RNN`` makes them so); f, g the hidden and output activations, criterion the loss (losses.py);
-    backend one of BACKENDS (a compiled kernel refuses an activation or loss without a compiled
-    version); need_dh0=False lets the whole-sequence calls (which do not compute dLoss/dh_0) run;
-    theta: the five parameters as one flat array in PARAM_NAMES order (the model's own storage, of
-    which p's arrays are views), for the seed's one-array call; None: made from p when needed.
+    net the network (``network``); x (T, B, D), y (T, B, O), h0 (B, H) or None (zeros), validated,
+    C-contiguous, in one dtype (``RNN`` makes them so); backend one of BACKENDS (a compiled kernel
+    refuses an activation or loss without a compiled version); need_dh0=False lets the
+    whole-sequence calls (which do not compute dLoss/dh_0) run.
     Raises ``NonFinite`` (a BPTTError) if the result is not finite.
     """
     if not need_dh0 and checkpoint is None and backend != "numpy":
         # one compiled call for the whole sequence (kept lean: the seed's call is a few microseconds)
-        K = _kernels or _import_kernels()
-        fcode, gcode, lcode = f.code, g.code, criterion.code
-        if fcode is not None and gcode is not None and lcode in K.LOSS_CODES:
-            T, B, D = x.shape
-            w = p.w
-            dtype = x.dtype
-            c = engine.loss_scale(T, B, reduction)
-            if B == 1 and D == 1 and w.shape == _ONE and (truncate is None or truncate >= T):
-                if theta is None:
-                    theta = np.concatenate([a.reshape(-1) for a in p]).astype(dtype)
-                g5 = np.empty(_FIVE, dtype)  # (5, 1): the seed's gradients, one row each (one kernel argument)
-                loss = K.scalar_fast(x, y, theta, 0.0 if h0 is None else float(h0[0, 0]), c, fcode, gcode, lcode, g5)
-                if loss == loss:
-                    return loss, {"w": g5[0:1], "w_x": g5[1:2], "w_h": g5[2:3], "b1": g5[3], "b2": g5[4]}, None
-            else:
-                O, H = w.shape
-                kind = fast_kernel(B, H, dtype != np.float64)
-                if kind is not None:
-                    if h0 is None:
-                        h0 = np.zeros((B, H), dtype)
-                    gw, gwx, gwh, gb1, gb2 = (np.empty((O, H), dtype), np.empty((H, D), dtype),
-                                              np.empty((H, H), dtype), np.empty(H, dtype), np.empty(O, dtype))
-                    call = K.lanes_kernel if kind == "lanes" else K.batched_fast
-                    loss = call(x, y, h0, w, p.w_x, p.w_h, p.b1, p.b2, c,
-                                T if truncate is None or truncate >= T else truncate, fcode, gcode, lcode,
-                                gw, gwx, gwh, gb1, gb2)
+        codes = net.codes
+        if codes is not None:
+            K = _kernels or _import_kernels()
+            fcode, gcode, lcode = codes
+            if lcode in K.LOSS_CODES:
+                T, B, D = x.shape
+                p = net.p
+                w = p.w
+                dtype = x.dtype
+                c = engine.loss_scale(T, B, reduction)
+                if B == 1 and D == 1 and w.shape == _ONE and (truncate is None or truncate >= T):
+                    theta = net.theta
+                    if theta is None:
+                        theta = np.concatenate([a.reshape(-1) for a in p]).astype(dtype)
+                    g5 = np.empty(_FIVE, dtype)  # (5, 1, 1): the seed's five gradients in one kernel argument
+                    loss = K.scalar_fast(x, y, theta, 0.0 if h0 is None else float(h0[0, 0]), c, fcode, gcode, lcode,
+                                         g5)
                     if loss == loss:
-                        return loss, {"w": gw, "w_x": gwx, "w_h": gwh, "b1": gb1, "b2": gb2}, None
-            # not finite: the segment runners below compute it again and explain
+                        return loss, {"w": g5[0], "w_x": g5[1], "w_h": g5[2], "b1": g5[3, 0], "b2": g5[4, 0]}, None
+                else:
+                    O, H = w.shape
+                    kind = fast_kernel(B, H, dtype != np.float64)
+                    if kind is not None:
+                        if h0 is None:
+                            h0 = np.zeros((B, H), dtype)
+                        gw, gwx, gwh, gb1, gb2 = (np.empty((O, H), dtype), np.empty((H, D), dtype),
+                                                  np.empty((H, H), dtype), np.empty(H, dtype), np.empty(O, dtype))
+                        call = K.lanes_kernel if kind == "lanes" else K.batched_fast
+                        loss = call(x, y, h0, w, p.w_x, p.w_h, p.b1, p.b2, c,
+                                    T if truncate is None or truncate >= T else truncate, fcode, gcode, lcode,
+                                    gw, gwx, gwh, gb1, gb2)
+                        if loss == loss:
+                            return loss, {"w": gw, "w_x": gwx, "w_h": gwh, "b1": gb1, "b2": gb2}, None
+                # not finite: the segment runners below compute it again and explain
+    p, f, g, criterion = net.p, net.f, net.g, net.criterion
     T, B, D = x.shape
     O, H = p.w.shape
     if h0 is None:
@@ -220,7 +247,7 @@ def loss_and_grad(p, x, y, h0, f: Activation, g: Activation, criterion: Loss, re
 
 
 _ONE = (1, 1)
-_FIVE = (5, 1)
+_FIVE = (5, 1, 1)
 _kernels = None  # bptt.kernels once imported (it imports numba, so only when a compiled call is made)
 
 

@@ -681,8 +681,8 @@ RUNNERS = {"scalar": ScalarRunner, "loop": LoopRunner, "parallel": ParallelRunne
 def scalar_fast(x, y, theta, h0, c, fcode, gcode, lcode, g):
     """The seed's network (D = H = O = 1, B = 1), full BPTT, with the least call overhead.
 
-    x, y (T, 1, 1), C-contiguous; theta (5,) = (w, w_x, w_h, b1, b2); h0, c floats; g (5, 1) <-
-    the gradients in theta's order, one row each; every array in the dtype of x.  Returns the loss, NaN
+    x, y (T, 1, 1), C-contiguous; theta (5,) = (w, w_x, w_h, b1, b2); h0, c floats; g (5, 1, 1) <-
+    the gradients in theta's order; every array in the dtype of x.  Returns the loss, NaN
     if it or a gradient (or h0) is not finite.  Each array argument costs the call its unboxing, hence
     one array for the parameters and one for the gradients (and one allocation for scalar_kernel's
     float64 parameters and results).
@@ -700,11 +700,11 @@ def scalar_fast(x, y, theta, h0, c, fcode, gcode, lcode, g):
     buf = np.empty(2 * T + 1, x.dtype)  # hbuf (T + 1,), then dubuf (T,)
     status = scalar_kernel(x.reshape(T), y.reshape(T), q[:8], fcode, gcode, lcode, T, True, buf[: T + 1],
                            buf[T + 1 :], q[8:])
-    g[0, 0] = q[9]
-    g[1, 0] = q[10]
-    g[2, 0] = q[11]
-    g[3, 0] = q[12]
-    g[4, 0] = q[13]
+    g[0, 0, 0] = q[9]
+    g[1, 0, 0] = q[10]
+    g[2, 0, 0] = q[11]
+    g[3, 0, 0] = q[12]
+    g[4, 0, 0] = q[13]
     return math.nan if status or not math.isfinite(q[5]) else q[8]
 
 

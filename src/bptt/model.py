@@ -96,6 +96,7 @@ class RNN:
         object.__setattr__(self, "_theta", theta)
         object.__setattr__(self, "_params", params)
         object.__setattr__(self, "_p", engine.Params(**params))
+        object.__setattr__(self, "_net", dispatch.network(self._p, self._f, self._g, self._criterion, theta))
 
     # ---------------------------------------------------------------- parameters
     @classmethod
@@ -174,7 +175,7 @@ class RNN:
 
     def __getstate__(self) -> dict:
         # the parameters' views are made again from _theta (pickled or deep-copied, views would become copies)
-        return {k: v for k, v in self.__dict__.items() if k not in ("_params", "_p")}
+        return {k: v for k, v in self.__dict__.items() if k not in ("_params", "_p", "_net")}
 
     def __setstate__(self, state: dict) -> None:
         self.__dict__.update(state)
@@ -262,8 +263,8 @@ class RNN:
         if backend != "auto" or checkpoint is not None:
             checkpoint = dispatch.check_options(backend, checkpoint, truncate)
         try:
-            loss, grads, _ = dispatch.loss_and_grad(self._p, xb, yb, h0b, self._f, self._g, self._criterion,
-                                                    reduction, truncate, checkpoint, backend, False, self._theta)
+            loss, grads, _ = dispatch.loss_and_grad(self._net, xb, yb, h0b, reduction, truncate, checkpoint, backend,
+                                                    False)
         except dispatch.NonFinite:
             self._check_finite_data(x, y, h0)  # a NaN or inf given: say which, not "overflowed"
             raise
@@ -279,8 +280,8 @@ class RNN:
         if backend != "auto" or checkpoint is not None:
             checkpoint = dispatch.check_options(backend, checkpoint, truncate)
         try:
-            loss, grads, dh0 = dispatch.loss_and_grad(self._p, xb, yb, h0b, self._f, self._g, self._criterion,
-                                                      reduction, truncate, checkpoint, backend, need_dh0, self._theta)
+            loss, grads, dh0 = dispatch.loss_and_grad(self._net, xb, yb, h0b, reduction, truncate, checkpoint,
+                                                      backend, need_dh0)
         except dispatch.NonFinite:
             self._check_finite_data(x, y, h0)  # a NaN or inf given: say which, not "overflowed"
             raise
@@ -305,43 +306,49 @@ class RNN:
               ) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None, bool]:
         """(x (T, B, D), y (T, B, O) or None if not given, h0 (B, H), batched), C-contiguous in the model's
         dtype; batched: whether x came as (T, B, D).  h0 not given is zeros, or None if not zero_state
-        (dispatch reads None as zeros and the seed's call then allocates no state).  y is checked against the loss (class labels
-        become one-hot rows).  Each step takes the common case first (an array already in the
-        model's dtype and C order; y shaped like x when O = D); the rule is the same for every form."""
+        (dispatch reads None as zeros, and the seed's call then allocates no state).  y is checked
+        against the loss (class labels become one-hot rows).  Each step takes the common case first
+        (an array already in the model's dtype and C order; y shaped like x when O = D): one rule for
+        every form, cheap for the forms the seed's call uses."""
         dtype = self.dtype
         a = x if type(x) is np.ndarray and x.dtype is dtype and x.flags.carray else _as_array(x, "x", dtype)
         shape = a.shape
         nd = len(shape)
         if nd == 1 and self.input_size == 1:
             T = shape[0]
-            B = Dx = 1
+            if not T:
+                self._refuse_shape(T, 1, 1)
+            B = 1
             a = a.reshape(T, 1, 1)  # (T, 1, 1)
             batched = False
         elif nd == 3:
             T, B, Dx = shape
+            if not T or not B or Dx != self.input_size:
+                self._refuse_shape(T, B, Dx)
             batched = True
         elif nd == 2:
             T, Dx = shape
+            if not T or Dx != self.input_size:
+                self._refuse_shape(T, 1, Dx)
             B = 1
             a = a.reshape(T, 1, Dx)  # (T, 1, D)
             batched = False
         else:
             raise BPTTError(f"x must be (T, D) or (T, B, D), got shape {shape}")
-        if not T or not B or Dx != self.input_size:
-            self._refuse_shape(T, B, Dx)
         if y is None:
             t = None
         else:
-            if self._criterion.class_labels:
+            criterion = self._criterion
+            if criterion.class_labels:
                 y = self._labels(y, T, B, batched)
             t = y if type(y) is np.ndarray and y.dtype is dtype and y.flags.carray else _as_array(y, "y", dtype)
-            if t.shape == shape and self.output_size == Dx:
+            if t.shape == shape and self.output_size == self.input_size:
                 if not batched:
                     t = t.reshape(a.shape)  # shaped like x: (T, B, O) as x is (T, B, D)
             else:
                 t = self._target_shape(t, y, T, B)
             try:
-                self._criterion.check_targets(t)
+                criterion.check_targets(t)
             except BPTTError:
                 check_float_array(y, "y", dtype)  # a NaN target: say so first
                 raise
