@@ -549,9 +549,8 @@ def _interrupt_a_training(tmp_path: Path, extra: list[str], sig: int) -> tuple[i
                           "--epochs", "400", "--no-progress", "--checkpoint-every", "1", "--out", str(out), *extra],
                          stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd=ROOT)
     try:
-        # Signal once the loop runs: after the checkpoint of epoch 1.  The one of epoch 0 is written before the first
-        # compiled call; a Ctrl-C in a run's first second (imports, the kernels' first load) was seen lost or as a
-        # traceback (a known defect, in the note of issue 20), and this test is about the loop.
+        # Signal once the loop runs: after the checkpoint of epoch 1 (the one of epoch 0 is written before the first
+        # compiled call).  This test is about the loop; a signal at any earlier moment: tests/test_signals.py.
         first = None
         for _ in range(12000):  # up to 10 min: a cold numba cache compiles for tens of seconds under load
             if p.poll() is not None:
@@ -964,9 +963,8 @@ def test_a_killed_rank_is_one_line_and_no_rank_is_left(tmp_path):
                           "--checkpoint-every", "1", "--backend", "torch", "--nproc", "2", "--out", str(out)],
                          stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd=ROOT)
     try:
-        # Signal once the loop runs: after the checkpoint of epoch 1.  The one of epoch 0 is written before the first
-        # compiled call; a Ctrl-C in a run's first second (imports, the kernels' first load) was seen lost or as a
-        # traceback (a known defect, in the note of issue 20), and this test is about the loop.
+        # Signal once the loop runs: after the checkpoint of epoch 1 (the one of epoch 0 is written before the first
+        # compiled call).  This test is about the loop; a signal at any earlier moment: tests/test_signals.py.
         first = None
         for _ in range(12000):  # up to 10 min: a cold numba cache compiles for tens of seconds under load
             if p.poll() is not None:

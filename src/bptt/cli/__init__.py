@@ -4,32 +4,63 @@ Domain modules compute and return data; the modules here parse options and prese
 Bad input: one line ``error: ...`` on stderr and exit status 2, never a traceback.
 """
 
-from __future__ import annotations
-
-import argparse
-import importlib
+# Ctrl-C and SIGTERM are taken over before anything else is imported (no `from __future__` either): until a command
+# runs, either ends the process at once with one line (status 130 / 143).  Before this line, only the interpreter's
+# start and the `bptt` script's own `import re` (10-30 ms in all, measured) can still print Python's traceback.
 import os
-import pkgutil
 import signal
 import sys
-import threading
-import warnings
-from types import ModuleType
-from typing import Sequence
 
 
-def _interrupted_while_loading(signum, frame) -> None:
-    # Ctrl-C while the subcommands' modules load: one line, no traceback.  Nothing has been written yet, and an
-    # exception raised here could land inside a library's bare `except:` around an optional import and be
-    # swallowed (seen: the run went on and ended with status 0), so the process ends here and now.
-    sys.stderr.write("error: interrupted\n")
-    sys.stderr.flush()
-    os._exit(130)
+def _stop_at_once(signum, frame) -> None:
+    # Nothing has been written yet, and an exception raised here could land inside a library's bare `except:` around
+    # an optional import and be swallowed (seen: the run went on and ended with status 0), so the process ends now.
+    try:
+        os.write(2, b"error: terminated\n" if signum == signal.SIGTERM else b"error: interrupted\n")
+    finally:
+        os._exit(128 + signum)
 
 
-_LOADING = (signal.signal(signal.SIGINT, _interrupted_while_loading)
-            if threading.current_thread() is threading.main_thread()
-            and signal.getsignal(signal.SIGINT) is signal.default_int_handler else None)
+def _ours(signum: int) -> bool:
+    """Nobody else handles ``signum`` here: it has Python's default disposition, or ours from start-up."""
+    handler = signal.getsignal(signum)
+    default = signal.default_int_handler if signum == signal.SIGINT else signal.SIG_DFL
+    return handler is _stop_at_once or handler == default
+
+
+def _take_over(signums: tuple[int, ...] = (signal.SIGINT, signal.SIGTERM)) -> dict:
+    """These signals, where nobody else handles them, to _stop_at_once; {signal: the handler before}."""
+    taken = {}
+    for signum in signums:
+        if _ours(signum):
+            try:
+                taken[signum] = signal.signal(signum, _stop_at_once)
+            except ValueError:  # not the main thread: signals are the main thread's business
+                return taken
+    return taken
+
+
+def _started_as_bptt() -> bool:
+    """This process is the `bptt` command (its script, or ``python -m bptt``), not a program importing bptt.cli."""
+    main_module = sys.modules.get("__main__")
+    spec = getattr(main_module, "__spec__", None)
+    if spec is not None and spec.name == "bptt.__main__":
+        return True
+    script = getattr(main_module, "__file__", None)  # a spawned rank's __main__ has none: it keeps its own signals
+    return script is not None and os.path.basename(script).split(".")[0].removesuffix("-script") == "bptt"
+
+
+# The command keeps _stop_at_once until main() hands over.  A program importing bptt.cli has it for Ctrl-C while the
+# subcommands load, and its own handlers back after (a spawned rank's SIGTERM stays its own: silent, as its parent asks).
+_AS_COMMAND = _started_as_bptt()
+_AT_START = _take_over() if _AS_COMMAND else _take_over((signal.SIGINT,))
+
+import argparse  # noqa: E402
+import importlib  # noqa: E402
+import pkgutil  # noqa: E402
+import warnings  # noqa: E402
+from types import ModuleType  # noqa: E402
+from typing import Sequence  # noqa: E402
 
 from .. import signals  # noqa: E402
 from ..validation import BPTTError  # noqa: E402
@@ -47,20 +78,9 @@ def _subcommands() -> tuple[ModuleType, ...]:
 
 SUBCOMMANDS = _subcommands()
 COMPILING = tuple(mod.__name__.rsplit(".", 1)[1] for mod in SUBCOMMANDS if mod.COMPILES)
-if _LOADING is not None:  # loaded: Ctrl-C is KeyboardInterrupt again, which main turns into its one line
-    signal.signal(signal.SIGINT, _LOADING)
-
-
-def _while_loading(build):
-    """build(), with Ctrl-C one line and status 130 (no traceback) while it imports; then Ctrl-C as before."""
-    if threading.current_thread() is not threading.main_thread() or \
-            signal.getsignal(signal.SIGINT) is not signal.default_int_handler:
-        return build()
-    before = signal.signal(signal.SIGINT, _interrupted_while_loading)
-    try:
-        return build()
-    finally:
-        signal.signal(signal.SIGINT, before)
+if not _AS_COMMAND:
+    for _signum, _handler in _AT_START.items():
+        signal.signal(_signum, _handler)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -77,91 +97,100 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    survive_any_encoding(sys.stdout, sys.stderr)
-    if sys.stdout is None:  # started with stdout closed (`bptt seed >&-`): nothing could be shown
-        print("error: standard output is closed; run bptt with its output going to a terminal, file or pipe",
-              file=sys.stderr)
-        return EXIT_BAD_INPUT
-    real = sys.stdout
-    sys.stdout = GuardedStdout(real)  # type: ignore[assignment]
-    sigterm = _catch_sigterm()
+    # Until the command runs, Ctrl-C or SIGTERM ends the process at once with one line (building the parser imports
+    # the subcommands' modules); while it runs, they unwind it (checkpoints finished) to the one line of _run_command.
+    taken = _take_over()
     try:
-        return _main(argv)
+        survive_any_encoding(sys.stdout, sys.stderr)
+        if sys.stdout is None:  # started with stdout closed (`bptt seed >&-`): nothing could be shown
+            print("error: standard output is closed; run bptt with its output going to a terminal, file or pipe",
+                  file=sys.stderr)
+            return EXIT_BAD_INPUT
+        real = sys.stdout
+        sys.stdout = GuardedStdout(real)  # type: ignore[assignment]
+        try:
+            return _main(argv, tuple(taken))
+        finally:
+            sys.stdout = real
     finally:
-        sys.stdout = real
-        if sigterm is not None:
-            signal.signal(signal.SIGTERM, sigterm)
+        for signum, handler in taken.items():
+            signal.signal(signum, handler)
+        signals.clear()
 
 
 class Terminated(KeyboardInterrupt):
     """SIGTERM, unwound as Ctrl-C is (checkpoints finished, data-parallel ranks stopped), exit status 143."""
 
 
-def _catch_sigint():
-    """Ctrl-C that long loops see even when its KeyboardInterrupt is dropped (bptt.signals); the old handler, or None."""
-    if threading.current_thread() is not threading.main_thread() or \
-            signal.getsignal(signal.SIGINT) is not signal.default_int_handler:
-        return None
-    return signal.signal(signal.SIGINT, signals.on_sigint)
+# While a command runs: Ctrl-C raises KeyboardInterrupt and SIGTERM Terminated, both recorded, so long loops and the
+# command's end see them even when the exception is dropped inside a callback from C (bptt.signals).
+_WHILE_RUNNING = {signal.SIGINT: signals.on_sigint, signal.SIGTERM: signals.raising(Terminated)}
 
 
-def _raise_terminated(signum, frame) -> None:
-    raise Terminated()
-
-
-def _catch_sigterm():
-    """SIGTERM raises Terminated while the command runs (where nothing else handles it); the old handler, or None."""
-    if threading.current_thread() is not threading.main_thread() or signal.getsignal(signal.SIGTERM) != signal.SIG_DFL:
-        return None
-    return signal.signal(signal.SIGTERM, _raise_terminated)
-
-
-def _main(argv: Sequence[str] | None) -> int:
+def _main(argv: Sequence[str] | None, taken: tuple[int, ...]) -> int:
     try:
         check_environment()  # before the parser: building it imports numba
     except BPTTError as e:
         print(f"error: {one_line(str(e))}", file=sys.stderr)
         return EXIT_BAD_INPUT
-    parser = _while_loading(build_parser)  # a subcommand's parser may import its module
-    sigint = _catch_sigint()
-    try:
-        return _run_command(parser, argv)
-    finally:
-        if sigint is not None:
-            signal.signal(signal.SIGINT, sigint)
-        signals.clear()
+    parser = build_parser()  # a subcommand's parser may import its module
+    return _run_command(parser, argv, taken)
 
 
-def _run_command(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> int:
+def _run_command(parser: argparse.ArgumentParser, argv: Sequence[str] | None, taken: tuple[int, ...] = ()) -> int:
     # Warnings (numpy's RuntimeWarnings, a library's notices) are held until the command ends: after a
     # success they are shown; before a refusal they are dropped, so the error stays the one line printed.
     with warnings.catch_warnings(record=True) as held:
+        unraisable = sys.unraisablehook
         try:
-            args = parser.parse_args(argv)
-            if not getattr(args, "run", None):  # `bptt` alone: the help on stdout, status 0 (as git does)
-                parser.print_help()
-                return 0
-            if args.command in COMPILING:
-                note_first_compile()
-            code = int(args.run(args) or 0)
-            sys.stdout.flush()  # a full device fails here, inside the handlers, not in the interpreter's exit
-        except BPTTError as e:
-            print(f"error: {one_line(str(e))}", file=sys.stderr)
-            return EXIT_BAD_INPUT
-        except OutputError as e:
-            _stdout_to_devnull()
-            print(f"error: {e}", file=sys.stderr)
-            return EXIT_BAD_INPUT
-        except KeyboardInterrupt as e:  # Ctrl-C (130) or SIGTERM (143); what was stopped and how to resume, if said
-            why = "terminated" if isinstance(e, Terminated) else "interrupted"
-            print(f"error: {why}" + (f"; {e}" if str(e) else ""), file=sys.stderr)
-            return 143 if isinstance(e, Terminated) else 130
-        except BrokenPipeError:  # `bptt ... | head`: the reader has gone; stop quietly, as Unix tools do
-            _stdout_to_devnull()
-            return EXIT_CLOSED_PIPE
+            for signum in taken:
+                signal.signal(signum, _WHILE_RUNNING[signum])
+            sys.unraisablehook = signals.quiet_when_dropped(unraisable)
+            try:
+                args = parser.parse_args(argv)
+                if not getattr(args, "run", None):  # `bptt` alone: the help on stdout, status 0 (as git does)
+                    parser.print_help()
+                    return 0
+                if args.command in COMPILING:
+                    note_first_compile()
+                code = int(args.run(args) or 0)
+                signals.check()  # a Ctrl-C dropped on the way (inside numba's compiling) is one line and 130 here
+                sys.stdout.flush()  # a full device fails here, inside the handlers, not in the interpreter's exit
+            finally:  # a signal from here on, while the one line is written, ends the process at once
+                for signum in taken:
+                    signal.signal(signum, _stop_at_once)
+                sys.unraisablehook = unraisable
+        except BaseException as e:
+            code = _ending(e)
+            if code is None:
+                raise
+            return code
     for w in held:  # shown now, through the filters as they were
         warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
     return code
+
+
+def _ending(e: BaseException) -> int | None:
+    """The one line for how a command ended, and its status; None for what goes on up (SystemExit, a bug)."""
+    if isinstance(e, Exception) and not isinstance(e, (OutputError, BrokenPipeError)):
+        kind = signals.take()  # an interrupt that a library turned into another exception on the way
+        if kind is not None:
+            e = kind()
+    if isinstance(e, KeyboardInterrupt):  # Ctrl-C (130) or SIGTERM (143); what was stopped and how to resume, if said
+        why = "terminated" if isinstance(e, Terminated) else "interrupted"
+        print(f"error: {why}" + (f"; {e}" if str(e) else ""), file=sys.stderr)
+        return 143 if isinstance(e, Terminated) else 130
+    if isinstance(e, BPTTError):
+        print(f"error: {one_line(str(e))}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    if isinstance(e, OutputError):
+        _stdout_to_devnull()
+        print(f"error: {e}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    if isinstance(e, BrokenPipeError):  # `bptt ... | head`: the reader has gone; stop quietly, as Unix tools do
+        _stdout_to_devnull()
+        return EXIT_CLOSED_PIPE
+    return None
 
 
 _CONTROL = {c: f"\\x{c:02x}" for c in [*range(32), 127]} | {ord("\n"): "\\n", ord("\r"): "\\r", ord("\t"): "\\t"}
