@@ -225,6 +225,9 @@ def test_registry_walk_every_task(tmp_path, capsys, name):
     for opt in task.options:
         assert opt.flag.startswith("--") and opt.help and ";" not in opt.help  # "; " separates tasks in --help
         assert opt.default is None or "default" not in opt.help  # the help shows the record's default itself
+        if opt.training:  # read by the training loop, never passed to the loader
+            assert opt.name not in params and opt.name in tasks.TRAINING_CHECKS
+            continue
         assert opt.required or params[opt.name].default == opt.default, f"{name} {opt.flag}: record and loader disagree"
     assert ("seed" in params) == task.seeded
     required = _required_values(tmp_path)
@@ -702,6 +705,45 @@ def test_class_predictors_answer_and_refuse_bad_input_in_one_line():
         tasks.get("random-permutation").predictor.run(_trained_like(d), d.info, {"first": "2"})
     with pytest.raises(BPTTError, match=r"^--a: '1.5' is not a number from 0 to 1"):
         tasks.get("multiplication").predictor.run(_trained_like(d), {"length": 20}, {"a": "1.5", "b": "0"})
+
+
+GENERATED = [("adding", {"length": 20}), ("multiplication", {"length": 20}), ("xor", {"length": 20}),
+             ("temporal-order", {"length": 30, "bits": 3}), ("random-permutation", {"length": 10, "symbols": 6}),
+             ("memorization", {"length": 30, "bits": 20})]
+
+
+def _arrays(split):
+    return [a for a in (split.x, split.y, split.mask) if a is not None]
+
+
+@pytest.mark.parametrize("name, options", GENERATED, ids=[g[0] for g in GENERATED])
+def test_fresh_training_sets_are_new_draws_of_the_same_problem_per_seed_and_epoch(name, options):
+    sizes = {"n_train": 30, "n_val": 10, "n_test": 10}
+    fixed = tasks.load(name, seed=4, **options, **sizes)
+    again = tasks.load(name, seed=4, **options, **sizes, fresh=1)  # fresh leaves the fixed data as it is
+    assert all(np.array_equal(a, b) for a, b in zip(_arrays(fixed.train), _arrays(again.train)))
+    one = tasks.training_set(name, 4, 1, **options, **sizes)
+    assert all(np.array_equal(a, b) for a, b in zip(_arrays(one), _arrays(tasks.training_set(name, 4, 1, **options, **sizes))))
+    assert [a.shape for a in _arrays(one)] == [a.shape for a in _arrays(fixed.train)]
+    assert [a.dtype for a in _arrays(one)] == [a.dtype for a in _arrays(fixed.train)]
+    for other in (tasks.training_set(name, 4, 2, **options, **sizes), tasks.training_set(name, 5, 1, **options, **sizes),
+                  fixed.train, fixed.val):
+        assert not np.array_equal(one.x[:, :10], other.x[:, :10])
+    # the same problem: the drawn set is the loader's own generator on another stream
+    rng = np.random.default_rng([4, tasks.STREAMS[name], 1])
+    want = tasks.get(name).draw(rng, 30, **options)
+    assert all(np.array_equal(a, b) for a, b in zip(_arrays(one), _arrays(want)))
+    whole = tasks.get(name).draw(np.random.default_rng([4, tasks.STREAMS[name]]), 50, **options)
+    assert np.array_equal(whole.x[:, :30], fixed.train.x) and np.array_equal(whole.x[:, 40:], fixed.test.x)
+
+
+def test_training_set_refuses_fixed_data_tasks_and_bad_epochs():
+    with pytest.raises(BPTTError, match="^task sunspots has fixed data; only the generated tasks"):
+        tasks.training_set("sunspots", 0, 1)
+    with pytest.raises(BPTTError, match="^epoch must be an integer >= 1, got 0$"):
+        tasks.training_set("adding", 0, 0)
+    with pytest.raises(BPTTError, match="^--bits must be 2 or 3"):
+        tasks.training_set("temporal-order", 0, 1, bits=4)
 
 
 def test_temporal_order_is_learned_by_hf_at_a_small_length(tmp_path):

@@ -184,6 +184,57 @@ def test_same_seed_same_bits_other_seed_differs():
     assert any(not np.array_equal(a.model.params()[k], c.model.params()[k]) for k in a.model.params())
 
 
+FRESH = {"length": 12, "n_train": 40, "n_val": 20, "n_test": 20, "fresh": 1}
+
+
+@pytest.mark.parametrize("optimizer", ["adam", "hf"])
+def test_fresh_data_same_seed_same_bits_other_seed_differs(optimizer):
+    cfg = dict(hidden_size=4, epochs=3, batch_size=8, optimizer=optimizer)
+    a, b, c = (tr.train(tr.config_for("adding", FRESH, seed=s, **cfg)) for s in (5, 5, 6))
+    for k in a.model.params():
+        assert a.model.params()[k].tobytes() == b.model.params()[k].tobytes()
+    assert a.history == b.history and a.metrics == b.metrics
+    assert a.history["train_loss"] != c.history["train_loss"]
+    fixed = tr.train(tr.config_for("adding", {**FRESH, "fresh": 0}, seed=5, **cfg))
+    assert fixed.history["train_loss"] != a.history["train_loss"]  # other training data
+
+
+def test_each_epoch_trains_on_its_own_fresh_set_and_validation_and_test_stay_fixed(tmp_path):
+    """HF's training loss of epoch e is L(θ_{e-1}) on the whole training set it used: it equals the loss on
+    tasks.training_set(task, seed, e), not on the fixed training split nor on another epoch's set."""
+    cfg = dict(hidden_size=4, optimizer="hf", seed=3, hf_max_cg=10)
+    one = tr.train(tr.config_for("adding", FRESH, epochs=1, **cfg), out=tmp_path / "one")
+    two = tr.train(tr.config_for("adding", FRESH, epochs=2, **cfg))
+    assert two.history["train_loss"][0] == one.history["train_loss"][0]
+    _, after_one, *_ = tr.load_checkpoint(tmp_path / "one")  # θ_1: the parameters after epoch 1
+    model = tr.init_model(two.config, two.data)
+    start = model.params()
+
+    def loss_on(params, split):
+        model.set_params(**params)
+        return tr.evaluate(model, split)
+
+    drawn = {e: tasks.training_set("adding", 3, e, **FRESH) for e in (1, 2)}
+    assert one.history["train_loss"][0] == pytest.approx(loss_on(start, drawn[1]), rel=1e-12)
+    assert two.history["train_loss"][1] == pytest.approx(loss_on(after_one, drawn[2]), rel=1e-12)
+    for other in (drawn[1], two.data.train):
+        assert loss_on(after_one, other) != pytest.approx(two.history["train_loss"][1], rel=1e-6)
+    fixed = tasks.load("adding", seed=3, **{**FRESH, "fresh": 0})  # the validation and test sets: fresh changes neither
+    for name in ("val", "test"):
+        got, want = getattr(two.data, name), getattr(fixed, name)
+        assert np.array_equal(got.x, want.x) and np.array_equal(got.y, want.y) and np.array_equal(got.mask, want.mask)
+
+
+def test_fresh_is_refused_where_the_data_is_fixed_or_the_value_is_not_0_or_1(tmp_path, capsys):
+    with pytest.raises(BPTTError, match="^task option fresh must be 0 or 1, got 2$"):
+        tr.config_for("adding", {"fresh": 2})
+    with pytest.raises(BPTTError, match="^--fresh does not apply to task sunspots"):
+        tr.config_for("sunspots", {"fresh": 1})
+    assert main(["train", "--task", "binary-addition", "--fresh", "1", "--out", str(tmp_path / "r")]) == 2
+    assert "--fresh does not apply to task binary-addition" in _one_error_line(capsys)
+    assert not (tmp_path / "r").exists()
+
+
 def test_early_stopping_stops_after_patience():
     cfg = tr.config_for("sunspots", {"window": 10}, hidden_size=4, optimizer="sgd", lr=3.0, clip=None,
                         epochs=60, batch_size=8, patience=3)
@@ -215,8 +266,13 @@ def _params(folder: Path) -> dict[str, bytes]:
         pytest.param(["--task", "sine", "--length", "30", "--n-train", "8", "--n-val", "4", "--n-test", "4", "--hidden", "4",
                       "--chunk", "10", "--batch-size", "4", "--epochs", "7", "--optimizer", "sgd", "--lr", "0.2",
                       "--momentum", "0.9", "--nesterov"], marks=pytest.mark.slow),
+        # a fresh training set every epoch (drawn from seed and epoch): the resumed run draws the same ones
+        ["--task", "adding", "--length", "12", "--n-train", "40", "--n-val", "20", "--n-test", "20", "--fresh", "1",
+         "--hidden", "4", "--epochs", "7", "--batch-size", "8"],
+        ["--task", "xor", "--length", "12", "--n-train", "40", "--n-val", "20", "--n-test", "20", "--fresh", "1",
+         "--hidden", "4", "--epochs", "7", "--optimizer", "hf", "--hf-max-cg", "10"],
     ],
-    ids=["adam-cosine", "sgd-nesterov-tbptt"],
+    ids=["adam-cosine", "sgd-nesterov-tbptt", "adam-fresh", "hf-fresh"],
 )
 def test_resume_after_sigkill_equals_uninterrupted_run(tmp_path, args):
     args = args + ["--checkpoint-every", "2", "--seed", "3"]

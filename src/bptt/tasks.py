@@ -127,7 +127,8 @@ class Option:
     """One option of a task's loader: its keyword ``name``, the CLI ``flag`` (default ``--`` + name
     with dashes), ``type`` (converts the command-line text), ``default`` (what ``load`` passes when
     it is left out; None: the loader decides, see ``help``), ``help`` (one line, no default in it)
-    and ``required`` (the loader refuses to run without it)."""
+    ``required`` (the loader refuses to run without it) and ``training`` (an option of how the task is trained,
+e.g. ``fresh``: the training loop reads it, ``load`` does not pass it to the loader)."""
 
     name: str
     type: Callable[[str], Any]
@@ -136,6 +137,7 @@ class Option:
     flag: str = ""
     metavar: str = ""
     required: bool = False
+    training: bool = False  # read by the training loop (bptt.train), not passed to the loader
 
     def __post_init__(self) -> None:
         if not self.flag:
@@ -300,8 +302,19 @@ def adding(length: int = 50, n_train: int = 2000, n_val: int = 500, n_test: int 
     """x (length, N, 2) = (value, marker); y (length, N, 1), scored at the last step only."""
     length = _positive_int("length", length, 2)
     n_train, n_val, n_test = (_positive_int(k, v) for k, v in (("n_train", n_train), ("n_val", n_val), ("n_test", n_test)))
-    rng = np.random.default_rng([seed, 3])
-    n = n_train + n_val + n_test
+    whole = adding_draw(np.random.default_rng([seed, STREAMS["adding"]]), n_train + n_val + n_test, length)
+    return TaskData(
+        "adding",
+        *_train_val_test(_cut(whole), n_train, n_val, whole.n),
+        input_size=2,
+        output_size=1,
+        info={"length": length, "sequences": {"train": n_train, "val": n_val, "test": n_test}},
+    )
+
+
+def adding_draw(rng: np.random.Generator, n: int, length: int = 50) -> Split:
+    """n sequences of the adding problem drawn from ``rng``: x (T, n, 2), y (T, n, 1), mask (T, n)."""
+    length = _positive_int("length", length, 2)
     half = length // 2
     v = rng.uniform(0, 1, size=(length, n))  # (T, N)
     i = rng.integers(0, half, size=n)  # first marker in the first half
@@ -315,17 +328,19 @@ def adding(length: int = 50, n_train: int = 2000, n_val: int = 500, n_test: int 
     y[-1, :, 0] = 0.5 * (v[i, cols] + v[j, cols])
     mask = np.zeros((length, n), dtype=bool)  # (T, N)
     mask[-1] = True
+    return Split(x, y, mask)
 
+
+def _cut(whole: Split) -> Callable[[int, int], Split]:
+    """split(lo, hi): sequences lo..hi-1 of ``whole``."""
     def split(lo: int, hi: int) -> Split:
-        return Split(x[:, lo:hi], y[:, lo:hi], mask[:, lo:hi])
+        return Split(whole.x[:, lo:hi], whole.y[:, lo:hi], None if whole.mask is None else whole.mask[:, lo:hi])
+    return split
 
-    return TaskData(
-        "adding",
-        *_train_val_test(split, n_train, n_val, n),
-        input_size=2,
-        output_size=1,
-        info={"length": length, "sequences": {"train": n_train, "val": n_val, "test": n_test}},
-    )
+
+# The generator stream of each generated task: its fixed data from default_rng([seed, stream]), the fresh
+# training set of epoch k (option fresh) from default_rng([seed, stream, k]), k >= 1: other streams.
+STREAMS = {"adding": 3, "multiplication": 4, "xor": 5, "temporal-order": 6, "random-permutation": 7, "memorization": 8}
 
 
 # ---------------------------------------------------------------- the pathological long-range problems
@@ -372,15 +387,10 @@ def _answer_rows(labels: np.ndarray, classes: int, length: int) -> tuple[np.ndar
     return y, mask
 
 
-def _three_splits(name: str, x: np.ndarray, y: np.ndarray, mask: np.ndarray | None, sizes: tuple[int, int, int],
-                  info: dict[str, Any]) -> TaskData:
+def _three_splits(name: str, whole: Split, sizes: tuple[int, int, int], info: dict[str, Any]) -> TaskData:
     n_train, n_val, n_test = sizes
-
-    def split(lo: int, hi: int) -> Split:
-        return Split(x[:, lo:hi], y[:, lo:hi], None if mask is None else mask[:, lo:hi])
-
-    return TaskData(name, *_train_val_test(split, n_train, n_val, sum(sizes)), input_size=x.shape[2],
-                    output_size=y.shape[2],
+    return TaskData(name, *_train_val_test(_cut(whole), n_train, n_val, sum(sizes)), input_size=whole.x.shape[2],
+                    output_size=whole.y.shape[2],
                     info={**info, "sequences": {"train": n_train, "val": n_val, "test": n_test}})
 
 
@@ -416,15 +426,20 @@ def multiplication(length: int = 100, n_train: int = 2000, n_val: int = 500, n_t
     [T/10, T/2), else 0.  The target, scored at the last step only, is the product of the two marked
     values (in [0, 1], the seed's sigmoid output).  Solved: |error| < 0.04 on the test sequences.
     """
-    length = _length_checked(length)
     sizes = _sizes_checked(n_train, n_val, n_test)
-    rng = np.random.default_rng([seed, 4])
-    x, a, b = operand_inputs("multiplication", length, sum(sizes), rng)
-    y = np.zeros((length, sum(sizes), 1))  # (T, N, 1)
+    whole = multiplication_draw(np.random.default_rng([seed, STREAMS["multiplication"]]), sum(sizes), length)
+    return _three_splits("multiplication", whole, sizes, {"length": whole.x.shape[0]})
+
+
+def multiplication_draw(rng: np.random.Generator, n: int, length: int = 100) -> Split:
+    """n sequences of the multiplication problem drawn from ``rng``."""
+    length = _length_checked(length)
+    x, a, b = operand_inputs("multiplication", length, n, rng)
+    y = np.zeros((length, n, 1))  # (T, N, 1)
     y[-1, :, 0] = a * b
-    mask = np.zeros((length, sum(sizes)), dtype=bool)
+    mask = np.zeros((length, n), dtype=bool)
     mask[-1] = True
-    return _three_splits("multiplication", x, y, mask, sizes, {"length": length})
+    return Split(x, y, mask)
 
 
 def xor(length: int = 100, n_train: int = 2000, n_val: int = 500, n_test: int = 1000, seed: int = 0) -> TaskData:
@@ -435,12 +450,16 @@ def xor(length: int = 100, n_train: int = 2000, n_val: int = 500, n_test: int = 
     two: a softmax output and the cross-entropy.  (Sutskever's code ran XOR at half the other
     problems' length: its "T = 100" XOR has 50 steps, with these same fractions.)
     """
-    length = _length_checked(length)
     sizes = _sizes_checked(n_train, n_val, n_test)
-    rng = np.random.default_rng([seed, 5])
-    x, a, b = operand_inputs("xor", length, sum(sizes), rng)
-    y, mask = _answer_rows((a != b).astype(np.int64), 2, length)
-    return _three_splits("xor", x, y, mask, sizes, {"length": length})
+    whole = xor_draw(np.random.default_rng([seed, STREAMS["xor"]]), sum(sizes), length)
+    return _three_splits("xor", whole, sizes, {"length": whole.x.shape[0]})
+
+
+def xor_draw(rng: np.random.Generator, n: int, length: int = 100) -> Split:
+    """n sequences of the XOR problem drawn from ``rng``."""
+    length = _length_checked(length)
+    x, a, b = operand_inputs("xor", length, n, rng)
+    return Split(x, *_answer_rows((a != b).astype(np.int64), 2, length))
 
 
 TEMPORAL_SPANS = {2: ((1, 10), (40, 50)), 3: ((1, 10), (30, 40), (50, 60))}
@@ -474,14 +493,24 @@ def temporal_order(length: int = 100, bits: int = 2, n_train: int = 2000, n_val:
     (2 bits), or [T/100, T/10), [3T/10, 2T/5) and [T/2, 3T/5) (3 bits).  At E the network names their
     order: one class of 2^bits (XX, XY, YX, YY for 2 bits), a softmax output and the cross-entropy.
     """
-    length = _length_checked(length)
+    _length_checked(length)
+    _temporal_bits_checked(bits)
+    sizes = _sizes_checked(n_train, n_val, n_test)
+    whole = temporal_order_draw(np.random.default_rng([seed, STREAMS["temporal-order"]]), sum(sizes), length, bits)
+    return _three_splits("temporal-order", whole, sizes, {"length": length, "order_bits": bits})
+
+
+def _temporal_bits_checked(bits: Any) -> int:
     if isinstance(bits, bool) or not isinstance(bits, (int, np.integer)) or bits not in TEMPORAL_SPANS:
         raise BPTTError(f"--bits must be 2 or 3 for temporal-order (the 2-bit and 3-bit problems), got {bits!r}")
-    sizes = _sizes_checked(n_train, n_val, n_test)
-    rng = np.random.default_rng([seed, 6])
-    x, codes = temporal_inputs(length, bits, sum(sizes), rng)
-    y, mask = _answer_rows(codes, 2**bits, length)
-    return _three_splits("temporal-order", x, y, mask, sizes, {"length": length, "order_bits": bits})
+    return bits
+
+
+def temporal_order_draw(rng: np.random.Generator, n: int, length: int = 100, bits: int = 2) -> Split:
+    """n sequences of the temporal order problem drawn from ``rng``."""
+    length, bits = _length_checked(length), _temporal_bits_checked(bits)
+    x, codes = temporal_inputs(length, bits, n, rng)
+    return Split(x, *_answer_rows(codes, 2**bits, length))
 
 
 def permutation_inputs(length: int, symbols: int, first: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
@@ -508,9 +537,15 @@ def random_permutation(length: int = 100, symbols: int = 100, n_train: int = 200
     length = _length_checked(length)
     symbols = _positive_int("symbols", symbols, 3)
     sizes = _sizes_checked(n_train, n_val, n_test)
-    rng = np.random.default_rng([seed, 7])
-    x, y = permutation_inputs(length, symbols, rng.integers(0, 2, size=sum(sizes)), rng)
-    return _three_splits("random-permutation", x, y, None, sizes, {"length": length, "symbols": symbols})
+    whole = random_permutation_draw(np.random.default_rng([seed, STREAMS["random-permutation"]]), sum(sizes), length,
+                                    symbols)
+    return _three_splits("random-permutation", whole, sizes, {"length": length, "symbols": symbols})
+
+
+def random_permutation_draw(rng: np.random.Generator, n: int, length: int = 100, symbols: int = 100) -> Split:
+    """n sequences of the random permutation problem drawn from ``rng``."""
+    length, symbols = _length_checked(length), _positive_int("symbols", symbols, 3)
+    return Split(*permutation_inputs(length, symbols, rng.integers(0, 2, size=n), rng))
 
 
 MEMORY = {5: (5, 2), 20: (10, 4)}  # the 5-bit and 20-bit problems: (characters, alphabet)
@@ -538,18 +573,30 @@ def memorization(length: int = 100, bits: int = 5, n_train: int = 2000, n_val: i
     every step).  The test error is the fraction of test sequences with any recalled character wrong.
     The 5-bit problem has only 32 distinct sequences, so its splits hold the same ones.
     """
+    _memorization_checked(length, bits)
+    chars, alphabet = MEMORY[bits]
+    sizes = _sizes_checked(n_train, n_val, n_test)
+    whole = memorization_draw(np.random.default_rng([seed, STREAMS["memorization"]]), sum(sizes), length, bits)
+    return _three_splits("memorization", whole, sizes,
+                         {"length": length, "string_bits": bits, "chars": chars, "alphabet": alphabet})
+
+
+def _memorization_checked(length: Any, bits: Any) -> tuple[int, int]:
     length = _length_checked(length)
     if isinstance(bits, bool) or not isinstance(bits, (int, np.integer)) or bits not in MEMORY:
         raise BPTTError(f"--bits must be 5 or 20 for memorization (the 5-bit and 20-bit problems), got {bits!r}")
-    chars, alphabet = MEMORY[bits]
+    chars = MEMORY[bits][0]
     if length < 2 * chars + 2:
         raise BPTTError(f"--length {length} is too short for the {bits}-bit memorization problem: it needs at least "
                         f"{2 * chars + 2} steps; give a longer --length")
-    sizes = _sizes_checked(n_train, n_val, n_test)
-    rng = np.random.default_rng([seed, 8])
-    x, y = memorization_sequences(length, chars, alphabet, rng.integers(0, alphabet, size=(sum(sizes), chars)))
-    return _three_splits("memorization", x, y, None, sizes,
-                         {"length": length, "string_bits": bits, "chars": chars, "alphabet": alphabet})
+    return length, bits
+
+
+def memorization_draw(rng: np.random.Generator, n: int, length: int = 100, bits: int = 5) -> Split:
+    """n sequences of the noiseless memorization problem drawn from ``rng``."""
+    length, bits = _memorization_checked(length, bits)
+    chars, alphabet = MEMORY[bits]
+    return Split(*memorization_sequences(length, chars, alphabet, rng.integers(0, alphabet, size=(n, chars))))
 
 
 # ---------------------------------------------------------------- series: sunspots, csv
@@ -1357,6 +1404,17 @@ def _sizes(what: str, train: int | None, val: int | None, test: int | None, note
     return opts + (Option("n_val", int, val, f"validation {what}{note}"), Option("n_test", int, test, f"test {what}{note}"))
 
 
+def fresh_field(name: str, v: Any) -> int:
+    return check_int(name, v, 0, 1, what="0 or 1")  # type: ignore[return-value]
+
+
+TRAINING_CHECKS: dict[str, Callable[[str, Any], Any]] = {"fresh": fresh_field}
+# Martens & Sutskever (2011) drew new sequences for every HF iteration: with a fixed set a network fits it
+# before it finds the long-range rule.  Validation and test sets stay the fixed ones.
+FRESH = Option("fresh", int, 0, "1: a new training set every epoch (every HF iteration), drawn from the seed and "
+               "the epoch, 0: one fixed set", metavar="0|1", training=True)
+
+
 OPERANDS = (Option("a", str, None, "first operands", metavar="A1,A2,..."),
             Option("b", str, None, "second operands", metavar="B1,B2,..."))
 
@@ -1386,6 +1444,8 @@ class Task:
     default_index: Callable[[dict[str, Any], int], tuple[str, list[int]]] | None = None
     units: Callable[[dict[str, Any]], tuple[str, str]] = own_units
     predictor: Predictor | None = None
+    # draw(rng, n, **loader options but sizes): n fresh training sequences (a generated task; ``training_set``)
+    draw: Callable[..., Split] | None = None
 
     def option(self, name: str) -> Option | None:
         return next((o for o in self.options if o.name == name), None)
@@ -1412,10 +1472,10 @@ TASKS: dict[str, Task] = {t.name: t for t in (
          metrics=sine_metrics, view=sine_view, scaled=True, units=sine_units),
     Task(name="adding", description="the adding problem: the mean of two marked values, answered at the last step",
          loader=adding,
-         options=(Option("length", int, 50, "sequence length"),) + _sizes("sequences", 2000, 500, 1000),
+         options=(Option("length", int, 50, "sequence length"),) + _sizes("sequences", 2000, 500, 1000) + (FRESH,),
          defaults=TrainDefaults(hidden_size=16, lr=0.01, epochs=30, batch_size=32, checkpoint_every=5,
                                 hf={"epochs": 100, "checkpoint_every": 10}),  # HF breaks T = 100 in ~40 iterations
-         metrics=adding_metrics, view=adding_view),
+         metrics=adding_metrics, view=adding_view, draw=adding_draw),
     Task(name="sunspots", description="forecast next year's sunspot number, 1700-2008",
          loader=sunspots, seeded=False,
          options=(Option("window", int, 20, "window length in years"),) + _sizes("years", None, 20, 30),
@@ -1448,24 +1508,25 @@ TASKS: dict[str, Task] = {t.name: t for t in (
     # the pathological long-range problems (Martens & Sutskever 2011): budgets in HF iterations
     Task(name="multiplication", description="the product of two marked values, answered at the last step",
          loader=multiplication,
-         options=(Option("length", int, 100, "sequence length"),) + _sizes("sequences", 2000, 500, 1000),
+         options=(Option("length", int, 100, "sequence length"),) + _sizes("sequences", 2000, 500, 1000) + (FRESH,),
          defaults=TrainDefaults(hidden_size=16, lr=0.01, epochs=30, batch_size=32, checkpoint_every=5,
                                 hf={"epochs": 100, "checkpoint_every": 10}),
          metrics=multiplication_metrics, view=multiplication_view, info_fields={"length": length_field},
+         draw=multiplication_draw,
          predictor=Predictor(OPERANDS, operand_answers("multiplication"), operand_text)),
     Task(name="xor", description="the XOR of two marked bits, answered at the last step",
-         loader=xor,
-         options=(Option("length", int, 100, "sequence length"),) + _sizes("sequences", 2000, 500, 1000),
+         loader=xor, draw=xor_draw,
+         options=(Option("length", int, 100, "sequence length"),) + _sizes("sequences", 2000, 500, 1000) + (FRESH,),
          defaults=TrainDefaults(hidden_size=16, lr=0.01, epochs=30, batch_size=32, checkpoint_every=5,
                                 output_activation="softmax", loss="cross_entropy",
                                 hf={"epochs": 100, "checkpoint_every": 10}),
          metrics=class_metrics, view=class_view, info_fields={"length": length_field},
          predictor=Predictor(OPERANDS, operand_answers("xor"), operand_text)),
     Task(name="temporal-order", description="the order of 2 or 3 symbols X/Y among distractors, named at the end",
-         loader=temporal_order,
+         loader=temporal_order, draw=temporal_order_draw,
          options=(Option("length", int, 100, "sequence length"),
                   Option("bits", int, 2, "relevant symbols: 2 or 3 (4 or 8 classes)"))
-         + _sizes("sequences", 2000, 500, 1000),
+         + _sizes("sequences", 2000, 500, 1000) + (FRESH,),
          defaults=TrainDefaults(hidden_size=16, lr=0.01, epochs=30, batch_size=32, checkpoint_every=5,
                                 output_activation="softmax", loss="cross_entropy",
                                 hf={"epochs": 100, "checkpoint_every": 10}),
@@ -1474,11 +1535,11 @@ TASKS: dict[str, Task] = {t.name: t for t in (
          predictor=Predictor((Option("order", str, None, "orders of X and Y to classify", metavar="XY,YX,..."),),
                              order_answers, order_text)),
     Task(name="random-permutation", description="recall the first of T random symbols at the end",
-         loader=random_permutation,
+         loader=random_permutation, draw=random_permutation_draw,
          options=(Option("length", int, 100, "sequence length"),
                   Option("symbols", int, 100, "symbols (one-hot inputs and outputs)"))
          # 2000: with 500 the network fits the training split's random symbols and the validation loss rises
-         + _sizes("sequences", 2000, 500, 1000),
+         + _sizes("sequences", 2000, 500, 1000) + (FRESH,),
          defaults=TrainDefaults(hidden_size=16, lr=0.01, epochs=30, batch_size=32, checkpoint_every=5,
                                 output_activation="softmax", loss="cross_entropy",
                                 hf={"epochs": 100, "checkpoint_every": 10}),
@@ -1487,10 +1548,10 @@ TASKS: dict[str, Task] = {t.name: t for t in (
          predictor=Predictor((Option("first", str, None, "first symbols, 0 or 1", metavar="S1,S2,..."),),
                              first_answers, first_text)),
     Task(name="memorization", description="recall a string of 5 or 20 bits shown at the start, after a trigger",
-         loader=memorization,
+         loader=memorization, draw=memorization_draw,
          options=(Option("length", int, 100, "sequence length"),
                   Option("bits", int, 5, "the 5-bit (5 binary characters) or 20-bit (10 of 4 symbols) problem"))
-         + _sizes("sequences", 2000, 500, 1000),
+         + _sizes("sequences", 2000, 500, 1000) + (FRESH,),
          defaults=TrainDefaults(hidden_size=16, lr=0.01, epochs=30, batch_size=32, checkpoint_every=5,
                                 output_activation="softmax", loss="cross_entropy",
                                 # structural damping: at T = 12, mu 0 / 0.3 / 1 gave test error 0.80 / 0.44 / 0
@@ -1525,13 +1586,49 @@ def check_options(name: str, options: dict[str, Any]) -> Task:
 
 
 def load(name: str, seed: int = 0, **options: Any) -> TaskData:
-    """The task called ``name``: its record's defaults under ``options``; ``seed`` for the random tasks."""
+    """The task called ``name``: its record's defaults under ``options``; ``seed`` for the random tasks.
+    Training options (``Option.training``, e.g. fresh) are checked and left to the training loop."""
     task = check_options(name, options)
-    kwargs = {o.name: o.default for o in task.options if not o.required}
-    kwargs.update(options)
+    kwargs = _loader_options(task, options)
     if task.seeded:
         kwargs["seed"] = seed
     return task.loader(**kwargs)
+
+
+def _loader_options(task: Task, options: dict[str, Any]) -> dict[str, Any]:
+    """The loader's keywords: the record's defaults under ``options``, training options left out."""
+    kwargs = {o.name: o.default for o in task.options if not o.required and not o.training}
+    kwargs.update({k: v for k, v in options.items() if not task.option(k).training})  # type: ignore[union-attr]
+    return kwargs
+
+
+def training_option(name: str, options: dict[str, Any], option: str) -> Any:
+    """The value of training option ``option`` of task ``name`` under ``options`` (its default when not
+    given; None when the task has no such option)."""
+    opt = get(name).option(option)
+    if opt is None or not opt.training:
+        return None
+    return options.get(option, opt.default)
+
+
+def check_training_option(name: str, value: Any) -> Any:
+    """A training option's value checked (one line naming the option and what it takes)."""
+    return TRAINING_CHECKS[name](f"task option {name}", value)
+
+
+def training_set(name: str, seed: int, epoch: int, **options: Any) -> Split:
+    """The fresh training set of epoch ``epoch`` (>= 1) of the generated task ``name``: n_train new sequences
+    drawn from ``np.random.default_rng([seed, stream, epoch])`` (the fixed data uses [seed, stream], so these
+    are other draws; the same bits on any machine).  ``options`` as for ``load``."""
+    task = check_options(name, options)
+    if task.draw is None:
+        raise BPTTError(f"task {name} has fixed data; only the generated tasks "
+                        f"({', '.join(t.name for t in TASKS.values() if t.draw)}) draw fresh training sets")
+    check_int("epoch", epoch, 1)
+    kwargs = _loader_options(task, options)
+    n = _positive_int("n_train", kwargs.pop("n_train"))
+    kwargs.pop("n_val", None), kwargs.pop("n_test", None)
+    return task.draw(np.random.default_rng([check_int("seed", seed, 0), STREAMS[name], epoch]), n, **kwargs)
 
 
 def prediction_view(data: TaskData, model, metrics: dict[str, Any]) -> PredictionView:

@@ -4,6 +4,7 @@ One flat loop (``train``), in the spirit of nanoGPT's train.py: read it top to
 bottom to know everything a run does.
 
     for epoch:
+        (task option fresh 1: a new training set, drawn from (seed, epoch); validation and test stay fixed)
         shuffle the training sequences with rng([seed, epoch])
         for each mini-batch (T, B, D):
             h = None (zeros)
@@ -24,7 +25,8 @@ member k seeded 10 seed + k (on the data of ``seed``), each trained by ``train``
 the result predicts the members' mean (``bptt.model.Ensemble``) and its metrics are the task's on it.
 
 Reproducibility: the model is initialised from ``seed``, the shuffle of epoch e is
-drawn from ``np.random.default_rng([seed, e])``, and the checkpoint holds the
+drawn from ``np.random.default_rng([seed, e])`` (and a fresh training set from the task's
+``tasks.training_set(task, seed, e)``), and the checkpoint holds the
 parameters, the optimizer state, the history and the early-stopping state.  So a
 run resumed from a checkpoint ends with exactly (bit for bit) the parameters of
 an uninterrupted run.
@@ -70,6 +72,8 @@ def check_task_options(task: str, options: Any) -> None:
             check_number(where, value)
         elif value is not None and not isinstance(value, str):
             raise BPTTError(f"{where} must be text, got {short_repr(value)}")
+        if record.option(name).training:  # type: ignore[union-attr]
+            tasks.check_training_option(name, value)
 
 
 # HF's damping lambda, structural damping mu and l2 enter every curvature product as (l2 + lambda) v + mu lambda S v:
@@ -512,12 +516,15 @@ def train(
     params = model.params()  # the optimizer updates these arrays in place
     opt = make_optimizer(cfg, params)
     Ttot, N = data.train.x.shape[0], data.train.n
+    data_seed = cfg.seed if cfg.data_seed is None else cfg.data_seed
+    fresh = tasks.training_option(cfg.task, cfg.task_options, "fresh") == 1
     batches = math.ceil(N / cfg.batch_size)
     chunk = cfg.chunk or Ttot
     chunks = math.ceil(Ttot / chunk)
     total_steps = cfg.epochs * batches * chunks
     xs = data.train.x.astype(dtype)  # (T, N, D)
     ys = data.train.y.astype(dtype)  # (T, N, O)
+    mask = data.train.mask  # (T, N) or None
     state = new_state()
     best = model.params()
 
@@ -549,15 +556,18 @@ def train(
     while state["epoch"] < cfg.epochs and not state["stopped_early"]:
         epoch = state["epoch"] + 1
         signals.check()
+        if fresh:  # this epoch's own sequences, from (data seed, epoch): a resumed run draws the same ones
+            drawn = tasks.training_set(cfg.task, data_seed, epoch, **cfg.task_options)
+            xs, ys, mask = drawn.x.astype(dtype), drawn.y.astype(dtype), drawn.mask
         perm = np.random.default_rng([cfg.seed, epoch]).permutation(N)  # (N,): this epoch's order
         loss_sum, loss_n = 0.0, 0
         if run_epoch is not None:  # an epoch runner (Hessian-free, bptt.hf): the epoch in one call, no mini-batches
-            loss_sum, loss_n = run_epoch(params, xs, ys, data.train.mask, perm)
+            loss_sum, loss_n = run_epoch(params, xs, ys, mask, perm)
             state["step"] += 1
             state["stopped_early"] = opt.out_of_time  # its time limit reached: this epoch is the last
         bi = 0
         # compiled: up to STEPS_AT_ONCE mini-batches in one call (whole sequences, no mask), the same bits
-        while fused_steps and run_epoch is None and data.train.mask is None and chunk == Ttot and bi < batches:
+        while fused_steps and run_epoch is None and mask is None and chunk == Ttot and bi < batches:
             signals.check()  # a Ctrl-C whose KeyboardInterrupt was dropped inside a compiled call's machinery
             n_now = min(STEPS_AT_ONCE, batches - bi)
             ran = fused_steps(params, opt, xs, ys, perm, bi, [lr_at(cfg, state["step"] + j, total_steps)
@@ -578,7 +588,7 @@ def train(
             signals.check()
             idx = perm[bi * cfg.batch_size : (bi + 1) * cfg.batch_size]
             xb, yb = xs[:, idx], ys[:, idx]  # (T, B, D), (T, B, O)
-            mb = None if data.train.mask is None else data.train.mask[:, idx]  # (T, B)
+            mb = None if mask is None else mask[:, idx]  # (T, B)
             h = None  # zeros: each mini-batch starts afresh
             for c0 in range(0, Ttot, chunk):
                 sl = slice(c0, c0 + chunk)
