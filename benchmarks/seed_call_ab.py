@@ -1,10 +1,13 @@
-"""The seed's call (T = 2, float64), this tree against an earlier commit, interleaved in one process.
+"""The seed's call (T = 2), this tree against an earlier commit, interleaved in one process.
 
     python benchmarks/seed_call_ab.py 7b2f80f [ROUNDS]
 
 The earlier commit's package is unpacked (git archive) as `bptt_base` into a temporary folder and both are
-timed in turns, four input forms each (min of 60 x 300 calls per round): so the two are measured under the
-same load, which on a shared machine matters more than any single figure.
+timed in turns, four input forms each, for the float64 network (RNN.scalar(), the seed's own call) and the
+float32 one (`bptt bench`'s seed rows), min of 60 x 300 calls per round: so the two are measured under the
+same load, which on a shared machine matters more than any single figure.  Before timing, both trees'
+results are compared bit for bit (loss and the five gradients, every form and dtype, the seed's point
+and random networks, with and without h0); any difference stops the script.
 """
 
 import subprocess
@@ -16,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
+DTYPES = (np.float64, np.float32)
 
 
 def base_package(commit: str) -> Path:
@@ -26,6 +30,38 @@ def base_package(commit: str) -> Path:
     return folder
 
 
+def forms(x: np.ndarray, y: np.ndarray, dtype) -> dict:
+    """The seed's call's input forms of the scalar sequences x, y (T,): lists of Python floats, then arrays."""
+    x, y = x.astype(dtype), y.astype(dtype)
+    return {"list": (x.tolist(), y.tolist()), "1-D": (x, y), "(T, D)": (x[:, None].copy(), y[:, None].copy()),
+            "(T, B, D)": (x[:, None, None].copy(), y[:, None, None].copy())}
+
+
+def same_bits(a, b) -> bool:
+    (la, ga), (lb, gb) = a, b
+    return (np.float64(la).tobytes() == np.float64(lb).tobytes() and sorted(ga) == sorted(gb)
+            and all(ga[k].dtype == gb[k].dtype and ga[k].shape == gb[k].shape and ga[k].tobytes() == gb[k].tobytes()
+                    for k in ga))
+
+
+def check_bits(pkgs: dict) -> int:
+    """Both trees give the same bits on every form: the seed's point and random networks; returns the count."""
+    rng = np.random.default_rng(0)
+    cases = [((1.0, 1.0, 1.0, 1.0, 1.0), np.array([1.0, 0.0]), np.array([0.5, 0.5]), None)]
+    for T in (1, 2, 7, 40):
+        for h0 in (None, 0.3):
+            cases.append((tuple(rng.standard_normal(5)), rng.standard_normal(T), rng.random(T), h0))
+    n = 0
+    for dtype in DTYPES:
+        for w, xs, ys, h0 in cases:
+            for form, (x, y) in forms(xs, ys, dtype).items():
+                got = [pkg.RNN.scalar(*w, dtype=dtype).loss_and_grad(x, y, h0=h0) for pkg in pkgs.values()]
+                if not same_bits(*got):
+                    raise SystemExit(f"different bits: {np.dtype(dtype).name} {form} w={w} h0={h0}: {got}")
+                n += 1
+    return n
+
+
 def main() -> None:
     commit = sys.argv[1] if len(sys.argv) > 1 else "HEAD~1"
     rounds = int(sys.argv[2]) if len(sys.argv) > 2 else 3
@@ -33,22 +69,26 @@ def main() -> None:
     import bptt
     import bptt_base
 
-    forms = {"list": ([1.0, 0.0], [0.5, 0.5]), "1-D": (np.array([1.0, 0.0]), np.array([0.5, 0.5])),
-             "(T, D)": (np.array([[1.0], [0.0]]), np.array([[0.5], [0.5]])),
-             "(T, B, D)": (np.array([[[1.0]], [[0.0]]]), np.array([[[0.5]], [[0.5]]]))}
-    models = {"now": bptt.RNN.scalar(), commit: bptt_base.RNN.scalar()}
+    pkgs = {"now": bptt, commit: bptt_base}
+    print(f"bits: the same in all {check_bits(pkgs)} cases (loss and five gradients)\n")
+    seed_x, seed_y = np.array([1.0, 0.0]), np.array([0.5, 0.5])
     best: dict = {}
     for _ in range(rounds):
-        for name, m in models.items():
-            for form, (x, y) in forms.items():
-                call = (lambda m=m, x=x, y=y: m.loss_and_grad(x, y))
-                call()
-                t = min(timeit.repeat(call, number=300, repeat=60)) / 300 * 1e6
-                best[name, form] = min(best.get((name, form), 1e9), t)
-    print(f"| form | now | {commit} | now / {commit} |\n|---|---|---|---|")
-    for form in forms:
-        print(f"| {form} | {best['now', form]:.2f} µs | {best[commit, form]:.2f} µs | "
-              f"{best['now', form] / best[commit, form]:.2f} |")
+        for dtype in DTYPES:
+            for name, pkg in pkgs.items():
+                m = pkg.RNN.scalar(dtype=dtype)
+                for form, (x, y) in forms(seed_x, seed_y, dtype).items():
+                    call = (lambda m=m, x=x, y=y: m.loss_and_grad(x, y))
+                    call()
+                    t = min(timeit.repeat(call, number=300, repeat=60)) / 300 * 1e6
+                    key = (np.dtype(dtype).name, name, form)
+                    best[key] = min(best.get(key, 1e9), t)
+    print(f"| dtype | form | now | {commit} | now / {commit} |\n|---|---|---|---|---|")
+    for dtype in DTYPES:
+        dt = np.dtype(dtype).name
+        for form in forms(seed_x, seed_y, dtype):
+            print(f"| {dt} | {form} | {best[dt, 'now', form]:.2f} µs | {best[dt, commit, form]:.2f} µs | "
+                  f"{best[dt, 'now', form] / best[dt, commit, form]:.2f} |")
 
 
 if __name__ == "__main__":

@@ -45,6 +45,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from . import engine
+from .engine import loss_scale
 from .products import matmul as mm
 from . import losses
 from .activations import Activation, require, supports
@@ -176,6 +177,7 @@ class Network(NamedTuple):
              when that call needs it
     f, g     the hidden and output activations; criterion the loss (losses.py)
     codes    (f, g, loss) codes of their compiled branches; None if one of them has none
+    scalar   whether it is the seed's network, D = H = O = 1
     """
 
     p: Any
@@ -184,11 +186,13 @@ class Network(NamedTuple):
     criterion: Loss
     theta: Any = None
     codes: tuple[int, int, int] | None = None
+    scalar: bool = False
 
 
 def network(p, f: Activation, g: Activation, criterion: Loss, theta: np.ndarray | None = None) -> Network:
     codes = (f.code, g.code, criterion.code)
-    return Network(p, f, g, criterion, theta, None if None in codes else codes)
+    scalar = p.w.shape == _ONE and p.w_x.shape == _ONE
+    return Network(p, f, g, criterion, theta, None if None in codes else codes, scalar)
 
 
 def loss_and_grad(net: Network, x, y, h0, reduction: str = "mean", truncate: int | None = None, checkpoint: Any = None,
@@ -209,20 +213,20 @@ def loss_and_grad(net: Network, x, y, h0, reduction: str = "mean", truncate: int
             fcode, gcode, lcode = codes
             if lcode in K.LOSS_CODES:
                 T, B, D = x.shape
-                p = net.p
-                w = p.w
                 dtype = x.dtype
-                c = engine.loss_scale(T, B, reduction)
-                if B == 1 and D == 1 and w.shape == _ONE and (truncate is None or truncate >= T):
+                c = loss_scale(T, B, reduction)
+                if B == 1 and net.scalar and (truncate is None or truncate >= T):
                     theta = net.theta
                     if theta is None:
-                        theta = np.concatenate([a.reshape(-1) for a in p]).astype(dtype)
+                        theta = np.concatenate([a.reshape(-1) for a in net.p]).astype(dtype)
                     g5 = np.empty(_FIVE, dtype)  # (5, 1, 1): the seed's five gradients in one kernel argument
                     loss = K.scalar_fast(x, y, theta, 0.0 if h0 is None else float(h0[0, 0]), c, fcode, gcode, lcode,
                                          g5)
                     if loss == loss:
                         return loss, {"w": g5[0], "w_x": g5[1], "w_h": g5[2], "b1": g5[3, 0], "b2": g5[4, 0]}, None
                 else:
+                    p = net.p
+                    w = p.w
                     O, H = w.shape
                     kind = fast_kernel(B, H, dtype != np.float64)
                     if kind is not None:
