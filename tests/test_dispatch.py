@@ -138,3 +138,34 @@ def test_checkpoint_true_means_sqrt_as_in_the_torch_layer():
 def test_checkpoint_with_truncate_is_refused():
     with pytest.raises(BPTTError, match="cannot be combined with truncate"):
         bptt.RNN.scalar().loss_and_grad([1.0, 0.0, 1.0], [0.5, 0.5, 0.5], truncate=1, checkpoint="sqrt")
+
+
+@pytest.mark.parametrize("backend", ["numpy", "auto"])
+@pytest.mark.parametrize("k", [None, 3])
+def test_no_h0_is_a_zero_state_on_every_path(backend, k):
+    """The model passes h0 None down when it is not given; dispatch reads it as zeros (every path, dLoss/dh_0 too)."""
+    rng = np.random.default_rng(7)
+    for m, B in ((bptt.RNN.scalar(0.5, -1.2, 0.8, 0.3, -0.4), 1), (bptt.RNN(2, 3, 2, seed=1), 4)):
+        D, H, O = m.input_size, m.hidden_size, m.output_size
+        x, y = rng.standard_normal((9, B, D)), rng.random((9, B, O))
+        l0, g0, d0 = m._gradient(x, y, None, "mean", None, backend=backend, checkpoint=k)
+        l1, g1, d1 = m._gradient(x, y, np.zeros((B, H)), "mean", None, backend=backend, checkpoint=k)
+        assert l0 == l1 and d0.shape == (B, H) and np.array_equal(d0, d1)
+        for name in engine.PARAM_NAMES:
+            assert np.array_equal(g0[name], g1[name]), name
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_the_seeds_call_takes_the_parameters_from_their_storage_or_from_p(dtype):
+    """A Network made without theta (the flat storage) gives the seed's whole-sequence call the same bits as the model's."""
+    m = bptt.RNN.scalar(0.7, -0.3, 1.4, 0.2, -0.9, dtype=dtype)
+    x = np.array([1.0, 0.0, -0.5], dtype).reshape(3, 1, 1)
+    y = np.array([0.5, 0.25, 0.75], dtype).reshape(3, 1, 1)
+    net = dispatch.network(m.engine_params(), m.hidden_act, m.output_act, m.criterion)
+    assert net.theta is None and net.scalar and net.codes is not None
+    l0, g0, _ = dispatch.loss_and_grad(net, x, y, None, backend="auto", need_dh0=False)
+    l1, g1 = m.loss_and_grad(x, y)
+    assert l0 == l1
+    for name in engine.PARAM_NAMES:
+        assert g0[name].dtype == dtype and g0[name].shape == m.param_shapes()[name]
+        assert np.array_equal(g0[name], g1[name]), name

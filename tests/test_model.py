@@ -208,3 +208,44 @@ def test_a_decomposition_beyond_memory_is_refused_before_it_is_computed():
     with pytest.raises(BPTTError, match="decompose at most") as e:
         m.decompose(np.zeros(200_000), np.zeros(200_000))
     assert "\n" not in str(e.value)
+
+
+def test_parameters_live_in_the_models_own_storage():
+    """Setting a parameter writes into the model's storage: engine_params() sees it, and so does the compiled call;
+    a pickled or deep-copied model gets storage of its own with the same behaviour."""
+    import copy
+    import pickle
+
+    x, y = np.array([1.0, 0.0, 0.5]), np.array([0.5, 0.5, 0.2])
+    want = bptt.RNN.scalar(w=2.0, b1=-1.0).loss_and_grad(x, y)
+    m = bptt.RNN.scalar()
+    p = m.engine_params()
+    m.w = 2.0
+    m.set_params(b1=[-1.0])
+    assert p.w[0, 0] == 2.0 and p.b1[0] == -1.0
+    got = m.loss_and_grad(x, y)
+    assert got[0] == want[0] and all(np.array_equal(got[1][k], want[1][k]) for k in want[1])
+    for twin in (pickle.loads(pickle.dumps(bptt.RNN.scalar())), copy.deepcopy(bptt.RNN.scalar())):
+        twin.w = 2.0
+        twin.b1 = -1.0
+        got = twin.loss_and_grad(x, y)
+        assert got[0] == want[0] and all(np.array_equal(got[1][k], want[1][k]) for k in want[1])
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_list_inputs_are_the_arrays_numbers(dtype):
+    """Lists of Python floats (and ints) give the bits of the same numbers as arrays; lists that hold anything else
+    (numpy scalars, complex numbers, strings, nested rows) follow the general rule, which reads or refuses them."""
+    m = bptt.RNN.scalar(0.3, -1.1, 0.9, 0.2, 0.4, dtype=dtype)
+    x = [0.1, 1 / 3, -2.5e-8, 7, True]
+    y = [0.25, 0.5, 0.75, 1.0, 0.0]
+    got = m.loss_and_grad(x, y)
+    want = m.loss_and_grad(np.array(x, np.float64).astype(dtype), np.array(y).astype(dtype))
+    assert got[0] == want[0] and all(np.array_equal(got[1][k], want[1][k]) for k in want[1])
+    mixed = m.loss_and_grad([np.float32(0.1), 0.2], [0.5, np.float64(0.5)])
+    plain = m.loss_and_grad(np.array([np.float64(np.float32(0.1)), 0.2]).astype(dtype), np.array([0.5, 0.5], dtype))
+    assert mixed[0] == plain[0]
+    for bad, said in (([np.complex128(1 + 2j), 0.0], "complex"), ([1 + 2j, 0.0], "complex"),
+                      (["a", 0.0], "must be numeric")):
+        with pytest.raises(BPTTError, match=said):
+            m.loss_and_grad(bad, [0.5, 0.5])
