@@ -74,6 +74,7 @@ from typing import Any, Callable
 
 import numpy as np
 
+from .inits import init_field
 from .untrusted import read_csv_columns  # strict and bounded: a CSV file is untrusted input
 from .validation import BPTTError, check_int, check_number, check_scaling, short_repr
 
@@ -1408,11 +1409,15 @@ def fresh_field(name: str, v: Any) -> int:
     return check_int(name, v, 0, 1, what="0 or 1")  # type: ignore[return-value]
 
 
-TRAINING_CHECKS: dict[str, Callable[[str, Any], Any]] = {"fresh": fresh_field}
+TRAINING_CHECKS: dict[str, Callable[[str, Any], Any]] = {"fresh": fresh_field, "init": init_field}
 # Martens & Sutskever (2011) drew new sequences for every HF iteration: with a fixed set a network fits it
 # before it finds the long-range rule.  Validation and test sets stay the fixed ones.
 FRESH = Option("fresh", int, 0, "1: a new training set every epoch (every HF iteration), drawn from the seed and "
                "the epoch, 0: one fixed set", metavar="0|1", training=True)
+# Martens & Sutskever's starting weights (bptt.inits.sparse), in the seed's sigmoid units
+INIT = Option("init", str, "uniform", "the network's starting weights: uniform (RNN's own) or sparse (15 "
+              "incoming recurrent weights a unit, spectral radius 1.1, small input weights: Martens and Sutskever's)",
+              metavar="uniform|sparse", training=True)
 
 
 OPERANDS = (Option("a", str, None, "first operands", metavar="A1,A2,..."),
@@ -1472,7 +1477,7 @@ TASKS: dict[str, Task] = {t.name: t for t in (
          metrics=sine_metrics, view=sine_view, scaled=True, units=sine_units),
     Task(name="adding", description="the adding problem: the mean of two marked values, answered at the last step",
          loader=adding,
-         options=(Option("length", int, 50, "sequence length"),) + _sizes("sequences", 2000, 500, 1000) + (FRESH,),
+         options=(Option("length", int, 50, "sequence length"),) + _sizes("sequences", 2000, 500, 1000) + (FRESH, INIT),
          defaults=TrainDefaults(hidden_size=16, lr=0.01, epochs=30, batch_size=32, checkpoint_every=5,
                                 hf={"epochs": 100, "checkpoint_every": 10}),  # HF breaks T = 100 in ~40 iterations
          metrics=adding_metrics, view=adding_view, draw=adding_draw),
@@ -1508,7 +1513,7 @@ TASKS: dict[str, Task] = {t.name: t for t in (
     # the pathological long-range problems (Martens & Sutskever 2011): budgets in HF iterations
     Task(name="multiplication", description="the product of two marked values, answered at the last step",
          loader=multiplication,
-         options=(Option("length", int, 100, "sequence length"),) + _sizes("sequences", 2000, 500, 1000) + (FRESH,),
+         options=(Option("length", int, 100, "sequence length"),) + _sizes("sequences", 2000, 500, 1000) + (FRESH, INIT),
          defaults=TrainDefaults(hidden_size=16, lr=0.01, epochs=30, batch_size=32, checkpoint_every=5,
                                 hf={"epochs": 100, "checkpoint_every": 10}),
          metrics=multiplication_metrics, view=multiplication_view, info_fields={"length": length_field},
@@ -1516,7 +1521,7 @@ TASKS: dict[str, Task] = {t.name: t for t in (
          predictor=Predictor(OPERANDS, operand_answers("multiplication"), operand_text)),
     Task(name="xor", description="the XOR of two marked bits, answered at the last step",
          loader=xor, draw=xor_draw,
-         options=(Option("length", int, 100, "sequence length"),) + _sizes("sequences", 2000, 500, 1000) + (FRESH,),
+         options=(Option("length", int, 100, "sequence length"),) + _sizes("sequences", 2000, 500, 1000) + (FRESH, INIT),
          defaults=TrainDefaults(hidden_size=16, lr=0.01, epochs=30, batch_size=32, checkpoint_every=5,
                                 output_activation="softmax", loss="cross_entropy",
                                 hf={"epochs": 100, "checkpoint_every": 10}),
@@ -1526,7 +1531,7 @@ TASKS: dict[str, Task] = {t.name: t for t in (
          loader=temporal_order, draw=temporal_order_draw,
          options=(Option("length", int, 100, "sequence length"),
                   Option("bits", int, 2, "relevant symbols: 2 or 3 (4 or 8 classes)"))
-         + _sizes("sequences", 2000, 500, 1000) + (FRESH,),
+         + _sizes("sequences", 2000, 500, 1000) + (FRESH, INIT),
          defaults=TrainDefaults(hidden_size=16, lr=0.01, epochs=30, batch_size=32, checkpoint_every=5,
                                 output_activation="softmax", loss="cross_entropy",
                                 hf={"epochs": 100, "checkpoint_every": 10}),
@@ -1539,7 +1544,7 @@ TASKS: dict[str, Task] = {t.name: t for t in (
          options=(Option("length", int, 100, "sequence length"),
                   Option("symbols", int, 100, "symbols (one-hot inputs and outputs)"))
          # 2000: with 500 the network fits the training split's random symbols and the validation loss rises
-         + _sizes("sequences", 2000, 500, 1000) + (FRESH,),
+         + _sizes("sequences", 2000, 500, 1000) + (FRESH, INIT),
          defaults=TrainDefaults(hidden_size=16, lr=0.01, epochs=30, batch_size=32, checkpoint_every=5,
                                 output_activation="softmax", loss="cross_entropy",
                                 hf={"epochs": 100, "checkpoint_every": 10}),
@@ -1551,7 +1556,7 @@ TASKS: dict[str, Task] = {t.name: t for t in (
          loader=memorization, draw=memorization_draw,
          options=(Option("length", int, 100, "sequence length"),
                   Option("bits", int, 5, "the 5-bit (5 binary characters) or 20-bit (10 of 4 symbols) problem"))
-         + _sizes("sequences", 2000, 500, 1000) + (FRESH,),
+         + _sizes("sequences", 2000, 500, 1000) + (FRESH, INIT),
          defaults=TrainDefaults(hidden_size=16, lr=0.01, epochs=30, batch_size=32, checkpoint_every=5,
                                 output_activation="softmax", loss="cross_entropy",
                                 # structural damping: at T = 12, mu 0 / 0.3 / 1 gave test error 0.80 / 0.44 / 0

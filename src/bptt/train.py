@@ -44,7 +44,7 @@ import numpy as np
 
 from . import hf, signals
 from . import io as bio
-from . import losses, tasks
+from . import inits, losses, tasks
 from . import activations
 from .activations import HIDDEN_ACTIVATIONS, OUTPUT_ACTIVATIONS
 from .validation import (MAX_INT, TRAINING_COPIES, BPTTError, check_checkpoint, check_choice, check_dtype, check_int, check_memory,
@@ -478,9 +478,14 @@ class TrainResult:
 
 
 def init_model(cfg: TrainConfig, data: tasks.TaskData) -> RNN:
-    """The numpy network, initialised from cfg.seed: the start of every backend's run."""
-    return RNN(data.input_size, cfg.hidden_size, data.output_size, cfg.hidden_activation, cfg.output_activation,
-               np.dtype(cfg.dtype), seed=cfg.seed, loss=cfg.loss)
+    """The numpy network, initialised from cfg.seed: the start of every backend's run (the task option init
+    sparse: ``inits.sparse``'s weights)."""
+    model = RNN(data.input_size, cfg.hidden_size, data.output_size, cfg.hidden_activation, cfg.output_activation,
+                np.dtype(cfg.dtype), seed=cfg.seed, loss=cfg.loss)
+    if tasks.training_option(cfg.task, cfg.task_options, "init") == "sparse":
+        p = inits.sparse(data.input_size, cfg.hidden_size, data.output_size, cfg.hidden_activation, cfg.seed)
+        model.set_params(**{k: v.astype(model.dtype) for k, v in p.items()})
+    return model
 
 
 def train(
