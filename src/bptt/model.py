@@ -39,6 +39,19 @@ class ForwardResult:
     y_pred: np.ndarray
 
 
+def _parameter(name: str, doc: str) -> property:
+    """RNN.<name>: the parameter itself (a view of the model's storage); setting it is shape-checked and writes
+    into that storage.  (Properties, not __getattr__: a class with __getattr__ makes every attribute read slower.)"""
+
+    def get(self: "RNN") -> np.ndarray:
+        return self._params[name]
+
+    def set_(self: "RNN", value: Any) -> None:
+        self._params[name][...] = self._check_param(name, value)
+
+    return property(get, set_, doc=doc)
+
+
 class RNN:
     """The seed's recurrent network, any size.
 
@@ -53,6 +66,12 @@ class RNN:
     shaped like the outputs; for cross_entropy also integer class labels, (T,) or
     (T, B).
     """
+
+    w = _parameter("w", "(O, H) the output weights")
+    w_x = _parameter("w_x", "(H, D) the input weights")
+    w_h = _parameter("w_h", "(H, H) the recurrent weights")
+    b1 = _parameter("b1", "(H,) the hidden bias")
+    b2 = _parameter("b2", "(O,) the output bias")
 
     def __init__(
         self,
@@ -93,10 +112,10 @@ class RNN:
             n = math.prod(shapes[name])
             params[name] = theta[o : o + n].reshape(shapes[name])
             o += n
-        object.__setattr__(self, "_theta", theta)
-        object.__setattr__(self, "_params", params)
-        object.__setattr__(self, "_p", engine.Params(**params))
-        object.__setattr__(self, "_net", dispatch.network(self._p, self._f, self._g, self._criterion, theta))
+        self._theta = theta
+        self._params = params
+        self._p = engine.Params(**params)
+        self._net = dispatch.network(self._p, self._f, self._g, self._criterion, theta)
 
     # ---------------------------------------------------------------- parameters
     @classmethod
@@ -180,17 +199,6 @@ class RNN:
     def __setstate__(self, state: dict) -> None:
         self.__dict__.update(state)
         self._own(state["_theta"])
-
-    def __getattr__(self, name: str) -> np.ndarray:
-        if name in PARAM_NAMES and "_params" in self.__dict__:
-            return self._params[name]
-        raise AttributeError(f"'RNN' object has no attribute {name!r}")
-
-    def __setattr__(self, name: str, value: Any) -> None:
-        if name in PARAM_NAMES:
-            self._params[name][...] = self._check_param(name, value)  # into the model's own storage
-        else:
-            object.__setattr__(self, name, value)
 
     def _check_param(self, name: str, value: Any) -> np.ndarray:
         shape = self.param_shapes()[name]
