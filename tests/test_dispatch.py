@@ -169,3 +169,20 @@ def test_the_seeds_call_takes_the_parameters_from_their_storage_or_from_p(dtype)
     for name in engine.PARAM_NAMES:
         assert g0[name].dtype == dtype and g0[name].shape == m.param_shapes()[name]
         assert np.array_equal(g0[name], g1[name]), name
+
+
+def test_step_kernel_names_the_compiled_training_steps_kernel_or_none():
+    """dispatch.step_kernel: the lanes kernel from LANES_MIN_B sequences (float64 too), the loop kernel below and up
+    to FAST_MAX_MACS; None for checkpointing, an empty chunk, larger sizes or a loss without a compiled branch."""
+    def net_of(m):
+        return dispatch.network(m.engine_params(), m.hidden_act, m.output_act, m.criterion)
+
+    small = net_of(bptt.RNN(2, 4, 1, seed=0))
+    assert dispatch.step_kernel(small, 10, dispatch.LANES_MIN_B) == "lanes"
+    assert dispatch.fast_kernel(dispatch.LANES_MIN_B, 4, lanes=False) == "loop"  # the public float64 call's choice
+    assert dispatch.step_kernel(small, 10, 1) == "loop"
+    assert dispatch.step_kernel(small, 10, 1, checkpoint="sqrt") is None
+    assert dispatch.step_kernel(small, 0, 1) is None
+    assert dispatch.step_kernel(net_of(bptt.RNN(2, 64, 1, seed=0)), 10, 64) is None  # B H^2 > FAST_MAX_MACS
+    ce = net_of(bptt.RNN(2, 4, 3, output_activation="softmax", loss="cross_entropy", seed=0))
+    assert ce.codes is None and dispatch.step_kernel(ce, 10, 1) is None

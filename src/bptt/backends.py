@@ -114,34 +114,33 @@ class CompiledBackend(EngineBackend):
     global-norm clipping, the optimizer's update) in one compiled call (``kernels.train_step``), equal in
     float64 to the loop's own clip_global_norm and optimizer step (tests/test_compiled_train.py); and
     ``fused_steps``: many mini-batches of an epoch, gathered and updated in one compiled call.  It
-    covers whole sequences without a mask, without gradient checkpointing, for the sizes of
-    ``dispatch.fast_kernel``,
-    with an optimizer that declares a compiled update (``fused_update``, optim.py: Adam, SGD); anything
-    else returns None from ``fused_step`` and the loop takes the usual path (the optimizer's ``step``)."""
+    covers whole sequences without a mask, with an optimizer that declares a compiled update
+    (``fused_update``, optim.py: Adam, SGD), where ``dispatch.step_kernel`` names a kernel (compiled
+    activations and loss, no gradient checkpointing, its sizes); anything else returns None from
+    ``fused_step`` and the loop takes the usual path (the optimizer's ``step``)."""
 
     def __init__(self, cfg: Any, input_size: int, output_size: int):
         super().__init__(cfg, input_size, output_size)
         self.cfg = cfg
         self.kernels = None  # bptt.kernels, imported at the first step (it imports numba)
         m = self.model
-        self.supported = (cfg.grad_checkpoint is None and m.hidden_act.code is not None
-                          and m.output_act.code is not None and m.criterion.code is not None)
+        self.net = dispatch.network(m.engine_params(), m.hidden_act, m.output_act, m.criterion)
         self.grads: tuple | None = None
 
     def fused_step(self, params, opt, x, y, mask, h0, need_state, lr):
         """One compiled update of ``params`` and ``opt`` (in place); (loss, None, n) or None (not covered)."""
         fused_update = getattr(opt, "fused_update", None)  # None: the optimizer has no compiled update
-        if not self.supported or fused_update is None or mask is not None or h0 is not None or need_state:
+        if fused_update is None or mask is not None or h0 is not None or need_state:
+            return None
+        T, B = x.shape[0], x.shape[1]
+        kind = dispatch.step_kernel(self.net, T, B, self.checkpoint)
+        if kind is None:
             return None
         k = self.kernels
         if k is None:
             from . import kernels as k
 
             self.kernels = k
-        T, B = x.shape[0], x.shape[1]
-        kind = dispatch.fast_kernel(B, self.model.hidden_size)
-        if kind is None or T == 0:
-            return None
         cfg, m = self.cfg, self.model
         dt = m.dtype
         x = np.require(x, dt, ["C", "W"])  # (T, B, D)
@@ -174,11 +173,11 @@ class CompiledBackend(EngineBackend):
         batch after them; None if not covered (the loop then takes the batches one by one)."""
         fused_update = getattr(opt, "fused_update", None)
         T, N = xs.shape[0], xs.shape[1]
-        if not self.supported or fused_update is None or T == 0:
+        if fused_update is None or T == 0:
             return None
         B = self.cfg.batch_size
         sizes = [min(B, N - (first + j) * B) for j in range(len(lrs))]
-        kinds = [dispatch.fast_kernel(b, self.model.hidden_size) for b in sizes]
+        kinds = [dispatch.step_kernel(self.net, T, b, self.checkpoint) for b in sizes]
         if any(kind is None for kind in kinds):
             return None
         k = self.kernels

@@ -35,6 +35,9 @@ h0 (B, H) or None for zeros, C-contiguous, in the model's dtype):
                                                result is not finite (the runners explain it):
                                                NumpyRunner or kernels.RUNNERS[choose_kernel(...)]
     engine.forward + engine.backward           backend "numpy" without checkpointing
+
+and, for training, whether a mini-batch's whole update (gradient, clipping, the optimizer's step)
+runs as one compiled call, and with which kernel (``step_kernel``; backends.CompiledBackend runs it).
 """
 
 from __future__ import annotations
@@ -90,6 +93,18 @@ def fast_kernel(B: int, H: int, lanes: bool = True) -> str | None:
     if B * H * H <= FAST_MAX_MACS:
         return "loop"
     return None
+
+
+def step_kernel(net: "Network", T: int, B: int, checkpoint: Any = None) -> str | None:
+    """The whole-sequence kernel of the compiled training step (``kernels.train_step``: a mini-batch's
+    gradient, clipping and the optimizer's update in one call) for B whole sequences of length T:
+    "lanes" or "loop" (kernels.STEP_KERNELS; the lanes kernel in float64 too, unlike the public call);
+    None where that step does not apply: an activation or the loss without a compiled branch,
+    checkpointing, T = 0, or sizes beyond ``fast_kernel``'s.  Whether the optimizer has a compiled
+    update and the chunk is whole sequences without a mask, the caller (backends.CompiledBackend) knows."""
+    if net.codes is None or checkpoint is not None or T == 0:
+        return None
+    return fast_kernel(B, net.p.w_h.shape[0])
 
 
 def segment_length(T: int, checkpoint: Any) -> int:
