@@ -900,6 +900,41 @@ def test_hf_settings_that_would_change_nothing_or_overflow_are_refused(tmp_path,
     assert not (tmp_path / "r").exists()
 
 
+EVERY_PARAMETER_1E308 = [f"--{k}=1e308" for k in ("w", "w-x", "w-h", "b1", "b2", "h0")]
+
+
+@pytest.mark.parametrize("fmt", ["md", "text", "tex", "html"])
+def test_explain_with_every_parameter_1e308_names_the_number_beyond_float64(capsys, fmt):
+    """z_1 = 1e308 * 1 + 1e308 * 1e308 + 1e308 is 1e616: sympy evaluates it, float64 cannot (was a traceback in the
+    number formatter).  grad computes the same case in float64 (h = 1, every gradient 0) and prints it."""
+    _refused(capsys, ["explain", *EVERY_PARAMETER_1E308, "--format", fmt], "z_1 is inf in float64")
+    _ok(capsys, ["grad", *EVERY_PARAMETER_1E308, "--x", "1,0", "--y", "0.5,0.5"])
+
+
+@pytest.mark.parametrize("argv, words", [
+    # the first sum or product of the forward pass beyond float64, wherever it arises
+    (["--w-x=1e308", "--x", "1,2"], "z_2 is inf"),
+    (["--w=1e308", "--b2=1e308", "--output-activation", "identity"], "u_1 is inf"),
+    (["--w=1e200", "--w-x=1e-309", "--b2=1e200", "--output-activation", "identity"], "dE_i/dw_x (i = 1) is inf"),
+    (["--w=-1e308", "--w-h=-1e308", "--hidden-activation", "relu", "--output-activation", "identity"], "u_1 is -inf"),
+])
+def test_explain_refuses_any_number_beyond_float64_in_one_line(capsys, argv, words):
+    _refused(capsys, ["explain", *argv], words)
+
+
+def test_explain_bce_with_a_saturated_prediction_writes_finite_numbers(capsys):
+    """y' rounds to 1 at 30 digits: bce's 1/(y'(1 - y')) is infinite, but with a sigmoid output its product with
+    g'(u) is exactly 1 (was `Cannot convert complex to float`); sympy's unrolled loss (log 0) is not compared, and the
+    document says so instead of reporting a failed check of 'nan'."""
+    assert main(["explain", "--loss", "bce", "--b2=100", "--y", "1,1", "--format", "text"]) == 0
+    out, err = capsys.readouterr()
+    assert err == "" and "FAILED" not in out and not re.search(r"\b(nan|inf)\b", out), out[-2000:]
+    assert "Check: these numbers equal the numeric BPTT engine" in out
+    assert "Sympy's derivative of the fully unrolled E_i (every dE_i/dθ) is undefined at these numbers" in out
+    _ok(capsys, ["explain", "--hidden-activation", "relu", "--loss", "bce", "--x", "1,0", "--w=1", "--w-x=5e-324",
+                 "--w-h=-745", "--b1=700", "--b2=1e154", "--h0=0", "--y", "1,1"])
+
+
 # ------------------------------------------------------------------ API arrays numpy cannot read as plain numbers
 def test_masked_arrays_and_unreadable_tensors_are_one_line():
     m = bptt.RNN(1, 2, 1, seed=0)

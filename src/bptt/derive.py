@@ -35,6 +35,7 @@ sympy is imported lazily: ``import bptt`` stays light.
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass
 from functools import cached_property, lru_cache
@@ -194,6 +195,36 @@ class Numbers:
     def grad_affine(self, theta: str) -> np.ndarray:
         """(T+1,): dLoss/dθ = a[0] + sum_t a[t] y_t."""
         return self.weight * self.term_affine(theta).sum(axis=0)
+
+
+def _check_finite(n: Numbers, eg: np.ndarray) -> None:
+    """Every number the document writes is a float64: one line naming the first that is not (inf or nan), where it
+    arose.  (sympy evaluates beyond float64's range; the engine, the check and the page compute in float64.)"""
+    T = n.T
+    named = [("z_{t}", n.z), ("h_{t}", n.h1), ("u_{t}", n.u), ("y'_{t}", n.y_pred), ("f'(z_{t})", n.fprime),
+             ("g'(u_{t})", n.gprime), ("(dE_{t}/dy'_{t}) g'(u_{t}) / (y'_{t} - y_{t})", eg)]
+    for t in range(1, T + 1):
+        for name, a in named:
+            if not np.isfinite(a[t - 1]):
+                _not_finite(name.format(t=t), a[t - 1], T)
+    with np.errstate(over="ignore", invalid="ignore"):
+        for k in PARAM_NAMES:
+            if not np.all(np.isfinite(n.R[k])):
+                i, j = np.argwhere(~np.isfinite(n.R[k]))[0]
+                _not_finite(f"the path k = {j + 1} of dE_{i + 1}/d{k}", n.R[k][i, j], T)
+            forms = {f"dE_i/d{k} (i = {i + 1})": v for i, v in enumerate(n.term_affine(k))} | \
+                    {f"dLoss/d{k}": n.grad_affine(k)}
+            if n.y is not None:
+                forms |= {f"dLoss/d{k}": np.array([n.grads()[k]]),
+                          **{f"the paths of dE_i/d{k} (i = {i + 1})": v for i, v in enumerate(n.paths()[k])}}
+            for name, v in forms.items():
+                if not np.all(np.isfinite(v)):
+                    _not_finite(name, v[~np.isfinite(v)][0], T)
+
+
+def _not_finite(name: str, value: float, T: int) -> None:
+    raise BPTTError(f"{name} is {value} in float64 (beyond about ±1.8e308, or undefined), so the derivation cannot "
+                    "write it; give parameters, inputs and h0 whose sums and products stay within float64's range")
 
 
 def _paths_of_term(pre: float, fp: np.ndarray, dz: np.ndarray, w_h: float) -> np.ndarray:
@@ -490,8 +521,12 @@ class Derivation:
         if self.squared_error_form:
             eg = gp  # dE/dy' = (y' - y) exactly: kappa = 1
         else:  # kappa g' multiplied at 30 digits: for bce 1/(y'(1 - y')) times y'(1 - y'), finite however saturated
-            kappa = np.array([float(self.kappa(yps[t])) for t in range(1, T + 1)])
-            eg = np.array([float(self.kappa(yps[t]) * gps[t]) for t in range(1, T + 1)])
+            # kappa through its reciprocal (y'(1 - y') for bce: 0 where y' rounds to 1 at 30 digits, so kappa = inf,
+            # which the document writes as that denominator); a matching pair (sigmoid + bce) is exactly 1 there
+            with np.errstate(divide="ignore", over="ignore"):
+                kappa = 1 / np.array([float(1 / self.kappa(yps[t])) for t in range(1, T + 1)])
+            eg = np.ones(T) if self.cancels else np.array([float(self.kappa(yps[t]) * gps[t])
+                                                          for t in range(1, T + 1)])
         w, w_h = num(F("param", 0, "w")), num(F("param", 0, "w_h"))
         R = {k: np.zeros((T, T)) for k in PARAM_NAMES}
         for i in range(T):  # 0-based
@@ -506,9 +541,10 @@ class Derivation:
             raise BPTTError(f"y has {yv.size} steps but this derivation has T = {T}; give one target per step")
         if yv is not None:
             self.loss.check_targets(yv)  # bce: targets in [0, 1]
-        return Numbers(x=np.array(x), h0=float(h0), z=z, h1=h1, u=u, y_pred=yp, fprime=fp, gprime=gp, R=R,
-                       weight=float(self.weight), params={k: float(params[k]) for k in PARAM_NAMES}, y=yv,
-                       kappa=kappa)
+        n = Numbers(x=np.array(x), h0=float(h0), z=z, h1=h1, u=u, y_pred=yp, fprime=fp, gprime=gp, R=R,
+                    weight=float(self.weight), params={k: float(params[k]) for k in PARAM_NAMES}, y=yv, kappa=kappa)
+        _check_finite(n, eg)
+        return n
 
     # ---------------------------------------------------------------- the document
     def document(self, n: Numbers, expand: int = EXPAND_DEFAULT, check: "Check | None" = None) -> Document:
@@ -630,8 +666,11 @@ def _sympy_diff(d: Derivation, n: Numbers, yv: np.ndarray) -> float:
     for t in range(1, d.T + 1):
         vals[d.y[t]] = sp.Float(float(yv[t - 1]), 30)
     terms = n.terms(yv)
-    return float(max(abs(_num(sp.diff(E[i], d.theta[k]), vals) - terms[k][i - 1])
-                     for k in PARAM_NAMES for i in range(1, d.T + 1)))
+    try:
+        return float(max(abs(_num(sp.diff(E[i], d.theta[k]), vals) - terms[k][i - 1])
+                         for k in PARAM_NAMES for i in range(1, d.T + 1)))
+    except TypeError:  # a complex infinity: the unrolled loss is undefined there (bce's log 0 where y' rounds to 1)
+        return math.nan
 
 
 def _finite_difference_diff(d: Derivation, n: Numbers, yv: np.ndarray, eps: float = 1e-6) -> float:
@@ -957,9 +996,13 @@ _SYMPY = "sympy's derivative of the fully unrolled $E_i$ (every $\\frac{dE_i}{d\
 
 def _check_sentences(d: Derivation, n: Numbers, check: Check) -> list[str]:
     """The self-check: agreement only where the difference is rounding; a kink is named, never hidden."""
-    agree, differ = [], []
+    agree, differ, out_of_reach = [], [], []
     for what, diff in ((_ENGINE, check.engine_max_abs), (_SYMPY, None if check.kinks else check.sympy_max_abs)):
         if diff is None:
+            continue
+        if math.isnan(diff) and what is _SYMPY:  # not a disagreement: the unrolled loss has no number here
+            out_of_reach.append(f"{what} is undefined at these numbers (at 30 digits the prediction rounds to where "
+                                "the loss's logarithm is infinite), so it is not compared")
             continue
         if check.agrees(diff):
             agree.append(f"{what} to {diff:.1e}")
@@ -971,6 +1014,7 @@ def _check_sentences(d: Derivation, n: Numbers, check: Check) -> list[str]:
     if differ:
         out.append("Check FAILED: these numbers differ from " + ", and from ".join(differ)
                    + f", more than rounding (relative {AGREE_RTOL:.0e}) explains.")
+    out += [f"{reason[0].upper()}{reason[1:]}." for reason in out_of_reach]
     if check.kinks:
         out.append(_kink_sentence(d, n, check))
     return out
