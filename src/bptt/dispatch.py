@@ -24,9 +24,10 @@ served by the numpy reference (``NumpyRunner`` below, built from engine.py's
 pieces) and by the compiled kernels (``kernels.py``).
 
 Which implementation computes a gradient is decided here, and only here
-(``loss_and_grad``), from the sizes, the dtype and the options; the data arrive
-validated and in the canonical form ``RNN`` makes (x (T, B, D), y (T, B, O),
-h0 (B, H) or None for zeros, C-contiguous, in the model's dtype):
+(``loss_and_grad``), from the sizes, the dtype and the options; the network comes as
+one ``Network`` record (made once per model) and the data validated, in the canonical
+form ``RNN`` makes (x (T, B, D), y (T, B, O), h0 (B, H) or None for zeros,
+C-contiguous, in the model's dtype):
 
     one compiled call for the whole sequence   small networks, no checkpointing (``fast_kernel``):
                                                kernels.scalar_fast (the seed's network),

@@ -2,8 +2,9 @@
 
 No math lives here; see ``engine.py`` for the formulas.  This is the one front door: every input is
 checked and put in one canonical form here (x (T, B, D), y (T, B, O), h0 (B, H), C-contiguous, in
-the model's dtype), and goes down to ``dispatch.py``, which picks the implementation; nothing below
-reads the user's forms.  ``loss_and_grad`` converts without scanning for NaN or inf (that scan would
+the model's dtype; h0 None for zeros where dispatch takes it), and goes down to ``dispatch.py``, which
+picks the implementation; nothing below reads the user's forms.  The five parameters are views of one
+flat array, the model's storage (``_own``).  ``loss_and_grad`` converts without scanning for NaN or inf (that scan would
 cost the seed's call a third of its time): every implementation reports a non-finite result, and
 only then are the inputs scanned, so a NaN input still gets its own one-line message.
 """
