@@ -842,6 +842,25 @@ def test_the_limits_follow_the_memory_available(monkeypatch):
 
 
 # ------------------------------------------------------------------ numbers read back from files
+def test_predict_warns_only_after_its_output_is_written(tmp_path, capsys):
+    """A short --x draws a warning; it came before the output, so a full disk printed it and the error (two lines)
+    and a reader that had gone left it alone on stderr with status 141.  Now the output goes first."""
+    run = _csv_model(tmp_path, capsys)
+    argv = ["predict", "--model", str(run), "--x", "0.1,0.2", "--json"]
+    if os.path.exists("/dev/full"):
+        with open("/dev/full", "w") as full:
+            p = subprocess.run(["timeout", "120", *BPTT, *argv], stdout=full, stderr=subprocess.PIPE, cwd=ROOT)
+        err = p.stderr.decode()
+        assert p.returncode == 2 and err.startswith("error: cannot write to standard output") and err.count("\n") == 1, err
+    p = subprocess.Popen(["timeout", "120", *BPTT, *argv], stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=ROOT)
+    p.stdout.close()
+    err = p.stderr.read().decode()
+    assert p.wait(timeout=150) == 141 and err == "", err
+    p = _bptt(argv)
+    assert p.returncode == 0 and json.loads(p.stdout)["warnings"], p.stderr
+    assert p.stderr.decode().startswith("warning: --x has 2 values but the model was trained on windows of 3")
+
+
 def test_a_model_whose_scaling_overflows_is_refused(tmp_path, capsys):
     run = _csv_model(tmp_path, capsys)
     m, info = bptt.io.load_model(run)

@@ -154,12 +154,13 @@ def predict_cli(model_dir: str | Path, x: str | None = None, csv: str | None = N
         out["next_index"] = index[-1] + 1
     out["warnings"] = _warnings(info["task_info"], len(xv), "--csv" if csv is not None else "--x")
     out.update(ensemble)
-    for w in out["warnings"]:
-        print(f"warning: {w}", file=sys.stderr)
     if as_json:
         print(json.dumps(out))
     else:
         _print_series(out, series_model, short)
+    sys.stdout.flush()  # the output written first: if it cannot be (a full disk, a reader gone), its error stays one line
+    for w in out["warnings"]:
+        print(f"warning: {w}", file=sys.stderr)
     return 0
 
 
