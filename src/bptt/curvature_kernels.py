@@ -14,14 +14,17 @@ table, softmax + cross-entropy included) and one backward pass; the structural p
 is a second backward pass with its own residual, run only when μ > 0.  HF's gradient is the backward pass
 with r_u = (1/n) mask dE/du.
 
-Only the two recurrences over t are compiled here (``_tangent_steps``, ``_backward_steps``): each step's
-product is ``_products_compiled.matmul_into`` on the operands, in the dtype, that ``products.matmul`` would
-give it, and each elementwise operation is the engine's in its order and dtype.  Everything over all steps
-at once (f'(z_t) = ``f.deriv(h_t)``, the activation record's own numpy, the input terms, the output layer,
-the weight-gradient sums) is the engine's own expression, each product already one compiled call.  So the
-results are the engine's bits exactly, in float64 and float32 alike, whatever the thread count
-(tests/test_curvature_kernels.py: ``np.array_equal``).  No fastmath.  No activation or loss reaches compiled
-code (f' comes in as an array), so every record of the tables runs, none as another.  A mix of dtypes whose
+Compiled here: with every array in one dtype (float64 training; float32 with float32 vectors), each pass
+is one call (``_tangent_fused``, ``_backward_fused``) that also takes the input terms and the output layer a
+step at a time; with mixed dtypes (float32 data, CG's float64 vectors) the loop alone
+(``_tangent_steps``, ``_backward_steps``) between the engine's own products over all steps, in its dtypes.
+Either way each product is ``_products_compiled.matmul_into`` on the operands, in the dtype, that
+``products.matmul`` would give it (each output summed over k in order from +0, whatever rows one call
+covers), each elementwise operation is the engine's in its order and dtype, and f'(z_t) is
+``f.deriv(h_t)``, the activation record's own numpy; the weight-gradient sums are ``engine.weight_grads``
+itself.  So the results are the engine's bits exactly, in float64 and float32 alike, whatever the thread
+count (tests/test_curvature_kernels.py: ``np.array_equal``).  No fastmath.  No activation or loss reaches
+compiled code (f' comes in as an array), so every record of the tables runs, none as another.  A mix whose
 carry would change dtype between steps (float32 residuals with float64 weights) runs the engine's loop.
 ``fprime`` (f'(z_t), (T, B, H)) may be given: a curvature batch's products all share one.
 
