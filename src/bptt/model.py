@@ -189,8 +189,7 @@ class RNN:
     def __copy__(self) -> "RNN":
         # a copy owns its parameters: setting or updating them in place leaves the original as it was
         new = object.__new__(type(self))
-        new.__dict__.update(self.__dict__)
-        new._own(self._theta.copy())
+        new.__setstate__({**self.__getstate__(), "_theta": self._theta.copy()})
         return new
 
     def __getstate__(self) -> dict:
