@@ -291,9 +291,13 @@ def test_task_defaults_are_todays_settings():
     }
     # --optimizer hf: budgets in HF iterations
     assert {name: t.defaults.settings("hf")["epochs"] for name, t in tasks.TASKS.items() if t.defaults.hf} == {
-        "adding": 100, "multiplication": 100, "xor": 100, "temporal-order": 100, "random-permutation": 100,
+        "adding": 200, "multiplication": 100, "xor": 100, "temporal-order": 100, "random-permutation": 100,
         "memorization": 100}
     assert tr.config_for("sunspots").chunk is None and tr.config_for("sine", lr=0.5).lr == 0.5
+    # HF draws the adding problem's training set afresh every iteration; Adam keeps one fixed set; given options win
+    assert tr.config_for("adding", {"length": 100}, optimizer="hf").task_options == {"fresh": 1, "length": 100}
+    assert tr.config_for("adding", {"fresh": 0}, optimizer="hf").task_options == {"fresh": 0}
+    assert tr.config_for("adding").task_options == {}
 
 
 def test_shared_options_must_agree(monkeypatch):

@@ -592,7 +592,7 @@ def test_a_task_has_defaults_per_optimizer():
     from bptt.train import config_for
 
     hf = tasks.get("adding").defaults.hf
-    assert config_for("adding", {"length": 100}, optimizer="hf").epochs == hf["epochs"] == 100
+    assert config_for("adding", {"length": 100}, optimizer="hf").epochs == hf["epochs"] == 200
     assert config_for("adding", {"length": 100}, optimizer="hf").hf.time_limit is None
     assert config_for("adding", {"length": 100}).epochs == tasks.get("adding").defaults.epochs == 30
     assert config_for("adding", {}, optimizer="hf", epochs=7).epochs == 7

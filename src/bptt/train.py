@@ -257,8 +257,9 @@ def check_ensemble(cfg: TrainConfig) -> None:
 def config_for(task: str, task_options: dict[str, Any] | None = None, **settings: Any) -> TrainConfig:
     """TrainConfig for ``task``: TrainConfig's defaults, then the task record's defaults for the chosen
     optimizer (``tasks.get(task).defaults.settings(optimizer)``), then ``settings``.  ``task_options``
-    go to ``tasks.load``.  HF's settings: ``hf=HFSettings(...)`` or a dict of its fields, or flat
-    ``hf_<name>=`` keywords (as the flags --hf-<name> read)."""
+    go to ``tasks.load``, over the record's task options for that optimizer (its ``task_options``).  HF's
+    settings: ``hf=HFSettings(...)`` or a dict of its fields, or flat ``hf_<name>=`` keywords (as the flags
+    --hf-<name> read)."""
     record = tasks.check_options(task, dict(task_options or {}))
     fields = {f.name for f in dataclasses.fields(TrainConfig)}
     merged = nest_settings(record.defaults.settings(settings.get("optimizer")))
@@ -282,7 +283,9 @@ def config_for(task: str, task_options: dict[str, Any] | None = None, **settings
     for owner in OWNERS:
         if owner in merged:
             merged[owner] = owner_settings(owner, merged[owner])
-    cfg = TrainConfig(task=task, task_options=dict(task_options or {}), **merged)
+    # a task's defaults for one optimizer may set task options (HF: fresh training sets); given ones win
+    options = {**merged.pop("task_options", {}), **dict(task_options or {})}
+    cfg = TrainConfig(task=task, task_options=options, **merged)
     cfg.validate()
     return cfg
 
