@@ -16,6 +16,13 @@ National Geophysical Data Center", source http://www.ngdc.noaa.gov/stp/solar/sol
 "This data is public domain." (full text: ``data/SUNSPOTS_SOURCE.txt``).
 """
 
+TYPE_CHECKING = False  # not typing's: importing typing takes 30 ms of the start-up the command line guards
+if TYPE_CHECKING:  # what the names are, for type checkers and the API reference (mkdocstrings reads this file)
+    from .activations import ACTIVATIONS
+    from .engine import PARAM_NAMES
+    from .model import RNN, ForwardResult
+    from .validation import BPTTError
+
 __version__ = "0.1.0"
 __all__ = ["RNN", "ForwardResult", "BPTTError", "ACTIVATIONS", "PARAM_NAMES", "__version__"]
 
