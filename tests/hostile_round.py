@@ -466,7 +466,8 @@ def cases() -> list[Case]:
             add(Case(G, f"seed, {signal.Signals(sig).name} after {delay} s", ["seed"], "stop", sig=(sig, delay)))
         for delay in (0.1, 0.5, 1.5, 3.0, 5.0):
             add(Case(G, f"train, {signal.Signals(sig).name} after {delay} s",
-                     ["train", *TINY[:-6], "--epochs", "100000", "--no-progress", "--plots", "none", "--out", "r"],
+                     ["train", "--task", "adding", "--length", "6", "--n-train", "16", "--n-val", "8", "--n-test", "8",
+                      "--hidden", "2", "--epochs", "100000", "--no-progress", "--plots", "none", "--out", "r"],
                      "stop", sig=(sig, delay), outputs=("r/*", "r/**/*"), check=resumable))
         for argv in (["gradflow", "--length", "400", "--hidden", "64", "--out", "g.png"],
                      ["check", "c.toml"], ["explain", "--x", "1,0,1,0,1,0", "--expand", "6"]):
