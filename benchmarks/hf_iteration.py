@@ -1,4 +1,4 @@
-"""Hessian-free's cost at T = 100 (the adding problem, the task's defaults): HF iterations with the compiled
+"""Hessian-free's cost at T = 100 (the adding problem, the task's defaults on one fixed training set): HF iterations with the compiled
 passes (bptt.curvature_kernels) and with the engine's loops, and optionally an earlier commit's HF, stepped in
 turns in one process (so all see the same load), then one Gauss-Newton product against one gradient.
 
@@ -51,7 +51,7 @@ def main() -> None:
     from bptt import hf
     from bptt import train as tr
 
-    cfg = tr.config_for("adding", {"length": 100}, optimizer="hf", seed=0)
+    cfg = tr.config_for("adding", {"length": 100, "fresh": 0}, optimizer="hf", seed=0)  # one training set
     data = tr.load_task(cfg)
     xs, ys = data.train.x.astype(cfg.dtype), data.train.y.astype(cfg.dtype)
     runners = {}
