@@ -69,6 +69,9 @@ the test that pins it to this one (or to finite differences / torch autograd):
     linearised backward      backward_residual (J_y^T r_y + J_h^T r_h; backward with the residual replaced)
                              tests/test_hf.py::test_backward_residual_is_the_vjp_and_backward_is_its_special_case,
                              ::test_gauss_newton_product_matches_torch_jvp_vjp_and_finite_differences
+    compiled, HF's passes    curvature_kernels.pre_output_tangent, backward_residual (the engine's bits)
+                             tests/test_curvature_kernels.py::test_products_and_passes_are_the_engines_bits,
+                             ::test_gauss_newton_product_equals_the_dense_torch_matrix
     gradient flow            gradflow.gradient_flow (||dE_t/dh_k|| from state_errors)
                              tests/test_gradflow.py::test_gradient_flow_matches_torch_autograd
     symbolic                 derive.py (sympy: the seed's chain-rule derivation for any T)
