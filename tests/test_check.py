@@ -174,6 +174,8 @@ SEED_TEXT = SEED_CLAIMS.read_text()
     (lambda s: s.split("[claims]")[0] + "[claims]\n", "[claims]"),
     (lambda s: s.split("[claims]")[0], "[claims]"),
     (lambda s: s.replace("[model]", "[model"), "TOML"),
+    (lambda s: s.replace('"h_1" = 0.88', '"h_' + "9" * 5000 + '" = 0.88'), "5000 digits"),
+    (lambda s: s.replace('"dLoss/dw" = 0.015', '"dLoss/dw[K=' + "1" * 40 + ']" = 0.015'), "40 digits"),
 ])
 def test_bad_toml_files(tmp_path, capsys, edit, word):
     p = tmp_path / "bad.toml"

@@ -792,6 +792,10 @@ _OPS = "+-*/^()@[],"
 def _plain_spec(s: str, ctx: "_Context", where: str, in_expr: bool = False) -> dict[str, Any] | None:
     """A quantity's normalised name -> {kind, t, k, theta, act, trunc}; None when it names none (then it
     may be an expression). Raises where the name is recognisably a quantity written wrong."""
+    m = re.search(r"(?<![\d.])\d{10,}", s)
+    if m:  # no step or K has 10 digits; and int() of thousands of digits would raise (Python's 4300-digit limit)
+        raise BPTTError(f"{where}: a whole number of {len(m[0])} digits; steps run from 1 to T = {ctx.T}: "
+                        "write the step (or K) as a number at most T")
     trunc = None
     m = _TRUNC.fullmatch(s)
     if m:
