@@ -1414,10 +1414,11 @@ TRAINING_CHECKS: dict[str, Callable[[str, Any], Any]] = {"fresh": fresh_field, "
 # Martens & Sutskever (2011) drew new sequences for every HF iteration: with a fixed set a network fits it
 # before it finds the long-range rule.  Validation and test sets stay the fixed ones.
 FRESH = Option("fresh", int, 0, "1: a new training set every epoch (every HF iteration), drawn from the seed and "
-               "the epoch, 0: one fixed set (Hessian-free takes 1 for adding)", metavar="0|1", training=True)
+               "the epoch, 0: one fixed set (Hessian-free takes 1 for adding and multiplication)", metavar="0|1", training=True)
 # Martens & Sutskever's starting weights (bptt.inits.sparse), in the seed's sigmoid units
 INIT = Option("init", str, "uniform", "the network's starting weights: uniform (RNN's own) or sparse (15 "
-              "incoming recurrent weights a unit, spectral radius 1.1, small input weights: Martens and Sutskever's)",
+              "incoming recurrent weights a unit, spectral radius 1.1, small input weights: Martens and Sutskever's, "
+              "Hessian-free's start for multiplication)",
               metavar="uniform|sparse", training=True)
 
 
@@ -1517,8 +1518,11 @@ TASKS: dict[str, Task] = {t.name: t for t in (
     Task(name="multiplication", description="the product of two marked values, answered at the last step",
          loader=multiplication,
          options=(Option("length", int, 100, "sequence length"),) + _sizes("sequences", 2000, 500, 1000) + (FRESH, INIT),
+         # HF at T = 100: 16 units stay on the plateau; 32 units from Martens & Sutskever's sparse start on fresh
+         # sequences leave it, and structural damping 0.3 takes them to the answer (docs/howto/pathological.md)
          defaults=TrainDefaults(hidden_size=16, lr=0.01, epochs=30, batch_size=32, checkpoint_every=5,
-                                hf={"epochs": 100, "checkpoint_every": 10}),
+                                hf={"epochs": 120, "checkpoint_every": 10, "hidden_size": 32, "hf_structural": 0.3,
+                                    "task_options": {"fresh": 1, "init": "sparse"}}),
          metrics=multiplication_metrics, view=multiplication_view, info_fields={"length": length_field},
          draw=multiplication_draw,
          predictor=Predictor(OPERANDS, operand_answers("multiplication"), operand_text)),
