@@ -204,16 +204,16 @@ def test_hf_sunspots_ensemble_table_is_one_bptt_train_command_per_seed(tmp_path)
 @pytest.mark.slow
 @pytest.mark.parametrize("length,seed", [(50, 0), (50, 1), (50, 2), (100, 0)])
 def test_hf_adding_table_row(length, seed):
-    """A row of the HF adding table: `bptt train --task adding --length T --optimizer hf --seed S` (task defaults)."""
+    """A row of the HF adding table: `bptt train --task adding --length T --optimizer hf --fresh 0 --epochs 100 --seed S`."""
     from bptt import tasks
     from bptt.train import config_for
 
     H = _example("hf_results")
     rows = {(int(r[0]), int(r[1])): r[2:5] for r in _table(HF, "| T | seed | HF test mse_ratio |")}
     data = tasks.load("adding", seed=seed, length=length)
-    m, curve, _ = H.timed_run(config_for("adding", {"length": length}, optimizer="hf", seed=seed), data,
-                              H.val_baseline(data))
-    assert m["epochs_run"] == 100  # the task's HF budget, in iterations
+    m, curve, _ = H.timed_run(config_for("adding", {"length": length, "fresh": 0}, optimizer="hf", seed=seed, epochs=100),
+                              data, H.val_baseline(data))
+    assert m["epochs_run"] == 100  # the budget, in iterations
     got = [f"{m['mse_ratio']:.4f}", f"{m['test_within_0_04']:.3f}", str(H.first_below(curve, 0.1))]
     assert rows[(length, seed)] == got
 

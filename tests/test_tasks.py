@@ -781,6 +781,21 @@ def test_hf_at_length_20_with_the_task_defaults(tmp_path, name):
     assert (round(m["test_error"], 3), round(m["baseline_error"], 3), m["epochs_run"]) == HF_T20[name]
 
 
+# `bptt train --task TASK --length 100 --optimizer hf --seed 0` with the task's defaults: (test error, baseline error,
+# HF iterations, solved), as docs/howto/pathological.md reports them (5-10 min each on 2 busy cores)
+HF_T100 = {"adding": (0.003, 0.859, 200, True), "multiplication": (0.006, 0.886, 120, True)}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", sorted(HF_T100))
+def test_hf_solves_length_100_with_the_task_defaults(tmp_path, name):
+    out = tmp_path / "run"
+    assert main(["train", "--task", name, "--length", "100", "--optimizer", "hf", "--seed", "0", "--no-progress",
+                 "--plots", "none", "--out", str(out)]) == 0
+    m = json.loads((out / "metrics.json").read_text())["test"]
+    assert (round(m["test_error"], 3), round(m["baseline_error"], 3), m["epochs_run"], m["solved"]) == HF_T100[name]
+
+
 def test_pathological_results_rows_are_the_cli_commands_they_print(tmp_path):
     """examples/pathological_results.py: a row's figures are those of the `bptt train` command it prints."""
     import importlib.util
