@@ -65,7 +65,7 @@ from .activations import Activation
 from .losses import Loss
 from .engine import PARAM_NAMES, Params
 from .products import dot
-from .validation import BPTTError, check_int, check_number
+from .validation import BPTTError, check_int, check_number, check_state_values
 
 BOOST, DROP = 1.5, 2.0 / 3.0  # λ ← BOOST λ when ρ < 1/4, DROP λ when ρ > 3/4
 CG_TOL = 5e-4  # Martens' relative-progress tolerance
@@ -432,6 +432,9 @@ class HessianFree:
         return {"damping": np.array([self.lam]), "delta": self.delta.copy(), "elapsed": np.array([self.elapsed])}
 
     def load_state(self, arrays: dict[str, np.ndarray], t: int) -> None:
+        """Refuses a state HF cannot continue from: a damping λ <= 0 or negative seconds (finite is checked by
+        the caller)."""
+        check_state_values("hf", arrays, {"damping": (lambda a: a > 0, "> 0"), "elapsed": (lambda a: a >= 0, ">= 0")})
         self.lam = float(arrays["damping"][0])
         self.delta = arrays["delta"].copy()
         self.elapsed = float(arrays["elapsed"][0])

@@ -27,7 +27,7 @@ from typing import Any, Callable, Protocol
 import numpy as np
 
 from .hf import HessianFree
-from .validation import BPTTError, check_choice, check_number
+from .validation import BPTTError, check_choice, check_number, check_state_values
 
 
 def setting(default: Any, help: str, flat: str, flag: str | None = None) -> Any:
@@ -174,6 +174,8 @@ class Adam:
         return {**{f"m.{k}": a for k, a in self.m.items()}, **{f"v.{k}": a for k, a in self.v.items()}}
 
     def load_state(self, arrays: dict[str, np.ndarray], t: int) -> None:
+        """Refuses negative second moments (their square roots are taken)."""
+        check_state_values("adam", arrays, {f"v.{k}": (lambda a: a >= 0, ">= 0") for k in self.v})
         self.m = {k: arrays[f"m.{k}"].copy() for k in self.m}
         self.v = {k: arrays[f"v.{k}"].copy() for k in self.v}
         self.t = t

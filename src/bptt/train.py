@@ -454,19 +454,6 @@ def _check_checkpoint_arrays(out: Path, saved: dict[str, np.ndarray], want: dict
                             f"{ref.shape} finite floats; it is damaged or from another run, start again without --resume")
 
 
-def _check_optimizer_state(out: Path, cfg: TrainConfig, arrays: dict[str, np.ndarray]) -> None:
-    """Values an optimizer's saved state can hold (finite is checked already): HF's damping lambda > 0 and its
-    seconds >= 0, Adam's second moments >= 0; a checkpoint with others is damaged (it would train with a negative
-    damping, or take square roots of negative numbers).  (Better owned by each optimizer's load_state.)"""
-    rules = {"hf": {"damping": (lambda a: a > 0, "> 0"), "elapsed": (lambda a: a >= 0, ">= 0")},
-             "adam": {k: (lambda a: a >= 0, ">= 0") for k in arrays if k.startswith("v.")}}.get(cfg.optimizer, {})
-    for name, (ok, need) in rules.items():
-        if name in arrays and not np.all(ok(arrays[name])):
-            bad = arrays[name].ravel()[~ok(arrays[name]).ravel()][0]
-            raise BPTTError(f"{out}: checkpoint.npz holds {cfg.optimizer} state {name} = {bad:g}, which must be {need}; "
-                            "it is damaged, start again without --resume (--force)")
-
-
 @dataclass
 class TrainResult:
     """A finished run.  An ensemble's: ``model`` is the ``Ensemble``, ``history`` {"members": [each member's
@@ -548,10 +535,12 @@ def train(
         _check_checkpoint_arrays(out, {f"opt.{k}": v for k, v in opt_arrays.items()},
                                  {f"opt.{k}": v for k, v in opt.state().items()})
         check_int("checkpoint opt_t", opt_t, 0)
-        _check_optimizer_state(out, cfg, opt_arrays)
+        try:
+            opt.load_state(opt_arrays, opt_t)  # each optimizer refuses a state it cannot continue from
+        except BPTTError as e:
+            raise BPTTError(f"{out}: checkpoint.npz holds {e}; it is damaged, start again without --resume (--force)") from None
         for k in PARAM_NAMES:
             params[k][...] = saved_params[k]
-        opt.load_state(opt_arrays, opt_t)
     elif writes:
         out.mkdir(parents=True, exist_ok=True)
         bio.atomic_write_json(out / "config.json", cfg.to_json())

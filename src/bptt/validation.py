@@ -17,7 +17,7 @@ required, and how to fix it (scikit-learn's ``check_scalar`` style).
 from __future__ import annotations
 
 import math
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 import numpy as np
 
@@ -215,6 +215,17 @@ def format_bytes(n: float) -> str:
             return f"{n:.0f} {unit}" if unit == "B" or n >= 1000 else f"{n:.3g} {unit}"
         n /= 1024
     return f"{n:.3g} EiB"  # pragma: no cover
+
+
+def check_state_values(owner: str, arrays: dict[str, np.ndarray], rules: dict[str, tuple[Callable[[np.ndarray], np.ndarray], str]]) -> None:
+    """An optimizer's saved state: each array named in ``rules`` holds only values its rule allows (e.g. a
+    damping > 0); the first that does not is one line, "<owner> state <name> = <value>, which must be <rule>"."""
+    for name, (ok, need) in rules.items():
+        if name in arrays:
+            good = ok(arrays[name])
+            if not np.all(good):
+                bad = arrays[name].ravel()[~good.ravel()][0]
+                raise BPTTError(f"{owner} state {name} = {bad:g}, which must be {need}")
 
 
 def check_memory(what: str, nbytes: float, fix: str, available: int | None = None) -> None:
