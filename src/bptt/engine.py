@@ -140,8 +140,9 @@ def forward(p: Params, x: np.ndarray, h0: np.ndarray, f: Activation, g: Activati
     z = mm(x, p.w_x.T) + p.b1  # (T, B, H): input projection, one product for all t
     h = np.empty((T + 1, B, H), dtype=x.dtype)  # (T+1, B, H)
     h[0] = h0
+    w_hT = np.ascontiguousarray(p.w_h.T)  # (H, H): transposed once, not at every step (the same values)
     for t in range(T):
-        z[t] += mm(h[t], p.w_h.T)  # (B, H)
+        z[t] += mm(h[t], w_hT)  # (B, H)
         h[t + 1] = f.value(z[t])  # (B, H)
     u = mm(h[1:], p.w.T) + p.b2  # (T, B, O)
     return Forward(z=z, h=h, u=u, y_pred=g.value(u))
@@ -332,9 +333,10 @@ def output_tangent_from_state(p: Params, fwd: Forward, f: Activation, g: Activat
     du = np.zeros_like(fwd.y_pred)  # (T, B, O)
     if k >= 1:
         du[k - 1] = mm(dh, p.w.T)
+    w_hT, wT = np.ascontiguousarray(p.w_h.T), np.ascontiguousarray(p.w.T)  # (H, H), (H, O): once, not per step
     for t in range(k, T):  # 0-based t is step t + 1
-        dh = fprime[t] * mm(dh, p.w_h.T)  # (B, H)
-        du[t] = mm(dh, p.w.T)  # (B, O)
+        dh = fprime[t] * mm(dh, w_hT)  # (B, H)
+        du[t] = mm(dh, wT)  # (B, O)
     return g.jvp(fwd.y_pred, du)  # (T, B, O): dy' = g'(u) du
 
 
@@ -367,8 +369,9 @@ def pre_output_tangent(
     direct = mm(x, dp.w_x.T) + mm(fwd.h[:-1], dp.w_h.T) + dp.b1  # (T, B, H)
     dh = np.empty_like(fwd.h[1:])  # (T, B, H)
     prev = np.zeros_like(fwd.h[0])  # (B, H): dh_0 = 0
+    w_hT = np.ascontiguousarray(p.w_h.T)  # (H, H): once, not per step
     for t in range(T):
-        prev = fprime[t] * (direct[t] + mm(prev, p.w_h.T))  # (B, H)
+        prev = fprime[t] * (direct[t] + mm(prev, w_hT))  # (B, H)
         dh[t] = prev
     du = mm(fwd.h[1:], dp.w.T) + mm(dh, p.w.T) + dp.b2  # (T, B, O)
     return dh, du
