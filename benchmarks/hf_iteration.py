@@ -9,23 +9,15 @@ work (the same CG iterations) in every column.  COMMIT's package is unpacked (gi
 """
 
 import statistics
-import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 
+from seed_call_ab import base_package  # the earlier commit's src/bptt as package bptt_base (benchmarks/ runs as a script)
+
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def base_package(commit: str) -> Path:
-    folder = Path(tempfile.mkdtemp(prefix="bptt_base_"))
-    archive = subprocess.run(["git", "archive", commit, "src/bptt"], cwd=ROOT, capture_output=True, check=True).stdout
-    subprocess.run(["tar", "-x", "-C", str(folder)], input=archive, check=True)
-    (folder / "src" / "bptt").rename(folder / "bptt_base")
-    return folder
 
 
 def best_seconds(calls: dict, repeat: int = 41) -> dict:

@@ -106,3 +106,21 @@ def outputs_for(g: str, O: int) -> int:
     """O, at least 2 for an output activation over the outputs (softmax of one number is the constant 1,
     refused by RNN)."""
     return O if bptt.ACTIVATIONS[g].elementwise else max(O, 2)
+
+
+def write_npz(path, members: dict[str, bytes], compress: bool = False) -> None:
+    """An .npz (a zip) holding exactly ``members``: name -> raw bytes (hostile files are built from these)."""
+    import zipfile
+
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED if compress else zipfile.ZIP_STORED) as z:
+        for name, data in members.items():
+            z.writestr(name, data)
+
+
+def npy_bytes(array: np.ndarray) -> bytes:
+    """``array`` as the bytes of a .npy file."""
+    import io
+
+    buf = io.BytesIO()
+    np.save(buf, array, allow_pickle=False)
+    return buf.getvalue()

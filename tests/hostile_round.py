@@ -39,6 +39,8 @@ from typing import Callable
 
 import numpy as np
 
+from helpers import npy_bytes, write_npz  # tests/helpers.py: this script runs from tests/
+
 ROOT = Path(__file__).resolve().parents[1]
 BPTT = str(Path(sys.executable).with_name("bptt")) if Path(sys.executable).with_name("bptt").exists() else None
 CMD = [BPTT] if BPTT else [sys.executable, "-m", "bptt"]
@@ -81,20 +83,6 @@ def fifo(path: Path) -> None:
 
 def chardev(path: Path) -> None:
     os.mknod(path, stat.S_IFCHR | 0o644, os.makedev(1, 3))  # what /dev/null is
-
-
-def npz(path: Path, members: dict[str, bytes], compress: bool = False) -> None:
-    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED if compress else zipfile.ZIP_STORED) as z:
-        for name, data in members.items():
-            z.writestr(name, data)
-
-
-def npy(a: np.ndarray) -> bytes:
-    import io
-
-    buf = io.BytesIO()
-    np.save(buf, a, allow_pickle=False)
-    return buf.getvalue()
 
 
 def npy_header(shape: tuple, descr: str = "<f8") -> bytes:
@@ -244,22 +232,22 @@ def cases() -> list[Case]:
                  setup=(lambda d, m=make: m(d / "m.npz")) if make else None, timeout=30))
     bomb = {"w.npy": npy_header((1, 2)) + bytes(16), "junk.npy": npy_header((8 << 20,)) + bytes(8 << 23)}
     add(Case(U, "zip-bomb model.npz (64 MiB in under 1 MiB)", ["predict", "--model", "m.npz", "--x", "1,2"],
-             setup=lambda d: npz(d / "m.npz", bomb, compress=True)))
+             setup=lambda d: write_npz(d / "m.npz", bomb, compress=True)))
     add(Case(U, "zip-bomb checkpoint.npz, train --resume", ["train", "--resume", "--no-progress", "--out", "run"],
-             setup=lambda d: (copy_run("adding", d), npz(d / "run" / "checkpoint.npz", {**ckpt_members(), **bomb},
+             setup=lambda d: (copy_run("adding", d), write_npz(d / "run" / "checkpoint.npz", {**ckpt_members(), **bomb},
                                                         compress=True))))
     for label, data in (("8 TiB", npy_header((1 << 40,))), ("a negative shape", npy_header((-5,))),
                         ("an object dtype", npy_header((2,), "|O")), ("a bad magic", b"NOTNUMPY" + bytes(100)),
                         ("a truncated body", npy_header((1000,)) + bytes(80)), ("a complex dtype", npy_header((2,), "<c16")
                                                                                  + bytes(32))):
         add(Case(U, f"model.npz member with {label}", ["predict", "--model", "m.npz", "--x", "1,2"],
-                 setup=lambda d, data=data: npz(d / "m.npz", {**model_members(), "w.npy": data})))
+                 setup=lambda d, data=data: write_npz(d / "m.npz", {**model_members(), "w.npy": data})))
     add(Case(U, "model.npz member not .npy", ["predict", "--model", "m.npz", "--x", "1,2"],
-             setup=lambda d: npz(d / "m.npz", {**model_members(), "evil.pkl": b"\x80\x04K\x01."})))
+             setup=lambda d: write_npz(d / "m.npz", {**model_members(), "evil.pkl": b"\x80\x04K\x01."})))
     add(Case(U, "model.npz with a NaN weight", ["predict", "--model", "m.npz", "--x", "1,2"],
-             setup=lambda d: npz(d / "m.npz", {**model_members(), "w_h.npy": npy(np.full((2, 2), np.nan))})))
+             setup=lambda d: write_npz(d / "m.npz", {**model_members(), "w_h.npy": npy_bytes(np.full((2, 2), np.nan))})))
     add(Case(U, "model.npz with a wrong shape", ["predict", "--model", "m.npz", "--x", "1,2"],
-             setup=lambda d: npz(d / "m.npz", {**model_members(), "w_h.npy": npy(np.zeros((3, 2)))})))
+             setup=lambda d: write_npz(d / "m.npz", {**model_members(), "w_h.npy": npy_bytes(np.zeros((3, 2)))})))
     add(Case(U, "model.npz truncated", ["predict", "--model", "m.npz", "--x", "1,2"],
              setup=lambda d: write(d / "m.npz", (trained("adding") / "run" / "model.npz").read_bytes()[:300])))
     add(Case(U, "model.npz that is a text file", ["predict", "--model", "m.npz", "--x", "1,2"],
@@ -273,7 +261,7 @@ def cases() -> list[Case]:
                  "run"], "either", setup=lambda d, key=key, value=value: edit_checkpoint(d, key, value),
                  outputs=("run/*",)))
     add(Case(U, "checkpoint with a pickled object member", ["train", "--resume", "--no-progress", "--out", "run"],
-             setup=lambda d: (copy_run("adding", d), npz(d / "run" / "checkpoint.npz", {
+             setup=lambda d: (copy_run("adding", d), write_npz(d / "run" / "checkpoint.npz", {
                  **ckpt_members(), "payload.npy": npy_header((1,), "|O") + b"\x80\x04K\x01."}))))
     del ck_json
     add(Case(U, "claims file with a 5000-digit key", ["check", "c.toml"],
@@ -528,8 +516,8 @@ def edit_checkpoint(d: Path, key: str, value: str) -> None:
                 if s and s.lstrip().startswith("{"):
                     obj = json.loads(s)
                     if _set_key(obj, key, json.loads(value)):
-                        members[name] = npy(np.array(json.dumps(obj)))
-    npz(d / "run" / "checkpoint.npz", members)
+                        members[name] = npy_bytes(np.array(json.dumps(obj)))
+    write_npz(d / "run" / "checkpoint.npz", members)
 
 
 def _set_key(obj, key: str, value) -> bool:

@@ -31,6 +31,7 @@ import pytest
 
 import bptt
 import bptt.train
+from helpers import write_npz
 import bptt.untrusted
 from bptt import BPTTError
 from bptt.cli import main
@@ -666,18 +667,6 @@ def test_a_fifo_as_checkpoint_is_refused_at_once(tmp_path):
     _refused_process(["train", "--resume", "--out", str(out), "--no-progress"], "FIFO")
 
 
-def _npz(path: Path, members: dict[str, bytes], compress: bool = False) -> None:
-    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED if compress else zipfile.ZIP_STORED) as z:
-        for name, data in members.items():
-            z.writestr(name, data)
-
-
-def _npy(array: np.ndarray) -> bytes:
-    buf = io.BytesIO()
-    np.save(buf, array, allow_pickle=False)
-    return buf.getvalue()
-
-
 def _npy_header(shape: tuple, descr: str) -> bytes:
     buf = io.BytesIO()
     np.lib.format.write_array_header_1_0(buf, {"descr": descr, "fortran_order": False, "shape": shape})
@@ -735,7 +724,7 @@ def test_damaged_npz_members_are_refused_before_allocation(tmp_path, capsys, cas
             for name, data in [*members.items(), ("w_h.npy", members["w_h.npy"])]:
                 z.writestr(name, data)
     else:
-        _npz(path, members)
+        write_npz(path, members)
     _refused(capsys, ["predict", "--model", str(path), "--x", "1"], *words)
     with pytest.raises(BPTTError):
         bptt.io.load_model(path)
@@ -749,7 +738,7 @@ def test_a_model_written_and_read_back_is_the_same(tmp_path):
     for k, v in m.params().items():
         assert np.array_equal(back.params()[k], v) and back.params()[k].flags.writeable
     members = _a_model_file(tmp_path)
-    _npz(tmp_path / "c.npz", members, compress=True)
+    write_npz(tmp_path / "c.npz", members, compress=True)
     back, _ = bptt.io.load_model(tmp_path / "c.npz")
     assert np.array_equal(back.w_h, bptt.RNN(1, 2, 1, seed=0).w_h)
 
