@@ -8,6 +8,13 @@ OpenBLAS, numba, OpenMP and MKL, with another process keeping a core busy; every
 the same.  (Before bptt computed its products in a fixed order, the adding and HF runs
 differed between Sandybridge, Haswell and SkylakeX kernels, and HF between 1 and 2 threads.)
 
+The same runs also give the same bits with numpy's SIMD dispatch turned off (NPY_DISABLE_CPU_FEATURES)
+and with the compiled kernels built for a generic x86-64 CPU (NUMBA_CPU_NAME=generic): a machine
+without AVX-512, AVX2 or FMA trains the same parameters.  (numpy's own exp and tanh changed the
+adding and HF runs this way, numba's fused multiply-adds the compiled step; both are gone: every
+exp, log and tanh is bptt.floatmath's.)  The torch backend is the exception: torch picks its own
+vectorised exp by the CPU (ATEN_CPU_CAPABILITY=default changes its run), so it is not compared here.
+
 The full matrix is marked slow (CI runs it); the default run compares the masked Adam and HF
 runs under the first and last kernel with 1 and 2 threads.
 
@@ -49,8 +56,8 @@ def _coretypes() -> list[str | None]:
     return [k for k, flag in KERNELS.items() if flag in flags]
 
 
-def _run(coretype: str | None, threads: int, runs: tuple[str, ...] = ()) -> dict:
-    env = dict(os.environ)
+def _run(coretype: str | None, threads: int, runs: tuple[str, ...] = (), extra_env: dict | None = None) -> dict:
+    env = dict(os.environ, **(extra_env or {}))
     for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS"):
         env[var] = str(threads)
     if coretype is not None:
@@ -90,3 +97,27 @@ def test_masked_adam_and_hf_are_bit_identical_on_two_blas_kernels_and_thread_cou
     """The quick version for the default run: the two runs BLAS used to change, two settings."""
     coretypes = _coretypes()
     _compare([(coretypes[0], 1), (coretypes[-1], 2)], ("adding", "hf"))
+
+
+def _numpy_dispatch_targets() -> list[str]:
+    """The SIMD targets numpy dispatches to on this CPU (what NPY_DISABLE_CPU_FEATURES can turn off)."""
+    import numpy as np
+
+    umath = getattr(getattr(np, "_core", None), "_multiarray_umath", None)
+    have = getattr(umath, "__cpu_features__", {})
+    return [f for f in getattr(umath, "__cpu_dispatch__", []) if have.get(f)]
+
+
+def test_engine_kernels_and_hf_are_bit_identical_without_simd_dispatch_and_on_a_generic_cpu(tmp_path):
+    targets = _numpy_dispatch_targets()
+    if not targets:
+        pytest.skip("numpy dispatches to no SIMD target on this CPU: nothing to turn off")
+    runs = ("adding", "binary-addition", "hf")
+    plain = _run(None, 1, runs)
+    no_simd = _run(None, 1, runs, {"NPY_DISABLE_CPU_FEATURES": " ".join(targets)})
+    # a cache of its own: numba's cache holds code for this CPU's name and must not be reused
+    generic = _run(None, 1, runs, {"NUMBA_CPU_NAME": "generic", "NUMBA_CACHE_DIR": str(tmp_path / "numba")})
+    for r in (plain, no_simd, generic):
+        r.pop("openblas")
+    assert no_simd == plain, f"numpy without {targets} trained other parameters: {no_simd} vs {plain}"
+    assert generic == plain, f"kernels for a generic CPU trained other parameters: {generic} vs {plain}"

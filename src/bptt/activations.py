@@ -29,6 +29,9 @@ branch to ``kernels._f`` and ``kernels._df``; ``tests/test_kernels.py`` checks
 every coded record against its numpy value.  The tests take their activation
 lists from this table.
 
+Every exp and tanh is ``floatmath``'s, not numpy's: numpy's last bits depend on the CPU's SIMD
+features, floatmath's do not.
+
 sympy and torch are imported lazily, inside the functions that use them:
 ``import bptt`` stays light.
 """
@@ -40,6 +43,7 @@ from typing import Any, Callable
 
 import numpy as np
 
+from . import floatmath
 from .validation import BPTTError, check_choice
 
 # Who reads the table: the numpy engine, the compiled kernels, the PyTorch layer, the derivation.
@@ -50,7 +54,7 @@ ROLES = ("hidden", "output")
 # ---------------------------------------------------------------- numpy
 def _sigmoid(z: np.ndarray) -> np.ndarray:
     """Logistic 1/(1+e^{-z}), stable for any |z| (no overflow, no NaN)."""
-    e = np.exp(-np.abs(z))  # in (0, 1]: never overflows
+    e = floatmath.exp(-np.abs(z))  # in (0, 1]: never overflows
     return np.where(z >= 0, 1.0 / (1.0 + e), e / (1.0 + e)).astype(z.dtype, copy=False)
 
 
@@ -64,7 +68,7 @@ def _identity(z: np.ndarray) -> np.ndarray:
 
 def _softmax(z: np.ndarray) -> np.ndarray:
     """exp(z_o) / sum_k exp(z_k) over the last axis, shifted by the maximum (no overflow)."""
-    e = np.exp(z - np.max(z, axis=-1, keepdims=True))
+    e = floatmath.exp(z - np.max(z, axis=-1, keepdims=True))
     return e / np.sum(e, axis=-1, keepdims=True)
 
 
@@ -226,7 +230,7 @@ _BOTH = ("hidden", "output")
 _TABLE = [
     Activation("sigmoid", _BOTH, _sigmoid, _d_sigmoid, "sgm", "{a}(1 - {a})",
                _sym_sigmoid, _d_sigmoid, _torch_sigmoid, _d_sigmoid, code=0),
-    Activation("tanh", ("hidden",), np.tanh, _d_tanh, "tanh", "(1 - {a}^2)",
+    Activation("tanh", ("hidden",), floatmath.tanh, _d_tanh, "tanh", "(1 - {a}^2)",
                _sym_tanh, _d_tanh, _torch_tanh, _d_tanh, code=1),
     Activation("relu", ("hidden",), _relu, _d_relu, "relu", "[{a} > 0]",
                _sym_relu, _sym_d_relu, _torch_relu, _torch_d_relu, code=2),

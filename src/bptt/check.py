@@ -120,7 +120,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from . import activations, engine, losses, optim
+from . import activations, engine, floatmath, losses, optim
 from .audit import (Printed, Verdict, judge, least_squares_targets, min_misfit, nonlinear_least_squares)
 from .engine import PARAM_NAMES
 from .untrusted import open_regular, read_bounded
@@ -1043,7 +1043,7 @@ def _evaluate(node: tuple, atoms: list[np.ndarray]) -> Any:
         name = {"ln": "log", "sgm": "sigmoid", "sigma": "sigmoid"}.get(node[1], node[1])
         if name in ("sigmoid", "softmax", "relu", "tanh"):
             return activations.get(name).value(v)
-        return {"log": np.log, "exp": np.exp, "sqrt": np.sqrt, "abs": np.abs, "sum": np.sum}[name](v)
+        return {"log": floatmath.log, "exp": floatmath.exp, "sqrt": np.sqrt, "abs": np.abs, "sum": np.sum}[name](v)
     a, b = _evaluate(node[2], atoms), _evaluate(node[3], atoms)
     return {"+": np.add, "-": np.subtract, "*": np.multiply, "/": np.divide, "^": np.power,
             "@": np.matmul}[node[1]](a, b)

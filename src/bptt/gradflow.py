@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from . import activations, engine, tasks
+from . import activations, engine, floatmath, tasks
 from .products import matmul as mm
 from .model import RNN
 from .validation import BPTTError, check_choice, check_int
@@ -182,8 +182,8 @@ def flow_map(model: RNN, x: Any, y: Any, h0: Any = None, *, normalise: bool = Tr
     L, lag_logs = _log_flow(mm(du, model.w), fprime, model.w_h, steps, lags)  # (n, n), (n, len(lags))
     rows_ok = scored[steps]  # (n,)
     diag = np.where(rows_ok, np.diagonal(L), -np.inf)  # (n,)
-    with np.errstate(invalid="ignore", over="ignore"):
-        V = np.exp(L - diag[:, None]) if normalise else np.exp(L)  # (n, n)
+    with np.errstate(invalid="ignore"):
+        V = floatmath.exp(L - diag[:, None]) if normalise else floatmath.exp(L)  # (n, n)
     V[np.triu(np.ones(V.shape, dtype=bool), 1)] = np.nan  # k > t
     V[~(np.isfinite(diag) if normalise else rows_ok)] = np.nan
     return FlowMap(V, steps, T, normalise, _decay(lag_logs, diag, steps, lags))
@@ -242,7 +242,7 @@ def _log_flow(dh: np.ndarray, fprime: np.ndarray, w_h: np.ndarray, steps: np.nda
 def _unit(V: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Rows of V (m, H) scaled to unit length (zero rows stay zero), and their log norms (m,) (-inf for zero)."""
     nrm = np.sqrt(np.einsum("ij,ij->i", V, V))  # (m,)
-    return V / np.where(nrm > 0, nrm, 1.0)[:, None], np.log(nrm)
+    return V / np.where(nrm > 0, nrm, 1.0)[:, None], floatmath.log(nrm)
 
 
 def _decay(lag_logs: np.ndarray, diag: np.ndarray, steps: np.ndarray, lags: tuple[int, ...]) -> dict[str, float]:
@@ -251,7 +251,7 @@ def _decay(lag_logs: np.ndarray, diag: np.ndarray, steps: np.ndarray, lags: tupl
     for li, lag in enumerate(lags):
         ok = np.isfinite(diag) & (steps - lag >= 0)  # (n,)
         if ok.any():
-            out[str(lag)] = float(np.median(np.exp(lag_logs[ok, li] - diag[ok])))
+            out[str(lag)] = float(np.median(floatmath.exp(lag_logs[ok, li] - diag[ok])))
     return out
 
 

@@ -39,6 +39,10 @@ carry.  A whole sequence is one segment with carry 0; gradient checkpointing
 back at most k steps, exactly ``engine.bptt_truncated``) is supported for a
 whole sequence only.
 
+No kernel has ``fastmath`` flags and every exp, tanh and log is ``floatmath``'s: a fused multiply-add or
+a libm function would give other bits on another CPU (tests/test_reproducibility.py builds the kernels
+for a generic CPU and compares).
+
 All kernels compute in the array dtype (float32 data runs float32 math, as numpy
 does); the scalar kernel sums its gradients and every kernel its loss in float64.
 
@@ -54,9 +58,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from llvmlite import ir
-from numba import njit, types
-from numba.extending import intrinsic, overload
+from numba import njit
 
 from . import losses
 from .activations import Activation, require
@@ -64,65 +66,8 @@ from .losses import Loss
 from ._optim_compiled import in_dtype, update
 from ._products_compiled import matmul_into, matmul_parallel
 from .engine import PARAM_NAMES, bptt_truncated
+from ._floatmath_compiled import fexp, flog1p, ftanh
 from .validation import BPTTError
-
-# ---------------------------------------------------------------- a vectorisable float32 exp
-@intrinsic
-def _i32_as_f32(typingctx, v):
-    """Reinterpret the bits of an int32 as a float32."""
-    def codegen(context, builder, signature, args):
-        return builder.bitcast(args[0], ir.FloatType())
-
-    return types.float32(types.int32), codegen
-
-
-@intrinsic
-def _f32_as_i32(typingctx, v):
-    """Reinterpret the bits of a float32 as an int32."""
-    def codegen(context, builder, signature, args):
-        return builder.bitcast(args[0], ir.IntType(32))
-
-    return types.int32(types.float32), codegen
-
-
-_F32 = np.float32
-
-
-def vector_expf(z):
-    """e^z in float32 without a libm call, so loops over it vectorise (max rel. error 8e-8 on
-    [-80, 80], i.e. about 1 ulp): z = n ln2 + r, |r| <= ln2/2 (Cody-Waite, the Cephes expf
-    polynomial), 2^n built in the exponent bits.  Clamped to [-87, 88]; NaN stays NaN."""
-    xc = min(max(z, _F32(-87.0)), _F32(88.0))
-    t = xc * _F32(1.44269504) + _F32(12582912.0)  # 1.5 * 2^23: rounds z / ln2 to an integer
-    n = t - _F32(12582912.0)
-    r = xc - n * _F32(0.693359375)
-    r = r - n * _F32(-2.12194440e-4)
-    r2 = r * r
-    q = ((_F32(1.9875691500e-4) * r + _F32(1.3981999507e-3)) * r2
-         + (_F32(8.3334519073e-3) * r + _F32(4.1665795894e-2))) * r2 + (_F32(1.6666665459e-1) * r + _F32(5.0000001201e-1))
-    q = q * r2 + r + _F32(1.0)
-    k = _f32_as_i32(t) - np.int32(0x4B400000)  # n as an integer, from t's mantissa
-    e = q * _i32_as_f32((k + np.int32(127)) << np.int32(23))
-    if z != z:
-        return z
-    return e
-
-
-_expf = njit(cache=True, error_model="numpy", fastmath={"contract"})(vector_expf)  # called alone by the tests
-
-
-def _exp(z):  # pragma: no cover - replaced by the overload inside compiled code
-    return math.exp(z)
-
-
-@overload(_exp, inline="always")
-def _exp_impl(z):
-    """float32: the vectorisable expf above; float64: libm's exp (full double accuracy).  Inlined, so each
-    kernel compiles it with its own flags (see _f)."""
-    if isinstance(z, types.Float) and z.bitwidth == 32:
-        return vector_expf
-    return lambda z: math.exp(z)
-
 
 # ---------------------------------------------------------------- activations by code
 # The codes are activations.py's ``code`` column; an activation whose record has no code is refused
@@ -132,20 +77,18 @@ def _exp_impl(z):
 _NO_BRANCH = "bptt.kernels: no compiled branch for this activation code; add it to kernels._f and kernels._df"
 
 
-# inline="always" (numba IR): each kernel compiles its own copy with its own fastmath flags.  Compiled
-# once and called, a helper took the flags of whichever kernel compiled it first, so a result depended
-# on what else the process (or the on-disk cache) had compiled before: tanh on the adding problem at
-# T = 30 trained to 0.960 after a fresh start and to 0.981 after other kernels (tests/test_kernels.py::
+# inline="always" (numba IR): each kernel compiles its own copy.  When kernels had fastmath flags, a
+# helper compiled once took the flags of whichever kernel compiled it first, so a result depended on what
+# else the process had compiled before (tests/test_kernels.py::
 # test_results_do_not_depend_on_what_was_compiled_before).
 @njit(cache=True, error_model="numpy", inline="always")
 def _f(z, code, one):
     """f(z) in the dtype of z and one (one = 1 in that dtype), so float32 data runs float32 math."""
     if code == 0:  # sigmoid
         # 1/(1+e^{-z}) is safe for every z: e^{-z} = inf for z << 0 gives exactly 0.
-        # libm's exp: on a serial chain (the scalar recurrence) its latency beats _expf's
-        return one / (one + math.exp(-z))
+        return one / (one + fexp(-z))
     if code == 1:  # tanh
-        return math.tanh(z)
+        return ftanh(z)
     if code == 2:  # relu
         zero = one - one
         return z if z > zero else zero
@@ -175,9 +118,7 @@ _NO_LOSS = "bptt.kernels: no compiled branch for this loss code; add it to kerne
 LOSS_CODES = (0, 1)  # the codes with a branch below: squared error, binary cross-entropy
 
 
-# inline="always": inlined in numba's IR, so each kernel compiles them with its own fastmath flags, and the
-# sum's add sits beside the squared error's r * r (one basic block): the bits of the squared error as it
-# was written out in every kernel
+# inline="always": inlined in numba's IR, as _f
 @njit(cache=True, error_model="numpy", inline="always")
 def _loss_term(lcode, acc, u, yp, y):
     """acc + 2 E for one output (u the pre-activation, yp = g(u), y the target): twice E, so the squared
@@ -188,10 +129,8 @@ def _loss_term(lcode, acc, u, yp, y):
     if lcode == 1:  # binary cross-entropy with a sigmoid output: softplus(u) - y u, from u (exact for any u)
         zero = u - u
         a = u if u > zero else -u
-        e = (u if u > zero else zero) + math.log1p(_exp(-a)) - y * u
-        # acc - (-2e), not acc + 2e (the same number): with an add in both branches LLVM sinks the common
-        # add below them, away from r * r, and the squared error's fused multiply-add (its bits) is lost
-        return acc - (-e - e)
+        e = (u if u > zero else zero) + flog1p(fexp(-a)) - y * u
+        return acc + (e + e)
     raise ValueError(_NO_LOSS)
 
 
@@ -224,8 +163,7 @@ def activation_codes(hidden_act: Activation, output_act: Activation) -> tuple[in
 
 
 # ---------------------------------------------------------------- scalar kernel
-# fastmath "contract" only lets a*b + c become one fused multiply-add (shorter serial chains).
-@njit(cache=True, error_model="numpy", fastmath={"contract"})
+@njit(cache=True, error_model="numpy")
 def scalar_kernel(x, y, p, fcode, gcode, lcode, trunc, need_grad, hbuf, dubuf, out):
     """One scalar sequence (D = H = O = 1, B = 1), in the dtype of x (float32 math for float32).
 
@@ -247,7 +185,7 @@ def scalar_kernel(x, y, p, fcode, gcode, lcode, trunc, need_grad, hbuf, dubuf, o
     loss = 0.0
     for t in range(L):
         u = w * hbuf[t + 1] + b2
-        yp = one / (one + _exp(-u)) if gcode == 0 else _f(u, gcode, one)
+        yp = one / (one + fexp(-u)) if gcode == 0 else _f(u, gcode, one)
         loss = _loss_term(lcode, loss, u, yp, y[t])  # + 2 E_t
         dubuf[t] = _loss_delta(lcode, gcode, yp, y[t], c, one)  # du_t
     loss *= 0.5 * p[6]
@@ -333,7 +271,7 @@ def _hidden_states(x, h0, wxT, whT, b1, fcode, hbuf, zbuf):
         for b in range(B):
             if fcode == 0:  # sigmoid written out so the loop vectorises (float32)
                 for i in range(H):
-                    ht[b, i] = one / (one + _exp(-(zt[b, i] + rec[b, i] + b1[i])))
+                    ht[b, i] = one / (one + fexp(-(zt[b, i] + rec[b, i] + b1[i])))
             else:
                 for i in range(H):
                     ht[b, i] = _f(zt[b, i] + rec[b, i] + b1[i], fcode, one)
@@ -478,12 +416,12 @@ def batched_kernel(x, y, h0, weights, biases, codes, c, trunc, need_grad, carry,
 @njit(cache=True, error_model="numpy", inline="always")
 def _act_2d(z, out, code, one):
     """out = f(z) for C-contiguous 2-D arrays ((B, H) rows or (H, B) lanes), in the dtype of ``one``;
-    the sigmoid through the vectorisable _exp (float32), the inner loop over the last axis."""
+    the inner loop over the last axis (vectorised: floatmath's exp has no branch)."""
     R, C = z.shape
     for r in range(R):
         if code == 0:
             for c in range(C):
-                out[r, c] = one / (one + _exp(-z[r, c]))
+                out[r, c] = one / (one + fexp(-z[r, c]))
         else:
             for c in range(C):
                 out[r, c] = _f(z[r, c], code, one)
@@ -740,7 +678,7 @@ def batched_fast(x, y, h0, w, wx, wh, b1, b2, c, trunc, fcode, gcode, lcode, gw,
 # (z[i, :] += w_h[i, k] h[k, :]), the float32 sigmoid vectorises over B, and the weight-gradient
 # sums are kept per lane ((H, H, B) accumulators, elementwise updates, no reductions) and summed
 # over the lanes once at the end.  No BLAS call, no allocation per step.
-@njit(cache=True, error_model="numpy", fastmath={"contract"})
+@njit(cache=True, error_model="numpy")
 def _lanes_forward(xs, hs, w, wx, wh, b1, b2, y, fcode, gcode, lcode, cd, du):
     """hs[1:] (T, H, B) <- h_1..h_T from hs[0]; du (T, O, B) <- c dE/du; returns sum 2 E (float64, before
     the factor c / 2).  xs (T, D, B) the input, lanes over the batch; y (T, B, O)."""
@@ -776,7 +714,7 @@ def _lanes_forward(xs, hs, w, wx, wh, b1, b2, y, fcode, gcode, lcode, cd, du):
                     u[b] += wv * hs[t + 1, i, b]
             for b in range(B):
                 if gcode == 0:
-                    yp = one / (one + _exp(-u[b]))
+                    yp = one / (one + fexp(-u[b]))
                 else:
                     yp = _f(u[b], gcode, one)
                 sq[b] = _loss_term(lcode, sq[b], u[b], yp, y[t, b, o])
@@ -784,7 +722,7 @@ def _lanes_forward(xs, hs, w, wx, wh, b1, b2, y, fcode, gcode, lcode, cd, du):
     return np.sum(sq)
 
 
-@njit(cache=True, error_model="numpy", fastmath={"contract"})
+@njit(cache=True, error_model="numpy")
 def _lanes_dh(du, w, t, dh):
     """dh (H, B) <- dE_t/dh_t = w^T du_t."""
     O, H = w.shape
@@ -798,7 +736,7 @@ def _lanes_dh(du, w, t, dh):
                 dh[i, b] += wv * du[t, o, b]
 
 
-@njit(cache=True, error_model="numpy", fastmath={"contract"})
+@njit(cache=True, error_model="numpy")
 def _lanes_back_wh(d, wh, out):
     """out (H, B) <- w_h^T d for d (H, B): the signal one step further back."""
     H, B = d.shape
@@ -811,7 +749,7 @@ def _lanes_back_wh(d, wh, out):
                 out[k, b] += wv * d[i, b]
 
 
-@njit(cache=True, error_model="numpy", fastmath={"contract"})
+@njit(cache=True, error_model="numpy")
 def _lanes_backward(hs, du, w, wh, fcode, trunc, dz):
     """dz (T, H, B) <- dLoss/dz_t, full BPTT (trunc >= T) or each E_t through at most trunc steps."""
     T, H, B = dz.shape
@@ -841,7 +779,7 @@ def _lanes_backward(hs, du, w, wh, fcode, trunc, dz):
                 dh[:] = carry
 
 
-@njit(cache=True, error_model="numpy", fastmath={"contract"})
+@njit(cache=True, error_model="numpy")
 def _lanes_grads(xs, hs, dz, du, gw, gwx, gwh, gb1, gb2):
     """The five gradients (written) from per-lane sums over t, then one sum over the lanes."""
     T, D, B = xs.shape

@@ -45,7 +45,7 @@ from typing import Callable
 import numpy as np
 from numba import njit
 
-from .kernels import vector_expf
+from ._floatmath_compiled import exp32_py
 
 # Per-step parts are timed over at least this many steps (the call's ~0.1 µs is then < 1 %).
 MIN_STEPS = 1024
@@ -101,8 +101,9 @@ def best_time(fn: Callable[[], object], budget_s: float, min_reps: int = 3) -> f
 
 # ------------------------------------------------------------------ a float32 exp that vectorises
 # libm's expf is a call per number, which no loop vectorises; the elementwise limit at float32 uses the
-# library's own (kernels.vector_expf: Cephes' polynomial, about 1 ulp), inlined here as in the kernels.
-_expf = njit(inline="always", error_model="numpy", fastmath={"contract"})(vector_expf)
+# library's (floatmath's: Cephes' polynomial, about 1 ulp), inlined here as in the kernels, with the
+# fused multiply-adds the library forgoes for its bits (a limit is this CPU's best, not a portable one).
+_expf = njit(inline="always", error_model="numpy", fastmath={"contract"})(exp32_py)
 
 
 # ------------------------------------------------------------------ the micro-kernels

@@ -26,6 +26,8 @@ compare each pair with torch autograd and central finite differences
 (tests/test_losses.py).  A backend lacking a loss's part refuses it (``require``),
 never computes another loss.
 
+Every exp and log is ``floatmath``'s (the same bits on every CPU), not numpy's.
+
 Adding a loss: one record in ``_TABLE`` below; to run it compiled, give it the next
 ``code`` and add its branch to ``kernels._loss_term`` / ``kernels._loss_delta``.
 """
@@ -37,6 +39,7 @@ from typing import Any, Callable
 
 import numpy as np
 
+from . import floatmath
 from .activations import Activation
 from .validation import BPTTError, check_choice
 
@@ -67,14 +70,13 @@ def _se_check(y):
 
 # ---------------------------------------------------------------- binary cross-entropy (with sigmoid)
 def _softplus(u):
-    return np.maximum(u, 0) + np.log1p(np.exp(-np.abs(u)))
+    return np.maximum(u, 0) + floatmath.log1p(floatmath.exp(-np.abs(u)))
 
 
 def _bce_value(u, y_pred, y):
     # -[y log sgm(u) + (1 - y) log(1 - sgm(u))] = softplus(u) - y u, exact for any u
     if u is None:
-        with np.errstate(divide="ignore"):
-            return -(y * np.log(y_pred) + (1 - y) * np.log1p(-y_pred)).sum(-1)
+        return -(y * floatmath.log(y_pred) + (1 - y) * floatmath.log1p(-y_pred)).sum(-1)
     return (_softplus(u) - y * u).sum(-1)
 
 
@@ -110,14 +112,13 @@ def _torch_bce(u, y_pred, y):
 # ---------------------------------------------------------------- cross-entropy (with softmax)
 def _logsumexp(u):
     m = np.max(u, axis=-1, keepdims=True)
-    return (m + np.log(np.sum(np.exp(u - m), axis=-1, keepdims=True)))[..., 0]
+    return (m + floatmath.log(np.sum(floatmath.exp(u - m), axis=-1, keepdims=True)))[..., 0]
 
 
 def _ce_value(u, y_pred, y):
     # -sum_o y_o log softmax(u)_o = (sum_o y_o) logsumexp(u) - sum_o y_o u_o
     if u is None:
-        with np.errstate(divide="ignore"):
-            return -(y * np.log(y_pred)).sum(-1)
+        return -(y * floatmath.log(y_pred)).sum(-1)
     return y.sum(-1) * _logsumexp(u) - (y * u).sum(-1)
 
 

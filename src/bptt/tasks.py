@@ -74,6 +74,7 @@ from typing import Any, Callable
 
 import numpy as np
 
+from . import floatmath
 from .inits import init_field
 from .untrusted import read_csv_columns  # strict and bounded: a CSV file is untrusted input
 from .validation import BPTTError, check_int, check_number, check_scaling, short_repr
@@ -1155,9 +1156,8 @@ MAX_SAMPLE = 100_000  # characters one `bptt predict --sample` writes
 
 def _tempered(p: np.ndarray, temperature: float) -> np.ndarray:
     """p^(1/τ), normalised: softmax(u / τ) for p = softmax(u) (τ < 1 sharper, τ > 1 flatter).  p (V,)."""
-    with np.errstate(divide="ignore"):
-        logits = np.log(p) / temperature  # (V,): a probability of 0 stays 0
-    q = np.exp(logits - logits.max())
+    logits = floatmath.log(p) / temperature  # (V,): a probability of 0 stays 0
+    q = floatmath.exp(logits - logits.max())
     return q / q.sum()
 
 

@@ -1,0 +1,250 @@
+"""The compiled half of ``floatmath`` (read that module's docstring): the scalar functions, which
+compiled code inlines through ``fexp``, ``flog``, ``flog1p``, ``ftanh``, and the loops over arrays that
+floatmath's array functions call.  Imports numba; floatmath imports this module on first use only.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from llvmlite import ir
+from numba import njit, types
+from numba.extending import intrinsic, overload
+
+_F32 = np.float32
+
+
+# ---------------------------------------------------------------- bit casts (exact)
+@intrinsic
+def i32_as_f32(typingctx, v):
+    """Reinterpret the bits of an int32 as a float32."""
+    def codegen(context, builder, signature, args):
+        return builder.bitcast(args[0], ir.FloatType())
+
+    return types.float32(types.int32), codegen
+
+
+@intrinsic
+def f32_as_i32(typingctx, v):
+    """Reinterpret the bits of a float32 as an int32."""
+    def codegen(context, builder, signature, args):
+        return builder.bitcast(args[0], ir.IntType(32))
+
+    return types.int32(types.float32), codegen
+
+
+@intrinsic
+def _i64_as_f64(typingctx, v):
+    def codegen(context, builder, signature, args):
+        return builder.bitcast(args[0], ir.DoubleType())
+
+    return types.float64(types.int64), codegen
+
+
+@intrinsic
+def _f64_as_i64(typingctx, v):
+    def codegen(context, builder, signature, args):
+        return builder.bitcast(args[0], ir.IntType(64))
+
+    return types.int64(types.float64), codegen
+
+
+@njit(cache=True, error_model="numpy", inline="always")
+def _pow2(k):
+    """2^k exactly, for -1022 <= k <= 1023 (built in the exponent bits)."""
+    return _i64_as_f64((k + np.int64(1023)) << np.int64(52))
+
+
+# Every function below is branch-free (selects, no early returns), so loops over it vectorise; the
+# vector and scalar forms are the same IEEE operations, hence the same bits.
+
+# ---------------------------------------------------------------- float64
+_LOG2E = 1.4426950408889634
+_SHIFT = 6755399441055744.0  # 1.5 * 2^52: x + _SHIFT - _SHIFT rounds x to an integer
+_C1 = 6.93145751953125e-1  # ln 2 = _C1 + _C2; _C1 has 15 bits, so n * _C1 is exact for |n| < 2^38
+_C2 = 1.42860682030941723212e-6
+_P0, _P1, _P2 = 1.26177193074810590878e-4, 3.02994407707441961300e-2, 9.99999999999999999910e-1
+_Q0, _Q1, _Q2, _Q3 = 3.00198505138664455042e-6, 2.52448340349684104192e-3, 2.27265548208155028766e-1, 2.0
+
+
+@njit(cache=True, error_model="numpy", inline="always")
+def _exp64(x):
+    xc = x if x < 709.8 else 709.8  # above log(DBL_MAX) = 709.78: inf below; NaN: put back at the end
+    xc = xc if xc > -745.2 else -745.2  # below log of half the smallest subnormal: 0 below
+    n = (xc * _LOG2E + _SHIFT) - _SHIFT  # the integer nearest xc / ln 2
+    r = (xc - n * _C1) - n * _C2  # |r| <= ln2/2 (plus a rounding)
+    rr = r * r
+    px = r * ((_P0 * rr + _P1) * rr + _P2)
+    qx = ((_Q0 * rr + _Q1) * rr + _Q2) * rr + _Q3
+    e = 1.0 + 2.0 * (px / (qx - px))  # e^r, in [0.7, 1.42]
+    k = np.int64(n)  # in [-1075, 1024]
+    k1 = k >> np.int64(1)
+    # e 2^k1 is exact; the second factor rounds once: subnormal results, and inf above DBL_MAX
+    y = (e * _pow2(k1)) * _pow2(k - k1)
+    return x if x != x else y
+
+
+_LN2_HI = 6.93147180369123816490e-01  # fdlibm's split of ln 2: k * _LN2_HI is exact
+_LN2_LO = 1.90821492927058770002e-10
+_LG1, _LG2, _LG3 = 6.666666666666735130e-01, 3.999999999940941908e-01, 2.857142874366239149e-01
+_LG4, _LG5, _LG6, _LG7 = 2.222219843214978396e-01, 1.818357216161805012e-01, 1.531383769920937332e-01, 1.479819860511658591e-01
+_SQRT2 = 1.4142135623730951
+
+
+@njit(cache=True, error_model="numpy", inline="always")
+def _log64(x):
+    sub = x < 2.2250738585072014e-308  # subnormal (or 0, or negative): scale by 2^54 first (exact)
+    xs = x * 18014398509481984.0 if sub else x
+    bits = _f64_as_i64(xs)
+    k = ((bits >> np.int64(52)) & np.int64(0x7FF)) - np.int64(1077 if sub else 1023)
+    m = _i64_as_f64((bits & np.int64(0x000FFFFFFFFFFFFF)) | np.int64(0x3FF0000000000000))  # in [1, 2)
+    big = m > _SQRT2
+    m = m * 0.5 if big else m  # exact
+    k = k + np.int64(1) if big else k
+    f = m - 1.0  # exact: m in [0.70, 1.42]
+    s = f / (2.0 + f)
+    z = s * s
+    w = z * z
+    t1 = w * (_LG2 + w * (_LG4 + w * _LG6))
+    t2 = z * (_LG1 + w * (_LG3 + w * (_LG5 + w * _LG7)))
+    hfsq = 0.5 * f * f
+    dk = np.float64(k)
+    y = dk * _LN2_HI - ((hfsq - (s * (hfsq + (t2 + t1)) + dk * _LN2_LO)) - f)
+    y = -math.inf if x == 0.0 else y
+    y = x if x == math.inf else y
+    return math.nan if (x < 0.0 or x != x) else y
+
+
+@njit(cache=True, error_model="numpy", inline="always")
+def _log1p64(x):
+    u = 1.0 + x
+    d = u - 1.0
+    q = x / (d if d != 0.0 else 1.0)
+    y = _log64(u) * q  # the rounding error of 1 + x cancels (Goldberg)
+    y = x if (u == 1.0 or x == math.inf) else y  # |x| below half an ulp of 1: log1p(x) = x
+    return math.nan if (x < -1.0 or x != x) else y
+
+
+_TP0, _TP1, _TP2 = -9.64399179425052238628e-1, -9.92877231001918586564e1, -1.61468768441708447952e3
+_TQ0, _TQ1, _TQ2 = 1.12811678491632931402e2, 2.23548839060100448583e3, 4.84406305325125486048e3
+
+
+@njit(cache=True, error_model="numpy", inline="always")
+def _tanh64(x):
+    a = -x if x < 0.0 else x
+    z = x * x
+    small = x + x * z * (((_TP0 * z + _TP1) * z + _TP2) / (((z + _TQ0) * z + _TQ1) * z + _TQ2))
+    big = 1.0 - 2.0 / (_exp64(a + a) + 1.0)  # 1.0 exactly from a = 19.1 on
+    big = -big if x < 0.0 else big
+    y = small if a < 0.625 else big
+    return x if (a < 1e-9 or x != x) else y  # tanh(x) = x to double precision; -0 stays -0
+
+
+# ---------------------------------------------------------------- float32
+@njit(cache=True, error_model="numpy", inline="always")
+def _exp32(z):
+    """e^z in float32 without a libm call: z = n ln2 + r, |r| <= ln2/2 (Cody-Waite, the Cephes
+    expf polynomial), 2^n built in the exponent bits in two factors, as _exp64."""
+    zc = z if z < _F32(88.8) else _F32(88.8)
+    zc = zc if zc > _F32(-104.0) else _F32(-104.0)
+    t = zc * _F32(1.44269504) + _F32(12582912.0)  # 1.5 * 2^23: rounds z / ln2 to an integer
+    n = t - _F32(12582912.0)
+    r = zc - n * _F32(0.693359375)
+    r = r - n * _F32(-2.12194440e-4)
+    r2 = r * r
+    q = ((_F32(1.9875691500e-4) * r + _F32(1.3981999507e-3)) * r2
+         + (_F32(8.3334519073e-3) * r + _F32(4.1665795894e-2))) * r2 + (_F32(1.6666665459e-1) * r + _F32(5.0000001201e-1))
+    q = q * r2 + r + _F32(1.0)
+    k = f32_as_i32(t) - np.int32(0x4B400000)  # n as an integer, from t's mantissa: in [-150, 129]
+    k1 = k >> np.int32(1)
+    y = (q * i32_as_f32((k1 + np.int32(127)) << np.int32(23))) * i32_as_f32((k - k1 + np.int32(127)) << np.int32(23))
+    return z if z != z else y
+
+
+exp32_py = _exp32.py_func  # the plain function, for limits.py's micro-kernels (their own flags)
+
+
+# ---------------------------------------------------------------- scalar doors for compiled code
+def _is32(z):
+    return isinstance(z, types.Float) and z.bitwidth == 32
+
+
+@njit(cache=True, error_model="numpy", inline="always")
+def _log32(z):
+    return _F32(_log64(np.float64(z)))
+
+
+@njit(cache=True, error_model="numpy", inline="always")
+def _log1p32(z):
+    return _F32(_log1p64(np.float64(z)))
+
+
+@njit(cache=True, error_model="numpy", inline="always")
+def _tanh32(z):
+    return _F32(_tanh64(np.float64(z)))
+
+
+def fexp(z):  # pragma: no cover - compiled code only (the overload below)
+    raise NotImplementedError
+
+
+def flog(z):  # pragma: no cover
+    raise NotImplementedError
+
+
+def flog1p(z):  # pragma: no cover
+    raise NotImplementedError
+
+
+def ftanh(z):  # pragma: no cover
+    raise NotImplementedError
+
+
+# inline="always": each caller compiles its own copy (kernels.py: with the caller's flags, none of
+# which may be fastmath's)
+@overload(fexp, inline="always")
+def _ov_exp(z):
+    return (lambda z: _exp32(z)) if _is32(z) else (lambda z: _exp64(z))
+
+
+@overload(flog, inline="always")
+def _ov_log(z):
+    return (lambda z: _log32(z)) if _is32(z) else (lambda z: _log64(z))
+
+
+@overload(flog1p, inline="always")
+def _ov_log1p(z):
+    return (lambda z: _log1p32(z)) if _is32(z) else (lambda z: _log1p64(z))
+
+
+@overload(ftanh, inline="always")
+def _ov_tanh(z):
+    return (lambda z: _tanh32(z)) if _is32(z) else (lambda z: _tanh64(z))
+
+
+# ---------------------------------------------------------------- array doors for numpy code
+@njit(cache=True, error_model="numpy")
+def _map_exp(a, out):  # a, out: (n,) of one dtype
+    for i in range(a.size):
+        out[i] = fexp(a[i])
+
+
+@njit(cache=True, error_model="numpy")
+def _map_log(a, out):
+    for i in range(a.size):
+        out[i] = flog(a[i])
+
+
+@njit(cache=True, error_model="numpy")
+def _map_log1p(a, out):
+    for i in range(a.size):
+        out[i] = flog1p(a[i])
+
+
+@njit(cache=True, error_model="numpy")
+def _map_tanh(a, out):
+    for i in range(a.size):
+        out[i] = ftanh(a[i])
+
+
