@@ -201,50 +201,74 @@ def ftanh(z):  # pragma: no cover
     raise NotImplementedError
 
 
-# inline="always": each caller compiles its own copy (kernels.py: with the caller's flags, none of
-# which may be fastmath's)
-@overload(fexp, inline="always")
+# The dispatch by dtype is an ordinary call (not inlined in numba's IR; LLVM inlines it): inlined in the
+# IR inside the kernels' own inlined helpers, the nested inlining drew NumbaIRAssumptionWarnings.  The
+# functions above are inlined in the IR of each dispatcher and each loop below (so the loops vectorise).
+@overload(fexp)
 def _ov_exp(z):
     return (lambda z: _exp32(z)) if _is32(z) else (lambda z: _exp64(z))
 
 
-@overload(flog, inline="always")
+@overload(flog)
 def _ov_log(z):
     return (lambda z: _log32(z)) if _is32(z) else (lambda z: _log64(z))
 
 
-@overload(flog1p, inline="always")
+@overload(flog1p)
 def _ov_log1p(z):
     return (lambda z: _log1p32(z)) if _is32(z) else (lambda z: _log1p64(z))
 
 
-@overload(ftanh, inline="always")
+@overload(ftanh)
 def _ov_tanh(z):
     return (lambda z: _tanh32(z)) if _is32(z) else (lambda z: _tanh64(z))
 
 
 # ---------------------------------------------------------------- array doors for numpy code
+# One loop per function and dtype, a, out: (n,) of that dtype; floatmath picks by the dtype.
 @njit(cache=True, error_model="numpy")
-def _map_exp(a, out):  # a, out: (n,) of one dtype
+def _map_exp64(a, out):
     for i in range(a.size):
-        out[i] = fexp(a[i])
-
-
-@njit(cache=True, error_model="numpy")
-def _map_log(a, out):
-    for i in range(a.size):
-        out[i] = flog(a[i])
+        out[i] = _exp64(a[i])
 
 
 @njit(cache=True, error_model="numpy")
-def _map_log1p(a, out):
+def _map_exp32(a, out):
     for i in range(a.size):
-        out[i] = flog1p(a[i])
+        out[i] = _exp32(a[i])
 
 
 @njit(cache=True, error_model="numpy")
-def _map_tanh(a, out):
+def _map_log64(a, out):
     for i in range(a.size):
-        out[i] = ftanh(a[i])
+        out[i] = _log64(a[i])
 
 
+@njit(cache=True, error_model="numpy")
+def _map_log32(a, out):
+    for i in range(a.size):
+        out[i] = _log32(a[i])
+
+
+@njit(cache=True, error_model="numpy")
+def _map_log1p64(a, out):
+    for i in range(a.size):
+        out[i] = _log1p64(a[i])
+
+
+@njit(cache=True, error_model="numpy")
+def _map_log1p32(a, out):
+    for i in range(a.size):
+        out[i] = _log1p32(a[i])
+
+
+@njit(cache=True, error_model="numpy")
+def _map_tanh64(a, out):
+    for i in range(a.size):
+        out[i] = _tanh64(a[i])
+
+
+@njit(cache=True, error_model="numpy")
+def _map_tanh32(a, out):
+    for i in range(a.size):
+        out[i] = _tanh32(a[i])

@@ -40,21 +40,22 @@ def _loops():
 
 
 def _apply(name, z):
-    kernel = getattr(_compiled or _loops(), name)
+    loops = _compiled or _loops()
     if type(z) is np.ndarray and z.dtype in _FLOATS and z.flags.c_contiguous:  # the engine's case, first
         out = np.empty_like(z)
-        kernel(z.reshape(-1), out.reshape(-1))
+        getattr(loops, name + ("32" if z.dtype == _F32 else "64"))(z.reshape(-1), out.reshape(-1))
         return out
     a = np.asarray(z)
     if a.dtype != np.float32:
         a = a.astype(np.float64, copy=False)  # numpy's rule: every other input computes in float64
     a = np.asarray(a, order="C")  # keeps a 0-d array 0-d
     out = np.empty_like(a)
-    kernel(a.reshape(-1), out.reshape(-1))
+    getattr(loops, name + ("32" if a.dtype == _F32 else "64"))(a.reshape(-1), out.reshape(-1))
     return out[()] if out.ndim == 0 else out
 
 
-_FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
+_F32 = np.dtype(np.float32)
+_FLOATS = (_F32, np.dtype(np.float64))
 
 
 def exp(z):
