@@ -60,28 +60,41 @@ def _pow2(k):
 # vector and scalar forms are the same IEEE operations, hence the same bits.
 
 # ---------------------------------------------------------------- float64
-_LOG2E = 1.4426950408889634
+def _exp_table() -> np.ndarray:
+    """2^(j/128), j = 0..127, each the double nearest the true value: computed in decimal arithmetic at
+    50 digits (libmpdec: integers only, so the same on every machine) and rounded once."""
+    from decimal import Context, Decimal
+
+    ctx = Context(prec=50)
+    return np.array([float(ctx.power(Decimal(2), ctx.divide(Decimal(j), Decimal(128)))) for j in range(128)])
+
+
+_EXP_TABLE = _exp_table()
+_INV_L = 184.6649652337873  # 128 / ln 2
 _SHIFT = 6755399441055744.0  # 1.5 * 2^52: x + _SHIFT - _SHIFT rounds x to an integer
-_C1 = 6.93145751953125e-1  # ln 2 = _C1 + _C2; _C1 has 15 bits, so n * _C1 is exact for |n| < 2^38
-_C2 = 1.42860682030941723212e-6
-_P0, _P1, _P2 = 1.26177193074810590878e-4, 3.02994407707441961300e-2, 9.99999999999999999910e-1
-_Q0, _Q1, _Q2, _Q3 = 3.00198505138664455042e-6, 2.52448340349684104192e-3, 2.27265548208155028766e-1, 2.0
+_L1 = float.fromhex("0x1.62e42fef80000p-8")  # ln2/128 = _L1 + _L2; _L1 has 35 bits, so n * _L1 is exact
+_L2 = float.fromhex("0x1.1cf79abc9e3b4p-43")  # for |n| < 2^18
+_C3, _C4, _C5 = 1.0 / 6.0, 1.0 / 24.0, 1.0 / 120.0
 
 
 @njit(cache=True, error_model="numpy", inline="always")
 def _exp64(x):
+    """e^x = 2^(n/128) e^r, |r| <= ln2/256: 2^(j/128) from the table, 2^m in the exponent bits, e^r - 1
+    by its Taylor polynomial to r^5 (the rest below 1e-18), evaluated in Estrin's order for a short
+    dependent chain (the scalar recurrence waits on it every step)."""
     xc = x if x < 709.8 else 709.8  # above log(DBL_MAX) = 709.78: inf below; NaN: put back at the end
     xc = xc if xc > -745.2 else -745.2  # below log of half the smallest subnormal: 0 below
-    n = (xc * _LOG2E + _SHIFT) - _SHIFT  # the integer nearest xc / ln 2
-    r = (xc - n * _C1) - n * _C2  # |r| <= ln2/2 (plus a rounding)
-    rr = r * r
-    px = r * ((_P0 * rr + _P1) * rr + _P2)
-    qx = ((_Q0 * rr + _Q1) * rr + _Q2) * rr + _Q3
-    e = 1.0 + 2.0 * (px / (qx - px))  # e^r, in [0.7, 1.42]
-    k = np.int64(n)  # in [-1075, 1024]
-    k1 = k >> np.int64(1)
-    # e 2^k1 is exact; the second factor rounds once: subnormal results, and inf above DBL_MAX
-    y = (e * _pow2(k1)) * _pow2(k - k1)
+    n = (xc * _INV_L + _SHIFT) - _SHIFT  # the integer nearest 128 xc / ln 2
+    r = (xc - n * _L1) - n * _L2
+    r2 = r * r
+    p = r + r2 * (0.5 + r * _C3) + (r2 * r2) * (_C4 + r * _C5)  # e^r - 1
+    k = np.int64(n)
+    t = _EXP_TABLE[k & np.int64(127)]
+    e = t + t * p  # 2^(j/128) e^r, in [1, 2)
+    m = k >> np.int64(7)  # floor(n / 128), in [-1075, 1024]
+    m1 = m >> np.int64(1)
+    # e 2^m1 is exact; the second factor rounds once: subnormal results, and inf above DBL_MAX
+    y = (e * _pow2(m1)) * _pow2(m - m1)
     return x if x != x else y
 
 
