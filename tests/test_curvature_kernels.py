@@ -59,6 +59,18 @@ def same(a, b) -> bool:
 
 
 # ---------------------------------------------------------------- the engine's bits
+@given(problems(max_T=8, dtypes=(np.float64, np.float32)), st.sampled_from([1.0, 8.0, 300.0]))
+def test_forward_is_the_engines_bits(problem, scale):
+    """The compiled forward loop against engine.forward: z, h, u and y' the same bits, saturating weights
+    (scale 300: e^{-|z|} underflows) included; activations without a compiled form run the engine's loop."""
+    net, p, b, rng = problem
+    p = Params(*(a * a.dtype.type(scale) for a in p))
+    h0 = rng.standard_normal((b.x.shape[1], p.w_h.shape[0])).astype(b.x.dtype)  # (B, H)
+    got, want = ck.forward(p, b.x, h0, net.f, net.g), engine.forward(p, b.x, h0, net.f, net.g)
+    for name in ("z", "h", "u", "y_pred"):
+        assert same(getattr(got, name), getattr(want, name)), name
+
+
 @given(problems(dtypes=(np.float64, np.float32)), st.booleans())
 def test_products_and_passes_are_the_engines_bits(problem, wide_v):
     """Compiled against the engine's own loops (hf's reference=True): the same bits for the tangents, the

@@ -28,8 +28,10 @@ compiled code (f' comes in as an array), so every record of the tables runs, non
 carry would change dtype between steps (float32 residuals with float64 weights) runs the engine's loop.
 ``fprime`` (f'(z_t), (T, B, H)) may be given: a curvature batch's products all share one.
 
-The forward pass stays the engine's (``engine.forward``): its activations are numpy's, which compiled code
-does not reproduce bit for bit, so a compiled forward would change every HF result.
+The forward pass: ``forward`` runs ``engine.forward`` with its loop over t compiled (``_forward_steps``): each
+step's product as above and the activation record's numpy form written out (sigmoid: 1/(1+e) or e/(1+e),
+e = exp(-|z|); tanh), with ``floatmath``'s exp and tanh, the very functions the records call: the same bits.
+Other activations, and mixed dtypes, run the engine's loop.
 This module imports numba at import time; ``bptt.hf`` imports it on its first product.
 """
 
@@ -39,6 +41,7 @@ import numpy as np
 from numba import njit
 
 from . import engine
+from ._floatmath_compiled import fexp, ftanh
 from ._products_compiled import matmul_into
 from .activations import Activation
 from .engine import Forward, Params
@@ -76,6 +79,27 @@ def _backward_steps(dh_direct, fprime, w_h, carry, dz):
                 dz[t, b, j] = (dh_direct[t, b, j] + carry[b, j]) * fprime[t, b, j]
         if t:
             matmul_into(dz[t], w_h, carry)
+
+
+@njit(cache=True, error_model="numpy")
+def _forward_steps(z, h, w_hT, code):
+    """``engine.forward``'s loop: z_t += h_{t-1} w_h^T, h_t = f(z_t) in the record's numpy form, f sigmoid
+    (code 0) or tanh (1).  z (T, B, H) holding x_t w_x^T + b1, h (T+1, B, H) with h_0 set, w_hT (H, H)
+    C-contiguous, one dtype."""
+    T, B, H = z.shape
+    one = np.ones(1, z.dtype)[0]
+    c = np.empty((B, H), z.dtype)
+    for t in range(T):
+        matmul_into(h[t], w_hT, c)
+        for b in range(B):
+            for j in range(H):
+                v = z[t, b, j] + c[b, j]
+                z[t, b, j] = v
+                if code == 0:  # activations._sigmoid
+                    e = fexp(-abs(v))
+                    h[t + 1, b, j] = one / (one + e) if v >= 0 else e / (one + e)
+                else:  # activations' tanh: floatmath.tanh
+                    h[t + 1, b, j] = ftanh(v)
 
 
 # One dtype throughout (the data's, the parameters' and the vector's: float64 training, and float32 with
@@ -128,6 +152,19 @@ def _backward_fused(r_u, r_h, with_h, w, w_h, fprime, dz):
 
 # ---------------------------------------------------------------- the engine's functions, compiled loops
 _FLOATS = {np.dtype(np.float32), np.dtype(np.float64)}
+
+
+_FORWARD_CODES = {"sigmoid": 0, "tanh": 1}  # the activations _forward_steps writes out
+
+
+def forward(p: Params, x: np.ndarray, h0: np.ndarray, f: Activation, g: Activation) -> Forward:
+    """``engine.forward`` with its loop over t compiled, the same bits (sigmoid and tanh, one dtype);
+    otherwise ``engine.forward`` itself."""
+    code = _FORWARD_CODES.get(f.name)
+    dt = x.dtype
+    if code is None or dt not in _FLOATS or any(a.dtype != dt for a in (p.w_x, p.w_h, p.b1, h0)):
+        return engine.forward(p, x, h0, f, g)
+    return engine.forward(p, x, h0, f, g, steps=lambda z, h, w_hT: _forward_steps(z, h, w_hT, code))
 
 
 def derivatives(fwd: Forward, f: Activation) -> np.ndarray:

@@ -133,17 +133,21 @@ class Forward:
     y_pred: np.ndarray
 
 
-def forward(p: Params, x: np.ndarray, h0: np.ndarray, f: Activation, g: Activation) -> Forward:
-    """Run the recurrence.  x (T, B, D), h0 (B, H)."""
+def forward(p: Params, x: np.ndarray, h0: np.ndarray, f: Activation, g: Activation, steps=None) -> Forward:
+    """Run the recurrence.  x (T, B, D), h0 (B, H).  ``steps(z, h, w_hT)``, if given, runs the loop over t
+    below instead, with the same bits (curvature_kernels.forward: compiled)."""
     T, B, _ = x.shape
     H = p.w_h.shape[0]
     z = mm(x, p.w_x.T) + p.b1  # (T, B, H): input projection, one product for all t
     h = np.empty((T + 1, B, H), dtype=x.dtype)  # (T+1, B, H)
     h[0] = h0
     w_hT = np.ascontiguousarray(p.w_h.T)  # (H, H): transposed once, not at every step (the same values)
-    for t in range(T):
-        z[t] += mm(h[t], w_hT)  # (B, H)
-        h[t + 1] = f.value(z[t])  # (B, H)
+    if steps is not None:
+        steps(z, h, w_hT)
+    else:
+        for t in range(T):
+            z[t] += mm(h[t], w_hT)  # (B, H)
+            h[t + 1] = f.value(z[t])  # (B, H)
     u = mm(h[1:], p.w.T) + p.b2  # (T, B, O)
     return Forward(z=z, h=h, u=u, y_pred=g.value(u))
 

@@ -127,9 +127,11 @@ class Net:
         g = activations.get(output)
         return cls(activations.get(hidden), g, losses.pair(losses.get(loss), g))
 
-    def forward(self, p: Params, b: Batch) -> engine.Forward:
+    def forward(self, p: Params, b: Batch, reference: bool = False) -> engine.Forward:
+        """The forward pass on a batch: compiled (curvature_kernels.forward), or the engine's when
+        ``reference``; the same bits."""
         h0 = np.zeros((b.x.shape[1], p.w_h.shape[0]), dtype=b.x.dtype)  # (B, H)
-        return engine.forward(p, b.x, h0, self.f, self.g)
+        return _passes(reference).forward(p, b.x, h0, self.f, self.g)
 
 
 def data_loss(net: Net, fwd: engine.Forward, b: Batch) -> float:
@@ -158,7 +160,7 @@ def loss_and_grad(net: Net, p: Params, b: Batch, l2: float = 0.0, reference: boo
                   ) -> tuple[float, np.ndarray]:
     """(L(θ), ∇L (P,)): ∇L = J_u^T (1/n) mask dE/du + l2 θ, by ``backward_residual`` (the engine's own
     loop when ``reference``; the same bits)."""
-    fwd = net.forward(p, b)
+    fwd = net.forward(p, b, reference)
     r_u = net.criterion.delta(fwd.u, fwd.y_pred, b.y, net.g, b.mask[..., None] / max(b.n, 1))  # (T, B, O): dL/du
     grad = flatten(_passes(reference).backward_residual(p, b.x, fwd, net.f, r_u))  # (P,)
     value = data_loss(net, fwd, b)
@@ -182,7 +184,7 @@ class Curvature:
 
     @classmethod
     def at(cls, net: Net, p: Params, b: Batch, reference: bool = False) -> "Curvature":
-        return cls(net, p, b, net.forward(p, b), reference)
+        return cls(net, p, b, net.forward(p, b, reference), reference)
 
     @functools.cached_property
     def _fprime(self) -> np.ndarray:
