@@ -164,3 +164,41 @@ def test_engine_docstring_names_real_tests():
     for path, name in named:
         source = (tests_dir.parent / path).read_text(encoding="utf-8")
         assert re.search(rf"^def {name}\(", source, re.M), f"{path}::{name} named in engine.py does not exist"
+
+
+# The modules whose numba-compiled code has other modules' code compiled into it, and those modules.  numba
+# drops a cached kernel only when its own file changes, so each carries a stamp of these sources: a change to
+# them must change the stamp, hence the file, hence the cache.  (floatmath's exp once changed while
+# kernels.py did not, and the cached float64 kernels kept the old exp: other bits than a fresh clone's.)
+COMPILED_INTO = {"_optim_compiled": ["optim"],
+                 "kernels": ["_floatmath_compiled", "_optim_compiled", "_products_compiled", "optim"],
+                 "curvature_kernels": ["_floatmath_compiled", "_products_compiled"],
+                 "limits": ["_floatmath_compiled"]}
+
+
+@pytest.mark.parametrize("module", sorted(COMPILED_INTO))
+def test_numba_cache_stamps_follow_the_sources_compiled_in(module):
+    import hashlib
+    import importlib
+
+    src = Path(__file__).resolve().parents[1] / "src" / "bptt"
+    h = hashlib.sha256()
+    for dep in sorted(COMPILED_INTO[module]):
+        h.update(dep.encode() + b"\0" + (src / f"{dep}.py").read_bytes())
+    want = h.hexdigest()[:16]
+    got = importlib.import_module(f"bptt.{module}").NUMBA_CACHE_STAMP
+    assert got == want, (f"src/bptt/{module}.py: set NUMBA_CACHE_STAMP = \"{want}\" (was \"{got}\"): the sources compiled "
+                         f"into its kernels changed, and numba's cache would keep the old code")
+
+
+def test_every_module_importing_another_compiled_module_has_a_stamp():
+    """A new import of a compiled module (or a new compiled module importing one) needs its entry above."""
+    import re
+
+    src = Path(__file__).resolve().parents[1] / "src" / "bptt"
+    for path in src.glob("*.py"):
+        text = path.read_text(encoding="utf-8")
+        if "cache=True" not in text:
+            continue
+        imported = set(re.findall(r"^from \.(_\w+_compiled|kernels|curvature_kernels|optim) import", text, re.M))
+        assert imported <= set(COMPILED_INTO.get(path.stem, [])), (path.name, imported)

@@ -23,6 +23,12 @@ from .optim import FUSED_ADAM, FUSED_SGD
 
 _NO_BRANCH = "bptt._optim_compiled: no compiled update for this optimizer code; add it to _optim_compiled.update"
 
+# numba's on-disk cache of this file's kernels is dropped only when this file changes, not when the
+# modules compiled into them do (optim.py): this stamp of their sources
+# changes this file with them (tests/test_structure.py checks it and prints the new value).
+NUMBA_CACHE_STAMP = "9ac85d43cdd5bdcf"
+
+
 
 @njit(cache=True, error_model="numpy")
 def in_dtype(v, like):

@@ -47,6 +47,12 @@ from .activations import Activation
 from .engine import Forward, Params
 from .products import matmul as mm
 
+# numba's on-disk cache of this file's kernels is dropped only when this file changes, not when the
+# modules compiled into them do (_floatmath_compiled.py, _products_compiled.py): this stamp of their sources
+# changes this file with them (tests/test_structure.py checks it and prints the new value).
+NUMBA_CACHE_STAMP = "8545fd881b7854fc"
+
+
 
 # ---------------------------------------------------------------- the compiled recurrences
 @njit(cache=True, error_model="numpy")
