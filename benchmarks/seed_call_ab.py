@@ -1,13 +1,14 @@
 """The seed's call (T = 2), this tree against an earlier commit, interleaved in one process.
 
-    python benchmarks/seed_call_ab.py 7b2f80f [ROUNDS]
+    python benchmarks/seed_call_ab.py 7b2f80f [ROUNDS] [--close]
 
 The earlier commit's package is unpacked (git archive) as `bptt_base` into a temporary folder and both are
 timed in turns, four input forms each, for the float64 network (RNN.scalar(), the seed's own call) and the
 float32 one (`bptt bench`'s seed rows), min of 60 x 300 calls per round: so the two are measured under the
 same load, which on a shared machine matters more than any single figure.  Before timing, both trees'
 results are compared bit for bit (loss and the five gradients, every form and dtype, the seed's point
-and random networks, with and without h0); any difference stops the script.  The earlier commit's
+and random networks, with and without h0); any difference stops the script (with ``--close``, for a base before floatmath, whose exp had other last
+bits: any difference beyond 64 ulp).  The earlier commit's
 kernels are compiled in this process, this tree's usually come from numba's on-disk cache; freshly
 compiled code was measured up to 8 % faster (the lanes kernel, T = 100, B = 32, H = 8), so the ratios
 lean against this tree.
@@ -47,8 +48,18 @@ def same_bits(a, b) -> bool:
                     for k in ga))
 
 
-def check_bits(pkgs: dict) -> int:
-    """Both trees give the same bits on every form: the seed's point and random networks; returns the count."""
+def close(a, b, dtype) -> bool:
+    """Loss and gradients within a few ulp of each other (``--close``: a base before floatmath, whose exp and tanh
+    had other last bits)."""
+    (la, ga), (lb, gb) = a, b
+    tol = 64 * np.finfo(dtype).eps
+    return bool(np.isclose(la, lb, rtol=tol, atol=0) and all(np.allclose(ga[k], gb[k], rtol=tol, atol=tol * np.abs(ga[k]).max())
+                                                            for k in ga))
+
+
+def check_bits(pkgs: dict, near: bool = False) -> int:
+    """Both trees give the same bits on every form (``near``: the same to a few ulp): the seed's point and
+    random networks; returns the count."""
     rng = np.random.default_rng(0)
     cases = [((1.0, 1.0, 1.0, 1.0, 1.0), np.array([1.0, 0.0]), np.array([0.5, 0.5]), None)]
     for T in (1, 2, 7, 40):
@@ -59,21 +70,24 @@ def check_bits(pkgs: dict) -> int:
         for w, xs, ys, h0 in cases:
             for form, (x, y) in forms(xs, ys, dtype).items():
                 got = [pkg.RNN.scalar(*w, dtype=dtype).loss_and_grad(x, y, h0=h0) for pkg in pkgs.values()]
-                if not same_bits(*got):
+                if not (close(*got, dtype) if near else same_bits(*got)):
                     raise SystemExit(f"different bits: {np.dtype(dtype).name} {form} w={w} h0={h0}: {got}")
                 n += 1
     return n
 
 
 def main() -> None:
-    commit = sys.argv[1] if len(sys.argv) > 1 else "HEAD~1"
-    rounds = int(sys.argv[2]) if len(sys.argv) > 2 else 3
+    near = "--close" in sys.argv
+    args = [a for a in sys.argv[1:] if a != "--close"]
+    commit = args[0] if args else "HEAD~1"
+    rounds = int(args[1]) if len(args) > 1 else 3
     sys.path[:0] = [str(ROOT / "src"), str(base_package(commit))]
     import bptt
     import bptt_base
 
     pkgs = {"now": bptt, commit: bptt_base}
-    print(f"bits: the same in all {check_bits(pkgs)} cases (loss and five gradients)\n")
+    n = check_bits(pkgs, near)
+    print(f"{'within 64 ulp' if near else 'bits: the same'} in all {n} cases (loss and five gradients)\n")
     seed_x, seed_y = np.array([1.0, 0.0]), np.array([0.5, 0.5])
     best: dict = {}
     for _ in range(rounds):
