@@ -148,8 +148,11 @@ def test_adding_conclusions_follow_the_table():
     rows = {int(r[0]): [float(c.split()[0]) for c in r[1:]] for r in _table(TRAINING, "| length T | seed 0 | seed 1 | seed 2 |")}
     flat = _flat(TRAINING)
     assert all(v < 0.1 for L in (10, 20) for v in rows[L])  # "Up to T = 20 every seed learns"
-    assert [sum(v < 0.1 for v in rows[L]) for L in (30, 40)] == [1, 1]  # "at T = 30 and at T = 40 one seed of three"
-    assert f"(0.028 and 0.037)" in flat and min(rows[30]) == 0.028 and min(rows[40]) == 0.037
+    learned_30 = [v for v in rows[30] if v < 0.1]
+    learned_40 = sorted((v for v in rows[40] if v < 0.1), reverse=True)
+    assert (len(learned_30), len(learned_40)) == (1, 2) and learned_40[0] > 0.09  # "one seed ... two do (..., only just"
+    assert f"below 0.1 of the baseline ({learned_30[0]:.3f}) and at T = 40 two do ({learned_40[0]:.3f}, only just, and {learned_40[1]:.3f})" in flat
+    assert rows[30][2] >= 0.1 > rows[40][2]  # "seed 2 stays on it at T = 30 and escapes at T = 40"
     assert all(v >= 0.1 for L in (50, 100) for v in rows[L])  # "from T = 50 on no seed does"
     assert f"the best is {min(rows[50]):.3f} at T = 50" in flat
 
@@ -238,7 +241,9 @@ def test_adam_at_t100_for_600_epochs_seed_1():
     from bptt.train import config_for, train
 
     m = train(config_for("adding", {"length": 100}, seed=1, epochs=600)).metrics
-    assert f"{m['mse_ratio']:.4f}" == "0.0097" and "0.329, 0.0097 and 0.310" in _flat(HF)
+    stated = re.search(r"test MSE ratio ([\d.]+), ([\d.]+) and ([\d.]+) for seeds 0, 1 and 2", _flat(HF))
+    assert stated, "the page states the three seeds' ratios"
+    assert stated.group(2) == f"{m['mse_ratio']:.4f}" and m["mse_ratio"] < 0.1, (stated.groups(), m["mse_ratio"])
 
 
 def test_chars_table_is_the_pinned_runs():
