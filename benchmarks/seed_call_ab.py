@@ -1,13 +1,13 @@
 """The seed's call (T = 2), this tree against an earlier commit, interleaved in one process.
 
-    python benchmarks/seed_call_ab.py 7b2f80f [ROUNDS] [--close]
+    python benchmarks/seed_call_ab.py 7b2f80f [ROUNDS] [--close] [--length T]
 
 The earlier commit's package is unpacked (git archive) as `bptt_base` into a temporary folder and both are
 timed in turns, four input forms each, for the float64 network (RNN.scalar(), the seed's own call) and the
 float32 one (`bptt bench`'s seed rows), min of 60 x 300 calls per round: so the two are measured under the
 same load, which on a shared machine matters more than any single figure.  Before timing, both trees'
 results are compared bit for bit (loss and the five gradients, every form and dtype, the seed's point
-and random networks, with and without h0); any difference stops the script (with ``--close``, for a base before floatmath, whose exp had other last
+and random networks, with and without h0); ``--length T`` times the seed's network on a random sequence of T steps instead.  Any difference stops the script (with ``--close``, for a base before floatmath, whose exp had other last
 bits: any difference beyond 64 ulp).  The earlier commit's
 kernels are compiled in this process, this tree's usually come from numba's on-disk cache; freshly
 compiled code was measured up to 8 % faster (the lanes kernel, T = 100, B = 32, H = 8), so the ratios
@@ -78,7 +78,8 @@ def check_bits(pkgs: dict, near: bool = False) -> int:
 
 def main() -> None:
     near = "--close" in sys.argv
-    args = [a for a in sys.argv[1:] if a != "--close"]
+    length = int(sys.argv[sys.argv.index("--length") + 1]) if "--length" in sys.argv else None
+    args = [a for a in sys.argv[1:] if a != "--close" and a != "--length" and a != str(length)]
     commit = args[0] if args else "HEAD~1"
     rounds = int(args[1]) if len(args) > 1 else 3
     sys.path[:0] = [str(ROOT / "src"), str(base_package(commit))]
@@ -89,6 +90,9 @@ def main() -> None:
     n = check_bits(pkgs, near)
     print(f"{'within 64 ulp' if near else 'bits: the same'} in all {n} cases (loss and five gradients)\n")
     seed_x, seed_y = np.array([1.0, 0.0]), np.array([0.5, 0.5])
+    if length:  # the seed's network on a longer sequence: the serial chain's cost
+        rng = np.random.default_rng(1)
+        seed_x, seed_y = rng.uniform(-1, 1, length), rng.uniform(0, 1, length)
     best: dict = {}
     for _ in range(rounds):
         for dtype in DTYPES:
