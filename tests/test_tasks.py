@@ -766,7 +766,7 @@ def test_temporal_order_is_learned_by_hf_at_a_small_length(tmp_path):
 # HF iterations) as docs/howto/pathological.md reports them; the same bits on any machine (the determinism
 # guarantee).  Multiplication's HF defaults are chosen for T = 100 (32 units, sparse start, fresh sequences, mu 0.3,
 # 120 iterations: solved there); at T = 20 they leave 0.14 (16 units and the old defaults: 0.0, before floatmath).
-# 13-120 s each at T = 20, 2-14 min at T = 100, on 2 busy cores.
+# 13-120 s each at T = 20, 2-30 min at T = 100, on 2 busy cores.
 HF_RUNS = {("multiplication", 20): (0.14, 0.889, 120), ("xor", 20): (0.0, 0.49, 100),
            ("temporal-order", 20): (0.0, 0.737, 100), ("memorization", 20): (0.783, 0.972, 100),
            ("adding", 100): (0.003, 0.859, 200), ("multiplication", 100): (0.001, 0.886, 120)}

@@ -238,7 +238,8 @@ def _ov_tanh(z):
 
 
 # ---------------------------------------------------------------- array doors for numpy code
-# One loop per function and dtype, a, out: (n,) of that dtype; floatmath picks by the dtype.
+# One loop per function and dtype, a, out: (n,) of that dtype; floatmath picks by the dtype.  Written out, not
+# made by a factory: numba does not cache a closure over the function.
 @njit(cache=True, error_model="numpy")
 def _map_exp64(a, out):
     for i in range(a.size):

@@ -50,7 +50,7 @@ from .products import matmul as mm
 # numba's on-disk cache of this file's kernels is dropped only when this file changes, not when the
 # modules compiled into them do (_floatmath_compiled.py, _products_compiled.py): this stamp of their sources
 # changes this file with them (tests/test_structure.py checks it and prints the new value).
-NUMBA_CACHE_STAMP = "8545fd881b7854fc"
+NUMBA_CACHE_STAMP = "d88be6db2eeac7f6"
 
 
 

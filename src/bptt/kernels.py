@@ -72,7 +72,7 @@ from .validation import BPTTError
 # numba's on-disk cache of this file's kernels is dropped only when this file changes, not when the
 # modules compiled into them do (_floatmath_compiled.py, _optim_compiled.py, _products_compiled.py, optim.py): this stamp of their sources
 # changes this file with them (tests/test_structure.py checks it and prints the new value).
-NUMBA_CACHE_STAMP = "cb801d32e6dcebc8"
+NUMBA_CACHE_STAMP = "0852f746e0d335d9"
 
 # ---------------------------------------------------------------- activations by code
 # The codes are activations.py's ``code`` column; an activation whose record has no code is refused

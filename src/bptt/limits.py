@@ -58,7 +58,7 @@ LOOP_MAX_MACS = 1 << 16
 # numba's on-disk cache of this file's kernels is dropped only when this file changes, not when the
 # modules compiled into them do (_floatmath_compiled.py): this stamp of their sources
 # changes this file with them (tests/test_structure.py checks it and prints the new value).
-NUMBA_CACHE_STAMP = "2fb71f551dd3dd63"
+NUMBA_CACHE_STAMP = "631e57f27d6a6769"
 
 
 
