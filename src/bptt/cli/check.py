@@ -219,7 +219,9 @@ def _print_affine_analysis(a: "TargetAnalysis", say, O: int, loss: str = "square
         sets = "; ".join("{" + ", ".join(s.claims) + "}" for s in a.largest_sets)
         say(f"- The most that one choice of targets reproduces is {len(a.largest_sets[0].claims)}{how}: {sets}.")
     if a.misfit_without:
-        parts = ", ".join(f"{n}: {v:.1f}x" for n, v in sorted(a.misfit_without.items(), key=lambda kv: kv[1]))
+        # sorted by the figure as printed, ties in the claims' order: an order decided by digits nobody sees
+        # would change with the last bits of the arithmetic
+        parts = ", ".join(f"{n}: {v:.1f}x" for n, v in sorted(a.misfit_without.items(), key=lambda kv: float(f"{kv[1]:.1f}")))
         say(f"- Best misfit with one claim left out: {parts}.")
     for n in a.unexplainable:
         if n in a.unexplainable_alone:
