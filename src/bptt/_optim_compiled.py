@@ -29,7 +29,6 @@ _NO_BRANCH = "bptt._optim_compiled: no compiled update for this optimizer code; 
 NUMBA_CACHE_STAMP = "9ac85d43cdd5bdcf"
 
 
-
 @njit(cache=True, error_model="numpy")
 def in_dtype(v, like):
     """The float v in the dtype of the array ``like`` (float32 data: float32 scalars)."""

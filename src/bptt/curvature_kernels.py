@@ -53,7 +53,6 @@ from .products import matmul as mm
 NUMBA_CACHE_STAMP = "d88be6db2eeac7f6"
 
 
-
 # ---------------------------------------------------------------- the compiled recurrences
 @njit(cache=True, error_model="numpy")
 def _tangent_steps(direct, fprime, w_hT, prev, carry, dh):

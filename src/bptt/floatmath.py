@@ -9,10 +9,10 @@ with IEEE +, -, *, / (correctly rounded on every CPU) and exact bit operations, 
 (tests/test_floatmath.py compares a generic-CPU build with this machine's, bit for bit, and every
 function with mpmath).
 
-    exp     Cephes' Pade form on |r| <= ln2/2 after z = n ln2 + r           max error ~1 ulp
-    log     fdlibm's: m 2^k, log(1+f) by a polynomial in s = f/(2+f)        < 1 ulp
-    log1p   x log(1+x) / ((1+x) - 1): the rounding of 1+x cancels          ~2 ulp
-    tanh    Cephes: x + x^3 P/Q below 0.625, 1 - 2/(e^{2|x|}+1) above      ~2 ulp
+    exp     2^(j/128) from a table times e^r, |r| <= ln2/256, r^5 Taylor    <= 1 ulp
+    log     fdlibm's: m 2^k, log(1+f) by a polynomial in s = f/(2+f)        <= 1 ulp
+    log1p   x log(1+x) / ((1+x) - 1): the rounding of 1+x cancels          <= 2 ulp
+    tanh    Cephes: x + x^3 P/Q below 0.625, 1 - 2/(e^{2|x|}+1) above      <= 1 ulp
 
 float32 runs the same float64 code and rounds once at the end, except exp, whose float32 form is
 a float32 polynomial (vectorised loops over it run twice the lanes).
@@ -40,18 +40,15 @@ def _loops():
 
 
 def _apply(name, z):
-    loops = _compiled or _loops()
-    if type(z) is np.ndarray and z.dtype in _FLOATS and z.flags.c_contiguous:  # the engine's case, first
-        out = np.empty_like(z)
-        getattr(loops, name + ("32" if z.dtype == _F32 else "64"))(z.reshape(-1), out.reshape(-1))
-        return out
-    a = np.asarray(z)
-    if a.dtype != np.float32:
-        a = a.astype(np.float64, copy=False)  # numpy's rule: every other input computes in float64
-    a = np.asarray(a, order="C")  # keeps a 0-d array 0-d
+    a = z
+    if not (type(a) is np.ndarray and a.dtype in _FLOATS and a.flags.c_contiguous):  # the engine's arrays skip this
+        a = np.asarray(z)
+        if a.dtype != _F32:
+            a = a.astype(np.float64, copy=False)  # numpy's rule: every other input computes in float64
+        a = np.asarray(a, order="C")  # keeps a 0-d array 0-d
     out = np.empty_like(a)
-    getattr(loops, name + ("32" if a.dtype == _F32 else "64"))(a.reshape(-1), out.reshape(-1))
-    return out[()] if out.ndim == 0 else out
+    getattr(_compiled or _loops(), name + ("32" if a.dtype == _F32 else "64"))(a.reshape(-1), out.reshape(-1))
+    return out if a is z or out.ndim else out[()]
 
 
 _F32 = np.dtype(np.float32)

@@ -72,7 +72,7 @@ from .validation import BPTTError
 # numba's on-disk cache of this file's kernels is dropped only when this file changes, not when the
 # modules compiled into them do (_floatmath_compiled.py, _optim_compiled.py, _products_compiled.py, optim.py): this stamp of their sources
 # changes this file with them (tests/test_structure.py checks it and prints the new value).
-NUMBA_CACHE_STAMP = "0852f746e0d335d9"
+NUMBA_CACHE_STAMP = "151a07b4aa7640c4"
 
 # ---------------------------------------------------------------- activations by code
 # The codes are activations.py's ``code`` column; an activation whose record has no code is refused
@@ -80,7 +80,6 @@ NUMBA_CACHE_STAMP = "0852f746e0d335d9"
 # kernel: no activation is ever computed as another.  tests/test_kernels.py checks every coded record
 # of the table against these branches.
 _NO_BRANCH = "bptt.kernels: no compiled branch for this activation code; add it to kernels._f and kernels._df"
-
 
 
 # inline="always" (numba IR): each kernel compiles its own copy.  When kernels had fastmath flags, a

@@ -61,7 +61,6 @@ LOOP_MAX_MACS = 1 << 16
 NUMBA_CACHE_STAMP = "631e57f27d6a6769"
 
 
-
 @dataclass(frozen=True)
 class Part:
     """One part of the limit: ``count`` times a unit of work, each unit timed alone."""
