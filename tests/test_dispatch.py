@@ -186,3 +186,42 @@ def test_step_kernel_names_the_compiled_training_steps_kernel_or_none():
     assert dispatch.step_kernel(net_of(bptt.RNN(2, 64, 1, seed=0)), 10, 64) is None  # B H^2 > FAST_MAX_MACS
     ce = net_of(bptt.RNN(2, 4, 3, output_activation="softmax", loss="cross_entropy", seed=0))
     assert ce.codes is None and dispatch.step_kernel(ce, 10, 1) is None
+
+
+@settings(max_examples=30, deadline=None)
+@given(
+    T=st.integers(1, 30),
+    B=st.integers(1, 5),
+    D=st.integers(1, 3),
+    H=st.sampled_from([1, 2, 5, 17]),
+    f=st.sampled_from(HIDDEN),
+    g=st.sampled_from(OUTPUT),
+    dtype=st.sampled_from(["float32", "float64"]),
+    scale=st.sampled_from([0.5, 30.0]),
+    seed=st.integers(0, 2**16),
+)
+def test_the_public_forward_is_the_engines_bits_on_either_path(T, B, D, H, f, g, dtype, scale, seed):
+    """dispatch.forward picks the compiled loop or the engine's by speed alone: RNN.forward, predict and loss
+    give engine.forward's bits either way (saturating weights included)."""
+    rng = np.random.default_rng(seed)
+    O = outputs_for(g, 1)
+    m = bptt.RNN(D, H, O, hidden_activation=f, output_activation=g, dtype=dtype, seed=seed)
+    m.set_params(**{k: scale * v for k, v in m.params().items()})
+    x = rng.standard_normal((T, B, D)).astype(dtype)  # (T, B, D)
+    y = rng.random((T, B, O)).astype(dtype)  # (T, B, O)
+    if g == "softmax":
+        y /= y.sum(axis=-1, keepdims=True)  # distributions, as cross-entropy wants
+    p = engine.Params(**m.params())
+    f_rec, g_rec = bptt.ACTIVATIONS[f], bptt.ACTIVATIONS[g]
+    with np.errstate(over="ignore"):
+        ref = engine.forward(p, x, np.zeros((B, H), dtype), f_rec, g_rec)
+    want_loss = engine.loss(ref, y, LOSSES[m.loss_name], "mean")
+    for compiled in (True, False):
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setattr(dispatch, "numba_loaded", lambda: compiled)
+            mp.setattr(dispatch, "COMPILED_FORWARD_MIN_WORK", 1 << 62)
+            fwd = m.forward(x)
+            for name in ("z", "h", "u", "y_pred"):
+                assert np.array_equal(getattr(fwd, name), getattr(ref, name)), (compiled, name)
+            assert np.array_equal(m.predict(x), ref.y_pred)
+            assert m.loss(x, y) == want_loss

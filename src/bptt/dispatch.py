@@ -37,6 +37,9 @@ C-contiguous, in the model's dtype):
                                                NumpyRunner or kernels.RUNNERS[choose_kernel(...)]
     engine.forward + engine.backward           backend "numpy" without checkpointing
 
+which implementation runs a forward pass alone (``forward``: RNN.forward, predict, loss; the training
+loop's validation pass), the same bits either way,
+
 and, for training, whether a mini-batch's whole update (gradient, clipping, the optimizer's step)
 runs as one compiled call, and with which kernel (``step_kernel``; backends.CompiledBackend runs it).
 """
@@ -44,6 +47,7 @@ runs as one compiled call, and with which kernel (``step_kernel``; backends.Comp
 from __future__ import annotations
 
 import math
+import sys
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -68,6 +72,12 @@ PARALLEL_MIN_MACS = 1 << 21
 LANES_MIN_B = 8
 LANES_MAX_H = 16
 FAST_MAX_MACS = 1 << 16
+
+
+# The forward pass's compiled loop (curvature_kernels.forward) gives the engine's bits without the
+# interpreter between steps; loading numba for it costs about a second, so a process that has not loaded
+# numba yet loads it only for a loop of at least this much work (T B H).
+COMPILED_FORWARD_MIN_WORK = 1 << 22
 
 
 class NonFinite(BPTTError):
@@ -264,6 +274,22 @@ def loss_and_grad(net: Network, x, y, h0, reduction: str = "mean", truncate: int
         h0 = np.zeros((B, H), x.dtype)
     kernel = resolve_kernel(choose_backend(backend, f, g, criterion), T, B, D, H, O)
     return run_kernel(p, x, y, h0, f, g, criterion, reduction, truncate, checkpoint, kernel)
+
+
+def numba_loaded() -> bool:
+    return "numba" in sys.modules
+
+
+def forward(p, x, h0, f: Activation, g: Activation) -> engine.Forward:
+    """``engine.forward(p, x, h0, f, g)``: x (T, B, D), h0 (B, H).  By its compiled loop (the same bits,
+    tests/test_curvature_kernels.py) where numba is loaded already or the work is large; otherwise the
+    engine's own loop."""
+    T, B, _ = x.shape
+    if numba_loaded() or T * B * p.w_h.shape[0] >= COMPILED_FORWARD_MIN_WORK:
+        from . import curvature_kernels
+
+        return curvature_kernels.forward(p, x, h0, f, g)
+    return engine.forward(p, x, h0, f, g)
 
 
 _ONE = (1, 1)

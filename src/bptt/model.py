@@ -223,7 +223,7 @@ class RNN:
         self._check_finite_data(x, None, h0)  # an inf can give finite outputs: look before computing
         xb, _, h0b, batched = self._data(x, None, h0)
         with _quiet_overflow():
-            fwd = engine.forward(self.engine_params(), xb, h0b, self._f, self._g)
+            fwd = dispatch.forward(self.engine_params(), xb, h0b, self._f, self._g)
         _check_finite_result(fwd.y_pred, "the forward pass")
         return _unbatch(fwd, batched)
 
@@ -236,7 +236,7 @@ class RNN:
         xb, yb, h0b, batched = self._data(x, y, h0)
         check_reduction(reduction)
         with _quiet_overflow():
-            fwd = engine.forward(self.engine_params(), xb, h0b, self._f, self._g)
+            fwd = dispatch.forward(self.engine_params(), xb, h0b, self._f, self._g)
             value = engine.loss(fwd, yb, self._criterion, reduction)
         _check_finite_result(np.asarray(value), "the loss")
         return value
