@@ -141,6 +141,8 @@ def test_elementwise_kernels_compute_the_sigmoid_and_the_derivative_product():
     np.testing.assert_allclose(out, want, rtol=1e-14)
     limits._numpy_sigmoid(a, b, out)
     np.testing.assert_allclose(out, want, rtol=1e-14)
+    limits._sigmoid_pass_vec(a, b, out)
+    np.testing.assert_allclose(out, want, rtol=1e-14)
     o32 = np.empty(33, np.float32)
     limits._sigmoid_pass_f32(a.astype(np.float32), b.astype(np.float32), o32)
     np.testing.assert_allclose(o32, want, rtol=1e-6)

@@ -19,8 +19,8 @@ squared error) must do, whatever the code:
 Each part is timed alone on this machine at the row's shape and dtype, best of repeats (noise only ever
 slows a run, so the best is the machine's), by the fastest of the tools tried: for a per-step product,
 BLAS through numba's np.dot and a plain compiled loop; for the elementwise passes, numpy's vectorised
-ufuncs and a compiled loop (float32: a polynomial exp that vectorises; float64: libm's exp); the
-all-rows products are BLAS.  Per-step parts are timed on a run of at least ``MIN_STEPS`` steps (so
+ufuncs and compiled loops (float32: a polynomial exp that vectorises; float64: libm's exp, and
+floatmath's, which vectorises); the all-rows products are BLAS.  Per-step parts are timed on a run of at least ``MIN_STEPS`` steps (so
 one call's overhead is negligible) and scaled to T.  The limit is the sum of the parts, so it
 scales with T (and with B, H as the work does).  It is a model: a kernel that overlaps the parts
 (the products of one step with the elementwise work of another) can beat it, and it counts no
@@ -45,7 +45,7 @@ from typing import Callable
 import numpy as np
 from numba import njit
 
-from ._floatmath_compiled import exp32_py
+from ._floatmath_compiled import exp32_py, fexp
 
 # Per-step parts are timed over at least this many steps (the call's ~0.1 µs is then < 1 %).
 MIN_STEPS = 1024
@@ -201,6 +201,15 @@ def _product_blas(a, b, out):
     return out[0, 0]
 
 
+@njit(cache=True, error_model="numpy")
+def _sigmoid_pass_vec(a, b, out):
+    """The float64 sigmoid pass with floatmath's exp (branch-free: the loop vectorises, unlike libm's)."""
+    one = a.dtype.type(1.0)
+    for i in range(a.shape[0]):
+        out[i] = one / (one + fexp(-(a[i] + b[i])))
+    return out[0]
+
+
 @njit(cache=True, error_model="numpy", fastmath={"contract"})
 def _sigmoid_pass_f32(a, b, out):
     one = np.float32(1.0)
@@ -276,15 +285,17 @@ def _elementwise(N: int, dtype, budget: float) -> tuple[float, float]:
     b = rng.uniform(-1, 1, N).astype(dt)
     h = rng.uniform(0, 1, N).astype(dt)
     out, tmp = np.empty_like(a), np.empty_like(a)
-    loop = _sigmoid_pass_f32 if dt == np.float32 else _sigmoid_pass
-    sig = min(best_time(lambda: loop(a, b, out), budget), best_time(lambda: _numpy_sigmoid(a, b, out), budget))
+    loops = [_sigmoid_pass_f32] if dt == np.float32 else [_sigmoid_pass, _sigmoid_pass_vec]
+    sig = min([best_time(lambda k=k: k(a, b, out), budget) for k in loops]
+              + [best_time(lambda: _numpy_sigmoid(a, b, out), budget)])
     der = min(best_time(lambda: _derivative_pass(a, b, h, out), budget),
               best_time(lambda: _numpy_derivative(a, b, h, out, tmp), budget))
     return sig, der
 
 
 def _all_rows_products(shapes: list[tuple[int, int, int]], dtype, budget: float) -> float:
-    """Seconds of the (m, k) x (k, n) products, each once, BLAS."""
+    """Seconds of the (m, k) x (k, n) products, each once, BLAS (a plain compiled loop was 2-9x slower
+    even at the training rows' (288, 2) x (2, 8), where BLAS's call is most of its 0.7 µs)."""
     rng, dt = _rng(dtype)
     total = 0.0
     for m, k, n in shapes:
