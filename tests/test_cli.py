@@ -144,12 +144,12 @@ def test_printable_keeps_what_the_stream_can_encode():
 def test_a_cold_kernel_cache_is_announced_once(monkeypatch, capsys):
     from bptt.cli import _common
 
-    monkeypatch.setattr(_common, "kernels_cached", lambda: False)
+    monkeypatch.setattr(_common, "kernels_cached", lambda modules: False)
     assert main(["grad", "--x", "1,0", "--y", "0.5,0.5", "--json"]) == 0
     out, err = capsys.readouterr()
     assert err.startswith("bptt: compiling the numba kernels (once per machine") and err.count("\n") == 1
     json.loads(out)  # stdout stays the JSON object
-    monkeypatch.setattr(_common, "kernels_cached", lambda: True)
+    monkeypatch.setattr(_common, "kernels_cached", lambda modules: True)
     assert main(["grad", "--x", "1,0", "--y", "0.5,0.5", "--json"]) == 0
     assert capsys.readouterr().err == ""
 
@@ -158,7 +158,20 @@ def test_kernels_cache_is_found_after_a_compile():
     from bptt.cli import _common
 
     bptt.RNN.scalar().loss_and_grad(np.array([1.0, 0.0]), np.array([0.5, 0.5]))  # compiles or loads
-    assert _common.kernels_cached()
+    assert _common.kernels_cached(("kernels",))
+    assert not _common.kernels_cached(("kernels", "no_such_module"))
+
+
+def test_each_compiling_command_names_the_modules_its_first_run_compiles(capsys):
+    """`bptt seed` compiles floatmath and the fixed-order products, not the kernels: once they are cached it
+    announces nothing, whether or not the kernels are (the announcement used to repeat on every run)."""
+    from bptt.cli import COMPILING, _common
+
+    assert COMPILING == {"seed": ("_floatmath_compiled", "_products_compiled"), "grad": ("kernels",),
+                         "train": ("kernels",), "bench": ("kernels", "limits")}
+    assert main(["seed"]) == 0
+    capsys.readouterr()
+    assert _common.kernels_cached(COMPILING["seed"])
 
 
 def test_a_new_command_is_one_module(tmp_path, monkeypatch, capsys):

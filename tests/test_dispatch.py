@@ -218,7 +218,7 @@ def test_the_public_forward_is_the_engines_bits_on_either_path(T, B, D, H, f, g,
     want_loss = engine.loss(ref, y, LOSSES[m.loss_name], "mean")
     for compiled in (True, False):
         with pytest.MonkeyPatch.context() as mp:
-            mp.setattr(dispatch, "numba_loaded", lambda: compiled)
+            mp.setattr(dispatch, "recurrence_loaded", lambda: compiled)
             mp.setattr(dispatch, "COMPILED_FORWARD_MIN_WORK", 1 << 62)
             fwd = m.forward(x)
             for name in ("z", "h", "u", "y_pred"):

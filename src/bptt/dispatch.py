@@ -75,9 +75,11 @@ FAST_MAX_MACS = 1 << 16
 
 
 # The forward pass's compiled loop (curvature_kernels.forward) gives the engine's bits without the
-# interpreter between steps; loading numba for it costs about a second, so a process that has not loaded
-# numba yet loads it only for a loop of at least this much work (T B H).
+# interpreter between steps.  Loading its module costs ~0.2 s a process (and ~10 s of compiling once per
+# machine), so a process that has loaded no compiled recurrence yet (`bptt seed`, a small predict) loads it
+# only for a loop of at least this much work (T B H); a training run has loaded bptt.kernels already.
 COMPILED_FORWARD_MIN_WORK = 1 << 22
+_RECURRENCE_MODULES = ("bptt.kernels", "bptt.curvature_kernels")
 
 
 class NonFinite(BPTTError):
@@ -276,16 +278,17 @@ def loss_and_grad(net: Network, x, y, h0, reduction: str = "mean", truncate: int
     return run_kernel(p, x, y, h0, f, g, criterion, reduction, truncate, checkpoint, kernel)
 
 
-def numba_loaded() -> bool:
-    return "numba" in sys.modules
+def recurrence_loaded() -> bool:
+    """Whether this process has imported a module of compiled recurrences (so one more costs little)."""
+    return any(name in sys.modules for name in _RECURRENCE_MODULES)
 
 
 def forward(p, x, h0, f: Activation, g: Activation) -> engine.Forward:
     """``engine.forward(p, x, h0, f, g)``: x (T, B, D), h0 (B, H).  By its compiled loop (the same bits,
-    tests/test_curvature_kernels.py) where numba is loaded already or the work is large; otherwise the
-    engine's own loop."""
+    tests/test_curvature_kernels.py) where compiled recurrences are loaded already or the work is large;
+    otherwise the engine's own loop."""
     T, B, _ = x.shape
-    if numba_loaded() or T * B * p.w_h.shape[0] >= COMPILED_FORWARD_MIN_WORK:
+    if recurrence_loaded() or T * B * p.w_h.shape[0] >= COMPILED_FORWARD_MIN_WORK:
         from . import curvature_kernels
 
         return curvature_kernels.forward(p, x, h0, f, g)

@@ -77,7 +77,8 @@ def _subcommands() -> tuple[ModuleType, ...]:
 
 
 SUBCOMMANDS = _subcommands()
-COMPILING = tuple(mod.__name__.rsplit(".", 1)[1] for mod in SUBCOMMANDS if mod.COMPILES)
+# command -> the modules its first run on a machine compiles (its COMPILES: file stems of bptt's numba code)
+COMPILING = {mod.__name__.rsplit(".", 1)[1]: tuple(mod.COMPILES) for mod in SUBCOMMANDS if mod.COMPILES}
 if not _AS_COMMAND:
     for _signum, _handler in _AT_START.items():
         signal.signal(_signum, _handler)
@@ -152,7 +153,7 @@ def _run_command(parser: argparse.ArgumentParser, argv: Sequence[str] | None, ta
                     parser.print_help()
                     return 0
                 if args.command in COMPILING:
-                    note_first_compile()
+                    note_first_compile(COMPILING[args.command])
                 code = int(args.run(args) or 0)
                 signals.check()  # a Ctrl-C dropped on the way (inside numba's compiling) is one line and 130 here
                 sys.stdout.flush()  # a full device fails here, inside the handlers, not in the interpreter's exit

@@ -287,19 +287,21 @@ def steps(text: str, d: int) -> np.ndarray:
     return np.array(rows, dtype=np.float64)  # (T, d)
 
 
-def kernels_cached() -> bool:
-    """Whether numba's cache of bptt's compiled kernels exists (else the first call compiles them)."""
+def kernels_cached(modules: tuple[str, ...] = ("kernels",)) -> bool:
+    """Whether numba's cache holds each of bptt's ``modules`` (file stems, e.g. "kernels"); else the first
+    call compiles them."""
     from pathlib import Path
 
     here = Path(__file__).resolve().parents[1]  # the bptt package
     places = [here / "__pycache__"]
     if os.environ.get("NUMBA_CACHE_DIR"):
         places.append(Path(os.environ["NUMBA_CACHE_DIR"]))
-    return any(any(p.rglob("kernels.*.nbi")) for p in places if p.is_dir())
+    places = [p for p in places if p.is_dir()]
+    return all(any(any(p.rglob(f"{m}.*.nbi")) for p in places) for m in modules)
 
 
-def note_first_compile() -> None:
-    """One line on stderr before the kernels compile for the first time, so a wait is not taken for a hang."""
-    if not kernels_cached():
+def note_first_compile(modules: tuple[str, ...] = ("kernels",)) -> None:
+    """One line on stderr before ``modules`` compile for the first time, so a wait is not taken for a hang."""
+    if not kernels_cached(modules):
         print("bptt: compiling the numba kernels (once per machine, up to a minute; later runs load them)",
               file=sys.stderr, flush=True)

@@ -17,9 +17,9 @@ if TYPE_CHECKING:
     from ..check import Report, TargetAnalysis
 
 
-# Where `bptt --help` lists this command; whether its first run on a machine compiles the numba kernels.
+# Where `bptt --help` lists this command; the numba modules its first run on a machine compiles.
 ORDER = 70
-COMPILES = False
+COMPILES = ()
 
 
 def add(sub) -> None:

@@ -11,9 +11,9 @@ from ._common import add_model_options, model_from_args, number, numbers, write_
 from ._common import stdout
 
 
-# Where `bptt --help` lists this command; whether its first run on a machine compiles the numba kernels.
+# Where `bptt --help` lists this command; the numba modules its first run on a machine compiles.
 ORDER = 60
-COMPILES = False
+COMPILES = ()
 
 
 def add(sub) -> None:

@@ -18,9 +18,9 @@ from ..validation import MAX_SIZE, BPTTError, check_int, check_memory, check_net
 from ._common import check_out_file, steps
 
 
-# Where `bptt --help` lists this command; whether its first run on a machine compiles the numba kernels.
+# Where `bptt --help` lists this command; the numba modules its first run on a machine compiles.
 ORDER = 50
-COMPILES = False
+COMPILES = ()
 
 
 def add(sub) -> None:

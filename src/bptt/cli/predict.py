@@ -36,9 +36,9 @@ from ..validation import BPTTError
 from ._common import steps
 
 
-# Where `bptt --help` lists this command; whether its first run on a machine compiles the numba kernels.
+# Where `bptt --help` lists this command; the numba modules its first run on a machine compiles.
 ORDER = 40
-COMPILES = False
+COMPILES = ()
 
 
 def _predictor_options() -> dict[str, tuple[tasks.Option, list[str]]]:

@@ -16,9 +16,9 @@ if TYPE_CHECKING:
     from ..seed import SeedAudit
 
 
-# Where `bptt --help` lists this command; whether its first run on a machine compiles the numba kernels.
+# Where `bptt --help` lists this command; the numba modules its first run on a machine compiles.
 ORDER = 10
-COMPILES = True
+COMPILES = ("_floatmath_compiled", "_products_compiled")
 
 
 def add(sub) -> None:

@@ -26,9 +26,9 @@ from ..validation import DTYPES, BPTTError
 from ._common import console, number
 
 
-# Where `bptt --help` lists this command; whether its first run on a machine compiles the numba kernels.
+# Where `bptt --help` lists this command; the numba modules its first run on a machine compiles.
 ORDER = 30
-COMPILES = True
+COMPILES = ("kernels",)
 
 
 def add(sub) -> None:
