@@ -165,10 +165,31 @@ def _run_command(parser: argparse.ArgumentParser, argv: Sequence[str] | None, ta
             code = _ending(e)
             if code is None:
                 raise
+            if isinstance(e, KeyboardInterrupt):
+                _release_quietly(e)
             return code
     for w in held:  # shown now, through the filters as they were
         warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
     return code
+
+
+def _release_quietly(e: BaseException) -> None:
+    """Free the frames an interrupt stopped, saying nothing of what their objects' __del__ raise: an object the
+    interrupt caught half-built (a ZipFile inside np.savez, interrupted before its __init__ set _writing) fails
+    in __del__, and freed later, at exit, printed a traceback after the one line."""
+    import gc
+
+    hook = sys.unraisablehook
+    sys.unraisablehook = lambda info: None
+    try:
+        seen = set()
+        while e is not None and id(e) not in seen:  # the chain too: a re-raised interrupt keeps the first's frames
+            seen.add(id(e))
+            e.__traceback__ = None
+            e = e.__cause__ or e.__context__
+        gc.collect()
+    finally:
+        sys.unraisablehook = hook
 
 
 def _ending(e: BaseException) -> int | None:
