@@ -21,8 +21,8 @@ slows a run, so the best is the machine's), by the fastest of the tools tried: f
 BLAS through numba's np.dot and a plain compiled loop; for the elementwise passes, numpy's vectorised
 ufuncs and compiled loops (float32: a polynomial exp that vectorises; float64: libm's exp, and
 floatmath's, which vectorises); the all-rows products are BLAS.  Per-step parts are timed on a run of
-at least ``MIN_STEPS`` steps (so one call's overhead is negligible) and scaled to T.  The limit is the sum of the parts, so it
-scales with T (and with B, H as the work does).  It is a model: a kernel that overlaps the parts
+at least ``MIN_STEPS`` steps (so one call's overhead is negligible) and scaled to T.  The limit is the
+sum of the parts, so it scales with T (and with B, H as the work does).  It is a model: a kernel that overlaps the parts
 (the products of one step with the elementwise work of another) can beat it, and it counts no
 validation, no dtype conversion and no NaN check, which the public call does.
 

@@ -287,7 +287,7 @@ def steps(text: str, d: int) -> np.ndarray:
     return np.array(rows, dtype=np.float64)  # (T, d)
 
 
-def kernels_cached(modules: tuple[str, ...] = ("kernels",)) -> bool:
+def kernels_cached(modules: tuple[str, ...]) -> bool:
     """Whether numba's cache holds each of bptt's ``modules`` (file stems, e.g. "kernels"); else the first
     call compiles them."""
     from pathlib import Path
@@ -300,7 +300,7 @@ def kernels_cached(modules: tuple[str, ...] = ("kernels",)) -> bool:
     return all(any(any(p.rglob(f"{m}.*.nbi")) for p in places) for m in modules)
 
 
-def note_first_compile(modules: tuple[str, ...] = ("kernels",)) -> None:
+def note_first_compile(modules: tuple[str, ...]) -> None:
     """One line on stderr before ``modules`` compile for the first time, so a wait is not taken for a hang."""
     if not kernels_cached(modules):
         print("bptt: compiling the numba kernels (once per machine, up to a minute; later runs load them)",
